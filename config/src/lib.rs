@@ -1,0 +1,51 @@
+//! Capstan's configuration.
+//!
+//! A TOML file, layered with `CAPSTAN_` environment variables (`__` separates levels:
+//! `CAPSTAN_AGENT__LISTEN=127.0.0.1:0` sets `agent.listen`), deserialized into the raw
+//! schema of [`raw`] (unknown keys are errors), then validated into a
+//! [`ValidatedConfig`]. Every error names the file, the key path and the line:column
+//! (or the environment variable), and validation reports all problems at once.
+//!
+//! This crate does no I/O beyond reading the file it is given.
+
+mod error;
+mod load;
+mod model;
+pub mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Location, Problem};
+pub use load::{ENV_PREFIX, ENV_SEPARATOR};
+pub use model::*;
+
+/// Loads and validates `file`, layered with this process's `CAPSTAN_` variables.
+pub fn load(file: &Path) -> Result<ValidatedConfig, ConfigError> {
+    load_with_env(file, std::env::vars())
+}
+
+/// Loads and validates `file`, layered with the given environment.
+pub fn load_with_env(
+    file: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<ValidatedConfig, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| ConfigError::Io { file: file.to_owned(), source })?;
+    from_str(file, &text, env)
+}
+
+/// Validates `text` as if read from `name` (used for the embedded default config).
+pub fn from_str(
+    name: &Path,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<ValidatedConfig, ConfigError> {
+    let (raw, source) = load::load_raw(name, text.to_owned(), env)?;
+    validate::validate(raw, &source)
+}
+
+/// Deserializes `text` into the raw schema without semantic checks (for tooling).
+pub fn raw_from_str(name: &Path, text: &str) -> Result<raw::RawConfig, ConfigError> {
+    load::load_raw(name, text.to_owned(), std::iter::empty()).map(|(raw, _)| raw)
+}

@@ -1,0 +1,688 @@
+//! Semantic validation: raw config in, [`ValidatedConfig`] out, or every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{ConfigError, Location, Problem, Seg, render_path};
+use crate::load::Source;
+use crate::model::*;
+use crate::raw::{self, CoordinatorKind, RawConfig};
+
+/// Longest stabilization window, as HPA allows.
+const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// Longest policy period, as HPA allows.
+const MAX_PERIOD: Duration = Duration::from_secs(1800);
+/// etcd's shortest lease.
+const MIN_LEASE: Duration = Duration::from_secs(2);
+/// Longest history the forecaster keeps.
+const MAX_HISTORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+struct Checker<'a> {
+    source: &'a Source,
+    problems: Vec<Problem>,
+}
+
+fn k(key: &str) -> Seg {
+    Seg::Key(key.to_owned())
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: &[Seg], pool: Option<&str>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: render_path(path),
+            pool: pool.map(str::to_owned),
+            location: self.source.locate(path),
+            message: message.into(),
+        });
+    }
+
+    /// A duration within `[lo, hi]`, or a problem and `None`.
+    fn duration(
+        &mut self,
+        path: &[Seg],
+        pool: Option<&str>,
+        text: &str,
+        lo: Duration,
+        hi: Duration,
+    ) -> Option<Duration> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d >= lo && d <= hi => Some(d),
+            Ok(_) => {
+                self.report(
+                    path,
+                    pool,
+                    format!(
+                        "\"{text}\" is out of range; allowed: {} to {}",
+                        humantime::format_duration(lo),
+                        humantime::format_duration(hi)
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.report(
+                    path,
+                    pool,
+                    format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\", \"14d\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn money(&mut self, path: &[Seg], pool: Option<&str>, value: f64) {
+        if !value.is_finite() || value < 0.0 {
+            self.report(path, pool, format!("{value} is not allowed; a price or cost must be a finite number >= 0"));
+        }
+    }
+
+    fn non_empty(&mut self, path: &[Seg], pool: Option<&str>, value: &str) {
+        if value.trim().is_empty() {
+            self.report(path, pool, "must not be empty");
+        }
+    }
+
+    fn url(&mut self, path: &[Seg], pool: Option<&str>, value: &str) {
+        if !(value.starts_with("http://") || value.starts_with("https://")) || value.len() < 10 {
+            self.report(path, pool, format!("\"{value}\" is not an http:// or https:// URL"));
+        }
+    }
+}
+
+/// Checks `raw` and builds the validated configuration, or returns every problem.
+pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfig, ConfigError> {
+    let mut c = Checker { source, problems: Vec::new() };
+
+    let agent = check_agent(&mut c, &raw);
+    let cluster = check_cluster(&mut c, &raw.cluster);
+    let budget = check_budget(&mut c, &raw.budget);
+    if raw.journal.retention_days == 0 {
+        c.report(&[k("journal"), k("retention_days")], None, "must be at least 1 (day)");
+    }
+
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut pools = Vec::new();
+    for (i, pool) in raw.pools.iter().enumerate() {
+        if let Some(first) = seen.insert(pool.name.as_str(), i) {
+            c.report(
+                &[k("pool"), Seg::Index(i), k("name")],
+                Some(&pool.name),
+                format!("duplicate pool name; pool[{first}] already uses \"{}\"; names must be unique", pool.name),
+            );
+        }
+        if let Some(p) = check_pool(&mut c, i, pool) {
+            pools.push(p);
+        }
+    }
+    if let Some(name) = &raw.agent.pool {
+        if !raw.pools.is_empty() && !raw.pools.iter().any(|p| &p.name == name) {
+            let names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
+            c.report(
+                &[k("agent"), k("pool")],
+                None,
+                format!("\"{name}\" is not a configured pool; configured: {}", names.join(", ")),
+            );
+        }
+    }
+
+    if c.problems.is_empty() {
+        if let (Some(agent), Some(cluster)) = (agent, cluster) {
+            return Ok(ValidatedConfig {
+                source: source.file.clone(),
+                agent,
+                cluster,
+                budget,
+                journal: Journal { retention_days: raw.journal.retention_days },
+                pools,
+            });
+        }
+    }
+    let mut problems = c.problems;
+    problems.sort_by_key(|p| match p.location {
+        Location::File { line, column } => (0, line, column),
+        Location::Env { .. } => (1, 0, 0),
+        Location::Unknown => (2, 0, 0),
+    });
+    Err(ConfigError::Invalid { file: source.file.clone(), problems })
+}
+
+fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent> {
+    let a = &raw.agent;
+    if let Some(name) = &a.node_name {
+        c.non_empty(&[k("agent"), k("node_name")], None, name);
+    }
+    let listen = match a.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            c.report(
+                &[k("agent"), k("listen")],
+                None,
+                format!("\"{}\" is not an address; write IP:PORT, e.g. \"0.0.0.0:9464\" or \"127.0.0.1:0\"", a.listen),
+            );
+            None
+        }
+    };
+    let interval = c.duration(
+        &[k("agent"), k("interval")],
+        None,
+        &a.interval,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    );
+    if a.state_dir.as_os_str().is_empty() {
+        c.report(&[k("agent"), k("state_dir")], None, "must not be empty");
+    }
+    Some(Agent {
+        node_name: a.node_name.clone(),
+        pool: a.pool.clone(),
+        listen: listen?,
+        interval: interval?,
+        state_dir: a.state_dir.clone(),
+    })
+}
+
+fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluster> {
+    let node_expiry = c.duration(
+        &[k("cluster"), k("node_expiry")],
+        None,
+        &raw.node_expiry,
+        Duration::from_secs(1),
+        Duration::from_secs(24 * 3600),
+    );
+    if let Some(url) = &raw.advertise_url {
+        c.url(&[k("cluster"), k("advertise_url")], None, url);
+    }
+    if raw.etcd.is_some() && raw.coordinator != CoordinatorKind::Etcd {
+        c.report(
+            &[k("cluster"), k("etcd")],
+            None,
+            "[cluster.etcd] is set but coordinator is not \"etcd\"; set coordinator = \"etcd\" or remove the table",
+        );
+    }
+    if raw.kubernetes.is_some() && raw.coordinator != CoordinatorKind::Kubernetes {
+        c.report(
+            &[k("cluster"), k("kubernetes")],
+            None,
+            "[cluster.kubernetes] is set but coordinator is not \"kubernetes\"; set coordinator = \"kubernetes\" or remove the table",
+        );
+    }
+    let coordinator = match raw.coordinator {
+        CoordinatorKind::Standalone => Some(Coordinator::Standalone),
+        CoordinatorKind::Etcd => match &raw.etcd {
+            None => {
+                c.report(
+                    &[k("cluster"), k("coordinator")],
+                    None,
+                    "coordinator \"etcd\" needs a [cluster.etcd] table with endpoints = [\"http://HOST:2379\", ...]",
+                );
+                None
+            }
+            Some(e) => {
+                let base = [k("cluster"), k("etcd")];
+                if e.endpoints.is_empty() {
+                    c.report(&[&base[..], &[k("endpoints")]].concat(), None, "needs at least one endpoint");
+                }
+                for (i, ep) in e.endpoints.iter().enumerate() {
+                    c.url(&[&base[..], &[k("endpoints"), Seg::Index(i)]].concat(), None, ep);
+                }
+                if !e.prefix.starts_with('/') {
+                    c.report(&[&base[..], &[k("prefix")]].concat(), None, "must start with '/'");
+                }
+                let ttl = c.duration(
+                    &[&base[..], &[k("lease_ttl")]].concat(),
+                    None,
+                    &e.lease_ttl,
+                    MIN_LEASE,
+                    Duration::from_secs(300),
+                );
+                ttl.map(|lease_ttl| Coordinator::Etcd {
+                    endpoints: e.endpoints.clone(),
+                    prefix: e.prefix.clone(),
+                    lease_ttl,
+                })
+            }
+        },
+        CoordinatorKind::Kubernetes => {
+            let kc = raw.kubernetes.clone().unwrap_or(raw::KubernetesConfig {
+                namespace: None,
+                lease_name: raw::defaults::lease_name(),
+                lease_duration: raw::defaults::lease_ttl(),
+            });
+            let base = [k("cluster"), k("kubernetes")];
+            c.non_empty(&[&base[..], &[k("lease_name")]].concat(), None, &kc.lease_name);
+            let d = c.duration(
+                &[&base[..], &[k("lease_duration")]].concat(),
+                None,
+                &kc.lease_duration,
+                MIN_LEASE,
+                Duration::from_secs(300),
+            );
+            d.map(|lease_duration| Coordinator::Kubernetes {
+                namespace: kc.namespace.clone(),
+                lease_name: kc.lease_name.clone(),
+                lease_duration,
+            })
+        }
+    };
+    Some(Cluster {
+        coordinator: coordinator?,
+        token_file: raw.token_file.clone(),
+        advertise_url: raw.advertise_url.clone(),
+        node_expiry: node_expiry?,
+    })
+}
+
+fn check_budget(c: &mut Checker<'_>, raw: &raw::BudgetConfig) -> Budget {
+    if let Some(max) = raw.max_hourly_cost {
+        if !max.is_finite() || max <= 0.0 {
+            c.report(&[k("budget"), k("max_hourly_cost")], None, format!("{max} is not allowed; must be a finite number above 0"));
+        }
+    }
+    c.money(&[k("budget"), k("emergency_allowance")], None, raw.emergency_allowance);
+    Budget {
+        max_hourly_cost: raw.max_hourly_cost,
+        emergency_allowance: raw.emergency_allowance,
+        enforce: raw.enforce,
+    }
+}
+
+fn valid_pool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+}
+
+fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool> {
+    let name = Some(p.name.as_str());
+    let at = |rest: &[Seg]| -> Vec<Seg> { [&[k("pool"), Seg::Index(i)][..], rest].concat() };
+    let before = c.problems.len();
+
+    if !valid_pool_name(&p.name) {
+        c.report(
+            &at(&[k("name")]),
+            name,
+            format!("\"{}\" is not a valid pool name; use 1 to 63 letters, digits, '-', '_' or '.'", p.name),
+        );
+    }
+    if p.min > p.max {
+        c.report(&at(&[k("min")]), name, format!("min ({}) is above max ({}); min must be at most max", p.min, p.max));
+    }
+    if p.max == 0 {
+        c.report(&at(&[k("max")]), name, "must be at least 1");
+    }
+    if let Some(em) = p.emergency_max {
+        if em < p.max {
+            c.report(
+                &at(&[k("emergency_max")]),
+                name,
+                format!("emergency_max ({em}) is below max ({}); it must be at least max", p.max),
+            );
+        }
+    }
+    if let Some(cost) = p.max_hourly_cost {
+        if !cost.is_finite() || cost <= 0.0 {
+            c.report(&at(&[k("max_hourly_cost")]), name, format!("{cost} is not allowed; must be a finite number above 0"));
+        }
+    }
+    if !(0.0..1.0).contains(&p.tolerance) {
+        c.report(&at(&[k("tolerance")]), name, format!("{} is out of range; allowed: 0 <= tolerance < 1 (HPA's default is 0.1)", p.tolerance));
+    }
+    check_provider(c, &at(&[k("provider")]), name, &p.provider);
+    let (behavior_name, behavior) = check_behavior(c, &at(&[k("behavior")]), name, &p.behavior);
+
+    if let Some(price) = &p.price {
+        c.money(&at(&[k("price"), k("on_demand")]), name, price.on_demand);
+        if let Some(s) = price.spot {
+            c.money(&at(&[k("price"), k("spot")]), name, s);
+        }
+        for (ty, tp) in &price.by_type {
+            c.money(&at(&[k("price"), k("by_type"), k(ty), k("on_demand")]), name, tp.on_demand);
+            if let Some(s) = tp.spot {
+                c.money(&at(&[k("price"), k("by_type"), k(ty), k("spot")]), name, s);
+            }
+        }
+    }
+
+    let spot = p.spot.as_ref().and_then(|s| {
+        if s.on_demand_percent_above_base > 100 {
+            c.report(
+                &at(&[k("spot"), k("on_demand_percent_above_base")]),
+                name,
+                format!("{} is out of range; allowed: 0 to 100", s.on_demand_percent_above_base),
+            );
+        }
+        for (j, t) in s.instance_types.iter().enumerate() {
+            c.non_empty(&at(&[k("spot"), k("instance_types"), Seg::Index(j)]), name, t);
+        }
+        let day = Duration::from_secs(24 * 3600);
+        let fallback = c.duration(&at(&[k("spot"), k("fallback_after")]), name, &s.fallback_after, Duration::from_secs(10), day);
+        let retry = c.duration(&at(&[k("spot"), k("retry_after")]), name, &s.retry_after, Duration::from_secs(10), day);
+        Some(Spot {
+            on_demand_base: s.on_demand_base,
+            on_demand_percent_above_base: s.on_demand_percent_above_base,
+            instance_types: s.instance_types.clone(),
+            fallback_after: fallback?,
+            retry_after: retry?,
+        })
+    });
+
+    if p.targets.is_empty() && p.schedule.is_empty() {
+        c.report(
+            &at(&[k("targets")]),
+            name,
+            "a pool needs at least one target (e.g. { metric = \"cpu.utilization\", value = 70 }) or a schedule",
+        );
+    }
+    let targets: Vec<Target> = p
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(j, t)| check_target(c, &at(&[k("targets"), Seg::Index(j)]), name, t))
+        .collect();
+
+    let predictive = check_predictive(c, &at(&[k("predictive")]), name, &p.predictive);
+    let schedules: Vec<Schedule> = p
+        .schedule
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| check_schedule(c, &at(&[k("schedule"), Seg::Index(j)]), name, p, s))
+        .collect();
+
+    let emergency = p.emergency.as_ref().map(|e| {
+        if !e.threshold.is_finite() || e.threshold <= 1.0 {
+            c.report(
+                &at(&[k("emergency"), k("threshold")]),
+                name,
+                format!("{} is not allowed; the saturation ratio must be above 1 (e.g. 1.5 = 150 % of target)", e.threshold),
+            );
+        }
+        if e.intervals == 0 {
+            c.report(&at(&[k("emergency"), k("intervals")]), name, "must be at least 1");
+        }
+        Emergency { threshold: e.threshold, intervals: e.intervals }
+    });
+    if emergency.is_some() && p.emergency_max.is_none() {
+        c.report(&at(&[k("emergency")]), name, "an emergency table needs emergency_max, the most nodes an emergency may reach");
+    }
+
+    if c.problems.len() != before {
+        return None;
+    }
+    Some(Pool {
+        name: p.name.clone(),
+        tier: p.tier,
+        provider: p.provider.clone(),
+        min: p.min,
+        max: p.max,
+        emergency_max: p.emergency_max.unwrap_or(p.max),
+        max_hourly_cost: p.max_hourly_cost,
+        behavior_name,
+        behavior: behavior?,
+        tolerance: p.tolerance,
+        price: p.price.clone(),
+        spot,
+        targets,
+        predictive: predictive?,
+        schedules,
+        emergency,
+    })
+}
+
+fn check_provider(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, p: &raw::ProviderConfig) {
+    let f = |key: &str| -> Vec<Seg> { [at, &[k(key)]].concat() };
+    match p {
+        raw::ProviderConfig::Aws(a) => {
+            c.non_empty(&f("region"), pool, &a.region);
+            c.non_empty(&f("asg"), pool, &a.asg);
+            if let Some(url) = &a.endpoint_url {
+                c.url(&f("endpoint_url"), pool, url);
+            }
+            if let Some(arn) = &a.assume_role_arn {
+                if !arn.starts_with("arn:") || !arn.contains(":role/") {
+                    c.report(&f("assume_role_arn"), pool, format!("\"{arn}\" is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)"));
+                }
+            }
+        }
+        raw::ProviderConfig::Azure(a) => {
+            c.non_empty(&f("subscription_id"), pool, &a.subscription_id);
+            c.non_empty(&f("resource_group"), pool, &a.resource_group);
+            c.non_empty(&f("scale_set"), pool, &a.scale_set);
+            if let Some(url) = &a.endpoint {
+                c.url(&f("endpoint"), pool, url);
+            }
+        }
+        raw::ProviderConfig::Gke(g) => {
+            c.non_empty(&f("project"), pool, &g.project);
+            c.non_empty(&f("location"), pool, &g.location);
+            c.non_empty(&f("cluster"), pool, &g.cluster);
+            c.non_empty(&f("node_pool"), pool, &g.node_pool);
+            if g.spot_node_pool.as_deref() == Some(g.node_pool.as_str()) {
+                c.report(&f("spot_node_pool"), pool, "must differ from node_pool");
+            }
+            if let Some(url) = &g.endpoint {
+                c.url(&f("endpoint"), pool, url);
+            }
+        }
+        raw::ProviderConfig::DryRun(_) => {}
+    }
+}
+
+fn check_rules(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    pool: Option<&str>,
+    base: ScalingRules,
+    raw: &raw::RulesConfig,
+) -> Option<ScalingRules> {
+    let mut rules = base;
+    let mut ok = true;
+    if let Some(w) = &raw.stabilization_window {
+        match c.duration(&[at, &[k("stabilization_window")]].concat(), pool, w, Duration::ZERO, MAX_WINDOW) {
+            Some(d) => rules.stabilization_window = d,
+            None => ok = false,
+        }
+    }
+    if let Some(sel) = raw.select_policy {
+        rules.select_policy = sel;
+    }
+    if let Some(policies) = &raw.policies {
+        rules.policies.clear();
+        for (j, p) in policies.iter().enumerate() {
+            let pat = [at, &[k("policies"), Seg::Index(j)]].concat();
+            if p.value == 0 {
+                c.report(&[&pat[..], &[k("value")]].concat(), pool, "must be above 0; use select_policy = \"disabled\" to forbid scaling in this direction");
+                ok = false;
+            }
+            match c.duration(&[&pat[..], &[k("period")]].concat(), pool, &p.period, Duration::from_secs(1), MAX_PERIOD) {
+                Some(period) => rules.policies.push(ScalingPolicy { kind: p.kind, value: p.value, period }),
+                None => ok = false,
+            }
+        }
+    }
+    if rules.policies.is_empty() && rules.select_policy != SelectPolicy::Disabled {
+        c.report(&[at, &[k("policies")]].concat(), pool, "needs at least one policy unless select_policy = \"disabled\"");
+        ok = false;
+    }
+    ok.then_some(rules)
+}
+
+fn check_behavior(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    pool: Option<&str>,
+    raw: &raw::BehaviorConfig,
+) -> (String, Option<ScalingBehavior>) {
+    let preset = |c: &mut Checker<'_>, path: &[Seg], name: &str| {
+        let found = presets::by_name(name);
+        if found.is_none() {
+            c.report(path, pool, format!("unknown behavior preset \"{name}\"; allowed: {}, or a table with scale_up/scale_down", presets::NAMES.join(", ")));
+        }
+        found
+    };
+    match raw {
+        raw::BehaviorConfig::Preset(name) => (name.clone(), preset(c, at, name)),
+        raw::BehaviorConfig::Explicit(e) => {
+            let base_name = e.preset.as_deref().unwrap_or("balanced");
+            let Some(base) = preset(c, &[at, &[k("preset")]].concat(), base_name) else {
+                return ("custom".to_owned(), None);
+            };
+            let up = match &e.scale_up {
+                Some(r) => check_rules(c, &[at, &[k("scale_up")]].concat(), pool, base.scale_up, r),
+                None => Some(base.scale_up),
+            };
+            let down = match &e.scale_down {
+                Some(r) => check_rules(c, &[at, &[k("scale_down")]].concat(), pool, base.scale_down, r),
+                None => Some(base.scale_down),
+            };
+            let behavior = match (up, down) {
+                (Some(scale_up), Some(scale_down)) => Some(ScalingBehavior { scale_up, scale_down }),
+                _ => None,
+            };
+            ("custom".to_owned(), behavior)
+        }
+    }
+}
+
+fn check_target(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, t: &raw::TargetConfig) -> Option<Target> {
+    let f = |key: &str| -> Vec<Seg> { [at, &[k(key)]].concat() };
+    let mut ok = true;
+    if !t.value.is_finite() || t.value <= 0.0 {
+        c.report(&f("value"), pool, format!("{} is not allowed; a target value must be a finite number above 0", t.value));
+        ok = false;
+    }
+    let source = match (&t.metric, &t.promql) {
+        (Some(_), Some(_)) => {
+            c.report(at, pool, "give either metric or promql, not both");
+            None
+        }
+        (None, None) => {
+            c.report(at, pool, "a target needs metric = \"...\" (e.g. \"cpu.utilization\") or promql = \"...\"");
+            None
+        }
+        (Some(m), None) => {
+            for key in ["prometheus_url", "timeout"] {
+                let set = if key == "timeout" { t.timeout.is_some() } else { t.prometheus_url.is_some() };
+                if set {
+                    c.report(&f(key), pool, format!("{key} applies only to promql targets"));
+                    ok = false;
+                }
+            }
+            match Metric::parse(m) {
+                Some(metric) => {
+                    if metric.is_percent() && t.value > 100.0 {
+                        c.report(&f("value"), pool, format!("{} is above 100; {m} is a percentage, allowed: above 0 up to 100", t.value));
+                        ok = false;
+                    }
+                    Some(TargetSource::Metric(metric))
+                }
+                None => {
+                    let names: Vec<&str> = Metric::FIXED.iter().map(|(n, _)| *n).collect();
+                    c.report(&f("metric"), pool, format!("unknown metric \"{m}\"; allowed: {}, or workload.<series>", names.join(", ")));
+                    None
+                }
+            }
+        }
+        (None, Some(q)) => {
+            c.non_empty(&f("promql"), pool, q);
+            let url = match &t.prometheus_url {
+                Some(u) => {
+                    c.url(&f("prometheus_url"), pool, u);
+                    Some(u.clone())
+                }
+                None => {
+                    c.report(&f("prometheus_url"), pool, "a promql target needs prometheus_url, e.g. \"http://127.0.0.1:9090\"");
+                    None
+                }
+            };
+            let timeout = match &t.timeout {
+                Some(s) => c.duration(&f("timeout"), pool, s, Duration::from_millis(100), Duration::from_secs(60)),
+                None => Some(Duration::from_secs(5)),
+            };
+            match (url, timeout) {
+                (Some(url), Some(timeout)) => Some(TargetSource::PromQl { query: q.clone(), url, timeout }),
+                _ => None,
+            }
+        }
+    };
+    let source = source?;
+    ok.then_some(Target { source, value: t.value })
+}
+
+fn check_predictive(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, p: &raw::PredictiveConfig) -> Option<Predictive> {
+    let f = |key: &str| -> Vec<Seg> { [at, &[k(key)]].concat() };
+    let horizon = c.duration(&f("horizon"), pool, &p.horizon, Duration::from_secs(60), Duration::from_secs(24 * 3600));
+    let history = c.duration(&f("history"), pool, &p.history, Duration::from_secs(3600), MAX_HISTORY);
+    let lead_time = c.duration(&f("lead_time"), pool, &p.lead_time, Duration::ZERO, Duration::from_secs(3600));
+    if !p.anomaly_threshold.is_finite() || p.anomaly_threshold <= 0.0 {
+        c.report(&f("anomaly_threshold"), pool, format!("{} is not allowed; must be a finite number above 0 (default 2.5)", p.anomaly_threshold));
+    }
+    if let (Some(h), Some(hist)) = (horizon, history) {
+        if h * 2 > hist {
+            c.report(&f("history"), pool, "history must be at least twice the horizon");
+        }
+    }
+    Some(Predictive {
+        mode: p.mode,
+        horizon: horizon?,
+        history: history?,
+        lead_time: lead_time?,
+        anomaly_threshold: p.anomaly_threshold,
+        anomaly_triggers_emergency: p.anomaly_triggers_emergency,
+    })
+}
+
+fn check_schedule(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    pool: Option<&str>,
+    p: &raw::PoolConfig,
+    s: &raw::ScheduleConfig,
+) -> Option<Schedule> {
+    let f = |key: &str| -> Vec<Seg> { [at, &[k(key)]].concat() };
+    let cron = if s.cron.split_whitespace().count() != 5 {
+        c.report(&f("cron"), pool, format!("\"{}\" is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 8 * * MON-FRI\"", s.cron));
+        None
+    } else {
+        match s.cron.parse::<croner::Cron>() {
+            Ok(cron) => Some(cron),
+            Err(e) => {
+                c.report(&f("cron"), pool, format!("\"{}\" is not a valid cron expression: {e}", s.cron));
+                None
+            }
+        }
+    };
+    let timezone = match s.timezone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            c.report(&f("timezone"), pool, format!("\"{}\" is not an IANA time zone; write e.g. \"UTC\", \"Europe/Stockholm\", \"America/New_York\"", s.timezone));
+            None
+        }
+    };
+    let duration = c.duration(&f("duration"), pool, &s.duration, Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600));
+    if s.min.is_none() && s.max.is_none() {
+        c.report(at, pool, "a schedule must set min, max or both");
+    }
+    let eff_max = s.max.unwrap_or(p.max);
+    let eff_min = s.min.unwrap_or(p.min);
+    if eff_min > eff_max {
+        c.report(
+            &f(if s.min.is_some() { "min" } else { "max" }),
+            pool,
+            format!("while active this schedule gives min {eff_min} above max {eff_max}; raise max in the schedule too, or lower min"),
+        );
+    }
+    if let (Some(m), Some(em)) = (s.max, p.emergency_max) {
+        if m > em {
+            c.report(&f("max"), pool, format!("schedule max ({m}) is above the pool's emergency_max ({em})"));
+        }
+    }
+    Some(Schedule {
+        name: s.name.clone().unwrap_or_else(|| s.cron.clone()),
+        cron: cron?,
+        timezone: timezone?,
+        duration: duration?,
+        min: s.min,
+        max: s.max,
+    })
+}
