@@ -1,1 +1,201 @@
+//! Node-pool providers for Capstan.
+//!
+//! A [`NodePoolProvider`] is two calls: [`describe`](NodePoolProvider::describe) a pool
+//! and [`apply`](NodePoolProvider::apply) an absolute [`CapacityTarget`]. Errors are a
+//! typed [`ProviderError`] whose variants the agent branches on. Each cloud lives
+//! behind its own cargo feature; [`dry_run::DryRunProvider`] records what it is told
+//! and acts on nothing, and [`fake::FakeProvider`] is the recording fake for tests.
+//!
+//! **Invariant:** actuation is declarative. A provider is only ever told an absolute
+//! capacity and on-demand/spot split, never a delta, so a repeated call is harmless.
+//! **Invariant:** providers never read telemetry.
 
+pub mod dry_run;
+pub mod fake;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of one instance in a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Being created or booting.
+    Pending,
+    /// Running and counted as capacity.
+    InService,
+    /// Being drained or deleted.
+    Terminating,
+    /// Held out of service by an operator.
+    Standby,
+}
+
+/// Health as the cloud sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Healthy.
+    Healthy,
+    /// Failing health checks; will be replaced.
+    Unhealthy,
+    /// Not reported.
+    Unknown,
+}
+
+/// How an instance is bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Market {
+    /// On-demand (regular priority).
+    OnDemand,
+    /// Spot (preemptible).
+    Spot,
+}
+
+/// One instance of a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Cloud instance id; agents on the node report under the same id.
+    pub id: String,
+    /// Lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// Health.
+    pub health: Health,
+    /// Instance type, e.g. `g5.xlarge`.
+    pub instance_type: Option<String>,
+    /// Availability zone.
+    pub zone: Option<String>,
+    /// On-demand or spot.
+    pub market: Market,
+}
+
+/// What the cloud says about a pool now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolDescription {
+    /// The group's own minimum.
+    pub min: u32,
+    /// The group's own maximum.
+    pub max: u32,
+    /// The capacity the group is asked to hold.
+    pub desired: u32,
+    /// Instances, in any state.
+    pub instances: Vec<Instance>,
+}
+
+impl PoolDescription {
+    /// Instances in service.
+    pub fn in_service(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().filter(|i| i.lifecycle == Lifecycle::InService)
+    }
+}
+
+/// An absolute capacity and its on-demand/spot split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityTarget {
+    /// Total nodes.
+    pub capacity: u32,
+    /// Of which on-demand; the rest are spot.
+    pub on_demand: u32,
+    /// The planner allowed capacity above the pool's `max` (an emergency), so the
+    /// provider may raise the group's own maximum to reach it.
+    pub emergency: bool,
+}
+
+impl CapacityTarget {
+    /// `capacity` nodes, all on-demand, no emergency.
+    pub const fn on_demand(capacity: u32) -> Self {
+        Self { capacity, on_demand: capacity, emergency: false }
+    }
+
+    /// Spot nodes.
+    pub const fn spot(&self) -> u32 {
+        self.capacity.saturating_sub(self.on_demand)
+    }
+}
+
+/// Errors the agent acts on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// The cloud asked us to slow down.
+    #[error("throttled: {message}")]
+    Throttled {
+        /// The cloud's message.
+        message: String,
+        /// The cloud's hint, when given.
+        retry_after: Option<Duration>,
+    },
+    /// No capacity of the requested kind (typically spot) right now.
+    #[error("insufficient capacity: {message}")]
+    InsufficientCapacity {
+        /// The cloud's message.
+        message: String,
+    },
+    /// The pool does not exist.
+    #[error("not found: {resource}")]
+    NotFound {
+        /// What was looked up.
+        resource: String,
+    },
+    /// Credentials missing, expired or not allowed; retrying will not help.
+    #[error("not authorized: {message}")]
+    Auth {
+        /// The cloud's message.
+        message: String,
+    },
+    /// The request was refused as invalid; retrying will not help.
+    #[error("invalid request: {message}")]
+    Validation {
+        /// The cloud's message.
+        message: String,
+    },
+    /// A network error or server error that may pass.
+    #[error("transient failure: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+    /// The provider cannot be used as configured (e.g. the cloud's own autoscaler is on).
+    #[error("unsupported: {message}")]
+    Unsupported {
+        /// Why.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether trying again later can succeed.
+    pub const fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled { .. } | Self::Transient { .. } | Self::InsufficientCapacity { .. }
+        )
+    }
+
+    /// A short label for metrics and reasons.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::InsufficientCapacity { .. } => "insufficient_capacity",
+            Self::NotFound { .. } => "not_found",
+            Self::Auth { .. } => "auth",
+            Self::Validation { .. } => "validation",
+            Self::Transient { .. } => "transient",
+            Self::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
+/// A node pool in some cloud.
+#[async_trait]
+pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
+    /// The provider's type as written in config, e.g. `aws`.
+    fn kind(&self) -> &'static str;
+
+    /// Reads the pool's bounds, desired capacity and instances.
+    async fn describe(&self) -> Result<PoolDescription, ProviderError>;
+
+    /// Sets the pool's absolute capacity and on-demand/spot split.
+    async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError>;
+}

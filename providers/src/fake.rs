@@ -1,0 +1,124 @@
+//! A recording fake provider with injectable errors, for tests of the agent.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{CapacityTarget, NodePoolProvider, PoolDescription, ProviderError};
+
+/// Records every call; errors queued with [`FakeProvider::fail_next_apply`] or
+/// [`FakeProvider::fail_next_describe`] are returned by the next calls, in order.
+#[derive(Debug)]
+pub struct FakeProvider {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    description: PoolDescription,
+    describe_calls: usize,
+    apply_calls: Vec<CapacityTarget>,
+    next_describe_err: VecDeque<ProviderError>,
+    next_apply_err: VecDeque<ProviderError>,
+}
+
+impl FakeProvider {
+    /// A fake that describes `description` and applies targets to it.
+    pub fn new(description: PoolDescription) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                description,
+                describe_calls: 0,
+                apply_calls: Vec::new(),
+                next_describe_err: VecDeque::new(),
+                next_apply_err: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues an error for the next `apply`.
+    pub fn fail_next_apply(&self, err: ProviderError) {
+        self.lock().next_apply_err.push_back(err);
+    }
+
+    /// Queues an error for the next `describe`.
+    pub fn fail_next_describe(&self, err: ProviderError) {
+        self.lock().next_describe_err.push_back(err);
+    }
+
+    /// Every target `apply` was called with, including failed calls.
+    pub fn apply_calls(&self) -> Vec<CapacityTarget> {
+        self.lock().apply_calls.clone()
+    }
+
+    /// How often `describe` was called.
+    pub fn describe_calls(&self) -> usize {
+        self.lock().describe_calls
+    }
+
+    /// Replaces what `describe` returns.
+    pub fn set_description(&self, description: PoolDescription) {
+        self.lock().description = description;
+    }
+
+    /// Forgets recorded calls and queued errors.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.describe_calls = 0;
+        inner.apply_calls.clear();
+        inner.next_apply_err.clear();
+        inner.next_describe_err.clear();
+    }
+}
+
+#[async_trait]
+impl NodePoolProvider for FakeProvider {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn describe(&self) -> Result<PoolDescription, ProviderError> {
+        let mut inner = self.lock();
+        inner.describe_calls += 1;
+        match inner.next_describe_err.pop_front() {
+            Some(err) => Err(err),
+            None => Ok(inner.description.clone()),
+        }
+    }
+
+    async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
+        let mut inner = self.lock();
+        inner.apply_calls.push(*target);
+        if let Some(err) = inner.next_apply_err.pop_front() {
+            return Err(err);
+        }
+        inner.description.desired = target.capacity;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_calls_and_returns_queued_errors_in_order() {
+        let p = FakeProvider::new(PoolDescription { min: 0, max: 5, desired: 1, instances: vec![] });
+        p.fail_next_apply(ProviderError::Transient { message: "reset".into() });
+        let t = CapacityTarget::on_demand(3);
+        assert!(p.apply(&t).await.is_err());
+        assert!(p.apply(&t).await.is_ok());
+        assert_eq!(p.apply_calls(), vec![t, t]);
+        assert_eq!(p.describe().await.unwrap().desired, 3);
+        p.fail_next_describe(ProviderError::NotFound { resource: "asg".into() });
+        assert!(p.describe().await.is_err());
+        assert_eq!(p.describe_calls(), 2);
+        p.reset();
+        assert!(p.apply_calls().is_empty());
+    }
+}
