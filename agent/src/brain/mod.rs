@@ -1,0 +1,10 @@
+//! The brain: pure decision code. Nothing in this tree does I/O, reads a clock or
+//! draws random numbers; time comes in as an argument. The daemon, `capstan plan`
+//! and (later) `capstan simulate` all drive this same code.
+
+pub mod planner;
+
+#[cfg(test)]
+mod planner_tests;
+
+pub use planner::{Decision, Direction, History, MetricSample, Observed, Policy, Reason, TargetSpec, plan};

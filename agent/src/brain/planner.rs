@@ -1,0 +1,538 @@
+//! The reactive planner: the Kubernetes HPA v2 algorithm, applied to node pools.
+//!
+//! For each target, `desired = ceil(current × metric / target)` with HPA's tolerance
+//! and missing-metric rules; the pool takes the maximum over targets; then the
+//! scale-up and scale-down stabilization windows smooth the recommendation; then
+//! the rate policies and the `[min, max]` clamps bound the change. Every step that
+//! shaped the result leaves a [`Reason`].
+//!
+//! **Invariant:** [`plan`] is a pure function. No I/O, no clock, no randomness.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use capstan_config::{PolicyKind, Pool, ScalingBehavior, ScalingRules, SelectPolicy, TargetSource};
+
+/// What the planner needs of a pool's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Floor.
+    pub min: u32,
+    /// Ceiling.
+    pub max: u32,
+    /// HPA tolerance.
+    pub tolerance: f64,
+    /// Targets, in config order.
+    pub targets: Vec<TargetSpec>,
+    /// Stabilization windows and rate policies.
+    pub behavior: ScalingBehavior,
+}
+
+/// One target as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSpec {
+    /// Metric name for reasons.
+    pub metric: String,
+    /// Per-node value to hold.
+    pub value: f64,
+    /// What a node with no reading counts as on a scale-down: the target itself,
+    /// as HPA does ("missing pods consume 100 % of the desired value").
+    pub missing_fallback: f64,
+}
+
+impl From<&Pool> for Policy {
+    fn from(pool: &Pool) -> Self {
+        Self {
+            min: pool.min,
+            max: pool.max,
+            tolerance: pool.tolerance,
+            targets: pool
+                .targets
+                .iter()
+                .map(|t| TargetSpec {
+                    metric: match &t.source {
+                        TargetSource::Metric(m) => m.name(),
+                        TargetSource::PromQl { query, .. } => format!("promql:{query}"),
+                    },
+                    value: t.value,
+                    missing_fallback: t.value,
+                })
+                .collect(),
+            behavior: pool.behavior.clone(),
+        }
+    }
+}
+
+/// One target's readings across the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// Sum of the readings of ready nodes that reported the metric.
+    pub sum: f64,
+    /// Ready nodes that reported the metric.
+    pub ready: u32,
+    /// Ready nodes in the pool that did not report it (HPA's "missing pods").
+    pub missing: u32,
+    /// Nodes not ready yet (HPA's "unready pods"); count as 0 on a scale-up.
+    pub unready: u32,
+}
+
+/// A past recommendation, for the stabilization windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// Nodes recommended.
+    pub nodes: u32,
+}
+
+/// A past change of capacity, for the rate policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    /// When it was applied.
+    pub at: DateTime<Utc>,
+    /// Nodes added (in the scale-up list) or removed (in the scale-down list).
+    pub change: u32,
+}
+
+/// What the planner remembers between passes. The caller keeps it and records into
+/// it what [`plan`] returns and what the actuator applied.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct History {
+    /// Raw recommendations, oldest first.
+    pub recommendations: Vec<Recommendation>,
+    /// Scale-ups applied.
+    pub scale_up_events: Vec<ScaleEvent>,
+    /// Scale-downs applied.
+    pub scale_down_events: Vec<ScaleEvent>,
+}
+
+impl History {
+    /// Records a pass: its raw recommendation, if it made one.
+    pub fn record_decision(&mut self, decision: &Decision, now: DateTime<Utc>) {
+        if let Some(nodes) = decision.recommendation {
+            self.recommendations.push(Recommendation { at: now, nodes });
+        }
+    }
+
+    /// Records an applied change from `from` to `to` nodes.
+    pub fn record_scale(&mut self, from: u32, to: u32, now: DateTime<Utc>) {
+        if to > from {
+            self.scale_up_events.push(ScaleEvent { at: now, change: to - from });
+        } else if from > to {
+            self.scale_down_events.push(ScaleEvent { at: now, change: from - to });
+        }
+    }
+
+    /// Drops what no window or period of `behavior` can see any more.
+    pub fn prune(&mut self, behavior: &ScalingBehavior, now: DateTime<Utc>) {
+        let window = behavior.scale_up.stabilization_window.max(behavior.scale_down.stabilization_window);
+        let keep_after = |d: std::time::Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let cutoff = keep_after(window);
+        self.recommendations.retain(|r| r.at > cutoff);
+        let longest = |r: &ScalingRules| r.policies.iter().map(|p| p.period).max().unwrap_or_default();
+        let up = keep_after(longest(&behavior.scale_up));
+        self.scale_up_events.retain(|e| e.at > up);
+        let down = keep_after(longest(&behavior.scale_down));
+        self.scale_down_events.retain(|e| e.at > down);
+    }
+}
+
+/// Everything observed about a pool for one pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// Nodes the pool holds now (the provider's desired capacity).
+    pub current: u32,
+    /// One entry per policy target, in order; `None` when the metric is unavailable.
+    pub metrics: &'a [Option<MetricSample>],
+    /// The pool's planner history.
+    pub history: &'a History,
+}
+
+/// Scaling direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Adding nodes.
+    Up,
+    /// Removing nodes.
+    Down,
+}
+
+/// Why a decision came out as it did. Machine-readable; `kind` tags each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// One target's proposal.
+    Target {
+        /// Metric.
+        metric: String,
+        /// Average per ready node that reported.
+        value: f64,
+        /// Target per node.
+        target: f64,
+        /// value / target.
+        ratio: f64,
+        /// Nodes this target asks for.
+        proposed: u32,
+        /// Ready nodes that reported.
+        ready: u32,
+        /// Ready nodes that did not report.
+        missing: u32,
+        /// Nodes not ready.
+        unready: u32,
+        /// The ratio was within tolerance, or the missing-metric correction cancelled
+        /// the change, so this target asks for no change.
+        no_change: bool,
+    },
+    /// The target that set the recommendation (the largest proposal).
+    DrivenBy {
+        /// Metric.
+        metric: String,
+        /// Its proposal.
+        proposed: u32,
+    },
+    /// A target had no readings at all.
+    MetricUnavailable {
+        /// Metric.
+        metric: String,
+    },
+    /// Some targets were unavailable and the rest proposed a scale-down, which HPA skips.
+    ScaleDownBlockedByMissingMetrics {
+        /// What the available targets proposed.
+        proposed: u32,
+    },
+    /// No target had readings; the pool keeps its size.
+    NoMetrics,
+    /// A stabilization window held the recommendation back.
+    Stabilized {
+        /// Window direction.
+        direction: Direction,
+        /// Window length in seconds.
+        window_seconds: u64,
+        /// Raw recommendation.
+        from: u32,
+        /// After the window.
+        to: u32,
+    },
+    /// A rate policy limited the change.
+    RateLimited {
+        /// Direction.
+        direction: Direction,
+        /// The policies and how they were combined, e.g. `max(percent 100/15s, nodes 4/15s)`.
+        policy: String,
+        /// Wanted.
+        from: u32,
+        /// Allowed.
+        to: u32,
+    },
+    /// Scaling in this direction is disabled.
+    ScalingDisabled {
+        /// Direction.
+        direction: Direction,
+    },
+    /// Raised to `min`.
+    ClampedToMin {
+        /// Wanted.
+        from: u32,
+        /// The floor.
+        min: u32,
+    },
+    /// Lowered to `max`.
+    ClampedToMax {
+        /// Wanted.
+        from: u32,
+        /// The ceiling.
+        max: u32,
+    },
+}
+
+/// The outcome of one planning pass for one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Nodes now.
+    pub current: u32,
+    /// Nodes the pool should hold.
+    pub desired: u32,
+    /// The raw recommendation to remember for the stabilization windows; `None` when
+    /// the pass made none (no metrics, or the pool was outside its bounds).
+    pub recommendation: Option<u32>,
+    /// Why, step by step.
+    pub reasons: Vec<Reason>,
+}
+
+/// Plans one pool: HPA's `computeReplicasForMetrics` then `normalizeDesiredReplicasWithBehaviors`.
+pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Decision {
+    let current = observed.current;
+    let mut reasons = Vec::new();
+
+    // Outside the bounds, HPA moves straight to the bound, whatever the metrics say.
+    if current > policy.max {
+        reasons.push(Reason::ClampedToMax { from: current, max: policy.max });
+        return Decision { current, desired: policy.max, recommendation: None, reasons };
+    }
+    if current < policy.min {
+        reasons.push(Reason::ClampedToMin { from: current, min: policy.min });
+        return Decision { current, desired: policy.min, recommendation: None, reasons };
+    }
+
+    let Some(raw) = recommend(observed, policy, &mut reasons) else {
+        return Decision { current, desired: current, recommendation: None, reasons };
+    };
+    let stabilized = stabilize(observed, policy, raw, now, &mut reasons);
+    let desired = limit_rate(observed, policy, stabilized, now, &mut reasons);
+    Decision { current, desired, recommendation: Some(raw), reasons }
+}
+
+/// The largest proposal over targets, with HPA's rule that unavailable metrics block
+/// a scale-down. `None` when no target has readings.
+fn recommend(observed: &Observed<'_>, policy: &Policy, reasons: &mut Vec<Reason>) -> Option<u32> {
+    let current = observed.current;
+    let mut best: Option<(u32, &str)> = None;
+    let mut unavailable = 0;
+    for (i, target) in policy.targets.iter().enumerate() {
+        let sample = observed.metrics.get(i).copied().flatten();
+        match sample.and_then(|s| propose(current, s, target, policy.tolerance)) {
+            Some(p) => {
+                reasons.push(Reason::Target {
+                    metric: target.metric.clone(),
+                    value: p.value,
+                    target: target.value,
+                    ratio: p.ratio,
+                    proposed: p.nodes,
+                    ready: p.sample.ready,
+                    missing: p.sample.missing,
+                    unready: p.sample.unready,
+                    no_change: p.nodes == current,
+                });
+                if best.is_none_or(|(n, _)| p.nodes > n) {
+                    best = Some((p.nodes, &target.metric));
+                }
+            }
+            None => {
+                unavailable += 1;
+                reasons.push(Reason::MetricUnavailable { metric: target.metric.clone() });
+            }
+        }
+    }
+    let Some((nodes, metric)) = best else {
+        reasons.push(Reason::NoMetrics);
+        return None;
+    };
+    reasons.push(Reason::DrivenBy { metric: metric.to_owned(), proposed: nodes });
+    if unavailable > 0 && nodes < current {
+        reasons.push(Reason::ScaleDownBlockedByMissingMetrics { proposed: nodes });
+        return Some(current);
+    }
+    Some(nodes)
+}
+
+struct Proposal {
+    nodes: u32,
+    value: f64,
+    ratio: f64,
+    sample: MetricSample,
+}
+
+fn ceil_nodes(x: f64) -> u32 {
+    // Node counts are far below u32::MAX; a NaN (impossible here) would give 0.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = x.ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
+    n
+}
+
+/// HPA's per-metric replica count (`GetResourceReplicas` / `calcPlainMetricReplicas`).
+fn propose(current: u32, s: MetricSample, target: &TargetSpec, tolerance: f64) -> Option<Proposal> {
+    if s.ready == 0 || !s.sum.is_finite() || target.value <= 0.0 {
+        return None;
+    }
+    let value = s.sum / f64::from(s.ready);
+    let ratio = value / target.value;
+    let within = |r: f64| (1.0 - r).abs() <= tolerance;
+    let scale_up_with_unready = s.unready > 0 && ratio > 1.0;
+
+    if !scale_up_with_unready && s.missing == 0 {
+        let nodes = if within(ratio) { current } else { ceil_nodes(ratio * f64::from(s.ready)) };
+        return Some(Proposal { nodes, value, ratio, sample: s });
+    }
+
+    // Fill in the gaps the way HPA does: on a scale-down missing nodes count as at
+    // target; on a scale-up they count as idle, and so do unready nodes.
+    let mut sum = s.sum;
+    let mut count = s.ready;
+    if s.missing > 0 {
+        if ratio < 1.0 {
+            sum += target.missing_fallback * f64::from(s.missing);
+        }
+        count += s.missing;
+    }
+    if scale_up_with_unready {
+        count += s.unready;
+    }
+    let new_ratio = sum / f64::from(count) / target.value;
+    let reversed = (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0);
+    if within(new_ratio) || reversed {
+        return Some(Proposal { nodes: current, value, ratio, sample: s });
+    }
+    let nodes = ceil_nodes(new_ratio * f64::from(count));
+    if (new_ratio < 1.0 && nodes > current) || (new_ratio > 1.0 && nodes < current) {
+        return Some(Proposal { nodes: current, value, ratio, sample: s });
+    }
+    Some(Proposal { nodes, value, ratio, sample: s })
+}
+
+fn since(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// HPA's `stabilizeRecommendationWithBehaviors`: a scale-up goes no higher than the
+/// lowest recommendation in the up window; a scale-down no lower than the highest in
+/// the down window.
+fn stabilize(observed: &Observed<'_>, policy: &Policy, raw: u32, now: DateTime<Utc>, reasons: &mut Vec<Reason>) -> u32 {
+    let up_window = policy.behavior.scale_up.stabilization_window;
+    let down_window = policy.behavior.scale_down.stabilization_window;
+    let up_cutoff = since(now, up_window);
+    let down_cutoff = since(now, down_window);
+    let mut up = raw;
+    let mut down = raw;
+    for r in &observed.history.recommendations {
+        if r.at > up_cutoff {
+            up = up.min(r.nodes);
+        }
+        if r.at > down_cutoff {
+            down = down.max(r.nodes);
+        }
+    }
+    let mut result = observed.current;
+    if result < up {
+        result = up;
+    }
+    if result > down {
+        result = down;
+    }
+    if result != raw {
+        let (direction, window) =
+            if raw > observed.current { (Direction::Up, up_window) } else { (Direction::Down, down_window) };
+        reasons.push(Reason::Stabilized { direction, window_seconds: window.as_secs(), from: raw, to: result });
+    }
+    result
+}
+
+fn changes_within(events: &[ScaleEvent], period: std::time::Duration, now: DateTime<Utc>) -> u32 {
+    let cutoff = since(now, period);
+    events.iter().filter(|e| e.at > cutoff).map(|e| e.change).fold(0, u32::saturating_add)
+}
+
+fn describe_rules(rules: &ScalingRules) -> String {
+    let list = rules
+        .policies
+        .iter()
+        .map(|p| {
+            let kind = match p.kind {
+                PolicyKind::Nodes => "nodes",
+                PolicyKind::Percent => "percent",
+            };
+            format!("{kind} {}/{}s", p.value, p.period.as_secs())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let select = match rules.select_policy {
+        SelectPolicy::Max => "max",
+        SelectPolicy::Min => "min",
+        SelectPolicy::Disabled => "disabled",
+    };
+    format!("{select}({list})")
+}
+
+/// HPA's `calculateScaleUpLimitWithScalingRules`.
+fn scale_up_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime<Utc>) -> u32 {
+    let h = observed.history;
+    let pick_min = rules.select_policy == SelectPolicy::Min;
+    let mut result = if pick_min { u32::MAX } else { 0 };
+    for p in &rules.policies {
+        let added = changes_within(&h.scale_up_events, p.period, now);
+        let deleted = changes_within(&h.scale_down_events, p.period, now);
+        let start = observed.current.saturating_sub(added).saturating_add(deleted);
+        let proposed = match p.kind {
+            PolicyKind::Nodes => start.saturating_add(p.value),
+            PolicyKind::Percent => ceil_nodes(f64::from(start) * (1.0 + f64::from(p.value) / 100.0)),
+        };
+        result = if pick_min { result.min(proposed) } else { result.max(proposed) };
+    }
+    result
+}
+
+/// HPA's `calculateScaleDownLimitWithBehaviors`.
+fn scale_down_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime<Utc>) -> u32 {
+    let h = observed.history;
+    let pick_min_change = rules.select_policy == SelectPolicy::Min;
+    let mut result = if pick_min_change { 0 } else { u32::MAX };
+    for p in &rules.policies {
+        let added = changes_within(&h.scale_up_events, p.period, now);
+        let deleted = changes_within(&h.scale_down_events, p.period, now);
+        let start = observed.current.saturating_sub(added).saturating_add(deleted);
+        let proposed = match p.kind {
+            PolicyKind::Nodes => start.saturating_sub(p.value),
+            PolicyKind::Percent => {
+                let keep = (1.0 - f64::from(p.value.min(100)) / 100.0).max(0.0);
+                // HPA truncates here; node counts are far below u32::MAX.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let n = (f64::from(start) * keep).floor() as u32;
+                n
+            }
+        };
+        result = if pick_min_change { result.max(proposed) } else { result.min(proposed) };
+    }
+    result
+}
+
+/// HPA's `convertDesiredReplicasWithBehaviorRate`: rate policies, then the bounds.
+fn limit_rate(observed: &Observed<'_>, policy: &Policy, desired: u32, now: DateTime<Utc>, reasons: &mut Vec<Reason>) -> u32 {
+    let current = observed.current;
+    if desired > current {
+        let rules = &policy.behavior.scale_up;
+        if rules.select_policy == SelectPolicy::Disabled {
+            reasons.push(Reason::ScalingDisabled { direction: Direction::Up });
+            return current;
+        }
+        let limit = scale_up_limit(observed, rules, now).max(current);
+        if limit < policy.max {
+            if desired > limit {
+                reasons.push(Reason::RateLimited {
+                    direction: Direction::Up,
+                    policy: describe_rules(rules),
+                    from: desired,
+                    to: limit,
+                });
+                return limit;
+            }
+        } else if desired > policy.max {
+            reasons.push(Reason::ClampedToMax { from: desired, max: policy.max });
+            return policy.max;
+        }
+        desired
+    } else if desired < current {
+        let rules = &policy.behavior.scale_down;
+        if rules.select_policy == SelectPolicy::Disabled {
+            reasons.push(Reason::ScalingDisabled { direction: Direction::Down });
+            return current;
+        }
+        let limit = scale_down_limit(observed, rules, now).min(current);
+        if limit > policy.min {
+            if desired < limit {
+                reasons.push(Reason::RateLimited {
+                    direction: Direction::Down,
+                    policy: describe_rules(rules),
+                    from: desired,
+                    to: limit,
+                });
+                return limit;
+            }
+        } else if desired < policy.min {
+            reasons.push(Reason::ClampedToMin { from: desired, min: policy.min });
+            return policy.min;
+        }
+        desired
+    } else {
+        desired
+    }
+}
