@@ -2,3 +2,12 @@
 //! the journal and the HTTP server. The binary in `main.rs` is a thin CLI on top.
 
 pub mod brain;
+pub mod aggregate;
+pub mod clock;
+pub mod coordinator;
+pub mod daemon;
+pub mod engine;
+pub mod http;
+pub mod journal;
+pub mod metrics;
+pub mod cli;

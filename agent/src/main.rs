@@ -1,1 +1,5 @@
-fn main(){}
+//! The `capstan` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    capstan::cli::main()
+}

@@ -7,4 +7,6 @@ pub mod planner;
 #[cfg(test)]
 mod planner_tests;
 
-pub use planner::{Decision, Direction, History, MetricSample, Observed, Policy, Reason, TargetSpec, plan};
+pub use planner::{
+    Decision, Direction, History, MetricSample, Observed, Policy, Reason, TargetSpec, on_demand_share, plan,
+};

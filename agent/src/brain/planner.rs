@@ -536,3 +536,55 @@ fn limit_rate(observed: &Observed<'_>, policy: &Policy, desired: u32, now: DateT
         desired
     }
 }
+
+/// The on-demand share of `capacity` under a spot split, as the clouds define it:
+/// the first `base` nodes are on-demand, then `percent` % of the rest, rounded up.
+/// Without a split every node is on-demand.
+pub fn on_demand_share(capacity: u32, spot: Option<&capstan_config::Spot>) -> u32 {
+    let Some(spot) = spot else { return capacity };
+    let base = spot.on_demand_base.min(capacity);
+    let above = capacity - base;
+    let pct = f64::from(spot.on_demand_percent_above_base.min(100)) / 100.0;
+    base + ceil_nodes(f64::from(above) * pct).min(above)
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Target { metric, value, target, ratio, proposed, ready, missing, unready, no_change } => {
+                write!(f, "target {metric}: {value:.2} per node vs {target} (ratio {ratio:.2}, {ready} ready")?;
+                if *missing > 0 {
+                    write!(f, ", {missing} missing")?;
+                }
+                if *unready > 0 {
+                    write!(f, ", {unready} unready")?;
+                }
+                if *no_change {
+                    write!(f, ") → no change ({proposed})")
+                } else {
+                    write!(f, ") → {proposed}")
+                }
+            }
+            Reason::DrivenBy { metric, proposed } => write!(f, "driven by {metric}: {proposed}"),
+            Reason::MetricUnavailable { metric } => write!(f, "no readings for {metric}"),
+            Reason::ScaleDownBlockedByMissingMetrics { proposed } => {
+                write!(f, "scale-down to {proposed} skipped: some targets have no readings")
+            }
+            Reason::NoMetrics => write!(f, "no target has readings; keeping the current size"),
+            Reason::Stabilized { direction, window_seconds, from, to } => {
+                let d = if *direction == Direction::Up { "up" } else { "down" };
+                write!(f, "scale-{d} stabilization window {window_seconds}s: {from} → {to}")
+            }
+            Reason::RateLimited { direction, policy, from, to } => {
+                let d = if *direction == Direction::Up { "up" } else { "down" };
+                write!(f, "scale-{d} rate {policy}: {from} → {to}")
+            }
+            Reason::ScalingDisabled { direction } => {
+                let d = if *direction == Direction::Up { "up" } else { "down" };
+                write!(f, "scale-{d} disabled")
+            }
+            Reason::ClampedToMin { from, min } => write!(f, "raised to min: {from} → {min}"),
+            Reason::ClampedToMax { from, max } => write!(f, "capped at max: {from} → {max}"),
+        }
+    }
+}

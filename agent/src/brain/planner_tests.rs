@@ -351,3 +351,27 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+#[test]
+fn on_demand_share_follows_the_clouds_definition() {
+    let spot = |base, pct| capstan_config::Spot {
+        on_demand_base: base,
+        on_demand_percent_above_base: pct,
+        instance_types: vec![],
+        fallback_after: Duration::from_secs(300),
+        retry_after: Duration::from_secs(900),
+    };
+    assert_eq!(on_demand_share(10, None), 10);
+    assert_eq!(on_demand_share(10, Some(&spot(2, 20))), 2 + 2); // 20 % of 8 = 1.6 → 2
+    assert_eq!(on_demand_share(1, Some(&spot(2, 20))), 1);
+    assert_eq!(on_demand_share(10, Some(&spot(0, 0))), 0);
+    assert_eq!(on_demand_share(10, Some(&spot(0, 100))), 10);
+}
+
+#[test]
+fn reasons_read_as_sentences() {
+    let r = Reason::RateLimited { direction: Direction::Up, policy: "max(percent 100/15s)".into(), from: 9, to: 8 };
+    assert_eq!(r.to_string(), "scale-up rate max(percent 100/15s): 9 → 8");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["kind"], "rate_limited");
+}

@@ -1,0 +1,173 @@
+//! Per-pool aggregation of node reports into the planner's [`MetricSample`]s.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use capstan_collectors::NodeReport;
+use capstan_config::{Metric, Pool, TargetSource};
+use capstan_providers::{Lifecycle, PoolDescription};
+
+use crate::brain::MetricSample;
+
+/// The value of `metric` in `report`, if the report carries it.
+pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
+    let host = report.host.as_ref();
+    let v = match metric {
+        Metric::CpuUtilization => host.map(|h| h.cpu_percent),
+        Metric::MemoryUtilization => host.and_then(|h| h.memory_percent()),
+        Metric::SwapUtilization => host.map(|h| h.swap_percent()),
+        Metric::DiskUtilization => host.and_then(|h| h.disk_percent()),
+        Metric::Load1 => host.map(|h| h.load_per_core().one),
+        Metric::Load5 => host.map(|h| h.load_per_core().five),
+        Metric::Load15 => host.map(|h| h.load_per_core().fifteen),
+        Metric::NetworkRxBytesPerSecond => host.map(|h| h.rx_bytes_per_second()),
+        Metric::NetworkTxBytesPerSecond => host.map(|h| h.tx_bytes_per_second()),
+        // GPU readings arrive with the NVML collector.
+        Metric::GpuUtilization | Metric::GpuMemoryUtilization => None,
+        Metric::Workload(name) => report.workload.get(name).copied(),
+    };
+    v.filter(|x| x.is_finite())
+}
+
+/// Builds one sample per target of `pool` from the fresh reports of its nodes.
+///
+/// Reports are matched to the provider's instances by node id = instance id. When at
+/// least one report matches, HPA's rules apply per instance: an in-service instance
+/// without a reading is *missing*, a pending one is *unready*. When none matches (a
+/// dry-run pool, whose instances are imaginary, or agents named otherwise) the
+/// reporting nodes are taken as a sample of the pool and nothing counts as missing.
+pub fn samples(
+    pool: &Pool,
+    description: &PoolDescription,
+    reports: &[&NodeReport],
+) -> Vec<Option<MetricSample>> {
+    let instance_ids: HashSet<&str> = description.instances.iter().map(|i| i.id.as_str()).collect();
+    let by_id: HashMap<&str, &NodeReport> = reports.iter().map(|r| (r.node_id.as_str(), *r)).collect();
+    let matched = by_id.keys().any(|id| instance_ids.contains(id));
+
+    pool.targets
+        .iter()
+        .map(|target| {
+            let TargetSource::Metric(metric) = &target.source else {
+                // PromQL targets are evaluated by the query source, not from reports.
+                return None;
+            };
+            let mut s = MetricSample::default();
+            if matched {
+                for inst in &description.instances {
+                    match inst.lifecycle {
+                        Lifecycle::InService => {
+                            match by_id.get(inst.id.as_str()).and_then(|r| metric_value(r, metric)) {
+                                Some(v) => {
+                                    s.sum += v;
+                                    s.ready += 1;
+                                }
+                                None => s.missing += 1,
+                            }
+                        }
+                        Lifecycle::Pending => s.unready += 1,
+                        Lifecycle::Terminating | Lifecycle::Standby => {}
+                    }
+                }
+            } else {
+                for v in reports.iter().filter_map(|r| metric_value(r, metric)) {
+                    s.sum += v;
+                    s.ready += 1;
+                }
+            }
+            (s.ready > 0).then_some(s)
+        })
+        .collect()
+}
+
+/// Reports that count for `pool` at `now`: those naming the pool, no older than
+/// `max_age`.
+pub fn fresh_reports<'a>(
+    reports: impl IntoIterator<Item = &'a NodeReport>,
+    pool: &str,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> Vec<&'a NodeReport> {
+    reports
+        .into_iter()
+        .filter(|r| r.pool.as_deref() == Some(pool) && now - r.at <= max_age)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstan_collectors::{HostMetrics, LoadAverage, MemoryStats, SwapStats};
+    use capstan_providers::{Health, Instance, Market};
+
+    fn pool() -> Pool {
+        let text = r#"
+            [[pool]]
+            name = "web"
+            provider = { type = "dry-run", initial = 3 }
+            min = 1
+            max = 10
+            targets = [{ metric = "cpu.utilization", value = 50 }, { metric = "workload.rps", value = 100 }]
+        "#;
+        capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty()).unwrap().pools.remove(0)
+    }
+
+    fn report(id: &str, cpu: f64) -> NodeReport {
+        let mut r = NodeReport::new(id, Some("web".into()), DateTime::UNIX_EPOCH);
+        r.host = Some(HostMetrics {
+            cpu_percent: cpu,
+            cpu_per_core_percent: vec![cpu],
+            cores: 1,
+            load: LoadAverage { one: 0.0, five: 0.0, fifteen: 0.0 },
+            memory: MemoryStats { total_bytes: 1, used_bytes: 1, available_bytes: 0 },
+            swap: SwapStats { total_bytes: 0, used_bytes: 0 },
+            disks: vec![],
+            network: vec![],
+        });
+        r
+    }
+
+    fn instance(id: &str, lifecycle: Lifecycle) -> Instance {
+        Instance { id: id.into(), lifecycle, health: Health::Healthy, instance_type: None, zone: None, market: Market::OnDemand }
+    }
+
+    #[test]
+    fn matched_instances_follow_hpa_missing_and_unready_rules() {
+        let d = PoolDescription {
+            min: 1,
+            max: 10,
+            desired: 4,
+            instances: vec![
+                instance("a", Lifecycle::InService),
+                instance("b", Lifecycle::InService),
+                instance("c", Lifecycle::Pending),
+                instance("d", Lifecycle::Terminating),
+            ],
+        };
+        let (ra, rz) = (report("a", 80.0), report("z", 10.0));
+        let s = samples(&pool(), &d, &[&ra, &rz]);
+        assert_eq!(s[0], Some(MetricSample { sum: 80.0, ready: 1, missing: 1, unready: 1 }));
+        assert_eq!(s[1], None, "nobody reports workload.rps");
+    }
+
+    #[test]
+    fn unmatched_reports_are_a_sample_of_the_pool() {
+        let d = PoolDescription { min: 1, max: 10, desired: 3, instances: vec![instance("dry-run-web-0", Lifecycle::InService)] };
+        let (r1, r2) = (report("host-1", 30.0), report("host-2", 50.0));
+        let s = samples(&pool(), &d, &[&r1, &r2]);
+        assert_eq!(s[0], Some(MetricSample { sum: 80.0, ready: 2, missing: 0, unready: 0 }));
+    }
+
+    #[test]
+    fn stale_and_foreign_reports_do_not_count() {
+        let mut old = report("a", 1.0);
+        old.at = DateTime::UNIX_EPOCH - chrono::Duration::seconds(60);
+        let mut other = report("b", 1.0);
+        other.pool = Some("db".into());
+        let fresh = report("c", 1.0);
+        let all = [old, other, fresh];
+        let got = fresh_reports(&all, "web", DateTime::UNIX_EPOCH, chrono::Duration::seconds(30));
+        assert_eq!(got.iter().map(|r| r.node_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
+    }
+}

@@ -1,0 +1,298 @@
+//! The command line: `run`, `validate`, `plan`, `status`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use capstan_collectors::host::HostCollector;
+use capstan_collectors::{Collector, NodeReport};
+use capstan_config::{ConfigError, ValidatedConfig};
+
+use crate::brain::Reason;
+use crate::clock::{Clock, SystemClock};
+use crate::coordinator::{Coordinator, Standalone};
+use crate::daemon::{self, ConfigSource};
+use crate::engine::{self, Mode};
+use crate::http::Status;
+
+/// The embedded default configuration: `examples/standalone.toml`.
+pub const EMBEDDED_CONFIG: &str = include_str!("../../examples/standalone.toml");
+const EMBEDDED_NAME: &str = "<embedded>/examples/standalone.toml";
+
+/// Capstan scales cloud node pools from node telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "capstan", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: collect, lead (standalone), plan and act every interval.
+    Run {
+        /// Configuration file; the embedded default (examples/standalone.toml) when absent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file without starting anything. Exit 1 listing every problem.
+    Validate {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// One pass of collect, describe and plan, printed per pool with reasons. Never acts.
+    Plan {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON: {"pools": [{"name", "current", "desired", "reasons"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a running agent's status as a table.
+    Status {
+        /// The agent's base URL, e.g. http://127.0.0.1:9464.
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// Print the raw JSON of /v1/status.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
+    capstan_config::load(path)
+}
+
+fn print_config_error(e: &ConfigError) {
+    for line in e.lines() {
+        eprintln!("{line}");
+    }
+}
+
+/// Runs the CLI.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match load(&config) {
+            Ok(cfg) => {
+                println!("{}", cfg.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            let (cfg, source) = match &config {
+                Some(path) => match load(path) {
+                    Ok(cfg) => (cfg, ConfigSource::File(path.clone())),
+                    Err(e) => {
+                        print_config_error(&e);
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => match capstan_config::from_str(Path::new(EMBEDDED_NAME), EMBEDDED_CONFIG, std::env::vars()) {
+                    Ok(cfg) => (cfg, ConfigSource::Embedded),
+                    Err(e) => {
+                        print_config_error(&e);
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            exit(runtime().and_then(|rt| rt.block_on(daemon::run(cfg, source, Arc::new(SystemClock)))))
+        }
+        Command::Plan { config, json } => {
+            let cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    print_config_error(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            exit(runtime().and_then(|rt| rt.block_on(plan(cfg, json))))
+        }
+        Command::Status { url, json } => exit(runtime().and_then(|rt| rt.block_on(status(&url, json)))),
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`capstan plan | head`) is the reader's choice, not a failure.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("capstan: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// One pool in `capstan plan --json`. Field names are an interface.
+#[derive(Debug, Serialize)]
+struct PlannedPool {
+    name: String,
+    provider: String,
+    current: Option<u32>,
+    desired: Option<u32>,
+    on_demand: Option<u32>,
+    reasons: Vec<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let node_id = daemon::node_id(&cfg);
+    let mut report = NodeReport::new(node_id.clone(), daemon::node_pool(&cfg), clock.now());
+    match HostCollector::new() {
+        Ok(mut c) => {
+            tokio::time::sleep(HostCollector::WARM_UP).await;
+            let at = clock.now();
+            report.at = at;
+            report = tokio::task::spawn_blocking(move || {
+                if let Err(e) = c.collect(at, &mut report) {
+                    eprintln!("capstan: host collection failed: {e}");
+                }
+                report
+            })
+            .await?;
+        }
+        Err(e) => eprintln!("capstan: host telemetry is off: {e}"),
+    }
+    let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
+    let claim = Standalone::new(&node_id).claim();
+    let now = clock.now();
+    let mut planned = Vec::new();
+    for pool in &mut pools {
+        let reports: Vec<&NodeReport> =
+            std::iter::once(&report).filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str())).collect();
+        let result = engine::pass(pool, &reports, &claim, Mode::PlanOnly, now, cfg.agent.interval).await;
+        planned.push(match result {
+            Ok(o) => PlannedPool {
+                name: pool.config.name.clone(),
+                provider: pool.config.provider.kind().to_owned(),
+                current: Some(o.current),
+                desired: Some(o.desired),
+                on_demand: Some(o.on_demand),
+                reasons: o.reasons,
+                error: None,
+            },
+            Err(e) => PlannedPool {
+                name: pool.config.name.clone(),
+                provider: pool.config.provider.kind().to_owned(),
+                current: None,
+                desired: None,
+                on_demand: None,
+                reasons: vec![],
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "pools": planned }))?;
+        writeln!(out)?;
+    } else {
+        for p in &planned {
+            match (p.current, p.desired) {
+                (Some(c), Some(d)) => {
+                    let verb = if d > c { "scale up" } else if d < c { "scale down" } else { "no change" };
+                    writeln!(out, "pool {} ({}): {c} → {d} nodes ({verb})", p.name, p.provider)?;
+                }
+                _ => writeln!(out, "pool {} ({}): no decision", p.name, p.provider)?,
+            }
+            for r in &p.reasons {
+                writeln!(out, "  - {r}")?;
+            }
+            if let Some(e) = &p.error {
+                writeln!(out, "  ! {e}")?;
+            }
+        }
+        writeln!(out, "(plan only: nothing was changed)")?;
+    }
+    Ok(())
+}
+
+async fn status(url: &str, json: bool) -> anyhow::Result<()> {
+    let base = url.trim_end_matches('/');
+    let endpoint = if base.ends_with("/v1/status") { base.to_owned() } else { format!("{base}/v1/status") };
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?
+        .get(&endpoint)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {endpoint}"))?
+        .error_for_status()
+        .with_context(|| format!("{endpoint} answered with an error"))?;
+    let body = response.text().await?;
+    let status: Status = serde_json::from_str(&body).with_context(|| format!("{endpoint} did not return a Capstan status"))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{body}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "node {}  role {}  leader {}  coordinator {}  version {}",
+        status.node_id,
+        status.role,
+        status.leader_id.as_deref().unwrap_or("-"),
+        if status.coordinator.is_empty() { "-" } else { &status.coordinator },
+        if status.version.is_empty() { "-" } else { &status.version },
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8}  {:<8} {:<25} REASON", "POOL", "PROVIDER", "MIN", "MAX", "CURRENT", "DESIRED", "ACTION", "DECIDED AT")?;
+    let dash = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    for p in &status.pools {
+        let (action, at, reason) = match &p.last_decision {
+            Some(d) => (
+                d.action.clone(),
+                d.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                d.reasons.last().map(ToString::to_string).unwrap_or_default(),
+            ),
+            None => ("-".to_owned(), "-".to_owned(), String::new()),
+        };
+        writeln!(
+            out,
+            "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8}  {:<8} {:<25} {}",
+            p.name,
+            p.provider,
+            p.min,
+            p.max,
+            dash(p.current),
+            dash(p.desired),
+            action,
+            at,
+            p.error.as_deref().map_or(reason, |e| format!("error: {e}"))
+        )?;
+    }
+    Ok(())
+}

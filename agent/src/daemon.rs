@@ -1,0 +1,387 @@
+//! `capstan run`: the agent's main loop.
+//!
+//! Every `agent.interval`: collect this node's report, then (as leader) run a pass
+//! over every pool, journal each decision and publish status and metrics. SIGHUP
+//! reloads the config and keeps the old one when the new one is invalid; SIGTERM and
+//! SIGINT stop cleanly.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use capstan_collectors::host::HostCollector;
+use capstan_collectors::{Collector, NodeReport};
+use capstan_config::ValidatedConfig;
+
+use crate::clock::Clock;
+use crate::coordinator::{Coordinator, Standalone};
+use crate::engine::{self, Mode, PassError, PoolRuntime};
+use crate::http::{LastDecision, PoolStatus, Shared, Status};
+use crate::journal::{self, Journal};
+use crate::metrics::{CollectorLabel, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels, ResultLabel};
+
+/// Where the running config came from, for reloads.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file, re-read on SIGHUP.
+    File(PathBuf),
+    /// The embedded default; SIGHUP has nothing to re-read.
+    Embedded,
+}
+
+/// The node id: `agent.node_name`, or the host name.
+pub fn node_id(cfg: &ValidatedConfig) -> String {
+    cfg.agent.node_name.clone().unwrap_or_else(|| {
+        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".to_owned())
+    })
+}
+
+/// The pool this node reports for: `agent.pool`, or the only pool when there is one.
+pub fn node_pool(cfg: &ValidatedConfig) -> Option<String> {
+    cfg.agent.pool.clone().or_else(|| match cfg.pools.as_slice() {
+        [only] => Some(only.name.clone()),
+        _ => None,
+    })
+}
+
+/// A report is fresh for three intervals (HPA's missing-metric rules apply after).
+fn max_report_age(interval: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(interval * 3).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Liveness grace for `/healthz`.
+fn grace(interval: Duration) -> Duration {
+    interval * 3 + Duration::from_secs(10)
+}
+
+struct Daemon {
+    cfg: ValidatedConfig,
+    source: ConfigSource,
+    node_id: String,
+    clock: Arc<dyn Clock>,
+    shared: Arc<Shared>,
+    journal: Journal,
+    coordinator: Box<dyn Coordinator>,
+    claim: watch::Receiver<crate::coordinator::Claim>,
+    collector: Option<HostCollector>,
+    reports: HashMap<String, NodeReport>,
+    pools: Vec<PoolRuntime>,
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(cfg: ValidatedConfig, source: ConfigSource, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let node_id = node_id(&cfg);
+    let state_dir = cfg.agent.state_dir.clone();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
+    let journal = Journal::open(state_dir.join("journal"), cfg.journal.retention_days, clock.now())
+        .with_context(|| format!("cannot open the journal under {}", state_dir.join("journal").display()))?;
+    let pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
+
+    let coordinator: Box<dyn Coordinator> = match &cfg.cluster.coordinator {
+        capstan_config::Coordinator::Standalone => Box::new(Standalone::new(&node_id)),
+        other => anyhow::bail!(
+            "cluster.coordinator \"{}\" is not available in this build of capstan (only \"standalone\" is)",
+            other.name()
+        ),
+    };
+    let claim = coordinator.claim();
+
+    let collector = match HostCollector::new() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "host telemetry is off");
+            None
+        }
+    };
+
+    let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
+    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
+        .await
+        .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(
+        axum::serve(listener, crate::http::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+
+    tracing::info!(
+        node_id = %node_id,
+        coordinator = coordinator.name(),
+        pools = cfg.pools.len(),
+        interval = %humantime_secs(cfg.agent.interval),
+        journal = %journal.dir().display(),
+        "capstan agent started"
+    );
+    let mut daemon = Daemon {
+        cfg,
+        source,
+        node_id,
+        clock,
+        shared,
+        journal,
+        coordinator,
+        claim,
+        collector,
+        reports: HashMap::new(),
+        pools,
+    };
+    daemon.publish_status();
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    // CPU usage is a delta: give the collector one measurable period before the first pass.
+    tokio::time::sleep(HostCollector::WARM_UP).await;
+    let mut ticker = new_ticker(daemon.cfg.agent.interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => daemon.tick().await,
+            _ = sighup.recv() => {
+                if daemon.reload() {
+                    ticker = new_ticker(daemon.cfg.agent.interval);
+                }
+            }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+        }
+    }
+    daemon.coordinator.vacate();
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "http server task failed"),
+        Err(_) => tracing::warn!("http server did not stop within 5s"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn new_ticker(interval: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(interval);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+impl Daemon {
+    async fn collect(&mut self, now: DateTime<Utc>) {
+        let mut report = NodeReport::new(self.node_id.clone(), node_pool(&self.cfg), now);
+        if let Some(mut collector) = self.collector.take() {
+            let (collector, report_back, result) = tokio::task::spawn_blocking(move || {
+                let result = collector.collect(now, &mut report);
+                (collector, report, result)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            self.collector = Some(collector);
+            report = report_back;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "host collection failed");
+                self.shared
+                    .metrics
+                    .collection_errors
+                    .get_or_create(&CollectorLabel { collector: "host".to_owned() })
+                    .inc();
+            }
+        }
+        if let Some(h) = &report.host {
+            let m = &self.shared.metrics;
+            m.host_cpu_percent.set(h.cpu_percent);
+            m.host_memory_percent.set(h.memory_percent().unwrap_or(0.0));
+            m.host_load1_per_core.set(h.load_per_core().one);
+        }
+        self.reports.insert(report.node_id.clone(), report);
+    }
+
+    async fn tick(&mut self) {
+        let now = self.clock.now();
+        self.collect(now).await;
+        let max_age = max_report_age(self.cfg.agent.interval);
+        self.reports.retain(|_, r| now - r.at <= max_age);
+        let is_leader = self.claim.borrow().is_leader;
+        self.shared.metrics.is_leader.set(i64::from(is_leader));
+        if is_leader {
+            let interval = self.cfg.agent.interval;
+            for i in 0..self.pools.len() {
+                let pool_name = self.pools[i].config.name.clone();
+                let reports = aggregate_reports(&self.reports, &pool_name, now, max_age);
+                let result = engine::pass(&mut self.pools[i], &reports, &self.claim, Mode::Act, now, interval).await;
+                self.record(i, now, result);
+            }
+            self.shared.metrics.planning_passes.inc();
+        }
+        self.publish_status();
+        self.shared.ready.store(true, Ordering::Release);
+        self.shared.beat(grace(self.cfg.agent.interval));
+    }
+
+    fn record(&mut self, i: usize, now: DateTime<Utc>, result: Result<engine::PassOutcome, PassError>) {
+        let pool = &mut self.pools[i];
+        let name = pool.config.name.clone();
+        let m = &self.shared.metrics;
+        let label = PoolLabel { pool: name.clone() };
+        m.pool_min_nodes.get_or_create(&label).set(i64::from(pool.config.min));
+        m.pool_max_nodes.get_or_create(&label).set(i64::from(pool.config.max));
+        match result {
+            Ok(outcome) => {
+                m.pool_current_nodes.get_or_create(&label).set(i64::from(outcome.current));
+                m.pool_desired_nodes.get_or_create(&label).set(i64::from(outcome.desired));
+                m.decisions.get_or_create(&PoolActionLabels { pool: name.clone(), action: outcome.action.to_owned() }).inc();
+                for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
+                    let labels = PoolMetricLabels { pool: name.clone(), metric: spec.metric.clone() };
+                    m.pool_metric_target.get_or_create(&labels).set(spec.value);
+                    match sample {
+                        Some(s) if s.ready > 0 => {
+                            m.pool_metric_value.get_or_create(&labels).set(s.sum / f64::from(s.ready));
+                        }
+                        _ => {
+                            m.pool_metric_value.remove(&labels);
+                        }
+                    }
+                }
+                if outcome.action == "failed" {
+                    m.provider_errors.get_or_create(&PoolErrorLabels { pool: name.clone(), kind: "apply".to_owned() }).inc();
+                    tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
+                } else if outcome.action == "scaled" {
+                    tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
+                }
+                let inputs = pool
+                    .policy
+                    .targets
+                    .iter()
+                    .zip(&outcome.samples)
+                    .map(|(t, s)| journal::Input { metric: &t.metric, target: t.value, sample: *s })
+                    .collect();
+                let entry = journal::Entry {
+                    at: outcome.at,
+                    node_id: &self.node_id,
+                    pool: &name,
+                    current: outcome.current,
+                    desired: outcome.desired,
+                    on_demand: outcome.on_demand,
+                    inputs,
+                    reasons: &outcome.reasons,
+                    action: outcome.action,
+                    detail: outcome.detail.clone(),
+                };
+                if let Err(e) = self.journal.write(&entry) {
+                    m.journal_write_errors.inc();
+                    tracing::error!(error = %e, "cannot write the journal");
+                }
+            }
+            Err(e) => {
+                if let PassError::Describe(err) = &e {
+                    m.provider_errors.get_or_create(&PoolErrorLabels { pool: name.clone(), kind: err.kind().to_owned() }).inc();
+                }
+                m.decisions.get_or_create(&PoolActionLabels { pool: name.clone(), action: "skipped".to_owned() }).inc();
+                tracing::warn!(pool = %name, error = %e, "no decision this pass");
+                pool.last = pool.last.take().map(|mut last| {
+                    last.action = "skipped";
+                    last.detail = Some(e.to_string());
+                    last.at = now;
+                    last
+                });
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let claim = self.claim.borrow().clone();
+        let status = Status {
+            node_id: self.node_id.clone(),
+            role: if claim.is_leader { "leader" } else { "follower" }.to_owned(),
+            leader_id: claim.leader_id,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            coordinator: self.coordinator.name().to_owned(),
+            pools: self
+                .pools
+                .iter()
+                .map(|p| PoolStatus {
+                    name: p.config.name.clone(),
+                    provider: p.config.provider.kind().to_owned(),
+                    min: p.config.min,
+                    max: p.config.max,
+                    current: p.last.as_ref().map(|l| l.current),
+                    desired: p.last.as_ref().map(|l| l.desired),
+                    last_decision: p.last.as_ref().map(|l| LastDecision {
+                        at: l.at,
+                        action: l.action.to_owned(),
+                        reasons: l.reasons.clone(),
+                    }),
+                    error: p.last.as_ref().and_then(|l| l.detail.clone()),
+                })
+                .collect(),
+        };
+        *self.shared.status.write().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+    }
+
+    /// Re-reads the config file. Returns whether the interval changed.
+    fn reload(&mut self) -> bool {
+        let ConfigSource::File(path) = &self.source else {
+            tracing::warn!("SIGHUP: running on the embedded default config; nothing to reload");
+            return false;
+        };
+        let outcome = capstan_config::load(path).map_err(|e| e.lines().join("\n")).and_then(|new| {
+            let order: Vec<String> = self.pools.iter().map(|p| p.config.name.clone()).collect();
+            let mut old: HashMap<String, PoolRuntime> =
+                std::mem::take(&mut self.pools).into_iter().map(|p| (p.config.name.clone(), p)).collect();
+            match engine::build_pools(&new, &mut old) {
+                Ok(pools) => Ok((new, pools, order)),
+                Err(e) => {
+                    // Put the running pools back, in their order.
+                    self.pools = order.iter().filter_map(|n| old.remove(n)).collect();
+                    Err(e)
+                }
+            }
+        });
+        match outcome {
+            Ok((new, pools, old_names)) => {
+                for gone in old_names.iter().filter(|n| new.pool(n).is_none()) {
+                    self.shared.metrics.remove_pool(gone);
+                }
+                if new.agent.listen != self.cfg.agent.listen {
+                    tracing::warn!(old = %self.cfg.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
+                }
+                let interval_changed = new.agent.interval != self.cfg.agent.interval;
+                self.journal.set_retention_days(new.journal.retention_days);
+                self.pools = pools;
+                self.cfg = new;
+                self.shared.metrics.config_reloads.get_or_create(&ResultLabel { result: "success".to_owned() }).inc();
+                tracing::info!(pools = self.pools.len(), "SIGHUP: configuration reloaded");
+                self.publish_status();
+                interval_changed
+            }
+            Err(problems) => {
+                self.shared.metrics.config_reloads.get_or_create(&ResultLabel { result: "failure".to_owned() }).inc();
+                tracing::error!("SIGHUP: new configuration rejected; keeping the running one:\n{problems}");
+                false
+            }
+        }
+    }
+}
+
+fn aggregate_reports<'a>(
+    reports: &'a HashMap<String, NodeReport>,
+    pool: &str,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> Vec<&'a NodeReport> {
+    crate::aggregate::fresh_reports(reports.values(), pool, now, max_age)
+}

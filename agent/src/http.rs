@@ -1,0 +1,143 @@
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::brain::Reason;
+use crate::metrics::Metrics;
+
+/// The body of `/v1/status`. Field names are an interface.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// This agent's node id.
+    pub node_id: String,
+    /// `leader` or `follower`.
+    pub role: String,
+    /// The leader's node id, when known.
+    pub leader_id: Option<String>,
+    /// Capstan's version.
+    #[serde(default)]
+    pub version: String,
+    /// The coordinator in use.
+    #[serde(default)]
+    pub coordinator: String,
+    /// The pools.
+    pub pools: Vec<PoolStatus>,
+}
+
+/// One pool in `/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// Pool name.
+    pub name: String,
+    /// Provider type.
+    #[serde(default)]
+    pub provider: String,
+    /// Configured minimum.
+    #[serde(default)]
+    pub min: u32,
+    /// Configured maximum.
+    #[serde(default)]
+    pub max: u32,
+    /// Nodes the provider reported at the last pass.
+    pub current: Option<u32>,
+    /// Nodes decided at the last pass.
+    pub desired: Option<u32>,
+    /// The last decision.
+    pub last_decision: Option<LastDecision>,
+    /// The last error, if the last pass failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The last decision of a pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastDecision {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `none`, `scaled`, `skipped` or `failed`.
+    #[serde(default)]
+    pub action: String,
+    /// Why.
+    pub reasons: Vec<Reason>,
+}
+
+/// What the server shares with the loop.
+#[derive(Debug)]
+pub struct Shared {
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The status document.
+    pub status: RwLock<Status>,
+    /// Set after the first pass.
+    pub ready: AtomicBool,
+    /// When the loop last went round, and the most it may take.
+    pub heartbeat: Mutex<(tokio::time::Instant, Duration)>,
+}
+
+impl Shared {
+    /// Fresh shared state; the loop is considered alive for `grace`.
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            metrics: Metrics::new(),
+            status: RwLock::new(Status::default()),
+            ready: AtomicBool::new(false),
+            heartbeat: Mutex::new((tokio::time::Instant::now(), grace)),
+        }
+    }
+
+    /// Records that the loop went round; it must go round again within `grace`.
+    pub fn beat(&self, grace: Duration) {
+        *self.heartbeat.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (tokio::time::Instant::now(), grace);
+    }
+}
+
+/// The router.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .with_state(shared)
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let (at, grace) = *s.heartbeat.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if at.elapsed() <= grace {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("main loop silent for {:?}\n", at.elapsed())).into_response()
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "first pass not done yet\n").into_response()
+    }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    let status = s.status.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    axum::Json(status).into_response()
+}

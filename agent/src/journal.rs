@@ -1,0 +1,163 @@
+//! The decision journal: one JSON object per line under `<state_dir>/journal/`, one
+//! file per UTC day (`decisions-YYYY-MM-DD.jsonl`), files older than the retention
+//! deleted when the day turns and at start.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::brain::{MetricSample, Reason};
+
+/// One journal line: a decision with its inputs, reasons and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry<'a> {
+    /// When the pass ran.
+    pub at: DateTime<Utc>,
+    /// The node that decided.
+    pub node_id: &'a str,
+    /// Pool.
+    pub pool: &'a str,
+    /// Nodes before.
+    pub current: u32,
+    /// Nodes decided.
+    pub desired: u32,
+    /// The on-demand share of `desired`.
+    pub on_demand: u32,
+    /// Target label and sample per target.
+    pub inputs: Vec<Input<'a>>,
+    /// Why.
+    pub reasons: &'a [Reason],
+    /// `none`, `scaled`, `skipped` or `failed`.
+    pub action: &'a str,
+    /// Error or skip reason when the action was not taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One target's input to a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Input<'a> {
+    /// Metric label.
+    pub metric: &'a str,
+    /// Target value.
+    pub target: f64,
+    /// The sample, absent when unavailable.
+    pub sample: Option<MetricSample>,
+}
+
+/// Appends entries and rotates by day.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    retention_days: u32,
+    open: Option<(NaiveDate, BufWriter<File>)>,
+}
+
+/// The journal file of `day`.
+pub fn file_for(dir: &Path, day: NaiveDate) -> PathBuf {
+    dir.join(format!("decisions-{}.jsonl", day.format("%Y-%m-%d")))
+}
+
+impl Journal {
+    /// Opens (creating) `dir` and deletes files past the retention as of `now`.
+    pub fn open(dir: PathBuf, retention_days: u32, now: DateTime<Utc>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let journal = Self { dir, retention_days, open: None };
+        journal.expire(now.date_naive())?;
+        Ok(journal)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Changes the retention, e.g. after a reload.
+    pub fn set_retention_days(&mut self, days: u32) {
+        self.retention_days = days;
+    }
+
+    /// Writes one entry, to the file of the entry's day, and flushes it.
+    pub fn write(&mut self, entry: &Entry<'_>) -> std::io::Result<()> {
+        let day = entry.at.date_naive();
+        if self.open.as_ref().is_none_or(|(d, _)| *d != day) {
+            let file = OpenOptions::new().create(true).append(true).open(file_for(&self.dir, day))?;
+            self.open = Some((day, BufWriter::new(file)));
+            self.expire(day)?;
+        }
+        if let Some((_, w)) = self.open.as_mut() {
+            serde_json::to_writer(&mut *w, entry)?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes journal files of days before `today - retention_days`.
+    fn expire(&self, today: NaiveDate) -> std::io::Result<()> {
+        let Some(oldest_kept) = today.checked_sub_days(chrono::Days::new(u64::from(self.retention_days))) else {
+            return Ok(());
+        };
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(date) = name.strip_prefix("decisions-").and_then(|n| n.strip_suffix(".jsonl")) else {
+                continue;
+            };
+            if let Ok(day) = NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                if day < oldest_kept {
+                    std::fs::remove_file(&path)?;
+                    tracing::info!(file = %path.display(), "deleted journal file past retention");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn entry(at: DateTime<Utc>) -> Entry<'static> {
+        Entry {
+            at,
+            node_id: "n",
+            pool: "p",
+            current: 1,
+            desired: 2,
+            on_demand: 2,
+            inputs: vec![],
+            reasons: &[],
+            action: "scaled",
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn rotates_daily_and_deletes_past_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        let day = |d: u32| Utc.with_ymd_and_hms(2026, 3, d, 12, 0, 0).unwrap();
+        std::fs::create_dir_all(&jdir).unwrap();
+        std::fs::write(file_for(&jdir, day(1).date_naive()), "old\n").unwrap();
+        std::fs::write(jdir.join("unrelated.txt"), "keep").unwrap();
+        let mut j = Journal::open(jdir.clone(), 2, day(2)).unwrap();
+        j.write(&entry(day(2))).unwrap();
+        j.write(&entry(day(2))).unwrap();
+        assert!(file_for(&jdir, day(1).date_naive()).exists(), "day 1 is within 2 days of day 2");
+        j.write(&entry(day(4))).unwrap();
+        assert!(!file_for(&jdir, day(1).date_naive()).exists(), "day 1 is past retention on day 4");
+        assert!(jdir.join("unrelated.txt").exists());
+        let lines = std::fs::read_to_string(file_for(&jdir, day(2).date_naive())).unwrap();
+        assert_eq!(lines.lines().count(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(v["pool"], "p");
+        assert_eq!(v["desired"], 2);
+        assert!(file_for(&jdir, day(4).date_naive()).exists());
+    }
+}

@@ -1,0 +1,223 @@
+//! Every metric Capstan exports, in one place. Names are part of the interface:
+//! dashboards and alert rules in `packaging/` use them.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// `{pool}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    /// Pool name.
+    pub pool: String,
+}
+
+/// `{pool, metric}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolMetricLabels {
+    /// Pool name.
+    pub pool: String,
+    /// Target metric.
+    pub metric: String,
+}
+
+/// `{pool, action}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolActionLabels {
+    /// Pool name.
+    pub pool: String,
+    /// `none`, `scaled`, `skipped`, `failed`.
+    pub action: String,
+}
+
+/// `{pool, kind}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolErrorLabels {
+    /// Pool name.
+    pub pool: String,
+    /// Error kind.
+    pub kind: String,
+}
+
+/// `{result}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success` or `failure`.
+    pub result: String,
+}
+
+/// `{collector}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CollectorLabel {
+    /// Collector name.
+    pub collector: String,
+}
+
+/// `{version}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    /// Capstan's version.
+    pub version: String,
+}
+
+type GaugeF = Gauge<f64, AtomicU64>;
+
+/// The agent's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `capstan_pool_desired_nodes{pool}`: nodes the last decision asked for.
+    pub pool_desired_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_current_nodes{pool}`: nodes the provider reported.
+    pub pool_current_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_min_nodes{pool}`.
+    pub pool_min_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_max_nodes{pool}`.
+    pub pool_max_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_metric_value{pool,metric}`: the average per node of a target metric.
+    pub pool_metric_value: Family<PoolMetricLabels, GaugeF>,
+    /// `capstan_pool_metric_target{pool,metric}`: the target per node.
+    pub pool_metric_target: Family<PoolMetricLabels, GaugeF>,
+    /// `capstan_decisions_total{pool,action}`.
+    pub decisions: Family<PoolActionLabels, Counter>,
+    /// `capstan_provider_errors_total{pool,kind}`.
+    pub provider_errors: Family<PoolErrorLabels, Counter>,
+    /// `capstan_config_reloads_total{result}`.
+    pub config_reloads: Family<ResultLabel, Counter>,
+    /// `capstan_collection_errors_total{collector}`.
+    pub collection_errors: Family<CollectorLabel, Counter>,
+    /// `capstan_journal_write_errors_total`.
+    pub journal_write_errors: Counter,
+    /// `capstan_is_leader`: 1 when this agent leads.
+    pub is_leader: Gauge,
+    /// `capstan_planning_passes_total`.
+    pub planning_passes: Counter,
+    /// `capstan_host_cpu_percent`.
+    pub host_cpu_percent: GaugeF,
+    /// `capstan_host_memory_percent`.
+    pub host_memory_percent: GaugeF,
+    /// `capstan_host_load1_per_core`.
+    pub host_load1_per_core: GaugeF,
+}
+
+/// Every metric name, with its type, as it appears in the exposition.
+pub const NAMES: &[(&str, &str)] = &[
+    ("capstan_build_info", "gauge"),
+    ("capstan_pool_desired_nodes", "gauge"),
+    ("capstan_pool_current_nodes", "gauge"),
+    ("capstan_pool_min_nodes", "gauge"),
+    ("capstan_pool_max_nodes", "gauge"),
+    ("capstan_pool_metric_value", "gauge"),
+    ("capstan_pool_metric_target", "gauge"),
+    ("capstan_decisions_total", "counter"),
+    ("capstan_provider_errors_total", "counter"),
+    ("capstan_config_reloads_total", "counter"),
+    ("capstan_collection_errors_total", "counter"),
+    ("capstan_journal_write_errors_total", "counter"),
+    ("capstan_is_leader", "gauge"),
+    ("capstan_planning_passes_total", "counter"),
+    ("capstan_host_cpu_percent", "gauge"),
+    ("capstan_host_memory_percent", "gauge"),
+    ("capstan_host_load1_per_core", "gauge"),
+];
+
+impl Metrics {
+    /// Registers everything.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("capstan");
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        registry.register("build_info", "Capstan's version; always 1", build_info);
+        let m = Self {
+            pool_desired_nodes: Family::default(),
+            pool_current_nodes: Family::default(),
+            pool_min_nodes: Family::default(),
+            pool_max_nodes: Family::default(),
+            pool_metric_value: Family::default(),
+            pool_metric_target: Family::default(),
+            decisions: Family::default(),
+            provider_errors: Family::default(),
+            config_reloads: Family::default(),
+            collection_errors: Family::default(),
+            journal_write_errors: Counter::default(),
+            is_leader: Gauge::default(),
+            planning_passes: Counter::default(),
+            host_cpu_percent: GaugeF::default(),
+            host_memory_percent: GaugeF::default(),
+            host_load1_per_core: GaugeF::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("pool_desired_nodes", "Nodes the last decision asked for", m.pool_desired_nodes.clone());
+        r.register("pool_current_nodes", "Nodes the provider reported", m.pool_current_nodes.clone());
+        r.register("pool_min_nodes", "The pool's configured minimum", m.pool_min_nodes.clone());
+        r.register("pool_max_nodes", "The pool's configured maximum", m.pool_max_nodes.clone());
+        r.register("pool_metric_value", "Average per node of a target metric", m.pool_metric_value.clone());
+        r.register("pool_metric_target", "Target per node of a target metric", m.pool_metric_target.clone());
+        r.register("decisions", "Planning decisions by outcome", m.decisions.clone());
+        r.register("provider_errors", "Failed provider calls by error kind", m.provider_errors.clone());
+        r.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
+        r.register("collection_errors", "Failed collections by collector", m.collection_errors.clone());
+        r.register("journal_write_errors", "Journal lines that could not be written", m.journal_write_errors.clone());
+        r.register("is_leader", "1 when this agent is the leader", m.is_leader.clone());
+        r.register("planning_passes", "Planning passes run", m.planning_passes.clone());
+        r.register("host_cpu_percent", "This host's busy CPU, percent", m.host_cpu_percent.clone());
+        r.register("host_memory_percent", "This host's used memory, percent", m.host_memory_percent.clone());
+        r.register("host_load1_per_core", "This host's 1-minute load per core", m.host_load1_per_core.clone());
+        Self { registry, ..m }
+    }
+
+    /// The Prometheus/OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Forgets a pool's series, e.g. after a reload removed it.
+    pub fn remove_pool(&self, pool: &str) {
+        let label = PoolLabel { pool: pool.to_owned() };
+        self.pool_desired_nodes.remove(&label);
+        self.pool_current_nodes.remove(&label);
+        self.pool_min_nodes.remove(&label);
+        self.pool_max_nodes.remove(&label);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_family_is_listed_in_names_and_back() {
+        let m = Metrics::new();
+        let p = PoolLabel { pool: "web".into() };
+        m.pool_desired_nodes.get_or_create(&p).set(3);
+        let text = m.encode();
+        assert!(text.contains("capstan_pool_desired_nodes{pool=\"web\"} 3"), "{text}");
+        let typed: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next().unwrap().to_owned(), it.next().unwrap().to_owned())
+            })
+            .collect();
+        for (name, kind) in &typed {
+            let exposed = if kind == "counter" { format!("{name}_total") } else { name.clone() };
+            assert!(NAMES.contains(&(exposed.as_str(), kind.as_str())), "{exposed} ({kind}) missing from NAMES");
+        }
+        assert_eq!(typed.len(), NAMES.len(), "NAMES lists a metric that is not registered");
+    }
+}
