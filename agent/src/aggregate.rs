@@ -36,7 +36,8 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
 /// least one report matches, HPA's rules apply per instance: an in-service instance
 /// without a reading is *missing*, a pending one is *unready*. When none matches (a
 /// dry-run pool, whose instances are imaginary, or agents named otherwise) the
-/// reporting nodes are taken as a sample of the pool and nothing counts as missing.
+/// reporting nodes are taken as a sample of the pool: their average stands for every
+/// in-service node, and nothing counts as missing.
 pub fn samples(
     pool: &Pool,
     description: &PoolDescription,
@@ -62,6 +63,7 @@ pub fn samples(
                                 Some(v) => {
                                     s.sum += v;
                                     s.ready += 1;
+                                    s.reporting += 1;
                                 }
                                 None => s.missing += 1,
                             }
@@ -73,7 +75,13 @@ pub fn samples(
             } else {
                 for v in reports.iter().filter_map(|r| metric_value(r, metric)) {
                     s.sum += v;
-                    s.ready += 1;
+                    s.reporting += 1;
+                }
+                let in_service = u32::try_from(description.in_service().count()).unwrap_or(u32::MAX);
+                let represented = if description.instances.is_empty() { description.desired } else { in_service };
+                if s.reporting > 0 && represented > 0 {
+                    s.sum = s.sum / f64::from(s.reporting) * f64::from(represented);
+                    s.ready = represented;
                 }
             }
             (s.ready > 0).then_some(s)
@@ -147,16 +155,26 @@ mod tests {
         };
         let (ra, rz) = (report("a", 80.0), report("z", 10.0));
         let s = samples(&pool(), &d, &[&ra, &rz]);
-        assert_eq!(s[0], Some(MetricSample { sum: 80.0, ready: 1, missing: 1, unready: 1 }));
+        assert_eq!(s[0], Some(MetricSample { sum: 80.0, ready: 1, missing: 1, unready: 1, reporting: 1 }));
         assert_eq!(s[1], None, "nobody reports workload.rps");
     }
 
     #[test]
     fn unmatched_reports_are_a_sample_of_the_pool() {
-        let d = PoolDescription { min: 1, max: 10, desired: 3, instances: vec![instance("dry-run-web-0", Lifecycle::InService)] };
+        let d = PoolDescription {
+            min: 1,
+            max: 10,
+            desired: 3,
+            instances: vec![
+                instance("dry-run-web-0", Lifecycle::InService),
+                instance("dry-run-web-1", Lifecycle::InService),
+                instance("dry-run-web-2", Lifecycle::InService),
+            ],
+        };
         let (r1, r2) = (report("host-1", 30.0), report("host-2", 50.0));
         let s = samples(&pool(), &d, &[&r1, &r2]);
-        assert_eq!(s[0], Some(MetricSample { sum: 80.0, ready: 2, missing: 0, unready: 0 }));
+        // Two nodes averaging 40 stand for the pool's three.
+        assert_eq!(s[0], Some(MetricSample { sum: 120.0, ready: 3, missing: 0, unready: 0, reporting: 2 }));
     }
 
     #[test]

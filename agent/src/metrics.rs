@@ -203,7 +203,17 @@ mod tests {
     fn every_registered_family_is_listed_in_names_and_back() {
         let m = Metrics::new();
         let p = PoolLabel { pool: "web".into() };
+        let pm = PoolMetricLabels { pool: "web".into(), metric: "cpu.utilization".into() };
         m.pool_desired_nodes.get_or_create(&p).set(3);
+        m.pool_current_nodes.get_or_create(&p).set(3);
+        m.pool_min_nodes.get_or_create(&p).set(1);
+        m.pool_max_nodes.get_or_create(&p).set(9);
+        m.pool_metric_value.get_or_create(&pm).set(1.0);
+        m.pool_metric_target.get_or_create(&pm).set(1.0);
+        m.decisions.get_or_create(&PoolActionLabels { pool: "web".into(), action: "none".into() }).inc();
+        m.provider_errors.get_or_create(&PoolErrorLabels { pool: "web".into(), kind: "auth".into() }).inc();
+        m.config_reloads.get_or_create(&ResultLabel { result: "success".into() }).inc();
+        m.collection_errors.get_or_create(&CollectorLabel { collector: "host".into() }).inc();
         let text = m.encode();
         assert!(text.contains("capstan_pool_desired_nodes{pool=\"web\"} 3"), "{text}");
         let typed: Vec<(String, String)> = text

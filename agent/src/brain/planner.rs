@@ -74,6 +74,11 @@ pub struct MetricSample {
     pub missing: u32,
     /// Nodes not ready yet (HPA's "unready pods"); count as 0 on a scale-up.
     pub unready: u32,
+    /// Nodes that actually reported. Equals `ready` when reports match instances; when
+    /// the reports are only a sample of the pool, `ready` is the pool's in-service
+    /// count and `sum` is the sample's average times that count.
+    #[serde(default)]
+    pub reporting: u32,
 }
 
 /// A past recommendation, for the stabilization windows.

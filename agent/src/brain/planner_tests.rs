@@ -33,7 +33,7 @@ fn policy(min: u32, max: u32, targets: &[f64]) -> Policy {
 
 /// `ready` nodes all reading `avg`.
 fn s(avg: f64, ready: u32) -> Option<MetricSample> {
-    Some(MetricSample { sum: avg * f64::from(ready), ready, missing: 0, unready: 0 })
+    Some(MetricSample { sum: avg * f64::from(ready), ready, missing: 0, unready: 0, reporting: ready })
 }
 
 fn run(current: u32, metrics: &[Option<MetricSample>], p: &Policy, h: &History) -> Decision {
@@ -84,10 +84,10 @@ fn missing_nodes_count_as_idle_on_a_scale_up() {
     let p = policy(1, 100, &[50.0]);
     let h = History::default();
     // Two nodes report 100 (ratio 2), two report nothing: 200/4 = 50, exactly on target.
-    let m = Some(MetricSample { sum: 200.0, ready: 2, missing: 2, unready: 0 });
+    let m = Some(MetricSample { sum: 200.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
     assert_eq!(run(4, &[m], &p, &h).desired, 4);
     // Two report 150 (ratio 3): 300/4 = 75, ratio 1.5 over 4 nodes = 6.
-    let m = Some(MetricSample { sum: 300.0, ready: 2, missing: 2, unready: 0 });
+    let m = Some(MetricSample { sum: 300.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
     assert_eq!(run(4, &[m], &p, &h).desired, 6);
 }
 
@@ -95,10 +95,10 @@ fn missing_nodes_count_as_idle_on_a_scale_up() {
 fn missing_nodes_count_as_at_target_on_a_scale_down() {
     let p = policy(1, 100, &[50.0]);
     // Two report 20 (ratio 0.4); the two missing count as 50: 140/4 = 35, ratio 0.7, ceil(2.8) = 3.
-    let m = Some(MetricSample { sum: 40.0, ready: 2, missing: 2, unready: 0 });
+    let m = Some(MetricSample { sum: 40.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
     assert_eq!(run(4, &[m], &p, &History::default()).desired, 3);
     // Two report 45 (ratio 0.9, inside tolerance anyway); the fill keeps it inside: no change.
-    let m = Some(MetricSample { sum: 90.0, ready: 2, missing: 2, unready: 0 });
+    let m = Some(MetricSample { sum: 90.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
     assert_eq!(run(4, &[m], &p, &History::default()).desired, 4);
 }
 
@@ -106,9 +106,9 @@ fn missing_nodes_count_as_at_target_on_a_scale_down() {
 fn unready_nodes_count_as_idle_on_a_scale_up_and_are_ignored_on_a_scale_down() {
     let p = policy(1, 100, &[50.0]);
     let h = History::default();
-    let m = Some(MetricSample { sum: 200.0, ready: 2, missing: 0, unready: 2 });
+    let m = Some(MetricSample { sum: 200.0, ready: 2, missing: 0, unready: 2, reporting: 2 });
     assert_eq!(run(4, &[m], &p, &h).desired, 4, "100 % over target, halved by two idle unready nodes");
-    let m = Some(MetricSample { sum: 40.0, ready: 2, missing: 0, unready: 2 });
+    let m = Some(MetricSample { sum: 40.0, ready: 2, missing: 0, unready: 2, reporting: 2 });
     // Scale-down looks at ready nodes only: ceil(0.4 × 2) = 1.
     assert_eq!(run(4, &[m], &p, &h).desired, 1);
 }
@@ -130,7 +130,7 @@ fn no_metrics_means_no_change_and_no_recommendation() {
     let d = run(4, &[None], &p, &History::default());
     assert_eq!((d.desired, d.recommendation), (4, None));
     assert!(has(&d, |r| matches!(r, Reason::NoMetrics)));
-    let zero_ready = Some(MetricSample { sum: 0.0, ready: 0, missing: 4, unready: 0 });
+    let zero_ready = Some(MetricSample { sum: 0.0, ready: 0, missing: 4, unready: 0, reporting: 0 });
     assert_eq!(run(4, &[zero_ready], &p, &History::default()).desired, 4);
 }
 
@@ -290,7 +290,7 @@ fn arb_sample() -> impl Strategy<Value = Option<MetricSample>> {
     prop_oneof![
         1 => Just(None),
         6 => (0.0f64..400.0, 0u32..50, 0u32..5, 0u32..5).prop_map(|(avg, ready, missing, unready)| {
-            Some(MetricSample { sum: avg * f64::from(ready), ready, missing, unready })
+            Some(MetricSample { sum: avg * f64::from(ready), ready, missing, unready, reporting: ready })
         }),
     ]
 }
