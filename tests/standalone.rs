@@ -54,17 +54,31 @@ impl Agent {
             Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
-                panic!("agent did not start listening; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "agent did not start listening; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
-        Agent { child, base, state: state.to_owned(), log }
+        Agent {
+            child,
+            base,
+            state: state.to_owned(),
+            log,
+        }
     }
 
     fn get(&self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.base);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
             match client.get(&url).send().await {
                 Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
                 Err(e) => (0, e.to_string()),
@@ -88,11 +102,18 @@ impl Agent {
             std::thread::sleep(STEP);
             waited += STEP;
         }
-        panic!("timed out waiting for {what}; log:\n{}", self.log.lock().unwrap().join("\n"));
+        panic!(
+            "timed out waiting for {what}; log:\n{}",
+            self.log.lock().unwrap().join("\n")
+        );
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -101,7 +122,10 @@ impl Agent {
         let mut lines = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+            lines.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
         }
         lines
     }
@@ -129,7 +153,8 @@ impl Drop for Agent {
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 fn example() -> String {
@@ -148,8 +173,14 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
         let (code, text) = a.get("/metrics");
         (code == 200 && text.contains("capstan_pool_desired_nodes{pool=\"local\"}")).then_some(text)
     });
-    assert!(metric(&text, "capstan_pool_current_nodes{pool=\"local\"}").is_some(), "{text}");
-    assert!(metric(&text, "capstan_host_cpu_percent").is_some(), "{text}");
+    assert!(
+        metric(&text, "capstan_pool_current_nodes{pool=\"local\"}").is_some(),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "capstan_host_cpu_percent").is_some(),
+        "{text}"
+    );
     assert_eq!(agent.get("/healthz").0, 200);
     assert_eq!(agent.get("/readyz").0, 200);
 
@@ -161,36 +192,71 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
     assert!(status["pools"][0]["current"].is_u64());
     assert!(status["pools"][0]["desired"].is_u64());
     assert!(status["pools"][0]["last_decision"]["at"].is_string());
-    assert!(!status["pools"][0]["last_decision"]["reasons"].as_array().unwrap().is_empty());
+    assert!(
+        !status["pools"][0]["last_decision"]["reasons"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // `capstan status` renders it as a table.
-    let out = Command::new(BIN).args(["status", "--url", &agent.base]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--url", &agent.base])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("role leader") && table.contains("local") && table.contains("dry-run"), "{table}");
+    assert!(
+        table.contains("role leader") && table.contains("local") && table.contains("dry-run"),
+        "{table}"
+    );
 
     // Journal lines appear, one JSON object per decision, with inputs and reasons.
-    let lines = agent.wait_for("two journal lines", |a| Some(a.journal_lines()).filter(|l| l.len() >= 2));
+    let lines = agent.wait_for("two journal lines", |a| {
+        Some(a.journal_lines()).filter(|l| l.len() >= 2)
+    });
     assert_eq!(lines[0]["pool"], "local");
     assert_eq!(lines[0]["inputs"][0]["metric"], "cpu.utilization");
-    assert!(lines[0]["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(
+        lines[0]["reasons"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
 
     // A broken file on SIGHUP is rejected, counted, and the old config stays in force.
     let broken = "[[pool]]\nname = \"local\"\nprovider = { type = \"dry-run\" }\nmin = 5\nmax = 2\ntargets = []\n";
     std::fs::write(&config, broken).unwrap();
     agent.signal("HUP");
     agent.wait_for("a counted reload failure", |a| {
-        metric(&a.get("/metrics").1, "capstan_config_reloads_total{result=\"failure\"}").filter(|v| *v >= 1.0)
+        metric(
+            &a.get("/metrics").1,
+            "capstan_config_reloads_total{result=\"failure\"}",
+        )
+        .filter(|v| *v >= 1.0)
     });
-    let passes = |a: &Agent| metric(&a.get("/metrics").1, "capstan_planning_passes_total").unwrap_or(0.0);
+    let passes =
+        |a: &Agent| metric(&a.get("/metrics").1, "capstan_planning_passes_total").unwrap_or(0.0);
     let before = passes(&agent);
     let journaled = agent.journal_lines().len();
-    agent.wait_for("passes to continue after the failed reload", |a| (passes(a) >= before + 2.0).then_some(()));
-    assert!(agent.journal_lines().len() > journaled, "journal continues on the old config");
+    agent.wait_for("passes to continue after the failed reload", |a| {
+        (passes(a) >= before + 2.0).then_some(())
+    });
+    assert!(
+        agent.journal_lines().len() > journaled,
+        "journal continues on the old config"
+    );
     let status = agent.status();
     assert_eq!(status["pools"].as_array().unwrap().len(), 1);
     assert_eq!(status["pools"][0]["max"], 10, "old config still in force");
-    assert!(agent.log.lock().unwrap().iter().any(|l| l.contains("min (5) is above max (2)")), "the rejection names the problem");
+    assert!(
+        agent
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("min (5) is above max (2)")),
+        "the rejection names the problem"
+    );
 
     // A valid file on SIGHUP takes effect.
     let extra = "\n[[pool]]\nname = \"second\"\nprovider = { type = \"dry-run\", initial = 1 }\nmin = 1\nmax = 3\ntargets = [{ metric = \"memory.utilization\", value = 80 }]\n";
@@ -198,16 +264,28 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
     agent.signal("HUP");
     agent.wait_for("the second pool after a good reload", |a| {
         let s = a.status();
-        (s["pools"].as_array().unwrap().len() == 2 && s["pools"][1]["desired"].is_u64()).then_some(())
+        (s["pools"].as_array().unwrap().len() == 2 && s["pools"][1]["desired"].is_u64())
+            .then_some(())
     });
     let text = agent.get("/metrics").1;
-    assert!(metric(&text, "capstan_config_reloads_total{result=\"success\"}").is_some_and(|v| v >= 1.0), "{text}");
-    assert!(text.contains("capstan_pool_desired_nodes{pool=\"second\"}"), "{text}");
+    assert!(
+        metric(&text, "capstan_config_reloads_total{result=\"success\"}").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("capstan_pool_desired_nodes{pool=\"second\"}"),
+        "{text}"
+    );
 
     // SIGTERM stops cleanly with exit 0.
     agent.signal("TERM");
     let status = agent.wait_exit();
-    assert_eq!(status.code(), Some(0), "log:\n{}", agent.log.lock().unwrap().join("\n"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "log:\n{}",
+        agent.log.lock().unwrap().join("\n")
+    );
 }
 
 /// A target this host always exceeds: memory in use is far above 0.01 %.
@@ -231,18 +309,32 @@ fn a_pool_over_its_target_is_scaled_up_within_max_and_the_call_is_journaled() {
     std::fs::write(&config, HOT_POOL).unwrap();
     let mut agent = Agent::start(&config, &dir.path().join("state"));
     let scaled = agent.wait_for("a journaled scale-up", |a| {
-        a.journal_lines().into_iter().find(|l| l["action"] == "scaled")
+        a.journal_lines()
+            .into_iter()
+            .find(|l| l["action"] == "scaled")
     });
     assert_eq!(scaled["current"], 2);
     // Aggressive allows +300 % at once, but max is 6.
     assert_eq!(scaled["desired"], 6);
-    assert!(scaled["reasons"].as_array().unwrap().iter().any(|r| r["kind"] == "clamped_to_max"), "{scaled}");
+    assert!(
+        scaled["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "clamped_to_max"),
+        "{scaled}"
+    );
     let status = agent.wait_for("the pool at 6", |a| {
         let s = a.status();
         (s["pools"][0]["current"] == 6).then_some(s)
     });
     assert_eq!(status["pools"][0]["desired"], 6);
-    assert!(agent.journal_lines().iter().all(|l| l["desired"].as_u64().unwrap() <= 6));
+    assert!(
+        agent
+            .journal_lines()
+            .iter()
+            .all(|l| l["desired"].as_u64().unwrap() <= 6)
+    );
     agent.signal("TERM");
     assert_eq!(agent.wait_exit().code(), Some(0));
 }
@@ -250,18 +342,32 @@ fn a_pool_over_its_target_is_scaled_up_within_max_and_the_call_is_journaled() {
 #[test]
 fn validate_lists_every_problem_and_exits_1_or_prints_a_summary() {
     let bad = repo().join("config/tests/fixtures/invalid-money.toml");
-    let out = Command::new(BIN).args(["validate", "--config"]).arg(&bad).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.lines().count() >= 7, "{err}");
-    assert!(err.contains("invalid-money.toml:15:61: pool[0].spot.on_demand_percent_above_base"), "{err}");
+    assert!(
+        err.contains("invalid-money.toml:15:61: pool[0].spot.on_demand_percent_above_base"),
+        "{err}"
+    );
 
     let good = repo().join("examples/standalone.toml");
-    let out = Command::new(BIN).args(["validate", "--config"]).arg(&good).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let summary = String::from_utf8_lossy(&out.stdout);
     assert_eq!(summary.lines().count(), 1, "{summary}");
-    assert!(summary.contains("valid") && summary.contains("local"), "{summary}");
+    assert!(
+        summary.contains("valid") && summary.contains("local"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -275,16 +381,36 @@ fn plan_prints_decisions_as_json_and_never_acts() {
         .env("CAPSTAN_AGENT__STATE_DIR", dir.path().join("state"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pool = &v["pools"][0];
     assert_eq!(pool["name"], "hot");
     assert_eq!(pool["current"], 2);
     assert_eq!(pool["desired"], 6);
-    assert!(pool["reasons"].as_array().unwrap().iter().any(|r| r["kind"] == "driven_by"));
-    assert!(!dir.path().join("state").exists(), "plan writes no state and journals nothing");
+    assert!(
+        pool["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "driven_by")
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "plan writes no state and journals nothing"
+    );
 
-    let out = Command::new(BIN).args(["plan", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("pool hot (dry-run): 2 → 6 nodes (scale up)"), "{text}");
+    assert!(
+        text.contains("pool hot (dry-run): 2 → 6 nodes (scale up)"),
+        "{text}"
+    );
 }

@@ -31,10 +31,19 @@ fn fleet(n: u32) -> Vec<Pool> {
             let load = 20.0 + f64::from(i % 17) * 10.0;
             let history = History {
                 recommendations: (0..30)
-                    .map(|k| Recommendation { at: now - chrono::Duration::seconds(10 * k), nodes: current + (k as u32 % 5) })
+                    .map(|k| Recommendation {
+                        at: now - chrono::Duration::seconds(10 * k),
+                        nodes: current + (k as u32 % 5),
+                    })
                     .collect(),
-                scale_up_events: vec![ScaleEvent { at: now - chrono::Duration::seconds(20), change: 2 }],
-                scale_down_events: vec![ScaleEvent { at: now - chrono::Duration::seconds(200), change: 1 }],
+                scale_up_events: vec![ScaleEvent {
+                    at: now - chrono::Duration::seconds(20),
+                    change: 2,
+                }],
+                scale_down_events: vec![ScaleEvent {
+                    at: now - chrono::Duration::seconds(200),
+                    change: 1,
+                }],
             };
             Pool {
                 policy: Policy {
@@ -42,15 +51,39 @@ fn fleet(n: u32) -> Vec<Pool> {
                     max: 500,
                     tolerance: 0.1,
                     targets: vec![
-                        TargetSpec { metric: "cpu.utilization".into(), value: 60.0, missing_fallback: 60.0 },
-                        TargetSpec { metric: "workload.requests_per_second".into(), value: 5000.0, missing_fallback: 5000.0 },
+                        TargetSpec {
+                            metric: "cpu.utilization".into(),
+                            value: 60.0,
+                            missing_fallback: 60.0,
+                        },
+                        TargetSpec {
+                            metric: "workload.requests_per_second".into(),
+                            value: 5000.0,
+                            missing_fallback: 5000.0,
+                        },
                     ],
                     behavior,
                 },
                 current,
                 metrics: vec![
-                    Some(MetricSample { sum: load * f64::from(current), ready: current, missing: i % 2, unready: i % 3, reporting: current }),
-                    if i % 7 == 0 { None } else { Some(MetricSample { sum: 4000.0 * f64::from(current), ready: current, missing: 0, unready: 0, reporting: current }) },
+                    Some(MetricSample {
+                        sum: load * f64::from(current),
+                        ready: current,
+                        missing: i % 2,
+                        unready: i % 3,
+                        reporting: current,
+                    }),
+                    if i % 7 == 0 {
+                        None
+                    } else {
+                        Some(MetricSample {
+                            sum: 4000.0 * f64::from(current),
+                            ready: current,
+                            missing: 0,
+                            unready: 0,
+                            reporting: current,
+                        })
+                    },
                 ],
                 history,
             }
@@ -65,7 +98,11 @@ fn planning_pass(c: &mut Criterion) {
         b.iter(|| {
             let mut total = 0u64;
             for p in &pools {
-                let observed = Observed { current: p.current, metrics: &p.metrics, history: &p.history };
+                let observed = Observed {
+                    current: p.current,
+                    metrics: &p.metrics,
+                    history: &p.history,
+                };
                 total += u64::from(plan(black_box(&observed), &p.policy, now).desired);
             }
             black_box(total)

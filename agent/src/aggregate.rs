@@ -43,8 +43,13 @@ pub fn samples(
     description: &PoolDescription,
     reports: &[&NodeReport],
 ) -> Vec<Option<MetricSample>> {
-    let instance_ids: HashSet<&str> = description.instances.iter().map(|i| i.id.as_str()).collect();
-    let by_id: HashMap<&str, &NodeReport> = reports.iter().map(|r| (r.node_id.as_str(), *r)).collect();
+    let instance_ids: HashSet<&str> = description
+        .instances
+        .iter()
+        .map(|i| i.id.as_str())
+        .collect();
+    let by_id: HashMap<&str, &NodeReport> =
+        reports.iter().map(|r| (r.node_id.as_str(), *r)).collect();
     let matched = by_id.keys().any(|id| instance_ids.contains(id));
 
     pool.targets
@@ -59,7 +64,10 @@ pub fn samples(
                 for inst in &description.instances {
                     match inst.lifecycle {
                         Lifecycle::InService => {
-                            match by_id.get(inst.id.as_str()).and_then(|r| metric_value(r, metric)) {
+                            match by_id
+                                .get(inst.id.as_str())
+                                .and_then(|r| metric_value(r, metric))
+                            {
                                 Some(v) => {
                                     s.sum += v;
                                     s.ready += 1;
@@ -77,8 +85,13 @@ pub fn samples(
                     s.sum += v;
                     s.reporting += 1;
                 }
-                let in_service = u32::try_from(description.in_service().count()).unwrap_or(u32::MAX);
-                let represented = if description.instances.is_empty() { description.desired } else { in_service };
+                let in_service =
+                    u32::try_from(description.in_service().count()).unwrap_or(u32::MAX);
+                let represented = if description.instances.is_empty() {
+                    description.desired
+                } else {
+                    in_service
+                };
                 if s.reporting > 0 && represented > 0 {
                     s.sum = s.sum / f64::from(s.reporting) * f64::from(represented);
                     s.ready = represented;
@@ -118,7 +131,10 @@ mod tests {
             max = 10
             targets = [{ metric = "cpu.utilization", value = 50 }, { metric = "workload.rps", value = 100 }]
         "#;
-        capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty()).unwrap().pools.remove(0)
+        capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty())
+            .unwrap()
+            .pools
+            .remove(0)
     }
 
     fn report(id: &str, cpu: f64) -> NodeReport {
@@ -127,9 +143,20 @@ mod tests {
             cpu_percent: cpu,
             cpu_per_core_percent: vec![cpu],
             cores: 1,
-            load: LoadAverage { one: 0.0, five: 0.0, fifteen: 0.0 },
-            memory: MemoryStats { total_bytes: 1, used_bytes: 1, available_bytes: 0 },
-            swap: SwapStats { total_bytes: 0, used_bytes: 0 },
+            load: LoadAverage {
+                one: 0.0,
+                five: 0.0,
+                fifteen: 0.0,
+            },
+            memory: MemoryStats {
+                total_bytes: 1,
+                used_bytes: 1,
+                available_bytes: 0,
+            },
+            swap: SwapStats {
+                total_bytes: 0,
+                used_bytes: 0,
+            },
             disks: vec![],
             network: vec![],
         });
@@ -137,7 +164,14 @@ mod tests {
     }
 
     fn instance(id: &str, lifecycle: Lifecycle) -> Instance {
-        Instance { id: id.into(), lifecycle, health: Health::Healthy, instance_type: None, zone: None, market: Market::OnDemand }
+        Instance {
+            id: id.into(),
+            lifecycle,
+            health: Health::Healthy,
+            instance_type: None,
+            zone: None,
+            market: Market::OnDemand,
+        }
     }
 
     #[test]
@@ -155,7 +189,16 @@ mod tests {
         };
         let (ra, rz) = (report("a", 80.0), report("z", 10.0));
         let s = samples(&pool(), &d, &[&ra, &rz]);
-        assert_eq!(s[0], Some(MetricSample { sum: 80.0, ready: 1, missing: 1, unready: 1, reporting: 1 }));
+        assert_eq!(
+            s[0],
+            Some(MetricSample {
+                sum: 80.0,
+                ready: 1,
+                missing: 1,
+                unready: 1,
+                reporting: 1
+            })
+        );
         assert_eq!(s[1], None, "nobody reports workload.rps");
     }
 
@@ -174,7 +217,16 @@ mod tests {
         let (r1, r2) = (report("host-1", 30.0), report("host-2", 50.0));
         let s = samples(&pool(), &d, &[&r1, &r2]);
         // Two nodes averaging 40 stand for the pool's three.
-        assert_eq!(s[0], Some(MetricSample { sum: 120.0, ready: 3, missing: 0, unready: 0, reporting: 2 }));
+        assert_eq!(
+            s[0],
+            Some(MetricSample {
+                sum: 120.0,
+                ready: 3,
+                missing: 0,
+                unready: 0,
+                reporting: 2
+            })
+        );
     }
 
     #[test]
@@ -185,7 +237,15 @@ mod tests {
         other.pool = Some("db".into());
         let fresh = report("c", 1.0);
         let all = [old, other, fresh];
-        let got = fresh_reports(&all, "web", DateTime::UNIX_EPOCH, chrono::Duration::seconds(30));
-        assert_eq!(got.iter().map(|r| r.node_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
+        let got = fresh_reports(
+            &all,
+            "web",
+            DateTime::UNIX_EPOCH,
+            chrono::Duration::seconds(30),
+        );
+        assert_eq!(
+            got.iter().map(|r| r.node_id.as_str()).collect::<Vec<_>>(),
+            vec!["c"]
+        );
     }
 }

@@ -71,7 +71,11 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
@@ -108,7 +112,11 @@ pub fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 },
-                None => match capstan_config::from_str(Path::new(EMBEDDED_NAME), EMBEDDED_CONFIG, std::env::vars()) {
+                None => match capstan_config::from_str(
+                    Path::new(EMBEDDED_NAME),
+                    EMBEDDED_CONFIG,
+                    std::env::vars(),
+                ) {
                     Ok(cfg) => (cfg, ConfigSource::Embedded),
                     Err(e) => {
                         print_config_error(&e);
@@ -116,7 +124,10 @@ pub fn main() -> ExitCode {
                     }
                 },
             };
-            exit(runtime().and_then(|rt| rt.block_on(daemon::run(cfg, source, Arc::new(SystemClock)))))
+            exit(
+                runtime()
+                    .and_then(|rt| rt.block_on(daemon::run(cfg, source, Arc::new(SystemClock)))),
+            )
         }
         Command::Plan { config, json } => {
             let cfg = match load(&config) {
@@ -128,7 +139,9 @@ pub fn main() -> ExitCode {
             };
             exit(runtime().and_then(|rt| rt.block_on(plan(cfg, json))))
         }
-        Command::Status { url, json } => exit(runtime().and_then(|rt| rt.block_on(status(&url, json)))),
+        Command::Status { url, json } => {
+            exit(runtime().and_then(|rt| rt.block_on(status(&url, json))))
+        }
     }
 }
 
@@ -136,7 +149,10 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`capstan plan | head`) is the reader's choice, not a failure.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -191,9 +207,18 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
     let now = clock.now();
     let mut planned = Vec::new();
     for pool in &mut pools {
-        let reports: Vec<&NodeReport> =
-            std::iter::once(&report).filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str())).collect();
-        let result = engine::pass(pool, &reports, &claim, Mode::PlanOnly, now, cfg.agent.interval).await;
+        let reports: Vec<&NodeReport> = std::iter::once(&report)
+            .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
+            .collect();
+        let result = engine::pass(
+            pool,
+            &reports,
+            &claim,
+            Mode::PlanOnly,
+            now,
+            cfg.agent.interval,
+        )
+        .await;
         planned.push(match result {
             Ok(o) => PlannedPool {
                 name: pool.config.name.clone(),
@@ -223,8 +248,18 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
         for p in &planned {
             match (p.current, p.desired) {
                 (Some(c), Some(d)) => {
-                    let verb = if d > c { "scale up" } else if d < c { "scale down" } else { "no change" };
-                    writeln!(out, "pool {} ({}): {c} → {d} nodes ({verb})", p.name, p.provider)?;
+                    let verb = if d > c {
+                        "scale up"
+                    } else if d < c {
+                        "scale down"
+                    } else {
+                        "no change"
+                    };
+                    writeln!(
+                        out,
+                        "pool {} ({}): {c} → {d} nodes ({verb})",
+                        p.name, p.provider
+                    )?;
                 }
                 _ => writeln!(out, "pool {} ({}): no decision", p.name, p.provider)?,
             }
@@ -242,7 +277,11 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
 
 async fn status(url: &str, json: bool) -> anyhow::Result<()> {
     let base = url.trim_end_matches('/');
-    let endpoint = if base.ends_with("/v1/status") { base.to_owned() } else { format!("{base}/v1/status") };
+    let endpoint = if base.ends_with("/v1/status") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/status")
+    };
     let response = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?
@@ -253,7 +292,8 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
         .error_for_status()
         .with_context(|| format!("{endpoint} answered with an error"))?;
     let body = response.text().await?;
-    let status: Status = serde_json::from_str(&body).with_context(|| format!("{endpoint} did not return a Capstan status"))?;
+    let status: Status = serde_json::from_str(&body)
+        .with_context(|| format!("{endpoint} did not return a Capstan status"))?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{body}")?;
@@ -265,18 +305,33 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
         status.node_id,
         status.role,
         status.leader_id.as_deref().unwrap_or("-"),
-        if status.coordinator.is_empty() { "-" } else { &status.coordinator },
-        if status.version.is_empty() { "-" } else { &status.version },
+        if status.coordinator.is_empty() {
+            "-"
+        } else {
+            &status.coordinator
+        },
+        if status.version.is_empty() {
+            "-"
+        } else {
+            &status.version
+        },
     )?;
     writeln!(out)?;
-    writeln!(out, "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8}  {:<8} {:<25} REASON", "POOL", "PROVIDER", "MIN", "MAX", "CURRENT", "DESIRED", "ACTION", "DECIDED AT")?;
+    writeln!(
+        out,
+        "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8}  {:<8} {:<25} REASON",
+        "POOL", "PROVIDER", "MIN", "MAX", "CURRENT", "DESIRED", "ACTION", "DECIDED AT"
+    )?;
     let dash = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
     for p in &status.pools {
         let (action, at, reason) = match &p.last_decision {
             Some(d) => (
                 d.action.clone(),
                 d.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                d.reasons.last().map(ToString::to_string).unwrap_or_default(),
+                d.reasons
+                    .last()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             ),
             None => ("-".to_owned(), "-".to_owned(), String::new()),
         };

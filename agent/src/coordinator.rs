@@ -33,7 +33,10 @@ pub struct Standalone {
 impl Standalone {
     /// Leads as `node_id`.
     pub fn new(node_id: &str) -> Self {
-        let (tx, _) = watch::channel(Claim { is_leader: true, leader_id: Some(node_id.to_owned()) });
+        let (tx, _) = watch::channel(Claim {
+            is_leader: true,
+            leader_id: Some(node_id.to_owned()),
+        });
         Self { tx }
     }
 }
@@ -48,7 +51,10 @@ impl Coordinator for Standalone {
     }
 
     fn vacate(&self) {
-        self.tx.send_replace(Claim { is_leader: false, leader_id: None });
+        self.tx.send_replace(Claim {
+            is_leader: false,
+            leader_id: None,
+        });
     }
 }
 

@@ -25,7 +25,9 @@ use crate::coordinator::{Coordinator, Standalone};
 use crate::engine::{self, Mode, PassError, PoolRuntime};
 use crate::http::{LastDecision, PoolStatus, Shared, Status};
 use crate::journal::{self, Journal};
-use crate::metrics::{CollectorLabel, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels, ResultLabel};
+use crate::metrics::{
+    CollectorLabel, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels, ResultLabel,
+};
 
 /// Where the running config came from, for reloads.
 #[derive(Debug, Clone)]
@@ -39,16 +41,21 @@ pub enum ConfigSource {
 /// The node id: `agent.node_name`, or the host name.
 pub fn node_id(cfg: &ValidatedConfig) -> String {
     cfg.agent.node_name.clone().unwrap_or_else(|| {
-        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".to_owned())
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".to_owned())
     })
 }
 
 /// The pool this node reports for: `agent.pool`, or the only pool when there is one.
 pub fn node_pool(cfg: &ValidatedConfig) -> Option<String> {
-    cfg.agent.pool.clone().or_else(|| match cfg.pools.as_slice() {
-        [only] => Some(only.name.clone()),
-        _ => None,
-    })
+    cfg.agent
+        .pool
+        .clone()
+        .or_else(|| match cfg.pools.as_slice() {
+            [only] => Some(only.name.clone()),
+            _ => None,
+        })
 }
 
 /// A report is fresh for three intervals (HPA's missing-metric rules apply after).
@@ -76,13 +83,26 @@ struct Daemon {
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(cfg: ValidatedConfig, source: ConfigSource, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: ValidatedConfig,
+    source: ConfigSource,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     let node_id = node_id(&cfg);
     let state_dir = cfg.agent.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
-    let journal = Journal::open(state_dir.join("journal"), cfg.journal.retention_days, clock.now())
-        .with_context(|| format!("cannot open the journal under {}", state_dir.join("journal").display()))?;
+    let journal = Journal::open(
+        state_dir.join("journal"),
+        cfg.journal.retention_days,
+        clock.now(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the journal under {}",
+            state_dir.join("journal").display()
+        )
+    })?;
     let pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
 
     let coordinator: Box<dyn Coordinator> = match &cfg.cluster.coordinator {
@@ -197,7 +217,9 @@ impl Daemon {
                 self.shared
                     .metrics
                     .collection_errors
-                    .get_or_create(&CollectorLabel { collector: "host".to_owned() })
+                    .get_or_create(&CollectorLabel {
+                        collector: "host".to_owned(),
+                    })
                     .inc();
             }
         }
@@ -222,7 +244,15 @@ impl Daemon {
             for i in 0..self.pools.len() {
                 let pool_name = self.pools[i].config.name.clone();
                 let reports = aggregate_reports(&self.reports, &pool_name, now, max_age);
-                let result = engine::pass(&mut self.pools[i], &reports, &self.claim, Mode::Act, now, interval).await;
+                let result = engine::pass(
+                    &mut self.pools[i],
+                    &reports,
+                    &self.claim,
+                    Mode::Act,
+                    now,
+                    interval,
+                )
+                .await;
                 self.record(i, now, result);
             }
             self.shared.metrics.planning_passes.inc();
@@ -232,24 +262,47 @@ impl Daemon {
         self.shared.beat(grace(self.cfg.agent.interval));
     }
 
-    fn record(&mut self, i: usize, now: DateTime<Utc>, result: Result<engine::PassOutcome, PassError>) {
+    fn record(
+        &mut self,
+        i: usize,
+        now: DateTime<Utc>,
+        result: Result<engine::PassOutcome, PassError>,
+    ) {
         let pool = &mut self.pools[i];
         let name = pool.config.name.clone();
         let m = &self.shared.metrics;
         let label = PoolLabel { pool: name.clone() };
-        m.pool_min_nodes.get_or_create(&label).set(i64::from(pool.config.min));
-        m.pool_max_nodes.get_or_create(&label).set(i64::from(pool.config.max));
+        m.pool_min_nodes
+            .get_or_create(&label)
+            .set(i64::from(pool.config.min));
+        m.pool_max_nodes
+            .get_or_create(&label)
+            .set(i64::from(pool.config.max));
         match result {
             Ok(outcome) => {
-                m.pool_current_nodes.get_or_create(&label).set(i64::from(outcome.current));
-                m.pool_desired_nodes.get_or_create(&label).set(i64::from(outcome.desired));
-                m.decisions.get_or_create(&PoolActionLabels { pool: name.clone(), action: outcome.action.to_owned() }).inc();
+                m.pool_current_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.current));
+                m.pool_desired_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.desired));
+                m.decisions
+                    .get_or_create(&PoolActionLabels {
+                        pool: name.clone(),
+                        action: outcome.action.to_owned(),
+                    })
+                    .inc();
                 for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
-                    let labels = PoolMetricLabels { pool: name.clone(), metric: spec.metric.clone() };
+                    let labels = PoolMetricLabels {
+                        pool: name.clone(),
+                        metric: spec.metric.clone(),
+                    };
                     m.pool_metric_target.get_or_create(&labels).set(spec.value);
                     match sample {
                         Some(s) if s.ready > 0 => {
-                            m.pool_metric_value.get_or_create(&labels).set(s.sum / f64::from(s.ready));
+                            m.pool_metric_value
+                                .get_or_create(&labels)
+                                .set(s.sum / f64::from(s.ready));
                         }
                         _ => {
                             m.pool_metric_value.remove(&labels);
@@ -257,7 +310,12 @@ impl Daemon {
                     }
                 }
                 if outcome.action == "failed" {
-                    m.provider_errors.get_or_create(&PoolErrorLabels { pool: name.clone(), kind: "apply".to_owned() }).inc();
+                    m.provider_errors
+                        .get_or_create(&PoolErrorLabels {
+                            pool: name.clone(),
+                            kind: "apply".to_owned(),
+                        })
+                        .inc();
                     tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
                 } else if outcome.action == "scaled" {
                     tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
@@ -267,7 +325,11 @@ impl Daemon {
                     .targets
                     .iter()
                     .zip(&outcome.samples)
-                    .map(|(t, s)| journal::Input { metric: &t.metric, target: t.value, sample: *s })
+                    .map(|(t, s)| journal::Input {
+                        metric: &t.metric,
+                        target: t.value,
+                        sample: *s,
+                    })
                     .collect();
                 let entry = journal::Entry {
                     at: outcome.at,
@@ -288,9 +350,19 @@ impl Daemon {
             }
             Err(e) => {
                 if let PassError::Describe(err) = &e {
-                    m.provider_errors.get_or_create(&PoolErrorLabels { pool: name.clone(), kind: err.kind().to_owned() }).inc();
+                    m.provider_errors
+                        .get_or_create(&PoolErrorLabels {
+                            pool: name.clone(),
+                            kind: err.kind().to_owned(),
+                        })
+                        .inc();
                 }
-                m.decisions.get_or_create(&PoolActionLabels { pool: name.clone(), action: "skipped".to_owned() }).inc();
+                m.decisions
+                    .get_or_create(&PoolActionLabels {
+                        pool: name.clone(),
+                        action: "skipped".to_owned(),
+                    })
+                    .inc();
                 tracing::warn!(pool = %name, error = %e, "no decision this pass");
                 pool.last = pool.last.take().map(|mut last| {
                     last.action = "skipped";
@@ -306,7 +378,12 @@ impl Daemon {
         let claim = self.claim.borrow().clone();
         let status = Status {
             node_id: self.node_id.clone(),
-            role: if claim.is_leader { "leader" } else { "follower" }.to_owned(),
+            role: if claim.is_leader {
+                "leader"
+            } else {
+                "follower"
+            }
+            .to_owned(),
             leader_id: claim.leader_id,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             coordinator: self.coordinator.name().to_owned(),
@@ -329,7 +406,11 @@ impl Daemon {
                 })
                 .collect(),
         };
-        *self.shared.status.write().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        *self
+            .shared
+            .status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
     }
 
     /// Re-reads the config file. Returns whether the interval changed.
@@ -338,19 +419,23 @@ impl Daemon {
             tracing::warn!("SIGHUP: running on the embedded default config; nothing to reload");
             return false;
         };
-        let outcome = capstan_config::load(path).map_err(|e| e.lines().join("\n")).and_then(|new| {
-            let order: Vec<String> = self.pools.iter().map(|p| p.config.name.clone()).collect();
-            let mut old: HashMap<String, PoolRuntime> =
-                std::mem::take(&mut self.pools).into_iter().map(|p| (p.config.name.clone(), p)).collect();
-            match engine::build_pools(&new, &mut old) {
-                Ok(pools) => Ok((new, pools, order)),
-                Err(e) => {
-                    // Put the running pools back, in their order.
-                    self.pools = order.iter().filter_map(|n| old.remove(n)).collect();
-                    Err(e)
+        let outcome = capstan_config::load(path)
+            .map_err(|e| e.lines().join("\n"))
+            .and_then(|new| {
+                let order: Vec<String> = self.pools.iter().map(|p| p.config.name.clone()).collect();
+                let mut old: HashMap<String, PoolRuntime> = std::mem::take(&mut self.pools)
+                    .into_iter()
+                    .map(|p| (p.config.name.clone(), p))
+                    .collect();
+                match engine::build_pools(&new, &mut old) {
+                    Ok(pools) => Ok((new, pools, order)),
+                    Err(e) => {
+                        // Put the running pools back, in their order.
+                        self.pools = order.iter().filter_map(|n| old.remove(n)).collect();
+                        Err(e)
+                    }
                 }
-            }
-        });
+            });
         match outcome {
             Ok((new, pools, old_names)) => {
                 for gone in old_names.iter().filter(|n| new.pool(n).is_none()) {
@@ -363,14 +448,28 @@ impl Daemon {
                 self.journal.set_retention_days(new.journal.retention_days);
                 self.pools = pools;
                 self.cfg = new;
-                self.shared.metrics.config_reloads.get_or_create(&ResultLabel { result: "success".to_owned() }).inc();
+                self.shared
+                    .metrics
+                    .config_reloads
+                    .get_or_create(&ResultLabel {
+                        result: "success".to_owned(),
+                    })
+                    .inc();
                 tracing::info!(pools = self.pools.len(), "SIGHUP: configuration reloaded");
                 self.publish_status();
                 interval_changed
             }
             Err(problems) => {
-                self.shared.metrics.config_reloads.get_or_create(&ResultLabel { result: "failure".to_owned() }).inc();
-                tracing::error!("SIGHUP: new configuration rejected; keeping the running one:\n{problems}");
+                self.shared
+                    .metrics
+                    .config_reloads
+                    .get_or_create(&ResultLabel {
+                        result: "failure".to_owned(),
+                    })
+                    .inc();
+                tracing::error!(
+                    "SIGHUP: new configuration rejected; keeping the running one:\n{problems}"
+                );
                 false
             }
         }

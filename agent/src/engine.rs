@@ -22,9 +22,12 @@ const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
 /// Builds the provider a pool is configured with.
 pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> {
     match &pool.provider {
-        ProviderConfig::DryRun(d) => {
-            Ok(Arc::new(DryRunProvider::new(pool.name.clone(), d.initial, pool.min, pool.max)))
-        }
+        ProviderConfig::DryRun(d) => Ok(Arc::new(DryRunProvider::new(
+            pool.name.clone(),
+            d.initial,
+            pool.min,
+            pool.max,
+        ))),
         other => Err(format!(
             "pool \"{}\": provider type \"{}\" is not available in this build of capstan (only \"dry-run\" is)",
             pool.name,
@@ -73,10 +76,17 @@ pub fn build_pools(
     cfg: &ValidatedConfig,
     old: &mut HashMap<String, PoolRuntime>,
 ) -> Result<Vec<PoolRuntime>, String> {
-    let reusable = |pool: &Pool| old.get(&pool.name).is_some_and(|p| p.config.provider == pool.provider);
+    let reusable = |pool: &Pool| {
+        old.get(&pool.name)
+            .is_some_and(|p| p.config.provider == pool.provider)
+    };
     let mut fresh = Vec::with_capacity(cfg.pools.len());
     for pool in &cfg.pools {
-        fresh.push(if reusable(pool) { None } else { Some(build_provider(pool)?) });
+        fresh.push(if reusable(pool) {
+            None
+        } else {
+            Some(build_provider(pool)?)
+        });
     }
     let mut pools = Vec::with_capacity(cfg.pools.len());
     for (pool, provider) in cfg.pools.iter().zip(fresh) {
@@ -139,14 +149,22 @@ pub enum Mode {
     PlanOnly,
 }
 
-fn provider_failure(pool: &mut PoolRuntime, err: &ProviderError, now: DateTime<Utc>, interval: std::time::Duration) {
+fn provider_failure(
+    pool: &mut PoolRuntime,
+    err: &ProviderError,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) {
     pool.failures = pool.failures.saturating_add(1);
     let base = chrono::Duration::from_std(interval).unwrap_or(MAX_BACKOFF);
     let backoff = base * 2i32.saturating_pow(pool.failures.min(16)).min(1 << 16);
     let wait = match err {
-        ProviderError::Throttled { retry_after: Some(hint), .. } => {
-            chrono::Duration::from_std(*hint).unwrap_or(MAX_BACKOFF).max(backoff)
-        }
+        ProviderError::Throttled {
+            retry_after: Some(hint),
+            ..
+        } => chrono::Duration::from_std(*hint)
+            .unwrap_or(MAX_BACKOFF)
+            .max(backoff),
         _ => backoff,
     };
     pool.retry_at = Some(now + wait.min(MAX_BACKOFF));
@@ -164,7 +182,10 @@ pub async fn pass(
     interval: std::time::Duration,
 ) -> Result<PassOutcome, PassError> {
     if let Some(until) = pool.retry_at.filter(|at| *at > now) {
-        return Err(PassError::BackingOff { failures: pool.failures, until });
+        return Err(PassError::BackingOff {
+            failures: pool.failures,
+            until,
+        });
     }
     let description: PoolDescription = match pool.provider.describe().await {
         Ok(d) => d,
@@ -175,7 +196,11 @@ pub async fn pass(
     };
     let samples = aggregate::samples(&pool.config, &description, reports);
     pool.history.prune(&pool.policy.behavior, now);
-    let observed = Observed { current: description.desired, metrics: &samples, history: &pool.history };
+    let observed = Observed {
+        current: description.desired,
+        metrics: &samples,
+        history: &pool.history,
+    };
     let decision: Decision = brain::plan(&observed, &pool.policy, now);
     let on_demand = brain::on_demand_share(decision.desired, pool.config.spot.as_ref());
 
@@ -200,10 +225,15 @@ pub async fn pass(
             outcome.action = "skipped";
             outcome.detail = Some("not the leader".to_owned());
         } else {
-            let target = CapacityTarget { capacity: decision.desired, on_demand, emergency: false };
+            let target = CapacityTarget {
+                capacity: decision.desired,
+                on_demand,
+                emergency: false,
+            };
             match pool.provider.apply(&target).await {
                 Ok(()) => {
-                    pool.history.record_scale(description.desired, decision.desired, now);
+                    pool.history
+                        .record_scale(description.desired, decision.desired, now);
                     pool.failures = 0;
                     pool.retry_at = None;
                     outcome.action = "scaled";
@@ -248,9 +278,20 @@ mod tests {
             cpu_percent: cpu,
             cpu_per_core_percent: vec![cpu],
             cores: 1,
-            load: LoadAverage { one: 0.0, five: 0.0, fifteen: 0.0 },
-            memory: MemoryStats { total_bytes: 1, used_bytes: 0, available_bytes: 1 },
-            swap: SwapStats { total_bytes: 0, used_bytes: 0 },
+            load: LoadAverage {
+                one: 0.0,
+                five: 0.0,
+                fifteen: 0.0,
+            },
+            memory: MemoryStats {
+                total_bytes: 1,
+                used_bytes: 0,
+                available_bytes: 1,
+            },
+            swap: SwapStats {
+                total_bytes: 0,
+                used_bytes: 0,
+            },
             disks: vec![],
             network: vec![],
         });
@@ -258,11 +299,20 @@ mod tests {
     }
 
     fn fake(desired: u32) -> Arc<FakeProvider> {
-        Arc::new(FakeProvider::new(PoolDescription { min: 1, max: 10, desired, instances: vec![] }))
+        Arc::new(FakeProvider::new(PoolDescription {
+            min: 1,
+            max: 10,
+            desired,
+            instances: vec![],
+        }))
     }
 
     fn leader() -> tokio::sync::watch::Receiver<Claim> {
-        tokio::sync::watch::channel(Claim { is_leader: true, leader_id: None }).1
+        tokio::sync::watch::channel(Claim {
+            is_leader: true,
+            leader_id: None,
+        })
+        .1
     }
 
     const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
@@ -273,11 +323,22 @@ mod tests {
         let f = fake(2);
         let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone());
         let r = report(100.0, now);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND).await.unwrap();
+        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+            .await
+            .unwrap();
         assert_eq!((out.current, out.desired, out.action), (2, 4, "scaled"));
         assert_eq!(f.apply_calls(), vec![CapacityTarget::on_demand(4)]);
         let r = report(50.0, now);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now + chrono::Duration::seconds(1), SECOND).await.unwrap();
+        let out = pass(
+            &mut pool,
+            &[&r],
+            &leader(),
+            Mode::Act,
+            now + chrono::Duration::seconds(1),
+            SECOND,
+        )
+        .await
+        .unwrap();
         assert_eq!((out.desired, out.action), (4, "none"));
         assert_eq!(f.apply_calls().len(), 1, "no call when nothing changes");
     }
@@ -288,10 +349,18 @@ mod tests {
         let f = fake(2);
         let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone());
         let r = report(100.0, now);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND).await.unwrap();
+        let out = pass(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND)
+            .await
+            .unwrap();
         assert_eq!((out.desired, out.action), (4, "plan"));
-        let follower = tokio::sync::watch::channel(Claim { is_leader: false, leader_id: Some("other".into()) }).1;
-        let out = pass(&mut pool, &[&r], &follower, Mode::Act, now, SECOND).await.unwrap();
+        let follower = tokio::sync::watch::channel(Claim {
+            is_leader: false,
+            leader_id: Some("other".into()),
+        })
+        .1;
+        let out = pass(&mut pool, &[&r], &follower, Mode::Act, now, SECOND)
+            .await
+            .unwrap();
         assert_eq!(out.action, "skipped");
         assert!(f.apply_calls().is_empty());
     }
@@ -302,25 +371,51 @@ mod tests {
         let f = fake(2);
         let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone());
         let r = report(100.0, now);
-        f.fail_next_apply(ProviderError::Throttled { message: "Rate exceeded".into(), retry_after: None });
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND).await.unwrap();
+        f.fail_next_apply(ProviderError::Throttled {
+            message: "Rate exceeded".into(),
+            retry_after: None,
+        });
+        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+            .await
+            .unwrap();
         assert_eq!(out.action, "failed");
         // Within the backoff the pool is left alone.
-        assert!(pass(&mut pool, &[&r], &leader(), Mode::Act, now + chrono::Duration::seconds(1), SECOND).await.is_err());
+        assert!(
+            pass(
+                &mut pool,
+                &[&r],
+                &leader(),
+                Mode::Act,
+                now + chrono::Duration::seconds(1),
+                SECOND
+            )
+            .await
+            .is_err()
+        );
         assert_eq!(f.apply_calls().len(), 1);
         // After it, the same absolute target is tried again, not a bigger one.
         let later = now + chrono::Duration::seconds(3);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND).await.unwrap();
+        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND)
+            .await
+            .unwrap();
         assert_eq!(out.action, "scaled");
-        assert_eq!(f.apply_calls(), vec![CapacityTarget::on_demand(4), CapacityTarget::on_demand(4)]);
+        assert_eq!(
+            f.apply_calls(),
+            vec![CapacityTarget::on_demand(4), CapacityTarget::on_demand(4)]
+        );
     }
 
     #[test]
     fn reload_keeps_state_of_unchanged_pools() {
         let cfg = config();
         let mut pools = build_pools(&cfg, &mut HashMap::new()).unwrap();
-        pools[0].history.record_scale(1, 2, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-        let mut old: HashMap<_, _> = pools.into_iter().map(|p| (p.config.name.clone(), p)).collect();
+        pools[0]
+            .history
+            .record_scale(1, 2, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        let mut old: HashMap<_, _> = pools
+            .into_iter()
+            .map(|p| (p.config.name.clone(), p))
+            .collect();
         let again = build_pools(&cfg, &mut old).unwrap();
         assert_eq!(again[0].history.scale_up_events.len(), 1);
     }
@@ -343,6 +438,9 @@ mod tests {
             .collect();
         let err = build_pools(&cfg, &mut old).unwrap_err();
         assert!(err.contains("\"aws\" is not available"), "{err}");
-        assert!(old.contains_key("web"), "a failed build leaves the old pools in place");
+        assert!(
+            old.contains_key("web"),
+            "a failed build leaves the old pools in place"
+        );
     }
 }

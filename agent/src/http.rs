@@ -97,7 +97,10 @@ impl Shared {
 
     /// Records that the loop went round; it must go round again within `grace`.
     pub fn beat(&self, grace: Duration) {
-        *self.heartbeat.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        *self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
             (tokio::time::Instant::now(), grace);
     }
 }
@@ -114,18 +117,28 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
         .into_response()
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    let (at, grace) = *s.heartbeat.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (at, grace) = *s
+        .heartbeat
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if at.elapsed() <= grace {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("main loop silent for {:?}\n", at.elapsed())).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("main loop silent for {:?}\n", at.elapsed()),
+        )
+            .into_response()
     }
 }
 
@@ -138,6 +151,10 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
-    let status = s.status.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let status = s
+        .status
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     axum::Json(status).into_response()
 }

@@ -65,7 +65,11 @@ impl Journal {
     /// Opens (creating) `dir` and deletes files past the retention as of `now`.
     pub fn open(dir: PathBuf, retention_days: u32, now: DateTime<Utc>) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let journal = Self { dir, retention_days, open: None };
+        let journal = Self {
+            dir,
+            retention_days,
+            open: None,
+        };
         journal.expire(now.date_naive())?;
         Ok(journal)
     }
@@ -84,7 +88,10 @@ impl Journal {
     pub fn write(&mut self, entry: &Entry<'_>) -> std::io::Result<()> {
         let day = entry.at.date_naive();
         if self.open.as_ref().is_none_or(|(d, _)| *d != day) {
-            let file = OpenOptions::new().create(true).append(true).open(file_for(&self.dir, day))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file_for(&self.dir, day))?;
             self.open = Some((day, BufWriter::new(file)));
             self.expire(day)?;
         }
@@ -98,13 +105,20 @@ impl Journal {
 
     /// Deletes journal files of days before `today - retention_days`.
     fn expire(&self, today: NaiveDate) -> std::io::Result<()> {
-        let Some(oldest_kept) = today.checked_sub_days(chrono::Days::new(u64::from(self.retention_days))) else {
+        let Some(oldest_kept) =
+            today.checked_sub_days(chrono::Days::new(u64::from(self.retention_days)))
+        else {
             return Ok(());
         };
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(date) = name.strip_prefix("decisions-").and_then(|n| n.strip_suffix(".jsonl")) else {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(date) = name
+                .strip_prefix("decisions-")
+                .and_then(|n| n.strip_suffix(".jsonl"))
+            else {
                 continue;
             };
             if let Ok(day) = NaiveDate::parse_from_str(date, "%Y-%m-%d") {
@@ -149,9 +163,15 @@ mod tests {
         let mut j = Journal::open(jdir.clone(), 2, day(2)).unwrap();
         j.write(&entry(day(2))).unwrap();
         j.write(&entry(day(2))).unwrap();
-        assert!(file_for(&jdir, day(1).date_naive()).exists(), "day 1 is within 2 days of day 2");
+        assert!(
+            file_for(&jdir, day(1).date_naive()).exists(),
+            "day 1 is within 2 days of day 2"
+        );
         j.write(&entry(day(4))).unwrap();
-        assert!(!file_for(&jdir, day(1).date_naive()).exists(), "day 1 is past retention on day 4");
+        assert!(
+            !file_for(&jdir, day(1).date_naive()).exists(),
+            "day 1 is past retention on day 4"
+        );
         assert!(jdir.join("unrelated.txt").exists());
         let lines = std::fs::read_to_string(file_for(&jdir, day(2).date_naive())).unwrap();
         assert_eq!(lines.lines().count(), 2);

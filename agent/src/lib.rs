@@ -1,8 +1,9 @@
 //! Capstan's agent: roles, coordination, aggregation, the planner, the actuator,
 //! the journal and the HTTP server. The binary in `main.rs` is a thin CLI on top.
 
-pub mod brain;
 pub mod aggregate;
+pub mod brain;
+pub mod cli;
 pub mod clock;
 pub mod coordinator;
 pub mod daemon;
@@ -10,4 +11,3 @@ pub mod engine;
 pub mod http;
 pub mod journal;
 pub mod metrics;
-pub mod cli;

@@ -130,7 +130,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("capstan");
         let build_info = Family::<VersionLabel, Gauge>::default();
-        build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
         registry.register("build_info", "Capstan's version; always 1", build_info);
         let m = Self {
             pool_desired_nodes: Family::default(),
@@ -152,22 +156,86 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("pool_desired_nodes", "Nodes the last decision asked for", m.pool_desired_nodes.clone());
-        r.register("pool_current_nodes", "Nodes the provider reported", m.pool_current_nodes.clone());
-        r.register("pool_min_nodes", "The pool's configured minimum", m.pool_min_nodes.clone());
-        r.register("pool_max_nodes", "The pool's configured maximum", m.pool_max_nodes.clone());
-        r.register("pool_metric_value", "Average per node of a target metric", m.pool_metric_value.clone());
-        r.register("pool_metric_target", "Target per node of a target metric", m.pool_metric_target.clone());
-        r.register("decisions", "Planning decisions by outcome", m.decisions.clone());
-        r.register("provider_errors", "Failed provider calls by error kind", m.provider_errors.clone());
-        r.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
-        r.register("collection_errors", "Failed collections by collector", m.collection_errors.clone());
-        r.register("journal_write_errors", "Journal lines that could not be written", m.journal_write_errors.clone());
-        r.register("is_leader", "1 when this agent is the leader", m.is_leader.clone());
-        r.register("planning_passes", "Planning passes run", m.planning_passes.clone());
-        r.register("host_cpu_percent", "This host's busy CPU, percent", m.host_cpu_percent.clone());
-        r.register("host_memory_percent", "This host's used memory, percent", m.host_memory_percent.clone());
-        r.register("host_load1_per_core", "This host's 1-minute load per core", m.host_load1_per_core.clone());
+        r.register(
+            "pool_desired_nodes",
+            "Nodes the last decision asked for",
+            m.pool_desired_nodes.clone(),
+        );
+        r.register(
+            "pool_current_nodes",
+            "Nodes the provider reported",
+            m.pool_current_nodes.clone(),
+        );
+        r.register(
+            "pool_min_nodes",
+            "The pool's configured minimum",
+            m.pool_min_nodes.clone(),
+        );
+        r.register(
+            "pool_max_nodes",
+            "The pool's configured maximum",
+            m.pool_max_nodes.clone(),
+        );
+        r.register(
+            "pool_metric_value",
+            "Average per node of a target metric",
+            m.pool_metric_value.clone(),
+        );
+        r.register(
+            "pool_metric_target",
+            "Target per node of a target metric",
+            m.pool_metric_target.clone(),
+        );
+        r.register(
+            "decisions",
+            "Planning decisions by outcome",
+            m.decisions.clone(),
+        );
+        r.register(
+            "provider_errors",
+            "Failed provider calls by error kind",
+            m.provider_errors.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "collection_errors",
+            "Failed collections by collector",
+            m.collection_errors.clone(),
+        );
+        r.register(
+            "journal_write_errors",
+            "Journal lines that could not be written",
+            m.journal_write_errors.clone(),
+        );
+        r.register(
+            "is_leader",
+            "1 when this agent is the leader",
+            m.is_leader.clone(),
+        );
+        r.register(
+            "planning_passes",
+            "Planning passes run",
+            m.planning_passes.clone(),
+        );
+        r.register(
+            "host_cpu_percent",
+            "This host's busy CPU, percent",
+            m.host_cpu_percent.clone(),
+        );
+        r.register(
+            "host_memory_percent",
+            "This host's used memory, percent",
+            m.host_memory_percent.clone(),
+        );
+        r.register(
+            "host_load1_per_core",
+            "This host's 1-minute load per core",
+            m.host_load1_per_core.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -181,7 +249,9 @@ impl Metrics {
 
     /// Forgets a pool's series, e.g. after a reload removed it.
     pub fn remove_pool(&self, pool: &str) {
-        let label = PoolLabel { pool: pool.to_owned() };
+        let label = PoolLabel {
+            pool: pool.to_owned(),
+        };
         self.pool_desired_nodes.remove(&label);
         self.pool_current_nodes.remove(&label);
         self.pool_min_nodes.remove(&label);
@@ -203,19 +273,43 @@ mod tests {
     fn every_registered_family_is_listed_in_names_and_back() {
         let m = Metrics::new();
         let p = PoolLabel { pool: "web".into() };
-        let pm = PoolMetricLabels { pool: "web".into(), metric: "cpu.utilization".into() };
+        let pm = PoolMetricLabels {
+            pool: "web".into(),
+            metric: "cpu.utilization".into(),
+        };
         m.pool_desired_nodes.get_or_create(&p).set(3);
         m.pool_current_nodes.get_or_create(&p).set(3);
         m.pool_min_nodes.get_or_create(&p).set(1);
         m.pool_max_nodes.get_or_create(&p).set(9);
         m.pool_metric_value.get_or_create(&pm).set(1.0);
         m.pool_metric_target.get_or_create(&pm).set(1.0);
-        m.decisions.get_or_create(&PoolActionLabels { pool: "web".into(), action: "none".into() }).inc();
-        m.provider_errors.get_or_create(&PoolErrorLabels { pool: "web".into(), kind: "auth".into() }).inc();
-        m.config_reloads.get_or_create(&ResultLabel { result: "success".into() }).inc();
-        m.collection_errors.get_or_create(&CollectorLabel { collector: "host".into() }).inc();
+        m.decisions
+            .get_or_create(&PoolActionLabels {
+                pool: "web".into(),
+                action: "none".into(),
+            })
+            .inc();
+        m.provider_errors
+            .get_or_create(&PoolErrorLabels {
+                pool: "web".into(),
+                kind: "auth".into(),
+            })
+            .inc();
+        m.config_reloads
+            .get_or_create(&ResultLabel {
+                result: "success".into(),
+            })
+            .inc();
+        m.collection_errors
+            .get_or_create(&CollectorLabel {
+                collector: "host".into(),
+            })
+            .inc();
         let text = m.encode();
-        assert!(text.contains("capstan_pool_desired_nodes{pool=\"web\"} 3"), "{text}");
+        assert!(
+            text.contains("capstan_pool_desired_nodes{pool=\"web\"} 3"),
+            "{text}"
+        );
         let typed: Vec<(String, String)> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -225,9 +319,20 @@ mod tests {
             })
             .collect();
         for (name, kind) in &typed {
-            let exposed = if kind == "counter" { format!("{name}_total") } else { name.clone() };
-            assert!(NAMES.contains(&(exposed.as_str(), kind.as_str())), "{exposed} ({kind}) missing from NAMES");
+            let exposed = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.clone()
+            };
+            assert!(
+                NAMES.contains(&(exposed.as_str(), kind.as_str())),
+                "{exposed} ({kind}) missing from NAMES"
+            );
         }
-        assert_eq!(typed.len(), NAMES.len(), "NAMES lists a metric that is not registered");
+        assert_eq!(
+            typed.len(),
+            NAMES.len(),
+            "NAMES lists a metric that is not registered"
+        );
     }
 }

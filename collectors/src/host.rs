@@ -41,8 +41,13 @@ impl HostCollector {
         let system = System::new_with_specifics(refresh).map_err(unavailable)?;
         let disks = Disks::new_with_refreshed_list().map_err(unavailable)?;
         let networks = Networks::new_with_refreshed_list().map_err(unavailable)?;
-        let mut collector =
-            Self { system, disks, networks, previous: HashMap::new(), previous_at: None };
+        let mut collector = Self {
+            system,
+            disks,
+            networks,
+            previous: HashMap::new(),
+            previous_at: None,
+        };
         collector.remember_network_counters();
         Ok(collector)
     }
@@ -52,7 +57,10 @@ impl HostCollector {
             .networks
             .iter()
             .map(|(name, data)| {
-                (name.to_string_lossy().into_owned(), (data.total_received(), data.total_transmitted()))
+                (
+                    name.to_string_lossy().into_owned(),
+                    (data.total_received(), data.total_transmitted()),
+                )
             })
             .collect();
     }
@@ -62,7 +70,11 @@ impl HostCollector {
 /// (interface reset) gives 0 rather than a huge figure.
 fn rate(now: u64, before: u64, seconds: f64) -> f64 {
     #[allow(clippy::cast_precision_loss)] // counters far below 2^53 bytes per interval
-    if seconds > 0.0 { now.saturating_sub(before) as f64 / seconds } else { 0.0 }
+    if seconds > 0.0 {
+        now.saturating_sub(before) as f64 / seconds
+    } else {
+        0.0
+    }
 }
 
 impl Collector for HostCollector {
@@ -80,19 +92,20 @@ impl Collector for HostCollector {
             reason: format!("load average: {e}"),
         })?;
 
-        let seconds = self
-            .previous_at
-            .map_or(0.0, |prev| (at - prev).num_milliseconds().max(0) as f64 / 1000.0);
+        let seconds = self.previous_at.map_or(0.0, |prev| {
+            (at - prev).num_milliseconds().max(0) as f64 / 1000.0
+        });
         let mut network: Vec<NetworkStats> = self
             .networks
             .iter()
             .filter(|(name, _)| name.to_str() != Some("lo"))
             .map(|(name, data)| {
                 let name = name.to_string_lossy().into_owned();
-                let (rx0, tx0) = self.previous.get(&name).copied().unwrap_or((
-                    data.total_received(),
-                    data.total_transmitted(),
-                ));
+                let (rx0, tx0) = self
+                    .previous
+                    .get(&name)
+                    .copied()
+                    .unwrap_or((data.total_received(), data.total_transmitted()));
                 NetworkStats {
                     rx_bytes_per_second: rate(data.total_received(), rx0, seconds),
                     tx_bytes_per_second: rate(data.total_transmitted(), tx0, seconds),
@@ -118,15 +131,25 @@ impl Collector for HostCollector {
         let cpus = self.system.cpus();
         report.host = Some(HostMetrics {
             cpu_percent: f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0),
-            cpu_per_core_percent: cpus.iter().map(|c| f64::from(c.usage()).clamp(0.0, 100.0)).collect(),
+            cpu_per_core_percent: cpus
+                .iter()
+                .map(|c| f64::from(c.usage()).clamp(0.0, 100.0))
+                .collect(),
             cores: u32::try_from(cpus.len()).unwrap_or(u32::MAX),
-            load: LoadAverage { one: load.one, five: load.five, fifteen: load.fifteen },
+            load: LoadAverage {
+                one: load.one,
+                five: load.five,
+                fifteen: load.fifteen,
+            },
             memory: MemoryStats {
                 total_bytes: self.system.total_memory(),
                 used_bytes: self.system.used_memory(),
                 available_bytes: self.system.available_memory(),
             },
-            swap: SwapStats { total_bytes: self.system.total_swap(), used_bytes: self.system.used_swap() },
+            swap: SwapStats {
+                total_bytes: self.system.total_swap(),
+                used_bytes: self.system.used_swap(),
+            },
             disks,
             network,
         });
@@ -155,7 +178,8 @@ mod tests {
         let t0 = DateTime::UNIX_EPOCH;
         let mut r = NodeReport::new("me", None, t0);
         c.collect(t0, &mut r).unwrap();
-        c.collect(t0 + chrono::Duration::seconds(1), &mut r).unwrap();
+        c.collect(t0 + chrono::Duration::seconds(1), &mut r)
+            .unwrap();
         let h = r.host.unwrap();
         assert!(h.cores >= 1);
         assert_eq!(h.cpu_per_core_percent.len(), h.cores as usize);
@@ -165,6 +189,10 @@ mod tests {
         let m = h.memory_percent().unwrap();
         assert!((0.0..=100.0).contains(&m), "{m}");
         assert!(h.load.one >= 0.0);
-        assert!(h.network.iter().all(|n| n.interface != "lo" && n.rx_bytes_per_second >= 0.0));
+        assert!(
+            h.network
+                .iter()
+                .all(|n| n.interface != "lo" && n.rx_bytes_per_second >= 0.0)
+        );
     }
 }

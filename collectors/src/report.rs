@@ -157,7 +157,12 @@ fn percent(part: u64, total: u64) -> Option<f64> {
 impl HostMetrics {
     /// Used memory, percent; `available` counts as free, as the kernel means it.
     pub fn memory_percent(&self) -> Option<f64> {
-        percent(self.memory.total_bytes.saturating_sub(self.memory.available_bytes), self.memory.total_bytes)
+        percent(
+            self.memory
+                .total_bytes
+                .saturating_sub(self.memory.available_bytes),
+            self.memory.total_bytes,
+        )
     }
 
     /// Used swap, percent; 0 on a host without swap.
@@ -169,7 +174,12 @@ impl HostMetrics {
     pub fn disk_percent(&self) -> Option<f64> {
         self.disks
             .iter()
-            .filter_map(|d| percent(d.total_bytes.saturating_sub(d.available_bytes), d.total_bytes))
+            .filter_map(|d| {
+                percent(
+                    d.total_bytes.saturating_sub(d.available_bytes),
+                    d.total_bytes,
+                )
+            })
             .reduce(f64::max)
     }
 
@@ -204,14 +214,37 @@ mod tests {
             cpu_percent: 42.5,
             cpu_per_core_percent: vec![40.0, 45.0],
             cores: 2,
-            load: LoadAverage { one: 1.0, five: 0.5, fifteen: 0.25 },
-            memory: MemoryStats { total_bytes: 1000, used_bytes: 600, available_bytes: 300 },
-            swap: SwapStats { total_bytes: 0, used_bytes: 0 },
+            load: LoadAverage {
+                one: 1.0,
+                five: 0.5,
+                fifteen: 0.25,
+            },
+            memory: MemoryStats {
+                total_bytes: 1000,
+                used_bytes: 600,
+                available_bytes: 300,
+            },
+            swap: SwapStats {
+                total_bytes: 0,
+                used_bytes: 0,
+            },
             disks: vec![
-                DiskStats { mount_point: "/".into(), total_bytes: 100, available_bytes: 10 },
-                DiskStats { mount_point: "/data".into(), total_bytes: 100, available_bytes: 50 },
+                DiskStats {
+                    mount_point: "/".into(),
+                    total_bytes: 100,
+                    available_bytes: 10,
+                },
+                DiskStats {
+                    mount_point: "/data".into(),
+                    total_bytes: 100,
+                    available_bytes: 50,
+                },
             ],
-            network: vec![NetworkStats { interface: "eth0".into(), rx_bytes_per_second: 10.0, tx_bytes_per_second: 5.0 }],
+            network: vec![NetworkStats {
+                interface: "eth0".into(),
+                rx_bytes_per_second: 10.0,
+                tx_bytes_per_second: 5.0,
+            }],
         });
         r.workload.insert("requests_per_second".into(), 5000.0);
         r
@@ -228,10 +261,15 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().encode()).unwrap();
         v["version"] = 2.into();
         let err = NodeReport::decode(v.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(err, ReportError::UnsupportedVersion { found: 2 }), "{err}");
+        assert!(
+            matches!(err, ReportError::UnsupportedVersion { found: 2 }),
+            "{err}"
+        );
         v["version"] = 1.into();
         v["node_id"] = 7.into();
-        let err = NodeReport::decode(v.to_string().as_bytes()).unwrap_err().to_string();
+        let err = NodeReport::decode(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid type"), "{err}");
         assert!(NodeReport::decode(b"not json").is_err());
     }

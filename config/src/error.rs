@@ -30,7 +30,11 @@ pub fn render_path(path: &[Seg]) -> String {
             }
         }
     }
-    if out.is_empty() { "(top level)".to_owned() } else { out }
+    if out.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        out
+    }
 }
 
 /// Where a problem is.
@@ -120,10 +124,19 @@ fn render_problems(file: &std::path::Path, problems: &[Problem]) -> String {
 }
 
 fn render_problem(file: &std::path::Path, p: &Problem) -> String {
-    let pool = p.pool.as_ref().map(|n| format!(" (pool \"{n}\")")).unwrap_or_default();
+    let pool = p
+        .pool
+        .as_ref()
+        .map(|n| format!(" (pool \"{n}\")"))
+        .unwrap_or_default();
     match &p.location {
         Location::File { line, column } => {
-            format!("{}:{line}:{column}: {}{pool}: {}", file.display(), p.key, p.message)
+            format!(
+                "{}:{line}:{column}: {}{pool}: {}",
+                file.display(),
+                p.key,
+                p.message
+            )
         }
         Location::Env { var } => {
             format!("environment variable {var}: {}{pool}: {}", p.key, p.message)

@@ -30,8 +30,10 @@ pub fn load_with_env(
     file: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ValidatedConfig, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ConfigError::Io { file: file.to_owned(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+        file: file.to_owned(),
+        source,
+    })?;
     from_str(file, &text, env)
 }
 

@@ -4,8 +4,8 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use figment::value::{Dict, Map, Value};
 use figment::providers::Format;
+use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
 use crate::error::{ConfigError, Location, Problem, Seg, render_path};
@@ -113,7 +113,9 @@ fn insert(dict: &mut Dict, keys: &[String], value: Value) {
             dict.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry = dict.entry(first.clone()).or_insert_with(|| Value::from(Dict::new()));
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
             if entry.as_dict().is_none() {
                 *entry = Value::from(Dict::new());
             }
@@ -133,19 +135,25 @@ fn env_overrides(
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for (var, value) in env {
-        let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         if !rest.contains(ENV_SEPARATOR) {
             continue;
         }
-        let keys: Vec<String> = rest.split(ENV_SEPARATOR).map(str::to_ascii_lowercase).collect();
+        let keys: Vec<String> = rest
+            .split(ENV_SEPARATOR)
+            .map(str::to_ascii_lowercase)
+            .collect();
         let key = keys.join(".");
         if keys.iter().any(String::is_empty) {
             problems.push(Problem {
                 key,
                 pool: None,
                 location: Location::Env { var },
-                message: "empty key level; write CAPSTAN_<TABLE>__<KEY>, e.g. CAPSTAN_AGENT__LISTEN"
-                    .to_owned(),
+                message:
+                    "empty key level; write CAPSTAN_<TABLE>__<KEY>, e.g. CAPSTAN_AGENT__LISTEN"
+                        .to_owned(),
             });
             continue;
         }
@@ -183,16 +191,22 @@ pub(crate) fn load_raw(
     let (entries, env_problems) = env_overrides(env);
     let source = Source {
         file: file.to_owned(),
-        env_keys: entries.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect(),
+        env_keys: entries
+            .iter()
+            .map(|(k, v, _)| (k.clone(), v.clone()))
+            .collect(),
         text,
         doc,
     };
     if !env_problems.is_empty() {
-        return Err(ConfigError::Invalid { file: file.to_owned(), problems: env_problems });
+        return Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems: env_problems,
+        });
     }
 
-    let figment = Figment::from(figment::providers::Toml::string(&source.text))
-        .merge(EnvLayer { entries });
+    let figment =
+        Figment::from(figment::providers::Toml::string(&source.text)).merge(EnvLayer { entries });
     let merged: Value = figment.extract().map_err(|e| ConfigError::Syntax {
         file: file.to_owned(),
         line: 1,
@@ -208,7 +222,9 @@ pub(crate) fn load_raw(
                 .filter_map(|seg| match seg {
                     serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
                     serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                    serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+                    serde_path_to_error::Segment::Enum { variant } => {
+                        Some(Seg::Key(variant.clone()))
+                    }
                     serde_path_to_error::Segment::Unknown => None,
                 })
                 .collect();
@@ -218,7 +234,10 @@ pub(crate) fn load_raw(
                     if path.last() != Some(&Seg::Key(field.clone())) {
                         path.push(Seg::Key(field.clone()));
                     }
-                    format!("unknown key `{field}`; allowed here: {}", expected.join(", "))
+                    format!(
+                        "unknown key `{field}`; allowed here: {}",
+                        expected.join(", ")
+                    )
                 }
                 figment::error::Kind::MissingField(field) => {
                     let message = format!("missing required key `{field}`");
@@ -270,7 +289,10 @@ mod tests {
         ]);
         assert!(problems.is_empty());
         assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].0, vec!["agent".to_owned(), "state_dir".to_owned()]);
+        assert_eq!(
+            entries[0].0,
+            vec!["agent".to_owned(), "state_dir".to_owned()]
+        );
     }
 
     #[test]

@@ -204,7 +204,11 @@ pub struct ScalingPolicy {
 }
 
 const fn policy(kind: PolicyKind, value: u32, period_s: u64) -> ScalingPolicy {
-    ScalingPolicy { kind, value, period: Duration::from_secs(period_s) }
+    ScalingPolicy {
+        kind,
+        value,
+        period: Duration::from_secs(period_s),
+    }
 }
 
 /// The behavior presets. Their exact rules are part of the user-facing contract and
@@ -232,7 +236,10 @@ pub mod presets {
             scale_up: ScalingRules {
                 stabilization_window: Duration::ZERO,
                 select_policy: SelectPolicy::Max,
-                policies: vec![policy(PolicyKind::Percent, 300, 15), policy(PolicyKind::Nodes, 8, 15)],
+                policies: vec![
+                    policy(PolicyKind::Percent, 300, 15),
+                    policy(PolicyKind::Nodes, 8, 15),
+                ],
             },
             scale_down: ScalingRules {
                 stabilization_window: Duration::from_secs(120),
@@ -249,7 +256,10 @@ pub mod presets {
             scale_up: ScalingRules {
                 stabilization_window: Duration::ZERO,
                 select_policy: SelectPolicy::Max,
-                policies: vec![policy(PolicyKind::Percent, 100, 15), policy(PolicyKind::Nodes, 4, 15)],
+                policies: vec![
+                    policy(PolicyKind::Percent, 100, 15),
+                    policy(PolicyKind::Nodes, 4, 15),
+                ],
             },
             scale_down: ScalingRules {
                 stabilization_window: Duration::from_secs(300),
@@ -266,12 +276,18 @@ pub mod presets {
             scale_up: ScalingRules {
                 stabilization_window: Duration::from_secs(60),
                 select_policy: SelectPolicy::Min,
-                policies: vec![policy(PolicyKind::Percent, 50, 60), policy(PolicyKind::Nodes, 2, 60)],
+                policies: vec![
+                    policy(PolicyKind::Percent, 50, 60),
+                    policy(PolicyKind::Nodes, 2, 60),
+                ],
             },
             scale_down: ScalingRules {
                 stabilization_window: Duration::from_secs(600),
                 select_policy: SelectPolicy::Min,
-                policies: vec![policy(PolicyKind::Percent, 10, 120), policy(PolicyKind::Nodes, 1, 120)],
+                policies: vec![
+                    policy(PolicyKind::Percent, 10, 120),
+                    policy(PolicyKind::Nodes, 1, 120),
+                ],
             },
         }
     }
@@ -331,8 +347,14 @@ impl Metric {
         ("load.1", Metric::Load1),
         ("load.5", Metric::Load5),
         ("load.15", Metric::Load15),
-        ("network.rx_bytes_per_second", Metric::NetworkRxBytesPerSecond),
-        ("network.tx_bytes_per_second", Metric::NetworkTxBytesPerSecond),
+        (
+            "network.rx_bytes_per_second",
+            Metric::NetworkRxBytesPerSecond,
+        ),
+        (
+            "network.tx_bytes_per_second",
+            Metric::NetworkTxBytesPerSecond,
+        ),
         ("gpu.utilization", Metric::GpuUtilization),
         ("gpu.memory_utilization", Metric::GpuMemoryUtilization),
     ];
@@ -341,11 +363,16 @@ impl Metric {
     pub fn parse(name: &str) -> Option<Self> {
         if let Some(series) = name.strip_prefix("workload.") {
             let mut chars = series.chars();
-            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
             return (first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'))
                 .then(|| Metric::Workload(series.to_owned()));
         }
-        Self::FIXED.iter().find(|(n, _)| *n == name).map(|(_, m)| m.clone())
+        Self::FIXED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m.clone())
     }
 
     /// The name as written in config.

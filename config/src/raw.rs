@@ -184,12 +184,16 @@ pub struct JournalConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        Self { retention_days: defaults::retention_days() }
+        Self {
+            retention_days: defaults::retention_days(),
+        }
     }
 }
 
 /// Budget tier: under a binding ceiling capacity is granted enterprise first, basic last.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Served first.

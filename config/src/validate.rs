@@ -73,7 +73,11 @@ impl Checker<'_> {
 
     fn money(&mut self, path: &[Seg], pool: Option<&str>, value: f64) {
         if !value.is_finite() || value < 0.0 {
-            self.report(path, pool, format!("{value} is not allowed; a price or cost must be a finite number >= 0"));
+            self.report(
+                path,
+                pool,
+                format!("{value} is not allowed; a price or cost must be a finite number >= 0"),
+            );
         }
     }
 
@@ -85,20 +89,31 @@ impl Checker<'_> {
 
     fn url(&mut self, path: &[Seg], pool: Option<&str>, value: &str) {
         if !(value.starts_with("http://") || value.starts_with("https://")) || value.len() < 10 {
-            self.report(path, pool, format!("\"{value}\" is not an http:// or https:// URL"));
+            self.report(
+                path,
+                pool,
+                format!("\"{value}\" is not an http:// or https:// URL"),
+            );
         }
     }
 }
 
 /// Checks `raw` and builds the validated configuration, or returns every problem.
 pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfig, ConfigError> {
-    let mut c = Checker { source, problems: Vec::new() };
+    let mut c = Checker {
+        source,
+        problems: Vec::new(),
+    };
 
     let agent = check_agent(&mut c, &raw);
     let cluster = check_cluster(&mut c, &raw.cluster);
     let budget = check_budget(&mut c, &raw.budget);
     if raw.journal.retention_days == 0 {
-        c.report(&[k("journal"), k("retention_days")], None, "must be at least 1 (day)");
+        c.report(
+            &[k("journal"), k("retention_days")],
+            None,
+            "must be at least 1 (day)",
+        );
     }
 
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -108,7 +123,10 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
             c.report(
                 &[k("pool"), Seg::Index(i), k("name")],
                 Some(&pool.name),
-                format!("duplicate pool name; pool[{first}] already uses \"{}\"; names must be unique", pool.name),
+                format!(
+                    "duplicate pool name; pool[{first}] already uses \"{}\"; names must be unique",
+                    pool.name
+                ),
             );
         }
         if let Some(p) = check_pool(&mut c, i, pool) {
@@ -121,7 +139,10 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
             c.report(
                 &[k("agent"), k("pool")],
                 None,
-                format!("\"{name}\" is not a configured pool; configured: {}", names.join(", ")),
+                format!(
+                    "\"{name}\" is not a configured pool; configured: {}",
+                    names.join(", ")
+                ),
             );
         }
     }
@@ -133,7 +154,9 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
                 agent,
                 cluster,
                 budget,
-                journal: Journal { retention_days: raw.journal.retention_days },
+                journal: Journal {
+                    retention_days: raw.journal.retention_days,
+                },
                 pools,
             });
         }
@@ -144,7 +167,10 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
         Location::Env { .. } => (1, 0, 0),
         Location::Unknown => (2, 0, 0),
     });
-    Err(ConfigError::Invalid { file: source.file.clone(), problems })
+    Err(ConfigError::Invalid {
+        file: source.file.clone(),
+        problems,
+    })
 }
 
 fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent> {
@@ -221,13 +247,25 @@ fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluste
             Some(e) => {
                 let base = [k("cluster"), k("etcd")];
                 if e.endpoints.is_empty() {
-                    c.report(&[&base[..], &[k("endpoints")]].concat(), None, "needs at least one endpoint");
+                    c.report(
+                        &[&base[..], &[k("endpoints")]].concat(),
+                        None,
+                        "needs at least one endpoint",
+                    );
                 }
                 for (i, ep) in e.endpoints.iter().enumerate() {
-                    c.url(&[&base[..], &[k("endpoints"), Seg::Index(i)]].concat(), None, ep);
+                    c.url(
+                        &[&base[..], &[k("endpoints"), Seg::Index(i)]].concat(),
+                        None,
+                        ep,
+                    );
                 }
                 if !e.prefix.starts_with('/') {
-                    c.report(&[&base[..], &[k("prefix")]].concat(), None, "must start with '/'");
+                    c.report(
+                        &[&base[..], &[k("prefix")]].concat(),
+                        None,
+                        "must start with '/'",
+                    );
                 }
                 let ttl = c.duration(
                     &[&base[..], &[k("lease_ttl")]].concat(),
@@ -250,7 +288,11 @@ fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluste
                 lease_duration: raw::defaults::lease_ttl(),
             });
             let base = [k("cluster"), k("kubernetes")];
-            c.non_empty(&[&base[..], &[k("lease_name")]].concat(), None, &kc.lease_name);
+            c.non_empty(
+                &[&base[..], &[k("lease_name")]].concat(),
+                None,
+                &kc.lease_name,
+            );
             let d = c.duration(
                 &[&base[..], &[k("lease_duration")]].concat(),
                 None,
@@ -276,10 +318,18 @@ fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluste
 fn check_budget(c: &mut Checker<'_>, raw: &raw::BudgetConfig) -> Budget {
     if let Some(max) = raw.max_hourly_cost {
         if !max.is_finite() || max <= 0.0 {
-            c.report(&[k("budget"), k("max_hourly_cost")], None, format!("{max} is not allowed; must be a finite number above 0"));
+            c.report(
+                &[k("budget"), k("max_hourly_cost")],
+                None,
+                format!("{max} is not allowed; must be a finite number above 0"),
+            );
         }
     }
-    c.money(&[k("budget"), k("emergency_allowance")], None, raw.emergency_allowance);
+    c.money(
+        &[k("budget"), k("emergency_allowance")],
+        None,
+        raw.emergency_allowance,
+    );
     Budget {
         max_hourly_cost: raw.max_hourly_cost,
         emergency_allowance: raw.emergency_allowance,
@@ -290,7 +340,9 @@ fn check_budget(c: &mut Checker<'_>, raw: &raw::BudgetConfig) -> Budget {
 fn valid_pool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
 }
 
 fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool> {
@@ -302,11 +354,21 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
         c.report(
             &at(&[k("name")]),
             name,
-            format!("\"{}\" is not a valid pool name; use 1 to 63 letters, digits, '-', '_' or '.'", p.name),
+            format!(
+                "\"{}\" is not a valid pool name; use 1 to 63 letters, digits, '-', '_' or '.'",
+                p.name
+            ),
         );
     }
     if p.min > p.max {
-        c.report(&at(&[k("min")]), name, format!("min ({}) is above max ({}); min must be at most max", p.min, p.max));
+        c.report(
+            &at(&[k("min")]),
+            name,
+            format!(
+                "min ({}) is above max ({}); min must be at most max",
+                p.min, p.max
+            ),
+        );
     }
     if p.max == 0 {
         c.report(&at(&[k("max")]), name, "must be at least 1");
@@ -316,17 +378,31 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
             c.report(
                 &at(&[k("emergency_max")]),
                 name,
-                format!("emergency_max ({em}) is below max ({}); it must be at least max", p.max),
+                format!(
+                    "emergency_max ({em}) is below max ({}); it must be at least max",
+                    p.max
+                ),
             );
         }
     }
     if let Some(cost) = p.max_hourly_cost {
         if !cost.is_finite() || cost <= 0.0 {
-            c.report(&at(&[k("max_hourly_cost")]), name, format!("{cost} is not allowed; must be a finite number above 0"));
+            c.report(
+                &at(&[k("max_hourly_cost")]),
+                name,
+                format!("{cost} is not allowed; must be a finite number above 0"),
+            );
         }
     }
     if !(0.0..1.0).contains(&p.tolerance) {
-        c.report(&at(&[k("tolerance")]), name, format!("{} is out of range; allowed: 0 <= tolerance < 1 (HPA's default is 0.1)", p.tolerance));
+        c.report(
+            &at(&[k("tolerance")]),
+            name,
+            format!(
+                "{} is out of range; allowed: 0 <= tolerance < 1 (HPA's default is 0.1)",
+                p.tolerance
+            ),
+        );
     }
     check_provider(c, &at(&[k("provider")]), name, &p.provider);
     let (behavior_name, behavior) = check_behavior(c, &at(&[k("behavior")]), name, &p.behavior);
@@ -337,7 +413,11 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
             c.money(&at(&[k("price"), k("spot")]), name, s);
         }
         for (ty, tp) in &price.by_type {
-            c.money(&at(&[k("price"), k("by_type"), k(ty), k("on_demand")]), name, tp.on_demand);
+            c.money(
+                &at(&[k("price"), k("by_type"), k(ty), k("on_demand")]),
+                name,
+                tp.on_demand,
+            );
             if let Some(s) = tp.spot {
                 c.money(&at(&[k("price"), k("by_type"), k(ty), k("spot")]), name, s);
             }
@@ -349,15 +429,34 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
             c.report(
                 &at(&[k("spot"), k("on_demand_percent_above_base")]),
                 name,
-                format!("{} is out of range; allowed: 0 to 100", s.on_demand_percent_above_base),
+                format!(
+                    "{} is out of range; allowed: 0 to 100",
+                    s.on_demand_percent_above_base
+                ),
             );
         }
         for (j, t) in s.instance_types.iter().enumerate() {
-            c.non_empty(&at(&[k("spot"), k("instance_types"), Seg::Index(j)]), name, t);
+            c.non_empty(
+                &at(&[k("spot"), k("instance_types"), Seg::Index(j)]),
+                name,
+                t,
+            );
         }
         let day = Duration::from_secs(24 * 3600);
-        let fallback = c.duration(&at(&[k("spot"), k("fallback_after")]), name, &s.fallback_after, Duration::from_secs(10), day);
-        let retry = c.duration(&at(&[k("spot"), k("retry_after")]), name, &s.retry_after, Duration::from_secs(10), day);
+        let fallback = c.duration(
+            &at(&[k("spot"), k("fallback_after")]),
+            name,
+            &s.fallback_after,
+            Duration::from_secs(10),
+            day,
+        );
+        let retry = c.duration(
+            &at(&[k("spot"), k("retry_after")]),
+            name,
+            &s.retry_after,
+            Duration::from_secs(10),
+            day,
+        );
         Some(Spot {
             on_demand_base: s.on_demand_base,
             on_demand_percent_above_base: s.on_demand_percent_above_base,
@@ -403,7 +502,11 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
         Emergency { threshold: e.threshold, intervals: e.intervals }
     });
     if emergency.is_some() && p.emergency_max.is_none() {
-        c.report(&at(&[k("emergency")]), name, "an emergency table needs emergency_max, the most nodes an emergency may reach");
+        c.report(
+            &at(&[k("emergency")]),
+            name,
+            "an emergency table needs emergency_max, the most nodes an emergency may reach",
+        );
     }
 
     if c.problems.len() != before {
@@ -440,7 +543,13 @@ fn check_provider(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, p: &raw::
             }
             if let Some(arn) = &a.assume_role_arn {
                 if !arn.starts_with("arn:") || !arn.contains(":role/") {
-                    c.report(&f("assume_role_arn"), pool, format!("\"{arn}\" is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)"));
+                    c.report(
+                        &f("assume_role_arn"),
+                        pool,
+                        format!(
+                            "\"{arn}\" is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)"
+                        ),
+                    );
                 }
             }
         }
@@ -478,7 +587,13 @@ fn check_rules(
     let mut rules = base;
     let mut ok = true;
     if let Some(w) = &raw.stabilization_window {
-        match c.duration(&[at, &[k("stabilization_window")]].concat(), pool, w, Duration::ZERO, MAX_WINDOW) {
+        match c.duration(
+            &[at, &[k("stabilization_window")]].concat(),
+            pool,
+            w,
+            Duration::ZERO,
+            MAX_WINDOW,
+        ) {
             Some(d) => rules.stabilization_window = d,
             None => ok = false,
         }
@@ -494,14 +609,28 @@ fn check_rules(
                 c.report(&[&pat[..], &[k("value")]].concat(), pool, "must be above 0; use select_policy = \"disabled\" to forbid scaling in this direction");
                 ok = false;
             }
-            match c.duration(&[&pat[..], &[k("period")]].concat(), pool, &p.period, Duration::from_secs(1), MAX_PERIOD) {
-                Some(period) => rules.policies.push(ScalingPolicy { kind: p.kind, value: p.value, period }),
+            match c.duration(
+                &[&pat[..], &[k("period")]].concat(),
+                pool,
+                &p.period,
+                Duration::from_secs(1),
+                MAX_PERIOD,
+            ) {
+                Some(period) => rules.policies.push(ScalingPolicy {
+                    kind: p.kind,
+                    value: p.value,
+                    period,
+                }),
                 None => ok = false,
             }
         }
     }
     if rules.policies.is_empty() && rules.select_policy != SelectPolicy::Disabled {
-        c.report(&[at, &[k("policies")]].concat(), pool, "needs at least one policy unless select_policy = \"disabled\"");
+        c.report(
+            &[at, &[k("policies")]].concat(),
+            pool,
+            "needs at least one policy unless select_policy = \"disabled\"",
+        );
         ok = false;
     }
     ok.then_some(rules)
@@ -532,11 +661,20 @@ fn check_behavior(
                 None => Some(base.scale_up),
             };
             let down = match &e.scale_down {
-                Some(r) => check_rules(c, &[at, &[k("scale_down")]].concat(), pool, base.scale_down, r),
+                Some(r) => check_rules(
+                    c,
+                    &[at, &[k("scale_down")]].concat(),
+                    pool,
+                    base.scale_down,
+                    r,
+                ),
                 None => Some(base.scale_down),
             };
             let behavior = match (up, down) {
-                (Some(scale_up), Some(scale_down)) => Some(ScalingBehavior { scale_up, scale_down }),
+                (Some(scale_up), Some(scale_down)) => Some(ScalingBehavior {
+                    scale_up,
+                    scale_down,
+                }),
                 _ => None,
             };
             ("custom".to_owned(), behavior)
@@ -544,11 +682,23 @@ fn check_behavior(
     }
 }
 
-fn check_target(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, t: &raw::TargetConfig) -> Option<Target> {
+fn check_target(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    pool: Option<&str>,
+    t: &raw::TargetConfig,
+) -> Option<Target> {
     let f = |key: &str| -> Vec<Seg> { [at, &[k(key)]].concat() };
     let mut ok = true;
     if !t.value.is_finite() || t.value <= 0.0 {
-        c.report(&f("value"), pool, format!("{} is not allowed; a target value must be a finite number above 0", t.value));
+        c.report(
+            &f("value"),
+            pool,
+            format!(
+                "{} is not allowed; a target value must be a finite number above 0",
+                t.value
+            ),
+        );
         ok = false;
     }
     let source = match (&t.metric, &t.promql) {
@@ -557,28 +707,54 @@ fn check_target(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, t: &raw::Ta
             None
         }
         (None, None) => {
-            c.report(at, pool, "a target needs metric = \"...\" (e.g. \"cpu.utilization\") or promql = \"...\"");
+            c.report(
+                at,
+                pool,
+                "a target needs metric = \"...\" (e.g. \"cpu.utilization\") or promql = \"...\"",
+            );
             None
         }
         (Some(m), None) => {
             for key in ["prometheus_url", "timeout"] {
-                let set = if key == "timeout" { t.timeout.is_some() } else { t.prometheus_url.is_some() };
+                let set = if key == "timeout" {
+                    t.timeout.is_some()
+                } else {
+                    t.prometheus_url.is_some()
+                };
                 if set {
-                    c.report(&f(key), pool, format!("{key} applies only to promql targets"));
+                    c.report(
+                        &f(key),
+                        pool,
+                        format!("{key} applies only to promql targets"),
+                    );
                     ok = false;
                 }
             }
             match Metric::parse(m) {
                 Some(metric) => {
                     if metric.is_percent() && t.value > 100.0 {
-                        c.report(&f("value"), pool, format!("{} is above 100; {m} is a percentage, allowed: above 0 up to 100", t.value));
+                        c.report(
+                            &f("value"),
+                            pool,
+                            format!(
+                                "{} is above 100; {m} is a percentage, allowed: above 0 up to 100",
+                                t.value
+                            ),
+                        );
                         ok = false;
                     }
                     Some(TargetSource::Metric(metric))
                 }
                 None => {
                     let names: Vec<&str> = Metric::FIXED.iter().map(|(n, _)| *n).collect();
-                    c.report(&f("metric"), pool, format!("unknown metric \"{m}\"; allowed: {}, or workload.<series>", names.join(", ")));
+                    c.report(
+                        &f("metric"),
+                        pool,
+                        format!(
+                            "unknown metric \"{m}\"; allowed: {}, or workload.<series>",
+                            names.join(", ")
+                        ),
+                    );
                     None
                 }
             }
@@ -591,35 +767,86 @@ fn check_target(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, t: &raw::Ta
                     Some(u.clone())
                 }
                 None => {
-                    c.report(&f("prometheus_url"), pool, "a promql target needs prometheus_url, e.g. \"http://127.0.0.1:9090\"");
+                    c.report(
+                        &f("prometheus_url"),
+                        pool,
+                        "a promql target needs prometheus_url, e.g. \"http://127.0.0.1:9090\"",
+                    );
                     None
                 }
             };
             let timeout = match &t.timeout {
-                Some(s) => c.duration(&f("timeout"), pool, s, Duration::from_millis(100), Duration::from_secs(60)),
+                Some(s) => c.duration(
+                    &f("timeout"),
+                    pool,
+                    s,
+                    Duration::from_millis(100),
+                    Duration::from_secs(60),
+                ),
                 None => Some(Duration::from_secs(5)),
             };
             match (url, timeout) {
-                (Some(url), Some(timeout)) => Some(TargetSource::PromQl { query: q.clone(), url, timeout }),
+                (Some(url), Some(timeout)) => Some(TargetSource::PromQl {
+                    query: q.clone(),
+                    url,
+                    timeout,
+                }),
                 _ => None,
             }
         }
     };
     let source = source?;
-    ok.then_some(Target { source, value: t.value })
+    ok.then_some(Target {
+        source,
+        value: t.value,
+    })
 }
 
-fn check_predictive(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, p: &raw::PredictiveConfig) -> Option<Predictive> {
+fn check_predictive(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    pool: Option<&str>,
+    p: &raw::PredictiveConfig,
+) -> Option<Predictive> {
     let f = |key: &str| -> Vec<Seg> { [at, &[k(key)]].concat() };
-    let horizon = c.duration(&f("horizon"), pool, &p.horizon, Duration::from_secs(60), Duration::from_secs(24 * 3600));
-    let history = c.duration(&f("history"), pool, &p.history, Duration::from_secs(3600), MAX_HISTORY);
-    let lead_time = c.duration(&f("lead_time"), pool, &p.lead_time, Duration::ZERO, Duration::from_secs(3600));
+    let horizon = c.duration(
+        &f("horizon"),
+        pool,
+        &p.horizon,
+        Duration::from_secs(60),
+        Duration::from_secs(24 * 3600),
+    );
+    let history = c.duration(
+        &f("history"),
+        pool,
+        &p.history,
+        Duration::from_secs(3600),
+        MAX_HISTORY,
+    );
+    let lead_time = c.duration(
+        &f("lead_time"),
+        pool,
+        &p.lead_time,
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    );
     if !p.anomaly_threshold.is_finite() || p.anomaly_threshold <= 0.0 {
-        c.report(&f("anomaly_threshold"), pool, format!("{} is not allowed; must be a finite number above 0 (default 2.5)", p.anomaly_threshold));
+        c.report(
+            &f("anomaly_threshold"),
+            pool,
+            format!(
+                "{} is not allowed; must be a finite number above 0 (default 2.5)",
+                p.anomaly_threshold
+            ),
+        );
     }
     if let (Some(h), Some(hist)) = (horizon, history) {
         if h * 2 > hist {
-            c.report(&f("history"), pool, "history must be at least twice the horizon");
+            c.report(
+                &f("history"),
+                pool,
+                "history must be at least twice the horizon",
+            );
         }
     }
     Some(Predictive {
@@ -647,7 +874,11 @@ fn check_schedule(
         match s.cron.parse::<croner::Cron>() {
             Ok(cron) => Some(cron),
             Err(e) => {
-                c.report(&f("cron"), pool, format!("\"{}\" is not a valid cron expression: {e}", s.cron));
+                c.report(
+                    &f("cron"),
+                    pool,
+                    format!("\"{}\" is not a valid cron expression: {e}", s.cron),
+                );
                 None
             }
         }
@@ -659,7 +890,13 @@ fn check_schedule(
             None
         }
     };
-    let duration = c.duration(&f("duration"), pool, &s.duration, Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600));
+    let duration = c.duration(
+        &f("duration"),
+        pool,
+        &s.duration,
+        Duration::from_secs(60),
+        Duration::from_secs(7 * 24 * 3600),
+    );
     if s.min.is_none() && s.max.is_none() {
         c.report(at, pool, "a schedule must set min, max or both");
     }
@@ -674,7 +911,11 @@ fn check_schedule(
     }
     if let (Some(m), Some(em)) = (s.max, p.emergency_max) {
         if m > em {
-            c.report(&f("max"), pool, format!("schedule max ({m}) is above the pool's emergency_max ({em})"));
+            c.report(
+                &f("max"),
+                pool,
+                format!("schedule max ({m}) is above the pool's emergency_max ({em})"),
+            );
         }
     }
     Some(Schedule {

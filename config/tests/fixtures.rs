@@ -23,7 +23,11 @@ fn every_invalid_fixture_fails_with_its_expected_messages() {
         })
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "expected at least 10 invalid fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected at least 10 invalid fixtures, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let expected_file = file.with_extension("expected");
@@ -56,8 +60,8 @@ fn shipped_examples_are_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let cfg = capstan_config::load_with_env(&path, no_env())
-                .unwrap_or_else(|e| panic!("{e}"));
+            let cfg =
+                capstan_config::load_with_env(&path, no_env()).unwrap_or_else(|e| panic!("{e}"));
             assert!(!cfg.pools.is_empty(), "{}", path.display());
             n += 1;
         }
@@ -75,7 +79,9 @@ fn embedded_default_round_trips_through_the_raw_schema() {
     assert_eq!(cfg.pools[0].name, "local");
     assert!(matches!(
         cfg.pools[0].provider,
-        capstan_config::ProviderConfig::DryRun(capstan_config::raw::DryRunProviderConfig { initial: 2 })
+        capstan_config::ProviderConfig::DryRun(capstan_config::raw::DryRunProviderConfig {
+            initial: 2
+        })
     ));
     assert_eq!(cfg.agent.interval, std::time::Duration::from_secs(5));
 }
@@ -85,7 +91,10 @@ fn environment_overrides_file_keys() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/standalone.toml");
     let env = [
         ("CAPSTAN_AGENT__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("CAPSTAN_AGENT__STATE_DIR".to_owned(), "elsewhere".to_owned()),
+        (
+            "CAPSTAN_AGENT__STATE_DIR".to_owned(),
+            "elsewhere".to_owned(),
+        ),
         ("CAPSTAN_JOURNAL__RETENTION_DAYS".to_owned(), "3".to_owned()),
     ];
     let cfg = capstan_config::load_with_env(&path, env).unwrap();
@@ -97,12 +106,22 @@ fn environment_overrides_file_keys() {
 #[test]
 fn a_bad_environment_value_names_the_variable() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/standalone.toml");
-    let env = [("CAPSTAN_JOURNAL__RETENTION_DAYS".to_owned(), "soon".to_owned())];
-    let err = capstan_config::load_with_env(&path, env).unwrap_err().to_string();
-    assert!(err.contains("environment variable CAPSTAN_JOURNAL__RETENTION_DAYS"), "{err}");
+    let env = [(
+        "CAPSTAN_JOURNAL__RETENTION_DAYS".to_owned(),
+        "soon".to_owned(),
+    )];
+    let err = capstan_config::load_with_env(&path, env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("environment variable CAPSTAN_JOURNAL__RETENTION_DAYS"),
+        "{err}"
+    );
     assert!(err.contains("journal.retention_days"), "{err}");
     let env = [("CAPSTAN_AGENT__INTERVAL".to_owned(), "0s".to_owned())];
-    let err = capstan_config::load_with_env(&path, env).unwrap_err().to_string();
+    let err = capstan_config::load_with_env(&path, env)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CAPSTAN_AGENT__INTERVAL"), "{err}");
 }
 

@@ -31,7 +31,10 @@ impl DryRunProvider {
             pool: pool.into(),
             min,
             max,
-            state: Mutex::new(State { target: CapacityTarget::on_demand(initial), applied: Vec::new() }),
+            state: Mutex::new(State {
+                target: CapacityTarget::on_demand(initial),
+                applied: Vec::new(),
+            }),
         }
     }
 
@@ -42,7 +45,9 @@ impl DryRunProvider {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep using it.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -62,16 +67,28 @@ impl NodePoolProvider for DryRunProvider {
                 health: Health::Healthy,
                 instance_type: None,
                 zone: None,
-                market: if i < t.on_demand { Market::OnDemand } else { Market::Spot },
+                market: if i < t.on_demand {
+                    Market::OnDemand
+                } else {
+                    Market::Spot
+                },
             })
             .collect();
-        Ok(PoolDescription { min: self.min, max: self.max.max(t.capacity), desired: t.capacity, instances })
+        Ok(PoolDescription {
+            min: self.min,
+            max: self.max.max(t.capacity),
+            desired: t.capacity,
+            instances,
+        })
     }
 
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
         if target.on_demand > target.capacity {
             return Err(ProviderError::Validation {
-                message: format!("on_demand {} exceeds capacity {}", target.on_demand, target.capacity),
+                message: format!(
+                    "on_demand {} exceeds capacity {}",
+                    target.on_demand, target.capacity
+                ),
             });
         }
         let mut state = self.lock();
@@ -90,14 +107,31 @@ mod tests {
         let p = DryRunProvider::new("web", 2, 1, 10);
         let d = p.describe().await.unwrap();
         assert_eq!((d.desired, d.instances.len()), (2, 2));
-        let t = CapacityTarget { capacity: 5, on_demand: 3, emergency: false };
+        let t = CapacityTarget {
+            capacity: 5,
+            on_demand: 3,
+            emergency: false,
+        };
         p.apply(&t).await.unwrap();
         p.apply(&t).await.unwrap();
         let d = p.describe().await.unwrap();
         assert_eq!(d.desired, 5);
-        assert_eq!(d.instances.iter().filter(|i| i.market == Market::Spot).count(), 2);
+        assert_eq!(
+            d.instances
+                .iter()
+                .filter(|i| i.market == Market::Spot)
+                .count(),
+            2
+        );
         assert_eq!(p.applied(), vec![t, t]);
-        let bad = CapacityTarget { capacity: 1, on_demand: 2, emergency: false };
-        assert!(matches!(p.apply(&bad).await, Err(ProviderError::Validation { .. })));
+        let bad = CapacityTarget {
+            capacity: 1,
+            on_demand: 2,
+            emergency: false,
+        };
+        assert!(matches!(
+            p.apply(&bad).await,
+            Err(ProviderError::Validation { .. })
+        ));
     }
 }

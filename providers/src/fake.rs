@@ -38,7 +38,9 @@ impl FakeProvider {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues an error for the next `apply`.
@@ -108,14 +110,23 @@ mod tests {
 
     #[tokio::test]
     async fn records_calls_and_returns_queued_errors_in_order() {
-        let p = FakeProvider::new(PoolDescription { min: 0, max: 5, desired: 1, instances: vec![] });
-        p.fail_next_apply(ProviderError::Transient { message: "reset".into() });
+        let p = FakeProvider::new(PoolDescription {
+            min: 0,
+            max: 5,
+            desired: 1,
+            instances: vec![],
+        });
+        p.fail_next_apply(ProviderError::Transient {
+            message: "reset".into(),
+        });
         let t = CapacityTarget::on_demand(3);
         assert!(p.apply(&t).await.is_err());
         assert!(p.apply(&t).await.is_ok());
         assert_eq!(p.apply_calls(), vec![t, t]);
         assert_eq!(p.describe().await.unwrap().desired, 3);
-        p.fail_next_describe(ProviderError::NotFound { resource: "asg".into() });
+        p.fail_next_describe(ProviderError::NotFound {
+            resource: "asg".into(),
+        });
         assert!(p.describe().await.is_err());
         assert_eq!(p.describe_calls(), 2);
         p.reset();

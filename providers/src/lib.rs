@@ -87,7 +87,9 @@ pub struct PoolDescription {
 impl PoolDescription {
     /// Instances in service.
     pub fn in_service(&self) -> impl Iterator<Item = &Instance> {
-        self.instances.iter().filter(|i| i.lifecycle == Lifecycle::InService)
+        self.instances
+            .iter()
+            .filter(|i| i.lifecycle == Lifecycle::InService)
     }
 }
 
@@ -106,7 +108,11 @@ pub struct CapacityTarget {
 impl CapacityTarget {
     /// `capacity` nodes, all on-demand, no emergency.
     pub const fn on_demand(capacity: u32) -> Self {
-        Self { capacity, on_demand: capacity, emergency: false }
+        Self {
+            capacity,
+            on_demand: capacity,
+            emergency: false,
+        }
     }
 
     /// Spot nodes.

@@ -8,5 +8,6 @@ pub mod planner;
 mod planner_tests;
 
 pub use planner::{
-    Decision, Direction, History, MetricSample, Observed, Policy, Reason, TargetSpec, on_demand_share, plan,
+    Decision, Direction, History, MetricSample, Observed, Policy, Reason, TargetSpec,
+    on_demand_share, plan,
 };

@@ -122,19 +122,36 @@ impl History {
     /// Records an applied change from `from` to `to` nodes.
     pub fn record_scale(&mut self, from: u32, to: u32, now: DateTime<Utc>) {
         if to > from {
-            self.scale_up_events.push(ScaleEvent { at: now, change: to - from });
+            self.scale_up_events.push(ScaleEvent {
+                at: now,
+                change: to - from,
+            });
         } else if from > to {
-            self.scale_down_events.push(ScaleEvent { at: now, change: from - to });
+            self.scale_down_events.push(ScaleEvent {
+                at: now,
+                change: from - to,
+            });
         }
     }
 
     /// Drops what no window or period of `behavior` can see any more.
     pub fn prune(&mut self, behavior: &ScalingBehavior, now: DateTime<Utc>) {
-        let window = behavior.scale_up.stabilization_window.max(behavior.scale_down.stabilization_window);
-        let keep_after = |d: std::time::Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let window = behavior
+            .scale_up
+            .stabilization_window
+            .max(behavior.scale_down.stabilization_window);
+        let keep_after = |d: std::time::Duration| {
+            now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+        };
         let cutoff = keep_after(window);
         self.recommendations.retain(|r| r.at > cutoff);
-        let longest = |r: &ScalingRules| r.policies.iter().map(|p| p.period).max().unwrap_or_default();
+        let longest = |r: &ScalingRules| {
+            r.policies
+                .iter()
+                .map(|p| p.period)
+                .max()
+                .unwrap_or_default()
+        };
         let up = keep_after(longest(&behavior.scale_up));
         self.scale_up_events.retain(|e| e.at > up);
         let down = keep_after(longest(&behavior.scale_down));
@@ -272,20 +289,46 @@ pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Dec
 
     // Outside the bounds, HPA moves straight to the bound, whatever the metrics say.
     if current > policy.max {
-        reasons.push(Reason::ClampedToMax { from: current, max: policy.max });
-        return Decision { current, desired: policy.max, recommendation: None, reasons };
+        reasons.push(Reason::ClampedToMax {
+            from: current,
+            max: policy.max,
+        });
+        return Decision {
+            current,
+            desired: policy.max,
+            recommendation: None,
+            reasons,
+        };
     }
     if current < policy.min {
-        reasons.push(Reason::ClampedToMin { from: current, min: policy.min });
-        return Decision { current, desired: policy.min, recommendation: None, reasons };
+        reasons.push(Reason::ClampedToMin {
+            from: current,
+            min: policy.min,
+        });
+        return Decision {
+            current,
+            desired: policy.min,
+            recommendation: None,
+            reasons,
+        };
     }
 
     let Some(raw) = recommend(observed, policy, &mut reasons) else {
-        return Decision { current, desired: current, recommendation: None, reasons };
+        return Decision {
+            current,
+            desired: current,
+            recommendation: None,
+            reasons,
+        };
     };
     let stabilized = stabilize(observed, policy, raw, now, &mut reasons);
     let desired = limit_rate(observed, policy, stabilized, now, &mut reasons);
-    Decision { current, desired, recommendation: Some(raw), reasons }
+    Decision {
+        current,
+        desired,
+        recommendation: Some(raw),
+        reasons,
+    }
 }
 
 /// The largest proposal over targets, with HPA's rule that unavailable metrics block
@@ -315,7 +358,9 @@ fn recommend(observed: &Observed<'_>, policy: &Policy, reasons: &mut Vec<Reason>
             }
             None => {
                 unavailable += 1;
-                reasons.push(Reason::MetricUnavailable { metric: target.metric.clone() });
+                reasons.push(Reason::MetricUnavailable {
+                    metric: target.metric.clone(),
+                });
             }
         }
     }
@@ -323,7 +368,10 @@ fn recommend(observed: &Observed<'_>, policy: &Policy, reasons: &mut Vec<Reason>
         reasons.push(Reason::NoMetrics);
         return None;
     };
-    reasons.push(Reason::DrivenBy { metric: metric.to_owned(), proposed: nodes });
+    reasons.push(Reason::DrivenBy {
+        metric: metric.to_owned(),
+        proposed: nodes,
+    });
     if unavailable > 0 && nodes < current {
         reasons.push(Reason::ScaleDownBlockedByMissingMetrics { proposed: nodes });
         return Some(current);
@@ -356,8 +404,17 @@ fn propose(current: u32, s: MetricSample, target: &TargetSpec, tolerance: f64) -
     let scale_up_with_unready = s.unready > 0 && ratio > 1.0;
 
     if !scale_up_with_unready && s.missing == 0 {
-        let nodes = if within(ratio) { current } else { ceil_nodes(ratio * f64::from(s.ready)) };
-        return Some(Proposal { nodes, value, ratio, sample: s });
+        let nodes = if within(ratio) {
+            current
+        } else {
+            ceil_nodes(ratio * f64::from(s.ready))
+        };
+        return Some(Proposal {
+            nodes,
+            value,
+            ratio,
+            sample: s,
+        });
     }
 
     // Fill in the gaps the way HPA does: on a scale-down missing nodes count as at
@@ -376,13 +433,28 @@ fn propose(current: u32, s: MetricSample, target: &TargetSpec, tolerance: f64) -
     let new_ratio = sum / f64::from(count) / target.value;
     let reversed = (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0);
     if within(new_ratio) || reversed {
-        return Some(Proposal { nodes: current, value, ratio, sample: s });
+        return Some(Proposal {
+            nodes: current,
+            value,
+            ratio,
+            sample: s,
+        });
     }
     let nodes = ceil_nodes(new_ratio * f64::from(count));
     if (new_ratio < 1.0 && nodes > current) || (new_ratio > 1.0 && nodes < current) {
-        return Some(Proposal { nodes: current, value, ratio, sample: s });
+        return Some(Proposal {
+            nodes: current,
+            value,
+            ratio,
+            sample: s,
+        });
     }
-    Some(Proposal { nodes, value, ratio, sample: s })
+    Some(Proposal {
+        nodes,
+        value,
+        ratio,
+        sample: s,
+    })
 }
 
 fn since(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
@@ -392,7 +464,13 @@ fn since(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
 /// HPA's `stabilizeRecommendationWithBehaviors`: a scale-up goes no higher than the
 /// lowest recommendation in the up window; a scale-down no lower than the highest in
 /// the down window.
-fn stabilize(observed: &Observed<'_>, policy: &Policy, raw: u32, now: DateTime<Utc>, reasons: &mut Vec<Reason>) -> u32 {
+fn stabilize(
+    observed: &Observed<'_>,
+    policy: &Policy,
+    raw: u32,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<Reason>,
+) -> u32 {
     let up_window = policy.behavior.scale_up.stabilization_window;
     let down_window = policy.behavior.scale_down.stabilization_window;
     let up_cutoff = since(now, up_window);
@@ -415,16 +493,28 @@ fn stabilize(observed: &Observed<'_>, policy: &Policy, raw: u32, now: DateTime<U
         result = down;
     }
     if result != raw {
-        let (direction, window) =
-            if raw > observed.current { (Direction::Up, up_window) } else { (Direction::Down, down_window) };
-        reasons.push(Reason::Stabilized { direction, window_seconds: window.as_secs(), from: raw, to: result });
+        let (direction, window) = if raw > observed.current {
+            (Direction::Up, up_window)
+        } else {
+            (Direction::Down, down_window)
+        };
+        reasons.push(Reason::Stabilized {
+            direction,
+            window_seconds: window.as_secs(),
+            from: raw,
+            to: result,
+        });
     }
     result
 }
 
 fn changes_within(events: &[ScaleEvent], period: std::time::Duration, now: DateTime<Utc>) -> u32 {
     let cutoff = since(now, period);
-    events.iter().filter(|e| e.at > cutoff).map(|e| e.change).fold(0, u32::saturating_add)
+    events
+        .iter()
+        .filter(|e| e.at > cutoff)
+        .map(|e| e.change)
+        .fold(0, u32::saturating_add)
 }
 
 fn describe_rules(rules: &ScalingRules) -> String {
@@ -456,12 +546,21 @@ fn scale_up_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime<U
     for p in &rules.policies {
         let added = changes_within(&h.scale_up_events, p.period, now);
         let deleted = changes_within(&h.scale_down_events, p.period, now);
-        let start = observed.current.saturating_sub(added).saturating_add(deleted);
+        let start = observed
+            .current
+            .saturating_sub(added)
+            .saturating_add(deleted);
         let proposed = match p.kind {
             PolicyKind::Nodes => start.saturating_add(p.value),
-            PolicyKind::Percent => ceil_nodes(f64::from(start) * (1.0 + f64::from(p.value) / 100.0)),
+            PolicyKind::Percent => {
+                ceil_nodes(f64::from(start) * (1.0 + f64::from(p.value) / 100.0))
+            }
         };
-        result = if pick_min { result.min(proposed) } else { result.max(proposed) };
+        result = if pick_min {
+            result.min(proposed)
+        } else {
+            result.max(proposed)
+        };
     }
     result
 }
@@ -474,7 +573,10 @@ fn scale_down_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime
     for p in &rules.policies {
         let added = changes_within(&h.scale_up_events, p.period, now);
         let deleted = changes_within(&h.scale_down_events, p.period, now);
-        let start = observed.current.saturating_sub(added).saturating_add(deleted);
+        let start = observed
+            .current
+            .saturating_sub(added)
+            .saturating_add(deleted);
         let proposed = match p.kind {
             PolicyKind::Nodes => start.saturating_sub(p.value),
             PolicyKind::Percent => {
@@ -485,18 +587,30 @@ fn scale_down_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime
                 n
             }
         };
-        result = if pick_min_change { result.max(proposed) } else { result.min(proposed) };
+        result = if pick_min_change {
+            result.max(proposed)
+        } else {
+            result.min(proposed)
+        };
     }
     result
 }
 
 /// HPA's `convertDesiredReplicasWithBehaviorRate`: rate policies, then the bounds.
-fn limit_rate(observed: &Observed<'_>, policy: &Policy, desired: u32, now: DateTime<Utc>, reasons: &mut Vec<Reason>) -> u32 {
+fn limit_rate(
+    observed: &Observed<'_>,
+    policy: &Policy,
+    desired: u32,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<Reason>,
+) -> u32 {
     let current = observed.current;
     if desired > current {
         let rules = &policy.behavior.scale_up;
         if rules.select_policy == SelectPolicy::Disabled {
-            reasons.push(Reason::ScalingDisabled { direction: Direction::Up });
+            reasons.push(Reason::ScalingDisabled {
+                direction: Direction::Up,
+            });
             return current;
         }
         let limit = scale_up_limit(observed, rules, now).max(current);
@@ -511,14 +625,19 @@ fn limit_rate(observed: &Observed<'_>, policy: &Policy, desired: u32, now: DateT
                 return limit;
             }
         } else if desired > policy.max {
-            reasons.push(Reason::ClampedToMax { from: desired, max: policy.max });
+            reasons.push(Reason::ClampedToMax {
+                from: desired,
+                max: policy.max,
+            });
             return policy.max;
         }
         desired
     } else if desired < current {
         let rules = &policy.behavior.scale_down;
         if rules.select_policy == SelectPolicy::Disabled {
-            reasons.push(Reason::ScalingDisabled { direction: Direction::Down });
+            reasons.push(Reason::ScalingDisabled {
+                direction: Direction::Down,
+            });
             return current;
         }
         let limit = scale_down_limit(observed, rules, now).min(current);
@@ -533,7 +652,10 @@ fn limit_rate(observed: &Observed<'_>, policy: &Policy, desired: u32, now: DateT
                 return limit;
             }
         } else if desired < policy.min {
-            reasons.push(Reason::ClampedToMin { from: desired, min: policy.min });
+            reasons.push(Reason::ClampedToMin {
+                from: desired,
+                min: policy.min,
+            });
             return policy.min;
         }
         desired
@@ -556,8 +678,21 @@ pub fn on_demand_share(capacity: u32, spot: Option<&capstan_config::Spot>) -> u3
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reason::Target { metric, value, target, ratio, proposed, ready, missing, unready, no_change } => {
-                write!(f, "target {metric}: {value:.2} per node vs {target} (ratio {ratio:.2}, {ready} ready")?;
+            Reason::Target {
+                metric,
+                value,
+                target,
+                ratio,
+                proposed,
+                ready,
+                missing,
+                unready,
+                no_change,
+            } => {
+                write!(
+                    f,
+                    "target {metric}: {value:.2} per node vs {target} (ratio {ratio:.2}, {ready} ready"
+                )?;
                 if *missing > 0 {
                     write!(f, ", {missing} missing")?;
                 }
@@ -573,19 +708,47 @@ impl std::fmt::Display for Reason {
             Reason::DrivenBy { metric, proposed } => write!(f, "driven by {metric}: {proposed}"),
             Reason::MetricUnavailable { metric } => write!(f, "no readings for {metric}"),
             Reason::ScaleDownBlockedByMissingMetrics { proposed } => {
-                write!(f, "scale-down to {proposed} skipped: some targets have no readings")
+                write!(
+                    f,
+                    "scale-down to {proposed} skipped: some targets have no readings"
+                )
             }
             Reason::NoMetrics => write!(f, "no target has readings; keeping the current size"),
-            Reason::Stabilized { direction, window_seconds, from, to } => {
-                let d = if *direction == Direction::Up { "up" } else { "down" };
-                write!(f, "scale-{d} stabilization window {window_seconds}s: {from} → {to}")
+            Reason::Stabilized {
+                direction,
+                window_seconds,
+                from,
+                to,
+            } => {
+                let d = if *direction == Direction::Up {
+                    "up"
+                } else {
+                    "down"
+                };
+                write!(
+                    f,
+                    "scale-{d} stabilization window {window_seconds}s: {from} → {to}"
+                )
             }
-            Reason::RateLimited { direction, policy, from, to } => {
-                let d = if *direction == Direction::Up { "up" } else { "down" };
+            Reason::RateLimited {
+                direction,
+                policy,
+                from,
+                to,
+            } => {
+                let d = if *direction == Direction::Up {
+                    "up"
+                } else {
+                    "down"
+                };
                 write!(f, "scale-{d} rate {policy}: {from} → {to}")
             }
             Reason::ScalingDisabled { direction } => {
-                let d = if *direction == Direction::Up { "up" } else { "down" };
+                let d = if *direction == Direction::Up {
+                    "up"
+                } else {
+                    "down"
+                };
                 write!(f, "scale-{d} disabled")
             }
             Reason::ClampedToMin { from, min } => write!(f, "raised to min: {from} → {min}"),

@@ -25,7 +25,11 @@ fn policy(min: u32, max: u32, targets: &[f64]) -> Policy {
         targets: targets
             .iter()
             .enumerate()
-            .map(|(i, v)| TargetSpec { metric: format!("m{i}"), value: *v, missing_fallback: *v })
+            .map(|(i, v)| TargetSpec {
+                metric: format!("m{i}"),
+                value: *v,
+                missing_fallback: *v,
+            })
             .collect(),
         behavior: presets::balanced(),
     }
@@ -33,11 +37,25 @@ fn policy(min: u32, max: u32, targets: &[f64]) -> Policy {
 
 /// `ready` nodes all reading `avg`.
 fn s(avg: f64, ready: u32) -> Option<MetricSample> {
-    Some(MetricSample { sum: avg * f64::from(ready), ready, missing: 0, unready: 0, reporting: ready })
+    Some(MetricSample {
+        sum: avg * f64::from(ready),
+        ready,
+        missing: 0,
+        unready: 0,
+        reporting: ready,
+    })
 }
 
 fn run(current: u32, metrics: &[Option<MetricSample>], p: &Policy, h: &History) -> Decision {
-    plan(&Observed { current, metrics, history: h }, p, t0())
+    plan(
+        &Observed {
+            current,
+            metrics,
+            history: h,
+        },
+        p,
+        t0(),
+    )
 }
 
 fn has(d: &Decision, f: impl Fn(&Reason) -> bool) -> bool {
@@ -62,7 +80,13 @@ fn tolerance_of_ten_percent_means_no_change() {
     let h = History::default();
     let d = run(10, &[s(109.0, 10)], &p, &h);
     assert_eq!(d.desired, 10);
-    assert!(has(&d, |r| matches!(r, Reason::Target { no_change: true, .. })));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::Target {
+            no_change: true,
+            ..
+        }
+    )));
     assert_eq!(run(10, &[s(91.0, 10)], &p, &h).desired, 10);
     assert_eq!(run(10, &[s(111.0, 10)], &p, &h).desired, 12);
     let mut tight = p.clone();
@@ -75,8 +99,19 @@ fn the_largest_proposal_over_targets_wins_and_is_named() {
     let p = policy(1, 100, &[50.0, 100.0]);
     let d = run(4, &[s(75.0, 4), s(225.0, 4)], &p, &History::default());
     assert_eq!(d.desired, 8, "{d:?}"); // m0 says 6, m1 says 9, up rate limit is max(+100 %, +4) = 8
-    assert!(has(&d, |r| matches!(r, Reason::DrivenBy { metric, proposed: 9 } if metric == "m1")));
-    assert!(has(&d, |r| matches!(r, Reason::RateLimited { direction: Direction::Up, from: 9, to: 8, .. })));
+    assert!(has(
+        &d,
+        |r| matches!(r, Reason::DrivenBy { metric, proposed: 9 } if metric == "m1")
+    ));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::RateLimited {
+            direction: Direction::Up,
+            from: 9,
+            to: 8,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -84,10 +119,22 @@ fn missing_nodes_count_as_idle_on_a_scale_up() {
     let p = policy(1, 100, &[50.0]);
     let h = History::default();
     // Two nodes report 100 (ratio 2), two report nothing: 200/4 = 50, exactly on target.
-    let m = Some(MetricSample { sum: 200.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
+    let m = Some(MetricSample {
+        sum: 200.0,
+        ready: 2,
+        missing: 2,
+        unready: 0,
+        reporting: 2,
+    });
     assert_eq!(run(4, &[m], &p, &h).desired, 4);
     // Two report 150 (ratio 3): 300/4 = 75, ratio 1.5 over 4 nodes = 6.
-    let m = Some(MetricSample { sum: 300.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
+    let m = Some(MetricSample {
+        sum: 300.0,
+        ready: 2,
+        missing: 2,
+        unready: 0,
+        reporting: 2,
+    });
     assert_eq!(run(4, &[m], &p, &h).desired, 6);
 }
 
@@ -95,10 +142,22 @@ fn missing_nodes_count_as_idle_on_a_scale_up() {
 fn missing_nodes_count_as_at_target_on_a_scale_down() {
     let p = policy(1, 100, &[50.0]);
     // Two report 20 (ratio 0.4); the two missing count as 50: 140/4 = 35, ratio 0.7, ceil(2.8) = 3.
-    let m = Some(MetricSample { sum: 40.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
+    let m = Some(MetricSample {
+        sum: 40.0,
+        ready: 2,
+        missing: 2,
+        unready: 0,
+        reporting: 2,
+    });
     assert_eq!(run(4, &[m], &p, &History::default()).desired, 3);
     // Two report 45 (ratio 0.9, inside tolerance anyway); the fill keeps it inside: no change.
-    let m = Some(MetricSample { sum: 90.0, ready: 2, missing: 2, unready: 0, reporting: 2 });
+    let m = Some(MetricSample {
+        sum: 90.0,
+        ready: 2,
+        missing: 2,
+        unready: 0,
+        reporting: 2,
+    });
     assert_eq!(run(4, &[m], &p, &History::default()).desired, 4);
 }
 
@@ -106,9 +165,25 @@ fn missing_nodes_count_as_at_target_on_a_scale_down() {
 fn unready_nodes_count_as_idle_on_a_scale_up_and_are_ignored_on_a_scale_down() {
     let p = policy(1, 100, &[50.0]);
     let h = History::default();
-    let m = Some(MetricSample { sum: 200.0, ready: 2, missing: 0, unready: 2, reporting: 2 });
-    assert_eq!(run(4, &[m], &p, &h).desired, 4, "100 % over target, halved by two idle unready nodes");
-    let m = Some(MetricSample { sum: 40.0, ready: 2, missing: 0, unready: 2, reporting: 2 });
+    let m = Some(MetricSample {
+        sum: 200.0,
+        ready: 2,
+        missing: 0,
+        unready: 2,
+        reporting: 2,
+    });
+    assert_eq!(
+        run(4, &[m], &p, &h).desired,
+        4,
+        "100 % over target, halved by two idle unready nodes"
+    );
+    let m = Some(MetricSample {
+        sum: 40.0,
+        ready: 2,
+        missing: 0,
+        unready: 2,
+        reporting: 2,
+    });
     // Scale-down looks at ready nodes only: ceil(0.4 × 2) = 1.
     assert_eq!(run(4, &[m], &p, &h).desired, 1);
 }
@@ -119,8 +194,14 @@ fn a_missing_metric_blocks_scale_down_but_not_scale_up() {
     let h = History::default();
     let d = run(8, &[s(10.0, 8), None], &p, &h);
     assert_eq!(d.desired, 8);
-    assert!(has(&d, |r| matches!(r, Reason::ScaleDownBlockedByMissingMetrics { .. })));
-    assert!(has(&d, |r| matches!(r, Reason::MetricUnavailable { metric } if metric == "m1")));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::ScaleDownBlockedByMissingMetrics { .. }
+    )));
+    assert!(has(
+        &d,
+        |r| matches!(r, Reason::MetricUnavailable { metric } if metric == "m1")
+    ));
     assert_eq!(run(4, &[s(100.0, 4), None], &p, &h).desired, 8);
 }
 
@@ -130,7 +211,13 @@ fn no_metrics_means_no_change_and_no_recommendation() {
     let d = run(4, &[None], &p, &History::default());
     assert_eq!((d.desired, d.recommendation), (4, None));
     assert!(has(&d, |r| matches!(r, Reason::NoMetrics)));
-    let zero_ready = Some(MetricSample { sum: 0.0, ready: 0, missing: 4, unready: 0, reporting: 0 });
+    let zero_ready = Some(MetricSample {
+        sum: 0.0,
+        ready: 0,
+        missing: 4,
+        unready: 0,
+        reporting: 0,
+    });
     assert_eq!(run(4, &[zero_ready], &p, &History::default()).desired, 4);
 }
 
@@ -138,19 +225,43 @@ fn no_metrics_means_no_change_and_no_recommendation() {
 fn scale_down_stabilization_keeps_the_highest_recent_recommendation() {
     let p = policy(1, 100, &[100.0]); // balanced: 300 s down window
     let mut h = History::default();
-    h.recommendations.push(Recommendation { at: t0() - secs(100), nodes: 10 });
+    h.recommendations.push(Recommendation {
+        at: t0() - secs(100),
+        nodes: 10,
+    });
     let d = run(10, &[s(50.0, 10)], &p, &h);
     assert_eq!(d.desired, 10);
-    assert_eq!(d.recommendation, Some(5), "the raw recommendation is remembered");
-    assert!(has(&d, |r| matches!(r, Reason::Stabilized { direction: Direction::Down, window_seconds: 300, from: 5, to: 10 })));
+    assert_eq!(
+        d.recommendation,
+        Some(5),
+        "the raw recommendation is remembered"
+    );
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::Stabilized {
+            direction: Direction::Down,
+            window_seconds: 300,
+            from: 5,
+            to: 10
+        }
+    )));
     // Partly inside the window: the highest recent one (7) bounds the scale-down.
     h.recommendations = vec![
-        Recommendation { at: t0() - secs(400), nodes: 10 },
-        Recommendation { at: t0() - secs(200), nodes: 7 },
+        Recommendation {
+            at: t0() - secs(400),
+            nodes: 10,
+        },
+        Recommendation {
+            at: t0() - secs(200),
+            nodes: 7,
+        },
     ];
     assert_eq!(run(10, &[s(50.0, 10)], &p, &h).desired, 7);
     // Once the window has passed, the pool follows the metric.
-    h.recommendations = vec![Recommendation { at: t0() - secs(301), nodes: 10 }];
+    h.recommendations = vec![Recommendation {
+        at: t0() - secs(301),
+        nodes: 10,
+    }];
     assert_eq!(run(10, &[s(50.0, 10)], &p, &h).desired, 5);
 }
 
@@ -159,15 +270,36 @@ fn scale_up_stabilization_keeps_the_lowest_recent_recommendation() {
     let mut p = policy(1, 100, &[100.0]);
     p.behavior = presets::conservative(); // 60 s up window
     let mut h = History::default();
-    h.recommendations.push(Recommendation { at: t0() - secs(30), nodes: 4 });
+    h.recommendations.push(Recommendation {
+        at: t0() - secs(30),
+        nodes: 4,
+    });
     let d = run(4, &[s(200.0, 4)], &p, &h);
     assert_eq!(d.desired, 4);
-    assert!(has(&d, |r| matches!(r, Reason::Stabilized { direction: Direction::Up, window_seconds: 60, .. })));
-    h.recommendations = vec![Recommendation { at: t0() - secs(61), nodes: 4 }];
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::Stabilized {
+            direction: Direction::Up,
+            window_seconds: 60,
+            ..
+        }
+    )));
+    h.recommendations = vec![Recommendation {
+        at: t0() - secs(61),
+        nodes: 4,
+    }];
     // conservative allows min(+50 %, +2) per minute: 6.
     let d = run(4, &[s(200.0, 4)], &p, &h);
     assert_eq!(d.desired, 6);
-    assert!(has(&d, |r| matches!(r, Reason::RateLimited { direction: Direction::Up, from: 8, to: 6, .. })));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::RateLimited {
+            direction: Direction::Up,
+            from: 8,
+            to: 6,
+            ..
+        }
+    )));
 }
 
 fn rules(select: SelectPolicy, policies: &[(PolicyKind, u32, u64)]) -> ScalingRules {
@@ -176,7 +308,11 @@ fn rules(select: SelectPolicy, policies: &[(PolicyKind, u32, u64)]) -> ScalingRu
         select_policy: select,
         policies: policies
             .iter()
-            .map(|&(kind, value, period)| ScalingPolicy { kind, value, period: Duration::from_secs(period) })
+            .map(|&(kind, value, period)| ScalingPolicy {
+                kind,
+                value,
+                period: Duration::from_secs(period),
+            })
             .collect(),
     }
 }
@@ -184,7 +320,10 @@ fn rules(select: SelectPolicy, policies: &[(PolicyKind, u32, u64)]) -> ScalingRu
 #[test]
 fn select_policy_max_takes_the_policy_allowing_the_biggest_change() {
     let mut p = policy(1, 1000, &[10.0]);
-    p.behavior.scale_up = rules(SelectPolicy::Max, &[(PolicyKind::Percent, 100, 15), (PolicyKind::Nodes, 4, 15)]);
+    p.behavior.scale_up = rules(
+        SelectPolicy::Max,
+        &[(PolicyKind::Percent, 100, 15), (PolicyKind::Nodes, 4, 15)],
+    );
     assert_eq!(run(10, &[s(50.0, 10)], &p, &History::default()).desired, 20);
     assert_eq!(run(2, &[s(50.0, 2)], &p, &History::default()).desired, 6);
 }
@@ -192,9 +331,15 @@ fn select_policy_max_takes_the_policy_allowing_the_biggest_change() {
 #[test]
 fn select_policy_min_takes_the_policy_allowing_the_smallest_change() {
     let mut p = policy(1, 1000, &[10.0]);
-    p.behavior.scale_up = rules(SelectPolicy::Min, &[(PolicyKind::Percent, 100, 15), (PolicyKind::Nodes, 4, 15)]);
+    p.behavior.scale_up = rules(
+        SelectPolicy::Min,
+        &[(PolicyKind::Percent, 100, 15), (PolicyKind::Nodes, 4, 15)],
+    );
     assert_eq!(run(10, &[s(50.0, 10)], &p, &History::default()).desired, 14);
-    p.behavior.scale_down = rules(SelectPolicy::Min, &[(PolicyKind::Percent, 50, 60), (PolicyKind::Nodes, 1, 60)]);
+    p.behavior.scale_down = rules(
+        SelectPolicy::Min,
+        &[(PolicyKind::Percent, 50, 60), (PolicyKind::Nodes, 1, 60)],
+    );
     assert_eq!(run(10, &[s(1.0, 10)], &p, &History::default()).desired, 9);
 }
 
@@ -212,16 +357,25 @@ fn changes_within_the_period_count_against_the_policy() {
     let mut p = policy(1, 1000, &[10.0]);
     p.behavior.scale_up = rules(SelectPolicy::Max, &[(PolicyKind::Percent, 100, 60)]);
     let mut h = History::default();
-    h.scale_up_events.push(ScaleEvent { at: t0() - secs(30), change: 10 });
+    h.scale_up_events.push(ScaleEvent {
+        at: t0() - secs(30),
+        change: 10,
+    });
     // 20 nodes now, 10 at the start of the period: at most 20 — no more room.
     let d = run(20, &[s(100.0, 20)], &p, &h);
     assert_eq!(d.desired, 20);
     // After the period the whole budget is back.
-    h.scale_up_events = vec![ScaleEvent { at: t0() - secs(61), change: 10 }];
+    h.scale_up_events = vec![ScaleEvent {
+        at: t0() - secs(61),
+        change: 10,
+    }];
     assert_eq!(run(20, &[s(100.0, 20)], &p, &h).desired, 40);
     // Nodes policy: +2 per minute, one added 10 s ago leaves room for 1.
     p.behavior.scale_up = rules(SelectPolicy::Max, &[(PolicyKind::Nodes, 2, 60)]);
-    h.scale_up_events = vec![ScaleEvent { at: t0() - secs(10), change: 1 }];
+    h.scale_up_events = vec![ScaleEvent {
+        at: t0() - secs(10),
+        change: 1,
+    }];
     assert_eq!(run(5, &[s(100.0, 5)], &p, &h).desired, 6);
 }
 
@@ -231,8 +385,17 @@ fn a_disabled_direction_never_moves() {
     p.behavior.scale_down = rules(SelectPolicy::Disabled, &[]);
     let d = run(10, &[s(1.0, 10)], &p, &History::default());
     assert_eq!(d.desired, 10);
-    assert!(has(&d, |r| matches!(r, Reason::ScalingDisabled { direction: Direction::Down })));
-    assert_eq!(run(10, &[s(20.0, 10)], &p, &History::default()).desired, 20, "up still works");
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::ScalingDisabled {
+            direction: Direction::Down
+        }
+    )));
+    assert_eq!(
+        run(10, &[s(20.0, 10)], &p, &History::default()).desired,
+        20,
+        "up still works"
+    );
     p.behavior.scale_up = rules(SelectPolicy::Disabled, &[]);
     assert_eq!(run(10, &[s(20.0, 10)], &p, &History::default()).desired, 10);
 }
@@ -243,14 +406,20 @@ fn min_and_max_clamp_the_result() {
     p.behavior = presets::aggressive();
     let d = run(10, &[s(100.0, 10)], &p, &History::default());
     assert_eq!(d.desired, 12);
-    assert!(has(&d, |r| matches!(r, Reason::ClampedToMax { max: 12, .. })));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::ClampedToMax { max: 12, .. }
+    )));
     let d = run(10, &[s(0.1, 10)], &p, &History::default());
     assert_eq!(d.desired, 5, "aggressive halves at most per minute");
     let mut p2 = policy(2, 12, &[10.0]);
     p2.behavior.scale_down = rules(SelectPolicy::Max, &[(PolicyKind::Percent, 100, 15)]);
     let d = run(10, &[s(0.1, 10)], &p2, &History::default());
     assert_eq!(d.desired, 2);
-    assert!(has(&d, |r| matches!(r, Reason::ClampedToMin { min: 2, .. })));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::ClampedToMin { min: 2, .. }
+    )));
 }
 
 #[test]
@@ -265,9 +434,15 @@ fn a_pool_outside_its_bounds_moves_straight_to_them() {
 fn aggressive_may_add_three_hundred_percent_in_fifteen_seconds() {
     let mut p = policy(1, 1000, &[10.0]);
     p.behavior = presets::aggressive();
-    assert_eq!(run(10, &[s(100.0, 10)], &p, &History::default()).desired, 40);
+    assert_eq!(
+        run(10, &[s(100.0, 10)], &p, &History::default()).desired,
+        40
+    );
     p.behavior = presets::balanced();
-    assert_eq!(run(10, &[s(100.0, 10)], &p, &History::default()).desired, 20);
+    assert_eq!(
+        run(10, &[s(100.0, 10)], &p, &History::default()).desired,
+        20
+    );
 }
 
 #[test]
@@ -275,15 +450,36 @@ fn history_is_pruned_to_what_windows_and_periods_can_see() {
     let behavior = presets::balanced();
     let mut h = History::default();
     h.recommendations = vec![
-        Recommendation { at: t0() - secs(301), nodes: 1 },
-        Recommendation { at: t0() - secs(10), nodes: 2 },
+        Recommendation {
+            at: t0() - secs(301),
+            nodes: 1,
+        },
+        Recommendation {
+            at: t0() - secs(10),
+            nodes: 2,
+        },
     ];
-    h.scale_up_events = vec![ScaleEvent { at: t0() - secs(16), change: 1 }, ScaleEvent { at: t0() - secs(5), change: 1 }];
+    h.scale_up_events = vec![
+        ScaleEvent {
+            at: t0() - secs(16),
+            change: 1,
+        },
+        ScaleEvent {
+            at: t0() - secs(5),
+            change: 1,
+        },
+    ];
     h.prune(&behavior, t0());
     assert_eq!(h.recommendations.len(), 1);
     assert_eq!(h.scale_up_events.len(), 1);
     h.record_scale(5, 3, t0());
-    assert_eq!(h.scale_down_events, vec![ScaleEvent { at: t0(), change: 2 }]);
+    assert_eq!(
+        h.scale_down_events,
+        vec![ScaleEvent {
+            at: t0(),
+            change: 2
+        }]
+    );
 }
 
 fn arb_sample() -> impl Strategy<Value = Option<MetricSample>> {
@@ -302,14 +498,36 @@ fn arb_history() -> impl Strategy<Value = History> {
         prop::collection::vec((0i64..900, 1u32..50), 0..4),
     )
         .prop_map(|(recs, ups, downs)| History {
-            recommendations: recs.into_iter().map(|(a, n)| Recommendation { at: t0() - secs(a), nodes: n }).collect(),
-            scale_up_events: ups.into_iter().map(|(a, c)| ScaleEvent { at: t0() - secs(a), change: c }).collect(),
-            scale_down_events: downs.into_iter().map(|(a, c)| ScaleEvent { at: t0() - secs(a), change: c }).collect(),
+            recommendations: recs
+                .into_iter()
+                .map(|(a, n)| Recommendation {
+                    at: t0() - secs(a),
+                    nodes: n,
+                })
+                .collect(),
+            scale_up_events: ups
+                .into_iter()
+                .map(|(a, c)| ScaleEvent {
+                    at: t0() - secs(a),
+                    change: c,
+                })
+                .collect(),
+            scale_down_events: downs
+                .into_iter()
+                .map(|(a, c)| ScaleEvent {
+                    at: t0() - secs(a),
+                    change: c,
+                })
+                .collect(),
         })
 }
 
 fn arb_behavior() -> impl Strategy<Value = capstan_config::ScalingBehavior> {
-    prop_oneof![Just(presets::aggressive()), Just(presets::balanced()), Just(presets::conservative())]
+    prop_oneof![
+        Just(presets::aggressive()),
+        Just(presets::balanced()),
+        Just(presets::conservative())
+    ]
 }
 
 proptest! {
@@ -370,7 +588,12 @@ fn on_demand_share_follows_the_clouds_definition() {
 
 #[test]
 fn reasons_read_as_sentences() {
-    let r = Reason::RateLimited { direction: Direction::Up, policy: "max(percent 100/15s)".into(), from: 9, to: 8 };
+    let r = Reason::RateLimited {
+        direction: Direction::Up,
+        policy: "max(percent 100/15s)".into(),
+        from: 9,
+        to: 8,
+    };
     assert_eq!(r.to_string(), "scale-up rate max(percent 100/15s): 9 → 8");
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["kind"], "rate_limited");
