@@ -121,11 +121,11 @@ impl Journal {
             else {
                 continue;
             };
-            if let Ok(day) = NaiveDate::parse_from_str(date, "%Y-%m-%d") {
-                if day < oldest_kept {
-                    std::fs::remove_file(&path)?;
-                    tracing::info!(file = %path.display(), "deleted journal file past retention");
-                }
+            if let Ok(day) = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                && day < oldest_kept
+            {
+                std::fs::remove_file(&path)?;
+                tracing::info!(file = %path.display(), "deleted journal file past retention");
             }
         }
         Ok(())

@@ -85,10 +85,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// One override: key path, variable name, raw value.
+type EnvEntry = (Vec<String>, String, String);
+
 /// The `CAPSTAN_` variables as a figment provider: `CAPSTAN_AGENT__LISTEN` sets `agent.listen`.
 #[derive(Debug)]
 struct EnvLayer {
-    entries: Vec<(Vec<String>, String, String)>,
+    entries: Vec<EnvEntry>,
 }
 
 impl Provider for EnvLayer {
@@ -129,9 +132,7 @@ fn insert(dict: &mut Dict, keys: &[String], value: Value) {
 /// Splits the environment into config overrides, and problems with variables that
 /// look like overrides but cannot be one. Variables without `__` (such as
 /// `CAPSTAN_LOG`) are not config keys and are left alone.
-fn env_overrides(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> (Vec<(Vec<String>, String, String)>, Vec<Problem>) {
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Vec<EnvEntry>, Vec<Problem>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for (var, value) in env {

@@ -133,33 +133,34 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
             pools.push(p);
         }
     }
-    if let Some(name) = &raw.agent.pool {
-        if !raw.pools.is_empty() && !raw.pools.iter().any(|p| &p.name == name) {
-            let names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
-            c.report(
-                &[k("agent"), k("pool")],
-                None,
-                format!(
-                    "\"{name}\" is not a configured pool; configured: {}",
-                    names.join(", ")
-                ),
-            );
-        }
+    if let Some(name) = &raw.agent.pool
+        && !raw.pools.is_empty()
+        && !raw.pools.iter().any(|p| &p.name == name)
+    {
+        let names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
+        c.report(
+            &[k("agent"), k("pool")],
+            None,
+            format!(
+                "\"{name}\" is not a configured pool; configured: {}",
+                names.join(", ")
+            ),
+        );
     }
 
-    if c.problems.is_empty() {
-        if let (Some(agent), Some(cluster)) = (agent, cluster) {
-            return Ok(ValidatedConfig {
-                source: source.file.clone(),
-                agent,
-                cluster,
-                budget,
-                journal: Journal {
-                    retention_days: raw.journal.retention_days,
-                },
-                pools,
-            });
-        }
+    if c.problems.is_empty()
+        && let (Some(agent), Some(cluster)) = (agent, cluster)
+    {
+        return Ok(ValidatedConfig {
+            source: source.file.clone(),
+            agent,
+            cluster,
+            budget,
+            journal: Journal {
+                retention_days: raw.journal.retention_days,
+            },
+            pools,
+        });
     }
     let mut problems = c.problems;
     problems.sort_by_key(|p| match p.location {
@@ -316,14 +317,14 @@ fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluste
 }
 
 fn check_budget(c: &mut Checker<'_>, raw: &raw::BudgetConfig) -> Budget {
-    if let Some(max) = raw.max_hourly_cost {
-        if !max.is_finite() || max <= 0.0 {
-            c.report(
-                &[k("budget"), k("max_hourly_cost")],
-                None,
-                format!("{max} is not allowed; must be a finite number above 0"),
-            );
-        }
+    if let Some(max) = raw.max_hourly_cost
+        && (!max.is_finite() || max <= 0.0)
+    {
+        c.report(
+            &[k("budget"), k("max_hourly_cost")],
+            None,
+            format!("{max} is not allowed; must be a finite number above 0"),
+        );
     }
     c.money(
         &[k("budget"), k("emergency_allowance")],
@@ -373,26 +374,26 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
     if p.max == 0 {
         c.report(&at(&[k("max")]), name, "must be at least 1");
     }
-    if let Some(em) = p.emergency_max {
-        if em < p.max {
-            c.report(
-                &at(&[k("emergency_max")]),
-                name,
-                format!(
-                    "emergency_max ({em}) is below max ({}); it must be at least max",
-                    p.max
-                ),
-            );
-        }
+    if let Some(em) = p.emergency_max
+        && em < p.max
+    {
+        c.report(
+            &at(&[k("emergency_max")]),
+            name,
+            format!(
+                "emergency_max ({em}) is below max ({}); it must be at least max",
+                p.max
+            ),
+        );
     }
-    if let Some(cost) = p.max_hourly_cost {
-        if !cost.is_finite() || cost <= 0.0 {
-            c.report(
-                &at(&[k("max_hourly_cost")]),
-                name,
-                format!("{cost} is not allowed; must be a finite number above 0"),
-            );
-        }
+    if let Some(cost) = p.max_hourly_cost
+        && (!cost.is_finite() || cost <= 0.0)
+    {
+        c.report(
+            &at(&[k("max_hourly_cost")]),
+            name,
+            format!("{cost} is not allowed; must be a finite number above 0"),
+        );
     }
     if !(0.0..1.0).contains(&p.tolerance) {
         c.report(
@@ -541,16 +542,14 @@ fn check_provider(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, p: &raw::
             if let Some(url) = &a.endpoint_url {
                 c.url(&f("endpoint_url"), pool, url);
             }
-            if let Some(arn) = &a.assume_role_arn {
-                if !arn.starts_with("arn:") || !arn.contains(":role/") {
-                    c.report(
-                        &f("assume_role_arn"),
-                        pool,
-                        format!(
-                            "\"{arn}\" is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)"
-                        ),
-                    );
-                }
+            if let Some(arn) = &a.assume_role_arn
+                && (!arn.starts_with("arn:") || !arn.contains(":role/"))
+            {
+                c.report(
+                    &f("assume_role_arn"),
+                    pool,
+                    format!("\"{arn}\" is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)"),
+                );
             }
         }
         raw::ProviderConfig::Azure(a) => {
@@ -840,14 +839,14 @@ fn check_predictive(
             ),
         );
     }
-    if let (Some(h), Some(hist)) = (horizon, history) {
-        if h * 2 > hist {
-            c.report(
-                &f("history"),
-                pool,
-                "history must be at least twice the horizon",
-            );
-        }
+    if let (Some(h), Some(hist)) = (horizon, history)
+        && h * 2 > hist
+    {
+        c.report(
+            &f("history"),
+            pool,
+            "history must be at least twice the horizon",
+        );
     }
     Some(Predictive {
         mode: p.mode,
@@ -909,14 +908,14 @@ fn check_schedule(
             format!("while active this schedule gives min {eff_min} above max {eff_max}; raise max in the schedule too, or lower min"),
         );
     }
-    if let (Some(m), Some(em)) = (s.max, p.emergency_max) {
-        if m > em {
-            c.report(
-                &f("max"),
-                pool,
-                format!("schedule max ({m}) is above the pool's emergency_max ({em})"),
-            );
-        }
+    if let (Some(m), Some(em)) = (s.max, p.emergency_max)
+        && m > em
+    {
+        c.report(
+            &f("max"),
+            pool,
+            format!("schedule max ({m}) is above the pool's emergency_max ({em})"),
+        );
     }
     Some(Schedule {
         name: s.name.clone().unwrap_or_else(|| s.cron.clone()),

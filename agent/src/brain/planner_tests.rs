@@ -448,27 +448,29 @@ fn aggressive_may_add_three_hundred_percent_in_fifteen_seconds() {
 #[test]
 fn history_is_pruned_to_what_windows_and_periods_can_see() {
     let behavior = presets::balanced();
-    let mut h = History::default();
-    h.recommendations = vec![
-        Recommendation {
-            at: t0() - secs(301),
-            nodes: 1,
-        },
-        Recommendation {
-            at: t0() - secs(10),
-            nodes: 2,
-        },
-    ];
-    h.scale_up_events = vec![
-        ScaleEvent {
-            at: t0() - secs(16),
-            change: 1,
-        },
-        ScaleEvent {
-            at: t0() - secs(5),
-            change: 1,
-        },
-    ];
+    let mut h = History {
+        recommendations: vec![
+            Recommendation {
+                at: t0() - secs(301),
+                nodes: 1,
+            },
+            Recommendation {
+                at: t0() - secs(10),
+                nodes: 2,
+            },
+        ],
+        scale_up_events: vec![
+            ScaleEvent {
+                at: t0() - secs(16),
+                change: 1,
+            },
+            ScaleEvent {
+                at: t0() - secs(5),
+                change: 1,
+            },
+        ],
+        scale_down_events: vec![],
+    };
     h.prune(&behavior, t0());
     assert_eq!(h.recommendations.len(), 1);
     assert_eq!(h.scale_up_events.len(), 1);
