@@ -18,4 +18,12 @@ if ! need cargo; then
 fi
 
 # Every feature, every crate, every test target (unit, integration, doc).
-cargo test --workspace --all-features --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-features --locked "$@" 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole suite (cargo prints one per test binary, doc tests last).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

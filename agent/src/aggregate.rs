@@ -119,7 +119,6 @@ pub fn fresh_reports<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capstan_collectors::{HostMetrics, LoadAverage, MemoryStats, SwapStats};
     use capstan_providers::{Health, Instance, Market};
 
     fn pool() -> Pool {
@@ -138,29 +137,7 @@ mod tests {
     }
 
     fn report(id: &str, cpu: f64) -> NodeReport {
-        let mut r = NodeReport::new(id, Some("web".into()), DateTime::UNIX_EPOCH);
-        r.host = Some(HostMetrics {
-            cpu_percent: cpu,
-            cpu_per_core_percent: vec![cpu],
-            cores: 1,
-            load: LoadAverage {
-                one: 0.0,
-                five: 0.0,
-                fifteen: 0.0,
-            },
-            memory: MemoryStats {
-                total_bytes: 1,
-                used_bytes: 1,
-                available_bytes: 0,
-            },
-            swap: SwapStats {
-                total_bytes: 0,
-                used_bytes: 0,
-            },
-            disks: vec![],
-            network: vec![],
-        });
-        r
+        crate::testutil::cpu_report(id, "web", cpu, DateTime::UNIX_EPOCH)
     }
 
     fn instance(id: &str, lifecycle: Lifecycle) -> Instance {

@@ -253,7 +253,7 @@ impl Daemon {
                     interval,
                 )
                 .await;
-                self.record(i, now, result);
+                self.record(i, result);
             }
             self.shared.metrics.planning_passes.inc();
         }
@@ -262,12 +262,7 @@ impl Daemon {
         self.shared.beat(grace(self.cfg.agent.interval));
     }
 
-    fn record(
-        &mut self,
-        i: usize,
-        now: DateTime<Utc>,
-        result: Result<engine::PassOutcome, PassError>,
-    ) {
+    fn record(&mut self, i: usize, result: Result<engine::PassOutcome, PassError>) {
         let pool = &mut self.pools[i];
         let name = pool.config.name.clone();
         let m = &self.shared.metrics;
@@ -278,6 +273,7 @@ impl Daemon {
         m.pool_max_nodes
             .get_or_create(&label)
             .set(i64::from(pool.config.max));
+        pool.last_error = result.as_ref().err().map(ToString::to_string);
         match result {
             Ok(outcome) => {
                 m.pool_current_nodes
@@ -364,12 +360,6 @@ impl Daemon {
                     })
                     .inc();
                 tracing::warn!(pool = %name, error = %e, "no decision this pass");
-                pool.last = pool.last.take().map(|mut last| {
-                    last.action = "skipped";
-                    last.detail = Some(e.to_string());
-                    last.at = now;
-                    last
-                });
             }
         }
     }
@@ -402,7 +392,10 @@ impl Daemon {
                         action: l.action.to_owned(),
                         reasons: l.reasons.clone(),
                     }),
-                    error: p.last.as_ref().and_then(|l| l.detail.clone()),
+                    error: p
+                        .last_error
+                        .clone()
+                        .or_else(|| p.last.as_ref().and_then(|l| l.detail.clone())),
                 })
                 .collect(),
         };

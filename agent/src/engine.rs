@@ -53,6 +53,8 @@ pub struct PoolRuntime {
     pub retry_at: Option<DateTime<Utc>>,
     /// The last pass's outcome.
     pub last: Option<PassOutcome>,
+    /// Why the last pass made no decision, if it made none.
+    pub last_error: Option<String>,
 }
 
 impl PoolRuntime {
@@ -66,6 +68,7 @@ impl PoolRuntime {
             failures: 0,
             retry_at: None,
             last: None,
+            last_error: None,
         }
     }
 }
@@ -256,7 +259,6 @@ pub async fn pass(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capstan_collectors::{HostMetrics, LoadAverage, MemoryStats, SwapStats};
     use capstan_providers::fake::FakeProvider;
     use chrono::TimeZone;
 
@@ -273,29 +275,7 @@ mod tests {
     }
 
     fn report(cpu: f64, at: DateTime<Utc>) -> NodeReport {
-        let mut r = NodeReport::new("host", Some("web".into()), at);
-        r.host = Some(HostMetrics {
-            cpu_percent: cpu,
-            cpu_per_core_percent: vec![cpu],
-            cores: 1,
-            load: LoadAverage {
-                one: 0.0,
-                five: 0.0,
-                fifteen: 0.0,
-            },
-            memory: MemoryStats {
-                total_bytes: 1,
-                used_bytes: 0,
-                available_bytes: 1,
-            },
-            swap: SwapStats {
-                total_bytes: 0,
-                used_bytes: 0,
-            },
-            disks: vec![],
-            network: vec![],
-        });
-        r
+        crate::testutil::cpu_report("host", "web", cpu, at)
     }
 
     fn fake(desired: u32) -> Arc<FakeProvider> {

@@ -11,3 +11,5 @@ pub mod engine;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+#[cfg(test)]
+mod testutil;

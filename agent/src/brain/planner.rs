@@ -538,62 +538,49 @@ fn describe_rules(rules: &ScalingRules) -> String {
     format!("{select}({list})")
 }
 
-/// HPA's `calculateScaleUpLimitWithScalingRules`.
-fn scale_up_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime<Utc>) -> u32 {
+/// Nodes at the start of a policy's period: now, less what was added within it, plus
+/// what was removed within it.
+fn period_start(observed: &Observed<'_>, period: std::time::Duration, now: DateTime<Utc>) -> u32 {
     let h = observed.history;
-    let pick_min = rules.select_policy == SelectPolicy::Min;
-    let mut result = if pick_min { u32::MAX } else { 0 };
-    for p in &rules.policies {
-        let added = changes_within(&h.scale_up_events, p.period, now);
-        let deleted = changes_within(&h.scale_down_events, p.period, now);
-        let start = observed
-            .current
-            .saturating_sub(added)
-            .saturating_add(deleted);
-        let proposed = match p.kind {
-            PolicyKind::Nodes => start.saturating_add(p.value),
-            PolicyKind::Percent => {
-                ceil_nodes(f64::from(start) * (1.0 + f64::from(p.value) / 100.0))
-            }
-        };
-        result = if pick_min {
-            result.min(proposed)
-        } else {
-            result.max(proposed)
-        };
-    }
-    result
+    let added = changes_within(&h.scale_up_events, period, now);
+    let deleted = changes_within(&h.scale_down_events, period, now);
+    observed
+        .current
+        .saturating_sub(added)
+        .saturating_add(deleted)
 }
 
-/// HPA's `calculateScaleDownLimitWithBehaviors`.
-fn scale_down_limit(observed: &Observed<'_>, rules: &ScalingRules, now: DateTime<Utc>) -> u32 {
-    let h = observed.history;
-    let pick_min_change = rules.select_policy == SelectPolicy::Min;
-    let mut result = if pick_min_change { 0 } else { u32::MAX };
-    for p in &rules.policies {
-        let added = changes_within(&h.scale_up_events, p.period, now);
-        let deleted = changes_within(&h.scale_down_events, p.period, now);
-        let start = observed
-            .current
-            .saturating_sub(added)
-            .saturating_add(deleted);
-        let proposed = match p.kind {
-            PolicyKind::Nodes => start.saturating_sub(p.value),
-            PolicyKind::Percent => {
+/// The bound the rate policies put on a change in `direction`: HPA's
+/// `calculateScaleUpLimitWithScalingRules` and `calculateScaleDownLimitWithBehaviors`.
+/// `select_policy = max` takes the policy that allows the largest change.
+fn rate_limit(
+    observed: &Observed<'_>,
+    rules: &ScalingRules,
+    direction: Direction,
+    now: DateTime<Utc>,
+) -> u32 {
+    let proposals = rules.policies.iter().map(|p| {
+        let start = period_start(observed, p.period, now);
+        match (direction, p.kind) {
+            (Direction::Up, PolicyKind::Nodes) => start.saturating_add(p.value),
+            (Direction::Up, PolicyKind::Percent) => {
+                ceil_nodes(f64::from(start) * (1.0 + f64::from(p.value) / 100.0))
+            }
+            (Direction::Down, PolicyKind::Nodes) => start.saturating_sub(p.value),
+            (Direction::Down, PolicyKind::Percent) => {
                 let keep = (1.0 - f64::from(p.value.min(100)) / 100.0).max(0.0);
                 // HPA truncates here; node counts are far below u32::MAX.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let n = (f64::from(start) * keep).floor() as u32;
                 n
             }
-        };
-        result = if pick_min_change {
-            result.max(proposed)
-        } else {
-            result.min(proposed)
-        };
+        }
+    });
+    let largest_change = rules.select_policy != SelectPolicy::Min;
+    match (direction, largest_change) {
+        (Direction::Up, true) | (Direction::Down, false) => proposals.max().unwrap_or(0),
+        (Direction::Up, false) | (Direction::Down, true) => proposals.min().unwrap_or(u32::MAX),
     }
-    result
 }
 
 /// HPA's `convertDesiredReplicasWithBehaviorRate`: rate policies, then the bounds.
@@ -613,7 +600,7 @@ fn limit_rate(
             });
             return current;
         }
-        let limit = scale_up_limit(observed, rules, now).max(current);
+        let limit = rate_limit(observed, rules, Direction::Up, now).max(current);
         if limit < policy.max {
             if desired > limit {
                 reasons.push(Reason::RateLimited {
@@ -640,7 +627,7 @@ fn limit_rate(
             });
             return current;
         }
-        let limit = scale_down_limit(observed, rules, now).min(current);
+        let limit = rate_limit(observed, rules, Direction::Down, now).min(current);
         if limit > policy.min {
             if desired < limit {
                 reasons.push(Reason::RateLimited {
