@@ -199,6 +199,17 @@ pub async fn pass(
     };
     let samples = aggregate::samples(&pool.config, &description, reports);
     pool.history.prune(&pool.policy.behavior, now);
+    if pool.last.is_none() && pool.history.recommendations.is_empty() {
+        // As HPA does for a target it sees for the first time: the current size counts
+        // as a recent recommendation, so a (re)started agent waits out the scale-down
+        // window instead of shrinking the pool on its first look.
+        pool.history
+            .recommendations
+            .push(crate::brain::planner::Recommendation {
+                at: now,
+                nodes: description.desired,
+            });
+    }
     let observed = Observed {
         current: description.desired,
         metrics: &samples,
@@ -321,6 +332,24 @@ mod tests {
         .unwrap();
         assert_eq!((out.desired, out.action), (4, "none"));
         assert_eq!(f.apply_calls().len(), 1, "no call when nothing changes");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_agent_waits_out_the_scale_down_window_before_shrinking() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let f = fake(4);
+        let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone()); // balanced: 300 s
+        let idle = report(5.0, now);
+        let out = pass(&mut pool, &[&idle], &leader(), Mode::Act, now, SECOND)
+            .await
+            .unwrap();
+        assert_eq!((out.desired, out.action), (4, "none"));
+        let later = now + chrono::Duration::seconds(301);
+        let idle = report(5.0, later);
+        let out = pass(&mut pool, &[&idle], &leader(), Mode::Act, later, SECOND)
+            .await
+            .unwrap();
+        assert_eq!((out.desired, out.action), (1, "scaled"));
     }
 
     #[tokio::test]
