@@ -277,6 +277,19 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
         "{text}"
     );
 
+    // Dropping the pool again removes every one of its series.
+    std::fs::write(&config, example()).unwrap();
+    agent.signal("HUP");
+    let text = agent.wait_for("the second pool's series to go", |a| {
+        let (_, text) = a.get("/metrics");
+        (!text.contains("pool=\"second\"") && a.status()["pools"].as_array().unwrap().len() == 1)
+            .then_some(text)
+    });
+    assert!(
+        text.contains("capstan_pool_desired_nodes{pool=\"local\"}"),
+        "{text}"
+    );
+
     // SIGTERM stops cleanly with exit 0.
     agent.signal("TERM");
     let status = agent.wait_exit();

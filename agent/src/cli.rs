@@ -207,9 +207,13 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
     let now = clock.now();
     let mut planned = Vec::new();
     for pool in &mut pools {
-        let reports: Vec<&NodeReport> = std::iter::once(&report)
-            .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
-            .collect();
+        let max_age = daemon::max_report_age(cfg.agent.interval);
+        let reports = crate::aggregate::fresh_reports(
+            std::iter::once(&report),
+            &pool.config.name,
+            now,
+            max_age,
+        );
         let result = engine::pass(
             pool,
             &reports,

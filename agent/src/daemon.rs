@@ -59,7 +59,7 @@ pub fn node_pool(cfg: &ValidatedConfig) -> Option<String> {
 }
 
 /// A report is fresh for three intervals (HPA's missing-metric rules apply after).
-fn max_report_age(interval: Duration) -> chrono::Duration {
+pub fn max_report_age(interval: Duration) -> chrono::Duration {
     chrono::Duration::from_std(interval * 3).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -243,7 +243,12 @@ impl Daemon {
             let interval = self.cfg.agent.interval;
             for i in 0..self.pools.len() {
                 let pool_name = self.pools[i].config.name.clone();
-                let reports = aggregate_reports(&self.reports, &pool_name, now, max_age);
+                let reports = crate::aggregate::fresh_reports(
+                    self.reports.values(),
+                    &pool_name,
+                    now,
+                    max_age,
+                );
                 let result = engine::pass(
                     &mut self.pools[i],
                     &reports,
@@ -309,7 +314,7 @@ impl Daemon {
                     m.provider_errors
                         .get_or_create(&PoolErrorLabels {
                             pool: name.clone(),
-                            kind: "apply".to_owned(),
+                            kind: outcome.error_kind.unwrap_or("unknown").to_owned(),
                         })
                         .inc();
                     tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
@@ -421,7 +426,8 @@ impl Daemon {
                     .map(|p| (p.config.name.clone(), p))
                     .collect();
                 match engine::build_pools(&new, &mut old) {
-                    Ok(pools) => Ok((new, pools, order)),
+                    // What is left in `old` are pools the new config dropped or re-created.
+                    Ok(pools) => Ok((new, pools, old)),
                     Err(e) => {
                         // Put the running pools back, in their order.
                         self.pools = order.iter().filter_map(|n| old.remove(n)).collect();
@@ -430,9 +436,10 @@ impl Daemon {
                 }
             });
         match outcome {
-            Ok((new, pools, old_names)) => {
-                for gone in old_names.iter().filter(|n| new.pool(n).is_none()) {
-                    self.shared.metrics.remove_pool(gone);
+            Ok((new, pools, left)) => {
+                for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
+                    let metrics = gone.policy.targets.iter().map(|t| t.metric.as_str());
+                    self.shared.metrics.remove_pool(&gone.config.name, metrics);
                 }
                 if new.agent.listen != self.cfg.agent.listen {
                     tracing::warn!(old = %self.cfg.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
@@ -467,13 +474,4 @@ impl Daemon {
             }
         }
     }
-}
-
-fn aggregate_reports<'a>(
-    reports: &'a HashMap<String, NodeReport>,
-    pool: &str,
-    now: DateTime<Utc>,
-    max_age: chrono::Duration,
-) -> Vec<&'a NodeReport> {
-    crate::aggregate::fresh_reports(reports.values(), pool, now, max_age)
 }

@@ -121,6 +121,8 @@ pub struct PassOutcome {
     pub action: &'static str,
     /// Why not scaled, or the error.
     pub detail: Option<String>,
+    /// The provider error's kind when the action failed.
+    pub error_kind: Option<&'static str>,
     /// The decision's reasons.
     pub reasons: Vec<Reason>,
     /// One sample per target.
@@ -225,6 +227,7 @@ pub async fn pass(
         on_demand,
         action: "none",
         detail: None,
+        error_kind: None,
         reasons: decision.reasons.clone(),
         samples,
     };
@@ -256,6 +259,7 @@ pub async fn pass(
                     provider_failure(pool, &e, now, interval);
                     outcome.action = "failed";
                     outcome.detail = Some(e.to_string());
+                    outcome.error_kind = Some(e.kind());
                 }
             }
         }
@@ -387,7 +391,7 @@ mod tests {
         let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!(out.action, "failed");
+        assert_eq!((out.action, out.error_kind), ("failed", Some("throttled")));
         // Within the backoff the pool is left alone.
         assert!(
             pass(

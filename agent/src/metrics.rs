@@ -104,6 +104,9 @@ pub struct Metrics {
     pub host_load1_per_core: GaugeF,
 }
 
+/// Every `action` label of `capstan_decisions_total`.
+pub const ACTIONS: [&str; 5] = ["none", "scaled", "skipped", "failed", "plan"];
+
 /// Every metric name, with its type, as it appears in the exposition.
 pub const NAMES: &[(&str, &str)] = &[
     ("capstan_build_info", "gauge"),
@@ -247,8 +250,32 @@ impl Metrics {
         out
     }
 
-    /// Forgets a pool's series, e.g. after a reload removed it.
-    pub fn remove_pool(&self, pool: &str) {
+    /// Forgets a pool's series, e.g. after a reload removed it; `metrics` are the
+    /// labels of its targets.
+    pub fn remove_pool<'a>(&self, pool: &str, metrics: impl IntoIterator<Item = &'a str>) {
+        for metric in metrics {
+            let labels = PoolMetricLabels {
+                pool: pool.to_owned(),
+                metric: metric.to_owned(),
+            };
+            self.pool_metric_value.remove(&labels);
+            self.pool_metric_target.remove(&labels);
+        }
+        for action in ACTIONS {
+            self.decisions.remove(&PoolActionLabels {
+                pool: pool.to_owned(),
+                action: action.to_owned(),
+            });
+        }
+        let kinds = capstan_providers::ProviderError::KINDS
+            .into_iter()
+            .chain(["unknown"]);
+        for kind in kinds {
+            self.provider_errors.remove(&PoolErrorLabels {
+                pool: pool.to_owned(),
+                kind: kind.to_owned(),
+            });
+        }
         let label = PoolLabel {
             pool: pool.to_owned(),
         };

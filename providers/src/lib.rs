@@ -179,6 +179,17 @@ impl ProviderError {
         )
     }
 
+    /// Every value [`ProviderError::kind`] can return.
+    pub const KINDS: [&'static str; 7] = [
+        "throttled",
+        "insufficient_capacity",
+        "not_found",
+        "auth",
+        "validation",
+        "transient",
+        "unsupported",
+    ];
+
     /// A short label for metrics and reasons.
     pub const fn kind(&self) -> &'static str {
         match self {
@@ -204,4 +215,28 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
 
     /// Sets the pool's absolute capacity and on-demand/spot split.
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_lists_every_kind() {
+        let m = || "m".to_owned();
+        let all = [
+            ProviderError::Throttled {
+                message: m(),
+                retry_after: None,
+            },
+            ProviderError::InsufficientCapacity { message: m() },
+            ProviderError::NotFound { resource: m() },
+            ProviderError::Auth { message: m() },
+            ProviderError::Validation { message: m() },
+            ProviderError::Transient { message: m() },
+            ProviderError::Unsupported { message: m() },
+        ];
+        let kinds: Vec<&str> = all.iter().map(ProviderError::kind).collect();
+        assert_eq!(kinds, ProviderError::KINDS);
+    }
 }
