@@ -175,9 +175,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 struct PlannedPool {
     name: String,
     provider: String,
+    tier: &'static str,
     current: Option<u32>,
     desired: Option<u32>,
     on_demand: Option<u32>,
+    spot: Option<u32>,
+    hourly_cost: Option<f64>,
+    /// Bounds this pass, after schedules.
+    min: Option<u32>,
+    max: Option<u32>,
+    emergency: bool,
     reasons: Vec<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -205,48 +212,73 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
     let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
     let claim = Standalone::new(&node_id).claim();
     let now = clock.now();
-    let mut planned = Vec::new();
-    for pool in &mut pools {
-        let max_age = daemon::max_report_age(cfg.agent.interval);
-        let reports = crate::aggregate::fresh_reports(
-            std::iter::once(&report),
-            &pool.config.name,
-            now,
-            max_age,
-        );
-        let result = engine::pass(
-            pool,
-            &reports,
-            &claim,
-            Mode::PlanOnly,
-            now,
-            cfg.agent.interval,
-        )
-        .await;
-        planned.push(match result {
-            Ok(o) => PlannedPool {
-                name: pool.config.name.clone(),
-                provider: pool.config.provider.kind().to_owned(),
-                current: Some(o.current),
-                desired: Some(o.desired),
-                on_demand: Some(o.on_demand),
-                reasons: o.reasons,
-                error: None,
-            },
-            Err(e) => PlannedPool {
-                name: pool.config.name.clone(),
-                provider: pool.config.provider.kind().to_owned(),
-                current: None,
-                desired: None,
-                on_demand: None,
-                reasons: vec![],
-                error: Some(e.to_string()),
-            },
-        });
-    }
+    let max_age = daemon::max_report_age(cfg.agent.interval);
+    let fresh: Vec<&NodeReport> = std::iter::once(&report)
+        .filter(|r| now - r.at <= max_age)
+        .collect();
+    let outcome = engine::fleet_pass(
+        &mut pools,
+        &fresh,
+        &claim,
+        Mode::PlanOnly,
+        now,
+        cfg.agent.interval,
+        &cfg.budget,
+    )
+    .await;
+    let planned: Vec<PlannedPool> = pools
+        .iter()
+        .zip(outcome.pools)
+        .map(|(pool, result)| {
+            let name = pool.config.name.clone();
+            let provider = pool.config.provider.kind().to_owned();
+            let tier = pool.config.tier.as_str();
+            match result {
+                Ok(o) => PlannedPool {
+                    name,
+                    provider,
+                    tier,
+                    current: Some(o.current),
+                    desired: Some(o.desired),
+                    on_demand: Some(o.on_demand),
+                    spot: Some(o.spot),
+                    hourly_cost: Some(o.hourly_cost),
+                    min: Some(o.bounds.min),
+                    max: Some(o.bounds.max),
+                    emergency: o.emergency,
+                    reasons: o.reasons,
+                    error: None,
+                },
+                Err(e) => PlannedPool {
+                    name,
+                    provider,
+                    tier,
+                    current: None,
+                    desired: None,
+                    on_demand: None,
+                    spot: None,
+                    hourly_cost: None,
+                    min: None,
+                    max: None,
+                    emergency: false,
+                    reasons: vec![],
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "pools": planned }))?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "pools": planned,
+                "fleet_hourly_cost": outcome.fleet_hourly_cost,
+                "budget_ceiling": outcome.budget_ceiling,
+                "over_budget": outcome.over_budget,
+                "reasons": outcome.reasons,
+            }),
+        )?;
         writeln!(out)?;
     } else {
         for p in &planned {
@@ -259,10 +291,21 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
                     } else {
                         "no change"
                     };
+                    let mix = match (p.on_demand, p.spot) {
+                        (Some(od), Some(spot)) if spot > 0 => {
+                            format!(", {od} on-demand + {spot} spot")
+                        }
+                        _ => String::new(),
+                    };
+                    let cost = p
+                        .hourly_cost
+                        .filter(|c| *c > 0.0)
+                        .map(|c| format!(", {c:.2}/h"))
+                        .unwrap_or_default();
                     writeln!(
                         out,
-                        "pool {} ({}): {c} → {d} nodes ({verb})",
-                        p.name, p.provider
+                        "pool {} ({}, {}): {c} → {d} nodes ({verb}{mix}{cost})",
+                        p.name, p.provider, p.tier
                     )?;
                 }
                 _ => writeln!(out, "pool {} ({}): no decision", p.name, p.provider)?,
@@ -273,6 +316,22 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
             if let Some(e) = &p.error {
                 writeln!(out, "  ! {e}")?;
             }
+        }
+        for r in &outcome.reasons {
+            writeln!(out, "! {r}")?;
+        }
+        match outcome.budget_ceiling {
+            Some(c) => writeln!(
+                out,
+                "fleet: {:.2}/h against a ceiling of {c:.2}/h",
+                outcome.fleet_hourly_cost
+            )?,
+            None if outcome.fleet_hourly_cost > 0.0 => writeln!(
+                out,
+                "fleet: {:.2}/h (no budget ceiling)",
+                outcome.fleet_hourly_cost
+            )?,
+            None => {}
         }
         writeln!(out, "(plan only: nothing was changed)")?;
     }

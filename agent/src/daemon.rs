@@ -26,7 +26,8 @@ use crate::engine::{self, Mode, PassError, PoolRuntime};
 use crate::http::{LastDecision, PoolStatus, Shared, Status};
 use crate::journal::{self, Journal};
 use crate::metrics::{
-    CollectorLabel, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels, ResultLabel,
+    CollectorLabel, NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels,
+    ResultLabel,
 };
 
 /// Where the running config came from, for reloads.
@@ -80,6 +81,8 @@ struct Daemon {
     collector: Option<HostCollector>,
     reports: HashMap<String, NodeReport>,
     pools: Vec<PoolRuntime>,
+    /// The last pass's fleet cost, ceiling and over-budget flag, for the status.
+    fleet: (f64, Option<f64>, bool),
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -157,6 +160,7 @@ pub async fn run(
         collector,
         reports: HashMap::new(),
         pools,
+        fleet: (0.0, None, false),
     };
     daemon.publish_status();
 
@@ -241,24 +245,24 @@ impl Daemon {
         self.shared.metrics.is_leader.set(i64::from(is_leader));
         if is_leader {
             let interval = self.cfg.agent.interval;
-            for i in 0..self.pools.len() {
-                let pool_name = self.pools[i].config.name.clone();
-                let reports = crate::aggregate::fresh_reports(
-                    self.reports.values(),
-                    &pool_name,
-                    now,
-                    max_age,
-                );
-                let result = engine::pass(
-                    &mut self.pools[i],
-                    &reports,
-                    &self.claim,
-                    Mode::Act,
-                    now,
-                    interval,
-                )
-                .await;
-                self.record(i, result);
+            let fresh: Vec<&NodeReport> = self
+                .reports
+                .values()
+                .filter(|r| now - r.at <= max_age)
+                .collect();
+            let outcome = engine::fleet_pass(
+                &mut self.pools,
+                &fresh,
+                &self.claim,
+                Mode::Act,
+                now,
+                interval,
+                &self.cfg.budget,
+            )
+            .await;
+            self.record_fleet(&outcome);
+            for (i, result) in outcome.pools.into_iter().enumerate() {
+                self.record(i, result, outcome.fleet_hourly_cost, outcome.budget_ceiling);
             }
             self.shared.metrics.planning_passes.inc();
         }
@@ -267,7 +271,34 @@ impl Daemon {
         self.shared.beat(grace(self.cfg.agent.interval));
     }
 
-    fn record(&mut self, i: usize, result: Result<engine::PassOutcome, PassError>) {
+    fn record_fleet(&mut self, outcome: &engine::FleetOutcome) {
+        let m = &self.shared.metrics;
+        m.budget_hourly_cost.set(outcome.fleet_hourly_cost);
+        match outcome.budget_ceiling {
+            Some(c) => {
+                m.budget_ceiling.get_or_create(&NoLabels {}).set(c);
+            }
+            None => m.budget_ceiling.clear(),
+        }
+        m.budget_over.set(i64::from(outcome.over_budget));
+        self.fleet = (
+            outcome.fleet_hourly_cost,
+            outcome.budget_ceiling,
+            outcome.over_budget,
+        );
+        for r in &outcome.reasons {
+            // Said loudly, every pass it holds: the operator must act.
+            tracing::warn!(reason = %r, "budget");
+        }
+    }
+
+    fn record(
+        &mut self,
+        i: usize,
+        result: Result<engine::PassOutcome, PassError>,
+        fleet_hourly_cost: f64,
+        budget_ceiling: Option<f64>,
+    ) {
         let pool = &mut self.pools[i];
         let name = pool.config.name.clone();
         let m = &self.shared.metrics;
@@ -287,6 +318,30 @@ impl Daemon {
                 m.pool_desired_nodes
                     .get_or_create(&label)
                     .set(i64::from(outcome.desired));
+                m.pool_on_demand_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.on_demand));
+                m.pool_spot_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.spot));
+                m.pool_hourly_cost
+                    .get_or_create(&label)
+                    .set(outcome.hourly_cost);
+                m.pool_effective_min_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.bounds.min));
+                m.pool_effective_max_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.bounds.max));
+                m.pool_emergency
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.emergency));
+                m.pool_flapping
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.frozen_until.is_some()));
+                m.pool_spot_fallback
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.spot_fallback_until.is_some()));
                 m.decisions
                     .get_or_create(&PoolActionLabels {
                         pool: name.clone(),
@@ -339,8 +394,14 @@ impl Daemon {
                     current: outcome.current,
                     desired: outcome.desired,
                     on_demand: outcome.on_demand,
+                    spot: outcome.spot,
+                    tier: pool.config.tier.as_str(),
+                    hourly_cost: outcome.hourly_cost,
+                    fleet_hourly_cost,
+                    budget_ceiling,
                     inputs,
                     reasons: &outcome.reasons,
+                    explain: outcome.reasons.iter().map(ToString::to_string).collect(),
                     action: outcome.action,
                     detail: outcome.detail.clone(),
                 };
@@ -382,6 +443,9 @@ impl Daemon {
             leader_id: claim.leader_id,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             coordinator: self.coordinator.name().to_owned(),
+            fleet_hourly_cost: self.fleet.0,
+            budget_ceiling: self.fleet.1,
+            over_budget: self.fleet.2,
             pools: self
                 .pools
                 .iter()
@@ -392,6 +456,21 @@ impl Daemon {
                     max: p.config.max,
                     current: p.last.as_ref().map(|l| l.current),
                     desired: p.last.as_ref().map(|l| l.desired),
+                    tier: p.config.tier.as_str().to_owned(),
+                    on_demand: p.last.as_ref().map(|l| l.on_demand),
+                    spot: p.last.as_ref().map(|l| l.spot),
+                    hourly_cost: p.last.as_ref().map(|l| l.hourly_cost),
+                    effective_min: p.last.as_ref().map(|l| l.bounds.min),
+                    effective_max: p.last.as_ref().map(|l| l.bounds.max),
+                    schedules: p
+                        .last
+                        .as_ref()
+                        .map(|l| l.schedules.clone())
+                        .unwrap_or_default(),
+                    emergency: p.last.as_ref().is_some_and(|l| l.emergency),
+                    flapping: p.last.as_ref().is_some_and(|l| l.frozen_until.is_some()),
+                    frozen_until: p.last.as_ref().and_then(|l| l.frozen_until),
+                    spot_fallback_until: p.last.as_ref().and_then(|l| l.spot_fallback_until),
                     last_decision: p.last.as_ref().map(|l| LastDecision {
                         at: l.at,
                         action: l.action.to_owned(),

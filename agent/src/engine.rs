@@ -8,12 +8,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use capstan_collectors::NodeReport;
-use capstan_config::{Pool, ProviderConfig, ValidatedConfig};
+use capstan_config::{Budget, Pool, ProviderConfig, ValidatedConfig};
 use capstan_providers::dry_run::DryRunProvider;
-use capstan_providers::{CapacityTarget, NodePoolProvider, PoolDescription, ProviderError};
+use capstan_providers::{
+    CapacityTarget, Lifecycle, Market, NodePoolProvider, PoolDescription, ProviderError,
+};
 
 use crate::aggregate;
-use crate::brain::{self, Decision, History, MetricSample, Observed, Policy, Reason};
+use crate::brain::budget::BudgetPolicy;
+use crate::brain::fleet::{PoolInput, PoolPlan, PoolState, View};
+use crate::brain::planner::Recommendation;
+use crate::brain::schedule::Bounds;
+use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
 use crate::coordinator::Claim;
 
 /// Longest wait between retries of a failing pool.
@@ -47,10 +53,14 @@ pub struct PoolRuntime {
     pub provider: Arc<dyn NodePoolProvider>,
     /// Planner history.
     pub history: History,
+    /// Emergency, flap and spot state.
+    pub state: PoolState,
     /// Consecutive failed provider calls.
     pub failures: u32,
     /// No provider call before this time, after failures.
     pub retry_at: Option<DateTime<Utc>>,
+    /// The last target applied successfully.
+    pub last_target: Option<CapacityTarget>,
     /// The last pass's outcome.
     pub last: Option<PassOutcome>,
     /// Why the last pass made no decision, if it made none.
@@ -65,8 +75,10 @@ impl PoolRuntime {
             config,
             provider,
             history: History::default(),
+            state: PoolState::default(),
             failures: 0,
             retry_at: None,
+            last_target: None,
             last: None,
             last_error: None,
         }
@@ -117,6 +129,20 @@ pub struct PassOutcome {
     pub desired: u32,
     /// On-demand share of `desired`.
     pub on_demand: u32,
+    /// Spot share of `desired`.
+    pub spot: u32,
+    /// Cost per hour of `desired` under its split.
+    pub hourly_cost: f64,
+    /// Bounds this pass, after schedules (`max` before any emergency lift).
+    pub bounds: Bounds,
+    /// Names of the schedule windows in force.
+    pub schedules: Vec<String>,
+    /// An emergency is in force.
+    pub emergency: bool,
+    /// The pool is frozen after flapping until then.
+    pub frozen_until: Option<DateTime<Utc>>,
+    /// Spot is planned as on-demand until then.
+    pub spot_fallback_until: Option<DateTime<Utc>>,
     /// `none`, `scaled`, `skipped`, `failed` or `plan` (planned only).
     pub action: &'static str,
     /// Why not scaled, or the error.
@@ -127,6 +153,24 @@ pub struct PassOutcome {
     pub reasons: Vec<Reason>,
     /// One sample per target.
     pub samples: Vec<Option<MetricSample>>,
+}
+
+/// What one pass did to the fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOutcome {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// One per pool, in config order.
+    pub pools: Vec<Result<PassOutcome, PassError>>,
+    /// Cost per hour of the fleet as planned (pools not described count at their
+    /// last known size).
+    pub fleet_hourly_cost: f64,
+    /// The fleet ceiling, if any.
+    pub budget_ceiling: Option<f64>,
+    /// Still over the ceiling after this pass.
+    pub over_budget: bool,
+    /// Fleet-level notes (over budget, minimums above the ceiling).
+    pub reasons: Vec<Reason>,
 }
 
 /// Why a pass produced no decision.
@@ -175,100 +219,258 @@ fn provider_failure(
     pool.retry_at = Some(now + wait.min(MAX_BACKOFF));
 }
 
-/// Runs one pass for `pool`. Describes the pool, plans against the fresh reports,
-/// and, in [`Mode::Act`] while `claim` says this agent leads, applies the absolute
-/// target when it differs from what the pool holds.
-pub async fn pass(
+/// What describing a pool gave.
+struct Seen {
+    description: PoolDescription,
+    samples: Vec<Option<MetricSample>>,
+    live_spot: Option<f64>,
+}
+
+async fn observe(
     pool: &mut PoolRuntime,
     reports: &[&NodeReport],
-    claim: &tokio::sync::watch::Receiver<Claim>,
-    mode: Mode,
     now: DateTime<Utc>,
     interval: std::time::Duration,
-) -> Result<PassOutcome, PassError> {
+) -> Result<Seen, PassError> {
     if let Some(until) = pool.retry_at.filter(|at| *at > now) {
         return Err(PassError::BackingOff {
             failures: pool.failures,
             until,
         });
     }
-    let description: PoolDescription = match pool.provider.describe().await {
+    let description = match pool.provider.describe().await {
         Ok(d) => d,
         Err(e) => {
             provider_failure(pool, &e, now, interval);
             return Err(PassError::Describe(e));
         }
     };
-    let samples = aggregate::samples(&pool.config, &description, reports);
+    // A missing live price is not worth a failed pass: the configured one applies.
+    let live_spot = if pool.config.spot.is_some() {
+        match pool.provider.spot_price().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(pool = %pool.config.name, error = %e, "no live spot price; using the configured one");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let pool_reports: Vec<&NodeReport> = reports
+        .iter()
+        .copied()
+        .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
+        .collect();
+    let samples = aggregate::samples(&pool.config, &description, &pool_reports);
     pool.history.prune(&pool.policy.behavior, now);
     if pool.last.is_none() && pool.history.recommendations.is_empty() {
         // As HPA does for a target it sees for the first time: the current size counts
         // as a recent recommendation, so a (re)started agent waits out the scale-down
         // window instead of shrinking the pool on its first look.
-        pool.history
-            .recommendations
-            .push(crate::brain::planner::Recommendation {
-                at: now,
-                nodes: description.desired,
-            });
+        pool.history.recommendations.push(Recommendation {
+            at: now,
+            nodes: description.desired,
+        });
     }
-    let observed = Observed {
-        current: description.desired,
-        metrics: &samples,
-        history: &pool.history,
-    };
-    let decision: Decision = brain::plan(&observed, &pool.policy, now);
-    let on_demand = brain::on_demand_share(decision.desired, pool.config.spot.as_ref());
+    Ok(Seen {
+        description,
+        samples,
+        live_spot,
+    })
+}
 
+fn running_spot(d: &PoolDescription) -> u32 {
+    let n = d
+        .instances
+        .iter()
+        .filter(|i| i.market == Market::Spot && i.lifecycle != Lifecycle::Terminating)
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Runs one pass over every pool: describes each, plans the fleet (schedules,
+/// emergencies, the HPA planner, flap protection, spot fallback, the budget by tier),
+/// and, in [`Mode::Act`] while `claim` says this agent leads, applies each absolute
+/// target that differs from what the pool holds. `reports` are this pass's fresh node
+/// reports, any pool.
+#[allow(clippy::too_many_arguments)]
+pub async fn fleet_pass(
+    pools: &mut [PoolRuntime],
+    reports: &[&NodeReport],
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    mode: Mode,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+    budget: &Budget,
+) -> FleetOutcome {
+    let mut seen = Vec::with_capacity(pools.len());
+    for pool in pools.iter_mut() {
+        seen.push(observe(pool, reports, now, interval).await);
+    }
+
+    let plan = {
+        let mut inputs: Vec<PoolInput<'_>> = pools
+            .iter_mut()
+            .zip(&seen)
+            .map(|(pool, seen)| {
+                let seen = seen.as_ref().ok();
+                let last_known = pool.last.as_ref().map_or(pool.config.min, |l| l.current);
+                let prices = brain::fleet::prices(
+                    pool.config.price.as_ref(),
+                    seen.into_iter()
+                        .flat_map(|s| s.description.in_service())
+                        .map(|i| i.instance_type.as_deref()),
+                    seen.and_then(|s| s.live_spot),
+                );
+                PoolInput {
+                    config: &pool.config,
+                    policy: &pool.policy,
+                    prices,
+                    state: &mut pool.state,
+                    view: seen.map(|s| View {
+                        current: s.description.desired,
+                        metrics: &s.samples,
+                        history: &pool.history,
+                        running_spot: running_spot(&s.description),
+                        asked_spot: pool.last_target.map(|t| t.spot()),
+                    }),
+                    last_known,
+                }
+            })
+            .collect();
+        let policy = BudgetPolicy {
+            ceiling: budget.max_hourly_cost,
+            emergency_allowance: budget.emergency_allowance,
+            enforce: budget.enforce,
+        };
+        brain::fleet::plan_fleet(&mut inputs, &policy, now)
+    };
+
+    let mut results = Vec::with_capacity(pools.len());
+    for ((pool, seen), planned) in pools.iter_mut().zip(seen).zip(plan.pools) {
+        let seen = match seen {
+            Ok(s) => s,
+            Err(e) => {
+                results.push(Err(e));
+                continue;
+            }
+        };
+        results.push(Ok(
+            act(pool, seen, planned, claim, mode, now, interval).await
+        ));
+    }
+    FleetOutcome {
+        at: now,
+        pools: results,
+        fleet_hourly_cost: plan.fleet_hourly_cost,
+        budget_ceiling: plan.budget_ceiling,
+        over_budget: plan.over_budget,
+        reasons: plan.reasons,
+    }
+}
+
+async fn act(
+    pool: &mut PoolRuntime,
+    seen: Seen,
+    planned: PoolPlan,
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    mode: Mode,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) -> PassOutcome {
+    let current = seen.description.desired;
     let mut outcome = PassOutcome {
         at: now,
-        current: decision.current,
-        desired: decision.desired,
-        on_demand,
+        current,
+        desired: planned.desired,
+        on_demand: planned.on_demand,
+        spot: planned.spot,
+        hourly_cost: planned.hourly_cost,
+        bounds: planned.bounds,
+        schedules: planned.schedules.iter().map(|w| w.name.clone()).collect(),
+        emergency: planned.emergency,
+        frozen_until: planned.frozen_until,
+        spot_fallback_until: pool.state.spot.fallback.as_ref().map(|f| f.until),
         action: "none",
         detail: None,
         error_kind: None,
-        reasons: decision.reasons.clone(),
-        samples,
+        reasons: planned.reasons,
+        samples: seen.samples,
     };
     if mode == Mode::PlanOnly {
         outcome.action = "plan";
-        return Ok(outcome);
+        return outcome;
     }
-    pool.history.record_decision(&decision, now);
-    if decision.desired != description.desired {
-        // Checked right before the cloud call: only the leader acts.
-        if !claim.borrow().is_leader {
-            outcome.action = "skipped";
-            outcome.detail = Some("not the leader".to_owned());
-        } else {
-            let target = CapacityTarget {
-                capacity: decision.desired,
-                on_demand,
-                emergency: false,
-            };
-            match pool.provider.apply(&target).await {
-                Ok(()) => {
-                    pool.history
-                        .record_scale(description.desired, decision.desired, now);
-                    pool.failures = 0;
-                    pool.retry_at = None;
-                    outcome.action = "scaled";
-                }
-                Err(e) => {
-                    provider_failure(pool, &e, now, interval);
-                    outcome.action = "failed";
-                    outcome.detail = Some(e.to_string());
-                    outcome.error_kind = Some(e.kind());
-                }
-            }
-        }
-    } else {
+    if let Some(nodes) = planned.recommendation {
+        pool.history
+            .recommendations
+            .push(Recommendation { at: now, nodes });
+    }
+    let target = CapacityTarget {
+        capacity: planned.desired,
+        on_demand: planned.on_demand,
+        emergency: planned.above_max,
+    };
+    let split_changed = pool
+        .last_target
+        .is_some_and(|t| t.capacity == current && t.on_demand != target.on_demand);
+    if planned.desired == current && !split_changed {
         pool.failures = 0;
         pool.retry_at = None;
+        pool.last = Some(outcome.clone());
+        return outcome;
+    }
+    // Checked right before the cloud call: only the leader acts.
+    if !claim.borrow().is_leader {
+        outcome.action = "skipped";
+        outcome.detail = Some("not the leader".to_owned());
+        pool.last = Some(outcome.clone());
+        return outcome;
+    }
+    match pool.provider.apply(&target).await {
+        Ok(()) => {
+            pool.history.record_scale(current, planned.desired, now);
+            pool.last_target = Some(target);
+            pool.failures = 0;
+            pool.retry_at = None;
+            outcome.action = "scaled";
+            let direction = match planned.desired.cmp(&current) {
+                std::cmp::Ordering::Greater => Some(Direction::Up),
+                std::cmp::Ordering::Less => Some(Direction::Down),
+                std::cmp::Ordering::Equal => None,
+            };
+            if let Some(d) = direction {
+                outcome
+                    .reasons
+                    .extend(pool.state.flap.record(&pool.config.flap, d, now));
+                outcome.frozen_until = pool.state.flap.frozen(now);
+            }
+        }
+        Err(e) => {
+            if let ProviderError::InsufficientCapacity { message } = &e {
+                let running = running_spot(&seen.description);
+                let missing = target.spot().saturating_sub(running);
+                if let Some(r) = pool.state.spot.refused(
+                    pool.config.spot.as_ref(),
+                    missing,
+                    running,
+                    message,
+                    now,
+                ) {
+                    outcome.reasons.push(r);
+                    outcome.spot_fallback_until =
+                        pool.state.spot.fallback.as_ref().map(|f| f.until);
+                }
+            }
+            provider_failure(pool, &e, now, interval);
+            outcome.action = "failed";
+            outcome.detail = Some(e.to_string());
+            outcome.error_kind = Some(e.kind());
+        }
     }
     pool.last = Some(outcome.clone());
-    Ok(outcome)
+    outcome
 }
 
 #[cfg(test)]
@@ -312,19 +514,50 @@ mod tests {
 
     const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
+    fn no_budget() -> Budget {
+        Budget {
+            max_hourly_cost: None,
+            emergency_allowance: 0.0,
+            enforce: capstan_config::BudgetEnforcement::Report,
+        }
+    }
+
+    /// One pass over a fleet of one pool.
+    async fn pass1(
+        pool: &mut PoolRuntime,
+        reports: &[&NodeReport],
+        claim: &tokio::sync::watch::Receiver<Claim>,
+        mode: Mode,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> Result<PassOutcome, PassError> {
+        let budget = no_budget();
+        let mut out = fleet_pass(
+            std::slice::from_mut(pool),
+            reports,
+            claim,
+            mode,
+            now,
+            interval,
+            &budget,
+        )
+        .await;
+        out.pools.remove(0)
+    }
+
     #[tokio::test]
     async fn applies_absolute_targets_only_when_they_differ() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let f = fake(2);
         let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone());
         let r = report(100.0, now);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
         assert_eq!((out.current, out.desired, out.action), (2, 4, "scaled"));
         assert_eq!(f.apply_calls(), vec![CapacityTarget::on_demand(4)]);
         let r = report(50.0, now);
-        let out = pass(
+        let out = pass1(
             &mut pool,
             &[&r],
             &leader(),
@@ -344,13 +577,13 @@ mod tests {
         let f = fake(4);
         let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone()); // balanced: 300 s
         let idle = report(5.0, now);
-        let out = pass(&mut pool, &[&idle], &leader(), Mode::Act, now, SECOND)
+        let out = pass1(&mut pool, &[&idle], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
         assert_eq!((out.desired, out.action), (4, "none"));
         let later = now + chrono::Duration::seconds(301);
         let idle = report(5.0, later);
-        let out = pass(&mut pool, &[&idle], &leader(), Mode::Act, later, SECOND)
+        let out = pass1(&mut pool, &[&idle], &leader(), Mode::Act, later, SECOND)
             .await
             .unwrap();
         assert_eq!((out.desired, out.action), (1, "scaled"));
@@ -362,7 +595,7 @@ mod tests {
         let f = fake(2);
         let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone());
         let r = report(100.0, now);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND)
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND)
             .await
             .unwrap();
         assert_eq!((out.desired, out.action), (4, "plan"));
@@ -371,7 +604,7 @@ mod tests {
             leader_id: Some("other".into()),
         })
         .1;
-        let out = pass(&mut pool, &[&r], &follower, Mode::Act, now, SECOND)
+        let out = pass1(&mut pool, &[&r], &follower, Mode::Act, now, SECOND)
             .await
             .unwrap();
         assert_eq!(out.action, "skipped");
@@ -388,13 +621,13 @@ mod tests {
             message: "Rate exceeded".into(),
             retry_after: None,
         });
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
         assert_eq!((out.action, out.error_kind), ("failed", Some("throttled")));
         // Within the backoff the pool is left alone.
         assert!(
-            pass(
+            pass1(
                 &mut pool,
                 &[&r],
                 &leader(),
@@ -408,7 +641,7 @@ mod tests {
         assert_eq!(f.apply_calls().len(), 1);
         // After it, the same absolute target is tried again, not a bigger one.
         let later = now + chrono::Duration::seconds(3);
-        let out = pass(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND)
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND)
             .await
             .unwrap();
         assert_eq!(out.action, "scaled");

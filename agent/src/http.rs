@@ -30,6 +30,15 @@ pub struct Status {
     /// The coordinator in use.
     #[serde(default)]
     pub coordinator: String,
+    /// Cost per hour of the fleet as last planned.
+    #[serde(default)]
+    pub fleet_hourly_cost: f64,
+    /// The fleet's budget ceiling per hour, if any.
+    #[serde(default)]
+    pub budget_ceiling: Option<f64>,
+    /// The fleet costs more than its ceiling.
+    #[serde(default)]
+    pub over_budget: bool,
     /// The pools.
     pub pools: Vec<PoolStatus>,
 }
@@ -52,6 +61,39 @@ pub struct PoolStatus {
     pub current: Option<u32>,
     /// Nodes decided at the last pass.
     pub desired: Option<u32>,
+    /// Budget tier.
+    #[serde(default)]
+    pub tier: String,
+    /// On-demand share of `desired`.
+    #[serde(default)]
+    pub on_demand: Option<u32>,
+    /// Spot share of `desired`.
+    #[serde(default)]
+    pub spot: Option<u32>,
+    /// Cost per hour of `desired`.
+    #[serde(default)]
+    pub hourly_cost: Option<f64>,
+    /// Min and max this pass, after schedules.
+    #[serde(default)]
+    pub effective_min: Option<u32>,
+    /// See `effective_min`.
+    #[serde(default)]
+    pub effective_max: Option<u32>,
+    /// Schedule windows in force.
+    #[serde(default)]
+    pub schedules: Vec<String>,
+    /// An emergency lets the pool exceed max.
+    #[serde(default)]
+    pub emergency: bool,
+    /// Frozen after flapping.
+    #[serde(default)]
+    pub flapping: bool,
+    /// End of the flap freeze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_until: Option<DateTime<Utc>>,
+    /// Spot is planned as on-demand until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_fallback_until: Option<DateTime<Utc>>,
     /// The last decision.
     pub last_decision: Option<LastDecision>,
     /// The last error, if the last pass failed.

@@ -26,10 +26,22 @@ pub struct Entry<'a> {
     pub desired: u32,
     /// The on-demand share of `desired`.
     pub on_demand: u32,
+    /// The spot share of `desired`.
+    pub spot: u32,
+    /// The pool's tier.
+    pub tier: &'a str,
+    /// Cost per hour of `desired`.
+    pub hourly_cost: f64,
+    /// Cost per hour of the whole fleet as planned this pass.
+    pub fleet_hourly_cost: f64,
+    /// The fleet ceiling, if any.
+    pub budget_ceiling: Option<f64>,
     /// Target label and sample per target.
     pub inputs: Vec<Input<'a>>,
     /// Why.
     pub reasons: &'a [Reason],
+    /// The same reasons in words, e.g. "capped by budget: 12 → 9 (basic tier, …)".
+    pub explain: Vec<String>,
     /// `none`, `scaled`, `skipped` or `failed`.
     pub action: &'a str,
     /// Error or skip reason when the action was not taken.
@@ -145,8 +157,14 @@ mod tests {
             current: 1,
             desired: 2,
             on_demand: 2,
+            spot: 0,
+            tier: "premium",
+            hourly_cost: 0.0,
+            fleet_hourly_cost: 0.0,
+            budget_ceiling: None,
             inputs: vec![],
             reasons: &[],
+            explain: vec![],
             action: "scaled",
             detail: None,
         }

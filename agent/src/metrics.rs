@@ -102,7 +102,33 @@ pub struct Metrics {
     pub host_memory_percent: GaugeF,
     /// `capstan_host_load1_per_core`.
     pub host_load1_per_core: GaugeF,
+    /// `capstan_pool_hourly_cost{pool}`: cost per hour of the pool as planned.
+    pub pool_hourly_cost: Family<PoolLabel, GaugeF>,
+    /// `capstan_pool_on_demand_nodes{pool}`: on-demand nodes planned.
+    pub pool_on_demand_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_spot_nodes{pool}`: spot nodes planned.
+    pub pool_spot_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_effective_min_nodes{pool}`: min this pass, after schedules.
+    pub pool_effective_min_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_effective_max_nodes{pool}`: max this pass, after schedules.
+    pub pool_effective_max_nodes: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_emergency{pool}`: 1 while an emergency is in force.
+    pub pool_emergency: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_flapping{pool}`: 1 while the pool is frozen after flapping.
+    pub pool_flapping: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_spot_fallback{pool}`: 1 while spot is planned as on-demand.
+    pub pool_spot_fallback: Family<PoolLabel, Gauge>,
+    /// `capstan_budget_hourly_cost`: cost per hour of the fleet as planned.
+    pub budget_hourly_cost: GaugeF,
+    /// `capstan_budget_ceiling`: the fleet ceiling per hour (absent without one).
+    pub budget_ceiling: Family<NoLabels, GaugeF>,
+    /// `capstan_budget_over`: 1 while the fleet costs more than its ceiling.
+    pub budget_over: Gauge,
 }
+
+/// No labels: a family that can be emptied, for series that exist only sometimes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoLabels {}
 
 /// Every `action` label of `capstan_decisions_total`.
 pub const ACTIONS: [&str; 5] = ["none", "scaled", "skipped", "failed", "plan"];
@@ -126,6 +152,17 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_host_cpu_percent", "gauge"),
     ("capstan_host_memory_percent", "gauge"),
     ("capstan_host_load1_per_core", "gauge"),
+    ("capstan_pool_hourly_cost", "gauge"),
+    ("capstan_pool_on_demand_nodes", "gauge"),
+    ("capstan_pool_spot_nodes", "gauge"),
+    ("capstan_pool_effective_min_nodes", "gauge"),
+    ("capstan_pool_effective_max_nodes", "gauge"),
+    ("capstan_pool_emergency", "gauge"),
+    ("capstan_pool_flapping", "gauge"),
+    ("capstan_pool_spot_fallback", "gauge"),
+    ("capstan_budget_hourly_cost", "gauge"),
+    ("capstan_budget_ceiling", "gauge"),
+    ("capstan_budget_over", "gauge"),
 ];
 
 impl Metrics {
@@ -156,6 +193,17 @@ impl Metrics {
             host_cpu_percent: GaugeF::default(),
             host_memory_percent: GaugeF::default(),
             host_load1_per_core: GaugeF::default(),
+            pool_hourly_cost: Family::default(),
+            pool_on_demand_nodes: Family::default(),
+            pool_spot_nodes: Family::default(),
+            pool_effective_min_nodes: Family::default(),
+            pool_effective_max_nodes: Family::default(),
+            pool_emergency: Family::default(),
+            pool_flapping: Family::default(),
+            pool_spot_fallback: Family::default(),
+            budget_hourly_cost: GaugeF::default(),
+            budget_ceiling: Family::default(),
+            budget_over: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -239,6 +287,61 @@ impl Metrics {
             "This host's 1-minute load per core",
             m.host_load1_per_core.clone(),
         );
+        r.register(
+            "pool_hourly_cost",
+            "Cost per hour of the pool as planned, from its prices and spot split",
+            m.pool_hourly_cost.clone(),
+        );
+        r.register(
+            "pool_on_demand_nodes",
+            "On-demand nodes planned",
+            m.pool_on_demand_nodes.clone(),
+        );
+        r.register(
+            "pool_spot_nodes",
+            "Spot nodes planned",
+            m.pool_spot_nodes.clone(),
+        );
+        r.register(
+            "pool_effective_min_nodes",
+            "The pool's minimum this pass, after schedules",
+            m.pool_effective_min_nodes.clone(),
+        );
+        r.register(
+            "pool_effective_max_nodes",
+            "The pool's maximum this pass, after schedules (before an emergency lift)",
+            m.pool_effective_max_nodes.clone(),
+        );
+        r.register(
+            "pool_emergency",
+            "1 while an emergency lets the pool exceed max",
+            m.pool_emergency.clone(),
+        );
+        r.register(
+            "pool_flapping",
+            "1 while the pool is frozen after flapping",
+            m.pool_flapping.clone(),
+        );
+        r.register(
+            "pool_spot_fallback",
+            "1 while missing spot nodes are planned as on-demand",
+            m.pool_spot_fallback.clone(),
+        );
+        r.register(
+            "budget_hourly_cost",
+            "Cost per hour of the whole fleet as planned",
+            m.budget_hourly_cost.clone(),
+        );
+        r.register(
+            "budget_ceiling",
+            "The fleet's budget ceiling per hour; absent when none is set",
+            m.budget_ceiling.clone(),
+        );
+        r.register(
+            "budget_over",
+            "1 while the fleet costs more than its ceiling",
+            m.budget_over.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -283,6 +386,14 @@ impl Metrics {
         self.pool_current_nodes.remove(&label);
         self.pool_min_nodes.remove(&label);
         self.pool_max_nodes.remove(&label);
+        self.pool_hourly_cost.remove(&label);
+        self.pool_on_demand_nodes.remove(&label);
+        self.pool_spot_nodes.remove(&label);
+        self.pool_effective_min_nodes.remove(&label);
+        self.pool_effective_max_nodes.remove(&label);
+        self.pool_emergency.remove(&label);
+        self.pool_flapping.remove(&label);
+        self.pool_spot_fallback.remove(&label);
     }
 }
 
@@ -332,6 +443,19 @@ mod tests {
                 collector: "host".into(),
             })
             .inc();
+        for f in [
+            &m.pool_on_demand_nodes,
+            &m.pool_spot_nodes,
+            &m.pool_effective_min_nodes,
+            &m.pool_effective_max_nodes,
+            &m.pool_emergency,
+            &m.pool_flapping,
+            &m.pool_spot_fallback,
+        ] {
+            f.get_or_create(&p).set(0);
+        }
+        m.pool_hourly_cost.get_or_create(&p).set(1.5);
+        m.budget_ceiling.get_or_create(&NoLabels {}).set(10.0);
         let text = m.encode();
         assert!(
             text.contains("capstan_pool_desired_nodes{pool=\"web\"} 3"),

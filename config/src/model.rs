@@ -170,6 +170,8 @@ pub struct Pool {
     pub schedules: Vec<Schedule>,
     /// Emergency settings.
     pub emergency: Option<Emergency>,
+    /// Flap protection.
+    pub flap: Flap,
 }
 
 /// Scale-up and scale-down rules (HPA v2 `behavior`).
@@ -477,4 +479,24 @@ pub struct Emergency {
     pub threshold: f64,
     /// Consecutive intervals.
     pub intervals: u32,
+}
+
+/// Validated `flap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flap {
+    /// More reversals than this within `window` freeze the pool; 0 is off.
+    pub max_reversals: u32,
+    /// Counting window.
+    pub window: Duration,
+    /// Freeze length.
+    pub cool_off: Duration,
+}
+
+impl Flap {
+    /// Flap protection that never triggers.
+    pub const OFF: Self = Self {
+        max_reversals: 0,
+        window: Duration::ZERO,
+        cool_off: Duration::ZERO,
+    };
 }

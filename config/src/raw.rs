@@ -261,6 +261,9 @@ pub struct PoolConfig {
     /// When saturation may take the pool above `max`.
     #[serde(default)]
     pub emergency: Option<EmergencyConfig>,
+    /// Flap protection: a pool whose decisions keep reversing is frozen for a while.
+    #[serde(default)]
+    pub flap: FlapConfig,
 }
 
 /// The provider table of a pool, tagged by `type`.
@@ -605,6 +608,32 @@ pub struct EmergencyConfig {
     pub intervals: u32,
 }
 
+/// `flap`: freezes a pool whose scaling keeps changing direction. On by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlapConfig {
+    /// More direction reversals than this within `window` freeze the pool. 0 turns
+    /// flap protection off.
+    #[serde(default = "defaults::flap_max_reversals")]
+    pub max_reversals: u32,
+    /// The window reversals are counted in.
+    #[serde(default = "defaults::flap_window")]
+    pub window: String,
+    /// How long a flapping pool stays frozen.
+    #[serde(default = "defaults::flap_cool_off")]
+    pub cool_off: String,
+}
+
+impl Default for FlapConfig {
+    fn default() -> Self {
+        Self {
+            max_reversals: defaults::flap_max_reversals(),
+            window: defaults::flap_window(),
+            cool_off: defaults::flap_cool_off(),
+        }
+    }
+}
+
 /// Default values, one function each so serde and docs share them.
 pub mod defaults {
     use std::path::PathBuf;
@@ -684,5 +713,17 @@ pub mod defaults {
     /// `pool.emergency.intervals`.
     pub const fn emergency_intervals() -> u32 {
         3
+    }
+    /// `pool.flap.max_reversals`.
+    pub const fn flap_max_reversals() -> u32 {
+        3
+    }
+    /// `pool.flap.window`.
+    pub fn flap_window() -> String {
+        "30m".to_owned()
+    }
+    /// `pool.flap.cool_off`.
+    pub fn flap_cool_off() -> String {
+        "30m".to_owned()
     }
 }

@@ -132,6 +132,24 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
         if let Some(p) = check_pool(&mut c, i, pool) {
             pools.push(p);
         }
+        let ceiling = if pool.max_hourly_cost.is_some() {
+            Some("its max_hourly_cost")
+        } else if raw.budget.max_hourly_cost.is_some() {
+            Some("budget.max_hourly_cost")
+        } else {
+            None
+        };
+        if let Some(ceiling) = ceiling
+            && pool.price.is_none()
+        {
+            c.report(
+                &[k("pool"), Seg::Index(i), k("name")],
+                Some(&pool.name),
+                format!(
+                    "the pool has no price, so {ceiling} cannot be enforced; add e.g. price = {{ on_demand = 0.096 }} (money per node-hour)"
+                ),
+            );
+        }
     }
     if let Some(name) = &raw.agent.pool
         && !raw.pools.is_empty()
@@ -510,6 +528,29 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
         );
     }
 
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let flap_window = c.duration(
+        &at(&[k("flap"), k("window")]),
+        name,
+        &p.flap.window,
+        Duration::from_secs(10),
+        week,
+    );
+    let flap_cool_off = c.duration(
+        &at(&[k("flap"), k("cool_off")]),
+        name,
+        &p.flap.cool_off,
+        Duration::from_secs(10),
+        week,
+    );
+    if p.flap.max_reversals == 1 {
+        c.report(
+            &at(&[k("flap"), k("max_reversals")]),
+            name,
+            "1 would freeze a pool for one ordinary up-and-down; allowed: 0 (off) or at least 2",
+        );
+    }
+
     if c.problems.len() != before {
         return None;
     }
@@ -530,6 +571,11 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
         predictive: predictive?,
         schedules,
         emergency,
+        flap: Flap {
+            max_reversals: p.flap.max_reversals,
+            window: flap_window?,
+            cool_off: flap_cool_off?,
+        },
     })
 }
 

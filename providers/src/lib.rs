@@ -100,8 +100,9 @@ pub struct CapacityTarget {
     pub capacity: u32,
     /// Of which on-demand; the rest are spot.
     pub on_demand: u32,
-    /// The planner allowed capacity above the pool's `max` (an emergency), so the
-    /// provider may raise the group's own maximum to reach it.
+    /// The capacity is above the pool's configured `max` (an emergency, a schedule
+    /// that raised max, or the drain after one), so the provider may raise the group's
+    /// own maximum to reach it.
     pub emergency: bool,
 }
 
@@ -215,6 +216,12 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
 
     /// Sets the pool's absolute capacity and on-demand/spot split.
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError>;
+
+    /// The live spot price per node-hour, where the cloud publishes one (AWS); `None`
+    /// where it does not, and the configured price applies.
+    async fn spot_price(&self) -> Result<Option<f64>, ProviderError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,13 @@
 //! draws random numbers; time comes in as an argument. The daemon, `capstan plan`
 //! and (later) `capstan simulate` all drive this same code.
 
+pub mod budget;
+pub mod emergency;
+pub mod flap;
+pub mod fleet;
 pub mod planner;
+pub mod schedule;
+pub mod spot;
 
 #[cfg(test)]
 mod planner_tests;

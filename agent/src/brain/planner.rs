@@ -11,7 +11,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use capstan_config::{PolicyKind, Pool, ScalingBehavior, ScalingRules, SelectPolicy, TargetSource};
+use capstan_config::{
+    PolicyKind, Pool, ScalingBehavior, ScalingRules, SelectPolicy, TargetSource, Tier,
+};
 
 /// What the planner needs of a pool's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +268,140 @@ pub enum Reason {
         /// The ceiling.
         max: u32,
     },
+    /// An active schedule window set a bound.
+    Schedule {
+        /// The window.
+        name: String,
+        /// `min` or `max`.
+        bound: String,
+        /// The pool's own value.
+        from: u32,
+        /// The value while the window is active.
+        to: u32,
+        /// When the window ends.
+        until: DateTime<Utc>,
+    },
+    /// Saturation lasted long enough: the pool may grow to `emergency_max`.
+    EmergencyStarted {
+        /// The worst ratio of reading to target.
+        saturation: f64,
+        /// The configured threshold.
+        threshold: f64,
+        /// Saturated passes in a row.
+        intervals: u32,
+        /// The ceiling during the emergency.
+        emergency_max: u32,
+    },
+    /// An emergency is in force.
+    EmergencyActive {
+        /// When it started.
+        since: DateTime<Utc>,
+        /// The ceiling during the emergency.
+        emergency_max: u32,
+    },
+    /// The emergency ended; capacity above `max` drains at the scale-down rate.
+    EmergencyEnded {
+        /// Passes in a row that needed no emergency capacity.
+        intervals: u32,
+    },
+    /// The pool reversed direction too often and is frozen.
+    Flapping {
+        /// Reversals counted.
+        reversals: u32,
+        /// The window they were counted in, in seconds.
+        window_seconds: u64,
+        /// End of the freeze.
+        until: DateTime<Utc>,
+    },
+    /// The pool is frozen after flapping and keeps its size.
+    Frozen {
+        /// End of the freeze.
+        until: DateTime<Utc>,
+    },
+    /// The fleet's budget ceiling limited a scale-up.
+    CappedByBudget {
+        /// Wanted.
+        from: u32,
+        /// Granted.
+        to: u32,
+        /// The pool's tier.
+        tier: Tier,
+        /// The fleet ceiling per hour.
+        ceiling: f64,
+    },
+    /// Emergency capacity was limited by the budget's emergency allowance.
+    CappedByEmergencyAllowance {
+        /// Wanted.
+        from: u32,
+        /// Granted.
+        to: u32,
+        /// The allowance per hour above the ceiling.
+        allowance: f64,
+    },
+    /// The pool's own ceiling limited it.
+    CappedByPoolBudget {
+        /// Wanted.
+        from: u32,
+        /// Granted.
+        to: u32,
+        /// The pool's ceiling per hour.
+        ceiling: f64,
+    },
+    /// The pool costs more than its own ceiling (prices rose) and is not trimmed.
+    PoolOverBudget {
+        /// Its cost per hour.
+        cost: f64,
+        /// Its ceiling per hour.
+        ceiling: f64,
+    },
+    /// The fleet costs more than its ceiling; scale-ups are blocked.
+    OverBudget {
+        /// Fleet cost per hour.
+        cost: f64,
+        /// The ceiling per hour.
+        ceiling: f64,
+        /// `report` or `trim`.
+        enforce: String,
+    },
+    /// Every pool's `min` alone costs more than the ceiling; the minimums are kept.
+    MinimumsExceedBudget {
+        /// Cost per hour of the minimums.
+        cost: f64,
+        /// The ceiling per hour.
+        ceiling: f64,
+    },
+    /// Scaled down to bring the fleet back under its ceiling.
+    TrimmedByBudget {
+        /// Before.
+        from: u32,
+        /// After.
+        to: u32,
+        /// The pool's tier.
+        tier: Tier,
+    },
+    /// Moved to spot to bring the fleet back under its ceiling.
+    MovedToSpot {
+        /// On-demand nodes before.
+        on_demand_from: u32,
+        /// On-demand nodes after.
+        on_demand_to: u32,
+    },
+    /// Spot capacity is missing: the missing spot nodes are planned as on-demand.
+    SpotFallback {
+        /// Nodes moved to on-demand.
+        nodes: u32,
+        /// Minutes until spot is tried again.
+        minutes: u64,
+        /// What refused it.
+        cause: String,
+    },
+    /// The on-demand replacement of missing spot nodes does not fit the budget.
+    SpotFallbackOverBudget {
+        /// On-demand nodes not added.
+        nodes: u32,
+    },
+    /// The fallback ended; spot is tried again.
+    SpotRetry,
 }
 
 /// The outcome of one planning pass for one pool.
@@ -287,19 +423,36 @@ pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Dec
     let current = observed.current;
     let mut reasons = Vec::new();
 
-    // Outside the bounds, HPA moves straight to the bound, whatever the metrics say.
+    // Above max (an emergency ended, a schedule lowered max) the pool returns to max
+    // at its normal scale-down rate, so a bound that moves never drops hundreds of
+    // nodes at once; with scale-down disabled it goes straight there.
     if current > policy.max {
         reasons.push(Reason::ClampedToMax {
             from: current,
             max: policy.max,
         });
+        let rules = &policy.behavior.scale_down;
+        let mut desired = policy.max;
+        if rules.select_policy != SelectPolicy::Disabled {
+            let limit = rate_limit(observed, rules, Direction::Down, now).min(current);
+            if limit > policy.max {
+                reasons.push(Reason::RateLimited {
+                    direction: Direction::Down,
+                    policy: describe_rules(rules),
+                    from: policy.max,
+                    to: limit,
+                });
+                desired = limit;
+            }
+        }
         return Decision {
             current,
-            desired: policy.max,
+            desired,
             recommendation: None,
             reasons,
         };
     }
+    // Below min, the pool moves straight to min, whatever the metrics say (as HPA).
     if current < policy.min {
         reasons.push(Reason::ClampedToMin {
             from: current,
@@ -651,6 +804,18 @@ fn limit_rate(
     }
 }
 
+/// The lowest size the pool's scale-down rules allow this pass, never below `min`:
+/// what a budget trim may take the pool down to.
+pub fn lowest_allowed(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> u32 {
+    let rules = &policy.behavior.scale_down;
+    if rules.select_policy == SelectPolicy::Disabled {
+        return observed.current.max(policy.min);
+    }
+    rate_limit(observed, rules, Direction::Down, now)
+        .min(observed.current)
+        .max(policy.min)
+}
+
 /// The on-demand share of `capacity` under a spot split, as the clouds define it:
 /// the first `base` nodes are on-demand, then `percent` % of the rest, rounded up.
 /// Without a split every node is on-demand.
@@ -740,6 +905,110 @@ impl std::fmt::Display for Reason {
             }
             Reason::ClampedToMin { from, min } => write!(f, "raised to min: {from} → {min}"),
             Reason::ClampedToMax { from, max } => write!(f, "capped at max: {from} → {max}"),
+            Reason::Schedule {
+                name,
+                bound,
+                from,
+                to,
+                until,
+            } => {
+                let verb = if to >= from { "raised" } else { "lowered" };
+                write!(
+                    f,
+                    "schedule {name} {verb} {bound} to {to} (from {from}) until {}",
+                    until.format("%Y-%m-%d %H:%M UTC")
+                )
+            }
+            Reason::EmergencyStarted {
+                saturation,
+                threshold,
+                intervals,
+                emergency_max,
+            } => write!(
+                f,
+                "emergency: saturation {saturation:.2} ≥ {threshold} for {intervals} intervals; max lifted to {emergency_max}"
+            ),
+            Reason::EmergencyActive {
+                since,
+                emergency_max,
+            } => write!(
+                f,
+                "emergency since {}: max lifted to {emergency_max}",
+                since.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Reason::EmergencyEnded { intervals } => write!(
+                f,
+                "emergency over: {intervals} intervals without need above max"
+            ),
+            Reason::Flapping {
+                reversals,
+                window_seconds,
+                until,
+            } => write!(
+                f,
+                "flapping: {reversals} reversals within {window_seconds}s; frozen until {until}"
+            ),
+            Reason::Frozen { until } => write!(f, "frozen after flapping until {until}"),
+            Reason::CappedByBudget {
+                from,
+                to,
+                tier,
+                ceiling,
+            } => write!(
+                f,
+                "capped by budget: {from} → {to} ({} tier, ceiling {ceiling:.2}/h)",
+                tier.as_str()
+            ),
+            Reason::CappedByEmergencyAllowance {
+                from,
+                to,
+                allowance,
+            } => write!(
+                f,
+                "capped by emergency allowance: {from} → {to} (allowance {allowance:.2}/h)"
+            ),
+            Reason::CappedByPoolBudget { from, to, ceiling } => write!(
+                f,
+                "capped by pool budget: {from} → {to} (ceiling {ceiling:.2}/h)"
+            ),
+            Reason::PoolOverBudget { cost, ceiling } => write!(
+                f,
+                "pool over its budget: {cost:.2}/h against {ceiling:.2}/h"
+            ),
+            Reason::OverBudget {
+                cost,
+                ceiling,
+                enforce,
+            } => write!(
+                f,
+                "fleet over budget: {cost:.2}/h against {ceiling:.2}/h (enforce = {enforce}); scale-ups blocked"
+            ),
+            Reason::MinimumsExceedBudget { cost, ceiling } => write!(
+                f,
+                "pool minimums alone cost {cost:.2}/h, above the budget ceiling {ceiling:.2}/h; keeping the minimums"
+            ),
+            Reason::TrimmedByBudget { from, to, tier } => write!(
+                f,
+                "trimmed by budget: {from} → {to} ({} tier)",
+                tier.as_str()
+            ),
+            Reason::MovedToSpot {
+                on_demand_from,
+                on_demand_to,
+            } => write!(
+                f,
+                "moved to spot for budget: on-demand {on_demand_from} → {on_demand_to}"
+            ),
+            Reason::SpotFallback {
+                nodes,
+                minutes,
+                cause,
+            } => write!(f, "{cause}: {nodes} nodes to on-demand for {minutes} min"),
+            Reason::SpotFallbackOverBudget { nodes } => write!(
+                f,
+                "{nodes} missing spot nodes not replaced by on-demand: the budget does not allow it"
+            ),
+            Reason::SpotRetry => write!(f, "spot fallback over; trying spot again"),
         }
     }
 }

@@ -423,6 +423,31 @@ fn min_and_max_clamp_the_result() {
 }
 
 #[test]
+fn a_pool_above_max_returns_at_its_scale_down_rate() {
+    // After an emergency or when a schedule lowers max: conservative takes at most
+    // 1 node or 10 % per 2 min, whichever is smaller.
+    let mut p = policy(3, 10, &[10.0]);
+    p.behavior = presets::conservative();
+    let d = run(100, &[s(100.0, 100)], &p, &History::default());
+    assert_eq!((d.desired, d.recommendation), (99, None));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::ClampedToMax { max: 10, .. }
+    )));
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::RateLimited {
+            direction: Direction::Down,
+            to: 99,
+            ..
+        }
+    )));
+    // With scale-down disabled, max is still a hard bound: straight there.
+    p.behavior.scale_down.select_policy = SelectPolicy::Disabled;
+    assert_eq!(run(100, &[None], &p, &History::default()).desired, 10);
+}
+
+#[test]
 fn a_pool_outside_its_bounds_moves_straight_to_them() {
     let p = policy(3, 10, &[10.0]);
     let d = run(15, &[s(100.0, 15)], &p, &History::default());
@@ -534,7 +559,7 @@ fn arb_behavior() -> impl Strategy<Value = capstan_config::ScalingBehavior> {
 
 proptest! {
     #[test]
-    fn always_within_min_and_max(
+    fn always_within_min_and_max_or_draining_towards_max(
         min in 0u32..20, span in 0u32..100, current in 0u32..150,
         metrics in prop::collection::vec(arb_sample(), 1..4),
         history in arb_history(), behavior in arb_behavior(),
@@ -542,7 +567,12 @@ proptest! {
         let mut p = policy(min, min + span, &vec![50.0; metrics.len()]);
         p.behavior = behavior;
         let d = run(current, &metrics, &p, &history);
-        prop_assert!(d.desired >= p.min && d.desired <= p.max, "{d:?}");
+        if current > p.max {
+            // Above max (a bound that moved) the pool only shrinks, at its scale-down rate.
+            prop_assert!(d.desired >= p.max && d.desired <= current, "{d:?}");
+        } else {
+            prop_assert!(d.desired >= p.min && d.desired <= p.max, "{d:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,562 @@
+//! The budget allocator: turns each pool's planned size into what the money allows.
+//!
+//! Rules, in the order they apply:
+//! 1. Each pool starts from its *baseline*: its planned size when that is a
+//!    scale-down, else its current size, and never below `min`. Minimums are floors the
+//!    budget cannot break; when they alone exceed the ceiling that is reported loudly.
+//! 2. A spot fallback (missing spot nodes planned as on-demand) is kept only while the
+//!    fleet stays under the ceiling; otherwise it is dropped, lowest tier first.
+//! 3. A pool above its own `max_hourly_cost`, or a fleet above `budget.max_hourly_cost`
+//!    (prices rose), is reported; with `enforce = "trim"` it is brought back under:
+//!    basic pools are first moved to spot (above their on-demand base), then pools are
+//!    scaled down from the lowest tier up, within a tier in proportion to what each can
+//!    give, never faster than the pool's scale-down rate and never below `min`.
+//! 4. Scale-ups are granted only while the fleet stays under its ceiling: enterprise
+//!    first, then premium, then basic. Within a tier every pool gets the same fraction
+//!    of the nodes it asked for (in proportion to need), and what is left goes one node
+//!    at a time to the pools with the largest remainders. Once a tier cannot get all it
+//!    asked for, lower tiers get nothing more that pass. A pool's own ceiling caps it
+//!    first.
+//! 5. Emergency capacity (above `max`) is granted last, in the same order, against the
+//!    ceiling plus `budget.emergency_allowance`.
+//!
+//! Pure: no I/O, no clock; the same demands give the same allocation.
+
+use capstan_config::{BudgetEnforcement, Tier};
+use serde::{Deserialize, Serialize};
+
+use super::planner::Reason;
+use super::spot::Split;
+
+/// Slack for sums of money in floating point.
+const EPSILON: f64 = 1e-9;
+
+/// Money per node-hour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prices {
+    /// On-demand.
+    pub on_demand: f64,
+    /// Spot (the on-demand price where spot has none).
+    pub spot: f64,
+}
+
+/// The hourly cost of `nodes` nodes under `split`; 0 without prices.
+pub fn hourly_cost(nodes: u32, split: &Split, prices: Option<&Prices>) -> f64 {
+    prices.map_or(0.0, |p| {
+        let od = split.on_demand(nodes);
+        f64::from(od) * p.on_demand + f64::from(nodes - od) * p.spot
+    })
+}
+
+/// What one pool asks of the budget this pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demand {
+    /// Pool name (orders ties).
+    pub name: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Nodes now.
+    pub current: u32,
+    /// Floor this pass (after schedules).
+    pub min: u32,
+    /// Ceiling outside an emergency this pass (after schedules).
+    pub max: u32,
+    /// What the planner decided.
+    pub desired: u32,
+    /// The lowest size the pool's scale-down rate allows this pass (at least `min`).
+    pub floor: u32,
+    /// Prices, if known.
+    pub prices: Option<Prices>,
+    /// The split it plans with (a spot fallback included).
+    pub split: Split,
+    /// The split without a fallback.
+    pub normal_split: Split,
+    /// Whether the pool has a `spot` table, so a trim may move it to spot.
+    pub spot_allowed: bool,
+    /// Its own ceiling.
+    pub max_hourly_cost: Option<f64>,
+}
+
+/// The fleet's budget settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetPolicy {
+    /// Fleet ceiling per hour.
+    pub ceiling: Option<f64>,
+    /// Extra per hour emergency capacity may spend.
+    pub emergency_allowance: f64,
+    /// Report or trim.
+    pub enforce: BudgetEnforcement,
+}
+
+/// What one pool is granted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Nodes.
+    pub nodes: u32,
+    /// Of which on-demand.
+    pub on_demand: u32,
+    /// Cost per hour.
+    pub hourly_cost: f64,
+    /// The split used.
+    pub split: Split,
+    /// What the budget did to the pool.
+    pub reasons: Vec<Reason>,
+}
+
+/// The allocation for the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// One per demand, in order.
+    pub grants: Vec<Grant>,
+    /// Cost per hour of the fleet as granted.
+    pub fleet_hourly_cost: f64,
+    /// The ceiling, if any.
+    pub ceiling: Option<f64>,
+    /// The fleet is over its ceiling after allocation.
+    pub over_budget: bool,
+    /// Fleet-level notes.
+    pub reasons: Vec<Reason>,
+}
+
+struct Slot {
+    nodes: u32,
+    split: Split,
+    reasons: Vec<Reason>,
+}
+
+struct Fleet<'a> {
+    demands: &'a [Demand],
+    slots: Vec<Slot>,
+}
+
+impl Fleet<'_> {
+    fn cost_at(&self, i: usize, nodes: u32) -> f64 {
+        hourly_cost(nodes, &self.slots[i].split, self.demands[i].prices.as_ref())
+    }
+
+    fn cost(&self, i: usize) -> f64 {
+        self.cost_at(i, self.slots[i].nodes)
+    }
+
+    fn total(&self) -> f64 {
+        (0..self.slots.len()).map(|i| self.cost(i)).sum()
+    }
+
+    /// Pools of `tier`, in name order.
+    fn tier(&self, tier: Tier) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.demands.len())
+            .filter(|&i| self.demands[i].tier == tier)
+            .collect();
+        v.sort_by(|&a, &b| self.demands[a].name.cmp(&self.demands[b].name));
+        v
+    }
+
+    /// The most nodes in `[from, to]` whose cost stays within `money`; `from` if none.
+    fn most_within(&self, i: usize, from: u32, to: u32, money: f64) -> u32 {
+        let (mut lo, mut hi) = (from, to);
+        if self.cost_at(i, hi) <= money + EPSILON {
+            return hi;
+        }
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.cost_at(i, mid) <= money + EPSILON {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Moves each pool of `members` from its size towards `targets[k]` by the same
+    /// fraction, the largest that keeps the added cost within `spare`, then hands out
+    /// what is left one node at a time by largest remainder. Returns the money spent
+    /// and whether any pool got less than its target.
+    fn grow(&mut self, members: &[(usize, u32)], spare: f64) -> (f64, bool) {
+        let from: Vec<u32> = members.iter().map(|&(i, _)| self.slots[i].nodes).collect();
+        let before: f64 = members.iter().map(|&(i, _)| self.cost(i)).sum();
+        let at = |frac: f64| -> Vec<u32> {
+            members
+                .iter()
+                .zip(&from)
+                .map(|(&(_, to), &start)| {
+                    let want = f64::from(to - start);
+                    // `frac` is in [0, 1], so the product is in [0, want].
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let add = (frac * want).floor() as u32;
+                    start + add.min(to - start)
+                })
+                .collect()
+        };
+        let cost_of = |f: &Self, sizes: &[u32]| -> f64 {
+            members
+                .iter()
+                .zip(sizes)
+                .map(|(&(i, _), &n)| f.cost_at(i, n))
+                .sum::<f64>()
+                - before
+        };
+        let full = at(1.0);
+        let (mut sizes, capped) = if cost_of(self, &full) <= spare + EPSILON {
+            (full, false)
+        } else {
+            let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+            for _ in 0..60 {
+                let mid = f64::midpoint(lo, hi);
+                if cost_of(self, &at(mid)) <= spare + EPSILON {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            let mut sizes = at(lo);
+            let mut left = spare - cost_of(self, &sizes);
+            let mut order: Vec<usize> = (0..members.len()).collect();
+            let remainder = |k: usize| {
+                let want = f64::from(members[k].1 - from[k]);
+                lo * want - (lo * want).floor()
+            };
+            order.sort_by(|&a, &b| {
+                remainder(b).total_cmp(&remainder(a)).then_with(|| {
+                    self.demands[members[a].0]
+                        .name
+                        .cmp(&self.demands[members[b].0].name)
+                })
+            });
+            for k in order {
+                let (i, to) = members[k];
+                if sizes[k] < to {
+                    let step = self.cost_at(i, sizes[k] + 1) - self.cost_at(i, sizes[k]);
+                    if step <= left + EPSILON {
+                        sizes[k] += 1;
+                        left -= step;
+                    }
+                }
+            }
+            (sizes, true)
+        };
+        let mut spent = 0.0;
+        let mut short = false;
+        for (k, &(i, to)) in members.iter().enumerate() {
+            spent += self.cost_at(i, sizes[k]) - self.cost_at(i, from[k]);
+            short |= sizes[k] < to;
+            self.slots[i].nodes = std::mem::take(&mut sizes[k]);
+        }
+        (spent, capped && short)
+    }
+}
+
+const GRANT_ORDER: [Tier; 3] = [Tier::Enterprise, Tier::Premium, Tier::Basic];
+const TRIM_ORDER: [Tier; 3] = [Tier::Basic, Tier::Premium, Tier::Enterprise];
+
+/// Allocates the budget over `demands` (see the module documentation for the rules).
+pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
+    let mut fleet = Fleet {
+        demands,
+        slots: demands
+            .iter()
+            .map(|d| Slot {
+                nodes: d.desired.min(d.current).max(d.min),
+                split: d.split,
+                reasons: Vec::new(),
+            })
+            .collect(),
+    };
+    let mut notes = Vec::new();
+    let trim = policy.enforce == BudgetEnforcement::Trim;
+
+    // 2. A fallback to on-demand is a cost increase: only within the ceilings.
+    for tier in TRIM_ORDER {
+        for i in fleet.tier(tier) {
+            let d = &demands[i];
+            if fleet.slots[i].split == d.normal_split {
+                continue;
+            }
+            let over_pool = d
+                .max_hourly_cost
+                .is_some_and(|c| fleet.cost(i) > c + EPSILON);
+            let over_fleet = policy.ceiling.is_some_and(|c| fleet.total() > c + EPSILON);
+            if over_pool || over_fleet {
+                let n = fleet.slots[i].nodes;
+                let extra = fleet.slots[i]
+                    .split
+                    .on_demand(n)
+                    .saturating_sub(d.normal_split.on_demand(n));
+                fleet.slots[i].split = d.normal_split;
+                fleet.slots[i]
+                    .reasons
+                    .push(Reason::SpotFallbackOverBudget { nodes: extra });
+            }
+        }
+    }
+
+    // 3a. Pools above their own ceiling.
+    for (i, d) in demands.iter().enumerate() {
+        let Some(cap) = d.max_hourly_cost else {
+            continue;
+        };
+        let cost = fleet.cost(i);
+        if cost <= cap + EPSILON {
+            continue;
+        }
+        let n = fleet.slots[i].nodes;
+        if trim && d.floor < n {
+            let to = fleet.most_within(i, d.floor, n, cap);
+            if to < n {
+                fleet.slots[i].nodes = to;
+                fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
+                    from: n,
+                    to,
+                    ceiling: cap,
+                });
+            }
+        }
+        let cost = fleet.cost(i);
+        if cost > cap + EPSILON {
+            fleet.slots[i]
+                .reasons
+                .push(Reason::PoolOverBudget { cost, ceiling: cap });
+        }
+    }
+
+    // 3b. A fleet above its ceiling.
+    let mut over = false;
+    if let Some(ceiling) = policy.ceiling {
+        let minimums: f64 = demands
+            .iter()
+            .map(|d| hourly_cost(d.min, &d.normal_split, d.prices.as_ref()))
+            .sum();
+        if minimums > ceiling + EPSILON {
+            notes.push(Reason::MinimumsExceedBudget {
+                cost: minimums,
+                ceiling,
+            });
+        }
+        if trim && fleet.total() > ceiling + EPSILON {
+            trim_fleet(&mut fleet, ceiling);
+        }
+        let total = fleet.total();
+        if total > ceiling + EPSILON {
+            over = true;
+            notes.push(Reason::OverBudget {
+                cost: total,
+                ceiling,
+                enforce: if trim { "trim" } else { "report" }.to_owned(),
+            });
+        }
+    }
+
+    // 4 and 5. Scale-ups, by tier: normal capacity first, then emergency capacity.
+    let pool_cap = |f: &Fleet<'_>, i: usize, to: u32, extra: f64| -> u32 {
+        let d = &demands[i];
+        let n = f.slots[i].nodes;
+        match d.max_hourly_cost {
+            Some(cap) if to > n => f.most_within(i, n, to, cap + extra).max(n),
+            _ => to,
+        }
+    };
+    for emergency in [false, true] {
+        let headroom = policy.ceiling.map(|c| {
+            c + if emergency {
+                policy.emergency_allowance
+            } else {
+                0.0
+            }
+        });
+        // Over the ceiling, normal scale-ups are blocked; emergencies may still use
+        // the allowance above it.
+        let mut blocked = over && !emergency;
+        for tier in GRANT_ORDER {
+            let mut members = Vec::new();
+            for i in fleet.tier(tier) {
+                let d = &demands[i];
+                let n = fleet.slots[i].nodes;
+                let want = match (emergency, d.desired > d.max) {
+                    (false, _) => d.desired.min(d.max.max(n)),
+                    (true, true) => d.desired,
+                    (true, false) => continue,
+                };
+                if want <= n {
+                    continue;
+                }
+                let extra = if emergency {
+                    policy.emergency_allowance
+                } else {
+                    0.0
+                };
+                let to = pool_cap(&fleet, i, want, extra);
+                if to < want {
+                    fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
+                        from: want,
+                        to,
+                        ceiling: d.max_hourly_cost.unwrap_or_default(),
+                    });
+                }
+                if to > n {
+                    members.push((i, to));
+                }
+            }
+            if members.is_empty() {
+                continue;
+            }
+            let Some(limit) = headroom else {
+                fleet.grow(&members, f64::INFINITY);
+                continue;
+            };
+            let spare = if blocked {
+                0.0
+            } else {
+                (limit - fleet.total()).max(0.0)
+            };
+            let from: Vec<u32> = members.iter().map(|&(i, _)| fleet.slots[i].nodes).collect();
+            let (_, short) = fleet.grow(&members, spare);
+            for (k, &(i, to)) in members.iter().enumerate() {
+                let got = fleet.slots[i].nodes;
+                if got < to {
+                    let reason = if emergency {
+                        Reason::CappedByEmergencyAllowance {
+                            from: to,
+                            to: got,
+                            allowance: policy.emergency_allowance,
+                        }
+                    } else {
+                        Reason::CappedByBudget {
+                            from: to,
+                            to: got,
+                            tier,
+                            ceiling: limit,
+                        }
+                    };
+                    fleet.slots[i].reasons.push(reason);
+                }
+                debug_assert!(got >= from[k]);
+            }
+            blocked |= short;
+        }
+    }
+
+    let grants: Vec<Grant> = fleet
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Grant {
+            nodes: s.nodes,
+            on_demand: s.split.on_demand(s.nodes),
+            hourly_cost: fleet.cost(i),
+            split: s.split,
+            reasons: s.reasons.clone(),
+        })
+        .collect();
+    Allocation {
+        fleet_hourly_cost: grants.iter().map(|g| g.hourly_cost).sum(),
+        grants,
+        ceiling: policy.ceiling,
+        over_budget: over,
+        reasons: notes,
+    }
+}
+
+/// Brings the fleet under `ceiling`: basic pools to spot first, then scale-downs from
+/// the lowest tier up, each no lower than its `floor`.
+fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
+    let demands = fleet.demands;
+    for tier in TRIM_ORDER {
+        if fleet.total() <= ceiling + EPSILON {
+            return;
+        }
+        if tier == Tier::Basic {
+            let mut movable: Vec<(usize, f64)> = fleet
+                .tier(tier)
+                .into_iter()
+                .filter(|&i| {
+                    let d = &demands[i];
+                    d.spot_allowed && fleet.slots[i].split == d.normal_split
+                })
+                .map(|i| {
+                    let n = fleet.slots[i].nodes;
+                    let spot = fleet.slots[i].split.all_spot_above_base();
+                    let saving = fleet.cost(i) - hourly_cost(n, &spot, demands[i].prices.as_ref());
+                    (i, saving)
+                })
+                .filter(|&(_, saving)| saving > EPSILON)
+                .collect();
+            movable.sort_by(|a, b| {
+                b.1.total_cmp(&a.1)
+                    .then_with(|| demands[a.0].name.cmp(&demands[b.0].name))
+            });
+            for (i, _) in movable {
+                if fleet.total() <= ceiling + EPSILON {
+                    return;
+                }
+                let n = fleet.slots[i].nodes;
+                let before = fleet.slots[i].split.on_demand(n);
+                let split = fleet.slots[i].split.all_spot_above_base();
+                fleet.slots[i].split = split;
+                fleet.slots[i].reasons.push(Reason::MovedToSpot {
+                    on_demand_from: before,
+                    on_demand_to: split.on_demand(n),
+                });
+            }
+        }
+        let members: Vec<(usize, u32, u32)> = fleet
+            .tier(tier)
+            .into_iter()
+            .map(|i| {
+                (
+                    i,
+                    fleet.slots[i].nodes,
+                    demands[i].floor.min(fleet.slots[i].nodes),
+                )
+            })
+            .filter(|&(_, n, floor)| n > floor)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let sizes = |frac: f64| -> Vec<u32> {
+            members
+                .iter()
+                .map(|&(_, n, floor)| {
+                    let give = f64::from(n - floor);
+                    // `frac` is in [0, 1], so the product is in [0, give].
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let cut = (frac * give).ceil() as u32;
+                    n - cut.min(n - floor)
+                })
+                .collect()
+        };
+        let others: f64 = fleet.total() - members.iter().map(|&(i, ..)| fleet.cost(i)).sum::<f64>();
+        let total_at = |f: &Fleet<'_>, s: &[u32]| -> f64 {
+            others
+                + members
+                    .iter()
+                    .zip(s)
+                    .map(|(&(i, ..), &n)| f.cost_at(i, n))
+                    .sum::<f64>()
+        };
+        let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+        if total_at(fleet, &sizes(1.0)) > ceiling + EPSILON {
+            lo = 1.0;
+        } else {
+            for _ in 0..60 {
+                let mid = f64::midpoint(lo, hi);
+                if total_at(fleet, &sizes(mid)) <= ceiling + EPSILON {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            lo = hi;
+        }
+        for (&(i, n, _), to) in members.iter().zip(sizes(lo)) {
+            if to < n {
+                fleet.slots[i].nodes = to;
+                fleet.slots[i].reasons.push(Reason::TrimmedByBudget {
+                    from: n,
+                    to,
+                    tier: demands[i].tier,
+                });
+            }
+        }
+    }
+}
