@@ -121,6 +121,8 @@ pub struct Allocation {
 struct Slot {
     nodes: u32,
     split: Split,
+    /// Scaled down for money this pass: it asks for no scale-up.
+    trimmed: bool,
     reasons: Vec<Reason>,
 }
 
@@ -258,6 +260,7 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             .map(|d| Slot {
                 nodes: d.desired.min(d.current).max(d.min),
                 split: d.split,
+                trimmed: false,
                 reasons: Vec::new(),
             })
             .collect(),
@@ -304,6 +307,7 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             let to = fleet.most_within(i, d.floor, n, cap);
             if to < n {
                 fleet.slots[i].nodes = to;
+                fleet.slots[i].trimmed = true;
                 fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
                     from: n,
                     to,
@@ -371,6 +375,9 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             for i in fleet.tier(tier) {
                 let d = &demands[i];
                 let n = fleet.slots[i].nodes;
+                if fleet.slots[i].trimmed {
+                    continue;
+                }
                 let want = match (emergency, d.desired > d.max) {
                     (false, _) => d.desired.min(d.max.max(n)),
                     (true, true) => d.desired,
@@ -498,6 +505,9 @@ fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
                 });
             }
         }
+        if fleet.total() <= ceiling + EPSILON {
+            return;
+        }
         let members: Vec<(usize, u32, u32)> = fleet
             .tier(tier)
             .into_iter()
@@ -551,6 +561,7 @@ fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
         for (&(i, n, _), to) in members.iter().zip(sizes(lo)) {
             if to < n {
                 fleet.slots[i].nodes = to;
+                fleet.slots[i].trimmed = true;
                 fleet.slots[i].reasons.push(Reason::TrimmedByBudget {
                     from: n,
                     to,

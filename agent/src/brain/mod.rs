@@ -11,6 +11,10 @@ pub mod schedule;
 pub mod spot;
 
 #[cfg(test)]
+mod budget_tests;
+#[cfg(test)]
+mod fleet_tests;
+#[cfg(test)]
 mod planner_tests;
 
 pub use planner::{
