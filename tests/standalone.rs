@@ -181,6 +181,18 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
         metric(&text, "capstan_host_cpu_percent").is_some(),
         "{text}"
     );
+    // The example has no prices and no ceiling: cost 0, no ceiling series.
+    assert_eq!(
+        metric(&text, "capstan_budget_hourly_cost"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(!text.contains("capstan_budget_ceiling "), "{text}");
+    assert_eq!(
+        metric(&text, "capstan_pool_flapping{pool=\"local\"}"),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(agent.get("/healthz").0, 200);
     assert_eq!(agent.get("/readyz").0, 200);
 
@@ -191,6 +203,12 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
     assert_eq!(status["pools"][0]["name"], "local");
     assert!(status["pools"][0]["current"].is_u64());
     assert!(status["pools"][0]["desired"].is_u64());
+    assert_eq!(status["pools"][0]["tier"], "premium");
+    assert_eq!(status["pools"][0]["flapping"], false);
+    assert_eq!(status["pools"][0]["emergency"], false);
+    assert!(status["pools"][0]["on_demand"].is_u64());
+    assert_eq!(status["fleet_hourly_cost"], 0.0);
+    assert!(status["budget_ceiling"].is_null());
     assert!(status["pools"][0]["last_decision"]["at"].is_string());
     assert!(
         !status["pools"][0]["last_decision"]["reasons"]
@@ -423,7 +441,85 @@ fn plan_prints_decisions_as_json_and_never_acts() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("pool hot (dry-run): 2 → 6 nodes (scale up)"),
+        text.contains("pool hot (dry-run): 2 → 6 nodes (scale up); premium tier"),
         "{text}"
+    );
+}
+
+/// `hot` always wants its max (6); a budget of 3.00/h leaves room for 5.
+const HOT_FLEET: &str = r#"
+[agent]
+pool = "hot"
+
+[budget]
+max_hourly_cost = 3.0
+
+[[pool]]
+name = "hot"
+tier = "enterprise"
+provider = { type = "dry-run", initial = 2 }
+min = 1
+max = 6
+behavior = "aggressive"
+price = { on_demand = 1.0, spot = 0.25 }
+spot = { on_demand_base = 1, on_demand_percent_above_base = 0 }
+targets = [{ metric = "memory.utilization", value = 0.01 }]
+
+[[pool]]
+name = "quiet"
+tier = "basic"
+provider = { type = "dry-run", initial = 2 }
+min = 1
+max = 6
+price = { on_demand = 0.5 }
+targets = [{ metric = "cpu.utilization", value = 50 }]
+"#;
+
+#[test]
+fn plan_json_shows_the_spot_mix_costs_and_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fleet.toml");
+    std::fs::write(&config, HOT_FLEET).unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["budget_ceiling"], 3.0);
+    assert_eq!(v["fleet_hourly_cost"], 3.0);
+    let hot = &v["pools"][0];
+    assert_eq!(
+        (
+            &hot["desired"],
+            &hot["on_demand"],
+            &hot["spot"],
+            &hot["hourly_cost"]
+        ),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!(1),
+            &serde_json::json!(4),
+            &serde_json::json!(2.0)
+        ),
+        "{hot}"
+    );
+    assert!(
+        hot["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "capped_by_budget" && r["from"] == 6 && r["to"] == 5),
+        "{hot}"
+    );
+    let quiet = &v["pools"][1];
+    assert_eq!(
+        (&quiet["desired"], &quiet["hourly_cost"]),
+        (&serde_json::json!(2), &serde_json::json!(1.0))
     );
 }

@@ -291,21 +291,21 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
                     } else {
                         "no change"
                     };
-                    let mix = match (p.on_demand, p.spot) {
-                        (Some(od), Some(spot)) if spot > 0 => {
-                            format!(", {od} on-demand + {spot} spot")
-                        }
-                        _ => String::new(),
-                    };
-                    let cost = p
-                        .hourly_cost
-                        .filter(|c| *c > 0.0)
-                        .map(|c| format!(", {c:.2}/h"))
-                        .unwrap_or_default();
+                    let mut notes = vec![format!("{} tier", p.tier)];
+                    if let (Some(od), Some(spot)) = (p.on_demand, p.spot)
+                        && spot > 0
+                    {
+                        notes.push(format!("{od} on-demand + {spot} spot"));
+                    }
+                    if let Some(cost) = p.hourly_cost.filter(|c| *c > 0.0) {
+                        notes.push(format!("{cost:.2}/h"));
+                    }
                     writeln!(
                         out,
-                        "pool {} ({}, {}): {c} → {d} nodes ({verb}{mix}{cost})",
-                        p.name, p.provider, p.tier
+                        "pool {} ({}): {c} → {d} nodes ({verb}); {}",
+                        p.name,
+                        p.provider,
+                        notes.join("; ")
                     )?;
                 }
                 _ => writeln!(out, "pool {} ({}): no decision", p.name, p.provider)?,

@@ -22,13 +22,11 @@ use capstan_config::ValidatedConfig;
 
 use crate::clock::Clock;
 use crate::coordinator::{Coordinator, Standalone};
-use crate::engine::{self, Mode, PassError, PoolRuntime};
+use crate::engine::{self, PoolRuntime};
 use crate::http::{LastDecision, PoolStatus, Shared, Status};
-use crate::journal::{self, Journal};
-use crate::metrics::{
-    CollectorLabel, NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels,
-    ResultLabel,
-};
+use crate::journal::Journal;
+use crate::leader::Leader;
+use crate::metrics::{CollectorLabel, ResultLabel};
 
 /// Where the running config came from, for reloads.
 #[derive(Debug, Clone)]
@@ -75,14 +73,11 @@ struct Daemon {
     node_id: String,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
-    journal: Journal,
     coordinator: Box<dyn Coordinator>,
     claim: watch::Receiver<crate::coordinator::Claim>,
     collector: Option<HostCollector>,
     reports: HashMap<String, NodeReport>,
-    pools: Vec<PoolRuntime>,
-    /// The last pass's fleet cost, ceiling and over-budget flag, for the status.
-    fleet: (f64, Option<f64>, bool),
+    leader: Leader,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -148,19 +143,19 @@ pub async fn run(
         journal = %journal.dir().display(),
         "capstan agent started"
     );
+    let node_id_copy = node_id.clone();
+    let shared_copy = shared.clone();
     let mut daemon = Daemon {
         cfg,
         source,
         node_id,
         clock,
         shared,
-        journal,
         coordinator,
         claim,
         collector,
         reports: HashMap::new(),
-        pools,
-        fleet: (0.0, None, false),
+        leader: Leader::new(node_id_copy, pools, journal, shared_copy),
     };
     daemon.publish_status();
 
@@ -244,190 +239,24 @@ impl Daemon {
         let is_leader = self.claim.borrow().is_leader;
         self.shared.metrics.is_leader.set(i64::from(is_leader));
         if is_leader {
-            let interval = self.cfg.agent.interval;
             let fresh: Vec<&NodeReport> = self
                 .reports
                 .values()
                 .filter(|r| now - r.at <= max_age)
                 .collect();
-            let outcome = engine::fleet_pass(
-                &mut self.pools,
-                &fresh,
-                &self.claim,
-                Mode::Act,
-                now,
-                interval,
-                &self.cfg.budget,
-            )
-            .await;
-            self.record_fleet(&outcome);
-            for (i, result) in outcome.pools.into_iter().enumerate() {
-                self.record(i, result, outcome.fleet_hourly_cost, outcome.budget_ceiling);
-            }
-            self.shared.metrics.planning_passes.inc();
+            self.leader
+                .pass(
+                    &fresh,
+                    &self.claim,
+                    now,
+                    self.cfg.agent.interval,
+                    &self.cfg.budget,
+                )
+                .await;
         }
         self.publish_status();
         self.shared.ready.store(true, Ordering::Release);
         self.shared.beat(grace(self.cfg.agent.interval));
-    }
-
-    fn record_fleet(&mut self, outcome: &engine::FleetOutcome) {
-        let m = &self.shared.metrics;
-        m.budget_hourly_cost.set(outcome.fleet_hourly_cost);
-        match outcome.budget_ceiling {
-            Some(c) => {
-                m.budget_ceiling.get_or_create(&NoLabels {}).set(c);
-            }
-            None => m.budget_ceiling.clear(),
-        }
-        m.budget_over.set(i64::from(outcome.over_budget));
-        self.fleet = (
-            outcome.fleet_hourly_cost,
-            outcome.budget_ceiling,
-            outcome.over_budget,
-        );
-        for r in &outcome.reasons {
-            // Said loudly, every pass it holds: the operator must act.
-            tracing::warn!(reason = %r, "budget");
-        }
-    }
-
-    fn record(
-        &mut self,
-        i: usize,
-        result: Result<engine::PassOutcome, PassError>,
-        fleet_hourly_cost: f64,
-        budget_ceiling: Option<f64>,
-    ) {
-        let pool = &mut self.pools[i];
-        let name = pool.config.name.clone();
-        let m = &self.shared.metrics;
-        let label = PoolLabel { pool: name.clone() };
-        m.pool_min_nodes
-            .get_or_create(&label)
-            .set(i64::from(pool.config.min));
-        m.pool_max_nodes
-            .get_or_create(&label)
-            .set(i64::from(pool.config.max));
-        pool.last_error = result.as_ref().err().map(ToString::to_string);
-        match result {
-            Ok(outcome) => {
-                m.pool_current_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.current));
-                m.pool_desired_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.desired));
-                m.pool_on_demand_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.on_demand));
-                m.pool_spot_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.spot));
-                m.pool_hourly_cost
-                    .get_or_create(&label)
-                    .set(outcome.hourly_cost);
-                m.pool_effective_min_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.bounds.min));
-                m.pool_effective_max_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.bounds.max));
-                m.pool_emergency
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.emergency));
-                m.pool_flapping
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.frozen_until.is_some()));
-                m.pool_spot_fallback
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.spot_fallback_until.is_some()));
-                m.decisions
-                    .get_or_create(&PoolActionLabels {
-                        pool: name.clone(),
-                        action: outcome.action.to_owned(),
-                    })
-                    .inc();
-                for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
-                    let labels = PoolMetricLabels {
-                        pool: name.clone(),
-                        metric: spec.metric.clone(),
-                    };
-                    m.pool_metric_target.get_or_create(&labels).set(spec.value);
-                    match sample {
-                        Some(s) if s.ready > 0 => {
-                            m.pool_metric_value
-                                .get_or_create(&labels)
-                                .set(s.sum / f64::from(s.ready));
-                        }
-                        _ => {
-                            m.pool_metric_value.remove(&labels);
-                        }
-                    }
-                }
-                if outcome.action == "failed" {
-                    m.provider_errors
-                        .get_or_create(&PoolErrorLabels {
-                            pool: name.clone(),
-                            kind: outcome.error_kind.unwrap_or("unknown").to_owned(),
-                        })
-                        .inc();
-                    tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
-                } else if outcome.action == "scaled" {
-                    tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
-                }
-                let inputs = pool
-                    .policy
-                    .targets
-                    .iter()
-                    .zip(&outcome.samples)
-                    .map(|(t, s)| journal::Input {
-                        metric: &t.metric,
-                        target: t.value,
-                        sample: *s,
-                    })
-                    .collect();
-                let entry = journal::Entry {
-                    at: outcome.at,
-                    node_id: &self.node_id,
-                    pool: &name,
-                    current: outcome.current,
-                    desired: outcome.desired,
-                    on_demand: outcome.on_demand,
-                    spot: outcome.spot,
-                    tier: pool.config.tier.as_str(),
-                    hourly_cost: outcome.hourly_cost,
-                    fleet_hourly_cost,
-                    budget_ceiling,
-                    inputs,
-                    reasons: &outcome.reasons,
-                    explain: outcome.reasons.iter().map(ToString::to_string).collect(),
-                    action: outcome.action,
-                    detail: outcome.detail.clone(),
-                };
-                if let Err(e) = self.journal.write(&entry) {
-                    m.journal_write_errors.inc();
-                    tracing::error!(error = %e, "cannot write the journal");
-                }
-            }
-            Err(e) => {
-                if let PassError::Describe(err) = &e {
-                    m.provider_errors
-                        .get_or_create(&PoolErrorLabels {
-                            pool: name.clone(),
-                            kind: err.kind().to_owned(),
-                        })
-                        .inc();
-                }
-                m.decisions
-                    .get_or_create(&PoolActionLabels {
-                        pool: name.clone(),
-                        action: "skipped".to_owned(),
-                    })
-                    .inc();
-                tracing::warn!(pool = %name, error = %e, "no decision this pass");
-            }
-        }
     }
 
     fn publish_status(&self) {
@@ -443,10 +272,11 @@ impl Daemon {
             leader_id: claim.leader_id,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             coordinator: self.coordinator.name().to_owned(),
-            fleet_hourly_cost: self.fleet.0,
-            budget_ceiling: self.fleet.1,
-            over_budget: self.fleet.2,
+            fleet_hourly_cost: self.leader.fleet.fleet_hourly_cost,
+            budget_ceiling: self.leader.fleet.budget_ceiling,
+            over_budget: self.leader.fleet.over_budget,
             pools: self
+                .leader
                 .pools
                 .iter()
                 .map(|p| PoolStatus {
@@ -499,8 +329,13 @@ impl Daemon {
         let outcome = capstan_config::load(path)
             .map_err(|e| e.lines().join("\n"))
             .and_then(|new| {
-                let order: Vec<String> = self.pools.iter().map(|p| p.config.name.clone()).collect();
-                let mut old: HashMap<String, PoolRuntime> = std::mem::take(&mut self.pools)
+                let order: Vec<String> = self
+                    .leader
+                    .pools
+                    .iter()
+                    .map(|p| p.config.name.clone())
+                    .collect();
+                let mut old: HashMap<String, PoolRuntime> = std::mem::take(&mut self.leader.pools)
                     .into_iter()
                     .map(|p| (p.config.name.clone(), p))
                     .collect();
@@ -509,7 +344,7 @@ impl Daemon {
                     Ok(pools) => Ok((new, pools, old)),
                     Err(e) => {
                         // Put the running pools back, in their order.
-                        self.pools = order.iter().filter_map(|n| old.remove(n)).collect();
+                        self.leader.pools = order.iter().filter_map(|n| old.remove(n)).collect();
                         Err(e)
                     }
                 }
@@ -524,8 +359,10 @@ impl Daemon {
                     tracing::warn!(old = %self.cfg.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
                 }
                 let interval_changed = new.agent.interval != self.cfg.agent.interval;
-                self.journal.set_retention_days(new.journal.retention_days);
-                self.pools = pools;
+                self.leader
+                    .journal
+                    .set_retention_days(new.journal.retention_days);
+                self.leader.pools = pools;
                 self.cfg = new;
                 self.shared
                     .metrics
@@ -534,7 +371,10 @@ impl Daemon {
                         result: "success".to_owned(),
                     })
                     .inc();
-                tracing::info!(pools = self.pools.len(), "SIGHUP: configuration reloaded");
+                tracing::info!(
+                    pools = self.leader.pools.len(),
+                    "SIGHUP: configuration reloaded"
+                );
                 self.publish_status();
                 interval_changed
             }

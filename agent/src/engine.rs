@@ -651,6 +651,126 @@ mod tests {
         );
     }
 
+    fn pool_from(text: &str) -> Pool {
+        capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty())
+            .unwrap()
+            .pools
+            .remove(0)
+    }
+
+    #[tokio::test]
+    async fn refused_spot_is_replanned_as_on_demand_and_retried_later() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let f = fake(2);
+        let config = pool_from(
+            r#"
+            [[pool]]
+            name = "web"
+            provider = { type = "dry-run", initial = 2 }
+            min = 1
+            max = 10
+            behavior = "aggressive"
+            spot = { on_demand_base = 1, on_demand_percent_above_base = 0, retry_after = "15m" }
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+            "#,
+        );
+        let mut pool = PoolRuntime::new(config, f.clone());
+        let r = report(100.0, now);
+        f.fail_next_apply(ProviderError::InsufficientCapacity {
+            message: "no spot capacity in us-east-1a".into(),
+        });
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+            .await
+            .unwrap();
+        assert_eq!(out.action, "failed");
+        assert_eq!(
+            out.reasons.last().unwrap().to_string(),
+            "spot refused: no spot capacity in us-east-1a: 3 nodes to on-demand for 15 min"
+        );
+        assert!(out.spot_fallback_until.is_some());
+        // After the backoff: the same 4 nodes, the missing spot ones as on-demand.
+        let later = now + chrono::Duration::seconds(3);
+        let r = report(100.0, later);
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND)
+            .await
+            .unwrap();
+        assert_eq!(out.action, "scaled");
+        assert_eq!(
+            f.apply_calls(),
+            vec![
+                CapacityTarget {
+                    capacity: 4,
+                    on_demand: 1,
+                    emergency: false
+                },
+                CapacityTarget {
+                    capacity: 4,
+                    on_demand: 4,
+                    emergency: false
+                },
+            ]
+        );
+        // After retry_after the normal split comes back, with no change of size.
+        let retry = now + chrono::Duration::minutes(16);
+        let r = report(50.0, retry);
+        let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, retry, SECOND)
+            .await
+            .unwrap();
+        assert_eq!((out.desired, out.on_demand, out.action), (4, 1, "scaled"));
+        assert!(out.spot_fallback_until.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_pool_that_keeps_reversing_is_frozen() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let f = fake(4);
+        let config = pool_from(
+            r#"
+            [[pool]]
+            name = "web"
+            provider = { type = "dry-run", initial = 4 }
+            min = 1
+            max = 10
+            behavior = { preset = "aggressive", scale_down = { stabilization_window = "0s" } }
+            flap = { max_reversals = 2, window = "10m", cool_off = "30m" }
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+            "#,
+        );
+        let mut pool = PoolRuntime::new(config, f.clone());
+        let mut actions = Vec::new();
+        let mut frozen = None;
+        for k in 0..6 {
+            // Alternating surges and lulls, one a minute.
+            let now = t0 + chrono::Duration::minutes(k);
+            let cpu = if k % 2 == 0 { 100.0 } else { 10.0 };
+            let r = report(cpu, now);
+            let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+                .await
+                .unwrap();
+            actions.push(out.action);
+            if out.frozen_until.is_some() && frozen.is_none() {
+                frozen = Some(k);
+                assert!(
+                    out.reasons.iter().any(|r| r
+                        .to_string()
+                        .starts_with("flapping: 3 reversals within 600s")),
+                    "{:?}",
+                    out.reasons
+                );
+            }
+        }
+        assert_eq!(
+            frozen,
+            Some(3),
+            "up, down, up, down: the third reversal freezes it"
+        );
+        assert_eq!(
+            actions,
+            ["scaled", "scaled", "scaled", "scaled", "none", "none"]
+        );
+        assert_eq!(f.apply_calls().len(), 4);
+    }
+
     #[test]
     fn reload_keeps_state_of_unchanged_pools() {
         let cfg = config();

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod engine;
 pub mod http;
 pub mod journal;
+pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 mod testutil;

@@ -1,0 +1,247 @@
+//! The leader's part of a pass: plan and act on the fleet, then record each decision
+//! in the journal, the metrics and the log. The daemon calls it every interval while
+//! it leads; tests drive it with their own reports and time.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use capstan_collectors::NodeReport;
+use capstan_config::Budget;
+
+use crate::coordinator::Claim;
+use crate::engine::{self, FleetOutcome, Mode, PassError, PoolRuntime};
+use crate::http::Shared;
+use crate::journal::{self, Journal};
+use crate::metrics::{NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels};
+
+/// The fleet's cost at the last pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FleetSummary {
+    /// Cost per hour as planned.
+    pub fleet_hourly_cost: f64,
+    /// The ceiling, if any.
+    pub budget_ceiling: Option<f64>,
+    /// Over the ceiling.
+    pub over_budget: bool,
+}
+
+/// The pools, and where their decisions are recorded.
+#[derive(Debug)]
+pub struct Leader {
+    /// This agent's node id, written into the journal.
+    pub node_id: String,
+    /// The pools, in config order.
+    pub pools: Vec<PoolRuntime>,
+    /// The decision journal.
+    pub journal: Journal,
+    /// Metrics and status shared with the HTTP server.
+    pub shared: Arc<Shared>,
+    /// The fleet's cost at the last pass.
+    pub fleet: FleetSummary,
+}
+
+impl Leader {
+    /// A leader over `pools`.
+    pub fn new(
+        node_id: String,
+        pools: Vec<PoolRuntime>,
+        journal: Journal,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            node_id,
+            pools,
+            journal,
+            shared,
+            fleet: FleetSummary::default(),
+        }
+    }
+
+    /// One pass over the fleet with `reports` (fresh, any pool), acting while `claim`
+    /// says this agent leads, and recording every outcome.
+    pub async fn pass(
+        &mut self,
+        reports: &[&NodeReport],
+        claim: &tokio::sync::watch::Receiver<Claim>,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+        budget: &Budget,
+    ) -> FleetSummary {
+        let outcome = engine::fleet_pass(
+            &mut self.pools,
+            reports,
+            claim,
+            Mode::Act,
+            now,
+            interval,
+            budget,
+        )
+        .await;
+        self.record_fleet(&outcome);
+        for (i, result) in outcome.pools.into_iter().enumerate() {
+            self.record(i, result, outcome.fleet_hourly_cost, outcome.budget_ceiling);
+        }
+        self.shared.metrics.planning_passes.inc();
+        self.fleet
+    }
+
+    fn record_fleet(&mut self, outcome: &FleetOutcome) {
+        let m = &self.shared.metrics;
+        m.budget_hourly_cost.set(outcome.fleet_hourly_cost);
+        match outcome.budget_ceiling {
+            Some(c) => {
+                m.budget_ceiling.get_or_create(&NoLabels {}).set(c);
+            }
+            None => m.budget_ceiling.clear(),
+        }
+        m.budget_over.set(i64::from(outcome.over_budget));
+        self.fleet = FleetSummary {
+            fleet_hourly_cost: outcome.fleet_hourly_cost,
+            budget_ceiling: outcome.budget_ceiling,
+            over_budget: outcome.over_budget,
+        };
+        for r in &outcome.reasons {
+            // Said loudly, every pass it holds: the operator must act.
+            tracing::warn!(reason = %r, "budget");
+        }
+    }
+
+    fn record(
+        &mut self,
+        i: usize,
+        result: Result<engine::PassOutcome, PassError>,
+        fleet_hourly_cost: f64,
+        budget_ceiling: Option<f64>,
+    ) {
+        let pool = &mut self.pools[i];
+        let name = pool.config.name.clone();
+        let m = &self.shared.metrics;
+        let label = PoolLabel { pool: name.clone() };
+        m.pool_min_nodes
+            .get_or_create(&label)
+            .set(i64::from(pool.config.min));
+        m.pool_max_nodes
+            .get_or_create(&label)
+            .set(i64::from(pool.config.max));
+        pool.last_error = result.as_ref().err().map(ToString::to_string);
+        match result {
+            Ok(outcome) => {
+                m.pool_current_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.current));
+                m.pool_desired_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.desired));
+                m.pool_on_demand_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.on_demand));
+                m.pool_spot_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.spot));
+                m.pool_hourly_cost
+                    .get_or_create(&label)
+                    .set(outcome.hourly_cost);
+                m.pool_effective_min_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.bounds.min));
+                m.pool_effective_max_nodes
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.bounds.max));
+                m.pool_emergency
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.emergency));
+                m.pool_flapping
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.frozen_until.is_some()));
+                m.pool_spot_fallback
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.spot_fallback_until.is_some()));
+                m.decisions
+                    .get_or_create(&PoolActionLabels {
+                        pool: name.clone(),
+                        action: outcome.action.to_owned(),
+                    })
+                    .inc();
+                for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
+                    let labels = PoolMetricLabels {
+                        pool: name.clone(),
+                        metric: spec.metric.clone(),
+                    };
+                    m.pool_metric_target.get_or_create(&labels).set(spec.value);
+                    match sample {
+                        Some(s) if s.ready > 0 => {
+                            m.pool_metric_value
+                                .get_or_create(&labels)
+                                .set(s.sum / f64::from(s.ready));
+                        }
+                        _ => {
+                            m.pool_metric_value.remove(&labels);
+                        }
+                    }
+                }
+                if outcome.action == "failed" {
+                    m.provider_errors
+                        .get_or_create(&PoolErrorLabels {
+                            pool: name.clone(),
+                            kind: outcome.error_kind.unwrap_or("unknown").to_owned(),
+                        })
+                        .inc();
+                    tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
+                } else if outcome.action == "scaled" {
+                    tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
+                }
+                let inputs = pool
+                    .policy
+                    .targets
+                    .iter()
+                    .zip(&outcome.samples)
+                    .map(|(t, s)| journal::Input {
+                        metric: &t.metric,
+                        target: t.value,
+                        sample: *s,
+                    })
+                    .collect();
+                let entry = journal::Entry {
+                    at: outcome.at,
+                    node_id: &self.node_id,
+                    pool: &name,
+                    current: outcome.current,
+                    desired: outcome.desired,
+                    on_demand: outcome.on_demand,
+                    spot: outcome.spot,
+                    tier: pool.config.tier.as_str(),
+                    hourly_cost: outcome.hourly_cost,
+                    fleet_hourly_cost,
+                    budget_ceiling,
+                    inputs,
+                    reasons: &outcome.reasons,
+                    explain: outcome.reasons.iter().map(ToString::to_string).collect(),
+                    action: outcome.action,
+                    detail: outcome.detail.clone(),
+                };
+                if let Err(e) = self.journal.write(&entry) {
+                    m.journal_write_errors.inc();
+                    tracing::error!(error = %e, "cannot write the journal");
+                }
+            }
+            Err(e) => {
+                if let PassError::Describe(err) = &e {
+                    m.provider_errors
+                        .get_or_create(&PoolErrorLabels {
+                            pool: name.clone(),
+                            kind: err.kind().to_owned(),
+                        })
+                        .inc();
+                }
+                m.decisions
+                    .get_or_create(&PoolActionLabels {
+                        pool: name.clone(),
+                        action: "skipped".to_owned(),
+                    })
+                    .inc();
+                tracing::warn!(pool = %name, error = %e, "no decision this pass");
+            }
+        }
+    }
+}
