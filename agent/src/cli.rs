@@ -379,6 +379,22 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
             &status.version
         },
     )?;
+    match status.budget_ceiling {
+        Some(c) => writeln!(
+            out,
+            "fleet {:.2}/h of a {c:.2}/h ceiling{}",
+            status.fleet_hourly_cost,
+            if status.over_budget {
+                "  OVER BUDGET"
+            } else {
+                ""
+            }
+        )?,
+        None if status.fleet_hourly_cost > 0.0 => {
+            writeln!(out, "fleet {:.2}/h (no ceiling)", status.fleet_hourly_cost)?
+        }
+        None => {}
+    }
     writeln!(out)?;
     writeln!(
         out,
