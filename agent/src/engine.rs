@@ -315,7 +315,15 @@ pub async fn fleet_pass(
             .zip(&seen)
             .map(|(pool, seen)| {
                 let seen = seen.as_ref().ok();
-                let last_known = pool.last.as_ref().map_or(pool.config.min, |l| l.current);
+                // A pool that cannot be described still costs money: count it at its
+                // last known size, or, never seen, at its max, so a flaky cloud API
+                // cannot let the others spend its share.
+                let last_known = pool
+                    .last
+                    .as_ref()
+                    .map(|l| l.current)
+                    .or(pool.last_target.map(|t| t.capacity))
+                    .unwrap_or(pool.config.max);
                 let prices = brain::fleet::prices(
                     pool.config.price.as_ref(),
                     seen.into_iter()
@@ -769,6 +777,71 @@ mod tests {
             ["scaled", "scaled", "scaled", "scaled", "none", "none"]
         );
         assert_eq!(f.apply_calls().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_pool_that_cannot_be_described_still_counts_against_the_budget() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let text = r#"
+            [budget]
+            max_hourly_cost = 10.0
+
+            [[pool]]
+            name = "web"
+            provider = { type = "dry-run", initial = 2 }
+            min = 1
+            max = 10
+            behavior = "aggressive"
+            price = { on_demand = 1.0 }
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+
+            [[pool]]
+            name = "flaky"
+            provider = { type = "dry-run", initial = 2 }
+            min = 1
+            max = 6
+            price = { on_demand = 1.0 }
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+        "#;
+        let cfg = capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty()).unwrap();
+        let web = fake(2);
+        let flaky = fake(3);
+        let mut pools = vec![
+            PoolRuntime::new(cfg.pools[0].clone(), web.clone()),
+            PoolRuntime::new(cfg.pools[1].clone(), flaky.clone()),
+        ];
+        async fn run(
+            pools: &mut [PoolRuntime],
+            budget: &Budget,
+            now: DateTime<Utc>,
+        ) -> FleetOutcome {
+            let r = crate::testutil::cpu_report("host", "web", 100.0, now);
+            fleet_pass(pools, &[&r], &leader(), Mode::Act, now, SECOND, budget).await
+        }
+        // Never seen: flaky counts at its max (6/h), so web may grow by 2 only.
+        flaky.fail_next_describe(ProviderError::Transient {
+            message: "timeout".into(),
+        });
+        let out = run(&mut pools, &cfg.budget, now).await;
+        assert!(out.pools[1].is_err());
+        assert_eq!(out.pools[0].as_ref().unwrap().desired, 4);
+        assert!((out.fleet_hourly_cost - 10.0).abs() < 1e-9);
+        // Seen at 3, then failing again: it counts at 3.
+        let later = now + chrono::Duration::seconds(10);
+        let out = run(&mut pools, &cfg.budget, later).await;
+        assert!(out.pools[1].is_ok());
+        flaky.fail_next_describe(ProviderError::Transient {
+            message: "timeout".into(),
+        });
+        let much_later = now + chrono::Duration::seconds(20);
+        let out = run(&mut pools, &cfg.budget, much_later).await;
+        assert!(out.pools[1].is_err());
+        assert!(
+            (out.fleet_hourly_cost - 10.0).abs() < 1e-9,
+            "{}",
+            out.fleet_hourly_cost
+        );
+        assert_eq!(out.pools[0].as_ref().unwrap().desired, 7);
     }
 
     #[test]
