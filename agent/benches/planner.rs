@@ -136,7 +136,7 @@ fn fleet_config(n: u32) -> capstan_config::ValidatedConfig {
 
 fn fleet_pass(c: &mut Criterion) {
     use capstan::brain::budget::BudgetPolicy;
-    use capstan::brain::fleet::{PoolInput, PoolState, View, plan_fleet, prices};
+    use capstan::brain::fleet::{PoolState, plan_fleet};
 
     let cfg = fleet_config(1000);
     let pools = fleet(1000);
@@ -148,60 +148,23 @@ fn fleet_pass(c: &mut Criterion) {
         enforce: cfg.budget.enforce,
     };
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-    let mut probe = states.clone();
     c.bench_function("plan a fleet of 1000 pools under a binding budget", |b| {
         b.iter_batched(
             || states.clone(),
             |mut states| {
-                let mut inputs: Vec<PoolInput<'_>> = cfg
-                    .pools
-                    .iter()
-                    .zip(&policies)
-                    .zip(states.iter_mut())
-                    .zip(&pools)
-                    .map(|(((config, policy), state), p)| PoolInput {
-                        config,
-                        policy,
-                        prices: prices(config.price.as_ref(), [], None),
-                        state,
-                        view: Some(View {
-                            current: p.current,
-                            metrics: &p.metrics,
-                            history: &p.history,
-                            running_spot: 0,
-                            asked_spot: None,
-                        }),
-                        last_known: p.current,
-                    })
-                    .collect();
+                let mut inputs = fleet_inputs(&cfg, &policies, &pools, &mut states);
                 black_box(plan_fleet(&mut inputs, &budget, now))
             },
             criterion::BatchSize::SmallInput,
         );
     });
     // The ceiling must bind, or this measures the easy case.
-    let mut inputs: Vec<PoolInput<'_>> = cfg
-        .pools
-        .iter()
-        .zip(&policies)
-        .zip(probe.iter_mut())
-        .zip(&pools)
-        .map(|(((config, policy), state), p)| PoolInput {
-            config,
-            policy,
-            prices: prices(config.price.as_ref(), [], None),
-            state,
-            view: Some(View {
-                current: p.current,
-                metrics: &p.metrics,
-                history: &p.history,
-                running_spot: 0,
-                asked_spot: None,
-            }),
-            last_known: p.current,
-        })
-        .collect();
-    let plan = plan_fleet(&mut inputs, &budget, now);
+    let mut probe = states.clone();
+    let plan = plan_fleet(
+        &mut fleet_inputs(&cfg, &policies, &pools, &mut probe),
+        &budget,
+        now,
+    );
     let capped = plan
         .pools
         .iter()
@@ -217,6 +180,35 @@ fn fleet_pass(c: &mut Criterion) {
         plan.fleet_hourly_cost,
         budget.ceiling.unwrap_or_default()
     );
+}
+
+fn fleet_inputs<'a>(
+    cfg: &'a capstan_config::ValidatedConfig,
+    policies: &'a [Policy],
+    pools: &'a [Pool],
+    states: &'a mut [capstan::brain::fleet::PoolState],
+) -> Vec<capstan::brain::fleet::PoolInput<'a>> {
+    use capstan::brain::fleet::{PoolInput, View, prices};
+    cfg.pools
+        .iter()
+        .zip(policies)
+        .zip(states.iter_mut())
+        .zip(pools)
+        .map(|(((config, policy), state), p)| PoolInput {
+            config,
+            policy,
+            prices: prices(config.price.as_ref(), [], None),
+            state,
+            view: Some(View {
+                current: p.current,
+                metrics: &p.metrics,
+                history: &p.history,
+                running_spot: 0,
+                asked_spot: None,
+            }),
+            last_known: p.current,
+        })
+        .collect()
 }
 
 criterion_group!(benches, planning_pass, fleet_pass);
