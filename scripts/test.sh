@@ -3,10 +3,13 @@
 #
 #   scripts/test.sh
 #
-# Today every test needs only the Rust toolchain (rust-toolchain.toml) and loopback
-# networking: the agent's end-to-end tests start the built binary on 127.0.0.1 with
-# ephemeral ports and temp state dirs. Tests that need real peers (moto, etcd,
-# Prometheus tools) install them here as they land.
+# The tests need the Rust toolchain (rust-toolchain.toml), loopback networking, and
+# these real tools, installed here when missing (Debian packages and PyPI):
+#   systemd-analyze, systemd-sysusers, systemd-tmpfiles  (systemd)  the unit's checks
+#   man                                                   (man-db)   `verify` opens man:capstan(1)
+#   python3 with jsonschema                               (PyPI)     the config schema
+# The agent's end-to-end tests start the built binary on 127.0.0.1 with ephemeral
+# ports and temp state dirs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,22 @@ need() { command -v "$1" >/dev/null 2>&1; }
 if ! need cargo; then
   echo "scripts/test.sh: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
   exit 1
+fi
+
+apt_missing=()
+need systemd-analyze || apt_missing+=(systemd)
+need man || apt_missing+=(man-db)
+need python3 || apt_missing+=(python3 python3-pip)
+if ((${#apt_missing[@]})); then
+  echo "scripts/test.sh: installing ${apt_missing[*]} (Debian packages)" >&2
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
+fi
+if ! python3 -c 'import jsonschema' 2>/dev/null; then
+  echo "scripts/test.sh: installing jsonschema (PyPI)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check jsonschema ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages jsonschema
 fi
 
 # Every feature, every crate, every test target (unit, integration, doc).

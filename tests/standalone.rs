@@ -27,6 +27,10 @@ struct Agent {
 
 impl Agent {
     fn start(config: &Path, state: &Path) -> Agent {
+        Self::start_with(config, state, &[])
+    }
+
+    fn start_with(config: &Path, state: &Path, env: &[(&str, &str)]) -> Agent {
         let mut child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(config)
@@ -34,6 +38,7 @@ impl Agent {
             .env("CAPSTAN_AGENT__STATE_DIR", state)
             .env("CAPSTAN_AGENT__INTERVAL", "1s")
             .env("CAPSTAN_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -522,4 +527,49 @@ fn plan_json_shows_the_spot_mix_costs_and_the_budget() {
         (&quiet["desired"], &quiet["hourly_cost"]),
         (&serde_json::json!(2), &serde_json::json!(1.0))
     );
+}
+
+#[test]
+fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(&config, example()).unwrap();
+    let socket = dir.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    listener.set_read_timeout(Some(PATIENCE)).unwrap();
+    // WatchdogSec=2s: pings every second from the main loop.
+    let mut agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[
+            ("NOTIFY_SOCKET", socket.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    while messages
+        .iter()
+        .filter(|m: &&String| *m == "WATCHDOG=1")
+        .count()
+        < 2
+    {
+        let len = listener
+            .recv(&mut buf)
+            .expect("a notification within the patience");
+        messages.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        assert!(messages.len() < 50, "{messages:?}");
+    }
+    assert!(
+        messages[0].starts_with("READY=1\nSTATUS=serving on http://127.0.0.1:"),
+        "{messages:?}"
+    );
+    agent.signal("TERM");
+    loop {
+        let len = listener.recv(&mut buf).expect("STOPPING=1 before exit");
+        if buf[..len].starts_with(b"STOPPING=1") {
+            break;
+        }
+    }
+    assert!(agent.wait_exit().success());
 }

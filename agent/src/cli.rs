@@ -1,4 +1,5 @@
-//! The command line: `run`, `validate`, `plan`, `status`.
+//! The command line: `run`, `validate`, `plan`, `status`, and `completions` and `man`
+//! for packagers.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,8 +30,21 @@ const EMBEDDED_NAME: &str = "<embedded>/examples/standalone.toml";
 #[derive(Debug, Parser)]
 #[command(name = "capstan", version, about)]
 pub struct Cli {
+    /// Log lines as human-readable text (default) or one JSON object per line for log
+    /// shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`).
+    #[arg(long, global = true, value_enum, env = "CAPSTAN_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,10 +66,20 @@ enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
-        /// Print JSON: {"pools": [{"name", "current", "desired", "reasons"}]}.
+        /// Print JSON: {"pools": [{"name", "tier", "current", "desired", "on_demand", "spot",
+        /// "hourly_cost", "reasons", ...}], "fleet_hourly_cost", "budget_ceiling"}.
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script to stdout (packaging/completions/ holds them).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout (packaging/man/capstan.1 holds it).
+    Man,
+    /// Print the configuration's JSON Schema (packaging/schema/capstan.schema.json).
+    ConfigSchema,
     /// Show a running agent's status as a table.
     Status {
         /// The agent's base URL, e.g. http://127.0.0.1:9464.
@@ -67,15 +91,42 @@ enum Command {
     },
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).init();
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+/// The man page, as roff.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+    Ok(out)
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "capstan",
+        &mut out,
+    );
+    out
 }
 
 fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
@@ -102,8 +153,26 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Completions { shell } => {
+            let _ = std::io::stdout().write_all(&completions(shell));
+            ExitCode::SUCCESS
+        }
+        Command::ConfigSchema => {
+            print!("{}", capstan_config::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match man_page() {
+            Ok(page) => {
+                let _ = std::io::stdout().write_all(&page);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("capstan: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => {
-            init_logging();
+            init_logging(cli.log_format);
             let (cfg, source) = match &config {
                 Some(path) => match load(path) {
                     Ok(cfg) => (cfg, ConfigSource::File(path.clone())),

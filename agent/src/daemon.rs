@@ -27,6 +27,7 @@ use crate::http::{LastDecision, PoolStatus, Shared, Status};
 use crate::journal::Journal;
 use crate::leader::Leader;
 use crate::metrics::{CollectorLabel, ResultLabel};
+use crate::sdnotify::Notifier;
 
 /// Where the running config came from, for reloads.
 #[derive(Debug, Clone)]
@@ -162,21 +163,37 @@ pub async fn run(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!(
+        "serving on http://{addr}; {} pool(s)",
+        daemon.cfg.pools.len()
+    ));
+    // Pinged from this loop only, so a stuck pass stops the pings and systemd restarts us.
+    let watchdog_every = notifier.watchdog_interval();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // CPU usage is a delta: give the collector one measurable period before the first pass.
     tokio::time::sleep(HostCollector::WARM_UP).await;
     let mut ticker = new_ticker(daemon.cfg.agent.interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => daemon.tick().await,
+            _ = watchdog.tick(), if watchdog_every.is_some() => notifier.watchdog(),
             _ = sighup.recv() => {
                 if daemon.reload() {
                     ticker = new_ticker(daemon.cfg.agent.interval);
                 }
+                notifier.status(&format!(
+                    "serving on http://{addr}; {} pool(s); last reload {}",
+                    daemon.cfg.pools.len(),
+                    daemon.clock.now().format("%Y-%m-%dT%H:%M:%SZ")
+                ));
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
         }
     }
+    notifier.stopping();
     daemon.coordinator.vacate();
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {

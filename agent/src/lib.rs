@@ -12,5 +12,6 @@ pub mod http;
 pub mod journal;
 pub mod leader;
 pub mod metrics;
+pub mod sdnotify;
 #[cfg(test)]
 mod testutil;

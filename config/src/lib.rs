@@ -51,3 +51,14 @@ pub fn from_str(
 pub fn raw_from_str(name: &Path, text: &str) -> Result<raw::RawConfig, ConfigError> {
     load::load_raw(name, text.to_owned(), std::iter::empty()).map(|(raw, _)| raw)
 }
+
+/// The JSON Schema of the configuration file, generated from the raw types (their doc
+/// comments become descriptions). Shipped as `packaging/schema/capstan.schema.json` for
+/// TOML editors (taplo, Even Better TOML); `capstan config-schema` prints it.
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(raw::RawConfig);
+    schema.insert("title".to_owned(), "Capstan configuration".into());
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

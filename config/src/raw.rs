@@ -14,7 +14,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// This node's agent: identity, HTTP listener, collection interval, state.
@@ -35,7 +35,7 @@ pub struct RawConfig {
 }
 
 /// `[agent]`: settings of the agent on this node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Name of this node in reports and status. Defaults to the host name.
@@ -69,7 +69,9 @@ impl Default for AgentConfig {
 }
 
 /// Leader election backend.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CoordinatorKind {
     /// This agent leads itself (single machine, or one leader by construction).
@@ -82,7 +84,7 @@ pub enum CoordinatorKind {
 }
 
 /// `[cluster]`: coordination between agents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// `standalone` (default), `etcd` or `kubernetes`.
@@ -119,7 +121,7 @@ impl Default for ClusterConfig {
 }
 
 /// `[cluster.etcd]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
     /// etcd client URLs, e.g. `["http://127.0.0.1:2379"]`.
@@ -133,7 +135,7 @@ pub struct EtcdConfig {
 }
 
 /// `[cluster.kubernetes]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// Namespace of the Lease; defaults to the pod's namespace.
@@ -148,7 +150,9 @@ pub struct KubernetesConfig {
 }
 
 /// What to do when the fleet is over budget because prices rose.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetEnforcement {
     /// Report the over-budget state; scale-ups stay blocked.
@@ -159,7 +163,7 @@ pub enum BudgetEnforcement {
 }
 
 /// `[budget]`: fleet-wide money ceiling.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
     /// Ceiling in money per hour for the whole fleet. Unset means no ceiling.
@@ -174,7 +178,7 @@ pub struct BudgetConfig {
 }
 
 /// `[journal]`: the decision journal under `<state_dir>/journal/`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// Days a journal file is kept before it is deleted.
@@ -192,7 +196,18 @@ impl Default for JournalConfig {
 
 /// Budget tier: under a binding ceiling capacity is granted enterprise first, basic last.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
@@ -217,7 +232,7 @@ impl Tier {
 }
 
 /// One `[[pool]]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// Unique pool name: letters, digits, `-`, `_` and `.`, at most 63 characters.
@@ -267,7 +282,7 @@ pub struct PoolConfig {
 }
 
 /// The provider table of a pool, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ProviderConfig {
     /// An AWS Auto Scaling Group.
@@ -293,7 +308,7 @@ impl ProviderConfig {
 }
 
 /// `type = "aws"`. Credentials come from the SDK's default chain, never from here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsProviderConfig {
     /// Region of the Auto Scaling Group.
@@ -309,7 +324,7 @@ pub struct AwsProviderConfig {
 }
 
 /// `type = "azure"`. Credentials come from `azure_identity`, never from here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AzureProviderConfig {
     /// Subscription id.
@@ -324,7 +339,7 @@ pub struct AzureProviderConfig {
 }
 
 /// `type = "gke"`. Credentials come from Application Default Credentials.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GkeProviderConfig {
     /// Google Cloud project id.
@@ -344,7 +359,7 @@ pub struct GkeProviderConfig {
 }
 
 /// `type = "dry-run"`: starts at `initial` nodes and applies targets in memory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DryRunProviderConfig {
     /// Nodes the pool starts with.
@@ -353,7 +368,7 @@ pub struct DryRunProviderConfig {
 }
 
 /// A named behavior preset or an explicit behavior.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum BehaviorConfig {
     /// `"aggressive"`, `"balanced"` or `"conservative"`.
@@ -389,7 +404,7 @@ impl<'de> Deserialize<'de> for BehaviorConfig {
 }
 
 /// An explicit behavior, optionally starting from a preset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplicitBehaviorConfig {
     /// The preset whose rules apply where this table is silent (default `balanced`).
@@ -404,7 +419,7 @@ pub struct ExplicitBehaviorConfig {
 }
 
 /// Scaling rules for one direction (HPA's `HPAScalingRules`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// Look-back window over which recommendations are smoothed, at most 1h.
@@ -419,7 +434,7 @@ pub struct RulesConfig {
 }
 
 /// Which rate policy applies when several do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SelectPolicy {
     /// The policy that allows the largest change.
@@ -434,7 +449,7 @@ pub enum SelectPolicy {
 }
 
 /// The unit of a rate policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     /// A number of nodes per period.
@@ -446,7 +461,7 @@ pub enum PolicyKind {
 }
 
 /// One rate policy: at most `value` nodes or percent per `period`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// `nodes` or `percent`.
@@ -459,7 +474,7 @@ pub struct PolicyConfig {
 }
 
 /// `price`: money per node-hour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
     /// On-demand price per node-hour.
@@ -473,7 +488,7 @@ pub struct PriceConfig {
 }
 
 /// Prices of one instance type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypePriceConfig {
     /// On-demand price per node-hour.
@@ -484,7 +499,7 @@ pub struct TypePriceConfig {
 }
 
 /// `spot`: the on-demand/spot split, as the clouds define it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpotConfig {
     /// Nodes that are always on-demand.
@@ -505,7 +520,7 @@ pub struct SpotConfig {
 }
 
 /// One scaling target: a metric and the per-node value to hold it at.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// A node metric, e.g. `cpu.utilization`, `gpu.utilization`, `workload.requests_per_second`.
@@ -525,7 +540,9 @@ pub struct TargetConfig {
 }
 
 /// Forecast mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PredictiveMode {
     /// No forecast.
@@ -538,7 +555,7 @@ pub enum PredictiveMode {
 }
 
 /// `predictive`: forecast-based scaling and anomaly detection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictiveConfig {
     /// `off`, `forecast-only` (default) or `forecast-and-scale`.
@@ -575,7 +592,7 @@ impl Default for PredictiveConfig {
 }
 
 /// A cron window that raises or lowers `min`/`max` while active.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// A label for journal lines, e.g. `"business-hours"`.
@@ -597,7 +614,7 @@ pub struct ScheduleConfig {
 }
 
 /// `emergency`: when saturation may exceed `max`, up to `emergency_max`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmergencyConfig {
     /// Ratio of metric to target (above 1) that counts as saturation.
@@ -609,7 +626,7 @@ pub struct EmergencyConfig {
 }
 
 /// `flap`: freezes a pool whose scaling keeps changing direction. On by default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlapConfig {
     /// More direction reversals than this within `window` freeze the pool. 0 turns

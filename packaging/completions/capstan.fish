@@ -1,0 +1,73 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_capstan_global_optspecs
+    string join \n log-format= h/help V/version
+end
+
+function __fish_capstan_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_capstan_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_capstan_using_subcommand
+    set -l cmd (__fish_capstan_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c capstan -n "__fish_capstan_needs_command" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_needs_command" -s V -l version -d 'Print version'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "run" -d 'Run the agent: collect, lead (standalone), plan and act every interval'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "validate" -d 'Check a configuration file without starting anything. Exit 1 listing every problem'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "plan" -d 'One pass of collect, describe and plan, printed per pool with reasons. Never acts'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout (packaging/completions/ holds them)'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "man" -d 'Print the man page (roff) to stdout (packaging/man/capstan.1 holds it)'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "config-schema" -d 'Print the configuration\'s JSON Schema (packaging/schema/capstan.schema.json)'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "status" -d 'Show a running agent\'s status as a table'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c capstan -n "__fish_capstan_using_subcommand run" -s c -l config -d 'Configuration file; the embedded default (examples/standalone.toml) when absent' -r -F
+complete -c capstan -n "__fish_capstan_using_subcommand run" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand validate" -s c -l config -d 'Configuration file' -r -F
+complete -c capstan -n "__fish_capstan_using_subcommand validate" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand plan" -s c -l config -d 'Configuration file' -r -F
+complete -c capstan -n "__fish_capstan_using_subcommand plan" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand plan" -l json -d 'Print JSON: {"pools": [{"name", "tier", "current", "desired", "on_demand", "spot", "hourly_cost", "reasons", ...}], "fleet_hourly_cost", "budget_ceiling"}'
+complete -c capstan -n "__fish_capstan_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand completions" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand man" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand config-schema" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand config-schema" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand status" -l url -d 'The agent\'s base URL, e.g. http://127.0.0.1:9464' -r
+complete -c capstan -n "__fish_capstan_using_subcommand status" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand status" -l json -d 'Print the raw JSON of /v1/status'
+complete -c capstan -n "__fish_capstan_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "run" -d 'Run the agent: collect, lead (standalone), plan and act every interval'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "validate" -d 'Check a configuration file without starting anything. Exit 1 listing every problem'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "plan" -d 'One pass of collect, describe and plan, printed per pool with reasons. Never acts'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "completions" -d 'Print a shell completion script to stdout (packaging/completions/ holds them)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "man" -d 'Print the man page (roff) to stdout (packaging/man/capstan.1 holds it)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "config-schema" -d 'Print the configuration\'s JSON Schema (packaging/schema/capstan.schema.json)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "status" -d 'Show a running agent\'s status as a table'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

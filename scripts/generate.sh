@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerates the files derived from the code: the man page, the shell completions and
+# the configuration's JSON Schema. tests/operations.rs fails when they are stale.
+#
+#   scripts/generate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet -p capstan
+bin="${CARGO_TARGET_DIR:-target}/debug/capstan"
+mkdir -p packaging/man packaging/completions packaging/schema
+"$bin" man > packaging/man/capstan.1
+"$bin" completions bash > packaging/completions/capstan.bash
+"$bin" completions zsh > packaging/completions/_capstan
+"$bin" completions fish > packaging/completions/capstan.fish
+"$bin" config-schema > packaging/schema/capstan.schema.json
+echo "regenerated packaging/man, packaging/completions, packaging/schema"
