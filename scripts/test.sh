@@ -7,6 +7,7 @@
 # these real tools, installed here when missing (Debian packages and PyPI):
 #   systemd-analyze, systemd-sysusers, systemd-tmpfiles  (systemd)  the unit's checks
 #   man                                                   (man-db)   `verify` opens man:capstan(1)
+#   promtool                                              (prometheus) alert rules and /metrics
 #   python3 with jsonschema                               (PyPI)     the config schema
 # The agent's end-to-end tests start the built binary on 127.0.0.1 with ephemeral
 # ports and temp state dirs.
@@ -23,6 +24,7 @@ fi
 apt_missing=()
 need systemd-analyze || apt_missing+=(systemd)
 need man || apt_missing+=(man-db)
+need promtool || apt_missing+=(prometheus)
 need python3 || apt_missing+=(python3 python3-pip)
 if ((${#apt_missing[@]})); then
   echo "scripts/test.sh: installing ${apt_missing[*]} (Debian packages)" >&2

@@ -259,3 +259,166 @@ fn logs_can_be_json_lines() {
         "{first}"
     );
 }
+
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests() {
+    let dir = repo().join("packaging/prometheus");
+    let (ok, out, err) = run(Command::new("promtool")
+        .args(["check", "rules", "capstan.rules.yml"])
+        .current_dir(&dir));
+    assert!(ok, "promtool check rules: {out}{err}");
+    let (ok, out, err) = run(Command::new("promtool")
+        .args(["test", "rules", "capstan.rules.test.yml"])
+        .current_dir(&dir));
+    assert!(ok, "promtool test rules: {out}{err}");
+    // Every alert has a unit test.
+    let rules = std::fs::read_to_string(dir.join("capstan.rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("capstan.rules.test.yml")).unwrap();
+    for alert in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n")),
+            "{alert} has no promtool test"
+        );
+    }
+}
+
+/// Every `capstan_*` name a file mentions.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("capstan_") {
+        let start = i + at;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let end = start
+            + text[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(text.len() - start);
+        if boundary {
+            names.insert(text[start..end].to_owned());
+        }
+        i = end;
+    }
+    names
+}
+
+#[test]
+fn dashboards_and_rules_name_only_metrics_the_agent_registers() {
+    let registered: Vec<&str> = capstan::metrics::NAMES.iter().map(|(n, _)| *n).collect();
+    for file in [
+        "packaging/prometheus/capstan.rules.yml",
+        "packaging/prometheus/capstan.rules.test.yml",
+        "packaging/grafana/capstan.json",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let names = metric_names(&text);
+        assert!(!names.is_empty(), "{file} names no metric");
+        let unknown: Vec<&String> = names
+            .iter()
+            .filter(|n| !registered.contains(&n.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names unregistered metrics {unknown:?}"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_has_the_panels_operators_need() {
+    let text = std::fs::read_to_string(repo().join("packaging/grafana/capstan.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let titles: Vec<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for want in [
+        "Nodes: current and desired",
+        "Cost against budget",
+        "Provider errors",
+        "Circuit breaker",
+        "Leader",
+        "GPU use",
+    ] {
+        assert!(titles.contains(&want), "no panel {want:?} in {titles:?}");
+    }
+    let ids: std::collections::BTreeSet<u64> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), titles.len(), "panel ids are unique");
+}
+
+#[test]
+fn live_metrics_pass_promtool_check_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(repo().join("examples/fleet.toml"))
+        .env("CAPSTAN_AGENT__LISTEN", "127.0.0.1:0")
+        .env("CAPSTAN_AGENT__INTERVAL", "1s")
+        .env("CAPSTAN_AGENT__STATE_DIR", dir.path().join("state"))
+        .env("CAPSTAN_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("listening on ")
+                .nth(1)
+                .map(|r| r.split_whitespace().next().unwrap_or_default().to_owned())
+        })
+        .expect("the agent's address");
+    std::thread::spawn(move || lines.for_each(drop));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Wait (bounded) until a pass has filled the pool series.
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = rt.block_on(async {
+            reqwest::get(format!("{base}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        if body.contains("capstan_pool_hourly_cost{") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("capstan_pool_hourly_cost{"), "{body}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test.sh installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -81,6 +81,17 @@ impl Leader {
         self.record_fleet(&outcome);
         for (i, result) in outcome.pools.into_iter().enumerate() {
             self.record(i, result, outcome.fleet_hourly_cost, outcome.budget_ceiling);
+            let pool = &self.pools[i];
+            let label = PoolLabel {
+                pool: pool.config.name.clone(),
+            };
+            let m = &self.shared.metrics;
+            m.pool_circuit_open
+                .get_or_create(&label)
+                .set(i64::from(pool.retry_at.is_some_and(|at| at > now)));
+            m.pool_consecutive_failures
+                .get_or_create(&label)
+                .set(i64::from(pool.failures));
         }
         self.shared.metrics.planning_passes.inc();
         self.fleet

@@ -124,6 +124,11 @@ pub struct Metrics {
     pub budget_ceiling: Family<NoLabels, GaugeF>,
     /// `capstan_budget_over`: 1 while the fleet costs more than its ceiling.
     pub budget_over: Gauge,
+    /// `capstan_pool_circuit_open{pool}`: 1 while the pool's provider calls are
+    /// suspended after failures (the actuator's circuit breaker).
+    pub pool_circuit_open: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_consecutive_failures{pool}`: failed provider calls in a row.
+    pub pool_consecutive_failures: Family<PoolLabel, Gauge>,
 }
 
 /// No labels: a family that can be emptied, for series that exist only sometimes.
@@ -163,6 +168,8 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_budget_hourly_cost", "gauge"),
     ("capstan_budget_ceiling", "gauge"),
     ("capstan_budget_over", "gauge"),
+    ("capstan_pool_circuit_open", "gauge"),
+    ("capstan_pool_consecutive_failures", "gauge"),
 ];
 
 impl Metrics {
@@ -204,6 +211,8 @@ impl Metrics {
             budget_hourly_cost: GaugeF::default(),
             budget_ceiling: Family::default(),
             budget_over: Gauge::default(),
+            pool_circuit_open: Family::default(),
+            pool_consecutive_failures: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -342,6 +351,16 @@ impl Metrics {
             "1 while the fleet costs more than its ceiling",
             m.budget_over.clone(),
         );
+        r.register(
+            "pool_circuit_open",
+            "1 while the pool's provider calls are suspended after failures",
+            m.pool_circuit_open.clone(),
+        );
+        r.register(
+            "pool_consecutive_failures",
+            "Failed provider calls in a row",
+            m.pool_consecutive_failures.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -350,6 +369,33 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers and tools that do not ask
+    /// for OpenMetrics: counters' HELP and TYPE lines carry the `_total` name their
+    /// samples have, and there is no `# EOF`.
+    pub fn encode_prometheus_text(&self) -> String {
+        let open = self.encode();
+        let counters: std::collections::HashSet<&str> = open
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::with_capacity(open.len() + counters.len() * 16);
+        for line in open.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+                let rest = line.strip_prefix(prefix)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters
+                    .contains(name)
+                    .then(|| format!("{prefix}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
         out
     }
 
@@ -394,6 +440,8 @@ impl Metrics {
         self.pool_emergency.remove(&label);
         self.pool_flapping.remove(&label);
         self.pool_spot_fallback.remove(&label);
+        self.pool_circuit_open.remove(&label);
+        self.pool_consecutive_failures.remove(&label);
     }
 }
 
@@ -451,6 +499,8 @@ mod tests {
             &m.pool_emergency,
             &m.pool_flapping,
             &m.pool_spot_fallback,
+            &m.pool_circuit_open,
+            &m.pool_consecutive_failures,
         ] {
             f.get_or_create(&p).set(0);
         }
