@@ -9,6 +9,7 @@
 #   man                                                   (man-db)   `verify` opens man:capstan(1)
 #   promtool                                              (prometheus) alert rules and /metrics
 #   python3 with jsonschema                               (PyPI)     the config schema
+#   kubernetes-validate                                   (PyPI)     the Kubernetes manifests
 # The agent's end-to-end tests start the built binary on 127.0.0.1 with ephemeral
 # ports and temp state dirs.
 set -euo pipefail
@@ -32,10 +33,13 @@ if ((${#apt_missing[@]})); then
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
 fi
-if ! python3 -c 'import jsonschema' 2>/dev/null; then
-  echo "scripts/test.sh: installing jsonschema (PyPI)" >&2
-  python3 -m pip install --quiet --disable-pip-version-check jsonschema ||
-    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages jsonschema
+pip_missing=()
+python3 -c 'import jsonschema' 2>/dev/null || pip_missing+=(jsonschema)
+need kubernetes-validate || pip_missing+=(kubernetes-validate)
+if ((${#pip_missing[@]})); then
+  echo "scripts/test.sh: installing ${pip_missing[*]} (PyPI)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check "${pip_missing[@]}" ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${pip_missing[@]}"
 fi
 
 # Every feature, every crate, every test target (unit, integration, doc).

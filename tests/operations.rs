@@ -422,3 +422,63 @@ fn live_metrics_pass_promtool_check_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn kubernetes_manifests_validate_and_meet_pod_security_restricted() {
+    let dir = repo().join("packaging/kubernetes");
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("kustomization.yaml")
+        })
+        .collect();
+    manifests.sort();
+    assert!(manifests.len() >= 7, "{manifests:?}");
+    let (ok, out, err) = run(Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(&manifests));
+    assert!(ok, "kubernetes-validate: {out}{err}");
+
+    // Structure the schema cannot see, checked with PyYAML (a kubernetes-validate
+    // dependency): the kustomization lists every manifest, Pod Security "restricted"
+    // holds, probes hit /healthz and /readyz, the Role grants the Lease and nothing more.
+    let check = r#"
+import sys, yaml, pathlib
+d = pathlib.Path(sys.argv[1])
+docs = [x for p in sorted(d.glob("*.yaml")) if p.name != "kustomization.yaml" for x in yaml.safe_load_all(p.read_text()) if x]
+kinds = {x["kind"] for x in docs}
+assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "DaemonSet", "NetworkPolicy"} <= kinds, kinds
+listed = set(yaml.safe_load((d / "kustomization.yaml").read_text())["resources"])
+assert listed == {p.name for p in d.glob("*.yaml") if p.name != "kustomization.yaml"}, listed
+ns = next(x for x in docs if x["kind"] == "Namespace")
+assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+for role in (x for x in docs if x["kind"] == "Role"):
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"], rule
+        assert set(rule["verbs"]) <= {"get", "watch", "create", "update", "patch"}, rule
+for ds in (x for x in docs if x["kind"] == "DaemonSet"):
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    for v in pod["volumes"]:
+        assert set(v) - {"name"} <= {"configMap", "secret", "emptyDir"}, v
+    assert any(t.get("key") == "nvidia.com/gpu" for t in pod["tolerations"])
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], sc
+        assert not sc.get("privileged") and not c.get("ports", [{}])[0].get("hostPort")
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["resources"]["requests"] and c["resources"]["limits"]
+cm = next(x for x in docs if x["kind"] == "ConfigMap")
+sys.stdout.write(cm["data"]["capstan.toml"])
+"#;
+    let (ok, toml, err) = run(Command::new("python3").arg("-c").arg(check).arg(&dir));
+    assert!(ok, "{err}");
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), toml).unwrap();
+    let summary = capstan(&["validate", "--config", config.path().to_str().unwrap()]);
+    assert!(summary.contains("coordinator kubernetes"), "{summary}");
+}
