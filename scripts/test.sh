@@ -10,6 +10,8 @@
 #   promtool                                              (prometheus) alert rules and /metrics
 #   python3 with jsonschema                               (PyPI)     the config schema
 #   kubernetes-validate                                   (PyPI)     the Kubernetes manifests
+#   cargo-deb                                             (crates.io) the Debian package
+#                                                         (scripts/build-deb.sh installs it)
 # The agent's end-to-end tests start the built binary on 127.0.0.1 with ephemeral
 # ports and temp state dirs.
 set -euo pipefail

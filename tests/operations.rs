@@ -482,3 +482,106 @@ sys.stdout.write(cm["data"]["capstan.toml"])
     let summary = capstan(&["validate", "--config", config.path().to_str().unwrap()]);
     assert!(summary.contains("coordinator kubernetes"), "{summary}");
 }
+
+#[test]
+fn the_debian_package_ships_the_agent_its_unit_config_and_docs() {
+    // Builds the release binary and the package (cargo-deb is installed on first use).
+    let (ok, out, err) = run(Command::new(repo().join("scripts/build-deb.sh"))
+        .arg("--quiet")
+        .current_dir(repo()));
+    assert!(ok, "scripts/build-deb.sh: {out}{err}");
+    let deb = PathBuf::from(
+        out.lines()
+            .chain(err.lines())
+            .map(str::trim)
+            .rfind(|l| l.ends_with(".deb"))
+            .unwrap_or_else(|| panic!("no .deb path in:\n{out}{err}")),
+    );
+
+    let (ok, listing, err) = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    assert!(ok, "{err}");
+    let entries: Vec<(&str, &str)> = listing
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let mode = f.next()?;
+            Some((mode, f.last()?))
+        })
+        .collect();
+    let mode_of = |path: &str| {
+        entries
+            .iter()
+            .find(|(_, p)| *p == path)
+            .map(|(m, _)| *m)
+            .unwrap_or_else(|| panic!("{path} is not in the package:\n{listing}"))
+    };
+    assert_eq!(mode_of("./usr/bin/capstan"), "-rwxr-xr-x");
+    assert_eq!(mode_of("./etc/capstan/capstan.toml"), "-rw-r-----");
+    for path in [
+        "./lib/systemd/system/capstan.service",
+        "./usr/lib/sysusers.d/capstan.conf",
+        "./usr/lib/tmpfiles.d/capstan.conf",
+        "./usr/share/man/man1/capstan.1.gz",
+        "./usr/share/bash-completion/completions/capstan",
+        "./usr/share/capstan/capstan.schema.json",
+        "./usr/share/capstan/prometheus/capstan.rules.yml",
+        "./usr/share/capstan/grafana/capstan.json",
+        "./usr/share/doc/capstan/operations.md",
+        "./usr/share/doc/capstan/configuration.md",
+        "./usr/share/doc/capstan/copyright",
+    ] {
+        assert_eq!(mode_of(path), "-rw-r--r--", "{path}");
+    }
+
+    let (ok, fields, err) = run(Command::new("dpkg-deb").arg("--field").arg(&deb));
+    assert!(ok, "{err}");
+    assert!(fields.contains("Package: capstan\n"), "{fields}");
+    assert!(fields.contains("Section: admin\n"), "{fields}");
+
+    // Control files: the config is a conffile; the maintainer scripts are the ones in
+    // packaging/debian/, executable, valid sh.
+    let control = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(&deb)
+        .arg(control.path()));
+    assert!(ok, "{err}");
+    let conffiles = std::fs::read_to_string(control.path().join("conffiles")).unwrap();
+    assert_eq!(conffiles.trim(), "/etc/capstan/capstan.toml");
+    for script in ["postinst", "prerm", "postrm"] {
+        let shipped = control.path().join(script);
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(repo().join("packaging/debian").join(script)).unwrap()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&shipped).unwrap().permissions().mode() & 0o111,
+            0o111
+        );
+        let (ok, _, err) = run(Command::new("sh").arg("-n").arg(&shipped));
+        assert!(ok, "{script}: {err}");
+    }
+    let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap();
+    for step in [
+        "systemd-sysusers capstan.conf",
+        "systemd-tmpfiles --create capstan.conf",
+        "chgrp capstan /etc/capstan/capstan.toml",
+        "systemctl enable capstan.service",
+    ] {
+        assert!(postinst.contains(step), "postinst lacks {step:?}");
+    }
+
+    // The packaged binary accepts the packaged config.
+    let root = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(Command::new("dpkg-deb")
+        .arg("--extract")
+        .arg(&deb)
+        .arg(root.path()));
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(Command::new(root.path().join("usr/bin/capstan"))
+        .args(["validate", "--config"])
+        .arg(root.path().join("etc/capstan/capstan.toml")));
+    assert!(ok && out.contains("valid"), "{out}{err}");
+}

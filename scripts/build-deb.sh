@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the Debian package: target/debian/capstan_<version>_<arch>.deb
+# (cargo-deb is installed on first use).
+#
+#   scripts/build-deb.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "scripts/build-deb.sh: installing cargo-deb" >&2
+  cargo install cargo-deb --locked --quiet
+fi
+cargo deb -p capstan --locked "$@"
