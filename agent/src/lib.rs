@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod sdnotify;
 #[cfg(test)]
 mod testutil;
+pub mod trace;

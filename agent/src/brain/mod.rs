@@ -6,6 +6,7 @@ pub mod budget;
 pub mod emergency;
 pub mod flap;
 pub mod fleet;
+pub mod forecast;
 pub mod planner;
 pub mod schedule;
 pub mod spot;
