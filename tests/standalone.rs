@@ -573,3 +573,74 @@ fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
     }
     assert!(agent.wait_exit().success());
 }
+
+fn nab(file: &str) -> PathBuf {
+    repo().join("testdata/nab/data").join(file)
+}
+
+#[test]
+fn forecast_and_detect_print_one_line_per_row() {
+    let csv = nab("realKnownCause/nyc_taxi.csv");
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
+    let out = Command::new(BIN)
+        .args(["forecast", "--horizon", "30m", "--csv"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "timestamp,value,forecast");
+    assert_eq!(lines.len() - 1, rows);
+    assert_eq!(
+        lines[1], "2014-07-01 00:00:00,10844,",
+        "warm-up rows have no forecast"
+    );
+    // After the two-day warm-up every row has a forecast within reach of its value.
+    let (mut err, mut n) = (0.0, 0.0);
+    for l in &lines[1 + 96..] {
+        let f: Vec<&str> = l.split(',').collect();
+        let (v, p): (f64, f64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        err += (v - p).abs() / v.abs().max(1.0);
+        n += 1.0;
+    }
+    assert!(err / n < 0.2, "mean relative error {}", err / n);
+
+    let out = Command::new(BIN)
+        .args(["detect", "--csv"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "timestamp,value,anomaly_score,label");
+    assert_eq!(lines.len() - 1, rows);
+    let mut onsets = 0;
+    for l in &lines[1..] {
+        let f: Vec<&str> = l.split(',').collect();
+        let score: f64 = f[2].parse().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{l}");
+        assert_eq!(f[3] == "1", score >= 0.5, "{l}");
+        onsets += usize::from(f[3] == "1");
+    }
+    assert!(
+        onsets > 0 && onsets < rows / 100,
+        "{onsets} onsets in {rows} rows"
+    );
+
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "timestamp,value\n2014-07-01 00:00:00,oops\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["detect", "--csv"])
+        .arg(bad.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2: `oops` is not a number"), "{err}");
+}

@@ -71,6 +71,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a `timestamp,value` CSV through the forecaster. Prints
+    /// `timestamp,value,forecast` for every row, where `forecast` is the value predicted
+    /// for that timestamp from the data up to `horizon` before it (empty during warm-up).
+    Forecast {
+        /// The CSV file (NAB's format: a `timestamp,value` header).
+        #[arg(long)]
+        csv: PathBuf,
+        /// How far ahead, e.g. 30m.
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        horizon: std::time::Duration,
+    },
+    /// Score a `timestamp,value` CSV for anomalies. Prints
+    /// `timestamp,value,anomaly_score,label` for every row; the score is in [0, 1], and
+    /// the label is 1 where an anomaly starts or escalates (score >= 0.5: the forecast
+    /// residual's robust z-score reaches the threshold and beats the last 500 points).
+    Detect {
+        /// The CSV file (NAB's format: a `timestamp,value` header).
+        #[arg(long)]
+        csv: PathBuf,
+        /// Robust z-score threshold.
+        #[arg(long, default_value_t = 2.5)]
+        threshold: f64,
+    },
     /// Print a shell completion script to stdout (packaging/completions/ holds them).
     Completions {
         /// The shell.
@@ -129,6 +152,75 @@ pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
     out
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30m, 1h)"))
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `capstan detect ... | head`: the reader is done, and so are we.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("capstan: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fmt_time(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+fn forecast_csv(csv: &Path, horizon: std::time::Duration) -> anyhow::Result<()> {
+    let points = crate::trace::read_csv(csv)?;
+    let forecasts = crate::analysis::forecast(&points, horizon)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "timestamp,value,forecast")?;
+    for (p, f) in points.iter().zip(forecasts) {
+        let f = f.map(|v| format!("{v:.6}")).unwrap_or_default();
+        writeln!(out, "{},{},{f}", fmt_time(p.at), fmt_value(p.value))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        threshold.is_finite() && threshold > 0.0,
+        "--threshold must be a positive number of standard deviations, e.g. 2.5"
+    );
+    let points = crate::trace::read_csv(csv)?;
+    let verdicts = crate::analysis::detect(&points, threshold)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "timestamp,value,anomaly_score,label")?;
+    for (p, v) in points.iter().zip(verdicts) {
+        writeln!(
+            out,
+            "{},{},{:.6},{}",
+            fmt_time(p.at),
+            fmt_value(p.value),
+            v.score,
+            u8::from(v.onset)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
     capstan_config::load(path)
 }
@@ -157,6 +249,8 @@ pub fn main() -> ExitCode {
             let _ = std::io::stdout().write_all(&completions(shell));
             ExitCode::SUCCESS
         }
+        Command::Forecast { csv, horizon } => report(forecast_csv(&csv, horizon)),
+        Command::Detect { csv, threshold } => report(detect_csv(&csv, threshold)),
         Command::ConfigSchema => {
             print!("{}", capstan_config::json_schema());
             ExitCode::SUCCESS

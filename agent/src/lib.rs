@@ -2,6 +2,7 @@
 //! the journal and the HTTP server. The binary in `main.rs` is a thin CLI on top.
 
 pub mod aggregate;
+pub mod analysis;
 pub mod brain;
 pub mod cli;
 pub mod clock;

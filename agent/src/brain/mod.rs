@@ -2,6 +2,7 @@
 //! draws random numbers; time comes in as an argument. The daemon, `capstan plan`
 //! and (later) `capstan simulate` all drive this same code.
 
+pub mod anomaly;
 pub mod budget;
 pub mod emergency;
 pub mod flap;
