@@ -345,6 +345,8 @@ fn the_dashboard_has_the_panels_operators_need() {
         "Circuit breaker",
         "Leader",
         "GPU use",
+        "Forecast against actual demand",
+        "Forecast error and anomalies",
     ] {
         assert!(titles.contains(&want), "no panel {want:?} in {titles:?}");
     }

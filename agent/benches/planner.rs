@@ -104,6 +104,7 @@ fn planning_pass(c: &mut Criterion) {
                     current: p.current,
                     metrics: &p.metrics,
                     history: &p.history,
+                    predicted: None,
                 };
                 total += u64::from(plan(black_box(&observed), &p.policy, now).desired);
             }
@@ -205,6 +206,8 @@ fn fleet_inputs<'a>(
                 history: &p.history,
                 running_spot: 0,
                 asked_spot: None,
+                outlook: None,
+                surge: None,
             }),
             last_known: p.current,
         })

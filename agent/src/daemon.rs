@@ -23,6 +23,7 @@ use capstan_config::ValidatedConfig;
 use crate::clock::Clock;
 use crate::coordinator::{Coordinator, Standalone};
 use crate::engine::{self, PoolRuntime};
+use crate::history::{FileHistory, HistoryStore};
 use crate::http::{LastDecision, PoolStatus, Shared, Status};
 use crate::journal::Journal;
 use crate::leader::Leader;
@@ -79,6 +80,7 @@ struct Daemon {
     collector: Option<HostCollector>,
     reports: HashMap<String, NodeReport>,
     leader: Leader,
+    history: Arc<dyn HistoryStore>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -102,7 +104,16 @@ pub async fn run(
             state_dir.join("journal").display()
         )
     })?;
-    let pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
+    let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
+    let history: Arc<dyn HistoryStore> = Arc::new(
+        FileHistory::open(state_dir.join("history")).with_context(|| {
+            format!(
+                "cannot open the demand history under {}",
+                state_dir.join("history").display()
+            )
+        })?,
+    );
+    engine::attach_history(&mut pools, &history, clock.now());
 
     let coordinator: Box<dyn Coordinator> = match &cfg.cluster.coordinator {
         capstan_config::Coordinator::Standalone => Box::new(Standalone::new(&node_id)),
@@ -157,6 +168,7 @@ pub async fn run(
         collector,
         reports: HashMap::new(),
         leader: Leader::new(node_id_copy, pools, journal, shared_copy),
+        history,
     };
     daemon.publish_status();
 
@@ -380,6 +392,7 @@ impl Daemon {
                     .journal
                     .set_retention_days(new.journal.retention_days);
                 self.leader.pools = pools;
+                engine::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
                 self.cfg = new;
                 self.shared
                     .metrics

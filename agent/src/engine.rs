@@ -18,9 +18,11 @@ use crate::aggregate;
 use crate::brain::budget::BudgetPolicy;
 use crate::brain::fleet::{PoolInput, PoolPlan, PoolState, View};
 use crate::brain::planner::Recommendation;
+use crate::brain::predictive::{Outlook, Predictor};
 use crate::brain::schedule::Bounds;
 use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
 use crate::coordinator::Claim;
+use crate::history::HistoryStore;
 
 /// Longest wait between retries of a failing pool.
 const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
@@ -55,6 +57,12 @@ pub struct PoolRuntime {
     pub history: History,
     /// Emergency, flap and spot state.
     pub state: PoolState,
+    /// Demand forecasts and anomaly detection.
+    pub predictor: Predictor,
+    /// The minute being accumulated: minute, then (sum, count) per target.
+    pub minute: Option<(i64, Vec<(f64, u32)>)>,
+    /// Where demand history is kept (the daemon's; `capstan plan` keeps none).
+    pub history_store: Option<Arc<dyn HistoryStore>>,
     /// Consecutive failed provider calls.
     pub failures: u32,
     /// No provider call before this time, after failures.
@@ -72,6 +80,9 @@ impl PoolRuntime {
     pub fn new(config: Pool, provider: Arc<dyn NodePoolProvider>) -> Self {
         Self {
             policy: Policy::from(&config),
+            predictor: Predictor::new(&config.predictive, config.targets.len()),
+            minute: None,
+            history_store: None,
             config,
             provider,
             history: History::default(),
@@ -108,6 +119,14 @@ pub fn build_pools(
         match (provider, old.remove(&pool.name)) {
             (None, Some(mut kept)) => {
                 kept.policy = Policy::from(pool);
+                if kept.config.predictive != pool.predictive || kept.config.targets != pool.targets
+                {
+                    // Forecasts of other targets or settings start over (and replay
+                    // the history when the daemon attaches it).
+                    kept.predictor = Predictor::new(&pool.predictive, pool.targets.len());
+                    kept.minute = None;
+                    kept.history_store = None;
+                }
                 kept.config = pool.clone();
                 pools.push(kept);
             }
@@ -153,6 +172,14 @@ pub struct PassOutcome {
     pub reasons: Vec<Reason>,
     /// One sample per target.
     pub samples: Vec<Option<MetricSample>>,
+    /// Per target: the demand forecast `predictive.horizon` ahead.
+    pub forecasts: Vec<Option<f64>>,
+    /// Per target: the forecast's trailing-day MASE.
+    pub mase: Vec<Option<f64>>,
+    /// Predictive scaling is in force.
+    pub predictive_active: bool,
+    /// Targets with an anomaly onset this pass.
+    pub anomalies: Vec<String>,
 }
 
 /// What one pass did to the fleet.
@@ -224,6 +251,10 @@ struct Seen {
     description: PoolDescription,
     samples: Vec<Option<MetricSample>>,
     live_spot: Option<f64>,
+    outlook: Outlook,
+    /// Anomaly reasons, and the metric of the first surge among them.
+    anomalies: Vec<Reason>,
+    surge: Option<String>,
 }
 
 async fn observe(
@@ -273,11 +304,105 @@ async fn observe(
             nodes: description.desired,
         });
     }
+    let (anomalies, surge) = track_demand(pool, &samples, now);
+    let mut outlook = pool
+        .predictor
+        .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
+    outlook.reasons.extend(anomalies.iter().cloned());
     Ok(Seen {
         description,
         samples,
         live_spot,
+        outlook,
+        anomalies,
+        surge,
     })
+}
+
+/// Adds this pass's demand (each target's readings summed over the pool) to the
+/// minute being accumulated; when a minute closes, records it in the predictor and the
+/// history store. Returns the anomalies found, and the metric of a surge among them.
+fn track_demand(
+    pool: &mut PoolRuntime,
+    samples: &[Option<MetricSample>],
+    now: DateTime<Utc>,
+) -> (Vec<Reason>, Option<String>) {
+    let mut reasons = Vec::new();
+    let mut surge = None;
+    if !pool.predictor.enabled() {
+        return (reasons, surge);
+    }
+    let minute = now.timestamp().div_euclid(60);
+    let n = pool.policy.targets.len();
+    if let Some((m, sums)) = pool.minute.take() {
+        if m == minute {
+            pool.minute = Some((m, sums));
+        } else if m < minute {
+            let point: Vec<Option<f64>> = sums
+                .iter()
+                .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
+                .collect();
+            if let Some(store) = &pool.history_store
+                && let Err(e) = store.append(&pool.config.name, &(m, point.clone()))
+            {
+                tracing::warn!(pool = %pool.config.name, error = %e, "cannot write demand history");
+            }
+            for event in pool.predictor.record(m, &point) {
+                let metric = pool.policy.targets[event.target].metric.clone();
+                if event.verdict.z > 0.0 && surge.is_none() {
+                    surge = Some(metric.clone());
+                }
+                reasons.push(Reason::Anomaly {
+                    metric,
+                    value: event.value,
+                    expected: event.verdict.expected.unwrap_or(f64::NAN),
+                    z: event.verdict.z,
+                });
+            }
+        }
+    }
+    let (m, sums) = pool
+        .minute
+        .get_or_insert_with(|| (minute, vec![(0.0, 0); n]));
+    if *m == minute {
+        for (acc, sample) in sums.iter_mut().zip(samples) {
+            if let Some(s) = sample.filter(|s| s.ready > 0 && s.sum.is_finite()) {
+                acc.0 += s.sum;
+                acc.1 += 1;
+            }
+        }
+    }
+    (reasons, surge)
+}
+
+/// Gives every pool without one the history store, and replays its recent history into
+/// its predictor, so forecasts are warm after a restart.
+pub fn attach_history(
+    pools: &mut [PoolRuntime],
+    store: &Arc<dyn HistoryStore>,
+    now: DateTime<Utc>,
+) {
+    for pool in pools.iter_mut().filter(|p| p.history_store.is_none()) {
+        pool.history_store = Some(store.clone());
+        if !pool.predictor.enabled() {
+            continue;
+        }
+        let window =
+            i64::try_from(pool.config.predictive.history.as_secs() / 60).unwrap_or(i64::MAX);
+        let since = now.timestamp().div_euclid(60).saturating_sub(window);
+        match store.load(&pool.config.name, since) {
+            Ok(points) => {
+                let n = pool.policy.targets.len();
+                for (minute, mut values) in points {
+                    values.resize(n, None);
+                    pool.predictor.record(minute, &values);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(pool = %pool.config.name, error = %e, "cannot read demand history; forecasts start cold");
+            }
+        }
+    }
 }
 
 fn running_spot(d: &PoolDescription) -> u32 {
@@ -342,6 +467,8 @@ pub async fn fleet_pass(
                         history: &pool.history,
                         running_spot: running_spot(&s.description),
                         asked_spot: pool.last_target.map(|t| t.spot()),
+                        outlook: Some(&s.outlook),
+                        surge: s.surge.as_deref(),
                     }),
                     last_known,
                 }
@@ -405,6 +532,17 @@ async fn act(
         error_kind: None,
         reasons: planned.reasons,
         samples: seen.samples,
+        forecasts: seen.outlook.forecasts,
+        mase: seen.outlook.mase,
+        predictive_active: seen.outlook.active,
+        anomalies: seen
+            .anomalies
+            .iter()
+            .filter_map(|r| match r {
+                Reason::Anomaly { metric, .. } => Some(metric.clone()),
+                _ => None,
+            })
+            .collect(),
     };
     if mode == Mode::PlanOnly {
         outcome.action = "plan";

@@ -58,6 +58,12 @@ pub struct Input<'a> {
     pub target: f64,
     /// The sample, absent when unavailable.
     pub sample: Option<MetricSample>,
+    /// The demand forecast `predictive.horizon` ahead, when the pool forecasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<f64>,
+    /// The forecast's trailing-day MASE, once a day has been scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mase: Option<f64>,
 }
 
 /// Appends entries and rotates by day.

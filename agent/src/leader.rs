@@ -174,6 +174,40 @@ impl Leader {
                         action: outcome.action.to_owned(),
                     })
                     .inc();
+                m.pool_predictive_active
+                    .get_or_create(&label)
+                    .set(i64::from(outcome.predictive_active));
+                for (k, spec) in pool.policy.targets.iter().enumerate() {
+                    let labels = PoolMetricLabels {
+                        pool: name.clone(),
+                        metric: spec.metric.clone(),
+                    };
+                    match outcome.forecasts.get(k).copied().flatten() {
+                        Some(f) => {
+                            m.forecast_demand.get_or_create(&labels).set(f);
+                        }
+                        None => {
+                            m.forecast_demand.remove(&labels);
+                        }
+                    }
+                    match outcome.mase.get(k).copied().flatten() {
+                        Some(v) => {
+                            m.forecast_mase.get_or_create(&labels).set(v);
+                        }
+                        None => {
+                            m.forecast_mase.remove(&labels);
+                        }
+                    }
+                }
+                for metric in &outcome.anomalies {
+                    m.anomalies
+                        .get_or_create(&PoolMetricLabels {
+                            pool: name.clone(),
+                            metric: metric.clone(),
+                        })
+                        .inc();
+                    tracing::warn!(pool = %name, metric = %metric, "anomaly in demand");
+                }
                 for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
                     let labels = PoolMetricLabels {
                         pool: name.clone(),
@@ -185,9 +219,11 @@ impl Leader {
                             m.pool_metric_value
                                 .get_or_create(&labels)
                                 .set(s.sum / f64::from(s.ready));
+                            m.pool_demand.get_or_create(&labels).set(s.sum);
                         }
                         _ => {
                             m.pool_metric_value.remove(&labels);
+                            m.pool_demand.remove(&labels);
                         }
                     }
                 }
@@ -207,10 +243,13 @@ impl Leader {
                     .targets
                     .iter()
                     .zip(&outcome.samples)
-                    .map(|(t, s)| journal::Input {
+                    .enumerate()
+                    .map(|(k, (t, s))| journal::Input {
                         metric: &t.metric,
                         target: t.value,
                         sample: *s,
+                        forecast: outcome.forecasts.get(k).copied().flatten(),
+                        mase: outcome.mase.get(k).copied().flatten(),
                     })
                     .collect();
                 let entry = journal::Entry {

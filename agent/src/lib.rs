@@ -9,6 +9,7 @@ pub mod clock;
 pub mod coordinator;
 pub mod daemon;
 pub mod engine;
+pub mod history;
 pub mod http;
 pub mod journal;
 pub mod leader;

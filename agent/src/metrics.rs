@@ -129,6 +129,16 @@ pub struct Metrics {
     pub pool_circuit_open: Family<PoolLabel, Gauge>,
     /// `capstan_pool_consecutive_failures{pool}`: failed provider calls in a row.
     pub pool_consecutive_failures: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_demand{pool,metric}`: a target's readings summed over the pool.
+    pub pool_demand: Family<PoolMetricLabels, GaugeF>,
+    /// `capstan_forecast_demand{pool,metric}`: demand forecast `predictive.horizon` ahead.
+    pub forecast_demand: Family<PoolMetricLabels, GaugeF>,
+    /// `capstan_forecast_mase{pool,metric}`: the forecast's trailing-day MASE.
+    pub forecast_mase: Family<PoolMetricLabels, GaugeF>,
+    /// `capstan_anomalies_total{pool,metric}`: anomaly onsets in a target's demand.
+    pub anomalies: Family<PoolMetricLabels, Counter>,
+    /// `capstan_pool_predictive_active{pool}`: 1 while predictive scaling is in force.
+    pub pool_predictive_active: Family<PoolLabel, Gauge>,
 }
 
 /// No labels: a family that can be emptied, for series that exist only sometimes.
@@ -170,6 +180,11 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_budget_over", "gauge"),
     ("capstan_pool_circuit_open", "gauge"),
     ("capstan_pool_consecutive_failures", "gauge"),
+    ("capstan_pool_demand", "gauge"),
+    ("capstan_forecast_demand", "gauge"),
+    ("capstan_forecast_mase", "gauge"),
+    ("capstan_anomalies_total", "counter"),
+    ("capstan_pool_predictive_active", "gauge"),
 ];
 
 impl Metrics {
@@ -213,6 +228,11 @@ impl Metrics {
             budget_over: Gauge::default(),
             pool_circuit_open: Family::default(),
             pool_consecutive_failures: Family::default(),
+            pool_demand: Family::default(),
+            forecast_demand: Family::default(),
+            forecast_mase: Family::default(),
+            anomalies: Family::default(),
+            pool_predictive_active: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -361,6 +381,31 @@ impl Metrics {
             "Failed provider calls in a row",
             m.pool_consecutive_failures.clone(),
         );
+        r.register(
+            "pool_demand",
+            "A target's readings summed over the pool: the demand capacity must cover",
+            m.pool_demand.clone(),
+        );
+        r.register(
+            "forecast_demand",
+            "Demand forecast predictive.horizon ahead (a target's readings summed over the pool)",
+            m.forecast_demand.clone(),
+        );
+        r.register(
+            "forecast_mase",
+            "The forecast's mean absolute error over the last day, relative to no-change",
+            m.forecast_mase.clone(),
+        );
+        r.register(
+            "anomalies",
+            "Anomaly onsets in a target's demand",
+            m.anomalies.clone(),
+        );
+        r.register(
+            "pool_predictive_active",
+            "1 while predictive scaling is in force for the pool",
+            m.pool_predictive_active.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -409,6 +454,10 @@ impl Metrics {
             };
             self.pool_metric_value.remove(&labels);
             self.pool_metric_target.remove(&labels);
+            self.forecast_demand.remove(&labels);
+            self.pool_demand.remove(&labels);
+            self.forecast_mase.remove(&labels);
+            self.anomalies.remove(&labels);
         }
         for action in ACTIONS {
             self.decisions.remove(&PoolActionLabels {
@@ -442,6 +491,7 @@ impl Metrics {
         self.pool_spot_fallback.remove(&label);
         self.pool_circuit_open.remove(&label);
         self.pool_consecutive_failures.remove(&label);
+        self.pool_predictive_active.remove(&label);
     }
 }
 
@@ -468,6 +518,10 @@ mod tests {
         m.pool_min_nodes.get_or_create(&p).set(1);
         m.pool_max_nodes.get_or_create(&p).set(9);
         m.pool_metric_value.get_or_create(&pm).set(1.0);
+        m.forecast_demand.get_or_create(&pm).set(1.0);
+        m.pool_demand.get_or_create(&pm).set(1.0);
+        m.forecast_mase.get_or_create(&pm).set(1.0);
+        m.anomalies.get_or_create(&pm).inc();
         m.pool_metric_target.get_or_create(&pm).set(1.0);
         m.decisions
             .get_or_create(&PoolActionLabels {
@@ -501,6 +555,7 @@ mod tests {
             &m.pool_spot_fallback,
             &m.pool_circuit_open,
             &m.pool_consecutive_failures,
+            &m.pool_predictive_active,
         ] {
             f.get_or_create(&p).set(0);
         }

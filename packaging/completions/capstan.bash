@@ -22,6 +22,12 @@ _capstan() {
             capstan,config-schema)
                 cmd="capstan__subcmd__config__subcmd__schema"
                 ;;
+            capstan,detect)
+                cmd="capstan__subcmd__detect"
+                ;;
+            capstan,forecast)
+                cmd="capstan__subcmd__forecast"
+                ;;
             capstan,help)
                 cmd="capstan__subcmd__help"
                 ;;
@@ -45,6 +51,12 @@ _capstan() {
                 ;;
             capstan__subcmd__help,config-schema)
                 cmd="capstan__subcmd__help__subcmd__config__subcmd__schema"
+                ;;
+            capstan__subcmd__help,detect)
+                cmd="capstan__subcmd__help__subcmd__detect"
+                ;;
+            capstan__subcmd__help,forecast)
+                cmd="capstan__subcmd__help__subcmd__forecast"
                 ;;
             capstan__subcmd__help,help)
                 cmd="capstan__subcmd__help__subcmd__help"
@@ -71,7 +83,7 @@ _capstan() {
 
     case "${cmd}" in
         capstan)
-            opts="-h -V --log-format --help --version run validate plan completions man config-schema status help"
+            opts="-h -V --log-format --help --version run validate plan forecast detect completions man config-schema status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -124,8 +136,60 @@ _capstan() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        capstan__subcmd__detect)
+            opts="-h --csv --threshold --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --csv)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__forecast)
+            opts="-h --csv --horizon --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --csv)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --horizon)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         capstan__subcmd__help)
-            opts="run validate plan completions man config-schema status help"
+            opts="run validate plan forecast detect completions man config-schema status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +217,34 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__help__subcmd__config__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__help__subcmd__detect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__help__subcmd__forecast)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

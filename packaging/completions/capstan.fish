@@ -31,6 +31,8 @@ complete -c capstan -n "__fish_capstan_needs_command" -s V -l version -d 'Print 
 complete -c capstan -n "__fish_capstan_needs_command" -f -a "run" -d 'Run the agent: collect, lead (standalone), plan and act every interval'
 complete -c capstan -n "__fish_capstan_needs_command" -f -a "validate" -d 'Check a configuration file without starting anything. Exit 1 listing every problem'
 complete -c capstan -n "__fish_capstan_needs_command" -f -a "plan" -d 'One pass of collect, describe and plan, printed per pool with reasons. Never acts'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "forecast" -d 'Replay a `timestamp,value` CSV through the forecaster. Prints `timestamp,value,forecast` for every row, where `forecast` is the value predicted for that timestamp from the data up to `horizon` before it (empty during warm-up)'
+complete -c capstan -n "__fish_capstan_needs_command" -f -a "detect" -d 'Score a `timestamp,value` CSV for anomalies. Prints `timestamp,value,anomaly_score,label` for every row; the score is in [0, 1], and the label is 1 where an anomaly starts or escalates (score >= 0.5: the forecast residual\'s robust z-score reaches the threshold and beats the last 500 points)'
 complete -c capstan -n "__fish_capstan_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout (packaging/completions/ holds them)'
 complete -c capstan -n "__fish_capstan_needs_command" -f -a "man" -d 'Print the man page (roff) to stdout (packaging/man/capstan.1 holds it)'
 complete -c capstan -n "__fish_capstan_needs_command" -f -a "config-schema" -d 'Print the configuration\'s JSON Schema (packaging/schema/capstan.schema.json)'
@@ -49,6 +51,16 @@ complete -c capstan -n "__fish_capstan_using_subcommand plan" -l log-format -d '
 json\t'One JSON object per line'"
 complete -c capstan -n "__fish_capstan_using_subcommand plan" -l json -d 'Print JSON: {"pools": [{"name", "tier", "current", "desired", "on_demand", "spot", "hourly_cost", "reasons", ...}], "fleet_hourly_cost", "budget_ceiling"}'
 complete -c capstan -n "__fish_capstan_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand forecast" -l csv -d 'The CSV file (NAB\'s format: a `timestamp,value` header)' -r -F
+complete -c capstan -n "__fish_capstan_using_subcommand forecast" -l horizon -d 'How far ahead, e.g. 30m' -r
+complete -c capstan -n "__fish_capstan_using_subcommand forecast" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand forecast" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c capstan -n "__fish_capstan_using_subcommand detect" -l csv -d 'The CSV file (NAB\'s format: a `timestamp,value` header)' -r -F
+complete -c capstan -n "__fish_capstan_using_subcommand detect" -l threshold -d 'Robust z-score threshold' -r
+complete -c capstan -n "__fish_capstan_using_subcommand detect" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c capstan -n "__fish_capstan_using_subcommand detect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c capstan -n "__fish_capstan_using_subcommand completions" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
 complete -c capstan -n "__fish_capstan_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -63,11 +75,13 @@ complete -c capstan -n "__fish_capstan_using_subcommand status" -l log-format -d
 json\t'One JSON object per line'"
 complete -c capstan -n "__fish_capstan_using_subcommand status" -l json -d 'Print the raw JSON of /v1/status'
 complete -c capstan -n "__fish_capstan_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "run" -d 'Run the agent: collect, lead (standalone), plan and act every interval'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "validate" -d 'Check a configuration file without starting anything. Exit 1 listing every problem'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "plan" -d 'One pass of collect, describe and plan, printed per pool with reasons. Never acts'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "completions" -d 'Print a shell completion script to stdout (packaging/completions/ holds them)'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "man" -d 'Print the man page (roff) to stdout (packaging/man/capstan.1 holds it)'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "config-schema" -d 'Print the configuration\'s JSON Schema (packaging/schema/capstan.schema.json)'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "status" -d 'Show a running agent\'s status as a table'
-complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions man config-schema status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "run" -d 'Run the agent: collect, lead (standalone), plan and act every interval'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "validate" -d 'Check a configuration file without starting anything. Exit 1 listing every problem'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "plan" -d 'One pass of collect, describe and plan, printed per pool with reasons. Never acts'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "forecast" -d 'Replay a `timestamp,value` CSV through the forecaster. Prints `timestamp,value,forecast` for every row, where `forecast` is the value predicted for that timestamp from the data up to `horizon` before it (empty during warm-up)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "detect" -d 'Score a `timestamp,value` CSV for anomalies. Prints `timestamp,value,anomaly_score,label` for every row; the score is in [0, 1], and the label is 1 where an anomaly starts or escalates (score >= 0.5: the forecast residual\'s robust z-score reaches the threshold and beats the last 500 points)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "completions" -d 'Print a shell completion script to stdout (packaging/completions/ holds them)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "man" -d 'Print the man page (roff) to stdout (packaging/man/capstan.1 holds it)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "config-schema" -d 'Print the configuration\'s JSON Schema (packaging/schema/capstan.schema.json)'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "status" -d 'Show a running agent\'s status as a table'
+complete -c capstan -n "__fish_capstan_using_subcommand help; and not __fish_seen_subcommand_from run validate plan forecast detect completions man config-schema status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -43,6 +43,14 @@ impl EmergencyState {
         self.since.is_some()
     }
 
+    /// Starts an emergency now (a surge anomaly, with `anomaly_triggers_emergency`).
+    pub fn start(&mut self, now: DateTime<Utc>) {
+        *self = Self {
+            since: Some(now),
+            ..Self::default()
+        };
+    }
+
     /// Before planning: counts saturated passes and starts an emergency.
     pub fn before_plan(
         &mut self,

@@ -19,6 +19,7 @@ use super::budget::{self, Allocation, BudgetPolicy, Demand, Prices};
 use super::emergency::{self, EmergencyState};
 use super::flap::FlapState;
 use super::planner::{self, Decision, History, MetricSample, Observed, Policy, Reason};
+use super::predictive::Outlook;
 use super::schedule::{self, ActiveWindow, Bounds};
 use super::spot::{Split, SpotState};
 
@@ -46,6 +47,10 @@ pub struct View<'a> {
     pub running_spot: u32,
     /// Spot nodes the last applied change asked for.
     pub asked_spot: Option<u32>,
+    /// Predictive scaling's outlook, when the pool forecasts.
+    pub outlook: Option<&'a Outlook>,
+    /// The metric of a surge anomaly that started this pass, if any.
+    pub surge: Option<&'a str>,
 }
 
 /// One pool's inputs.
@@ -223,6 +228,19 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
 
     let state = &mut *input.state;
     let saturation = emergency::saturation(&input.policy.targets, view.metrics);
+    if let Some(metric) = view.surge
+        && config.predictive.anomaly_triggers_emergency
+        && config.emergency.is_some()
+        && !state.emergency.active()
+    {
+        state.emergency.start(now);
+        reasons.push(Reason::AnomalyEmergency {
+            metric: metric.to_owned(),
+        });
+    }
+    if let Some(outlook) = view.outlook {
+        reasons.extend(outlook.reasons.iter().cloned());
+    }
     reasons.extend(state.emergency.before_plan(
         config.emergency.as_ref(),
         saturation,
@@ -245,6 +263,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         current: view.current,
         metrics: view.metrics,
         history: view.history,
+        predicted: view.outlook.and_then(|o| o.nodes),
     };
     let mut decision = planner::plan(&observed, &policy, now);
     reasons.append(&mut decision.reasons);

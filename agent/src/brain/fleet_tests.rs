@@ -85,6 +85,8 @@ impl Sim {
                             history,
                             running_spot: 0,
                             asked_spot: None,
+                            outlook: None,
+                            surge: None,
                         }),
                         last_known: current,
                     },

@@ -9,6 +9,7 @@ pub mod flap;
 pub mod fleet;
 pub mod forecast;
 pub mod planner;
+pub mod predictive;
 pub mod schedule;
 pub mod spot;
 

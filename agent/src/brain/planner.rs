@@ -170,6 +170,8 @@ pub struct Observed<'a> {
     pub metrics: &'a [Option<MetricSample>],
     /// The pool's planner history.
     pub history: &'a History,
+    /// Nodes predictive scaling asks for, if it is in force.
+    pub predicted: Option<u32>,
 }
 
 /// Scaling direction.
@@ -402,6 +404,52 @@ pub enum Reason {
     },
     /// The fallback ended; spot is tried again.
     SpotRetry,
+    /// The forecast for a target is not trusted yet (warming up).
+    PredictiveWarmingUp {
+        /// Metric.
+        metric: String,
+    },
+    /// The forecast did worse than "no change" over the last day: reactive only.
+    PredictiveFallback {
+        /// Metric.
+        metric: String,
+        /// Trailing-day MASE.
+        mase: f64,
+    },
+    /// Predictive scaling's ask for one target.
+    Predicted {
+        /// Metric.
+        metric: String,
+        /// Forecast demand when capacity asked for now is ready.
+        demand: f64,
+        /// The provisioning lead time, in minutes.
+        lead_minutes: u64,
+        /// Nodes that demand needs.
+        nodes: u32,
+    },
+    /// Predictive scaling raised the recommendation above the reactive one.
+    PredictiveRaised {
+        /// The reactive recommendation.
+        from: u32,
+        /// The predictive one.
+        to: u32,
+    },
+    /// An anomaly in a target's demand.
+    Anomaly {
+        /// Metric.
+        metric: String,
+        /// The demand seen.
+        value: f64,
+        /// The demand forecast for it.
+        expected: f64,
+        /// Robust z-score of the residual.
+        z: f64,
+    },
+    /// A surge anomaly started emergency capacity (`anomaly_triggers_emergency`).
+    AnomalyEmergency {
+        /// Metric.
+        metric: String,
+    },
 }
 
 /// The outcome of one planning pass for one pool.
@@ -517,19 +565,40 @@ fn recommend(observed: &Observed<'_>, policy: &Policy, reasons: &mut Vec<Reason>
             }
         }
     }
-    let Some((nodes, metric)) = best else {
-        reasons.push(Reason::NoMetrics);
-        return None;
+    let reactive = match best {
+        None => {
+            reasons.push(Reason::NoMetrics);
+            None
+        }
+        Some((nodes, metric)) => {
+            reasons.push(Reason::DrivenBy {
+                metric: metric.to_owned(),
+                proposed: nodes,
+            });
+            if unavailable > 0 && nodes < current {
+                reasons.push(Reason::ScaleDownBlockedByMissingMetrics { proposed: nodes });
+                Some(current)
+            } else {
+                Some(nodes)
+            }
+        }
     };
-    reasons.push(Reason::DrivenBy {
-        metric: metric.to_owned(),
-        proposed: nodes,
-    });
-    if unavailable > 0 && nodes < current {
-        reasons.push(Reason::ScaleDownBlockedByMissingMetrics { proposed: nodes });
-        return Some(current);
+    // Predictive scaling only ever raises: max(reactive, predictive). Without readings
+    // the reactive side keeps the current size.
+    match (reactive, observed.predicted) {
+        (Some(r), Some(p)) if p > r => {
+            reasons.push(Reason::PredictiveRaised { from: r, to: p });
+            Some(p)
+        }
+        (None, Some(p)) if p > current => {
+            reasons.push(Reason::PredictiveRaised {
+                from: current,
+                to: p,
+            });
+            Some(p)
+        }
+        (r, _) => r,
     }
-    Some(nodes)
 }
 
 struct Proposal {
@@ -1009,6 +1078,37 @@ impl std::fmt::Display for Reason {
                 "{nodes} missing spot nodes not replaced by on-demand: the budget does not allow it"
             ),
             Reason::SpotRetry => write!(f, "spot fallback over; trying spot again"),
+            Reason::PredictiveWarmingUp { metric } => {
+                write!(f, "forecast for {metric} warming up; reactive only")
+            }
+            Reason::PredictiveFallback { metric, mase } => write!(
+                f,
+                "forecast for {metric} worse than naive over the last day (MASE {mase:.2} > 1); reactive only"
+            ),
+            Reason::Predicted {
+                metric,
+                demand,
+                lead_minutes,
+                nodes,
+            } => write!(
+                f,
+                "forecast {metric}: demand {demand:.1} in {lead_minutes} min needs {nodes} nodes"
+            ),
+            Reason::PredictiveRaised { from, to } => {
+                write!(f, "predictive scaling: {from} → {to}")
+            }
+            Reason::Anomaly {
+                metric,
+                value,
+                expected,
+                z,
+            } => write!(
+                f,
+                "anomaly in {metric}: demand {value:.1} against {expected:.1} expected (z {z:.1})"
+            ),
+            Reason::AnomalyEmergency { metric } => {
+                write!(f, "surge anomaly in {metric} starts emergency capacity")
+            }
         }
     }
 }

@@ -52,6 +52,7 @@ fn run(current: u32, metrics: &[Option<MetricSample>], p: &Policy, h: &History) 
             current,
             metrics,
             history: h,
+            predicted: None,
         },
         p,
         t0(),
@@ -629,4 +630,33 @@ fn reasons_read_as_sentences() {
     assert_eq!(r.to_string(), "scale-up rate max(percent 100/15s): 9 → 8");
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["kind"], "rate_limited");
+}
+
+#[test]
+fn predictive_only_ever_raises_the_recommendation() {
+    let p = policy(1, 50, &[50.0]);
+    let h = History::default();
+    let with = |predicted| {
+        plan(
+            &Observed {
+                current: 10,
+                metrics: &[s(50.0, 10)],
+                history: &h,
+                predicted,
+            },
+            &p,
+            t0(),
+        )
+    };
+    assert_eq!(with(None).desired, 10);
+    let d = with(Some(14));
+    assert_eq!(d.desired, 14);
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::PredictiveRaised { from: 10, to: 14 }
+    )));
+    // A lower forecast does not scale in: the reactive answer stands.
+    assert_eq!(with(Some(3)).desired, 10);
+    // Rate policies still bound it: balanced allows +100 % or +4 per 15 s.
+    assert_eq!(with(Some(45)).desired, 20);
 }

@@ -1,0 +1,414 @@
+//! Predictive scaling: per pool and target, the demand series (one point a minute,
+//! averaged into 5-minute buckets) runs through the anomaly detector and its forecaster.
+//!
+//! Demand is what capacity must cover: a target's readings summed over the pool
+//! (utilization × nodes for utilization targets, the summed metric for workload ones).
+//!
+//! - `forecast-only` (the default): forecasts, anomalies and the trailing-day MASE are
+//!   computed, journaled and exported, never acted on.
+//! - `forecast-and-scale`: the pool also asks for enough nodes to hold each target at
+//!   the demand forecast for `lead_time` from now, the provisioning time, so capacity is
+//!   ready when the demand arrives. The planner takes `max(reactive, predictive)`, so
+//!   predictive never scales in by itself.
+//! - When the forecast's trailing-day MASE (its mean absolute error over the last day
+//!   against the naive "no change" forecast at the same horizon) is above 1, the pool
+//!   falls back to reactive-only and says so, until the forecast is better again.
+//!
+//! Pure: time comes in as an argument.
+
+use std::collections::VecDeque;
+
+use capstan_config::{Predictive, PredictiveMode};
+
+use super::anomaly::{Detector, Verdict};
+use super::forecast::ForecastConfig;
+use super::planner::{Reason, TargetSpec};
+
+/// Minutes per forecast point.
+pub const STEP_MINUTES: i64 = 5;
+/// Forecast points per day.
+const STEPS_PER_DAY: usize = (24 * 60 / STEP_MINUTES) as usize;
+/// Most buckets replayed across a gap before the rest is skipped in one go.
+const MAX_GAP_STEPS: i64 = 14 * STEPS_PER_DAY as i64;
+
+/// An anomaly found when a 5-minute bucket closed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnomalyEvent {
+    /// Index of the target.
+    pub target: usize,
+    /// The bucket's start, in minutes since the epoch.
+    pub minute: i64,
+    /// The bucket's demand.
+    pub value: f64,
+    /// The detector's verdict.
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    detector: Detector,
+    /// The open bucket: index, sum, count.
+    open: Option<(i64, f64, u32)>,
+    /// Forecasts by the bucket they are for, oldest first.
+    forecasts: VecDeque<(i64, f64)>,
+    /// The last `horizon` closed values, for the naive error.
+    values: VecDeque<(i64, f64)>,
+    /// Over the last day: (forecast error, naive error).
+    errors: VecDeque<(f64, f64)>,
+    /// Sums of `errors`.
+    error_sum: f64,
+    naive_sum: f64,
+    /// The latest forecast, `horizon` ahead of the last closed bucket.
+    latest: Option<(i64, f64)>,
+}
+
+/// Predictive state of one pool (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Predictor {
+    mode: PredictiveMode,
+    horizon: usize,
+    lead: usize,
+    tracks: Vec<Track>,
+}
+
+fn steps(d: std::time::Duration) -> usize {
+    usize::try_from(d.as_secs().div_ceil(60 * STEP_MINUTES as u64)).unwrap_or(usize::MAX)
+}
+
+/// What predictive scaling asks of the planner this pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlook {
+    /// Nodes predictive scaling asks for (forecast-and-scale, warm, trusted).
+    pub nodes: Option<u32>,
+    /// Per target: the demand forecast `horizon` ahead.
+    pub forecasts: Vec<Option<f64>>,
+    /// Per target: the trailing-day MASE.
+    pub mase: Vec<Option<f64>>,
+    /// Predictive scaling is in force (forecast-and-scale and trusted).
+    pub active: bool,
+    /// What it did, for the journal.
+    pub reasons: Vec<Reason>,
+}
+
+impl Predictor {
+    /// A predictor for `targets` targets with the pool's `predictive` settings.
+    pub fn new(cfg: &Predictive, targets: usize) -> Self {
+        let horizon = steps(cfg.horizon).max(1);
+        let lead = steps(cfg.lead_time).min(horizon);
+        let fc = ForecastConfig {
+            steps_per_day: STEPS_PER_DAY,
+            horizon,
+        };
+        Self {
+            mode: cfg.mode,
+            horizon,
+            lead,
+            tracks: (0..targets)
+                .map(|_| Track {
+                    detector: Detector::new(fc, cfg.anomaly_threshold),
+                    open: None,
+                    forecasts: VecDeque::new(),
+                    values: VecDeque::new(),
+                    errors: VecDeque::new(),
+                    error_sum: 0.0,
+                    naive_sum: 0.0,
+                    latest: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the pool forecasts at all.
+    pub fn enabled(&self) -> bool {
+        self.mode != PredictiveMode::Off
+    }
+
+    /// Records the demand of each target for `minute` (minutes since the epoch); minutes
+    /// must come in order. Returns the anomalies of the buckets this closed.
+    pub fn record(&mut self, minute: i64, demands: &[Option<f64>]) -> Vec<AnomalyEvent> {
+        let mut events = Vec::new();
+        if !self.enabled() {
+            return events;
+        }
+        let bucket = minute.div_euclid(STEP_MINUTES);
+        let horizon = self.horizon as i64;
+        for (k, track) in self.tracks.iter_mut().enumerate() {
+            let demand = demands.get(k).copied().flatten().filter(|d| d.is_finite());
+            match track.open {
+                Some((b, _, _)) if b == bucket => {}
+                Some((b, sum, count)) if bucket > b => {
+                    let value = if count > 0 {
+                        sum / f64::from(count)
+                    } else {
+                        f64::NAN
+                    };
+                    events.extend(track.close(b, value, horizon).map(|verdict| AnomalyEvent {
+                        target: k,
+                        minute: b * STEP_MINUTES,
+                        value,
+                        verdict,
+                    }));
+                    // Buckets with no data at all are gaps.
+                    let gap = (bucket - b - 1).min(MAX_GAP_STEPS);
+                    for g in 0..gap {
+                        track.close(b + 1 + g, f64::NAN, horizon);
+                    }
+                    track.open = Some((bucket, 0.0, 0));
+                }
+                // A minute from the past (a clock step back): ignored.
+                Some(_) => continue,
+                None => track.open = Some((bucket, 0.0, 0)),
+            }
+            if let (Some(d), Some((_, sum, count))) = (demand, track.open.as_mut()) {
+                *sum += d;
+                *count += 1;
+            }
+        }
+        events
+    }
+
+    /// The outlook at `minute` for a pool with these targets.
+    pub fn outlook(&self, minute: i64, targets: &[TargetSpec]) -> Outlook {
+        let forecasts: Vec<Option<f64>> = self
+            .tracks
+            .iter()
+            .map(|t| t.latest.map(|(_, f)| f.max(0.0)))
+            .collect();
+        let mase: Vec<Option<f64>> = self.tracks.iter().map(Track::mase).collect();
+        let mut out = Outlook {
+            nodes: None,
+            forecasts,
+            mase,
+            active: false,
+            reasons: Vec::new(),
+        };
+        if self.mode != PredictiveMode::ForecastAndScale {
+            return out;
+        }
+        // The demand expected when capacity asked for now is ready.
+        let ready_at = minute.div_euclid(STEP_MINUTES) + self.lead as i64;
+        let mut nodes: Option<u32> = None;
+        for (k, (track, spec)) in self.tracks.iter().zip(targets).enumerate() {
+            if !track.detector.forecaster().is_warm() {
+                out.reasons.push(Reason::PredictiveWarmingUp {
+                    metric: spec.metric.clone(),
+                });
+                continue;
+            }
+            match out.mase[k] {
+                Some(m) if m > 1.0 => {
+                    out.reasons.push(Reason::PredictiveFallback {
+                        metric: spec.metric.clone(),
+                        mase: m,
+                    });
+                    continue;
+                }
+                None => {
+                    out.reasons.push(Reason::PredictiveWarmingUp {
+                        metric: spec.metric.clone(),
+                    });
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let Some(demand) = track.demand_at(ready_at) else {
+                continue;
+            };
+            if spec.value <= 0.0 {
+                continue;
+            }
+            let need = (demand.max(0.0) / spec.value).ceil();
+            // Node counts are far below u32::MAX.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let need = need.clamp(0.0, f64::from(u32::MAX)) as u32;
+            out.reasons.push(Reason::Predicted {
+                metric: spec.metric.clone(),
+                demand,
+                lead_minutes: self.lead as u64 * STEP_MINUTES as u64,
+                nodes: need,
+            });
+            nodes = Some(nodes.map_or(need, |n| n.max(need)));
+        }
+        out.active = nodes.is_some();
+        out.nodes = nodes;
+        out
+    }
+}
+
+impl Track {
+    /// Closes bucket `b` with `value` (NaN: no data). Returns the detector's verdict
+    /// when it found an anomaly onset.
+    fn close(&mut self, b: i64, value: f64, horizon: i64) -> Option<Verdict> {
+        // Score the forecast made for this bucket, and the naive one.
+        while self.forecasts.front().is_some_and(|(at, _)| *at < b) {
+            self.forecasts.pop_front();
+        }
+        let forecast = self
+            .forecasts
+            .front()
+            .filter(|(at, _)| *at == b)
+            .map(|(_, f)| *f);
+        while self.values.front().is_some_and(|(at, _)| *at < b - horizon) {
+            self.values.pop_front();
+        }
+        let naive = self
+            .values
+            .front()
+            .filter(|(at, _)| *at == b - horizon)
+            .map(|(_, v)| *v);
+        if let (true, Some(f), Some(n)) = (value.is_finite(), forecast, naive) {
+            let pair = ((value - f).abs(), (value - n).abs());
+            self.error_sum += pair.0;
+            self.naive_sum += pair.1;
+            self.errors.push_back(pair);
+            if self.errors.len() > STEPS_PER_DAY
+                && let Some((e, n)) = self.errors.pop_front()
+            {
+                self.error_sum -= e;
+                self.naive_sum -= n;
+            }
+        }
+        let verdict = self.detector.observe(value);
+        if value.is_finite() {
+            self.values.push_back((b, value));
+        }
+        if let Some(f) = self.detector.forecaster().forecast() {
+            self.forecasts.push_back((b + horizon, f));
+            self.latest = Some((b + horizon, f));
+        }
+        verdict.onset.then_some(verdict)
+    }
+
+    /// The forecast for bucket `at`, or the nearest later one made.
+    fn demand_at(&self, at: i64) -> Option<f64> {
+        self.forecasts
+            .iter()
+            .find(|(b, _)| *b >= at)
+            .map(|(_, f)| f.max(0.0))
+    }
+
+    /// MASE over the last day, once a full day has been scored.
+    fn mase(&self) -> Option<f64> {
+        (self.errors.len() >= STEPS_PER_DAY && self.naive_sum > 0.0)
+            .then(|| self.error_sum / self.naive_sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cfg(mode: PredictiveMode) -> Predictive {
+        Predictive {
+            mode,
+            horizon: Duration::from_secs(1800),
+            history: Duration::from_secs(14 * 86_400),
+            lead_time: Duration::from_secs(600),
+            anomaly_threshold: 2.5,
+            anomaly_triggers_emergency: false,
+        }
+    }
+
+    fn target() -> Vec<TargetSpec> {
+        vec![TargetSpec {
+            metric: "cpu.utilization".into(),
+            value: 50.0,
+            missing_fallback: 50.0,
+        }]
+    }
+
+    /// Demand in CPU-percent-nodes: a daily wave between 200 and 1000.
+    fn demand(minute: i64) -> f64 {
+        let day = (minute % 1440) as f64 / 1440.0 * std::f64::consts::TAU;
+        600.0 + 400.0 * day.sin()
+    }
+
+    #[test]
+    fn forecast_and_scale_asks_for_the_capacity_the_demand_will_need() {
+        let mut p = Predictor::new(&cfg(PredictiveMode::ForecastAndScale), 1);
+        let days = 4 * 1440;
+        for m in 0..days {
+            p.record(m, &[Some(demand(m))]);
+        }
+        let out = p.outlook(days, &target());
+        assert!(out.active, "{:?}", out.reasons);
+        assert!(out.mase[0].unwrap() < 1.0, "{:?}", out.mase);
+        // Demand 10 minutes ahead, at 50 per node.
+        let want = (demand(days + 10) / 50.0).ceil();
+        let got = f64::from(out.nodes.unwrap());
+        assert!(
+            (got - want).abs() <= 2.0,
+            "asked {got}, the demand needs {want}"
+        );
+        assert!(
+            out.reasons
+                .iter()
+                .any(|r| matches!(r, Reason::Predicted { .. }))
+        );
+    }
+
+    #[test]
+    fn forecast_only_never_asks_and_off_does_nothing() {
+        let mut p = Predictor::new(&cfg(PredictiveMode::ForecastOnly), 1);
+        for m in 0..3 * 1440 {
+            p.record(m, &[Some(demand(m))]);
+        }
+        let out = p.outlook(3 * 1440, &target());
+        assert_eq!((out.nodes, out.active), (None, false));
+        assert!(out.forecasts[0].is_some());
+        let mut off = Predictor::new(&cfg(PredictiveMode::Off), 1);
+        assert!(off.record(0, &[Some(1.0)]).is_empty());
+        assert_eq!(off.outlook(0, &target()).forecasts, vec![None]);
+    }
+
+    #[test]
+    fn a_forecast_worse_than_naive_falls_back_to_reactive() {
+        let mut p = Predictor::new(&cfg(PredictiveMode::ForecastAndScale), 1);
+        // A random walk: nothing beats "no change" on it for long.
+        let mut x: u64 = 7;
+        let mut level = 500.0;
+        for m in 0..5 * 1440 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            level += ((x >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 40.0;
+            p.record(m, &[Some(level)]);
+        }
+        let out = p.outlook(5 * 1440, &target());
+        let mase = out.mase[0].unwrap();
+        if mase > 1.0 {
+            assert!(!out.active);
+            assert!(
+                out.reasons
+                    .iter()
+                    .any(|r| matches!(r, Reason::PredictiveFallback { .. }))
+            );
+        } else {
+            assert!(out.active, "MASE {mase} ≤ 1 keeps predictive on");
+        }
+    }
+
+    #[test]
+    fn gaps_are_bounded_and_spikes_are_reported() {
+        let mut p = Predictor::new(&cfg(PredictiveMode::ForecastOnly), 1);
+        let mut events = Vec::new();
+        for m in 0..3 * 1440 {
+            let d = if (2 * 1440 + 600..2 * 1440 + 605).contains(&m) {
+                50_000.0
+            } else {
+                demand(m)
+            };
+            events.extend(p.record(m, &[Some(d)]));
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| e.minute == 2 * 1440 + 600 && e.verdict.z > 0.0),
+            "{events:?}"
+        );
+        // A year of silence is replayed as at most 14 days of gaps.
+        p.record(3 * 1440 + 525_600, &[Some(1.0)]);
+        p.record(3 * 1440 + 525_610, &[Some(1.0)]);
+    }
+}
