@@ -644,3 +644,66 @@ fn forecast_and_detect_print_one_line_per_row() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2: `oops` is not a number"), "{err}");
 }
+
+#[test]
+fn simulate_compares_the_policy_with_reactive_only_and_plots_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("taxi.svg");
+    let out = Command::new(BIN)
+        .args(["simulate", "--config"])
+        .arg(repo().join("examples/taxi.toml"))
+        .args(["--pool", "taxi", "--trace"])
+        .arg(nab("realKnownCause/nyc_taxi.csv"))
+        .args([
+            "--demand-per-node",
+            "1000",
+            "--provisioning-delay",
+            "3m",
+            "--compare",
+            "--json",
+            "--svg",
+        ])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for side in ["policy", "reactive"] {
+        for field in [
+            "node_hours",
+            "cost",
+            "underprovisioned_minutes",
+            "underprovisioned_demand",
+            "actions",
+            "mase",
+        ] {
+            assert!(v[side].get(field).is_some(), "{side}.{field} in {v}");
+        }
+    }
+    let (p, r) = (&v["policy"], &v["reactive"]);
+    assert!(
+        p["underprovisioned_minutes"].as_u64() < r["underprovisioned_minutes"].as_u64(),
+        "forecast-and-scale is under-provisioned less than reactive: {v}"
+    );
+    assert!(p["mase"].as_f64().unwrap() < 1.0, "{v}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("forecast"));
+
+    let out = Command::new(BIN)
+        .args(["simulate", "--config"])
+        .arg(repo().join("examples/taxi.toml"))
+        .args(["--pool", "nope", "--trace"])
+        .arg(nab("realKnownCause/nyc_taxi.csv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--pool nope: no such pool"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

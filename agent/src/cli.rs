@@ -94,6 +94,38 @@ enum Command {
         #[arg(long, default_value_t = 2.5)]
         threshold: f64,
     },
+    /// Replay a `timestamp,value` demand trace through a pool's policy (the daemon's own
+    /// planner) against a simulated pool with a provisioning delay. Prints node-hours,
+    /// cost, minutes and demand under-provisioned, scaling actions and forecast MASE.
+    Simulate {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The pool whose policy to replay.
+        #[arg(long)]
+        pool: String,
+        /// The demand trace (`timestamp,value`).
+        #[arg(long)]
+        trace: PathBuf,
+        /// Demand one node serves at the pool's first target. Default: the trace's peak
+        /// needs 80 % of the pool's max.
+        #[arg(long)]
+        demand_per_node: Option<f64>,
+        /// How long a new node takes to serve.
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        provisioning_delay: std::time::Duration,
+        /// Also run reactive-only (predictive scaling off) beside the configured policy.
+        #[arg(long)]
+        compare: bool,
+        /// Write an SVG plot of demand, capacity and forecast here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Print JSON: {"policy": M, "reactive": M} (reactive with --compare), where each
+        /// M has node_hours, cost, underprovisioned_minutes, underprovisioned_demand,
+        /// actions and mase.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script to stdout (packaging/completions/ holds them).
     Completions {
         /// The shell.
@@ -198,6 +230,132 @@ fn forecast_csv(csv: &Path, horizon: std::time::Duration) -> anyhow::Result<()> 
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    cfg: &ValidatedConfig,
+    pool: &str,
+    trace: &Path,
+    demand_per_node: Option<f64>,
+    delay: std::time::Duration,
+    compare: bool,
+    svg: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::simulate as sim;
+    let Some(config) = cfg.pool(pool) else {
+        let names: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "--pool {pool}: no such pool in {}; configured: {}",
+            cfg.source.display(),
+            names.join(", ")
+        );
+    };
+    anyhow::ensure!(
+        !config.targets.is_empty(),
+        "pool {pool} has no target for the trace to drive"
+    );
+    let points = crate::trace::read_csv(trace)?;
+    let prepared = crate::analysis::prepare(&points)?;
+    let demand = sim::per_minute(&prepared.grid);
+    let peak = demand.iter().copied().fold(0.0_f64, f64::max);
+    let x = match demand_per_node {
+        Some(x) => {
+            anyhow::ensure!(
+                x.is_finite() && x > 0.0,
+                "--demand-per-node must be above 0"
+            );
+            x
+        }
+        None => (peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE),
+    };
+    let settings = sim::Settings {
+        demand_per_node: x,
+        delay_minutes: u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX),
+        keep_series: svg.is_some(),
+    };
+    let budget = crate::brain::budget::BudgetPolicy {
+        ceiling: config.max_hourly_cost,
+        emergency_allowance: cfg.budget.emergency_allowance,
+        enforce: cfg.budget.enforce,
+    };
+    let start = sim::start_of(prepared.grid.start);
+    let (policy, series) = sim::run(config, &budget, &demand, start, &settings);
+    let reactive = compare.then(|| {
+        sim::run(
+            &sim::reactive_only(config),
+            &budget,
+            &demand,
+            start,
+            &sim::Settings {
+                keep_series: false,
+                ..settings.clone()
+            },
+        )
+        .0
+    });
+    if let Some(path) = svg {
+        let title = format!(
+            "capstan simulate: pool {pool}, {} ({}), {} min delay",
+            trace.display(),
+            config.predictive.mode.as_str(),
+            settings.delay_minutes
+        );
+        std::fs::write(path, sim::svg(&title, &series))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut doc = serde_json::json!({ "policy": policy });
+        if let Some(r) = &reactive {
+            doc["reactive"] = serde_json::to_value(r)?;
+        }
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "pool {pool}: {:.1} days, {} min provisioning delay, one node serves {x:.1} (peak {peak:.1})",
+        demand.len() as f64 / 1440.0,
+        settings.delay_minutes
+    )?;
+    let fmt_mase = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    type Cell = Box<dyn Fn(&sim::Metrics) -> String>;
+    let rows: [(&str, Cell); 6] = [
+        ("node-hours", Box::new(|m| format!("{:.1}", m.node_hours))),
+        ("cost", Box::new(|m| format!("{:.2}", m.cost))),
+        (
+            "under-provisioned minutes",
+            Box::new(|m| m.underprovisioned_minutes.to_string()),
+        ),
+        (
+            "under-provisioned demand",
+            Box::new(|m| format!("{:.1}", m.underprovisioned_demand)),
+        ),
+        ("scaling actions", Box::new(|m| m.actions.to_string())),
+        ("forecast MASE", Box::new(move |m| fmt_mase(m.mase))),
+    ];
+    writeln!(
+        out,
+        "{:<28} {:>16}{}",
+        "",
+        format!("policy ({})", config.predictive.mode.as_str()),
+        if reactive.is_some() {
+            format!(" {:>16}", "reactive")
+        } else {
+            String::new()
+        }
+    )?;
+    for (label, f) in &rows {
+        write!(out, "{label:<28} {:>16}", f(&policy))?;
+        if let Some(r) = &reactive {
+            write!(out, " {:>16}", f(r))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {
     anyhow::ensure!(
         threshold.is_finite() && threshold > 0.0,
@@ -251,6 +409,31 @@ pub fn main() -> ExitCode {
         }
         Command::Forecast { csv, horizon } => report(forecast_csv(&csv, horizon)),
         Command::Detect { csv, threshold } => report(detect_csv(&csv, threshold)),
+        Command::Simulate {
+            config,
+            pool,
+            trace,
+            demand_per_node,
+            provisioning_delay,
+            compare,
+            svg,
+            json,
+        } => match load(&config) {
+            Ok(cfg) => report(simulate(
+                &cfg,
+                &pool,
+                &trace,
+                demand_per_node,
+                provisioning_delay,
+                compare,
+                svg.as_deref(),
+                json,
+            )),
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::FAILURE
+            }
+        },
         Command::ConfigSchema => {
             print!("{}", capstan_config::json_schema());
             ExitCode::SUCCESS

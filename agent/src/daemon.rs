@@ -381,7 +381,7 @@ impl Daemon {
         match outcome {
             Ok((new, pools, left)) => {
                 for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
-                    let metrics = gone.policy.targets.iter().map(|t| t.metric.as_str());
+                    let metrics = gone.policy.targets.iter().map(|t| &*t.metric);
                     self.shared.metrics.remove_pool(&gone.config.name, metrics);
                 }
                 if new.agent.listen != self.cfg.agent.listen {

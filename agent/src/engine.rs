@@ -350,7 +350,7 @@ fn track_demand(
             for event in pool.predictor.record(m, &point) {
                 let metric = pool.policy.targets[event.target].metric.clone();
                 if event.verdict.z > 0.0 && surge.is_none() {
-                    surge = Some(metric.clone());
+                    surge = Some(metric.to_string());
                 }
                 reasons.push(Reason::Anomaly {
                     metric,
@@ -539,7 +539,7 @@ async fn act(
             .anomalies
             .iter()
             .filter_map(|r| match r {
-                Reason::Anomaly { metric, .. } => Some(metric.clone()),
+                Reason::Anomaly { metric, .. } => Some(metric.to_string()),
                 _ => None,
             })
             .collect(),

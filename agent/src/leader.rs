@@ -180,7 +180,7 @@ impl Leader {
                 for (k, spec) in pool.policy.targets.iter().enumerate() {
                     let labels = PoolMetricLabels {
                         pool: name.clone(),
-                        metric: spec.metric.clone(),
+                        metric: spec.metric.to_string(),
                     };
                     match outcome.forecasts.get(k).copied().flatten() {
                         Some(f) => {
@@ -211,7 +211,7 @@ impl Leader {
                 for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
                     let labels = PoolMetricLabels {
                         pool: name.clone(),
-                        metric: spec.metric.clone(),
+                        metric: spec.metric.to_string(),
                     };
                     m.pool_metric_target.get_or_create(&labels).set(spec.value);
                     match sample {

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod leader;
 pub mod metrics;
 pub mod sdnotify;
+pub mod simulate;
 #[cfg(test)]
 mod testutil;
 pub mod trace;

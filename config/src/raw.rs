@@ -554,6 +554,17 @@ pub enum PredictiveMode {
     ForecastAndScale,
 }
 
+impl PredictiveMode {
+    /// The name as written in config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::ForecastOnly => "forecast-only",
+            Self::ForecastAndScale => "forecast-and-scale",
+        }
+    }
+}
+
 /// `predictive`: forecast-based scaling and anomaly detection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

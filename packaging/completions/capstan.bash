@@ -40,6 +40,9 @@ _capstan() {
             capstan,run)
                 cmd="capstan__subcmd__run"
                 ;;
+            capstan,simulate)
+                cmd="capstan__subcmd__simulate"
+                ;;
             capstan,status)
                 cmd="capstan__subcmd__status"
                 ;;
@@ -70,6 +73,9 @@ _capstan() {
             capstan__subcmd__help,run)
                 cmd="capstan__subcmd__help__subcmd__run"
                 ;;
+            capstan__subcmd__help,simulate)
+                cmd="capstan__subcmd__help__subcmd__simulate"
+                ;;
             capstan__subcmd__help,status)
                 cmd="capstan__subcmd__help__subcmd__status"
                 ;;
@@ -83,7 +89,7 @@ _capstan() {
 
     case "${cmd}" in
         capstan)
-            opts="-h -V --log-format --help --version run validate plan forecast detect completions man config-schema status help"
+            opts="-h -V --log-format --help --version run validate plan forecast detect simulate completions man config-schema status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,7 +195,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__help)
-            opts="run validate plan forecast detect completions man config-schema status help"
+            opts="run validate plan forecast detect simulate completions man config-schema status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -314,6 +320,20 @@ _capstan() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        capstan__subcmd__help__subcmd__simulate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         capstan__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -398,6 +418,52 @@ _capstan() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__simulate)
+            opts="-c -h --config --pool --trace --demand-per-node --provisioning-delay --compare --svg --json --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --demand-per-node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provisioning-delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --svg)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

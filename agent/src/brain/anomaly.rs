@@ -104,6 +104,19 @@ impl Detector {
         }
     }
 
+    /// The median of unsorted `v`, in linear time (reorders `v`).
+    fn select_median(v: &mut [f64]) -> f64 {
+        let n = v.len();
+        let (_, upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+        let upper = *upper;
+        if n % 2 == 1 {
+            upper
+        } else {
+            let lower = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lower + upper) / 2.0
+        }
+    }
+
     fn remember(&mut self, r: f64) {
         self.recent.push_back(r);
         let at = self.sorted.partition_point(|v| *v < r);
@@ -125,8 +138,7 @@ impl Detector {
         if self.stats.is_none() || self.since_refresh >= REFRESH {
             let med = Self::median(&self.sorted);
             let mut dev: Vec<f64> = self.sorted.iter().map(|v| (v - med).abs()).collect();
-            dev.sort_unstable_by(f64::total_cmp);
-            let mut scale = MAD_TO_SIGMA * Self::median(&dev);
+            let mut scale = MAD_TO_SIGMA * Self::select_median(&mut dev);
             if scale <= 0.0 {
                 // Mostly-flat residuals: the mean absolute deviation still sees the rest.
                 scale = MEAN_AD_TO_SIGMA * dev.iter().sum::<f64>() / dev.len() as f64;

@@ -253,6 +253,29 @@ const TRIM_ORDER: [Tier; 3] = [Tier::Basic, Tier::Premium, Tier::Enterprise];
 
 /// Allocates the budget over `demands` (see the module documentation for the rules).
 pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
+    // Without any ceiling every pool gets its plan (and at least its minimum).
+    if policy.ceiling.is_none() && demands.iter().all(|d| d.max_hourly_cost.is_none()) {
+        let grants: Vec<Grant> = demands
+            .iter()
+            .map(|d| {
+                let nodes = d.desired.max(d.min);
+                Grant {
+                    nodes,
+                    on_demand: d.split.on_demand(nodes),
+                    hourly_cost: hourly_cost(nodes, &d.split, d.prices.as_ref()),
+                    split: d.split,
+                    reasons: Vec::new(),
+                }
+            })
+            .collect();
+        return Allocation {
+            fleet_hourly_cost: grants.iter().map(|g| g.hourly_cost).sum(),
+            grants,
+            ceiling: None,
+            over_budget: false,
+            reasons: Vec::new(),
+        };
+    }
     let mut fleet = Fleet {
         demands,
         slots: demands

@@ -235,7 +235,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
     {
         state.emergency.start(now);
         reasons.push(Reason::AnomalyEmergency {
-            metric: metric.to_owned(),
+            metric: metric.into(),
         });
     }
     if let Some(outlook) = view.outlook {
@@ -252,12 +252,20 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
     } else {
         bounds.max
     };
-    let policy = Policy {
-        min: bounds.min,
-        max: ceiling,
-        tolerance: input.policy.tolerance,
-        targets: input.policy.targets.clone(),
-        behavior: input.policy.behavior.clone(),
+    // The pool's own policy when its bounds are its configured ones (the common case),
+    // else a copy with this pass's bounds.
+    let adjusted;
+    let policy: &Policy = if bounds.min == input.policy.min && ceiling == input.policy.max {
+        input.policy
+    } else {
+        adjusted = Policy {
+            min: bounds.min,
+            max: ceiling,
+            tolerance: input.policy.tolerance,
+            targets: input.policy.targets.clone(),
+            behavior: input.policy.behavior.clone(),
+        };
+        &adjusted
     };
     let observed = Observed {
         current: view.current,
@@ -265,7 +273,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         history: view.history,
         predicted: view.outlook.and_then(|o| o.nodes),
     };
-    let mut decision = planner::plan(&observed, &policy, now);
+    let mut decision = planner::plan(&observed, policy, now);
     reasons.append(&mut decision.reasons);
     reasons.extend(state.emergency.after_plan(
         config.emergency.as_ref(),
@@ -296,7 +304,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         floor: if frozen_until.is_some() {
             decision.desired
         } else {
-            planner::lowest_allowed(&observed, &policy, now)
+            planner::lowest_allowed(&observed, policy, now)
         },
         prices: input.prices,
         split: state.spot.split(config.spot.as_ref()),

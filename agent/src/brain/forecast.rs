@@ -399,27 +399,32 @@ impl Forecaster {
         self.current
     }
 
-    /// The weighted mean of the best experts' forecasts for time `at`.
+    /// The weighted mean of the best experts' forecasts for time `at`: the `TOP_K` with
+    /// the lowest error, kept in a small sorted array (no allocation).
     fn combine_pending(&self, at: u64) -> Option<f64> {
         let row = self.row(at);
         let n = self.experts.len();
         let forecasts = &self.pending[row..row + n];
-        let mut ranked: Vec<(f64, f64)> = forecasts
-            .iter()
-            .zip(&self.errors)
-            .filter(|(f, e)| f.is_finite() && e.is_finite())
-            .map(|(f, e)| (*e, *f))
-            .collect();
-        if ranked.is_empty() {
+        let mut best = [(f64::INFINITY, 0.0_f64); TOP_K];
+        let mut found = 0;
+        for (f, e) in forecasts.iter().zip(&self.errors) {
+            if !(f.is_finite() && e.is_finite()) || *e >= best[TOP_K - 1].0 {
+                continue;
+            }
+            let mut i = TOP_K - 1;
+            while i > 0 && best[i - 1].0 > *e {
+                best[i] = best[i - 1];
+                i -= 1;
+            }
+            best[i] = (*e, *f);
+            found += 1;
+        }
+        if found == 0 {
             // Nothing scored yet: the last value, as naive.
             return forecasts.first().copied().filter(|f| f.is_finite());
         }
-        let k = TOP_K.min(ranked.len());
-        if ranked.len() > k {
-            ranked.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-        }
         let (mut num, mut den) = (0.0, 0.0);
-        for (e, f) in &ranked[..k] {
+        for (e, f) in best.iter().take(found.min(TOP_K)) {
             let w = 1.0 / (e + 1e-12);
             num += w * f;
             den += w;

@@ -15,6 +15,9 @@ use capstan_config::{
     PolicyKind, Pool, ScalingBehavior, ScalingRules, SelectPolicy, TargetSource, Tier,
 };
 
+/// A metric's name in reasons and targets: shared, so reasons cost no allocation.
+pub type Metric = std::sync::Arc<str>;
+
 /// What the planner needs of a pool's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -34,7 +37,7 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     /// Metric name for reasons.
-    pub metric: String,
+    pub metric: Metric,
     /// Per-node value to hold.
     pub value: f64,
     /// What a node with no reading counts as on a scale-down: the target itself,
@@ -53,8 +56,8 @@ impl From<&Pool> for Policy {
                 .iter()
                 .map(|t| TargetSpec {
                     metric: match &t.source {
-                        TargetSource::Metric(m) => m.name(),
-                        TargetSource::PromQl { query, .. } => format!("promql:{query}"),
+                        TargetSource::Metric(m) => m.name().into(),
+                        TargetSource::PromQl { query, .. } => format!("promql:{query}").into(),
                     },
                     value: t.value,
                     missing_fallback: t.value,
@@ -191,7 +194,7 @@ pub enum Reason {
     /// One target's proposal.
     Target {
         /// Metric.
-        metric: String,
+        metric: Metric,
         /// Average per ready node that reported.
         value: f64,
         /// Target per node.
@@ -213,14 +216,14 @@ pub enum Reason {
     /// The target that set the recommendation (the largest proposal).
     DrivenBy {
         /// Metric.
-        metric: String,
+        metric: Metric,
         /// Its proposal.
         proposed: u32,
     },
     /// A target had no readings at all.
     MetricUnavailable {
         /// Metric.
-        metric: String,
+        metric: Metric,
     },
     /// Some targets were unavailable and the rest proposed a scale-down, which HPA skips.
     ScaleDownBlockedByMissingMetrics {
@@ -407,19 +410,19 @@ pub enum Reason {
     /// The forecast for a target is not trusted yet (warming up).
     PredictiveWarmingUp {
         /// Metric.
-        metric: String,
+        metric: Metric,
     },
     /// The forecast did worse than "no change" over the last day: reactive only.
     PredictiveFallback {
         /// Metric.
-        metric: String,
+        metric: Metric,
         /// Trailing-day MASE.
         mase: f64,
     },
     /// Predictive scaling's ask for one target.
     Predicted {
         /// Metric.
-        metric: String,
+        metric: Metric,
         /// Forecast demand when capacity asked for now is ready.
         demand: f64,
         /// The provisioning lead time, in minutes.
@@ -437,7 +440,7 @@ pub enum Reason {
     /// An anomaly in a target's demand.
     Anomaly {
         /// Metric.
-        metric: String,
+        metric: Metric,
         /// The demand seen.
         value: f64,
         /// The demand forecast for it.
@@ -448,7 +451,7 @@ pub enum Reason {
     /// A surge anomaly started emergency capacity (`anomaly_triggers_emergency`).
     AnomalyEmergency {
         /// Metric.
-        metric: String,
+        metric: Metric,
     },
 }
 
@@ -469,7 +472,7 @@ pub struct Decision {
 /// Plans one pool: HPA's `computeReplicasForMetrics` then `normalizeDesiredReplicasWithBehaviors`.
 pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Decision {
     let current = observed.current;
-    let mut reasons = Vec::new();
+    let mut reasons = Vec::with_capacity(8);
 
     // Above max (an emergency ended, a schedule lowered max) the pool returns to max
     // at its normal scale-down rate, so a bound that moves never drops hundreds of
@@ -536,7 +539,7 @@ pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Dec
 /// a scale-down. `None` when no target has readings.
 fn recommend(observed: &Observed<'_>, policy: &Policy, reasons: &mut Vec<Reason>) -> Option<u32> {
     let current = observed.current;
-    let mut best: Option<(u32, &str)> = None;
+    let mut best: Option<(u32, &Metric)> = None;
     let mut unavailable = 0;
     for (i, target) in policy.targets.iter().enumerate() {
         let sample = observed.metrics.get(i).copied().flatten();
@@ -572,7 +575,7 @@ fn recommend(observed: &Observed<'_>, policy: &Policy, reasons: &mut Vec<Reason>
         }
         Some((nodes, metric)) => {
             reasons.push(Reason::DrivenBy {
-                metric: metric.to_owned(),
+                metric: metric.clone(),
                 proposed: nodes,
             });
             if unavailable > 0 && nodes < current {

@@ -26,7 +26,7 @@ fn policy(min: u32, max: u32, targets: &[f64]) -> Policy {
             .iter()
             .enumerate()
             .map(|(i, v)| TargetSpec {
-                metric: format!("m{i}"),
+                metric: format!("m{i}").into(),
                 value: *v,
                 missing_fallback: *v,
             })
@@ -102,7 +102,7 @@ fn the_largest_proposal_over_targets_wins_and_is_named() {
     assert_eq!(d.desired, 8, "{d:?}"); // m0 says 6, m1 says 9, up rate limit is max(+100 %, +4) = 8
     assert!(has(
         &d,
-        |r| matches!(r, Reason::DrivenBy { metric, proposed: 9 } if metric == "m1")
+        |r| matches!(r, Reason::DrivenBy { metric, proposed: 9 } if &**metric == "m1")
     ));
     assert!(has(&d, |r| matches!(
         r,
@@ -201,7 +201,7 @@ fn a_missing_metric_blocks_scale_down_but_not_scale_up() {
     )));
     assert!(has(
         &d,
-        |r| matches!(r, Reason::MetricUnavailable { metric } if metric == "m1")
+        |r| matches!(r, Reason::MetricUnavailable { metric } if &**metric == "m1")
     ));
     assert_eq!(run(4, &[s(100.0, 4), None], &p, &h).desired, 8);
 }

@@ -58,6 +58,9 @@ struct Track {
     /// Sums of `errors`.
     error_sum: f64,
     naive_sum: f64,
+    /// Since the start: forecast and naive error sums.
+    total_error: f64,
+    total_naive: f64,
     /// The latest forecast, `horizon` ahead of the last closed bucket.
     latest: Option<(i64, f64)>,
 }
@@ -112,6 +115,8 @@ impl Predictor {
                     errors: VecDeque::new(),
                     error_sum: 0.0,
                     naive_sum: 0.0,
+                    total_error: 0.0,
+                    total_naive: 0.0,
                     latest: None,
                 })
                 .collect(),
@@ -165,6 +170,21 @@ impl Predictor {
             }
         }
         events
+    }
+
+    /// A target's forecast error since the start, relative to the naive forecast at the
+    /// same horizon over the same points (MASE; `None` before any point was scored).
+    pub fn overall_mase(&self, target: usize) -> Option<f64> {
+        let t = self.tracks.get(target)?;
+        (t.total_naive > 0.0).then(|| t.total_error / t.total_naive)
+    }
+
+    /// The forecasts made so far for each target, by bucket: (minute, demand).
+    pub fn latest_forecast(&self, target: usize) -> Option<(i64, f64)> {
+        self.tracks
+            .get(target)?
+            .latest
+            .map(|(b, f)| (b * STEP_MINUTES, f))
     }
 
     /// The outlook at `minute` for a pool with these targets.
@@ -260,6 +280,8 @@ impl Track {
             let pair = ((value - f).abs(), (value - n).abs());
             self.error_sum += pair.0;
             self.naive_sum += pair.1;
+            self.total_error += pair.0;
+            self.total_naive += pair.1;
             self.errors.push_back(pair);
             if self.errors.len() > STEPS_PER_DAY
                 && let Some((e, n)) = self.errors.pop_front()

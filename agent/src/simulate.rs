@@ -1,0 +1,433 @@
+//! `capstan simulate`: replays a demand trace through the same brain the daemon runs
+//! (schedules, emergencies, the HPA planner, predictive scaling, flap protection, the
+//! budget) against a simulated pool whose new nodes take a provisioning delay to
+//! arrive.
+//!
+//! Time runs minute by minute; the trace is interpolated onto minutes. The pool's first
+//! target is the one the trace drives: `demand_per_node` is the demand one node serves
+//! at the target, so a pool of `n` ready nodes under demand `d` reads
+//! `target × d / (demand_per_node × n)` per node. A minute is under-provisioned when
+//! the ready nodes run above the target by more than the pool's tolerance (the band in
+//! which the planner, like HPA, deliberately does nothing), i.e. when
+//! `d > n × demand_per_node × (1 + tolerance)`; the shortfall beyond that is the
+//! under-provisioned demand. New nodes are billed from the minute they are asked for
+//! and serve from the minute they arrive; removed nodes go at once.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+
+use capstan_config::{Pool, PredictiveMode};
+
+use crate::brain::budget::BudgetPolicy;
+use crate::brain::fleet::{self, PoolInput, PoolState, View};
+use crate::brain::planner::{History, MetricSample, Policy, Recommendation};
+use crate::brain::predictive::Predictor;
+use crate::trace::Regular;
+
+/// What one run measured. Field names are an interface (`simulate --json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Metrics {
+    /// Nodes × hours billed.
+    pub node_hours: f64,
+    /// Money, from the pool's prices and spot split.
+    pub cost: f64,
+    /// Minutes in which the ready nodes ran above target beyond the tolerance.
+    pub underprovisioned_minutes: u64,
+    /// Demand beyond that, summed over minutes (demand × minutes).
+    pub underprovisioned_demand: f64,
+    /// Capacity changes asked of the provider.
+    pub actions: u64,
+    /// The forecast's MASE over the run (against no-change at the same horizon);
+    /// `null` when the pool does not forecast.
+    pub mase: Option<f64>,
+}
+
+/// A run's per-minute series, for the plot.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    /// Minutes since the start.
+    pub minutes: Vec<u32>,
+    /// Demand.
+    pub demand: Vec<f64>,
+    /// Ready capacity, in demand units.
+    pub capacity: Vec<f64>,
+    /// Demand forecast for this minute (made a horizon earlier), when there is one.
+    pub forecast: Vec<Option<f64>>,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Demand one node serves at the pool's first target.
+    pub demand_per_node: f64,
+    /// Minutes a new node takes to arrive.
+    pub delay_minutes: u32,
+    /// Keep the per-minute series (for `--svg`).
+    pub keep_series: bool,
+}
+
+/// The trace on minutes: linear between its points.
+pub fn per_minute(trace: &Regular) -> Vec<f64> {
+    let step_minutes = (trace.step / 60).max(1);
+    let n = trace.values.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let total = usize::try_from((n as i64 - 1) * step_minutes + 1).unwrap_or(0);
+    (0..total)
+        .map(|m| {
+            let pos = m as f64 / step_minutes as f64;
+            let i = pos.floor() as usize;
+            let f = pos - i as f64;
+            if i + 1 < n {
+                trace.values[i] + f * (trace.values[i + 1] - trace.values[i])
+            } else {
+                trace.values[n - 1]
+            }
+        })
+        .collect()
+}
+
+/// Runs the pool `config` against `demand` (one value a minute from `start`).
+pub fn run(
+    config: &Pool,
+    budget: &BudgetPolicy,
+    demand: &[f64],
+    start: DateTime<Utc>,
+    settings: &Settings,
+) -> (Metrics, Series) {
+    let policy = Policy::from(config);
+    let target = policy.targets.first().map_or(1.0, |t| t.value);
+    let x = settings.demand_per_node.max(f64::MIN_POSITIVE);
+    let mut predictor = Predictor::new(&config.predictive, policy.targets.len());
+    let mut state = PoolState::default();
+    let mut history = History::default();
+    let prices = fleet::prices(config.price.as_ref(), [], None);
+    let delay = i64::from(settings.delay_minutes);
+
+    // Nodes that serve, and nodes on their way: (minute they arrive, count).
+    let mut ready: u32 = config.min;
+    let mut pending: std::collections::VecDeque<(i64, u32)> = Default::default();
+    let mut metrics = Metrics {
+        node_hours: 0.0,
+        cost: 0.0,
+        underprovisioned_minutes: 0,
+        underprovisioned_demand: 0.0,
+        actions: 0,
+        mase: None,
+    };
+    let mut series = Series::default();
+    let mut forecasts: std::collections::VecDeque<(i64, f64)> = Default::default();
+    let start_minute = start.timestamp().div_euclid(60);
+    let mut samples = vec![None; policy.targets.len()];
+    let mut demands = vec![None; policy.targets.len()];
+    let mut outlook: Option<(i64, crate::brain::predictive::Outlook)> = None;
+
+    for (m, &d) in demand.iter().enumerate() {
+        let m = i64::try_from(m).unwrap_or(i64::MAX);
+        let minute = start_minute + m;
+        let now = start + chrono::Duration::minutes(m);
+        while pending.front().is_some_and(|(at, _)| *at <= m) {
+            if let Some((_, n)) = pending.pop_front() {
+                ready += n;
+            }
+        }
+        let on_the_way: u32 = pending.iter().map(|(_, n)| n).sum();
+        let current = ready + on_the_way;
+
+        // What the agents would report: the target's readings summed over ready nodes.
+        let sum = target * d / x;
+        let sample = (ready > 0).then_some(MetricSample {
+            sum,
+            ready,
+            missing: 0,
+            unready: on_the_way,
+            reporting: ready,
+        });
+        samples[0] = sample;
+        demands[0] = sample.map(|s| s.sum);
+        predictor.record(minute, &demands);
+        if let Some((at, f)) = predictor.latest_forecast(0)
+            && forecasts.back().is_none_or(|(b, _)| *b != at)
+        {
+            forecasts.push_back((at, f));
+        }
+        // The outlook only changes when a 5-minute bucket closes.
+        let bucket = minute.div_euclid(crate::brain::predictive::STEP_MINUTES);
+        if outlook.as_ref().is_none_or(|(b, _)| *b != bucket) {
+            outlook = Some((bucket, predictor.outlook(minute, &policy.targets)));
+        }
+        let outlook = outlook.as_ref().map(|(_, o)| o);
+
+        history.prune(&policy.behavior, now);
+        if m == 0 {
+            history.recommendations.push(Recommendation {
+                at: now,
+                nodes: current,
+            });
+        }
+        let plan = {
+            let mut inputs = [PoolInput {
+                config,
+                policy: &policy,
+                prices,
+                state: &mut state,
+                view: Some(View {
+                    current,
+                    metrics: &samples,
+                    history: &history,
+                    running_spot: 0,
+                    asked_spot: None,
+                    outlook,
+                    surge: None,
+                }),
+                last_known: current,
+            }];
+            fleet::plan_fleet(&mut inputs, budget, now)
+        };
+        let p = &plan.pools[0];
+        if let Some(nodes) = p.recommendation {
+            history
+                .recommendations
+                .push(Recommendation { at: now, nodes });
+        }
+        if p.desired != current {
+            metrics.actions += 1;
+            history.record_scale(current, p.desired, now);
+            if p.desired > current {
+                pending.push_back((m + delay, p.desired - current));
+            } else {
+                let mut remove = current - p.desired;
+                while remove > 0 {
+                    match pending.back_mut() {
+                        Some((_, n)) if *n > remove => {
+                            *n -= remove;
+                            remove = 0;
+                        }
+                        Some((_, n)) => {
+                            remove -= *n;
+                            pending.pop_back();
+                        }
+                        None => {
+                            ready -= remove.min(ready);
+                            remove = 0;
+                        }
+                    }
+                }
+            }
+        }
+
+        let billed: u32 = ready + pending.iter().map(|(_, n)| n).sum::<u32>();
+        metrics.node_hours += f64::from(billed) / 60.0;
+        metrics.cost += p.hourly_cost * f64::from(billed) / f64::from(p.desired.max(1)) / 60.0;
+        let served = f64::from(ready) * x;
+        let limit = served * (1.0 + config.tolerance);
+        if limit + 1e-9 < d {
+            metrics.underprovisioned_minutes += 1;
+            metrics.underprovisioned_demand += d - limit;
+        }
+        if settings.keep_series {
+            while forecasts.front().is_some_and(|(b, _)| *b < minute) {
+                forecasts.pop_front();
+            }
+            let f = forecasts
+                .front()
+                .filter(|(b, _)| *b <= minute)
+                .map(|(_, f)| *f * x / target);
+            series.minutes.push(u32::try_from(m).unwrap_or(u32::MAX));
+            series.demand.push(d);
+            series.capacity.push(served);
+            series.forecast.push(f);
+        }
+    }
+    metrics.mase = if predictor.enabled() {
+        predictor.overall_mase(0)
+    } else {
+        None
+    };
+    (metrics, series)
+}
+
+/// The same pool with predictive scaling off: the reactive baseline of `--compare`.
+pub fn reactive_only(config: &Pool) -> Pool {
+    let mut c = config.clone();
+    if c.predictive.mode == PredictiveMode::ForecastAndScale {
+        c.predictive.mode = PredictiveMode::ForecastOnly;
+    }
+    c
+}
+
+/// A minute-resolution start time for a trace that begins at `at`.
+pub fn start_of(at: chrono::NaiveDateTime) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&at)
+}
+
+/// An SVG plot of demand, capacity and forecast over the run.
+pub fn svg(title: &str, series: &Series) -> String {
+    let (w, h, pad) = (1200.0, 420.0, 50.0);
+    let n = series.minutes.len().max(1);
+    let stride = n.div_ceil(2000).max(1);
+    let top = series
+        .demand
+        .iter()
+        .chain(&series.capacity)
+        .chain(series.forecast.iter().flatten())
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(1.0_f64, f64::max)
+        * 1.05;
+    let px = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (n - 1).max(1) as f64;
+    let py = |v: f64| h - pad - (h - 2.0 * pad) * (v / top).clamp(0.0, 1.0);
+    let line = |values: &mut dyn Iterator<Item = (usize, Option<f64>)>| {
+        let mut d = String::new();
+        let mut pen_down = false;
+        for (i, v) in values {
+            match v {
+                Some(v) if v.is_finite() => {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1} ",
+                        if pen_down { "L" } else { "M" },
+                        px(i),
+                        py(v)
+                    );
+                    pen_down = true;
+                }
+                _ => pen_down = false,
+            }
+        }
+        d
+    };
+    let demand = line(
+        &mut (0..n)
+            .step_by(stride)
+            .map(|i| (i, series.demand.get(i).copied())),
+    );
+    let capacity = line(
+        &mut (0..n)
+            .step_by(stride)
+            .map(|i| (i, series.capacity.get(i).copied())),
+    );
+    let forecast = line(
+        &mut (0..n)
+            .step_by(stride)
+            .map(|i| (i, series.forecast.get(i).copied().flatten())),
+    );
+    let days = n as f64 / 1440.0;
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{pad}" y="24" font-size="15">{title}</text>
+<line x1="{pad}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#888"/>
+<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{y0}" stroke="#888"/>
+<text x="{pad}" y="{yl}">0</text><text x="{x1}" y="{yl}" text-anchor="end">{days:.1} days</text>
+<text x="8" y="{pad}">{top:.0}</text>
+<path d="{capacity}" fill="none" stroke="#2a7" stroke-width="1.5"/>
+<path d="{demand}" fill="none" stroke="#222" stroke-width="1"/>
+<path d="{forecast}" fill="none" stroke="#c33" stroke-width="1" stroke-dasharray="4 3"/>
+<text x="{lx}" y="42" fill="#222">demand</text><text x="{lx2}" y="42" fill="#2a7">capacity (ready)</text><text x="{lx3}" y="42" fill="#c33">forecast</text>
+</svg>
+"##,
+        title = escape(title),
+        y0 = h - pad,
+        x1 = w - pad,
+        yl = h - pad + 18.0,
+        lx = w - 420.0,
+        lx2 = w - 340.0,
+        lx3 = w - 200.0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(mode: &str) -> Pool {
+        let text = format!(
+            r#"
+            [[pool]]
+            name = "web"
+            provider = {{ type = "dry-run" }}
+            min = 2
+            max = 60
+            behavior = "aggressive"
+            price = {{ on_demand = 1.0 }}
+            targets = [{{ metric = "cpu.utilization", value = 50 }}]
+            predictive = {{ mode = "{mode}", horizon = "30m", lead_time = "5m" }}
+            "#
+        );
+        capstan_config::from_str("t.toml".as_ref(), &text, std::iter::empty())
+            .unwrap()
+            .pools
+            .remove(0)
+    }
+
+    fn budget() -> BudgetPolicy {
+        BudgetPolicy {
+            ceiling: None,
+            emergency_allowance: 0.0,
+            enforce: capstan_config::BudgetEnforcement::Report,
+        }
+    }
+
+    /// Six days of a daily wave peaking at 40 nodes' worth (100 per node).
+    fn demand() -> Vec<f64> {
+        (0..6 * 1440)
+            .map(|m| {
+                let day = f64::from(m % 1440) / 1440.0 * std::f64::consts::TAU;
+                2200.0 + 1800.0 * day.sin()
+            })
+            .collect()
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            demand_per_node: 100.0,
+            delay_minutes: 3,
+            keep_series: true,
+        }
+    }
+
+    #[test]
+    fn a_reactive_pool_follows_the_demand_and_is_billed_for_it() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (m, series) = run(&pool("off"), &budget(), &demand(), start, &settings());
+        assert!(m.actions > 10, "{m:?}");
+        // Enough capacity most of the time.
+        assert!(m.underprovisioned_minutes < 6 * 1440 / 4, "{m:?}");
+        // Node-hours between the demand's own and the maximum.
+        let ideal: f64 = demand().iter().map(|d| d / 100.0 / 60.0).sum();
+        assert!(
+            m.node_hours > ideal && m.node_hours < 60.0 * 24.0 * 6.0,
+            "{m:?} vs {ideal}"
+        );
+        assert!((m.cost - m.node_hours).abs() < 1e-6, "1.0 per node-hour");
+        assert_eq!(m.mase, None);
+        assert_eq!(series.demand.len(), 6 * 1440);
+        let plot = svg("web", &series);
+        assert!(plot.starts_with("<svg") && plot.contains("capacity"));
+    }
+
+    #[test]
+    fn predictive_scaling_cuts_underprovisioning_on_a_daily_wave() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = Settings {
+            keep_series: false,
+            ..settings()
+        };
+        let (reactive, _) = run(&pool("forecast-only"), &budget(), &demand(), start, &s);
+        let (predictive, _) = run(&pool("forecast-and-scale"), &budget(), &demand(), start, &s);
+        assert!(predictive.mase.unwrap() < 1.0, "{predictive:?}");
+        assert!(
+            predictive.underprovisioned_minutes < reactive.underprovisioned_minutes,
+            "predictive {predictive:?} vs reactive {reactive:?}"
+        );
+    }
+}
