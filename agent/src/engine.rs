@@ -982,6 +982,39 @@ mod tests {
         assert_eq!(out.pools[0].as_ref().unwrap().desired, 7);
     }
 
+    #[tokio::test]
+    async fn demand_history_is_written_and_warms_a_restarted_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn HistoryStore> =
+            Arc::new(crate::history::FileHistory::open(dir.path()).unwrap());
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        // Three days of a daily wave, a pass a minute, through the engine.
+        let mut pool = PoolRuntime::new(config().pools.remove(0), fake(4));
+        attach_history(std::slice::from_mut(&mut pool), &store, t0);
+        for m in 0..3 * 1440 {
+            let now = t0 + chrono::Duration::minutes(m);
+            let day = (m % 1440) as f64 / 1440.0 * std::f64::consts::TAU;
+            let r = report(50.0 + 30.0 * day.sin(), now);
+            pass1(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND)
+                .await
+                .unwrap();
+        }
+        let written = store.load("web", 0).unwrap();
+        assert_eq!(written.len(), 3 * 1440 - 1, "one point per closed minute");
+        let warm = pool.predictor.latest_forecast(0);
+        assert!(warm.is_some());
+
+        // A new agent: fresh state, the same history.
+        let mut again = PoolRuntime::new(config().pools.remove(0), fake(4));
+        let later = t0 + chrono::Duration::minutes(3 * 1440);
+        attach_history(std::slice::from_mut(&mut again), &store, later);
+        assert_eq!(
+            again.predictor.latest_forecast(0),
+            warm,
+            "replayed to the same forecast"
+        );
+    }
+
     #[test]
     fn reload_keeps_state_of_unchanged_pools() {
         let cfg = config();

@@ -885,6 +885,15 @@ fn check_predictive(
             ),
         );
     }
+    if let (Some(h), Some(l)) = (horizon, lead_time)
+        && l > h
+    {
+        c.report(
+            &f("lead_time"),
+            pool,
+            "lead_time must be at most horizon: capacity is planned from the forecast, which reaches only horizon ahead",
+        );
+    }
     if let (Some(h), Some(hist)) = (horizon, history)
         && h * 2 > hist
     {
