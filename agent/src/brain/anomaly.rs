@@ -55,9 +55,10 @@ pub struct Detector {
     forecaster: Forecaster,
     threshold: f64,
     max_streak: usize,
-    /// Recent residuals in arrival order, and the same sorted.
+    /// Recent residuals in arrival order.
     recent: std::collections::VecDeque<f64>,
-    sorted: Vec<f64>,
+    /// Scratch space for the medians.
+    scratch: Vec<f64>,
     /// Median and scale of the residuals, refreshed every `REFRESH` points.
     stats: Option<(f64, f64)>,
     since_refresh: usize,
@@ -81,7 +82,7 @@ impl Detector {
             // Half an hour of anomalies in a row, at least three points, is a new level.
             max_streak: (cfg.steps_per_day / 48).max(3),
             recent: std::collections::VecDeque::new(),
-            sorted: Vec::new(),
+            scratch: Vec::new(),
             stats: None,
             since_refresh: 0,
             peaks: std::collections::VecDeque::new(),
@@ -93,15 +94,6 @@ impl Detector {
     /// The forecaster inside.
     pub const fn forecaster(&self) -> &Forecaster {
         &self.forecaster
-    }
-
-    fn median(sorted: &[f64]) -> f64 {
-        let n = sorted.len();
-        if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        }
     }
 
     /// The median of unsorted `v`, in linear time (reorders `v`).
@@ -119,29 +111,27 @@ impl Detector {
 
     fn remember(&mut self, r: f64) {
         self.recent.push_back(r);
-        let at = self.sorted.partition_point(|v| *v < r);
-        self.sorted.insert(at, r);
-        if self.recent.len() > WINDOW
-            && let Some(old) = self.recent.pop_front()
-        {
-            let at = self.sorted.partition_point(|v| *v < old);
-            if at < self.sorted.len() {
-                self.sorted.remove(at);
-            }
+        if self.recent.len() > WINDOW {
+            self.recent.pop_front();
         }
     }
 
     fn statistics(&mut self) -> Option<(f64, f64)> {
-        if self.sorted.len() < MIN_RESIDUALS {
+        if self.recent.len() < MIN_RESIDUALS {
             return None;
         }
         if self.stats.is_none() || self.since_refresh >= REFRESH {
-            let med = Self::median(&self.sorted);
-            let mut dev: Vec<f64> = self.sorted.iter().map(|v| (v - med).abs()).collect();
-            let mut scale = MAD_TO_SIGMA * Self::select_median(&mut dev);
+            self.scratch.clear();
+            self.scratch.extend(self.recent.iter().copied());
+            let med = Self::select_median(&mut self.scratch);
+            for v in &mut self.scratch {
+                *v = (*v - med).abs();
+            }
+            let mut scale = MAD_TO_SIGMA * Self::select_median(&mut self.scratch);
             if scale <= 0.0 {
                 // Mostly-flat residuals: the mean absolute deviation still sees the rest.
-                scale = MEAN_AD_TO_SIGMA * dev.iter().sum::<f64>() / dev.len() as f64;
+                scale =
+                    MEAN_AD_TO_SIGMA * self.scratch.iter().sum::<f64>() / self.scratch.len() as f64;
             }
             self.stats = Some((med, scale));
             self.since_refresh = 0;
