@@ -445,3 +445,59 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_surge_anomaly_starts_an_emergency_when_configured() {
+    let text = |flag: bool| {
+        format!(
+            r#"
+            [[pool]]
+            name = "gpu"
+            provider = {{ type = "dry-run", initial = 10 }}
+            min = 1
+            max = 10
+            emergency_max = 30
+            behavior = "aggressive"
+            targets = [{{ metric = "gpu.utilization", value = 50 }}]
+            emergency = {{ threshold = 1.5, intervals = 5 }}
+            predictive = {{ mode = "forecast-only", anomaly_triggers_emergency = {flag} }}
+            "#
+        )
+    };
+    for flag in [true, false] {
+        let cfg = config(&text(flag));
+        let policy = Policy::from(&cfg.pools[0]);
+        let mut state = PoolState::default();
+        let history = History::default();
+        let metrics = [sample(90.0, 10)];
+        let mut inputs = [PoolInput {
+            config: &cfg.pools[0],
+            policy: &policy,
+            prices: None,
+            state: &mut state,
+            view: Some(View {
+                current: 10,
+                metrics: &metrics,
+                history: &history,
+                running_spot: 0,
+                asked_spot: None,
+                outlook: None,
+                surge: Some("gpu.utilization"),
+            }),
+            last_known: 10,
+        }];
+        let plan = plan_fleet(&mut inputs, &budget(&cfg), t(12, 0));
+        let p = &plan.pools[0];
+        assert_eq!(p.emergency, flag);
+        if flag {
+            assert!(p.desired > 10, "{p:?}");
+            assert!(
+                said(p)[0].starts_with("surge anomaly in gpu.utilization"),
+                "{:?}",
+                said(p)
+            );
+        } else {
+            assert_eq!(p.desired, 10, "saturation alone needs 5 intervals");
+        }
+    }
+}
