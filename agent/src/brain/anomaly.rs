@@ -32,7 +32,7 @@ const WINDOW: usize = 2000;
 /// Points an onset must beat to score.
 const ONSET_LOOKBACK: usize = 500;
 /// The median and MAD are recomputed every this many points (they move slowly).
-const REFRESH: usize = 20;
+const REFRESH: usize = 100;
 
 /// What the detector said about one point.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -94,9 +94,17 @@ impl SeasonInit {
     }
 }
 
+/// A time's position in the daily and weekly cycles, computed once per point and
+/// shared by every expert (no division in the experts' inner loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slots {
+    day: usize,
+    week: usize,
+}
+
 #[derive(Debug, Clone)]
 struct HoltWinters {
-    period: usize,
+    weekly: bool,
     alpha: f64,
     gamma: f64,
     level: f64,
@@ -104,16 +112,16 @@ struct HoltWinters {
 }
 
 impl HoltWinters {
-    fn update(&mut self, t: u64, y: f64) {
-        let i = slot(t, self.period);
+    fn update(&mut self, at: Slots, y: f64) {
+        let i = if self.weekly { at.week } else { at.day };
         let s = self.season[i];
         let l = self.level;
         self.level = self.alpha * (y - s) + (1.0 - self.alpha) * l;
         self.season[i] = self.gamma * (y - l) + (1.0 - self.gamma) * s;
     }
 
-    fn forecast(&self, t: u64, h: usize) -> f64 {
-        self.level + self.season[slot(t + h as u64, self.period)]
+    fn forecast(&self, at: Slots) -> f64 {
+        self.level + self.season[if self.weekly { at.week } else { at.day }]
     }
 }
 
@@ -142,38 +150,37 @@ impl ErrorCorrection {
         }
     }
 
-    fn seasonal(&self, t: u64) -> f64 {
-        let d = self.daily[slot(t, self.daily.len())];
+    fn seasonal(&self, at: Slots) -> f64 {
+        let d = self.daily[at.day];
         if self.weekly.is_empty() {
             d
         } else {
-            d + self.weekly[slot(t, self.weekly.len())]
+            d + self.weekly[at.week]
         }
     }
 
-    fn update(&mut self, t: u64, y: f64) {
+    fn update(&mut self, at: Slots, y: f64) {
         let level = *self.level.get_or_insert(y);
-        let e = y - (level + self.seasonal(t));
+        let e = y - (level + self.seasonal(at));
         self.level = Some(level + self.alpha * e);
         let mut rest = (1.0 - self.alpha) * e;
-        let i = slot(t, self.daily.len());
+        let i = at.day;
         self.daily_visits[i] = self.daily_visits[i].saturating_add(1);
         let rate = self.gamma.max(1.0 / f64::from(self.daily_visits[i]));
         self.daily[i] += rate * rest;
         rest -= rate * rest;
         if !self.weekly.is_empty() {
-            let w = slot(t, self.weekly.len());
+            let w = at.week;
             self.weekly_visits[w] = self.weekly_visits[w].saturating_add(1);
             let rate = self.gamma.max(1.0 / f64::from(self.weekly_visits[w]));
             self.weekly[w] += rate * rest;
         }
     }
 
-    fn forecast(&self, t: u64, h: usize) -> Option<f64> {
-        let at = t + h as u64;
+    fn forecast(&self, at: Slots) -> Option<f64> {
         let level = self.level?;
-        let seen = self.daily_visits[slot(at, self.daily.len())] > 0
-            && (self.weekly.is_empty() || self.weekly_visits[slot(at, self.weekly.len())] > 0);
+        let seen = self.daily_visits[at.day] > 0
+            && (self.weekly.is_empty() || self.weekly_visits[at.week] > 0);
         seen.then(|| level + self.seasonal(at))
     }
 }
@@ -233,6 +240,8 @@ pub struct Forecaster {
     weekly_init: Option<SeasonInit>,
     /// The combined forecast for `t - 1 + horizon`.
     current: Option<f64>,
+    /// `t`'s position in the cycles, advanced with `t`.
+    now: Slots,
 }
 
 impl Forecaster {
@@ -284,6 +293,7 @@ impl Forecaster {
             daily_init: Some(SeasonInit::new(cfg.steps_per_day)),
             weekly_init: Some(SeasonInit::new(7 * cfg.steps_per_day)),
             current: None,
+            now: Slots { day: 0, week: 0 },
         }
     }
 
@@ -333,6 +343,7 @@ impl Forecaster {
                 };
             }
         }
+        let now = self.now;
         let daily = self.daily_init.as_mut().and_then(|s| s.push(t, y));
         let weekly = self.weekly_init.as_mut().and_then(|s| s.push(t, y));
         if daily.is_some() {
@@ -352,7 +363,7 @@ impl Forecaster {
                     let ready = if *w { &weekly } else { &daily };
                     if let Some((level, season)) = ready {
                         *expert = Expert::Hw(HoltWinters {
-                            period: season.len(),
+                            weekly: *w,
                             alpha: *alpha,
                             gamma: *gamma,
                             level: *level,
@@ -360,8 +371,8 @@ impl Forecaster {
                         });
                     }
                 }
-                Expert::Hw(hw) => hw.update(t, y),
-                Expert::Ec(ec) => ec.update(t, y),
+                Expert::Hw(hw) => hw.update(now, y),
+                Expert::Ec(ec) => ec.update(now, y),
                 Expert::Robust(r) => r.update(y),
             }
         }
@@ -380,21 +391,40 @@ impl Forecaster {
     }
 
     /// Makes every expert's forecast for `t + h`, combines them, and moves to `t + 1`.
+    /// `at` moved on by `n` steps.
+    fn later(&self, at: Slots, n: usize) -> Slots {
+        let day = self.cfg.steps_per_day;
+        let week = 7 * day;
+        let mut s = Slots {
+            day: at.day + n,
+            week: at.week + n,
+        };
+        if s.day >= day {
+            s.day %= day;
+        }
+        if s.week >= week {
+            s.week %= week;
+        }
+        s
+    }
+
     fn advance(&mut self) -> Option<f64> {
         let t = self.t;
         let h = self.cfg.horizon;
+        let ahead = self.later(self.now, h);
         let row = self.row(t + h as u64);
         for (i, expert) in self.experts.iter().enumerate() {
             let f = match expert {
                 Expert::Naive => self.last,
                 Expert::PendingHw { .. } => None,
-                Expert::Hw(hw) => Some(hw.forecast(t, h)),
-                Expert::Ec(ec) => ec.forecast(t, h),
+                Expert::Hw(hw) => Some(hw.forecast(ahead)),
+                Expert::Ec(ec) => ec.forecast(ahead),
                 Expert::Robust(r) => r.level,
             };
             self.pending[row + i] = f.filter(|v| v.is_finite()).unwrap_or(f64::NAN);
         }
         self.t += 1;
+        self.now = self.later(self.now, 1);
         self.current = self.combine_pending(t + h as u64);
         self.current
     }
