@@ -161,7 +161,11 @@ pub fn run(
         }
         let outlook = outlook.as_ref().map(|(_, o)| o);
 
-        history.prune(&policy.behavior, now);
+        // Windows and periods ignore what is older than they are; pruning only bounds
+        // memory, so once an hour is plenty here.
+        if m % 60 == 0 {
+            history.prune(&policy.behavior, now);
+        }
         if m == 0 {
             history.recommendations.push(Recommendation {
                 at: now,

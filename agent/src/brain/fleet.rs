@@ -194,7 +194,8 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
     };
     let windows = schedule::active(&config.schedules, now);
     let bounds = schedule::bounds(base, &windows);
-    let mut reasons = schedule_reasons(base, bounds, &windows);
+    let mut reasons = Vec::with_capacity(12);
+    reasons.extend(schedule_reasons(base, bounds, &windows));
     let normal_split = Split::from_config(config.spot.as_ref());
 
     let Some(view) = input.view else {
@@ -273,8 +274,8 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         history: view.history,
         predicted: view.outlook.and_then(|o| o.nodes),
     };
-    let mut decision = planner::plan(&observed, policy, now);
-    reasons.append(&mut decision.reasons);
+    let mut decision = planner::plan_with(&observed, policy, now, std::mem::take(&mut reasons));
+    reasons = std::mem::take(&mut decision.reasons);
     reasons.extend(state.emergency.after_plan(
         config.emergency.as_ref(),
         decision.recommendation,

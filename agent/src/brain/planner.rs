@@ -471,8 +471,18 @@ pub struct Decision {
 
 /// Plans one pool: HPA's `computeReplicasForMetrics` then `normalizeDesiredReplicasWithBehaviors`.
 pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Decision {
+    plan_with(observed, policy, now, Vec::with_capacity(8))
+}
+
+/// [`plan`], appending its reasons to `reasons` (which the decision then holds), so a
+/// caller that has reasons of its own needs no second buffer.
+pub fn plan_with(
+    observed: &Observed<'_>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    mut reasons: Vec<Reason>,
+) -> Decision {
     let current = observed.current;
-    let mut reasons = Vec::with_capacity(8);
 
     // Above max (an emergency ended, a schedule lowered max) the pool returns to max
     // at its normal scale-down rate, so a bound that moves never drops hundreds of
