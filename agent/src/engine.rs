@@ -17,7 +17,6 @@ use capstan_providers::{
 use crate::aggregate;
 use crate::brain::budget::BudgetPolicy;
 use crate::brain::fleet::{PoolInput, PoolPlan, PoolState, View};
-use crate::brain::planner::Recommendation;
 use crate::brain::predictive::{Outlook, Predictor};
 use crate::brain::schedule::Bounds;
 use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
@@ -299,10 +298,7 @@ async fn observe(
         // As HPA does for a target it sees for the first time: the current size counts
         // as a recent recommendation, so a (re)started agent waits out the scale-down
         // window instead of shrinking the pool on its first look.
-        pool.history.recommendations.push(Recommendation {
-            at: now,
-            nodes: description.desired,
-        });
+        pool.history.record_recommendation(description.desired, now);
     }
     let (anomalies, surge) = track_demand(pool, &samples, now);
     let mut outlook = pool
@@ -549,9 +545,7 @@ async fn act(
         return outcome;
     }
     if let Some(nodes) = planned.recommendation {
-        pool.history
-            .recommendations
-            .push(Recommendation { at: now, nodes });
+        pool.history.record_recommendation(nodes, now);
     }
     let target = CapacityTarget {
         capacity: planned.desired,

@@ -22,7 +22,7 @@ use capstan_config::{Pool, PredictiveMode};
 
 use crate::brain::budget::BudgetPolicy;
 use crate::brain::fleet::{self, PoolInput, PoolState, View};
-use crate::brain::planner::{History, MetricSample, Policy, Recommendation};
+use crate::brain::planner::{History, MetricSample, Policy};
 use crate::brain::predictive::Predictor;
 use crate::trace::Regular;
 
@@ -167,10 +167,7 @@ pub fn run(
             history.prune(&policy.behavior, now);
         }
         if m == 0 {
-            history.recommendations.push(Recommendation {
-                at: now,
-                nodes: current,
-            });
+            history.record_recommendation(current, now);
         }
         let plan = {
             let mut inputs = [PoolInput {
@@ -193,9 +190,7 @@ pub fn run(
         };
         let p = &plan.pools[0];
         if let Some(nodes) = p.recommendation {
-            history
-                .recommendations
-                .push(Recommendation { at: now, nodes });
+            history.record_recommendation(nodes, now);
         }
         if p.desired != current {
             metrics.actions += 1;

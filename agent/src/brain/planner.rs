@@ -105,7 +105,9 @@ pub struct ScaleEvent {
 }
 
 /// What the planner remembers between passes. The caller keeps it and records into
-/// it what [`plan`] returns and what the actuator applied.
+/// it what [`plan`] returns and what the actuator applied, through the `record_*`
+/// methods, which keep every list in time order (a clock stepping back included): the
+/// planner walks them newest first and stops at the end of its windows.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct History {
     /// Raw recommendations, oldest first.
@@ -120,23 +122,28 @@ impl History {
     /// Records a pass: its raw recommendation, if it made one.
     pub fn record_decision(&mut self, decision: &Decision, now: DateTime<Utc>) {
         if let Some(nodes) = decision.recommendation {
-            self.recommendations.push(Recommendation { at: now, nodes });
+            self.record_recommendation(nodes, now);
         }
+    }
+
+    /// Records a raw recommendation of `nodes` made at `now`, keeping time order.
+    pub fn record_recommendation(&mut self, nodes: u32, now: DateTime<Utc>) {
+        let at = self.recommendations.partition_point(|r| r.at <= now);
+        self.recommendations
+            .insert(at, Recommendation { at: now, nodes });
     }
 
     /// Records an applied change from `from` to `to` nodes.
     pub fn record_scale(&mut self, from: u32, to: u32, now: DateTime<Utc>) {
-        if to > from {
-            self.scale_up_events.push(ScaleEvent {
-                at: now,
-                change: to - from,
-            });
+        let (events, change) = if to > from {
+            (&mut self.scale_up_events, to - from)
         } else if from > to {
-            self.scale_down_events.push(ScaleEvent {
-                at: now,
-                change: from - to,
-            });
-        }
+            (&mut self.scale_down_events, from - to)
+        } else {
+            return;
+        };
+        let at = events.partition_point(|e| e.at <= now);
+        events.insert(at, ScaleEvent { at: now, change });
     }
 
     /// Drops what no window or period of `behavior` can see any more.
@@ -712,7 +719,13 @@ fn stabilize(
     let down_cutoff = since(now, down_window);
     let mut up = raw;
     let mut down = raw;
-    for r in &observed.history.recommendations {
+    // Newest first; recommendations are recorded in time order, so the walk stops at
+    // the first one both windows have left behind.
+    let oldest_seen = up_cutoff.min(down_cutoff);
+    for r in observed.history.recommendations.iter().rev() {
+        if r.at <= oldest_seen {
+            break;
+        }
         if r.at > up_cutoff {
             up = up.min(r.nodes);
         }
@@ -745,9 +758,11 @@ fn stabilize(
 
 fn changes_within(events: &[ScaleEvent], period: std::time::Duration, now: DateTime<Utc>) -> u32 {
     let cutoff = since(now, period);
+    // Events are recorded in time order: newest first, stop at the period's start.
     events
         .iter()
-        .filter(|e| e.at > cutoff)
+        .rev()
+        .take_while(|e| e.at > cutoff)
         .map(|e| e.change)
         .fold(0, u32::saturating_add)
 }

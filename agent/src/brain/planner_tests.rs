@@ -525,28 +525,34 @@ fn arb_history() -> impl Strategy<Value = History> {
         prop::collection::vec((0i64..900, 1u32..50), 0..4),
         prop::collection::vec((0i64..900, 1u32..50), 0..4),
     )
-        .prop_map(|(recs, ups, downs)| History {
-            recommendations: recs
-                .into_iter()
-                .map(|(a, n)| Recommendation {
-                    at: t0() - secs(a),
-                    nodes: n,
-                })
-                .collect(),
-            scale_up_events: ups
-                .into_iter()
-                .map(|(a, c)| ScaleEvent {
-                    at: t0() - secs(a),
-                    change: c,
-                })
-                .collect(),
-            scale_down_events: downs
-                .into_iter()
-                .map(|(a, c)| ScaleEvent {
-                    at: t0() - secs(a),
-                    change: c,
-                })
-                .collect(),
+        .prop_map(|(mut recs, mut ups, mut downs)| {
+            // Oldest first, as History's record methods keep them.
+            recs.sort_by_key(|(a, _)| -a);
+            ups.sort_by_key(|(a, _)| -a);
+            downs.sort_by_key(|(a, _)| -a);
+            History {
+                recommendations: recs
+                    .into_iter()
+                    .map(|(a, n)| Recommendation {
+                        at: t0() - secs(a),
+                        nodes: n,
+                    })
+                    .collect(),
+                scale_up_events: ups
+                    .into_iter()
+                    .map(|(a, c)| ScaleEvent {
+                        at: t0() - secs(a),
+                        change: c,
+                    })
+                    .collect(),
+                scale_down_events: downs
+                    .into_iter()
+                    .map(|(a, c)| ScaleEvent {
+                        at: t0() - secs(a),
+                        change: c,
+                    })
+                    .collect(),
+            }
         })
 }
 
@@ -659,4 +665,16 @@ fn predictive_only_ever_raises_the_recommendation() {
     assert_eq!(with(Some(3)).desired, 10);
     // Rate policies still bound it: balanced allows +100 % or +4 per 15 s.
     assert_eq!(with(Some(45)).desired, 20);
+}
+
+#[test]
+fn history_stays_in_time_order_when_the_clock_steps_back() {
+    let mut h = History::default();
+    h.record_recommendation(5, t0());
+    h.record_recommendation(7, t0() - secs(30));
+    h.record_scale(2, 4, t0());
+    h.record_scale(4, 6, t0() - secs(10));
+    assert!(h.recommendations.windows(2).all(|w| w[0].at <= w[1].at));
+    assert!(h.scale_up_events.windows(2).all(|w| w[0].at <= w[1].at));
+    assert_eq!(h.recommendations[0].nodes, 7);
 }
