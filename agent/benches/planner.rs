@@ -143,11 +143,7 @@ fn fleet_pass(c: &mut Criterion) {
     let pools = fleet(1000);
     let policies: Vec<Policy> = cfg.pools.iter().map(Policy::from).collect();
     let states = vec![PoolState::default(); cfg.pools.len()];
-    let budget = BudgetPolicy {
-        ceiling: cfg.budget.max_hourly_cost,
-        emergency_allowance: cfg.budget.emergency_allowance,
-        enforce: cfg.budget.enforce,
-    };
+    let budget = BudgetPolicy::from(&cfg.budget);
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
     c.bench_function("plan a fleet of 1000 pools under a binding budget", |b| {
         b.iter_batched(

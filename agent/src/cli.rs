@@ -273,11 +273,8 @@ fn simulate(
         delay_minutes: u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX),
         keep_series: svg.is_some(),
     };
-    let budget = crate::brain::budget::BudgetPolicy {
-        ceiling: config.max_hourly_cost,
-        emergency_allowance: cfg.budget.emergency_allowance,
-        enforce: cfg.budget.enforce,
-    };
+    // The pool alone under the fleet's budget; its own max_hourly_cost applies too.
+    let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
     let start = sim::start_of(prepared.grid.start);
     let (policy, series) = sim::run(config, &budget, &demand, start, &settings);
     let reactive = compare.then(|| {

@@ -17,6 +17,7 @@ use capstan_providers::{
 use crate::aggregate;
 use crate::brain::budget::BudgetPolicy;
 use crate::brain::fleet::{PoolInput, PoolPlan, PoolState, View};
+use crate::brain::planner::Metric;
 use crate::brain::predictive::{Outlook, Predictor};
 use crate::brain::schedule::Bounds;
 use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
@@ -177,8 +178,6 @@ pub struct PassOutcome {
     pub mase: Vec<Option<f64>>,
     /// Predictive scaling is in force.
     pub predictive_active: bool,
-    /// Targets with an anomaly onset this pass.
-    pub anomalies: Vec<String>,
 }
 
 /// What one pass did to the fleet.
@@ -250,10 +249,10 @@ struct Seen {
     description: PoolDescription,
     samples: Vec<Option<MetricSample>>,
     live_spot: Option<f64>,
+    /// The predictor's outlook, its reasons including this pass's anomalies.
     outlook: Outlook,
-    /// Anomaly reasons, and the metric of the first surge among them.
-    anomalies: Vec<Reason>,
-    surge: Option<String>,
+    /// The metric of the first surge anomaly this pass.
+    surge: Option<Metric>,
 }
 
 async fn observe(
@@ -304,13 +303,12 @@ async fn observe(
     let mut outlook = pool
         .predictor
         .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
-    outlook.reasons.extend(anomalies.iter().cloned());
+    outlook.reasons.extend(anomalies);
     Ok(Seen {
         description,
         samples,
         live_spot,
         outlook,
-        anomalies,
         surge,
     })
 }
@@ -322,7 +320,7 @@ fn track_demand(
     pool: &mut PoolRuntime,
     samples: &[Option<MetricSample>],
     now: DateTime<Utc>,
-) -> (Vec<Reason>, Option<String>) {
+) -> (Vec<Reason>, Option<Metric>) {
     let mut reasons = Vec::new();
     let mut surge = None;
     if !pool.predictor.enabled() {
@@ -346,7 +344,7 @@ fn track_demand(
             for event in pool.predictor.record(m, &point) {
                 let metric = pool.policy.targets[event.target].metric.clone();
                 if event.verdict.z > 0.0 && surge.is_none() {
-                    surge = Some(metric.to_string());
+                    surge = Some(metric.clone());
                 }
                 reasons.push(Reason::Anomaly {
                     metric,
@@ -470,12 +468,7 @@ pub async fn fleet_pass(
                 }
             })
             .collect();
-        let policy = BudgetPolicy {
-            ceiling: budget.max_hourly_cost,
-            emergency_allowance: budget.emergency_allowance,
-            enforce: budget.enforce,
-        };
-        brain::fleet::plan_fleet(&mut inputs, &policy, now)
+        brain::fleet::plan_fleet(&mut inputs, &BudgetPolicy::from(budget), now)
     };
 
     let mut results = Vec::with_capacity(pools.len());
@@ -526,19 +519,11 @@ async fn act(
         action: "none",
         detail: None,
         error_kind: None,
-        reasons: planned.reasons,
         samples: seen.samples,
         forecasts: seen.outlook.forecasts,
         mase: seen.outlook.mase,
         predictive_active: seen.outlook.active,
-        anomalies: seen
-            .anomalies
-            .iter()
-            .filter_map(|r| match r {
-                Reason::Anomaly { metric, .. } => Some(metric.to_string()),
-                _ => None,
-            })
-            .collect(),
+        reasons: planned.reasons,
     };
     if mode == Mode::PlanOnly {
         outcome.action = "plan";

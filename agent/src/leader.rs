@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use capstan_collectors::NodeReport;
 use capstan_config::Budget;
 
+use crate::brain::Reason;
 use crate::coordinator::Claim;
 use crate::engine::{self, FleetOutcome, Mode, PassError, PoolRuntime};
 use crate::http::Shared;
@@ -199,11 +200,15 @@ impl Leader {
                         }
                     }
                 }
-                for metric in &outcome.anomalies {
+                // Anomaly onsets of this pass are among its reasons.
+                for r in &outcome.reasons {
+                    let Reason::Anomaly { metric, .. } = r else {
+                        continue;
+                    };
                     m.anomalies
                         .get_or_create(&PoolMetricLabels {
                             pool: name.clone(),
-                            metric: metric.clone(),
+                            metric: metric.to_string(),
                         })
                         .inc();
                     tracing::warn!(pool = %name, metric = %metric, "anomaly in demand");

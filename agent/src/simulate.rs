@@ -119,7 +119,6 @@ pub fn run(
         mase: None,
     };
     let mut series = Series::default();
-    let mut forecasts: std::collections::VecDeque<(i64, f64)> = Default::default();
     let start_minute = start.timestamp().div_euclid(60);
     let mut samples = vec![None; policy.targets.len()];
     let mut demands = vec![None; policy.targets.len()];
@@ -149,11 +148,6 @@ pub fn run(
         samples[0] = sample;
         demands[0] = sample.map(|s| s.sum);
         predictor.record(minute, &demands);
-        if let Some((at, f)) = predictor.latest_forecast(0)
-            && forecasts.back().is_none_or(|(b, _)| *b != at)
-        {
-            forecasts.push_back((at, f));
-        }
         // The outlook only changes when a 5-minute bucket closes.
         let bucket = minute.div_euclid(crate::brain::predictive::STEP_MINUTES);
         if outlook.as_ref().is_none_or(|(b, _)| *b != bucket) {
@@ -228,13 +222,7 @@ pub fn run(
             metrics.underprovisioned_demand += d - limit;
         }
         if settings.keep_series {
-            while forecasts.front().is_some_and(|(b, _)| *b < minute) {
-                forecasts.pop_front();
-            }
-            let f = forecasts
-                .front()
-                .filter(|(b, _)| *b <= minute)
-                .map(|(_, f)| *f * x / target);
+            let f = predictor.forecast_for(0, minute).map(|f| f * x / target);
             series.minutes.push(u32::try_from(m).unwrap_or(u32::MAX));
             series.demand.push(d);
             series.capacity.push(served);
@@ -412,6 +400,26 @@ mod tests {
         assert_eq!(series.demand.len(), 6 * 1440);
         let plot = svg("web", &series);
         assert!(plot.starts_with("<svg") && plot.contains("capacity"));
+    }
+
+    #[test]
+    fn the_plot_has_a_forecast_for_every_minute_once_warm() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (_, series) = run(
+            &pool("forecast-only"),
+            &budget(),
+            &demand(),
+            start,
+            &settings(),
+        );
+        let warm = &series.forecast[3 * 1440..];
+        assert!(
+            warm.iter().all(Option::is_some),
+            "gaps in the forecast line"
+        );
+        // In demand units, near the demand it forecasts.
+        let (f, d) = (warm[0].unwrap(), series.demand[3 * 1440]);
+        assert!((f - d).abs() < 0.2 * d, "forecast {f} vs demand {d}");
     }
 
     #[test]

@@ -88,6 +88,16 @@ pub struct BudgetPolicy {
     pub enforce: BudgetEnforcement,
 }
 
+impl From<&capstan_config::Budget> for BudgetPolicy {
+    fn from(b: &capstan_config::Budget) -> Self {
+        Self {
+            ceiling: b.max_hourly_cost,
+            emergency_allowance: b.emergency_allowance,
+            enforce: b.enforce,
+        }
+    }
+}
+
 /// What one pool is granted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
@@ -172,9 +182,9 @@ impl Fleet<'_> {
 
     /// Moves each pool of `members` from its size towards `targets[k]` by the same
     /// fraction, the largest that keeps the added cost within `spare`, then hands out
-    /// what is left one node at a time by largest remainder. Returns the money spent
-    /// and whether any pool got less than its target.
-    fn grow(&mut self, members: &[(usize, u32)], spare: f64) -> (f64, bool) {
+    /// what is left one node at a time by largest remainder. Returns whether any pool
+    /// got less than its target.
+    fn grow(&mut self, members: &[(usize, u32)], spare: f64) -> bool {
         let from: Vec<u32> = members.iter().map(|&(i, _)| self.slots[i].nodes).collect();
         let before: f64 = members.iter().map(|&(i, _)| self.cost(i)).sum();
         let at = |frac: f64| -> Vec<u32> {
@@ -199,8 +209,8 @@ impl Fleet<'_> {
                 - before
         };
         let full = at(1.0);
-        let (mut sizes, capped) = if cost_of(self, &full) <= spare + EPSILON {
-            (full, false)
+        let mut sizes = if cost_of(self, &full) <= spare + EPSILON {
+            full
         } else {
             let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
             for _ in 0..60 {
@@ -235,16 +245,14 @@ impl Fleet<'_> {
                     }
                 }
             }
-            (sizes, true)
+            sizes
         };
-        let mut spent = 0.0;
         let mut short = false;
         for (k, &(i, to)) in members.iter().enumerate() {
-            spent += self.cost_at(i, sizes[k]) - self.cost_at(i, from[k]);
             short |= sizes[k] < to;
             self.slots[i].nodes = std::mem::take(&mut sizes[k]);
         }
-        (spent, capped && short)
+        short
     }
 }
 
@@ -253,29 +261,6 @@ const TRIM_ORDER: [Tier; 3] = [Tier::Basic, Tier::Premium, Tier::Enterprise];
 
 /// Allocates the budget over `demands` (see the module documentation for the rules).
 pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
-    // Without any ceiling every pool gets its plan (and at least its minimum).
-    if policy.ceiling.is_none() && demands.iter().all(|d| d.max_hourly_cost.is_none()) {
-        let grants: Vec<Grant> = demands
-            .iter()
-            .map(|d| {
-                let nodes = d.desired.max(d.min);
-                Grant {
-                    nodes,
-                    on_demand: d.split.on_demand(nodes),
-                    hourly_cost: hourly_cost(nodes, &d.split, d.prices.as_ref()),
-                    split: d.split,
-                    reasons: Vec::new(),
-                }
-            })
-            .collect();
-        return Allocation {
-            fleet_hourly_cost: grants.iter().map(|g| g.hourly_cost).sum(),
-            grants,
-            ceiling: None,
-            over_budget: false,
-            reasons: Vec::new(),
-        };
-    }
     let mut fleet = Fleet {
         demands,
         slots: demands
@@ -378,18 +363,17 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
         let d = &demands[i];
         let n = f.slots[i].nodes;
         match d.max_hourly_cost {
-            Some(cap) if to > n => f.most_within(i, n, to, cap + extra).max(n),
+            Some(cap) if to > n => f.most_within(i, n, to, cap + extra),
             _ => to,
         }
     };
     for emergency in [false, true] {
-        let headroom = policy.ceiling.map(|c| {
-            c + if emergency {
-                policy.emergency_allowance
-            } else {
-                0.0
-            }
-        });
+        let extra = if emergency {
+            policy.emergency_allowance
+        } else {
+            0.0
+        };
+        let headroom = policy.ceiling.map(|c| c + extra);
         // Over the ceiling, normal scale-ups are blocked; emergencies may still use
         // the allowance above it.
         let mut blocked = over && !emergency;
@@ -409,11 +393,6 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
                 if want <= n {
                     continue;
                 }
-                let extra = if emergency {
-                    policy.emergency_allowance
-                } else {
-                    0.0
-                };
                 let to = pool_cap(&fleet, i, want, extra);
                 if to < want {
                     fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
@@ -438,9 +417,8 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             } else {
                 (limit - fleet.total()).max(0.0)
             };
-            let from: Vec<u32> = members.iter().map(|&(i, _)| fleet.slots[i].nodes).collect();
-            let (_, short) = fleet.grow(&members, spare);
-            for (k, &(i, to)) in members.iter().enumerate() {
+            let short = fleet.grow(&members, spare);
+            for &(i, to) in &members {
                 let got = fleet.slots[i].nodes;
                 if got < to {
                     let reason = if emergency {
@@ -459,22 +437,22 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
                     };
                     fleet.slots[i].reasons.push(reason);
                 }
-                debug_assert!(got >= from[k]);
             }
             blocked |= short;
         }
     }
 
+    let costs: Vec<f64> = (0..fleet.slots.len()).map(|i| fleet.cost(i)).collect();
     let grants: Vec<Grant> = fleet
         .slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Grant {
+        .into_iter()
+        .zip(costs)
+        .map(|(s, hourly_cost)| Grant {
             nodes: s.nodes,
             on_demand: s.split.on_demand(s.nodes),
-            hourly_cost: fleet.cost(i),
+            hourly_cost,
             split: s.split,
-            reasons: s.reasons.clone(),
+            reasons: s.reasons,
         })
         .collect();
     Allocation {

@@ -18,7 +18,7 @@ use capstan_config::{Pool, PriceConfig};
 use super::budget::{self, Allocation, BudgetPolicy, Demand, Prices};
 use super::emergency::{self, EmergencyState};
 use super::flap::FlapState;
-use super::planner::{self, Decision, History, MetricSample, Observed, Policy, Reason};
+use super::planner::{self, History, MetricSample, Observed, Policy, Reason};
 use super::predictive::Outlook;
 use super::schedule::{self, ActiveWindow, Bounds};
 use super::spot::{Split, SpotState};
@@ -180,7 +180,7 @@ struct Planned {
     config_max: u32,
     emergency: bool,
     reasons: Vec<Reason>,
-    decision: Option<Decision>,
+    recommendation: Option<u32>,
     bounds: Bounds,
     windows: Vec<ActiveWindow>,
     frozen_until: Option<DateTime<Utc>>,
@@ -219,7 +219,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
             config_max: config.max,
             emergency: false,
             reasons,
-            decision: None,
+            recommendation: None,
             bounds,
             windows,
             frozen_until: input.state.flap.frozen(now),
@@ -317,7 +317,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         config_max: config.max,
         emergency: state.emergency.active(),
         reasons,
-        decision: Some(decision),
+        recommendation: decision.recommendation,
         bounds,
         windows,
         frozen_until,
@@ -352,7 +352,7 @@ pub fn plan_fleet(
                 on_demand: grant.on_demand,
                 spot: grant.nodes - grant.on_demand,
                 hourly_cost: grant.hourly_cost,
-                recommendation: p.decision.as_ref().and_then(|d| d.recommendation),
+                recommendation: p.recommendation,
                 bounds: p.bounds,
                 schedules: p.windows,
                 emergency: p.emergency,

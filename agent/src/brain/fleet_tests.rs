@@ -16,11 +16,7 @@ fn config(text: &str) -> ValidatedConfig {
 }
 
 fn budget(cfg: &ValidatedConfig) -> BudgetPolicy {
-    BudgetPolicy {
-        ceiling: cfg.budget.max_hourly_cost,
-        emergency_allowance: cfg.budget.emergency_allowance,
-        enforce: cfg.budget.enforce,
-    }
+    BudgetPolicy::from(&cfg.budget)
 }
 
 fn sample(avg: f64, nodes: u32) -> Option<MetricSample> {

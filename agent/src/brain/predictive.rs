@@ -61,8 +61,6 @@ struct Track {
     /// Since the start: forecast and naive error sums.
     total_error: f64,
     total_naive: f64,
-    /// The latest forecast, `horizon` ahead of the last closed bucket.
-    latest: Option<(i64, f64)>,
 }
 
 /// Predictive state of one pool (see the module documentation).
@@ -117,7 +115,6 @@ impl Predictor {
                     naive_sum: 0.0,
                     total_error: 0.0,
                     total_naive: 0.0,
-                    latest: None,
                 })
                 .collect(),
         }
@@ -179,11 +176,25 @@ impl Predictor {
         (t.total_naive > 0.0).then(|| t.total_error / t.total_naive)
     }
 
-    /// The forecasts made so far for each target, by bucket: (minute, demand).
+    /// The forecast of a target's demand for the bucket holding `minute`, once one was
+    /// made and until that bucket closes.
+    pub fn forecast_for(&self, target: usize, minute: i64) -> Option<f64> {
+        let bucket = minute.div_euclid(STEP_MINUTES);
+        self.tracks
+            .get(target)?
+            .forecasts
+            .iter()
+            .find(|(b, _)| *b == bucket)
+            .map(|(_, f)| f.max(0.0))
+    }
+
+    /// A target's latest forecast: (first minute of the bucket it is for, demand).
     pub fn latest_forecast(&self, target: usize) -> Option<(i64, f64)> {
         self.tracks
             .get(target)?
-            .latest
+            .forecasts
+            .back()
+            .copied()
             .map(|(b, f)| (b * STEP_MINUTES, f))
     }
 
@@ -192,7 +203,7 @@ impl Predictor {
         let forecasts: Vec<Option<f64>> = self
             .tracks
             .iter()
-            .map(|t| t.latest.map(|(_, f)| f.max(0.0)))
+            .map(|t| t.forecasts.back().map(|(_, f)| f.max(0.0)))
             .collect();
         let mase: Vec<Option<f64>> = self.tracks.iter().map(Track::mase).collect();
         let mut out = Outlook {
@@ -296,7 +307,6 @@ impl Track {
         }
         if let Some(f) = self.detector.forecaster().forecast() {
             self.forecasts.push_back((b + horizon, f));
-            self.latest = Some((b + horizon, f));
         }
         verdict.onset.then_some(verdict)
     }
