@@ -32,7 +32,9 @@ fn fleet(n: u32) -> Vec<Pool> {
             let current = 2 + i % 50;
             let load = 20.0 + f64::from(i % 17) * 10.0;
             let history = History {
+                // Oldest first, as History's record methods keep them.
                 recommendations: (0..30)
+                    .rev()
                     .map(|k| Recommendation {
                         at: now - chrono::Duration::seconds(10 * k),
                         nodes: current + (k as u32 % 5),
