@@ -22,6 +22,8 @@
 //!
 //! Pure: no I/O, no clock; the same demands give the same allocation.
 
+use std::borrow::Cow;
+
 use capstan_config::{BudgetEnforcement, Tier};
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +52,9 @@ pub fn hourly_cost(nodes: u32, split: &Split, prices: Option<&Prices>) -> f64 {
 
 /// What one pool asks of the budget this pass.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Demand {
-    /// Pool name (orders ties).
-    pub name: String,
+pub struct Demand<'a> {
+    /// Pool name (orders ties); borrowed from the pool's config in a pass.
+    pub name: Cow<'a, str>,
     /// Tier.
     pub tier: Tier,
     /// Nodes now.
@@ -128,20 +130,13 @@ pub struct Allocation {
     pub reasons: Vec<Reason>,
 }
 
-struct Slot {
-    nodes: u32,
-    split: Split,
-    /// Scaled down for money this pass: it asks for no scale-up.
-    trimmed: bool,
-    reasons: Vec<Reason>,
-}
-
 struct Fleet<'a> {
-    demands: &'a [Demand],
-    slots: Vec<Slot>,
+    demands: &'a [Demand<'a>],
+    /// One per demand: the grant as it is worked out.
+    slots: Vec<Grant>,
 }
 
-impl Fleet<'_> {
+impl<'a> Fleet<'a> {
     fn cost_at(&self, i: usize, nodes: u32) -> f64 {
         hourly_cost(nodes, &self.slots[i].split, self.demands[i].prices.as_ref())
     }
@@ -154,13 +149,15 @@ impl Fleet<'_> {
         (0..self.slots.len()).map(|i| self.cost(i)).sum()
     }
 
-    /// Pools of `tier`, in name order.
-    fn tier(&self, tier: Tier) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..self.demands.len())
-            .filter(|&i| self.demands[i].tier == tier)
-            .collect();
-        v.sort_by(|&a, &b| self.demands[a].name.cmp(&self.demands[b].name));
-        v
+    /// Pools of `tier`, in name order (`order` from [`name_order`]).
+    fn tier<'o>(&self, order: Option<&'o [usize]>, tier: Tier) -> impl Iterator<Item = usize> + 'o
+    where
+        'a: 'o,
+    {
+        let demands = self.demands;
+        (0..demands.len())
+            .map(move |k| order.map_or(k, |o| o[k]))
+            .filter(move |&i| demands[i].tier == tier)
     }
 
     /// The most nodes in `[from, to]` whose cost stays within `money`; `from` if none.
@@ -185,8 +182,16 @@ impl Fleet<'_> {
     /// what is left one node at a time by largest remainder. Returns whether any pool
     /// got less than its target.
     fn grow(&mut self, members: &[(usize, u32)], spare: f64) -> bool {
-        let from: Vec<u32> = members.iter().map(|&(i, _)| self.slots[i].nodes).collect();
         let before: f64 = members.iter().map(|&(i, _)| self.cost(i)).sum();
+        // Everyone's target fits (always so without a ceiling): no fractions needed.
+        let full: f64 = members.iter().map(|&(i, to)| self.cost_at(i, to)).sum();
+        if full - before <= spare + EPSILON {
+            for &(i, to) in members {
+                self.slots[i].nodes = to;
+            }
+            return false;
+        }
+        let from: Vec<u32> = members.iter().map(|&(i, _)| self.slots[i].nodes).collect();
         let at = |frac: f64| -> Vec<u32> {
             members
                 .iter()
@@ -208,10 +213,7 @@ impl Fleet<'_> {
                 .sum::<f64>()
                 - before
         };
-        let full = at(1.0);
-        let mut sizes = if cost_of(self, &full) <= spare + EPSILON {
-            full
-        } else {
+        let mut sizes = {
             let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
             for _ in 0..60 {
                 let mid = f64::midpoint(lo, hi);
@@ -256,19 +258,39 @@ impl Fleet<'_> {
     }
 }
 
+/// Where a pool starts in the allocation: its planned scale-downs are taken, its
+/// scale-ups are yet to be granted. A pool below this was trimmed for money, and asks
+/// for no scale-up this pass.
+fn start(d: &Demand<'_>) -> u32 {
+    d.desired.min(d.current).max(d.min)
+}
+
+/// Pool indices in name order (ties between pools go by name); `None` when the
+/// demands already come in that order.
+fn name_order(demands: &[Demand<'_>]) -> Option<Vec<usize>> {
+    if demands.is_sorted_by(|a, b| a.name <= b.name) {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by(|&a, &b| demands[a].name.cmp(&demands[b].name));
+    Some(order)
+}
+
 const GRANT_ORDER: [Tier; 3] = [Tier::Enterprise, Tier::Premium, Tier::Basic];
 const TRIM_ORDER: [Tier; 3] = [Tier::Basic, Tier::Premium, Tier::Enterprise];
 
 /// Allocates the budget over `demands` (see the module documentation for the rules).
-pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
+pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
+    let order = name_order(demands);
     let mut fleet = Fleet {
         demands,
         slots: demands
             .iter()
-            .map(|d| Slot {
-                nodes: d.desired.min(d.current).max(d.min),
+            .map(|d| Grant {
+                nodes: start(d),
+                on_demand: 0,
+                hourly_cost: 0.0,
                 split: d.split,
-                trimmed: false,
                 reasons: Vec::new(),
             })
             .collect(),
@@ -278,7 +300,7 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
 
     // 2. A fallback to on-demand is a cost increase: only within the ceilings.
     for tier in TRIM_ORDER {
-        for i in fleet.tier(tier) {
+        for i in fleet.tier(order.as_deref(), tier) {
             let d = &demands[i];
             if fleet.slots[i].split == d.normal_split {
                 continue;
@@ -315,7 +337,6 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             let to = fleet.most_within(i, d.floor, n, cap);
             if to < n {
                 fleet.slots[i].nodes = to;
-                fleet.slots[i].trimmed = true;
                 fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
                     from: n,
                     to,
@@ -345,7 +366,7 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             });
         }
         if trim && fleet.total() > ceiling + EPSILON {
-            trim_fleet(&mut fleet, ceiling);
+            trim_fleet(&mut fleet, order.as_deref(), ceiling);
         }
         let total = fleet.total();
         if total > ceiling + EPSILON {
@@ -367,6 +388,7 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
             _ => to,
         }
     };
+    let mut members = Vec::new();
     for emergency in [false, true] {
         let extra = if emergency {
             policy.emergency_allowance
@@ -378,11 +400,11 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
         // the allowance above it.
         let mut blocked = over && !emergency;
         for tier in GRANT_ORDER {
-            let mut members = Vec::new();
-            for i in fleet.tier(tier) {
+            members.clear();
+            for i in fleet.tier(order.as_deref(), tier) {
                 let d = &demands[i];
                 let n = fleet.slots[i].nodes;
-                if fleet.slots[i].trimmed {
+                if fleet.slots[i].nodes < start(d) {
                     continue;
                 }
                 let want = match (emergency, d.desired > d.max) {
@@ -442,19 +464,11 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
         }
     }
 
-    let costs: Vec<f64> = (0..fleet.slots.len()).map(|i| fleet.cost(i)).collect();
-    let grants: Vec<Grant> = fleet
-        .slots
-        .into_iter()
-        .zip(costs)
-        .map(|(s, hourly_cost)| Grant {
-            nodes: s.nodes,
-            on_demand: s.split.on_demand(s.nodes),
-            hourly_cost,
-            split: s.split,
-            reasons: s.reasons,
-        })
-        .collect();
+    let mut grants = fleet.slots;
+    for (g, d) in grants.iter_mut().zip(demands) {
+        g.on_demand = g.split.on_demand(g.nodes);
+        g.hourly_cost = hourly_cost(g.nodes, &g.split, d.prices.as_ref());
+    }
     Allocation {
         fleet_hourly_cost: grants.iter().map(|g| g.hourly_cost).sum(),
         grants,
@@ -466,7 +480,7 @@ pub fn allocate(demands: &[Demand], policy: &BudgetPolicy) -> Allocation {
 
 /// Brings the fleet under `ceiling`: basic pools to spot first, then scale-downs from
 /// the lowest tier up, each no lower than its `floor`.
-fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
+fn trim_fleet(fleet: &mut Fleet<'_>, order: Option<&[usize]>, ceiling: f64) {
     let demands = fleet.demands;
     for tier in TRIM_ORDER {
         if fleet.total() <= ceiling + EPSILON {
@@ -474,8 +488,7 @@ fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
         }
         if tier == Tier::Basic {
             let mut movable: Vec<(usize, f64)> = fleet
-                .tier(tier)
-                .into_iter()
+                .tier(order, tier)
                 .filter(|&i| {
                     let d = &demands[i];
                     d.spot_allowed && fleet.slots[i].split == d.normal_split
@@ -510,8 +523,7 @@ fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
             return;
         }
         let members: Vec<(usize, u32, u32)> = fleet
-            .tier(tier)
-            .into_iter()
+            .tier(order, tier)
             .map(|i| {
                 (
                     i,
@@ -562,7 +574,6 @@ fn trim_fleet(fleet: &mut Fleet<'_>, ceiling: f64) {
         for (&(i, n, _), to) in members.iter().zip(sizes(lo)) {
             if to < n {
                 fleet.slots[i].nodes = to;
-                fleet.slots[i].trimmed = true;
                 fleet.slots[i].reasons.push(Reason::TrimmedByBudget {
                     from: n,
                     to,

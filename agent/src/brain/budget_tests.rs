@@ -7,9 +7,9 @@ use super::budget::*;
 use super::planner::Reason;
 use super::spot::Split;
 
-fn demand(name: &str, tier: Tier, current: u32, desired: u32) -> Demand {
+fn demand(name: &str, tier: Tier, current: u32, desired: u32) -> Demand<'static> {
     Demand {
-        name: name.to_owned(),
+        name: name.to_owned().into(),
         tier,
         current,
         min: 1,
@@ -309,7 +309,7 @@ prop_compose! {
         spot in any::<bool>(),
         fallback in prop::option::of(0u32..5),
         pool_cap in prop::option::of(1.0f64..100.0),
-    ) -> Demand {
+    ) -> Demand<'static> {
         let max = min + span;
         let emergency_max = max + em;
         let current = current_off.min(emergency_max);
@@ -321,7 +321,7 @@ prop_compose! {
             Split::ON_DEMAND
         };
         Demand {
-            name: format!("pool-{i}"),
+            name: format!("pool-{i}").into(),
             tier,
             current,
             min,
@@ -337,7 +337,7 @@ prop_compose! {
     }
 }
 
-fn arb_fleet() -> impl Strategy<Value = Vec<Demand>> {
+fn arb_fleet() -> impl Strategy<Value = Vec<Demand<'static>>> {
     (1usize..8).prop_flat_map(|n| (0..n).map(arb_demand).collect::<Vec<_>>())
 }
 
@@ -355,7 +355,7 @@ fn arb_policy() -> impl Strategy<Value = BudgetPolicy> {
     )
 }
 
-fn baseline(d: &Demand) -> u32 {
+fn baseline(d: &Demand<'_>) -> u32 {
     d.desired.min(d.current).max(d.min)
 }
 
@@ -435,9 +435,9 @@ proptest! {
         reversed.reverse();
         let b = allocate(&reversed, &policy);
         let mut by_name_b: Vec<(&str, u32, u32)> = reversed.iter().zip(&b.grants)
-            .map(|(d, g)| (d.name.as_str(), g.nodes, g.on_demand)).collect();
+            .map(|(d, g)| (d.name.as_ref(), g.nodes, g.on_demand)).collect();
         let mut by_name_a: Vec<(&str, u32, u32)> = fleet.iter().zip(&a.grants)
-            .map(|(d, g)| (d.name.as_str(), g.nodes, g.on_demand)).collect();
+            .map(|(d, g)| (d.name.as_ref(), g.nodes, g.on_demand)).collect();
         by_name_a.sort_unstable();
         by_name_b.sort_unstable();
         prop_assert_eq!(by_name_a, by_name_b);

@@ -10,6 +10,8 @@
 //! Pure: no I/O, no clock. The state each pool carries between passes comes in
 //! `&mut` and is updated deterministically from the inputs.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -176,17 +178,9 @@ fn schedule_reasons(base: Bounds, bounds: Bounds, windows: &[ActiveWindow]) -> V
     reasons
 }
 
-struct Planned {
-    config_max: u32,
-    emergency: bool,
-    reasons: Vec<Reason>,
-    recommendation: Option<u32>,
-    bounds: Bounds,
-    windows: Vec<ActiveWindow>,
-    frozen_until: Option<DateTime<Utc>>,
-}
-
-fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand) {
+/// Plans one pool up to the budget: the plan carries the planner's outcome in
+/// `desired` until the allocation's grant replaces it.
+fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, Demand<'a>) {
     let config = input.config;
     let base = Bounds {
         min: input.policy.min,
@@ -202,7 +196,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         let n = input.last_known;
         let split = input.state.spot.split(config.spot.as_ref());
         let demand = Demand {
-            name: config.name.clone(),
+            name: Cow::Borrowed(&config.name),
             tier: config.tier,
             current: n,
             min: n,
@@ -215,14 +209,19 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
             spot_allowed: false,
             max_hourly_cost: config.max_hourly_cost,
         };
-        let planned = Planned {
-            config_max: config.max,
-            emergency: false,
-            reasons,
+        let planned = PoolPlan {
+            current: n,
+            desired: n,
+            on_demand: 0,
+            spot: 0,
+            hourly_cost: 0.0,
             recommendation: None,
             bounds,
-            windows,
+            schedules: windows,
+            emergency: false,
+            above_max: false,
             frozen_until: input.state.flap.frozen(now),
+            reasons,
         };
         return (planned, demand);
     };
@@ -296,7 +295,7 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         now,
     ));
     let demand = Demand {
-        name: config.name.clone(),
+        name: Cow::Borrowed(&config.name),
         tier: config.tier,
         current: view.current,
         min: bounds.min,
@@ -313,14 +312,19 @@ fn plan_pool(input: &mut PoolInput<'_>, now: DateTime<Utc>) -> (Planned, Demand)
         spot_allowed: config.spot.is_some(),
         max_hourly_cost: config.max_hourly_cost,
     };
-    let planned = Planned {
-        config_max: config.max,
-        emergency: state.emergency.active(),
-        reasons,
+    let planned = PoolPlan {
+        current: view.current,
+        desired: decision.desired,
+        on_demand: 0,
+        spot: 0,
+        hourly_cost: 0.0,
         recommendation: decision.recommendation,
         bounds,
-        windows,
+        schedules: windows,
+        emergency: state.emergency.active(),
+        above_max: false,
         frozen_until,
+        reasons,
     };
     (planned, demand)
 }
@@ -331,7 +335,7 @@ pub fn plan_fleet(
     budget: &BudgetPolicy,
     now: DateTime<Utc>,
 ) -> FleetPlan {
-    let (planned, demands): (Vec<Planned>, Vec<Demand>) =
+    let (mut pools, demands): (Vec<PoolPlan>, Vec<Demand<'_>>) =
         inputs.iter_mut().map(|i| plan_pool(i, now)).unzip();
     let Allocation {
         grants,
@@ -340,28 +344,14 @@ pub fn plan_fleet(
         over_budget,
         reasons,
     } = budget::allocate(&demands, budget);
-    let pools = planned
-        .into_iter()
-        .zip(grants)
-        .zip(&demands)
-        .map(|((mut p, grant), demand)| {
-            p.reasons.extend(grant.reasons);
-            PoolPlan {
-                current: demand.current,
-                desired: grant.nodes,
-                on_demand: grant.on_demand,
-                spot: grant.nodes - grant.on_demand,
-                hourly_cost: grant.hourly_cost,
-                recommendation: p.recommendation,
-                bounds: p.bounds,
-                schedules: p.windows,
-                emergency: p.emergency,
-                above_max: grant.nodes > p.config_max,
-                frozen_until: p.frozen_until,
-                reasons: p.reasons,
-            }
-        })
-        .collect();
+    for ((plan, grant), input) in pools.iter_mut().zip(grants).zip(inputs.iter()) {
+        plan.desired = grant.nodes;
+        plan.on_demand = grant.on_demand;
+        plan.spot = grant.nodes - grant.on_demand;
+        plan.hourly_cost = grant.hourly_cost;
+        plan.above_max = grant.nodes > input.config.max;
+        plan.reasons.extend(grant.reasons);
+    }
     FleetPlan {
         pools,
         fleet_hourly_cost,

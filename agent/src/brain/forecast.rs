@@ -102,86 +102,157 @@ struct Slots {
     week: usize,
 }
 
+/// Holt-Winters experts.
+const HW_N: usize = HW_ALPHAS.len() * HW_GAMMAS.len();
+/// Error-correction experts: every α × γ, without and with a weekly season.
+const EC_N: usize = EC_ALPHAS.len() * EC_GAMMAS.len() * 2;
+/// Expert layout, which also breaks ties in the ranking: naive, daily Holt-Winters,
+/// weekly Holt-Winters, error correction, robust level.
+const HW_DAILY: usize = 1;
+const HW_WEEKLY: usize = HW_DAILY + HW_N;
+const EC: usize = HW_WEEKLY + HW_N;
+const ROBUST: usize = EC + EC_N;
+const EXPERTS: usize = ROBUST + SES_ALPHAS.len();
+
+/// The Holt-Winters experts of one season length (every α × γ of the grid, α major),
+/// side by side: their seasons are interleaved by slot, so a point touches one row of
+/// `HW_N` values rather than `HW_N` tables.
 #[derive(Debug, Clone)]
-struct HoltWinters {
-    weekly: bool,
-    alpha: f64,
-    gamma: f64,
-    level: f64,
+struct HwBank {
+    alphas: [f64; HW_N],
+    gammas: [f64; HW_N],
+    levels: [f64; HW_N],
+    /// `period × HW_N`: slot-major.
     season: Vec<f64>,
 }
 
-impl HoltWinters {
-    fn update(&mut self, at: Slots, y: f64) {
-        let i = if self.weekly { at.week } else { at.day };
-        let s = self.season[i];
-        let l = self.level;
-        self.level = self.alpha * (y - s) + (1.0 - self.alpha) * l;
-        self.season[i] = self.gamma * (y - l) + (1.0 - self.gamma) * s;
+impl HwBank {
+    /// Starts every expert from the same initial level and season.
+    fn new(level: f64, season: &[f64]) -> Self {
+        let mut alphas = [0.0; HW_N];
+        let mut gammas = [0.0; HW_N];
+        for (j, (a, g)) in alphas.iter_mut().zip(&mut gammas).enumerate() {
+            *a = HW_ALPHAS[j / HW_GAMMAS.len()];
+            *g = HW_GAMMAS[j % HW_GAMMAS.len()];
+        }
+        Self {
+            alphas,
+            gammas,
+            levels: [level; HW_N],
+            season: season.iter().flat_map(|&s| [s; HW_N]).collect(),
+        }
     }
 
-    fn forecast(&self, at: Slots) -> f64 {
-        self.level + self.season[if self.weekly { at.week } else { at.day }]
+    fn row(&mut self, slot: usize) -> &mut [f64] {
+        &mut self.season[slot * HW_N..(slot + 1) * HW_N]
+    }
+
+    fn update(&mut self, slot: usize, y: f64) {
+        let (alphas, gammas) = (self.alphas, self.gammas);
+        let mut levels = self.levels;
+        let row = self.row(slot);
+        for j in 0..HW_N {
+            let (s, l) = (row[j], levels[j]);
+            levels[j] = alphas[j] * (y - s) + (1.0 - alphas[j]) * l;
+            row[j] = gammas[j] * (y - l) + (1.0 - gammas[j]) * s;
+        }
+        self.levels = levels;
+    }
+
+    fn forecast(&self, slot: usize, out: &mut [f64]) {
+        let row = &self.season[slot * HW_N..(slot + 1) * HW_N];
+        for ((o, l), s) in out.iter_mut().zip(&self.levels).zip(row) {
+            *o = l + s;
+        }
     }
 }
 
+/// The error-correction experts, side by side (α, then γ, then without/with a weekly
+/// season). Their slot visit counts are the same for all of them, so they are kept
+/// once.
 #[derive(Debug, Clone)]
-struct ErrorCorrection {
-    alpha: f64,
-    gamma: f64,
-    level: Option<f64>,
+struct EcBank {
+    alphas: [f64; EC_N],
+    gammas: [f64; EC_N],
+    /// Set from the first point learned.
+    levels: Option<[f64; EC_N]>,
+    /// `steps_per_day × EC_N`: slot-major.
     daily: Vec<f64>,
     daily_visits: Vec<u32>,
+    /// `7 × steps_per_day × EC_N / 2`, for the experts with a weekly season (odd `j`).
     weekly: Vec<f64>,
     weekly_visits: Vec<u32>,
 }
 
-impl ErrorCorrection {
-    fn new(steps_per_day: usize, alpha: f64, gamma: f64, weekly: bool) -> Self {
-        let week = if weekly { 7 * steps_per_day } else { 0 };
+impl EcBank {
+    fn new(steps_per_day: usize) -> Self {
+        let mut alphas = [0.0; EC_N];
+        let mut gammas = [0.0; EC_N];
+        for (j, (a, g)) in alphas.iter_mut().zip(&mut gammas).enumerate() {
+            *a = EC_ALPHAS[j / (2 * EC_GAMMAS.len())];
+            *g = EC_GAMMAS[(j / 2) % EC_GAMMAS.len()];
+        }
+        let week = 7 * steps_per_day;
         Self {
-            alpha,
-            gamma,
-            level: None,
-            daily: vec![0.0; steps_per_day],
+            alphas,
+            gammas,
+            levels: None,
+            daily: vec![0.0; steps_per_day * EC_N],
             daily_visits: vec![0; steps_per_day],
-            weekly: vec![0.0; week],
+            weekly: vec![0.0; week * EC_N / 2],
             weekly_visits: vec![0; week],
         }
     }
 
-    fn seasonal(&self, at: Slots) -> f64 {
-        let d = self.daily[at.day];
-        if self.weekly.is_empty() {
-            d
-        } else {
-            d + self.weekly[at.week]
-        }
-    }
-
     fn update(&mut self, at: Slots, y: f64) {
-        let level = *self.level.get_or_insert(y);
-        let e = y - (level + self.seasonal(at));
-        self.level = Some(level + self.alpha * e);
-        let mut rest = (1.0 - self.alpha) * e;
-        let i = at.day;
-        self.daily_visits[i] = self.daily_visits[i].saturating_add(1);
-        let rate = self.gamma.max(1.0 / f64::from(self.daily_visits[i]));
-        self.daily[i] += rate * rest;
-        rest -= rate * rest;
-        if !self.weekly.is_empty() {
-            let w = at.week;
-            self.weekly_visits[w] = self.weekly_visits[w].saturating_add(1);
-            let rate = self.gamma.max(1.0 / f64::from(self.weekly_visits[w]));
-            self.weekly[w] += rate * rest;
+        let mut levels = self.levels.unwrap_or([y; EC_N]);
+        let visits = &mut self.daily_visits[at.day];
+        *visits = visits.saturating_add(1);
+        let daily_floor = 1.0 / f64::from(*visits);
+        let visits = &mut self.weekly_visits[at.week];
+        *visits = visits.saturating_add(1);
+        let weekly_floor = 1.0 / f64::from(*visits);
+        let daily = &mut self.daily[at.day * EC_N..(at.day + 1) * EC_N];
+        let weekly = &mut self.weekly[at.week * EC_N / 2..(at.week + 1) * EC_N / 2];
+        for j in 0..EC_N {
+            let (alpha, gamma) = (self.alphas[j], self.gammas[j]);
+            let level = levels[j];
+            let seasonal = if j % 2 == 0 {
+                daily[j]
+            } else {
+                daily[j] + weekly[j / 2]
+            };
+            let e = y - (level + seasonal);
+            levels[j] = level + alpha * e;
+            let mut rest = (1.0 - alpha) * e;
+            let rate = gamma.max(daily_floor);
+            daily[j] += rate * rest;
+            rest -= rate * rest;
+            if j % 2 == 1 {
+                let rate = gamma.max(weekly_floor);
+                weekly[j / 2] += rate * rest;
+            }
         }
+        self.levels = Some(levels);
     }
 
-    fn forecast(&self, at: Slots) -> Option<f64> {
-        let level = self.level?;
-        let seen = self.daily_visits[at.day] > 0
-            && (self.weekly.is_empty() || self.weekly_visits[at.week] > 0);
-        seen.then(|| level + self.seasonal(at))
+    /// Forecasts for `at` into `out` (NaN for an expert that has not seen its slots).
+    fn forecast(&self, at: Slots, out: &mut [f64]) {
+        let Some(levels) = &self.levels else {
+            out.fill(f64::NAN);
+            return;
+        };
+        let day_seen = self.daily_visits[at.day] > 0;
+        let week_seen = self.weekly_visits[at.week] > 0;
+        let daily = &self.daily[at.day * EC_N..(at.day + 1) * EC_N];
+        let weekly = &self.weekly[at.week * EC_N / 2..(at.week + 1) * EC_N / 2];
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = match (j % 2 == 0, day_seen, week_seen) {
+                (true, true, _) => levels[j] + daily[j],
+                (false, true, true) => levels[j] + (daily[j] + weekly[j / 2]),
+                _ => f64::NAN,
+            };
+        }
     }
 }
 
@@ -206,20 +277,6 @@ impl RobustLevel {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Expert {
-    Naive,
-    /// Holt-Winters waiting for its season's first two cycles (`daily` or weekly).
-    PendingHw {
-        weekly: bool,
-        alpha: f64,
-        gamma: f64,
-    },
-    Hw(HoltWinters),
-    Ec(ErrorCorrection),
-    Robust(RobustLevel),
-}
-
 fn slot(t: u64, period: usize) -> usize {
     usize::try_from(t % period.max(1) as u64).unwrap_or(0)
 }
@@ -230,10 +287,20 @@ pub struct Forecaster {
     cfg: ForecastConfig,
     t: u64,
     last: Option<f64>,
-    experts: Vec<Expert>,
+    /// Holt-Winters, once their season's first two cycles are in.
+    hw_daily: Option<HwBank>,
+    hw_weekly: Option<HwBank>,
+    ec: EcBank,
+    robust: [RobustLevel; SES_ALPHAS.len()],
     /// Exponentially weighted mean absolute h-step error per expert; NaN before the
     /// first score.
     errors: Vec<f64>,
+    /// The `TOP_K` experts with the lowest error (ties to the first), best first, as
+    /// `(error, expert)`: errors only change when a point is learned, so the ranking is
+    /// made then, once, for every combination until the next point.
+    ranked: [(f64, usize); TOP_K],
+    /// Entries of `ranked` in use (fewer than `TOP_K` while few experts are scored).
+    ranked_len: usize,
     /// Forecasts made, by target time modulo `horizon + 1`, one per expert.
     pending: Vec<f64>,
     daily_init: Option<SeasonInit>,
@@ -251,44 +318,22 @@ impl Forecaster {
             steps_per_day: cfg.steps_per_day.max(1),
             horizon: cfg.horizon.max(1),
         };
-        let mut experts = vec![Expert::Naive];
-        for weekly in [false, true] {
-            for alpha in HW_ALPHAS {
-                for gamma in HW_GAMMAS {
-                    experts.push(Expert::PendingHw {
-                        weekly,
-                        alpha,
-                        gamma,
-                    });
-                }
-            }
-        }
-        for alpha in EC_ALPHAS {
-            for gamma in EC_GAMMAS {
-                for weekly in [false, true] {
-                    experts.push(Expert::Ec(ErrorCorrection::new(
-                        cfg.steps_per_day,
-                        alpha,
-                        gamma,
-                        weekly,
-                    )));
-                }
-            }
-        }
-        for alpha in SES_ALPHAS {
-            experts.push(Expert::Robust(RobustLevel {
-                alpha,
-                level: None,
-                mad: None,
-            }));
-        }
-        let n = experts.len();
+        let n = EXPERTS;
         Self {
             cfg,
             t: 0,
             last: None,
-            experts,
+            hw_daily: None,
+            hw_weekly: None,
+            ec: EcBank::new(cfg.steps_per_day),
+            robust: SES_ALPHAS.map(|alpha| RobustLevel {
+                alpha,
+                level: None,
+                mad: None,
+            }),
             errors: vec![f64::NAN; n],
+            ranked: [(f64::INFINITY, 0); TOP_K],
+            ranked_len: 0,
             pending: vec![f64::NAN; n * (cfg.horizon + 1)],
             daily_init: Some(SeasonInit::new(cfg.steps_per_day)),
             weekly_init: Some(SeasonInit::new(7 * cfg.steps_per_day)),
@@ -329,7 +374,7 @@ impl Forecaster {
             return self.skip();
         }
         let t = self.t;
-        let n = self.experts.len();
+        let n = EXPERTS;
         let row = self.row(t);
         for i in 0..n {
             let f = self.pending[row + i];
@@ -343,6 +388,7 @@ impl Forecaster {
                 };
             }
         }
+        self.rank();
         let now = self.now;
         let daily = self.daily_init.as_mut().and_then(|s| s.push(t, y));
         let weekly = self.weekly_init.as_mut().and_then(|s| s.push(t, y));
@@ -352,29 +398,21 @@ impl Forecaster {
         if weekly.is_some() {
             self.weekly_init = None;
         }
-        for expert in &mut self.experts {
-            match expert {
-                Expert::Naive => {}
-                Expert::PendingHw {
-                    weekly: w,
-                    alpha,
-                    gamma,
-                } => {
-                    let ready = if *w { &weekly } else { &daily };
-                    if let Some((level, season)) = ready {
-                        *expert = Expert::Hw(HoltWinters {
-                            weekly: *w,
-                            alpha: *alpha,
-                            gamma: *gamma,
-                            level: *level,
-                            season: season.clone(),
-                        });
-                    }
-                }
-                Expert::Hw(hw) => hw.update(now, y),
-                Expert::Ec(ec) => ec.update(now, y),
-                Expert::Robust(r) => r.update(y),
-            }
+        // A Holt-Winters bank starts from its season's first two cycles; it learns
+        // from the next point on.
+        if let Some((level, season)) = daily {
+            self.hw_daily = Some(HwBank::new(level, &season));
+        } else if let Some(hw) = &mut self.hw_daily {
+            hw.update(now.day, y);
+        }
+        if let Some((level, season)) = weekly {
+            self.hw_weekly = Some(HwBank::new(level, &season));
+        } else if let Some(hw) = &mut self.hw_weekly {
+            hw.update(now.week, y);
+        }
+        self.ec.update(now, y);
+        for r in &mut self.robust {
+            r.update(y);
         }
         self.last = Some(y);
         self.advance()
@@ -387,7 +425,7 @@ impl Forecaster {
     }
 
     fn row(&self, t: u64) -> usize {
-        slot(t, self.cfg.horizon + 1) * self.experts.len()
+        slot(t, self.cfg.horizon + 1) * EXPERTS
     }
 
     /// Makes every expert's forecast for `t + h`, combines them, and moves to `t + 1`.
@@ -413,15 +451,25 @@ impl Forecaster {
         let h = self.cfg.horizon;
         let ahead = self.later(self.now, h);
         let row = self.row(t + h as u64);
-        for (i, expert) in self.experts.iter().enumerate() {
-            let f = match expert {
-                Expert::Naive => self.last,
-                Expert::PendingHw { .. } => None,
-                Expert::Hw(hw) => Some(hw.forecast(ahead)),
-                Expert::Ec(ec) => ec.forecast(ahead),
-                Expert::Robust(r) => r.level,
-            };
-            self.pending[row + i] = f.filter(|v| v.is_finite()).unwrap_or(f64::NAN);
+        let out = &mut self.pending[row..row + EXPERTS];
+        out[0] = self.last.unwrap_or(f64::NAN);
+        for (bank, at, range) in [
+            (&self.hw_daily, ahead.day, HW_DAILY..HW_WEEKLY),
+            (&self.hw_weekly, ahead.week, HW_WEEKLY..EC),
+        ] {
+            match bank {
+                Some(hw) => hw.forecast(at, &mut out[range]),
+                None => out[range].fill(f64::NAN),
+            }
+        }
+        self.ec.forecast(ahead, &mut out[EC..ROBUST]);
+        for (o, r) in out[ROBUST..].iter_mut().zip(&self.robust) {
+            *o = r.level.unwrap_or(f64::NAN);
+        }
+        for f in out.iter_mut() {
+            if !f.is_finite() {
+                *f = f64::NAN;
+            }
         }
         self.t += 1;
         self.now = self.later(self.now, 1);
@@ -429,38 +477,64 @@ impl Forecaster {
         self.current
     }
 
+    /// Ranks the experts by error into `ranked`.
+    fn rank(&mut self) {
+        let (best, found) = top_k(self.errors.iter().copied().enumerate());
+        self.ranked = best;
+        self.ranked_len = found;
+    }
+
     /// The weighted mean of the best experts' forecasts for time `at`: the `TOP_K` with
-    /// the lowest error, kept in a small sorted array (no allocation).
+    /// the lowest error among those with a forecast for `at`.
     fn combine_pending(&self, at: u64) -> Option<f64> {
         let row = self.row(at);
-        let n = self.experts.len();
+        let n = EXPERTS;
         let forecasts = &self.pending[row..row + n];
-        let mut best = [(f64::INFINITY, 0.0_f64); TOP_K];
-        let mut found = 0;
-        for (f, e) in forecasts.iter().zip(&self.errors) {
-            if !(f.is_finite() && e.is_finite()) || *e >= best[TOP_K - 1].0 {
-                continue;
-            }
-            let mut i = TOP_K - 1;
-            while i > 0 && best[i - 1].0 > *e {
-                best[i] = best[i - 1];
-                i -= 1;
-            }
-            best[i] = (*e, *f);
-            found += 1;
-        }
+        let ranked = &self.ranked[..self.ranked_len];
+        // Usually the best-ranked experts all forecast `at`; otherwise rank those that do.
+        let (best, found) = if ranked.iter().all(|&(_, i)| forecasts[i].is_finite()) {
+            (self.ranked, self.ranked_len)
+        } else {
+            top_k(
+                self.errors
+                    .iter()
+                    .zip(forecasts)
+                    .map(|(&e, f)| if f.is_finite() { e } else { f64::NAN })
+                    .enumerate(),
+            )
+        };
         if found == 0 {
             // Nothing scored yet: the last value, as naive.
             return forecasts.first().copied().filter(|f| f.is_finite());
         }
         let (mut num, mut den) = (0.0, 0.0);
-        for (e, f) in best.iter().take(found.min(TOP_K)) {
+        for &(e, i) in &best[..found] {
             let w = 1.0 / (e + 1e-12);
-            num += w * f;
+            num += w * forecasts[i];
             den += w;
         }
         Some(num / den)
     }
+}
+
+/// The `TOP_K` lowest finite errors of `(expert, error)`, lowest first (ties to the
+/// earlier expert), kept in a small sorted array; and how many there are.
+fn top_k(errors: impl Iterator<Item = (usize, f64)>) -> ([(f64, usize); TOP_K], usize) {
+    let mut best = [(f64::INFINITY, 0); TOP_K];
+    let mut found = 0;
+    for (k, e) in errors {
+        if !e.is_finite() || e >= best[TOP_K - 1].0 {
+            continue;
+        }
+        let mut i = TOP_K - 1;
+        while i > 0 && best[i - 1].0 > e {
+            best[i] = best[i - 1];
+            i -= 1;
+        }
+        best[i] = (e, k);
+        found += 1;
+    }
+    (best, found.min(TOP_K))
 }
 
 #[cfg(test)]

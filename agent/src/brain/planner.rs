@@ -756,8 +756,7 @@ fn stabilize(
     result
 }
 
-fn changes_within(events: &[ScaleEvent], period: std::time::Duration, now: DateTime<Utc>) -> u32 {
-    let cutoff = since(now, period);
+fn changes_since(events: &[ScaleEvent], cutoff: DateTime<Utc>) -> u32 {
     // Events are recorded in time order: newest first, stop at the period's start.
     events
         .iter()
@@ -792,8 +791,9 @@ fn describe_rules(rules: &ScalingRules) -> String {
 /// what was removed within it.
 fn period_start(observed: &Observed<'_>, period: std::time::Duration, now: DateTime<Utc>) -> u32 {
     let h = observed.history;
-    let added = changes_within(&h.scale_up_events, period, now);
-    let deleted = changes_within(&h.scale_down_events, period, now);
+    let cutoff = since(now, period);
+    let added = changes_since(&h.scale_up_events, cutoff);
+    let deleted = changes_since(&h.scale_down_events, cutoff);
     observed
         .current
         .saturating_sub(added)
