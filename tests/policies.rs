@@ -101,7 +101,7 @@ async fn three_tiers_through_a_surge_stay_under_a_binding_budget() {
     let journal = Journal::open(dir.path().join("journal"), 90, t0).unwrap();
     let shared = Arc::new(Shared::new(std::time::Duration::from_secs(60)));
     let mut leader = Leader::new("e2e".into(), pools, journal, shared.clone());
-    let claim = Standalone::new("e2e").claim();
+    let claim = Standalone::new("e2e", None).claim();
 
     // Work per pool, in nodes' worth at the 50 % target: steady at 4, a fourfold surge,
     // then quiet. Each node's CPU is the pool's work spread over its nodes.

@@ -2,169 +2,12 @@
 //! dry-run pools, real host telemetry. Every agent listens on 127.0.0.1 with an
 //! ephemeral port, keeps its state in a temp dir, and is stopped by the test.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_capstan");
-/// Upper bound for anything we wait on; the agent runs at a 1 s interval.
-const PATIENCE: Duration = Duration::from_secs(30);
-const STEP: Duration = Duration::from_millis(100);
+use std::path::PathBuf;
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A running agent; killed on drop if the test did not stop it.
-struct Agent {
-    child: Child,
-    base: String,
-    state: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Agent {
-    fn start(config: &Path, state: &Path) -> Agent {
-        Self::start_with(config, state, &[])
-    }
-
-    fn start_with(config: &Path, state: &Path, env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("CAPSTAN_AGENT__LISTEN", "127.0.0.1:0")
-            .env("CAPSTAN_AGENT__STATE_DIR", state)
-            .env("CAPSTAN_AGENT__INTERVAL", "1s")
-            .env("CAPSTAN_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start capstan");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let base = match rx.recv_timeout(PATIENCE) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "agent did not start listening; log:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-        };
-        Agent {
-            child,
-            base,
-            state: state.to_owned(),
-            log,
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let url = format!("{}{path}", self.base);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            match client.get(&url).send().await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(e) => (0, e.to_string()),
-            }
-        })
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = self.get("/v1/status");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Polls `f` until it returns `Some`, or fails the test with `what` and the log.
-    fn wait_for<T>(&self, what: &str, mut f: impl FnMut(&Agent) -> Option<T>) -> T {
-        let mut waited = Duration::ZERO;
-        while waited < PATIENCE {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            std::thread::sleep(STEP);
-            waited += STEP;
-        }
-        panic!(
-            "timed out waiting for {what}; log:\n{}",
-            self.log.lock().unwrap().join("\n")
-        );
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    fn journal_lines(&self) -> Vec<serde_json::Value> {
-        let dir = self.state.join("journal");
-        let mut lines = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            lines.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-        lines
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let mut waited = Duration::ZERO;
-        while waited < PATIENCE {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(STEP);
-            waited += STEP;
-        }
-        panic!("agent did not exit");
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
-fn example() -> String {
-    std::fs::read_to_string(repo().join("examples/standalone.toml")).unwrap()
-}
+use support::*;
 
 #[test]
 fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
@@ -706,4 +549,151 @@ fn simulate_compares_the_policy_with_reactive_only_and_plots_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-tests\n").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(&config, example()).unwrap();
+    let token_path = token.display().to_string();
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[("CAPSTAN_CLUSTER__TOKEN_FILE", token_path.as_str())],
+    );
+    agent.wait_for("the first pass", |a| {
+        (a.get("/readyz").0 == 200).then_some(())
+    });
+    let report = |node: &str, pool: &str, cpu: &str| {
+        format!(
+            r#"{{"version":1,"node_id":"{node}","pool":"{pool}","at":"2026-01-01T00:00:00Z","host":{{"cpu_percent":{cpu},"cpu_per_core_percent":[],"cores":1,"load":{{"one":0.0,"five":0.0,"fifteen":0.0}},"memory":{{"total_bytes":10,"used_bytes":1,"available_bytes":9}},"swap":{{"total_bytes":0,"used_bytes":0}},"disks":[],"network":[]}}}}"#
+        )
+        .into_bytes()
+    };
+    let ok = Some("t0ken-for-tests");
+    // (what, token, body, status, reason, field)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "wrong token",
+            Some("nope"),
+            report("n1", "local", "50"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "no token",
+            None,
+            report("n1", "local", "50"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "malformed",
+            ok,
+            b"{\"version\":1,".to_vec(),
+            400,
+            "malformed",
+            None,
+        ),
+        (
+            "NaN",
+            ok,
+            report("n1", "local", "NaN"),
+            400,
+            "malformed",
+            Some("host.cpu_percent"),
+        ),
+        (
+            "out of range",
+            ok,
+            report("n1", "local", "250"),
+            422,
+            "invalid",
+            Some("host.cpu_percent"),
+        ),
+        (
+            "unknown pool",
+            ok,
+            report("n1", "nowhere", "50"),
+            422,
+            "unknown_pool",
+            Some("pool"),
+        ),
+        (
+            "oversized",
+            ok,
+            vec![b' '; 70 * 1024],
+            413,
+            "too_large",
+            None,
+        ),
+    ];
+    for (what, token, body, status, reason, field) in &cases {
+        let (code, text) = agent.post("/v1/reports", *token, body.clone());
+        assert_eq!(code, *status, "{what}: {text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        assert_eq!(v["reason"], *reason, "{what}: {text}");
+        assert_eq!(v["field"].as_str(), *field, "{what}: {text}");
+    }
+    // Nothing refused reached the leader's table.
+    let status = agent.status();
+    let reporting = status["pools"][0]["nodes"]["reporting"].clone();
+    assert!(
+        !reporting.as_array().unwrap().iter().any(|n| n == "n1"),
+        "{status}"
+    );
+    let (code, text) = agent.post("/v1/reports", ok, report("n1", "local", "50"));
+    assert_eq!(code, 202, "{text}");
+    let status = agent.wait_for("n1 among the reporting nodes", |a| {
+        let s = a.status();
+        s["pools"][0]["nodes"]["reporting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "n1")
+            .then_some(s)
+    });
+    assert_eq!(status["reports_received"], 1, "{status}");
+    for (_, _, _, _, reason, _) in &cases {
+        assert!(
+            status["reports_rejected"][reason].as_u64().unwrap() >= 1,
+            "{reason}: {status}"
+        );
+    }
+    let (_, metrics) = agent.get("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "capstan_reports_rejected_total{reason=\"unauthorized\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "capstan_reports_received_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // `capstan status` prints the counts and the pool's reporting nodes.
+    let out = Command::new(BIN)
+        .args(["status", "--url", &agent.base])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reports accepted 1  rejected 7"), "{text}");
+    assert!(text.contains("REPORTING"), "{text}");
 }

@@ -553,7 +553,7 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
         Err(e) => eprintln!("capstan: host telemetry is off: {e}"),
     }
     let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
-    let claim = Standalone::new(&node_id).claim();
+    let claim = Standalone::new(&node_id, None).claim();
     let now = clock.now();
     let max_age = daemon::max_report_age(cfg.agent.interval);
     let fresh: Vec<&NodeReport> = std::iter::once(&report)
@@ -722,6 +722,31 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
             &status.version
         },
     )?;
+    if let Some(url) = &status.leader_url {
+        writeln!(out, "leader url {url}")?;
+    }
+    if let Some(note) = &status.coordinator_note {
+        writeln!(out, "coordinator: {note}")?;
+    }
+    let rejected: u64 = status.reports_rejected.values().sum();
+    if status.role == "leader" || status.reports_received > 0 || rejected > 0 {
+        let by_reason: Vec<String> = status
+            .reports_rejected
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "reports accepted {}  rejected {rejected}{}",
+            status.reports_received,
+            if by_reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_reason.join(", "))
+            }
+        )?;
+    }
     match status.budget_ceiling {
         Some(c) => writeln!(
             out,
@@ -741,8 +766,17 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8}  {:<8} {:<25} REASON",
-        "POOL", "PROVIDER", "MIN", "MAX", "CURRENT", "DESIRED", "ACTION", "DECIDED AT"
+        "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8} {:>9} {:>6}  {:<8} {:<25} REASON",
+        "POOL",
+        "PROVIDER",
+        "MIN",
+        "MAX",
+        "CURRENT",
+        "DESIRED",
+        "REPORTING",
+        "STALE",
+        "ACTION",
+        "DECIDED AT"
     )?;
     let dash = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
     for p in &status.pools {
@@ -759,17 +793,22 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8}  {:<8} {:<25} {}",
+            "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8} {:>9} {:>6}  {:<8} {:<25} {}",
             p.name,
             p.provider,
             p.min,
             p.max,
             dash(p.current),
             dash(p.desired),
+            p.nodes.reporting.len(),
+            p.nodes.stale.len(),
             action,
             at,
             p.error.as_deref().map_or(reason, |e| format!("error: {e}"))
         )?;
+    }
+    for p in status.pools.iter().filter(|p| !p.nodes.stale.is_empty()) {
+        writeln!(out, "stale in {}: {}", p.name, p.nodes.stale.join(", "))?;
     }
     Ok(())
 }

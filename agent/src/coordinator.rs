@@ -1,27 +1,64 @@
 //! Coordination: who leads. A coordinator publishes a `watch` of the current
-//! [`Claim`]; the actuator reads it right before every cloud call.
+//! [`Claim`]; the actuator reads it right before every cloud call
+//! ([`Claim::may_act`]).
 //!
-//! **Invariant:** only the leader acts.
+//! **Invariant:** only the leader acts, and only while its lease is confirmed to last
+//! beyond a safety margin: a leader cut off from its coordinator stops acting before
+//! another agent can be elected.
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The current state of the election as this agent sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Claim {
     /// Whether this agent holds leadership now.
     pub is_leader: bool,
     /// The leader's node id, when known.
     pub leader_id: Option<String>,
+    /// Where the leader takes reports (its `cluster.advertise_url`), when known.
+    pub leader_url: Option<String>,
+    /// The leader may act until then: the lease's last confirmed expiry less the
+    /// safety margin. `None`: no lease (standalone).
+    pub valid_until: Option<Instant>,
+    /// Why this agent does not lead or cannot act, when there is something to say
+    /// (e.g. "etcd unreachable: ...").
+    pub note: Option<String>,
 }
 
-/// A leader-election backend in the shape of kubert's `LeaseManager`.
+impl Claim {
+    /// Whether this agent may make a cloud call at `now`; if not, why.
+    pub fn may_act(&self, now: Instant) -> Result<(), String> {
+        if !self.is_leader {
+            return Err(match (&self.leader_id, &self.note) {
+                (_, Some(note)) => format!("not the leader: {note}"),
+                (Some(id), None) => format!("not the leader ({id} leads)"),
+                (None, None) => "not the leader".to_owned(),
+            });
+        }
+        match self.valid_until {
+            Some(until) if now >= until => Err(format!(
+                "leadership lease not confirmed beyond its safety margin{}",
+                self.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A leader-election backend in the shape of kubert's `LeaseManager`: a task that
+/// publishes the current claim, and gives it up on shutdown.
+#[async_trait::async_trait]
 pub trait Coordinator: Send + Sync + std::fmt::Debug {
     /// The backend's name as written in config.
     fn name(&self) -> &'static str;
     /// A receiver that always holds the current claim.
     fn claim(&self) -> watch::Receiver<Claim>;
-    /// Gives up leadership, e.g. on shutdown.
-    fn vacate(&self);
+    /// Gives up leadership (resigns, releases the lease), e.g. on shutdown.
+    async fn vacate(&self);
 }
 
 /// `standalone`: this agent leads itself, always.
@@ -31,16 +68,19 @@ pub struct Standalone {
 }
 
 impl Standalone {
-    /// Leads as `node_id`.
-    pub fn new(node_id: &str) -> Self {
+    /// Leads as `node_id`, taking reports at `url`.
+    pub fn new(node_id: &str, url: Option<String>) -> Self {
         let (tx, _) = watch::channel(Claim {
             is_leader: true,
             leader_id: Some(node_id.to_owned()),
+            leader_url: url,
+            ..Claim::default()
         });
         Self { tx }
     }
 }
 
+#[async_trait::async_trait]
 impl Coordinator for Standalone {
     fn name(&self) -> &'static str {
         "standalone"
@@ -50,10 +90,10 @@ impl Coordinator for Standalone {
         self.tx.subscribe()
     }
 
-    fn vacate(&self) {
+    async fn vacate(&self) {
         self.tx.send_replace(Claim {
-            is_leader: false,
-            leader_id: None,
+            note: Some("stopped".to_owned()),
+            ..Claim::default()
         });
     }
 }
@@ -62,13 +102,30 @@ impl Coordinator for Standalone {
 mod tests {
     use super::*;
 
-    #[test]
-    fn standalone_leads_until_it_vacates() {
-        let c = Standalone::new("me");
+    #[tokio::test]
+    async fn standalone_leads_until_it_vacates() {
+        let c = Standalone::new("me", None);
         let rx = c.claim();
         assert!(rx.borrow().is_leader);
+        assert_eq!(rx.borrow().may_act(Instant::now()), Ok(()));
         assert_eq!(rx.borrow().leader_id.as_deref(), Some("me"));
-        c.vacate();
+        c.vacate().await;
         assert!(!rx.borrow().is_leader);
+        assert!(rx.borrow().may_act(Instant::now()).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_leader_stops_acting_when_its_lease_is_not_confirmed() {
+        let now = Instant::now();
+        let claim = Claim {
+            is_leader: true,
+            valid_until: Some(now + std::time::Duration::from_secs(5)),
+            ..Claim::default()
+        };
+        assert_eq!(claim.may_act(now), Ok(()));
+        let e = claim
+            .may_act(now + std::time::Duration::from_secs(5))
+            .unwrap_err();
+        assert!(e.contains("safety margin"), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //! reloads the config and keeps the old one when the new one is invalid; SIGTERM and
 //! SIGINT stop cleanly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,12 +22,15 @@ use capstan_config::ValidatedConfig;
 
 use crate::clock::Clock;
 use crate::coordinator::{Coordinator, Standalone};
+use crate::decisions::{self, DecisionStore, FileDecisions};
 use crate::engine::{self, PoolRuntime};
 use crate::history::{FileHistory, HistoryStore};
 use crate::http::{LastDecision, PoolStatus, Shared, Status};
+use crate::ingest::{self, Ingest, PoolNodes};
 use crate::journal::Journal;
 use crate::leader::Leader;
 use crate::metrics::{CollectorLabel, ResultLabel};
+use crate::reporter::{Reporter, Token};
 use crate::sdnotify::Notifier;
 
 /// Where the running config came from, for reloads.
@@ -78,9 +81,62 @@ struct Daemon {
     coordinator: Box<dyn Coordinator>,
     claim: watch::Receiver<crate::coordinator::Claim>,
     collector: Option<HostCollector>,
-    reports: HashMap<String, NodeReport>,
     leader: Leader,
     history: Arc<dyn HistoryStore>,
+    ingest: Arc<Ingest>,
+    reporter: Reporter,
+    token: Token,
+    decisions: Arc<dyn DecisionStore>,
+    /// Decision state last saved, per pool (saved again only when it changes).
+    saved: HashMap<String, Vec<u8>>,
+    /// Whether the last tick led.
+    led: bool,
+    nodes: BTreeMap<String, PoolNodes>,
+}
+
+/// The bearer token in `path`, trimmed; an error names the file.
+pub fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read cluster.token_file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "cluster.token_file {} is empty",
+        path.display()
+    );
+    anyhow::ensure!(
+        token.chars().all(|c| c.is_ascii_graphic()),
+        "cluster.token_file {}: the token must be printable ASCII without spaces",
+        path.display()
+    );
+    Ok(Some(token.to_owned()))
+}
+
+/// What ingest checks reports against, from `cfg` and the token.
+fn ingest_settings(cfg: &ValidatedConfig, token: Option<String>) -> ingest::Settings {
+    ingest::Settings {
+        token,
+        pools: cfg.pools.iter().map(|p| p.name.clone()).collect(),
+        interval: cfg.agent.interval,
+        node_expiry: cfg.cluster.node_expiry,
+    }
+}
+
+/// Where other agents reach this one: `cluster.advertise_url`, else the address it
+/// listens on (the host name in place of an unspecified address).
+fn advertise_url(cfg: &ValidatedConfig, bound: std::net::SocketAddr) -> String {
+    if let Some(url) = &cfg.cluster.advertise_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    if bound.ip().is_unspecified() {
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        format!("http://{host}:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -115,10 +171,48 @@ pub async fn run(
     );
     engine::attach_history(&mut pools, &history, clock.now());
 
-    let coordinator: Box<dyn Coordinator> = match &cfg.cluster.coordinator {
-        capstan_config::Coordinator::Standalone => Box::new(Standalone::new(&node_id)),
+    let token = read_token(cfg.cluster.token_file.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
+        .await
+        .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
+    let addr = listener.local_addr()?;
+    let url = advertise_url(&cfg, addr);
+    let file_decisions = || -> anyhow::Result<Arc<dyn DecisionStore>> {
+        let dir = state_dir.join("decisions");
+        Ok(Arc::new(FileDecisions::open(&dir).with_context(|| {
+            format!("cannot open the decision state under {}", dir.display())
+        })?))
+    };
+    let (coordinator, decisions): (Box<dyn Coordinator>, Arc<dyn DecisionStore>) = match &cfg
+        .cluster
+        .coordinator
+    {
+        capstan_config::Coordinator::Standalone => (
+            Box::new(Standalone::new(&node_id, Some(url.clone()))),
+            file_decisions()?,
+        ),
+        #[cfg(feature = "etcd")]
+        capstan_config::Coordinator::Etcd {
+            endpoints,
+            prefix,
+            lease_ttl,
+        } => {
+            let etcd = crate::etcd::EtcdCoordinator::start(crate::etcd::EtcdSettings {
+                endpoints: endpoints.clone(),
+                prefix: prefix.clone(),
+                lease_ttl: *lease_ttl,
+                node_id: node_id.clone(),
+                url: Some(url.clone()),
+            });
+            let store = etcd
+                .store()
+                .await
+                .with_context(|| format!("cannot reach etcd at {}", endpoints.join(", ")))?;
+            (Box::new(etcd), Arc::new(store))
+        }
         other => anyhow::bail!(
-            "cluster.coordinator \"{}\" is not available in this build of capstan (only \"standalone\" is)",
+            "cluster.coordinator \"{}\" is not available in this build of capstan; build it with `--features {}`",
+            other.name(),
             other.name()
         ),
     };
@@ -133,23 +227,34 @@ pub async fn run(
     };
 
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
-    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
-        .await
-        .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
-    let addr = listener.local_addr()?;
+    let ingest = Arc::new(Ingest::new(
+        ingest_settings(&cfg, token.clone()),
+        clock.clone(),
+    ));
+    let token: Token = Arc::new(std::sync::RwLock::new(token));
+    let reporter = Reporter::spawn(
+        claim.clone(),
+        token.clone(),
+        shared.clone(),
+        cfg.agent.interval.min(Duration::from_secs(10)),
+    );
     tracing::info!("listening on http://{addr}");
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(
-        axum::serve(listener, crate::http::router(shared.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            crate::http::router(shared.clone(), ingest.clone()),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .into_future(),
     );
 
     tracing::info!(
         node_id = %node_id,
         coordinator = coordinator.name(),
+        advertise_url = %url,
         pools = cfg.pools.len(),
         interval = %humantime_secs(cfg.agent.interval),
         journal = %journal.dir().display(),
@@ -166,9 +271,15 @@ pub async fn run(
         coordinator,
         claim,
         collector,
-        reports: HashMap::new(),
         leader: Leader::new(node_id_copy, pools, journal, shared_copy),
         history,
+        ingest,
+        reporter,
+        token,
+        decisions,
+        saved: HashMap::new(),
+        led: false,
+        nodes: BTreeMap::new(),
     };
     daemon.publish_status();
 
@@ -206,7 +317,7 @@ pub async fn run(
         }
     }
     notifier.stopping();
-    daemon.coordinator.vacate();
+    daemon.coordinator.vacate().await;
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Ok(()))) => {}
@@ -257,22 +368,35 @@ impl Daemon {
             m.host_memory_percent.set(h.memory_percent().unwrap_or(0.0));
             m.host_load1_per_core.set(h.load_per_core().one);
         }
-        self.reports.insert(report.node_id.clone(), report);
+        self.ingest.insert_local(report.clone());
+        self.reporter.send(report);
     }
 
     async fn tick(&mut self) {
         let now = self.clock.now();
         self.collect(now).await;
-        let max_age = max_report_age(self.cfg.agent.interval);
-        self.reports.retain(|_, r| now - r.at <= max_age);
         let is_leader = self.claim.borrow().is_leader;
         self.shared.metrics.is_leader.set(i64::from(is_leader));
+        if is_leader != self.led {
+            self.shared.metrics.leader_changes.inc();
+            if is_leader {
+                // Carry on where the last leader stopped: its windows, cooldowns and
+                // circuit state.
+                let n = decisions::restore_all(&*self.decisions, &mut self.leader.pools).await;
+                tracing::info!(restored = n, "leading: decision state loaded");
+                self.saved.clear();
+            } else {
+                tracing::warn!(
+                    reason = self.claim.borrow().note.as_deref().unwrap_or("-"),
+                    "no longer leading"
+                );
+                self.ingest.clear();
+            }
+            self.led = is_leader;
+        }
         if is_leader {
-            let fresh: Vec<&NodeReport> = self
-                .reports
-                .values()
-                .filter(|r| now - r.at <= max_age)
-                .collect();
+            let fresh = self.ingest.fresh(now);
+            let fresh: Vec<&NodeReport> = fresh.iter().collect();
             self.leader
                 .pass(
                     &fresh,
@@ -282,7 +406,21 @@ impl Daemon {
                     &self.cfg.budget,
                 )
                 .await;
+            // Only while still leading: a deposed leader must not overwrite its
+            // successor's state.
+            if self.claim.borrow().is_leader {
+                for (pool, e) in
+                    decisions::save_changed(&*self.decisions, &self.leader.pools, &mut self.saved)
+                        .await
+                {
+                    tracing::warn!(%pool, error = %e, "cannot save decision state");
+                }
+            }
         }
+        // Drop expired nodes either way; only the leader's table means anything.
+        let nodes = self.ingest.sweep(now);
+        self.nodes = if is_leader { nodes } else { BTreeMap::new() };
+        ingest::export(&self.shared.metrics, &self.nodes);
         self.publish_status();
         self.shared.ready.store(true, Ordering::Release);
         self.shared.beat(grace(self.cfg.agent.interval));
@@ -290,6 +428,19 @@ impl Daemon {
 
     fn publish_status(&self) {
         let claim = self.claim.borrow().clone();
+        let m = &self.shared.metrics;
+        let reports_rejected = crate::metrics::REJECT_REASONS
+            .iter()
+            .map(|r| {
+                let n = m
+                    .reports_rejected
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: (*r).to_owned(),
+                    })
+                    .get();
+                ((*r).to_owned(), n)
+            })
+            .collect();
         let status = Status {
             node_id: self.node_id.clone(),
             role: if claim.is_leader {
@@ -299,6 +450,10 @@ impl Daemon {
             }
             .to_owned(),
             leader_id: claim.leader_id,
+            leader_url: claim.leader_url,
+            coordinator_note: claim.note,
+            reports_received: m.reports_received.get(),
+            reports_rejected,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             coordinator: self.coordinator.name().to_owned(),
             fleet_hourly_cost: self.leader.fleet.fleet_hourly_cost,
@@ -339,6 +494,7 @@ impl Daemon {
                         .last_error
                         .clone()
                         .or_else(|| p.last.as_ref().and_then(|l| l.detail.clone())),
+                    nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
                 })
                 .collect(),
         };
@@ -358,6 +514,11 @@ impl Daemon {
         let outcome = capstan_config::load(path)
             .map_err(|e| e.lines().join("\n"))
             .and_then(|new| {
+                let token =
+                    read_token(new.cluster.token_file.as_deref()).map_err(|e| format!("{e:#}"))?;
+                Ok((new, token))
+            })
+            .and_then(|(new, token)| {
                 let order: Vec<String> = self
                     .leader
                     .pools
@@ -370,7 +531,7 @@ impl Daemon {
                     .collect();
                 match engine::build_pools(&new, &mut old) {
                     // What is left in `old` are pools the new config dropped or re-created.
-                    Ok(pools) => Ok((new, pools, old)),
+                    Ok(pools) => Ok((new, token, pools, old)),
                     Err(e) => {
                         // Put the running pools back, in their order.
                         self.leader.pools = order.iter().filter_map(|n| old.remove(n)).collect();
@@ -379,7 +540,19 @@ impl Daemon {
                 }
             });
         match outcome {
-            Ok((new, pools, left)) => {
+            Ok((new, token, pools, left)) => {
+                if new.cluster.coordinator.name() != self.cfg.cluster.coordinator.name() {
+                    tracing::warn!(
+                        old = self.cfg.cluster.coordinator.name(),
+                        new = new.cluster.coordinator.name(),
+                        "cluster.coordinator changes take effect at restart"
+                    );
+                }
+                self.ingest.configure(ingest_settings(&new, token.clone()));
+                *self
+                    .token
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
                 for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
                     let metrics = gone.policy.targets.iter().map(|t| &*t.metric);
                     self.shared.metrics.remove_pool(&gone.config.name, metrics);

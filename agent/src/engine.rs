@@ -30,12 +30,13 @@ const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
 /// Builds the provider a pool is configured with.
 pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> {
     match &pool.provider {
-        ProviderConfig::DryRun(d) => Ok(Arc::new(DryRunProvider::new(
-            pool.name.clone(),
-            d.initial,
-            pool.min,
-            pool.max,
-        ))),
+        ProviderConfig::DryRun(d) => {
+            let p = DryRunProvider::new(pool.name.clone(), d.initial, pool.min, pool.max);
+            Ok(Arc::new(match &d.state_file {
+                Some(f) => p.with_state_file(f.clone()),
+                None => p,
+            }))
+        }
         other => Err(format!(
             "pool \"{}\": provider type \"{}\" is not available in this build of capstan (only \"dry-run\" is)",
             pool.name,
@@ -546,10 +547,12 @@ async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
-    // Checked right before the cloud call: only the leader acts.
-    if !claim.borrow().is_leader {
+    // Checked right before the cloud call: only the leader acts, and only while its
+    // lease is confirmed beyond the safety margin.
+    let may_act = claim.borrow().may_act(tokio::time::Instant::now());
+    if let Err(why) = may_act {
         outcome.action = "skipped";
-        outcome.detail = Some("not the leader".to_owned());
+        outcome.detail = Some(why);
         pool.last = Some(outcome.clone());
         return outcome;
     }
@@ -632,7 +635,7 @@ mod tests {
     fn leader() -> tokio::sync::watch::Receiver<Claim> {
         tokio::sync::watch::channel(Claim {
             is_leader: true,
-            leader_id: None,
+            ..Claim::default()
         })
         .1
     }
@@ -727,12 +730,26 @@ mod tests {
         let follower = tokio::sync::watch::channel(Claim {
             is_leader: false,
             leader_id: Some("other".into()),
+            ..Claim::default()
         })
         .1;
         let out = pass1(&mut pool, &[&r], &follower, Mode::Act, now, SECOND)
             .await
             .unwrap();
         assert_eq!(out.action, "skipped");
+        assert_eq!(out.detail.as_deref(), Some("not the leader (other leads)"));
+        // A leader whose lease is not confirmed beyond the margin does not act either.
+        let lapsed = tokio::sync::watch::channel(Claim {
+            is_leader: true,
+            valid_until: Some(tokio::time::Instant::now()),
+            ..Claim::default()
+        })
+        .1;
+        let out = pass1(&mut pool, &[&r], &lapsed, Mode::Act, now, SECOND)
+            .await
+            .unwrap();
+        assert_eq!(out.action, "skipped");
+        assert!(out.detail.unwrap().contains("safety margin"));
         assert!(f.apply_calls().is_empty());
     }
 

@@ -1,18 +1,23 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status`.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status`, and the leader's
+//! `POST /v1/reports` (see [`crate::ingest`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::brain::Reason;
+use crate::ingest::{self, Ingest, MAX_REPORT_BYTES, PoolNodes};
 use crate::metrics::Metrics;
 
 /// The body of `/v1/status`. Field names are an interface.
@@ -39,6 +44,18 @@ pub struct Status {
     /// The fleet costs more than its ceiling.
     #[serde(default)]
     pub over_budget: bool,
+    /// Where the leader takes reports, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
+    /// What the coordinator last said about this agent's role, e.g. why it cannot act.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_note: Option<String>,
+    /// Node reports this agent accepted as leader, since it started.
+    #[serde(default)]
+    pub reports_received: u64,
+    /// Node reports this agent refused, by reason, since it started.
+    #[serde(default)]
+    pub reports_rejected: std::collections::BTreeMap<String, u64>,
     /// The pools.
     pub pools: Vec<PoolStatus>,
 }
@@ -99,6 +116,9 @@ pub struct PoolStatus {
     /// The last error, if the last pass failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Nodes whose last report is fresh, and nodes silent for three intervals (leader).
+    #[serde(default)]
+    pub nodes: PoolNodes,
 }
 
 /// The last decision of a pool.
@@ -148,13 +168,51 @@ impl Shared {
 }
 
 /// The router.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
+    let reports = Router::new()
+        .route("/v1/reports", post(reports))
+        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
+        .with_state((ingest, shared.clone()));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .with_state(shared)
+        .merge(reports)
+}
+
+/// `POST /v1/reports`: 202 when the report is taken, else the refusal as JSON
+/// (`{"reason", "field", "error"}`) with its status.
+async fn reports(
+    State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let outcome = match body {
+        Ok(body) => ingest.accept(auth, &body),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ingest::too_large(None)),
+        Err(e) => Err(ingest::Rejection {
+            status: 400,
+            reason: "malformed",
+            field: None,
+            error: e.body_text(),
+        }),
+    };
+    match outcome {
+        Ok(()) => {
+            shared.metrics.reports_received.inc();
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(r) => {
+            ingest::count(&shared.metrics, &r);
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, axum::Json(r)).into_response()
+        }
+    }
 }
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text

@@ -8,12 +8,17 @@ pub mod cli;
 pub mod clock;
 pub mod coordinator;
 pub mod daemon;
+pub mod decisions;
 pub mod engine;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod history;
 pub mod http;
+pub mod ingest;
 pub mod journal;
 pub mod leader;
 pub mod metrics;
+pub mod reporter;
 pub mod sdnotify;
 pub mod simulate;
 #[cfg(test)]

@@ -57,6 +57,24 @@ pub struct CollectorLabel {
     pub collector: String,
 }
 
+/// `{reason}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why: one of [`REJECT_REASONS`].
+    pub reason: String,
+}
+
+/// Every `reason` label of `capstan_reports_rejected_total`.
+pub const REJECT_REASONS: [&str; 7] = [
+    "unauthorized",
+    "too_large",
+    "malformed",
+    "unsupported_version",
+    "invalid",
+    "unknown_pool",
+    "rate_limited",
+];
+
 /// `{version}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
@@ -139,6 +157,19 @@ pub struct Metrics {
     pub anomalies: Family<PoolMetricLabels, Counter>,
     /// `capstan_pool_predictive_active{pool}`: 1 while predictive scaling is in force.
     pub pool_predictive_active: Family<PoolLabel, Gauge>,
+    /// `capstan_reports_received_total`: node reports the leader accepted.
+    pub reports_received: Counter,
+    /// `capstan_reports_rejected_total{reason}`: node reports the leader refused.
+    pub reports_rejected: Family<ReasonLabel, Counter>,
+    /// `capstan_reports_sent_total{result}`: this node's reports to the leader.
+    pub reports_sent: Family<ResultLabel, Counter>,
+    /// `capstan_pool_nodes_reporting{pool}`: nodes whose last report is fresh.
+    pub pool_nodes_reporting: Family<PoolLabel, Gauge>,
+    /// `capstan_pool_nodes_stale{pool}`: nodes silent for three intervals, not yet
+    /// dropped (`cluster.node_expiry`).
+    pub pool_nodes_stale: Family<PoolLabel, Gauge>,
+    /// `capstan_leader_changes_total`: times this agent gained or lost leadership.
+    pub leader_changes: Counter,
 }
 
 /// No labels: a family that can be emptied, for series that exist only sometimes.
@@ -185,6 +216,12 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_forecast_mase", "gauge"),
     ("capstan_anomalies_total", "counter"),
     ("capstan_pool_predictive_active", "gauge"),
+    ("capstan_reports_received_total", "counter"),
+    ("capstan_reports_rejected_total", "counter"),
+    ("capstan_reports_sent_total", "counter"),
+    ("capstan_pool_nodes_reporting", "gauge"),
+    ("capstan_pool_nodes_stale", "gauge"),
+    ("capstan_leader_changes_total", "counter"),
 ];
 
 impl Metrics {
@@ -233,6 +270,12 @@ impl Metrics {
             forecast_mase: Family::default(),
             anomalies: Family::default(),
             pool_predictive_active: Family::default(),
+            reports_received: Counter::default(),
+            reports_rejected: Family::default(),
+            reports_sent: Family::default(),
+            pool_nodes_reporting: Family::default(),
+            pool_nodes_stale: Family::default(),
+            leader_changes: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -406,6 +449,42 @@ impl Metrics {
             "1 while predictive scaling is in force for the pool",
             m.pool_predictive_active.clone(),
         );
+        r.register(
+            "reports_received",
+            "Node reports the leader accepted",
+            m.reports_received.clone(),
+        );
+        for reason in REJECT_REASONS {
+            // Every reason is exported from the start, so a rate() sees its first one.
+            drop(m.reports_rejected.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            }));
+        }
+        r.register(
+            "reports_rejected",
+            "Node reports the leader refused, by reason",
+            m.reports_rejected.clone(),
+        );
+        r.register(
+            "reports_sent",
+            "This node's reports to the leader, by result",
+            m.reports_sent.clone(),
+        );
+        r.register(
+            "pool_nodes_reporting",
+            "Nodes of the pool whose last report is fresh",
+            m.pool_nodes_reporting.clone(),
+        );
+        r.register(
+            "pool_nodes_stale",
+            "Nodes of the pool silent for three intervals and not yet dropped",
+            m.pool_nodes_stale.clone(),
+        );
+        r.register(
+            "leader_changes",
+            "Times this agent gained or lost leadership",
+            m.leader_changes.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -492,6 +571,8 @@ impl Metrics {
         self.pool_circuit_open.remove(&label);
         self.pool_consecutive_failures.remove(&label);
         self.pool_predictive_active.remove(&label);
+        self.pool_nodes_reporting.remove(&label);
+        self.pool_nodes_stale.remove(&label);
     }
 }
 
@@ -545,6 +626,11 @@ mod tests {
                 collector: "host".into(),
             })
             .inc();
+        m.reports_sent
+            .get_or_create(&ResultLabel {
+                result: "ok".into(),
+            })
+            .inc();
         for f in [
             &m.pool_on_demand_nodes,
             &m.pool_spot_nodes,
@@ -556,6 +642,8 @@ mod tests {
             &m.pool_circuit_open,
             &m.pool_consecutive_failures,
             &m.pool_predictive_active,
+            &m.pool_nodes_reporting,
+            &m.pool_nodes_stale,
         ] {
             f.get_or_create(&p).set(0);
         }

@@ -29,3 +29,32 @@ pub(crate) fn cpu_report(node: &str, pool: &str, cpu: f64, at: DateTime<Utc>) ->
     });
     r
 }
+
+/// A clock that moves only when told.
+#[derive(Debug)]
+pub(crate) struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// Stopped at `at` (RFC 3339).
+    pub(crate) fn at(at: &str) -> Self {
+        Self(std::sync::Mutex::new(at.parse().expect("an RFC 3339 time")))
+    }
+
+    /// Moves on by `d`.
+    pub(crate) fn advance(&self, d: std::time::Duration) {
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *t += chrono::Duration::from_std(d).unwrap_or_default();
+    }
+}
+
+impl crate::clock::Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

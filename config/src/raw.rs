@@ -365,6 +365,11 @@ pub struct DryRunProviderConfig {
     /// Nodes the pool starts with.
     #[serde(default)]
     pub initial: u32,
+    /// A file that holds the pool's size, so agents on one machine share one pool (for
+    /// trying cluster mode out, and its tests). Every applied target is also appended,
+    /// one JSON line each, to the same path with `.log` added.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
 }
 
 /// A named behavior preset or an explicit behavior.

@@ -326,6 +326,13 @@ fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluste
             })
         }
     };
+    if raw.coordinator != CoordinatorKind::Standalone && raw.token_file.is_none() {
+        c.report(
+            &[k("cluster"), k("token_file")],
+            None,
+            "is required with an elected leader: agents present the token in it with every report, and the leader refuses reports without it",
+        );
+    }
     Some(Cluster {
         coordinator: coordinator?,
         token_file: raw.token_file.clone(),

@@ -1,6 +1,12 @@
-//! The `dry-run` provider: a pool that exists only in memory.
+//! The `dry-run` provider: a pool that exists only in memory, or in a file that agents
+//! on one machine share (`state_file`), which is how cluster mode is tried out and
+//! tested: several agents, one pool, every provider call on record.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
 
@@ -16,6 +22,40 @@ pub struct DryRunProvider {
     min: u32,
     max: u32,
     state: Mutex<State>,
+    file: Option<PathBuf>,
+}
+
+/// The pool's size as the state file keeps it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Stored {
+    capacity: u32,
+    on_demand: u32,
+}
+
+/// One line of the state file's log: an applied target, by whom, and the size before.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogLine {
+    /// Process id of the agent that applied it.
+    pub pid: u32,
+    /// Capacity before.
+    pub from: u32,
+    /// Capacity applied.
+    pub capacity: u32,
+    /// On-demand share applied.
+    pub on_demand: u32,
+}
+
+/// The log of a state file: `<state_file>.log`.
+pub fn log_path(state_file: &Path) -> PathBuf {
+    let mut p = state_file.as_os_str().to_owned();
+    p.push(".log");
+    PathBuf::from(p)
+}
+
+fn io_error(path: &Path, e: &dyn std::fmt::Display) -> ProviderError {
+    ProviderError::Transient {
+        message: format!("dry-run state file {}: {e}", path.display()),
+    }
 }
 
 #[derive(Debug)]
@@ -35,7 +75,63 @@ impl DryRunProvider {
                 target: CapacityTarget::on_demand(initial),
                 applied: Vec::new(),
             }),
+            file: None,
         }
+    }
+
+    /// Keeps the pool's size in `path` (created at the initial size when missing) and
+    /// logs every applied target to [`log_path`].
+    #[must_use]
+    pub fn with_state_file(mut self, path: PathBuf) -> Self {
+        self.file = Some(path);
+        self
+    }
+
+    /// The target in force: the state file's, when there is one.
+    fn current(&self) -> Result<CapacityTarget, ProviderError> {
+        let Some(path) = &self.file else {
+            return Ok(self.lock().target);
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let s: Stored = serde_json::from_slice(&bytes).map_err(|e| io_error(path, &e))?;
+                Ok(CapacityTarget {
+                    capacity: s.capacity,
+                    on_demand: s.on_demand.min(s.capacity),
+                    emergency: false,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.lock().target),
+            Err(e) => Err(io_error(path, &e)),
+        }
+    }
+
+    /// Writes `target` to the state file (whole, by rename) and appends it to the log.
+    fn store(path: &Path, from: u32, target: &CapacityTarget) -> Result<(), ProviderError> {
+        let stored = Stored {
+            capacity: target.capacity,
+            on_demand: target.on_demand,
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, serde_json::to_vec(&stored).unwrap_or_default())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| io_error(path, &e))?;
+        let line = LogLine {
+            pid: std::process::id(),
+            from,
+            capacity: target.capacity,
+            on_demand: target.on_demand,
+        };
+        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        text.push('\n');
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path(path))
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| io_error(path, &e))
     }
 
     /// Every target applied so far, oldest first.
@@ -58,8 +154,7 @@ impl NodePoolProvider for DryRunProvider {
     }
 
     async fn describe(&self) -> Result<PoolDescription, ProviderError> {
-        let state = self.lock();
-        let t = state.target;
+        let t = self.current()?;
         let instances = (0..t.capacity)
             .map(|i| Instance {
                 id: format!("dry-run-{}-{i}", self.pool),
@@ -90,6 +185,10 @@ impl NodePoolProvider for DryRunProvider {
                     target.on_demand, target.capacity
                 ),
             });
+        }
+        if let Some(path) = &self.file {
+            let from = self.current()?.capacity;
+            Self::store(path, from, target)?;
         }
         let mut state = self.lock();
         state.target = *target;
@@ -132,6 +231,37 @@ mod tests {
         assert!(matches!(
             p.apply(&bad).await,
             Err(ProviderError::Validation { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_state_file_is_shared_and_every_apply_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.json");
+        let a = DryRunProvider::new("web", 2, 1, 10).with_state_file(path.clone());
+        let b = DryRunProvider::new("web", 2, 1, 10).with_state_file(path.clone());
+        assert_eq!(a.describe().await.unwrap().desired, 2);
+        a.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+        // Another agent sees the size the first one applied.
+        assert_eq!(b.describe().await.unwrap().desired, 4);
+        b.apply(&CapacityTarget::on_demand(3)).await.unwrap();
+        assert_eq!(a.describe().await.unwrap().desired, 3);
+        let log = std::fs::read_to_string(log_path(&path)).unwrap();
+        let lines: Vec<LogLine> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| (l.from, l.capacity))
+                .collect::<Vec<_>>(),
+            vec![(2, 4), (4, 3)]
+        );
+        std::fs::write(&path, "not json").unwrap();
+        assert!(matches!(
+            a.describe().await,
+            Err(ProviderError::Transient { .. })
         ));
     }
 }

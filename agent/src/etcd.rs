@@ -1,0 +1,358 @@
+//! The `etcd` coordinator: etcd's election API on a lease, and the decision store
+//! under the same prefix.
+//!
+//! A session grants a lease of `lease_ttl`, keeps it alive every third of the TTL, and
+//! campaigns for `<prefix>/leader` with this agent's id and URL as the value. While it
+//! campaigns it reads the current leader, so nodes know where to report. Once elected,
+//! the claim lasts until the last confirmed keep-alive plus the TTL, less a safety
+//! margin of a quarter of the TTL (at least one second): the actuator checks it before
+//! every cloud call, so a leader cut off from etcd stops acting before its lease can
+//! expire on the server and another agent be elected. A lost lease, a failed keep-alive
+//! past the claim, or another agent's key at the head of the election ends the session;
+//! a new one starts after a short back-off. On shutdown the leader resigns and revokes
+//! its lease, so the next leader is elected at once rather than after the TTL.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, LeaderKey, ResignOptions};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::coordinator::{Claim, Coordinator};
+use crate::decisions::DecisionStore;
+
+/// What a candidate publishes as its election value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Candidate {
+    node_id: String,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// Settings of the etcd coordinator.
+#[derive(Debug, Clone)]
+pub struct EtcdSettings {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// Key prefix (`/capstan`).
+    pub prefix: String,
+    /// Lease TTL.
+    pub lease_ttl: Duration,
+    /// This agent's node id.
+    pub node_id: String,
+    /// Where this agent takes reports when it leads.
+    pub url: Option<String>,
+}
+
+impl EtcdSettings {
+    fn election(&self) -> String {
+        format!("{}/leader", self.prefix.trim_end_matches('/'))
+    }
+
+    /// The claim ends this long before the lease could expire on the server.
+    pub fn margin(&self) -> Duration {
+        (self.lease_ttl / 4).max(Duration::from_secs(1))
+    }
+
+    /// Connection options; `per_request` bounds each call (not for the campaign,
+    /// which waits as long as another agent leads).
+    fn options(&self, per_request: bool) -> ConnectOptions {
+        let t = (self.lease_ttl / 3).max(Duration::from_millis(500));
+        let o = ConnectOptions::new()
+            .with_connect_timeout(t)
+            .with_require_leader(true);
+        if per_request { o.with_timeout(t) } else { o }
+    }
+}
+
+/// What a leader holds: a client, its key in the election, its lease.
+struct Held(Client, LeaderKey, i64);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held(lease {:x})", self.2)
+    }
+}
+
+/// The etcd coordinator (see the module documentation).
+#[derive(Debug)]
+pub struct EtcdCoordinator {
+    settings: EtcdSettings,
+    tx: watch::Sender<Claim>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The session's leader key and lease, for resigning.
+    held: Arc<Mutex<Option<Held>>>,
+}
+
+impl EtcdCoordinator {
+    /// Starts campaigning.
+    pub fn start(settings: EtcdSettings) -> Self {
+        let (tx, _) = watch::channel(Claim {
+            note: Some("connecting to etcd".to_owned()),
+            ..Claim::default()
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let held = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(run(settings.clone(), tx.clone(), stop_rx, held.clone()));
+        Self {
+            settings,
+            tx,
+            stop,
+            task: Mutex::new(Some(task)),
+            held,
+        }
+    }
+
+    /// A decision store in the same etcd, under `<prefix>/state/`.
+    pub async fn store(&self) -> anyhow::Result<EtcdDecisions> {
+        let client =
+            Client::connect(&self.settings.endpoints, Some(self.settings.options(true))).await?;
+        Ok(EtcdDecisions {
+            client,
+            prefix: format!("{}/state/", self.settings.prefix.trim_end_matches('/')),
+        })
+    }
+}
+
+fn publish(tx: &watch::Sender<Claim>, claim: Claim) {
+    tx.send_if_modified(|c| {
+        if *c == claim {
+            false
+        } else {
+            *c = claim;
+            true
+        }
+    });
+}
+
+async fn run(
+    settings: EtcdSettings,
+    tx: watch::Sender<Claim>,
+    mut stop: watch::Receiver<bool>,
+    held: Arc<Mutex<Option<Held>>>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let outcome = tokio::select! {
+            r = session(&settings, &tx, &held) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let note = match outcome {
+            Ok(()) => "leadership lost".to_owned(),
+            Err(e) => format!("etcd: {e:#}"),
+        };
+        tracing::warn!(reason = %note, "etcd coordination session ended; starting another");
+        *held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        publish(
+            &tx,
+            Claim {
+                note: Some(note),
+                ..Claim::default()
+            },
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(settings.lease_ttl / 2);
+    }
+}
+
+/// One lease, one campaign. Returns when leadership or the lease is lost.
+async fn session(
+    settings: &EtcdSettings,
+    tx: &watch::Sender<Claim>,
+    held: &Mutex<Option<Held>>,
+) -> anyhow::Result<()> {
+    let ttl = settings.lease_ttl;
+    let mut client = Client::connect(&settings.endpoints, Some(settings.options(true))).await?;
+    let ttl_secs = i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX);
+    let granted_at = Instant::now();
+    let lease = client.lease_grant(ttl_secs, None).await?.id();
+    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
+    let value = serde_json::to_vec(&Candidate {
+        node_id: settings.node_id.clone(),
+        url: settings.url.clone(),
+    })?;
+    let election = settings.election();
+    // The lease is good until then as far as this agent can tell (less the margin).
+    let mut confirmed = granted_at + ttl;
+    let margin = settings.margin();
+
+    let mut campaign_client =
+        Client::connect(&settings.endpoints, Some(settings.options(false))).await?;
+    let campaign = campaign_client.campaign(election.clone(), value, lease);
+    tokio::pin!(campaign);
+    let mut leader_key: Option<LeaderKey> = None;
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error: Option<String> = None;
+
+    loop {
+        tokio::select! {
+            r = &mut campaign, if leader_key.is_none() => {
+                let mut answer = r?;
+                let key = answer
+                    .take_leader()
+                    .ok_or_else(|| anyhow::anyhow!("campaign answered without a leader key"))?;
+                tracing::info!(election = %election, "elected leader");
+                *held.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Held(client.clone(), key.clone(), lease));
+                leader_key = Some(key);
+            }
+            _ = tick.tick() => {
+                let sent = Instant::now();
+                let renewed = async {
+                    keeper.keep_alive().await?;
+                    match acks.message().await? {
+                        Some(ack) if ack.ttl() > 0 => Ok(()),
+                        Some(_) => Err(anyhow::anyhow!("lease {lease:x} expired on the server")),
+                        None => Err(anyhow::anyhow!("keep-alive stream closed")),
+                    }
+                };
+                match tokio::time::timeout(ttl / 3, renewed).await {
+                    Ok(Ok(())) => {
+                        confirmed = sent + ttl;
+                        last_error = None;
+                    }
+                    Ok(Err(e)) if e.to_string().contains("expired") => return Err(e),
+                    Ok(Err(e)) => last_error = Some(format!("keep-alive failed: {e:#}")),
+                    Err(_) => last_error = Some("keep-alive unanswered".to_owned()),
+                }
+                if Instant::now() >= confirmed {
+                    anyhow::bail!(
+                        "lease {lease:x} not renewed within its TTL ({}s){}",
+                        ttl.as_secs(),
+                        last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        // Who leads: read from the election, so followers know where to report and a
+        // leader learns if its key is no longer at the head.
+        let current = match tokio::time::timeout(ttl / 3, client.leader(election.clone())).await {
+            Ok(Ok(mut r)) => r.take_kv(),
+            Ok(Err(e)) => {
+                last_error = Some(format!("reading the leader failed: {e}"));
+                None
+            }
+            Err(_) => {
+                last_error = Some("reading the leader timed out".to_owned());
+                None
+            }
+        };
+        let head = current.as_ref().map(|kv| {
+            (
+                kv.key().to_vec(),
+                serde_json::from_slice::<Candidate>(kv.value()).ok(),
+            )
+        });
+        if let (Some(key), Some((head_key, _))) = (&leader_key, &head)
+            && key.key() != head_key.as_slice()
+        {
+            return Ok(());
+        }
+        let (leader_id, leader_url) = match (&leader_key, head.and_then(|(_, c)| c)) {
+            (Some(_), _) => (Some(settings.node_id.clone()), settings.url.clone()),
+            (None, Some(c)) => (Some(c.node_id), c.url),
+            (None, None) => (None, None),
+        };
+        publish(
+            tx,
+            Claim {
+                is_leader: leader_key.is_some(),
+                leader_id,
+                leader_url,
+                valid_until: Some(confirmed.checked_sub(margin).unwrap_or(confirmed)),
+                note: last_error.clone(),
+            },
+        );
+    }
+}
+
+#[async_trait::async_trait]
+impl Coordinator for EtcdCoordinator {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn claim(&self) -> watch::Receiver<Claim> {
+        self.tx.subscribe()
+    }
+
+    async fn vacate(&self) {
+        let _ = self.stop.send(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        publish(
+            &self.tx,
+            Claim {
+                note: Some("stopped".to_owned()),
+                ..Claim::default()
+            },
+        );
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(Held(mut client, key, lease)) = held {
+            let resign = async {
+                client
+                    .resign(Some(ResignOptions::new().with_leader(key)))
+                    .await?;
+                client.lease_revoke(lease).await?;
+                Ok::<_, etcd_client::Error>(())
+            };
+            match tokio::time::timeout(Duration::from_secs(2), resign).await {
+                Ok(Ok(())) => tracing::info!("resigned leadership"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "resigning failed; the lease expires by itself")
+                }
+                Err(_) => tracing::warn!("resigning timed out; the lease expires by itself"),
+            }
+        }
+    }
+}
+
+/// Decision state in etcd, one key per pool under `<prefix>/state/`.
+#[derive(Clone)]
+pub struct EtcdDecisions {
+    client: Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for EtcdDecisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdDecisions")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl DecisionStore for EtcdDecisions {
+    async fn load(&self, pool: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut c = self.client.clone();
+        let r = c.get(format!("{}{pool}", self.prefix), None).await?;
+        Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    async fn save(&self, pool: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let mut c = self.client.clone();
+        c.put(format!("{}{pool}", self.prefix), bytes.to_vec(), None)
+            .await?;
+        Ok(())
+    }
+}

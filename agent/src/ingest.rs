@@ -1,0 +1,664 @@
+//! The leader's ingest of node reports (`POST /v1/reports`) and the table of nodes it
+//! has heard from.
+//!
+//! Every report is checked before it touches the table, in this order, and a refusal
+//! names its reason (a label of `capstan_reports_rejected_total`) and, where there is
+//! one, the failing field:
+//!
+//! | check | status | reason |
+//! |---|---|---|
+//! | bearer token (constant-time compare) | 401, or 403 without `cluster.token_file` | `unauthorized` |
+//! | size, at most [`MAX_REPORT_BYTES`] | 413 | `too_large` |
+//! | JSON of the report's shape | 400 | `malformed` |
+//! | encoding version | 400 | `unsupported_version` |
+//! | finite, in-range numbers, sane names and sizes, `at` not in the future | 422 | `invalid` |
+//! | a pool the leader knows | 422 | `unknown_pool` |
+//! | at most [`REPORTS_PER_INTERVAL`] per node per interval | 429 | `rate_limited` |
+//!
+//! A refused report changes nothing. The table keeps each node's latest report with the
+//! leader's time of receipt (node clocks may be off): a node silent for three intervals
+//! is *stale* (its instance counts as missing under HPA's rules), and after
+//! `cluster.node_expiry` it is dropped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use capstan_collectors::{NodeReport, ReportError};
+
+use crate::clock::Clock;
+use crate::metrics::{Metrics, PoolLabel, ReasonLabel};
+
+/// The largest report body the leader reads.
+pub const MAX_REPORT_BYTES: usize = 64 * 1024;
+/// Reports one node may send per interval before it is refused (a node reports once an
+/// interval; the slack covers retries and a restart).
+pub const REPORTS_PER_INTERVAL: u32 = 3;
+/// How far ahead of the leader's clock a report's `at` may be.
+const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::minutes(5);
+/// Bounds on a report's lists and names.
+const MAX_LIST: usize = 4096;
+const MAX_NAME: usize = 253;
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// HTTP status.
+    #[serde(skip)]
+    pub status: u16,
+    /// The `reason` label.
+    pub reason: &'static str,
+    /// The failing field, as a path (`host.cpu_percent`, `workload["rps"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong, for a person.
+    pub error: String,
+}
+
+impl Rejection {
+    fn new(status: u16, reason: &'static str, field: Option<&str>, error: String) -> Self {
+        Self {
+            status,
+            reason,
+            field: field.map(str::to_owned),
+            error,
+        }
+    }
+
+    fn invalid(field: impl Into<String>, error: impl Into<String>) -> Self {
+        Self {
+            status: 422,
+            reason: "invalid",
+            field: Some(field.into()),
+            error: error.into(),
+        }
+    }
+}
+
+/// What ingest checks against; replaced on reload.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The bearer token reports must carry; `None` refuses every report.
+    pub token: Option<String>,
+    /// Pools the leader plans.
+    pub pools: HashSet<String>,
+    /// The agents' interval: rate limit window and staleness unit.
+    pub interval: Duration,
+    /// When a silent node is dropped.
+    pub node_expiry: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    report: NodeReport,
+    received: DateTime<Utc>,
+    /// Start of the node's rate window and the reports accepted in it.
+    window: (DateTime<Utc>, u32),
+}
+
+/// A pool's nodes as the leader sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PoolNodes {
+    /// Nodes whose last report is fresh.
+    pub reporting: Vec<String>,
+    /// Nodes silent for three intervals, not yet dropped.
+    pub stale: Vec<String>,
+}
+
+/// Reports received, and the checks they pass through.
+#[derive(Debug)]
+pub struct Ingest {
+    settings: RwLock<Settings>,
+    nodes: Mutex<HashMap<String, Entry>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Ingest {
+    /// An empty table.
+    pub fn new(settings: Settings, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            settings: RwLock::new(settings),
+            nodes: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// Replaces the settings (a reload). Nodes of pools no longer known are dropped.
+    pub fn configure(&self, settings: Settings) {
+        self.lock_nodes().retain(|_, e| {
+            e.report
+                .pool
+                .as_ref()
+                .is_some_and(|p| settings.pools.contains(p))
+        });
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+    }
+
+    fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Checks and stores one report from the wire. `authorization` is the request's
+    /// `Authorization` header; `body` its bytes.
+    pub fn accept(&self, authorization: Option<&str>, body: &[u8]) -> Result<(), Rejection> {
+        let settings = self.settings();
+        let Some(token) = settings.token.as_deref() else {
+            return Err(Rejection::new(
+                403,
+                "unauthorized",
+                None,
+                "this agent takes no reports: cluster.token_file is not set".to_owned(),
+            ));
+        };
+        let presented = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_token(presented.as_bytes(), token.as_bytes()) {
+            return Err(Rejection::new(
+                401,
+                "unauthorized",
+                None,
+                "missing or wrong bearer token".to_owned(),
+            ));
+        }
+        if body.len() > MAX_REPORT_BYTES {
+            return Err(too_large(Some(body.len())));
+        }
+        let report = decode(body)?;
+        let now = self.clock.now();
+        validate(&report, &settings.pools, now)?;
+        self.store(report, now, Some(&settings))
+    }
+
+    /// Stores this agent's own report (no token, no rate limit).
+    pub fn insert_local(&self, report: NodeReport) {
+        let now = self.clock.now();
+        // Our own report passed no wire: the checks that matter are done by the collector.
+        let _ = self.store(report, now, None);
+    }
+
+    fn store(
+        &self,
+        report: NodeReport,
+        now: DateTime<Utc>,
+        limit: Option<&Settings>,
+    ) -> Result<(), Rejection> {
+        let mut nodes = self.lock_nodes();
+        let window = match (nodes.get(&report.node_id), limit) {
+            (Some(e), Some(s)) => {
+                let (start, count) = e.window;
+                if now - start < to_chrono(s.interval) {
+                    if count >= REPORTS_PER_INTERVAL {
+                        return Err(Rejection::new(
+                            429,
+                            "rate_limited",
+                            Some("node_id"),
+                            format!(
+                                "node {} sent more than {REPORTS_PER_INTERVAL} reports within one interval ({}s)",
+                                report.node_id,
+                                s.interval.as_secs_f64()
+                            ),
+                        ));
+                    }
+                    (start, count + 1)
+                } else {
+                    (now, 1)
+                }
+            }
+            _ => (now, 1),
+        };
+        nodes.insert(
+            report.node_id.clone(),
+            Entry {
+                report,
+                received: now,
+                window,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reports received within three intervals of `now`.
+    pub fn fresh(&self, now: DateTime<Utc>) -> Vec<NodeReport> {
+        let max_age = to_chrono(self.settings().interval * 3);
+        self.lock_nodes()
+            .values()
+            .filter(|e| now - e.received <= max_age)
+            .map(|e| e.report.clone())
+            .collect()
+    }
+
+    /// Drops nodes silent for longer than `cluster.node_expiry`, and returns each
+    /// pool's reporting and stale nodes, by name.
+    pub fn sweep(&self, now: DateTime<Utc>) -> BTreeMap<String, PoolNodes> {
+        let settings = self.settings();
+        let max_age = to_chrono(settings.interval * 3);
+        let expiry = to_chrono(settings.node_expiry).max(max_age);
+        let mut nodes = self.lock_nodes();
+        nodes.retain(|_, e| now - e.received <= expiry);
+        let mut pools: BTreeMap<String, PoolNodes> = settings
+            .pools
+            .iter()
+            .map(|p| (p.clone(), PoolNodes::default()))
+            .collect();
+        for (id, e) in nodes.iter() {
+            let Some(p) = e.report.pool.as_ref().and_then(|p| pools.get_mut(p)) else {
+                continue;
+            };
+            if now - e.received <= max_age {
+                p.reporting.push(id.clone());
+            } else {
+                p.stale.push(id.clone());
+            }
+        }
+        for p in pools.values_mut() {
+            p.reporting.sort();
+            p.stale.sort();
+        }
+        pools
+    }
+
+    /// Forgets every node (this agent stopped leading: the next leader has its own table).
+    pub fn clear(&self) {
+        self.lock_nodes().clear();
+    }
+}
+
+/// Exports a sweep as `capstan_pool_nodes_reporting` and `capstan_pool_nodes_stale`.
+pub fn export(metrics: &Metrics, pools: &BTreeMap<String, PoolNodes>) {
+    for (pool, nodes) in pools {
+        let label = PoolLabel { pool: pool.clone() };
+        metrics
+            .pool_nodes_reporting
+            .get_or_create(&label)
+            .set(i64::try_from(nodes.reporting.len()).unwrap_or(i64::MAX));
+        metrics
+            .pool_nodes_stale
+            .get_or_create(&label)
+            .set(i64::try_from(nodes.stale.len()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Counts a refusal.
+pub fn count(metrics: &Metrics, rejection: &Rejection) {
+    metrics
+        .reports_rejected
+        .get_or_create(&ReasonLabel {
+            reason: rejection.reason.to_owned(),
+        })
+        .inc();
+}
+
+/// The refusal of a body over [`MAX_REPORT_BYTES`] (of `len` bytes, when known).
+pub fn too_large(len: Option<usize>) -> Rejection {
+    let size = len.map_or_else(
+        || "a report".to_owned(),
+        |n| format!("a report of {n} bytes"),
+    );
+    Rejection::new(
+        413,
+        "too_large",
+        None,
+        format!("{size} is over the limit of {MAX_REPORT_BYTES} bytes"),
+    )
+}
+
+/// Parses a report, naming the failing field of a malformed one.
+pub fn decode(body: &[u8]) -> Result<NodeReport, Rejection> {
+    match NodeReport::decode(body) {
+        Ok(r) => Ok(r),
+        Err(ReportError::UnsupportedVersion { found }) => Err(Rejection::new(
+            400,
+            "unsupported_version",
+            Some("version"),
+            format!(
+                "report version {found}; this leader reads version {}",
+                capstan_collectors::REPORT_VERSION
+            ),
+        )),
+        Err(ReportError::Malformed(e)) => {
+            // Parse again to learn where it failed: the path of the failing field.
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let field = serde_path_to_error::deserialize::<_, NodeReport>(&mut de)
+                .err()
+                .map(|pe| pe.path().to_string())
+                .filter(|p| p != "." && p != "?");
+            Err(Rejection::new(
+                400,
+                "malformed",
+                field.as_deref(),
+                format!("not a node report: {e}"),
+            ))
+        }
+    }
+}
+
+fn finite_in(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), Rejection> {
+    if !v.is_finite() {
+        return Err(Rejection::invalid(
+            field,
+            format!("{v} is not a finite number"),
+        ));
+    }
+    if v < lo || v > hi {
+        return Err(Rejection::invalid(
+            field,
+            format!("{v} is out of range; allowed: {lo} to {hi}"),
+        ));
+    }
+    Ok(())
+}
+
+fn name(field: &str, s: &str) -> Result<(), Rejection> {
+    if s.is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control) {
+        return Err(Rejection::invalid(
+            field,
+            format!("must be 1 to {MAX_NAME} characters, none of them control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn list(field: &str, n: usize) -> Result<(), Rejection> {
+    if n > MAX_LIST {
+        return Err(Rejection::invalid(
+            field,
+            format!("{n} entries; at most {MAX_LIST}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks on a decoded report (see the module documentation).
+pub fn validate(
+    report: &NodeReport,
+    pools: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    name("node_id", &report.node_id)?;
+    if report.at - now > MAX_CLOCK_AHEAD {
+        return Err(Rejection::invalid(
+            "at",
+            format!(
+                "{} is more than {} minutes ahead of the leader's clock ({now})",
+                report.at,
+                MAX_CLOCK_AHEAD.num_minutes()
+            ),
+        ));
+    }
+    if let Some(h) = &report.host {
+        finite_in("host.cpu_percent", h.cpu_percent, 0.0, 100.0)?;
+        list("host.cpu_per_core_percent", h.cpu_per_core_percent.len())?;
+        for (i, v) in h.cpu_per_core_percent.iter().enumerate() {
+            finite_in(&format!("host.cpu_per_core_percent[{i}]"), *v, 0.0, 100.0)?;
+        }
+        let max_load = 1e6;
+        finite_in("host.load.one", h.load.one, 0.0, max_load)?;
+        finite_in("host.load.five", h.load.five, 0.0, max_load)?;
+        finite_in("host.load.fifteen", h.load.fifteen, 0.0, max_load)?;
+        if h.memory.available_bytes > h.memory.total_bytes {
+            return Err(Rejection::invalid(
+                "host.memory.available_bytes",
+                "exceeds host.memory.total_bytes",
+            ));
+        }
+        list("host.disks", h.disks.len())?;
+        for (i, d) in h.disks.iter().enumerate() {
+            name(&format!("host.disks[{i}].mount_point"), &d.mount_point)?;
+            if d.available_bytes > d.total_bytes {
+                return Err(Rejection::invalid(
+                    format!("host.disks[{i}].available_bytes"),
+                    "exceeds total_bytes",
+                ));
+            }
+        }
+        list("host.network", h.network.len())?;
+        for (i, n) in h.network.iter().enumerate() {
+            name(&format!("host.network[{i}].interface"), &n.interface)?;
+            finite_in(
+                &format!("host.network[{i}].rx_bytes_per_second"),
+                n.rx_bytes_per_second,
+                0.0,
+                f64::MAX,
+            )?;
+            finite_in(
+                &format!("host.network[{i}].tx_bytes_per_second"),
+                n.tx_bytes_per_second,
+                0.0,
+                f64::MAX,
+            )?;
+        }
+    }
+    list("workload", report.workload.len())?;
+    for (k, v) in &report.workload {
+        name(&format!("workload[{k:?}]"), k)?;
+        finite_in(&format!("workload[{k:?}]"), *v, f64::MIN, f64::MAX)?;
+    }
+    match &report.pool {
+        None => Err(Rejection::invalid(
+            "pool",
+            "is required: the leader aggregates reports by pool (set agent.pool on the node)",
+        )),
+        Some(p) if !pools.contains(p) => Err(Rejection::new(
+            422,
+            "unknown_pool",
+            Some("pool"),
+            format!(
+                "pool {p:?} is not one the leader plans (known: {})",
+                sorted(pools).join(", ")
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn sorted(pools: &HashSet<String>) -> Vec<&str> {
+    let mut v: Vec<&str> = pools.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::ManualClock;
+
+    fn ingest(clock: &Arc<ManualClock>) -> Ingest {
+        Ingest::new(
+            Settings {
+                token: Some("s3cret".into()),
+                pools: ["web".to_owned()].into(),
+                interval: Duration::from_secs(10),
+                node_expiry: Duration::from_secs(300),
+            },
+            clock.clone(),
+        )
+    }
+
+    fn report(node: &str, at: DateTime<Utc>) -> NodeReport {
+        let mut r = NodeReport::new(node, Some("web".into()), at);
+        r.workload.insert("rps".into(), 120.0);
+        r
+    }
+
+    const AUTH: Option<&str> = Some("Bearer s3cret");
+
+    #[test]
+    fn each_bad_report_is_refused_with_its_reason_and_changes_nothing() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = ingest(&clock);
+        let now = clock.now();
+        let good = report("a", now).encode();
+        // (authorization, body, status, reason, field)
+        type Case<'a> = (Option<&'a str>, Vec<u8>, u16, &'a str, Option<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
+            (None, good.clone(), 401, "unauthorized", None),
+            (Some("Bearer wrong"), good.clone(), 401, "unauthorized", None),
+            (Some("s3cret"), good.clone(), 401, "unauthorized", None),
+            (AUTH, vec![b' '; MAX_REPORT_BYTES + 1], 413, "too_large", None),
+            (AUTH, b"{not json".to_vec(), 400, "malformed", None),
+            (
+                AUTH,
+                br#"{"version":1,"node_id":"a","at":"2026-11-28T00:00:00Z","workload":{"rps":"x"}}"#
+                    .to_vec(),
+                400,
+                "malformed",
+                Some("workload.rps"),
+            ),
+            (
+                AUTH,
+                br#"{"version":1,"node_id":"a","pool":"web","at":"2026-11-28T00:00:00Z","workload":{"rps":NaN}}"#
+                    .to_vec(),
+                400,
+                "malformed",
+                Some("workload.rps"),
+            ),
+            (
+                AUTH,
+                br#"{"version":9,"node_id":"a","at":"2026-11-28T00:00:00Z"}"#.to_vec(),
+                400,
+                "unsupported_version",
+                Some("version"),
+            ),
+            (
+                AUTH,
+                {
+                    let mut r = report("a", now);
+                    r.pool = Some("db".into());
+                    r.encode()
+                },
+                422,
+                "unknown_pool",
+                Some("pool"),
+            ),
+            (
+                AUTH,
+                {
+                    let mut r = report("a", now);
+                    r.pool = None;
+                    r.encode()
+                },
+                422,
+                "invalid",
+                Some("pool"),
+            ),
+            (
+                AUTH,
+                report("", now).encode(),
+                422,
+                "invalid",
+                Some("node_id"),
+            ),
+            (
+                AUTH,
+                report("a", now + chrono::Duration::hours(1)).encode(),
+                422,
+                "invalid",
+                Some("at"),
+            ),
+        ];
+        for (auth, body, status, reason, field) in cases {
+            let r = i.accept(auth, &body).unwrap_err();
+            assert_eq!(
+                (r.status, r.reason, r.field.as_deref()),
+                (status, reason, field),
+                "{r:?}"
+            );
+            assert!(i.fresh(now).is_empty(), "a refused report was stored");
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_their_field() {
+        let now: DateTime<Utc> = "2026-11-28T00:00:00Z".parse().unwrap();
+        let pools: HashSet<String> = ["web".to_owned()].into();
+        let mut r = report("a", now);
+        r.workload.insert("lat".into(), f64::INFINITY);
+        let e = validate(&r, &pools, now).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("workload[\"lat\"]"));
+        let r = crate::testutil::cpu_report("a", "web", 140.0, now);
+        let e = validate(&r, &pools, now).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("host.cpu_percent"));
+        assert!(e.error.contains("out of range"), "{}", e.error);
+    }
+
+    #[test]
+    fn a_node_is_rate_limited_per_interval() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = ingest(&clock);
+        for _ in 0..REPORTS_PER_INTERVAL {
+            i.accept(AUTH, &report("a", clock.now()).encode()).unwrap();
+        }
+        let e = i
+            .accept(AUTH, &report("a", clock.now()).encode())
+            .unwrap_err();
+        assert_eq!((e.status, e.reason), (429, "rate_limited"));
+        // Another node is not held back by the first.
+        i.accept(AUTH, &report("b", clock.now()).encode()).unwrap();
+        clock.advance(Duration::from_secs(10));
+        i.accept(AUTH, &report("a", clock.now()).encode()).unwrap();
+    }
+
+    #[test]
+    fn silent_nodes_go_stale_then_drop_out() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = ingest(&clock);
+        i.accept(AUTH, &report("a", clock.now()).encode()).unwrap();
+        i.accept(AUTH, &report("b", clock.now()).encode()).unwrap();
+        clock.advance(Duration::from_secs(20));
+        i.accept(AUTH, &report("b", clock.now()).encode()).unwrap();
+        clock.advance(Duration::from_secs(11));
+        // a: silent 31 s > 3 intervals; b: 11 s.
+        let now = clock.now();
+        let nodes = i.sweep(now);
+        assert_eq!(nodes["web"].reporting, vec!["b"]);
+        assert_eq!(nodes["web"].stale, vec!["a"]);
+        assert_eq!(
+            i.fresh(now)
+                .iter()
+                .map(|r| r.node_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["b"]
+        );
+        clock.advance(Duration::from_secs(300));
+        let nodes = i.sweep(clock.now());
+        assert!(nodes["web"].reporting.is_empty() && nodes["web"].stale.is_empty());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abc", b"abd"));
+        assert!(!same_token(b"ab", b"abc"));
+        assert!(!same_token(b"abc", b"ab"));
+        assert!(!same_token(b"", b"a"));
+    }
+}

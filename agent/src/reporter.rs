@@ -1,0 +1,121 @@
+//! The node role: this agent's report goes to the leader every interval, as
+//! `POST <leader_url>/v1/reports` with the bearer token from `cluster.token_file`.
+//!
+//! The leader is whoever the coordinator's claim names, read at each send, so reports
+//! follow leadership when it moves. Only the latest report waits: the hand-over is a
+//! `watch`, which holds one value, so while the leader is unreachable nothing queues and
+//! the next send carries the newest readings. Outcomes are counted in
+//! `capstan_reports_sent_total{result}`: `ok`, `refused` (the leader answered 4xx; the
+//! reason is logged), `failed` (unreachable, timeout, 5xx), `no_leader`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use capstan_collectors::NodeReport;
+
+use crate::coordinator::Claim;
+use crate::http::Shared;
+use crate::metrics::ResultLabel;
+
+/// Hands reports to the sending task.
+#[derive(Debug)]
+pub struct Reporter {
+    tx: watch::Sender<Option<NodeReport>>,
+}
+
+/// The token this node presents; replaced on reload.
+pub type Token = Arc<RwLock<Option<String>>>;
+
+impl Reporter {
+    /// Starts the sending task. Each send waits at most `timeout`.
+    pub fn spawn(
+        claim: watch::Receiver<Claim>,
+        token: Token,
+        shared: Arc<Shared>,
+        timeout: Duration,
+    ) -> Self {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(send_loop(rx, claim, token, shared, timeout));
+        Self { tx }
+    }
+
+    /// Replaces the report waiting to be sent (if the last one is still going out, this
+    /// one follows it; any older one is dropped).
+    pub fn send(&self, report: NodeReport) {
+        self.tx.send_replace(Some(report));
+    }
+}
+
+fn count(shared: &Shared, result: &str) {
+    shared
+        .metrics
+        .reports_sent
+        .get_or_create(&ResultLabel {
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
+async fn send_loop(
+    mut rx: watch::Receiver<Option<NodeReport>>,
+    claim: watch::Receiver<Claim>,
+    token: Token,
+    shared: Arc<Shared>,
+    timeout: Duration,
+) {
+    let client = match reqwest::Client::builder().timeout(timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client; this node will not report");
+            return;
+        }
+    };
+    // Ends when the daemon drops the Reporter.
+    while rx.changed().await.is_ok() {
+        let Some(report) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let claim = claim.borrow().clone();
+        if claim.is_leader {
+            // The leader takes its own report directly.
+            continue;
+        }
+        let Some(url) = claim.leader_url else {
+            count(&shared, "no_leader");
+            tracing::debug!("no leader known; report not sent");
+            continue;
+        };
+        let token = token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        let endpoint = format!("{}/v1/reports", url.trim_end_matches('/'));
+        let sent = client
+            .post(&endpoint)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(report.encode())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => count(&shared, "ok"),
+            Ok(r) if r.status().is_client_error() => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                tracing::warn!(%endpoint, %status, response = %body, "the leader refused this node's report");
+                count(&shared, "refused");
+            }
+            Ok(r) => {
+                tracing::warn!(%endpoint, status = %r.status(), "the leader failed to take this node's report");
+                count(&shared, "failed");
+            }
+            Err(e) => {
+                tracing::warn!(%endpoint, error = %e, "cannot reach the leader; the next report goes when it is back");
+                count(&shared, "failed");
+            }
+        }
+    }
+}

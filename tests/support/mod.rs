@@ -1,0 +1,199 @@
+//! The harness the end-to-end tests share: the built binary, an agent process that is
+//! killed on drop, polling with a bound.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_capstan");
+/// Upper bound for anything we wait on; the agent runs at a 1 s interval.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+pub const STEP: Duration = Duration::from_millis(100);
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A running agent; killed on drop if the test did not stop it.
+pub struct Agent {
+    pub child: Child,
+    pub base: String,
+    pub state: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    pub fn start(config: &Path, state: &Path) -> Agent {
+        Self::start_with(config, state, &[])
+    }
+
+    pub fn start_with(config: &Path, state: &Path, env: &[(&str, &str)]) -> Agent {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("CAPSTAN_AGENT__LISTEN", "127.0.0.1:0")
+            .env("CAPSTAN_AGENT__STATE_DIR", state)
+            .env("CAPSTAN_AGENT__INTERVAL", "1s")
+            .env("CAPSTAN_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start capstan");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let base = match rx.recv_timeout(PATIENCE) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "agent did not start listening; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Agent {
+            child,
+            base,
+            state: state.to_owned(),
+            log,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            match client.get(&url).send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        })
+    }
+
+    /// POSTs `body` to `path` with an optional bearer token.
+    pub fn post(&self, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut req = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            match req.send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        })
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/v1/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `f` until it returns `Some`, or fails the test with `what` and the log.
+    pub fn wait_for<T>(&self, what: &str, mut f: impl FnMut(&Agent) -> Option<T>) -> T {
+        let mut waited = Duration::ZERO;
+        while waited < PATIENCE {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            std::thread::sleep(STEP);
+            waited += STEP;
+        }
+        panic!(
+            "timed out waiting for {what}; log:\n{}",
+            self.log.lock().unwrap().join("\n")
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn journal_lines(&self) -> Vec<serde_json::Value> {
+        let dir = self.state.join("journal");
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            lines.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
+        }
+        lines
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut waited = Duration::ZERO;
+        while waited < PATIENCE {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(STEP);
+            waited += STEP;
+        }
+        panic!("agent did not exit");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+pub fn example() -> String {
+    std::fs::read_to_string(repo().join("examples/standalone.toml")).unwrap()
+}
