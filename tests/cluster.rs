@@ -1,0 +1,405 @@
+//! Cluster mode against a real etcd (Debian `etcd-server`, which scripts/test.sh
+//! installs): three agents on one machine, each with its own port and state dir, in one
+//! dry-run pool whose size lives in a shared state file, so every provider call is on
+//! record (`<state_file>.log`, one JSON line per applied target, with the pid).
+//!
+//! The pool's target (CPU at 100 %) never asks for more than `min`; the test moves the
+//! pool below `min` by writing the state file, and the leader must put it back, once.
+//! Everything listens on 127.0.0.1 with ephemeral ports, and every process is stopped.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const TOKEN: &str = "cluster-test-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn etcd_binary() -> &'static str {
+    let found = Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "etcd not found: install Debian's etcd-server (scripts/test.sh does)"
+    );
+    "etcd"
+}
+
+/// An etcd cluster on loopback; every member is killed on drop.
+struct Etcd {
+    members: Vec<Member>,
+}
+
+struct Member {
+    name: String,
+    client: String,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    fn start(n: usize, dir: &Path) -> Etcd {
+        let bin = etcd_binary();
+        let peers: Vec<(String, String, String)> = (0..n)
+            .map(|i| {
+                (
+                    format!("m{i}"),
+                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("http://127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let initial = peers
+            .iter()
+            .map(|(name, _, peer)| format!("{name}={peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = peers
+            .into_iter()
+            .map(|(name, client, peer)| {
+                let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+                let child = Command::new(bin)
+                    .args(["--name", &name])
+                    .arg("--data-dir")
+                    .arg(dir.join(&name))
+                    .args(["--listen-client-urls", &client])
+                    .args(["--advertise-client-urls", &client])
+                    .args(["--listen-peer-urls", &peer])
+                    .args(["--initial-advertise-peer-urls", &peer])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-state", "new"])
+                    .args(["--initial-cluster-token", "capstan-test"])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start etcd");
+                Member {
+                    name,
+                    client,
+                    child: Some(child),
+                }
+            })
+            .collect();
+        let etcd = Etcd { members };
+        wait("etcd healthy", || {
+            etcd.members
+                .iter()
+                .all(|m| http_get(&format!("{}/health", m.client)).contains("\"true\""))
+                .then_some(())
+        });
+        etcd
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client.clone()).collect()
+    }
+
+    /// The member that leads the etcd cluster now.
+    fn leader(&self) -> usize {
+        wait("an etcd leader", || {
+            self.members.iter().position(|m| {
+                m.child.is_some()
+                    && http_get(&format!("{}/metrics", m.client))
+                        .lines()
+                        .any(|l| l.trim() == "etcd_server_is_leader 1")
+            })
+        })
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+fn http_get(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        match client.get(url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    })
+}
+
+/// Polls `f` every 100 ms for at most [`PATIENCE`].
+fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    while start.elapsed() < PATIENCE {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(STEP);
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// One applied target, from the state file's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+struct Call {
+    pid: u32,
+    from: u32,
+    capacity: u32,
+}
+
+struct Cluster {
+    dir: PathBuf,
+    state_file: PathBuf,
+    agents: Vec<Option<Agent>>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, endpoints: &[String], ttl: &str, n: usize) -> Cluster {
+        let token = dir.join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let state_file = dir.join("pool.json");
+        let mut c = Cluster {
+            dir: dir.to_owned(),
+            state_file: state_file.clone(),
+            agents: Vec::new(),
+        };
+        for i in 0..n {
+            let config = dir.join(format!("agent-{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    r#"
+[agent]
+node_name = "agent-{i}"
+pool = "web"
+
+[cluster]
+coordinator = "etcd"
+token_file = {token:?}
+
+[cluster.etcd]
+endpoints = {endpoints:?}
+prefix = "/capstan-test"
+lease_ttl = "{ttl}"
+
+[[pool]]
+name = "web"
+provider = {{ type = "dry-run", initial = 3, state_file = {state_file:?} }}
+min = 3
+max = 10
+targets = [{{ metric = "cpu.utilization", value = 100 }}]
+"#,
+                    token = token.display().to_string(),
+                    state_file = state_file.display().to_string(),
+                ),
+            )
+            .unwrap();
+            c.agents.push(None);
+            c.start_agent(i);
+        }
+        c
+    }
+
+    fn start_agent(&mut self, i: usize) {
+        let config = self.dir.join(format!("agent-{i}.toml"));
+        let state = self.dir.join(format!("state-{i}"));
+        self.agents[i] = Some(Agent::start(&config, &state));
+    }
+
+    fn kill_agent(&mut self, i: usize) {
+        if let Some(a) = &self.agents[i] {
+            a.signal("KILL");
+        }
+        if let Some(mut a) = self.agents[i].take() {
+            a.wait_exit();
+        }
+    }
+
+    /// The agent that says it leads (one, and only one, must).
+    fn leader(&self) -> usize {
+        wait("exactly one leader", || {
+            let leaders: Vec<usize> = self
+                .agents
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| {
+                    let a = a.as_ref()?;
+                    let (code, body) = a.get("/v1/status");
+                    let s: serde_json::Value = serde_json::from_str(&body).ok()?;
+                    (code == 200 && s["role"] == "leader").then_some(i)
+                })
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        let log = capstan_log(&self.state_file);
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Moves the pool below its minimum behind the agents' backs.
+    fn shrink(&self) {
+        std::fs::write(&self.state_file, r#"{"capacity":1,"on_demand":1}"#).unwrap();
+    }
+
+    fn wait_calls(&self, n: usize) -> Vec<Call> {
+        wait(&format!("{n} provider calls"), || {
+            let calls = self.calls();
+            (calls.len() >= n).then_some(calls)
+        })
+    }
+
+    fn logs(&self) -> String {
+        self.agents
+            .iter()
+            .flatten()
+            .map(|a| a.log.lock().unwrap().join("\n"))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+}
+
+fn capstan_log(state_file: &Path) -> PathBuf {
+    let mut p = state_file.as_os_str().to_owned();
+    p.push(".log");
+    PathBuf::from(p)
+}
+
+#[test]
+fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_acts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(1, dir.path());
+    let ttl = Duration::from_secs(2);
+    let interval = Duration::from_secs(1);
+    let mut cluster = Cluster::start(dir.path(), &etcd.endpoints(), "2s", 3);
+
+    let mut failovers = Vec::new();
+    let mut expected = 0;
+    for round in 0..10 {
+        let leader = cluster.leader();
+        let pid = cluster.agents[leader].as_ref().unwrap().pid();
+        // The leader puts the pool back to its minimum.
+        cluster.shrink();
+        expected += 1;
+        let calls = cluster.wait_calls(expected);
+        assert_eq!(
+            calls[expected - 1],
+            Call {
+                pid,
+                from: 1,
+                capacity: 3
+            },
+            "round {round}: {calls:?}"
+        );
+        // SIGKILL it; another agent must take over and act.
+        cluster.kill_agent(leader);
+        let killed = Instant::now();
+        cluster.shrink();
+        expected += 1;
+        let calls = cluster.wait_calls(expected);
+        let took = killed.elapsed();
+        let call = calls[expected - 1];
+        assert_ne!(call.pid, pid, "round {round}: the dead leader acted? {calls:?}");
+        assert_eq!((call.from, call.capacity), (1, 3), "round {round}: {calls:?}");
+        failovers.push(took);
+        cluster.start_agent(leader);
+    }
+    // Every call was asked for, by one agent, once: no double actuation, no repeated
+    // scale-up (a repeat would show as a call from 3, or more calls than shrinks).
+    std::thread::sleep(interval * 3);
+    let calls = cluster.calls();
+    assert_eq!(calls.len(), expected, "{calls:?}\n{}", cluster.logs());
+    assert!(calls.iter().all(|c| (c.from, c.capacity) == (1, 3)), "{calls:?}");
+
+    failovers.sort();
+    let median = failovers[failovers.len() / 2];
+    let worst = failovers[failovers.len() - 1];
+    eprintln!(
+        "failover (SIGKILL of the leader until the new leader's call), lease_ttl 2s, interval 1s: median {:.1}s, worst {:.1}s over {} rounds",
+        median.as_secs_f64(),
+        worst.as_secs_f64(),
+        failovers.len()
+    );
+    // Within TTL + one interval, plus the renewal period (TTL/3) and process start-up
+    // slack on a loaded 2-core machine.
+    let bound = ttl + interval + ttl / 3 + Duration::from_secs(2);
+    assert!(worst <= bound, "worst failover {worst:?} > {bound:?}");
+
+    // etcd gone: the leader stops leading within its TTL, says why, and nothing acts.
+    let leader = cluster.leader();
+    etcd.kill_all();
+    let stopped = Instant::now();
+    let agent = cluster.agents[leader].as_ref().unwrap();
+    let status = agent.wait_for("the leader to step down", |a| {
+        let s = a.status();
+        (s["role"] == "follower").then_some(s)
+    });
+    let stepped_down = stopped.elapsed();
+    assert!(
+        stepped_down <= ttl + Duration::from_secs(2),
+        "stepped down after {stepped_down:?}"
+    );
+    let note = status["coordinator_note"].as_str().unwrap_or_default();
+    assert!(note.contains("etcd"), "{status}");
+    cluster.shrink();
+    std::thread::sleep(ttl + interval * 2);
+    assert_eq!(cluster.calls().len(), expected, "an agent acted without etcd");
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains("no longer leading"), "{log}");
+}
+
+#[test]
+fn the_agents_carry_on_when_the_etcd_leader_member_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(3, dir.path());
+    let cluster = Cluster::start(dir.path(), &etcd.endpoints(), "5s", 3);
+    let leader = cluster.leader();
+    cluster.shrink();
+    let calls = cluster.wait_calls(1);
+    assert_eq!((calls[0].from, calls[0].capacity), (1, 3));
+
+    let member = etcd.leader();
+    eprintln!("killing etcd leader member {}", etcd.members[member].name);
+    etcd.kill(member);
+    // The cluster elects another member; the agents keep (or re-elect) a leader that acts.
+    cluster.shrink();
+    let calls = cluster.wait_calls(2);
+    assert_eq!((calls[1].from, calls[1].capacity), (1, 3), "{calls:?}");
+    let now_leading = cluster.leader();
+    eprintln!("agent leader before: agent-{leader}, after: agent-{now_leading}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cluster.calls().len(), 2, "{:?}\n{}", cluster.calls(), cluster.logs());
+}
