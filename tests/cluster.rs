@@ -17,6 +17,13 @@ use support::*;
 
 const TOKEN: &str = "cluster-test-token";
 
+/// Wall time: the test measures real processes (failover, stepping down), which no
+/// injected clock reaches.
+fn now() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -157,7 +164,7 @@ fn http_get(url: &str) -> String {
 
 /// Polls `f` every 100 ms for at most [`PATIENCE`].
 fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
+    let start = now();
     while start.elapsed() < PATIENCE {
         if let Some(v) = f() {
             return v;
@@ -326,14 +333,21 @@ fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_
         );
         // SIGKILL it; another agent must take over and act.
         cluster.kill_agent(leader);
-        let killed = Instant::now();
+        let killed = now();
         cluster.shrink();
         expected += 1;
         let calls = cluster.wait_calls(expected);
         let took = killed.elapsed();
         let call = calls[expected - 1];
-        assert_ne!(call.pid, pid, "round {round}: the dead leader acted? {calls:?}");
-        assert_eq!((call.from, call.capacity), (1, 3), "round {round}: {calls:?}");
+        assert_ne!(
+            call.pid, pid,
+            "round {round}: the dead leader acted? {calls:?}"
+        );
+        assert_eq!(
+            (call.from, call.capacity),
+            (1, 3),
+            "round {round}: {calls:?}"
+        );
         failovers.push(took);
         cluster.start_agent(leader);
     }
@@ -342,7 +356,10 @@ fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_
     std::thread::sleep(interval * 3);
     let calls = cluster.calls();
     assert_eq!(calls.len(), expected, "{calls:?}\n{}", cluster.logs());
-    assert!(calls.iter().all(|c| (c.from, c.capacity) == (1, 3)), "{calls:?}");
+    assert!(
+        calls.iter().all(|c| (c.from, c.capacity) == (1, 3)),
+        "{calls:?}"
+    );
 
     failovers.sort();
     let median = failovers[failovers.len() / 2];
@@ -361,7 +378,7 @@ fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_
     // etcd gone: the leader stops leading within its TTL, says why, and nothing acts.
     let leader = cluster.leader();
     etcd.kill_all();
-    let stopped = Instant::now();
+    let stopped = now();
     let agent = cluster.agents[leader].as_ref().unwrap();
     let status = agent.wait_for("the leader to step down", |a| {
         let s = a.status();
@@ -376,7 +393,11 @@ fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_
     assert!(note.contains("etcd"), "{status}");
     cluster.shrink();
     std::thread::sleep(ttl + interval * 2);
-    assert_eq!(cluster.calls().len(), expected, "an agent acted without etcd");
+    assert_eq!(
+        cluster.calls().len(),
+        expected,
+        "an agent acted without etcd"
+    );
     let log = agent.log.lock().unwrap().join("\n");
     assert!(log.contains("no longer leading"), "{log}");
 }
@@ -401,5 +422,11 @@ fn the_agents_carry_on_when_the_etcd_leader_member_is_killed() {
     let now_leading = cluster.leader();
     eprintln!("agent leader before: agent-{leader}, after: agent-{now_leading}");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(cluster.calls().len(), 2, "{:?}\n{}", cluster.calls(), cluster.logs());
+    assert_eq!(
+        cluster.calls().len(),
+        2,
+        "{:?}\n{}",
+        cluster.calls(),
+        cluster.logs()
+    );
 }

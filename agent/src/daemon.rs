@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -242,7 +243,12 @@ pub async fn run(
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(
         axum::serve(
-            listener,
+            // Answers go out at once: agents and scrapers wait on each one.
+            listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            }),
             crate::http::router(shared.clone(), ingest.clone()),
         )
         .with_graceful_shutdown(async move {
