@@ -211,6 +211,33 @@ pub async fn run(
                 .with_context(|| format!("cannot reach etcd at {}", endpoints.join(", ")))?;
             (Box::new(etcd), Arc::new(store))
         }
+        #[cfg(feature = "kubernetes")]
+        capstan_config::Coordinator::Kubernetes {
+            namespace,
+            lease_name,
+            lease_duration,
+        } => {
+            let namespace = namespace
+                .clone()
+                .unwrap_or_else(crate::kubernetes::pod_namespace);
+            let client = crate::kubernetes::client().await?;
+            let store =
+                crate::kubernetes::LeaseDecisions::new(client.clone(), &namespace, lease_name);
+            let kube = crate::kubernetes::KubeCoordinator::start(
+                client,
+                crate::kubernetes::KubeSettings {
+                    namespace,
+                    lease_name: lease_name.clone(),
+                    duration: *lease_duration,
+                    node_id: node_id.clone(),
+                    url: Some(url.clone()),
+                },
+                clock.clone(),
+            );
+            (Box::new(kube), Arc::new(store))
+        }
+        // Reachable in builds without one of the coordinator features.
+        #[allow(unreachable_patterns)]
         other => anyhow::bail!(
             "cluster.coordinator \"{}\" is not available in this build of capstan; build it with `--features {}`",
             other.name(),

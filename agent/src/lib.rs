@@ -16,6 +16,8 @@ pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod journal;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
 pub mod reporter;
