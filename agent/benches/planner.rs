@@ -206,6 +206,7 @@ fn fleet_inputs<'a>(
                 asked_spot: None,
                 outlook: None,
                 surge: None,
+                interrupted: 0,
             }),
             last_known: p.current,
         })

@@ -30,6 +30,30 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
     v.filter(|x| x.is_finite())
 }
 
+/// Nodes of the pool whose reports carry an interruption notice: in-service instances
+/// with a notice when reports match instances, else every reporting node with one (the
+/// same rule as [`samples`]).
+pub fn interrupted(description: &PoolDescription, reports: &[&NodeReport]) -> u32 {
+    let in_service: HashSet<&str> = description
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle == Lifecycle::InService)
+        .map(|i| i.id.as_str())
+        .collect();
+    let all: HashSet<&str> = description
+        .instances
+        .iter()
+        .map(|i| i.id.as_str())
+        .collect();
+    let matched = reports.iter().any(|r| all.contains(r.node_id.as_str()));
+    let n = reports
+        .iter()
+        .filter(|r| r.interruption.is_some())
+        .filter(|r| !matched || in_service.contains(r.node_id.as_str()))
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Builds one sample per target of `pool` from the fresh reports of its nodes.
 ///
 /// Reports are matched to the provider's instances by node id = instance id. When at
@@ -224,5 +248,37 @@ mod tests {
             got.iter().map(|r| r.node_id.as_str()).collect::<Vec<_>>(),
             vec!["c"]
         );
+    }
+
+    #[test]
+    fn interruption_notices_count_for_in_service_nodes_of_the_pool() {
+        let notice = |mut r: NodeReport| {
+            r.interruption = Some(capstan_collectors::Interruption {
+                kind: "spot-interruption".into(),
+                at: None,
+            });
+            r
+        };
+        let d = PoolDescription {
+            min: 1,
+            max: 10,
+            desired: 3,
+            instances: vec![
+                instance("a", Lifecycle::InService),
+                instance("b", Lifecycle::InService),
+                instance("c", Lifecycle::Terminating),
+            ],
+        };
+        let (a, b, c) = (
+            notice(report("a", 10.0)),
+            report("b", 10.0),
+            notice(report("c", 10.0)),
+        );
+        // c is already terminating: its replacement is the cloud's business.
+        assert_eq!(interrupted(&d, &[&a, &b, &c]), 1);
+        // Unmatched reports (a dry-run pool) stand for the pool: every notice counts.
+        let (x, y) = (notice(report("x", 1.0)), notice(report("y", 1.0)));
+        assert_eq!(interrupted(&d, &[&x, &y]), 2);
+        assert_eq!(interrupted(&d, &[&b]), 0);
     }
 }

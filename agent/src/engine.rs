@@ -254,6 +254,8 @@ struct Seen {
     outlook: Outlook,
     /// The metric of the first surge anomaly this pass.
     surge: Option<Metric>,
+    /// Nodes with an interruption notice.
+    interrupted: u32,
 }
 
 async fn observe(
@@ -293,6 +295,7 @@ async fn observe(
         .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
         .collect();
     let samples = aggregate::samples(&pool.config, &description, &pool_reports);
+    let interrupted = aggregate::interrupted(&description, &pool_reports);
     pool.history.prune(&pool.policy.behavior, now);
     if pool.last.is_none() && pool.history.recommendations.is_empty() {
         // As HPA does for a target it sees for the first time: the current size counts
@@ -311,6 +314,7 @@ async fn observe(
         live_spot,
         outlook,
         surge,
+        interrupted,
     })
 }
 
@@ -464,6 +468,7 @@ pub async fn fleet_pass(
                         asked_spot: pool.last_target.map(|t| t.spot()),
                         outlook: Some(&s.outlook),
                         surge: s.surge.as_deref(),
+                        interrupted: s.interrupted,
                     }),
                     last_known,
                 }

@@ -457,6 +457,9 @@ pub fn validate(
             )?;
         }
     }
+    if let Some(i) = &report.interruption {
+        name("interruption.kind", &i.kind)?;
+    }
     list("workload", report.workload.len())?;
     for (k, v) in &report.workload {
         name(&format!("workload[{k:?}]"), k)?;

@@ -177,6 +177,7 @@ pub fn run(
                     asked_spot: None,
                     outlook,
                     surge: None,
+                    interrupted: 0,
                 }),
                 last_known: current,
             }];

@@ -26,6 +26,21 @@ pub struct NodeReport {
     /// Workload series by name (`workload.<name>` in targets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub workload: BTreeMap<String, f64>,
+    /// The cloud's notice that this node is going away, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption: Option<Interruption>,
+}
+
+/// A notice that the cloud will take the node away: a spot interruption or rebalance
+/// recommendation (AWS), a scheduled event (Azure), a preemption (GCE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// What kind of notice, as the cloud names it (e.g. `spot-interruption`,
+    /// `rebalance-recommendation`, `Preempt`, `preempted`).
+    pub kind: String,
+    /// When the node is expected to go, if the notice says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// Why an encoded report was refused.
@@ -52,6 +67,7 @@ impl NodeReport {
             at,
             host: None,
             workload: BTreeMap::new(),
+            interruption: None,
         }
     }
 

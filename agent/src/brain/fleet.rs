@@ -53,6 +53,8 @@ pub struct View<'a> {
     pub outlook: Option<&'a Outlook>,
     /// The metric of a surge anomaly that started this pass, if any.
     pub surge: Option<&'a str>,
+    /// Nodes of the pool with an interruption notice: replaced before they go.
+    pub interrupted: u32,
 }
 
 /// One pool's inputs.
@@ -280,6 +282,23 @@ fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, De
         decision.recommendation,
         bounds.max,
     ));
+    // Nodes under an interruption notice are about to go: their replacements start
+    // now, within the pool's ceiling (the budget still applies).
+    if view.interrupted > 0 {
+        let want = view
+            .current
+            .saturating_add(view.interrupted)
+            .min(ceiling)
+            .max(decision.desired);
+        if want > decision.desired {
+            reasons.push(Reason::ReplacingInterrupted {
+                nodes: view.interrupted,
+                from: decision.desired,
+                to: want,
+            });
+            decision.desired = want;
+        }
+    }
     let frozen_until = state.flap.frozen(now);
     if let Some(until) = frozen_until {
         let held = view.current.max(bounds.min);

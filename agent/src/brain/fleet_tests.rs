@@ -83,6 +83,7 @@ impl Sim {
                             asked_spot: None,
                             outlook: None,
                             surge: None,
+                            interrupted: 0,
                         }),
                         last_known: current,
                     },
@@ -479,6 +480,7 @@ fn a_surge_anomaly_starts_an_emergency_when_configured() {
                 asked_spot: None,
                 outlook: None,
                 surge: Some("gpu.utilization"),
+                interrupted: 0,
             }),
             last_known: 10,
         }];
@@ -496,4 +498,67 @@ fn a_surge_anomaly_starts_an_emergency_when_configured() {
             assert_eq!(p.desired, 10, "saturation alone needs 5 intervals");
         }
     }
+}
+
+#[test]
+fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget() {
+    let cfg = config(
+        r#"
+        [budget]
+        max_hourly_cost = 7.0
+
+        [[pool]]
+        name = "spot"
+        provider = { type = "dry-run" }
+        min = 1
+        max = 8
+        price = { on_demand = 1.0 }
+        targets = [{ metric = "cpu.utilization", value = 60 }]
+        "#,
+    );
+    let policy = Policy::from(&cfg.pools[0]);
+    let history = History::default();
+    // On target: the planner alone keeps 5 nodes.
+    let metrics = [sample(60.0, 5)];
+    let plan_with = |interrupted: u32| {
+        let mut state = PoolState::default();
+        let mut inputs = [PoolInput {
+            config: &cfg.pools[0],
+            policy: &policy,
+            prices: prices(cfg.pools[0].price.as_ref(), [], None),
+            state: &mut state,
+            view: Some(View {
+                current: 5,
+                metrics: &metrics,
+                history: &history,
+                running_spot: 0,
+                asked_spot: None,
+                outlook: None,
+                surge: None,
+                interrupted,
+            }),
+            last_known: 5,
+        }];
+        plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
+            .pools
+            .remove(0)
+    };
+    assert_eq!(plan_with(0).desired, 5);
+    let p = plan_with(2);
+    assert_eq!(p.desired, 7, "{:?}", said(&p));
+    assert!(
+        said(&p)
+            .iter()
+            .any(|r| r.contains("2 node(s) under an interruption notice")),
+        "{:?}",
+        said(&p)
+    );
+    // Never above max, and the budget still has the last word (7/h buys 7 nodes).
+    let p = plan_with(6);
+    assert_eq!(p.desired, 7, "{:?}", said(&p));
+    assert!(
+        said(&p).iter().any(|r| r.contains("budget")),
+        "{:?}",
+        said(&p)
+    );
 }

@@ -330,6 +330,15 @@ pub enum Reason {
         /// End of the freeze.
         until: DateTime<Utc>,
     },
+    /// Nodes under an interruption notice are replaced before they go.
+    ReplacingInterrupted {
+        /// Nodes with a notice.
+        nodes: u32,
+        /// Desired before.
+        from: u32,
+        /// Desired with their replacements.
+        to: u32,
+    },
     /// The fleet's budget ceiling limited a scale-up.
     CappedByBudget {
         /// Wanted.
@@ -1046,6 +1055,10 @@ impl std::fmt::Display for Reason {
                 "flapping: {reversals} reversals within {window_seconds}s; frozen until {until}"
             ),
             Reason::Frozen { until } => write!(f, "frozen after flapping until {until}"),
+            Reason::ReplacingInterrupted { nodes, from, to } => write!(
+                f,
+                "{nodes} node(s) under an interruption notice: replacing them early, {from} → {to}"
+            ),
             Reason::CappedByBudget {
                 from,
                 to,
