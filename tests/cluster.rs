@@ -430,3 +430,75 @@ fn the_agents_carry_on_when_the_etcd_leader_member_is_killed() {
         cluster.logs()
     );
 }
+
+#[test]
+fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
+    use capstan::history::HistoryStore;
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(1, dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let settings = capstan::etcd::EtcdSettings {
+            endpoints: etcd.endpoints(),
+            prefix: "/capstan-test".into(),
+            lease_ttl: Duration::from_secs(2),
+            node_id: "a".into(),
+            url: None,
+        };
+        let first = capstan::etcd::EtcdHistory::connect(&settings)
+            .await
+            .unwrap();
+        // Two and a half hours of minutes, the second target missing every 7th minute.
+        let base = 29_000_000_i64; // minutes since the epoch, in 2025
+        let points: Vec<(i64, Vec<Option<f64>>)> = (0..150)
+            .map(|m| {
+                (
+                    base + m,
+                    vec![Some(m as f64 * 1.5), (m % 7 != 0).then_some(m as f64)],
+                )
+            })
+            .collect();
+        for p in &points {
+            first.append("web", p).unwrap();
+        }
+        // The writes are asynchronous: wait until they are all in.
+        let mut waited = 0;
+        while first.load_async("web", base).await.unwrap().len() < points.len() {
+            assert!(waited < 100, "history writes did not arrive");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        // The next leader (another client) reads the same series, from any minute on.
+        let next = capstan::etcd::EtcdHistory::connect(&settings)
+            .await
+            .unwrap();
+        // Through the store's blocking interface, as the agent attaches a pool.
+        let back = next.load("web", base + 100).unwrap();
+        assert_eq!(back, points[100..].to_vec());
+        assert!(first.load_async("db", 0).await.unwrap().is_empty());
+
+        // A point 15 days later drops the hours beyond the retention (14 days + 1 h).
+        first
+            .append("web", &(base + 15 * 24 * 60, vec![Some(1.0), None]))
+            .unwrap();
+        let mut waited = 0;
+        loop {
+            let all = first.load_async("web", 0).await.unwrap();
+            if all.len() == 1 {
+                assert_eq!(all[0].0, base + 15 * 24 * 60);
+                break;
+            }
+            assert!(
+                waited < 100,
+                "old hours not deleted: {} points left",
+                all.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+    });
+}

@@ -92,6 +92,8 @@ struct Daemon {
     saved: HashMap<String, Vec<u8>>,
     /// Whether the last tick led.
     led: bool,
+    /// Demand history is shared between agents (etcd): reload it on gaining leadership.
+    shared_history: bool,
     nodes: BTreeMap<String, PoolNodes>,
 }
 
@@ -162,15 +164,16 @@ pub async fn run(
         )
     })?;
     let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
-    let history: Arc<dyn HistoryStore> = Arc::new(
-        FileHistory::open(state_dir.join("history")).with_context(|| {
-            format!(
-                "cannot open the demand history under {}",
-                state_dir.join("history").display()
-            )
-        })?,
-    );
-    engine::attach_history(&mut pools, &history, clock.now());
+    let file_history = || -> anyhow::Result<Arc<dyn HistoryStore>> {
+        Ok(Arc::new(
+            FileHistory::open(state_dir.join("history")).with_context(|| {
+                format!(
+                    "cannot open the demand history under {}",
+                    state_dir.join("history").display()
+                )
+            })?,
+        ))
+    };
 
     let token = read_token(cfg.cluster.token_file.as_deref())?;
     let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
@@ -184,13 +187,21 @@ pub async fn run(
             format!("cannot open the decision state under {}", dir.display())
         })?))
     };
-    let (coordinator, decisions): (Box<dyn Coordinator>, Arc<dyn DecisionStore>) = match &cfg
-        .cluster
-        .coordinator
-    {
+    // Decision state and demand history live where the next leader reads them: etcd
+    // for the etcd coordinator (`shared_history`), this machine's state_dir otherwise
+    // (the Kubernetes coordinator keeps decision state on its Lease).
+    #[allow(clippy::type_complexity)]
+    let (coordinator, decisions, history, shared_history): (
+        Box<dyn Coordinator>,
+        Arc<dyn DecisionStore>,
+        Arc<dyn HistoryStore>,
+        bool,
+    ) = match &cfg.cluster.coordinator {
         capstan_config::Coordinator::Standalone => (
             Box::new(Standalone::new(&node_id, Some(url.clone()))),
             file_decisions()?,
+            file_history()?,
+            false,
         ),
         #[cfg(feature = "etcd")]
         capstan_config::Coordinator::Etcd {
@@ -198,18 +209,20 @@ pub async fn run(
             prefix,
             lease_ttl,
         } => {
-            let etcd = crate::etcd::EtcdCoordinator::start(crate::etcd::EtcdSettings {
+            let settings = crate::etcd::EtcdSettings {
                 endpoints: endpoints.clone(),
                 prefix: prefix.clone(),
                 lease_ttl: *lease_ttl,
                 node_id: node_id.clone(),
                 url: Some(url.clone()),
-            });
-            let store = etcd
-                .store()
+            };
+            let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
+            let history = crate::etcd::EtcdHistory::connect(&settings)
                 .await
-                .with_context(|| format!("cannot reach etcd at {}", endpoints.join(", ")))?;
-            (Box::new(etcd), Arc::new(store))
+                .with_context(reach)?;
+            let etcd = crate::etcd::EtcdCoordinator::start(settings);
+            let store = etcd.store().await.with_context(reach)?;
+            (Box::new(etcd), Arc::new(store), Arc::new(history), true)
         }
         #[cfg(feature = "kubernetes")]
         capstan_config::Coordinator::Kubernetes {
@@ -234,7 +247,7 @@ pub async fn run(
                 },
                 clock.clone(),
             );
-            (Box::new(kube), Arc::new(store))
+            (Box::new(kube), Arc::new(store), file_history()?, false)
         }
         // Reachable in builds without one of the coordinator features.
         #[allow(unreachable_patterns)]
@@ -245,6 +258,7 @@ pub async fn run(
         ),
     };
     let claim = coordinator.claim();
+    engine::attach_history(&mut pools, &history, clock.now());
 
     let collector = match HostCollector::new() {
         Ok(c) => Some(c),
@@ -312,6 +326,7 @@ pub async fn run(
         decisions,
         saved: HashMap::new(),
         led: false,
+        shared_history,
         nodes: BTreeMap::new(),
     };
     daemon.publish_status();
@@ -418,6 +433,18 @@ impl Daemon {
                 let n = decisions::restore_all(&*self.decisions, &mut self.leader.pools).await;
                 tracing::info!(restored = n, "leading: decision state loaded");
                 self.saved.clear();
+                if self.shared_history {
+                    // The forecasters learn what the last leader saw.
+                    for p in &mut self.leader.pools {
+                        p.predictor = crate::brain::predictive::Predictor::new(
+                            &p.config.predictive,
+                            p.policy.targets.len(),
+                        );
+                        p.minute = None;
+                        p.history_store = None;
+                    }
+                    engine::attach_history(&mut self.leader.pools, &self.history, now);
+                }
             } else {
                 tracing::warn!(
                     reason = self.claim.borrow().note.as_deref().unwrap_or("-"),

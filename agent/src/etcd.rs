@@ -356,3 +356,138 @@ impl DecisionStore for EtcdDecisions {
         Ok(())
     }
 }
+
+/// How long demand history is kept in etcd: the longest `pool.predictive.history` the
+/// config allows (14 days), and an hour.
+const HISTORY_RETENTION_HOURS: i64 = 14 * 24 + 1;
+/// Minutes waiting to be written; beyond this (etcd unreachable for long) new ones are
+/// dropped and logged, never queued without bound.
+const HISTORY_QUEUE: usize = 4096;
+
+/// Demand history in etcd, so the next leader's forecasters start where this one's
+/// stopped: one key per pool and hour, `<prefix>/history/<pool>/<hour since the epoch>`,
+/// holding that hour's minutes as CSV lines (the file store's format). Writes go through
+/// a bounded queue to a task; reads block the calling thread (they happen when a pool is
+/// attached: at start, on reload and on gaining leadership).
+pub struct EtcdHistory {
+    client: Client,
+    prefix: String,
+    tx: tokio::sync::mpsc::Sender<(String, crate::history::Minute)>,
+}
+
+impl std::fmt::Debug for EtcdHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdHistory")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn history_key(prefix: &str, pool: &str, hour: i64) -> String {
+    format!("{prefix}{pool}/{hour:010}")
+}
+
+impl EtcdHistory {
+    /// A store under `<prefix>/history/`, writing from a task on the current runtime.
+    pub fn start(client: Client, prefix: &str) -> Self {
+        let prefix = format!("{}/history/", prefix.trim_end_matches('/'));
+        let (tx, rx) = tokio::sync::mpsc::channel(HISTORY_QUEUE);
+        tokio::spawn(write_history(client.clone(), prefix.clone(), rx));
+        Self { client, prefix, tx }
+    }
+
+    /// A store for the coordinator's etcd.
+    pub async fn connect(settings: &EtcdSettings) -> anyhow::Result<Self> {
+        let client = Client::connect(&settings.endpoints, Some(settings.options(true))).await?;
+        Ok(Self::start(client, &settings.prefix))
+    }
+
+    /// The points of `pool` at or after `since`, oldest first.
+    pub async fn load_async(
+        &self,
+        pool: &str,
+        since: i64,
+    ) -> anyhow::Result<Vec<crate::history::Minute>> {
+        let mut c = self.client.clone();
+        let from = history_key(&self.prefix, pool, since.div_euclid(60));
+        let to = format!("{}{pool}/~", self.prefix);
+        let r = c
+            .get(from, Some(etcd_client::GetOptions::new().with_range(to)))
+            .await?;
+        let mut points: Vec<crate::history::Minute> = r
+            .kvs()
+            .iter()
+            .flat_map(|kv| {
+                String::from_utf8_lossy(kv.value())
+                    .lines()
+                    .filter_map(crate::history::parse_line)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|(m, _)| *m >= since)
+            .collect();
+        points.sort_by_key(|(m, _)| *m);
+        points.dedup_by_key(|(m, _)| *m);
+        Ok(points)
+    }
+}
+
+impl crate::history::HistoryStore for EtcdHistory {
+    fn load(&self, pool: &str, since: i64) -> std::io::Result<Vec<crate::history::Minute>> {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| handle.block_on(self.load_async(pool, since)))
+            .map_err(|e| std::io::Error::other(format!("etcd: {e:#}")))
+    }
+
+    fn append(&self, pool: &str, minute: &crate::history::Minute) -> std::io::Result<()> {
+        self.tx
+            .try_send((pool.to_owned(), minute.clone()))
+            .map_err(|e| std::io::Error::other(format!("demand history not queued: {e}")))
+    }
+}
+
+/// Writes queued minutes: each pool's current hour is kept in memory (read back from
+/// etcd first, as another leader may have started it) and written whole on every minute;
+/// hours beyond the retention are deleted when an hour starts.
+async fn write_history(
+    client: Client,
+    prefix: String,
+    mut rx: tokio::sync::mpsc::Receiver<(String, crate::history::Minute)>,
+) {
+    let mut hours: std::collections::HashMap<String, (i64, String)> = Default::default();
+    while let Some((pool, minute)) = rx.recv().await {
+        let mut c = client.clone();
+        let hour = minute.0.div_euclid(60);
+        let key = history_key(&prefix, &pool, hour);
+        let entry = hours.get(&pool).filter(|(h, _)| *h == hour);
+        let mut text = match entry {
+            Some((_, text)) => text.clone(),
+            None => {
+                let old = history_key(&prefix, &pool, hour - HISTORY_RETENTION_HOURS);
+                let from = history_key(&prefix, &pool, 0);
+                if let Err(e) = c
+                    .delete(
+                        from,
+                        Some(etcd_client::DeleteOptions::new().with_range(old)),
+                    )
+                    .await
+                {
+                    tracing::warn!(%pool, error = %e, "cannot delete old demand history");
+                }
+                match c.get(key.clone(), None).await {
+                    Ok(r) => r
+                        .kvs()
+                        .first()
+                        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+                        .unwrap_or_default(),
+                    Err(_) => String::new(),
+                }
+            }
+        };
+        text.push_str(&crate::history::format_line(&minute));
+        match c.put(key, text.clone(), None).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%pool, error = %e, "cannot write demand history"),
+        }
+        hours.insert(pool, (hour, text));
+    }
+}

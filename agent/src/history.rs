@@ -40,7 +40,7 @@ impl FileHistory {
     }
 }
 
-fn parse_line(line: &str) -> Option<Minute> {
+pub(crate) fn parse_line(line: &str) -> Option<Minute> {
     let mut fields = line.split(',');
     let minute = fields.next()?.trim().parse().ok()?;
     let values = fields
@@ -56,7 +56,7 @@ fn parse_line(line: &str) -> Option<Minute> {
     Some((minute, values))
 }
 
-fn format_line(m: &Minute) -> String {
+pub(crate) fn format_line(m: &Minute) -> String {
     let mut line = m.0.to_string();
     for v in &m.1 {
         line.push(',');
