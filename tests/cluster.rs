@@ -151,7 +151,7 @@ fn http_get(url: &str) -> String {
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::builder()
+        let client = capstan::http::client_builder()
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
@@ -190,6 +190,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path, endpoints: &[String], ttl: &str, n: usize) -> Cluster {
+        Self::start_with(dir, endpoints, ttl, n, "")
+    }
+
+    /// `extra` is appended to every agent's config (e.g. a `[cluster.tls]` table).
+    fn start_with(dir: &Path, endpoints: &[String], ttl: &str, n: usize, extra: &str) -> Cluster {
         let token = dir.join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
         let state_file = dir.join("pool.json");
@@ -223,6 +228,7 @@ provider = {{ type = "dry-run", initial = 3, state_file = {state_file:?} }}
 min = 3
 max = 10
 targets = [{{ metric = "cpu.utilization", value = 100 }}]
+{extra}
 "#,
                     token = token.display().to_string(),
                     state_file = state_file.display().to_string(),
@@ -501,4 +507,46 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
             waited += 1;
         }
     });
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn followers_report_to_the_leader_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(1, dir.path());
+    let p = pki(dir.path(), "cluster");
+    let tls = format!(
+        "\n[cluster.tls]\nlisten = \"127.0.0.1:0\"\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        p.ca.display().to_string(),
+        p.cert.display().to_string(),
+        p.key.display().to_string()
+    );
+    let cluster = Cluster::start_with(dir.path(), &etcd.endpoints(), "2s", 3, &tls);
+    let leader = cluster.leader();
+    let agent = cluster.agents[leader].as_ref().unwrap();
+    // Every agent's report reaches the leader, over its mutual-TLS listener.
+    let status = agent.wait_for("three reporting nodes", |a| {
+        let s = a.status();
+        (s["pools"][0]["nodes"]["reporting"].as_array().map(Vec::len) == Some(3)).then_some(s)
+    });
+    assert!(
+        status["leader_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{status}"
+    );
+    assert!(
+        status["reports_received"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+    let sent = |a: &Agent| {
+        let (_, m) = a.get("/metrics");
+        metric(&m, "capstan_reports_sent_total{result=\"ok\"}").unwrap_or(0.0)
+    };
+    for (i, a) in cluster.agents.iter().enumerate() {
+        if i != leader {
+            assert!(sent(a.as_ref().unwrap()) >= 1.0, "agent-{i} sent nothing");
+        }
+    }
 }

@@ -393,7 +393,11 @@ fn live_metrics_pass_promtool_check_metrics() {
     let mut body = String::new();
     for _ in 0..100 {
         body = rt.block_on(async {
-            reqwest::get(format!("{base}/metrics"))
+            capstan::http::client_builder()
+                .build()
+                .unwrap()
+                .get(format!("{base}/metrics"))
+                .send()
                 .await
                 .unwrap()
                 .text()

@@ -697,3 +697,85 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
     assert!(text.contains("reports accepted 1  rejected 7"), "{text}");
     assert!(text.contains("REPORTING"), "{text}");
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn with_cluster_tls_reports_need_a_client_certificate_from_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = pki(dir.path(), "cluster");
+    let rogue = pki(dir.path(), "rogue");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tls-token").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[cluster]
+token_file = {token:?}
+
+[cluster.tls]
+listen = "127.0.0.1:0"
+ca_file = {ca:?}
+cert_file = {cert:?}
+key_file = {key:?}
+
+[[pool]]
+name = "local"
+provider = {{ type = "dry-run", initial = 2 }}
+min = 1
+max = 4
+targets = [{{ metric = "cpu.utilization", value = 60 }}]
+"#,
+            token = token.display().to_string(),
+            ca = ours.ca.display().to_string(),
+            cert = ours.cert.display().to_string(),
+            key = ours.key.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config, &dir.path().join("state"));
+    // The reports listener's address is in the advertised URL.
+    let url = agent.wait_for("the advertised https URL", |a| {
+        a.log.lock().unwrap().iter().find_map(|l| {
+            l.split("advertise_url=")
+                .nth(1)
+                .map(|u| u.split_whitespace().next().unwrap_or("").to_owned())
+        })
+    });
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let body = r#"{"version":1,"node_id":"n1","pool":"local","at":"2026-01-01T00:00:00Z"}"#;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let post = |client: reqwest::Client| {
+        rt.block_on(async {
+            client
+                .post(format!("{url}/v1/reports"))
+                .bearer_auth("tls-token")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    assert_eq!(post(tls_client(&ours.ca, Some(&ours))).unwrap(), 202);
+    // No client certificate, or one from another CA: the handshake fails.
+    assert!(post(tls_client(&ours.ca, None)).is_err());
+    assert!(post(tls_client(&ours.ca, Some(&rogue))).is_err());
+    // The plain listener takes no reports when [cluster.tls] is set; it still serves
+    // metrics and status.
+    let (code, _) = agent.post("/v1/reports", Some("tls-token"), body.as_bytes().to_vec());
+    assert_eq!(code, 404);
+    assert_eq!(agent.get("/metrics").0, 200);
+    let status = agent.wait_for("n1 reporting", |a| {
+        let s = a.status();
+        (s["reports_received"] == 1).then_some(s)
+    });
+    assert_eq!(
+        status["leader_url"].as_str(),
+        Some(url.as_str()),
+        "{status}"
+    );
+}

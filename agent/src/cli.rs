@@ -688,7 +688,7 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
     } else {
         format!("{base}/v1/status")
     };
-    let response = reqwest::Client::builder()
+    let response = crate::http::client_builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?
         .get(&endpoint)

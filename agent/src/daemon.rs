@@ -127,19 +127,43 @@ fn ingest_settings(cfg: &ValidatedConfig, token: Option<String>) -> ingest::Sett
 }
 
 /// Where other agents reach this one: `cluster.advertise_url`, else the address it
-/// listens on (the host name in place of an unspecified address).
-fn advertise_url(cfg: &ValidatedConfig, bound: std::net::SocketAddr) -> String {
+/// takes reports on (`bound`; https with `[cluster.tls]`), with the host name in place of
+/// an unspecified address.
+fn advertise_url(cfg: &ValidatedConfig, bound: std::net::SocketAddr, tls: bool) -> String {
     if let Some(url) = &cfg.cluster.advertise_url {
         return url.trim_end_matches('/').to_owned();
     }
+    let scheme = if tls { "https" } else { "http" };
     if bound.ip().is_unspecified() {
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".to_owned());
-        format!("http://{host}:{}", bound.port())
+        format!("{scheme}://{host}:{}", bound.port())
     } else {
-        format!("http://{bound}")
+        format!("{scheme}://{bound}")
     }
+}
+
+/// The mutual-TLS reports listener, bound, with its server configuration and this
+/// agent's client configuration; `None` without `[cluster.tls]`.
+#[cfg(feature = "tls")]
+type TlsSetup = Option<(
+    std::net::TcpListener,
+    rustls::ServerConfig,
+    rustls::ClientConfig,
+)>;
+
+#[cfg(feature = "tls")]
+fn tls_setup(cfg: &ValidatedConfig) -> anyhow::Result<TlsSetup> {
+    let Some(tls) = &cfg.cluster.tls else {
+        return Ok(None);
+    };
+    let server = crate::tls::server_config(tls)?;
+    let client = crate::tls::client_config(tls)?;
+    let listener = std::net::TcpListener::bind(tls.listen)
+        .with_context(|| format!("cannot listen on cluster.tls.listen {}", tls.listen))?;
+    listener.set_nonblocking(true)?;
+    Ok(Some((listener, server, client)))
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -180,7 +204,22 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
     let addr = listener.local_addr()?;
-    let url = advertise_url(&cfg, addr);
+    #[cfg(feature = "tls")]
+    let tls = tls_setup(&cfg)?;
+    #[cfg(feature = "tls")]
+    let reports_addr = match &tls {
+        Some((l, _, _)) => l.local_addr()?,
+        None => addr,
+    };
+    #[cfg(not(feature = "tls"))]
+    let reports_addr = {
+        anyhow::ensure!(
+            cfg.cluster.tls.is_none(),
+            "[cluster.tls] needs a build of capstan with `--features tls`"
+        );
+        addr
+    };
+    let url = advertise_url(&cfg, reports_addr, cfg.cluster.tls.is_some());
     let file_decisions = || -> anyhow::Result<Arc<dyn DecisionStore>> {
         let dir = state_dir.join("decisions");
         Ok(Arc::new(FileDecisions::open(&dir).with_context(|| {
@@ -274,14 +313,26 @@ pub async fn run(
         clock.clone(),
     ));
     let token: Token = Arc::new(std::sync::RwLock::new(token));
-    let reporter = Reporter::spawn(
-        claim.clone(),
-        token.clone(),
-        shared.clone(),
-        cfg.agent.interval.min(Duration::from_secs(10)),
-    );
+    let send_timeout = cfg.agent.interval.min(Duration::from_secs(10));
+    #[cfg(feature = "tls")]
+    let client = crate::reporter::client(send_timeout, tls.as_ref().map(|t| t.2.clone()))?;
+    #[cfg(not(feature = "tls"))]
+    let client = crate::reporter::client(send_timeout)?;
+    let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client);
     tracing::info!("listening on http://{addr}");
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    // With [cluster.tls], reports are taken on their own mutual-TLS listener only.
+    #[cfg(feature = "tls")]
+    let tls_server = tls.map(|(listener, server, _)| {
+        tracing::info!(address = %reports_addr, "taking reports over mutual TLS");
+        tokio::spawn(crate::tls::serve(
+            listener,
+            server,
+            crate::http::reports_router(shared.clone(), ingest.clone()),
+            stop_rx.clone(),
+        ))
+    });
+    let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
     let server = tokio::spawn(
         axum::serve(
             // Answers go out at once: agents and scrapers wait on each one.
@@ -290,7 +341,7 @@ pub async fn run(
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             }),
-            crate::http::router(shared.clone(), ingest.clone()),
+            crate::http::router(shared.clone(), plain_reports),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -372,6 +423,15 @@ pub async fn run(
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "http server task failed"),
         Err(_) => tracing::warn!("http server did not stop within 5s"),
+    }
+    #[cfg(feature = "tls")]
+    if let Some(server) = tls_server {
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "reports server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reports server task failed"),
+            Err(_) => tracing::warn!("reports server did not stop within 5s"),
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -601,6 +661,9 @@ impl Daemon {
             });
         match outcome {
             Ok((new, token, pools, left)) => {
+                if format!("{:?}", new.cluster.tls) != format!("{:?}", self.cfg.cluster.tls) {
+                    tracing::warn!("cluster.tls changes take effect at restart");
+                }
                 if new.cluster.coordinator.name() != self.cfg.cluster.coordinator.name() {
                     tracing::warn!(
                         old = self.cfg.cluster.coordinator.name(),

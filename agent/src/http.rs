@@ -168,18 +168,34 @@ impl Shared {
 }
 
 /// The router.
-pub fn router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
-    let reports = Router::new()
-        .route("/v1/reports", post(reports))
-        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
-        .with_state((ingest, shared.clone()));
-    Router::new()
+/// A reqwest client builder for everything Capstan sends over HTTP. With the `tls`
+/// feature, reqwest takes its TLS provider from the process default: this installs
+/// ring's first (once; later calls are harmless).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    #[cfg(feature = "tls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+pub fn router(shared: Arc<Shared>, ingest: Option<Arc<Ingest>>) -> Router {
+    let plain = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
-        .with_state(shared)
-        .merge(reports)
+        .with_state(shared.clone());
+    match ingest {
+        Some(ingest) => plain.merge(reports_router(shared, ingest)),
+        None => plain,
+    }
+}
+
+/// `POST /v1/reports` alone (for the mutual-TLS listener).
+pub fn reports_router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/v1/reports", post(reports))
+        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
+        .with_state((ingest, shared))
 }
 
 /// `POST /v1/reports`: 202 when the report is taken, else the refusal as JSON

@@ -25,4 +25,6 @@ pub mod sdnotify;
 pub mod simulate;
 #[cfg(test)]
 mod testutil;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod trace;

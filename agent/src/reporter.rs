@@ -19,6 +19,21 @@ use crate::coordinator::Claim;
 use crate::http::Shared;
 use crate::metrics::ResultLabel;
 
+/// The client reports go out with: each send waits at most `timeout`; with `tls`, the
+/// agent's certificate is presented and the leader's checked against the cluster's CA.
+pub fn client(
+    timeout: Duration,
+    #[cfg(feature = "tls")] tls: Option<rustls::ClientConfig>,
+) -> anyhow::Result<reqwest::Client> {
+    let builder = crate::http::client_builder().timeout(timeout);
+    #[cfg(feature = "tls")]
+    let builder = match tls {
+        Some(config) => builder.tls_backend_preconfigured(config),
+        None => builder,
+    };
+    Ok(builder.build()?)
+}
+
 /// Hands reports to the sending task.
 #[derive(Debug)]
 pub struct Reporter {
@@ -29,15 +44,16 @@ pub struct Reporter {
 pub type Token = Arc<RwLock<Option<String>>>;
 
 impl Reporter {
-    /// Starts the sending task. Each send waits at most `timeout`.
+    /// Starts the sending task on `client` (plain, or with this agent's certificate for
+    /// mutual TLS; see [`client`]).
     pub fn spawn(
         claim: watch::Receiver<Claim>,
         token: Token,
         shared: Arc<Shared>,
-        timeout: Duration,
+        client: reqwest::Client,
     ) -> Self {
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(send_loop(rx, claim, token, shared, timeout));
+        tokio::spawn(send_loop(rx, claim, token, shared, client));
         Self { tx }
     }
 
@@ -63,15 +79,8 @@ async fn send_loop(
     claim: watch::Receiver<Claim>,
     token: Token,
     shared: Arc<Shared>,
-    timeout: Duration,
+    client: reqwest::Client,
 ) {
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client; this node will not report");
-            return;
-        }
-    };
     // Ends when the daemon drops the Reporter.
     while rx.changed().await.is_ok() {
         let Some(report) = rx.borrow_and_update().clone() else {

@@ -79,6 +79,21 @@ pub struct Cluster {
     pub advertise_url: Option<String>,
     /// When a silent node drops out of its pool.
     pub node_expiry: Duration,
+    /// Reports over mutual TLS, when set.
+    pub tls: Option<Tls>,
+}
+
+/// `[cluster.tls]`.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Address of the reports listener.
+    pub listen: std::net::SocketAddr,
+    /// CA certificates (PEM).
+    pub ca_file: PathBuf,
+    /// This agent's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// This agent's private key (PEM).
+    pub key_file: PathBuf,
 }
 
 /// The leader-election backend with its settings.

@@ -105,6 +105,25 @@ pub struct ClusterConfig {
     /// `[cluster.kubernetes]`: optional settings when `coordinator = "kubernetes"`.
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// `[cluster.tls]`: node reports over mutual TLS, on a listener of their own.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[cluster.tls]`: with it, the leader takes reports only over mutual TLS on
+/// `listen`, from agents whose certificate `ca_file` signed; every agent presents
+/// `cert_file` (its server certificate too) when it reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the reports listener, e.g. `"0.0.0.0:9465"`.
+    pub listen: String,
+    /// PEM file of the CA that signs every agent's certificate.
+    pub ca_file: PathBuf,
+    /// PEM file of this agent's certificate chain (valid for its advertised host name or IP).
+    pub cert_file: PathBuf,
+    /// PEM file of this agent's private key.
+    pub key_file: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -116,6 +135,7 @@ impl Default for ClusterConfig {
             node_expiry: defaults::node_expiry(),
             etcd: None,
             kubernetes: None,
+            tls: None,
         }
     }
 }

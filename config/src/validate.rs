@@ -333,11 +333,43 @@ fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Cluste
             "is required with an elected leader: agents present the token in it with every report, and the leader refuses reports without it",
         );
     }
+    let tls = match &raw.tls {
+        None => Some(None),
+        Some(t) => match t.listen.parse::<SocketAddr>() {
+            Ok(listen) => Some(Some(Tls {
+                listen,
+                ca_file: t.ca_file.clone(),
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+            })),
+            Err(_) => {
+                c.report(
+                    &[k("cluster"), k("tls"), k("listen")],
+                    None,
+                    format!(
+                        "\"{}\" is not an address; write IP:PORT, e.g. \"0.0.0.0:9465\"",
+                        t.listen
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if let (Some(_), Some(url)) = (&raw.tls, &raw.advertise_url)
+        && !url.starts_with("https://")
+    {
+        c.report(
+            &[k("cluster"), k("advertise_url")],
+            None,
+            "must be an https:// URL (of the [cluster.tls] listener) when [cluster.tls] is set",
+        );
+    }
     Some(Cluster {
         coordinator: coordinator?,
         token_file: raw.token_file.clone(),
         advertise_url: raw.advertise_url.clone(),
         node_expiry: node_expiry?,
+        tls: tls?,
     })
 }
 

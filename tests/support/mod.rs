@@ -81,7 +81,7 @@ impl Agent {
             .build()
             .unwrap();
         rt.block_on(async {
-            let client = reqwest::Client::builder()
+            let client = capstan::http::client_builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap();
@@ -100,7 +100,7 @@ impl Agent {
             .build()
             .unwrap();
         rt.block_on(async {
-            let client = reqwest::Client::builder()
+            let client = capstan::http::client_builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap();
@@ -196,4 +196,62 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 
 pub fn example() -> String {
     std::fs::read_to_string(repo().join("examples/standalone.toml")).unwrap()
+}
+
+/// Test certificates for mutual TLS: a CA, and one leaf certificate (for 127.0.0.1 and
+/// localhost, server and client use) written as PEM files under `dir`.
+#[cfg(feature = "tls")]
+pub struct Pki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[cfg(feature = "tls")]
+pub fn pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    leaf.distinguished_name
+        .push(DnType::CommonName, format!("{name} agent"));
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let p = Pki {
+        ca: dir.join(format!("{name}-ca.pem")),
+        cert: dir.join(format!("{name}-cert.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+    };
+    std::fs::write(&p.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&p.cert, cert.pem()).unwrap();
+    std::fs::write(&p.key, key.serialize_pem()).unwrap();
+    p
+}
+
+/// A client that presents `pki`'s certificate (when given) and trusts `ca`.
+#[cfg(feature = "tls")]
+pub fn tls_client(ca: &Path, identity: Option<&Pki>) -> reqwest::Client {
+    let mut b = capstan::http::client_builder()
+        .timeout(Duration::from_secs(5))
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap()]);
+    if let Some(p) = identity {
+        let mut pem = std::fs::read(&p.cert).unwrap();
+        pem.extend(std::fs::read(&p.key).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
 }

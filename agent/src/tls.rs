@@ -1,0 +1,113 @@
+//! Node reports over mutual TLS (`[cluster.tls]`, feature `tls`; rustls with ring).
+//!
+//! The leader serves `POST /v1/reports` on a listener of its own, `cluster.tls.listen`,
+//! and only there: a client must present a certificate that `ca_file` signed, and the
+//! bearer token still applies. Every agent presents `cert_file` when it reports, and
+//! checks the leader's certificate against the same CA and the host of the leader's
+//! `advertise_url` (so each agent's certificate names its advertised host or IP).
+//! `/metrics`, the health endpoints and `/v1/status` stay on `agent.listen`, in plain
+//! HTTP, for Prometheus and the kubelet.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use capstan_config::Tls;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path, key: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read cluster.tls.{key} {}", path.display()))
+}
+
+fn certs(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = read(path, key)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cluster.tls.{key} {}: not PEM certificates", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "cluster.tls.{key} {}: no certificate in it",
+        path.display()
+    );
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let pem = read(path, "key_file")?;
+    PrivateKeyDer::from_pem_slice(&pem).with_context(|| {
+        format!(
+            "cluster.tls.key_file {}: no PEM private key in it",
+            path.display()
+        )
+    })
+}
+
+fn roots(tls: &Tls) -> anyhow::Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs(&tls.ca_file, "ca_file")? {
+        roots.add(cert).with_context(|| {
+            format!(
+                "cluster.tls.ca_file {}: not a usable CA certificate",
+                tls.ca_file.display()
+            )
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The leader's side: this agent's certificate, and client certificates required.
+pub fn server_config(tls: &Tls) -> anyhow::Result<rustls::ServerConfig> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(tls)?, provider.clone())
+        .build()
+        .context("cluster.tls.ca_file: cannot verify clients with it")?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certs(&tls.cert_file, "cert_file")?,
+            private_key(&tls.key_file)?,
+        )
+        .context("cluster.tls.cert_file and key_file do not make a usable pair")?;
+    Ok(config)
+}
+
+/// The reporting side: the CA to trust, and this agent's certificate to present.
+pub fn client_config(tls: &Tls) -> anyhow::Result<rustls::ClientConfig> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(tls)?)
+        .with_client_auth_cert(
+            certs(&tls.cert_file, "cert_file")?,
+            private_key(&tls.key_file)?,
+        )
+        .context("cluster.tls.cert_file and key_file do not make a usable pair")?;
+    Ok(config)
+}
+
+/// Serves `router` on `listener` over mutual TLS until `stop` says so.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    config: rustls::ServerConfig,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(3)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+}
