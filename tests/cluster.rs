@@ -146,20 +146,7 @@ impl Drop for Etcd {
 }
 
 fn http_get(url: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = capstan::http::client_builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        match client.get(url).send().await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    })
+    request(reqwest::Method::GET, url, None, Vec::new()).1
 }
 
 /// Polls `f` every 100 ms for at most [`PATIENCE`].

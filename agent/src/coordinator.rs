@@ -61,6 +61,71 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug {
     async fn vacate(&self);
 }
 
+/// Publishes `claim` only when it differs from the current one, so receivers wake for
+/// real changes.
+pub fn publish(tx: &watch::Sender<Claim>, claim: Claim) {
+    tx.send_if_modified(|c| {
+        if *c == claim {
+            false
+        } else {
+            *c = claim;
+            true
+        }
+    });
+}
+
+/// The running part of a coordinator backed by a task (etcd, Kubernetes): the claim
+/// the task publishes, and how to stop it.
+#[derive(Debug)]
+pub struct ClaimTask {
+    tx: watch::Sender<Claim>,
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl ClaimTask {
+    /// Spawns `run(claims, stop)`, which publishes claims until `stop` turns true.
+    pub fn spawn<F, Fut>(initial: Claim, run: F) -> Self
+    where
+        F: FnOnce(watch::Sender<Claim>, watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, _) = watch::channel(initial);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(tx.clone(), stop_rx));
+        Self {
+            tx,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// A receiver of the claims.
+    pub fn subscribe(&self) -> watch::Receiver<Claim> {
+        self.tx.subscribe()
+    }
+
+    /// Stops the task (waiting at most `wait` for it to clean up), then says so.
+    pub async fn stop(&self, wait: std::time::Duration) {
+        let _ = self.stop.send(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(wait, task).await;
+        }
+        publish(
+            &self.tx,
+            Claim {
+                note: Some("stopped".to_owned()),
+                ..Claim::default()
+            },
+        );
+    }
+}
+
 /// `standalone`: this agent leads itself, always.
 #[derive(Debug)]
 pub struct Standalone {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::coordinator::{Claim, Coordinator};
+use crate::coordinator::{Claim, ClaimTask, Coordinator, publish};
 use crate::decisions::DecisionStore;
 
 /// What a candidate publishes as its election value.
@@ -80,9 +80,7 @@ impl std::fmt::Debug for Held {
 #[derive(Debug)]
 pub struct EtcdCoordinator {
     settings: EtcdSettings,
-    tx: watch::Sender<Claim>,
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    claims: ClaimTask,
     /// The session's leader key and lease, for resigning.
     held: Arc<Mutex<Option<Held>>>,
 }
@@ -90,18 +88,20 @@ pub struct EtcdCoordinator {
 impl EtcdCoordinator {
     /// Starts campaigning.
     pub fn start(settings: EtcdSettings) -> Self {
-        let (tx, _) = watch::channel(Claim {
-            note: Some("connecting to etcd".to_owned()),
-            ..Claim::default()
-        });
-        let (stop, stop_rx) = watch::channel(false);
         let held = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(settings.clone(), tx.clone(), stop_rx, held.clone()));
+        let claims = ClaimTask::spawn(
+            Claim {
+                note: Some("connecting to etcd".to_owned()),
+                ..Claim::default()
+            },
+            {
+                let (settings, held) = (settings.clone(), held.clone());
+                move |tx, stop| run(settings, tx, stop, held)
+            },
+        );
         Self {
             settings,
-            tx,
-            stop,
-            task: Mutex::new(Some(task)),
+            claims,
             held,
         }
     }
@@ -115,17 +115,6 @@ impl EtcdCoordinator {
             prefix: format!("{}/state/", self.settings.prefix.trim_end_matches('/')),
         })
     }
-}
-
-fn publish(tx: &watch::Sender<Claim>, claim: Claim) {
-    tx.send_if_modified(|c| {
-        if *c == claim {
-            false
-        } else {
-            *c = claim;
-            true
-        }
-    });
 }
 
 async fn run(
@@ -282,26 +271,11 @@ impl Coordinator for EtcdCoordinator {
     }
 
     fn claim(&self) -> watch::Receiver<Claim> {
-        self.tx.subscribe()
+        self.claims.subscribe()
     }
 
     async fn vacate(&self) {
-        let _ = self.stop.send(true);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-        }
-        publish(
-            &self.tx,
-            Claim {
-                note: Some("stopped".to_owned()),
-                ..Claim::default()
-            },
-        );
+        self.claims.stop(Duration::from_secs(2)).await;
         let held = self
             .held
             .lock()

@@ -14,7 +14,7 @@
 //! under it, through kube's client over a `tower-test` mock service that serves a Lease
 //! store (see `ARCHITECTURE.md`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::coordinator::{Claim, Coordinator};
+use crate::coordinator::{Claim, ClaimTask, Coordinator, publish};
 
 /// The Lease annotation that holds the leader's report URL.
 pub const URL_ANNOTATION: &str = "capstan.dev/leader-url";
@@ -58,9 +58,7 @@ impl KubeSettings {
 /// The Kubernetes Lease coordinator (see the module documentation).
 #[derive(Debug)]
 pub struct KubeCoordinator {
-    tx: watch::Sender<Claim>,
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    claims: ClaimTask,
 }
 
 /// A client from the in-cluster service account (or `KUBECONFIG` outside a pod).
@@ -87,29 +85,15 @@ pub fn pod_namespace() -> String {
 impl KubeCoordinator {
     /// Starts contending for the Lease with `client`.
     pub fn start(client: kube::Client, settings: KubeSettings, clock: Arc<dyn Clock>) -> Self {
-        let (tx, _) = watch::channel(Claim {
-            note: Some("contending for the Lease".to_owned()),
-            ..Claim::default()
-        });
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(client, settings, clock, tx.clone(), stop_rx));
-        Self {
-            tx,
-            stop,
-            task: Mutex::new(Some(task)),
-        }
+        let claims = ClaimTask::spawn(
+            Claim {
+                note: Some("contending for the Lease".to_owned()),
+                ..Claim::default()
+            },
+            move |tx, stop| run(client, settings, clock, tx, stop),
+        );
+        Self { claims }
     }
-}
-
-fn publish(tx: &watch::Sender<Claim>, claim: Claim) {
-    tx.send_if_modified(|c| {
-        if *c == claim {
-            false
-        } else {
-            *c = claim;
-            true
-        }
-    });
 }
 
 fn seconds(d: Duration) -> u64 {
@@ -274,26 +258,11 @@ impl Coordinator for KubeCoordinator {
     }
 
     fn claim(&self) -> watch::Receiver<Claim> {
-        self.tx.subscribe()
+        self.claims.subscribe()
     }
 
     async fn vacate(&self) {
-        let _ = self.stop.send(true);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        publish(
-            &self.tx,
-            Claim {
-                note: Some("stopped".to_owned()),
-                ..Claim::default()
-            },
-        );
+        self.claims.stop(Duration::from_secs(5)).await;
     }
 }
 
@@ -377,6 +346,7 @@ mod tests {
     use kube::client::Body;
     use serde_json::{Value, json};
     use std::collections::HashSet;
+    use std::sync::Mutex;
     use tower_test::mock;
 
     #[derive(Debug, Default)]

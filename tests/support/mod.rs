@@ -18,6 +18,36 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// One HTTP request on a runtime of its own: (status, body), or (0, the error).
+pub fn request(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = capstan::http::client_builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut req = client.request(method, url);
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    })
+}
+
 /// A running agent; killed on drop if the test did not stop it.
 pub struct Agent {
     pub child: Child,
@@ -75,47 +105,22 @@ impl Agent {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let url = format!("{}{path}", self.base);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = capstan::http::client_builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            match client.get(&url).send().await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(e) => (0, e.to_string()),
-            }
-        })
+        request(
+            reqwest::Method::GET,
+            &format!("{}{path}", self.base),
+            None,
+            Vec::new(),
+        )
     }
 
     /// POSTs `body` to `path` with an optional bearer token.
     pub fn post(&self, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
-        let url = format!("{}{path}", self.base);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = capstan::http::client_builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            let mut req = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            match req.send().await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(e) => (0, e.to_string()),
-            }
-        })
+        request(
+            reqwest::Method::POST,
+            &format!("{}{path}", self.base),
+            token,
+            body,
+        )
     }
 
     /// The agent's pid.
