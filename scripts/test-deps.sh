@@ -6,6 +6,7 @@
 #   man                                                   (man-db)   `verify` opens man:capstan(1)
 #   promtool                                              (prometheus) alert rules and /metrics
 #   etcd                                                  (etcd-server) the cluster tests' real etcd
+#   prometheus, prometheus-node-exporter                  (Debian)   PromQL targets and [[scrape]] tests
 #   protoc                                                (protobuf-compiler) building the `etcd` feature
 #   python3 with jsonschema                               (PyPI)     the config schema
 #   kubernetes-validate                                   (PyPI)     the Kubernetes manifests
@@ -26,6 +27,8 @@ need systemd-analyze || apt_missing+=(systemd)
 need man || apt_missing+=(man-db)
 need promtool || apt_missing+=(prometheus)
 need etcd || apt_missing+=(etcd-server)
+need prometheus-node-exporter || apt_missing+=(prometheus-node-exporter)
+need prometheus || apt_missing+=(prometheus)
 need protoc || apt_missing+=(protobuf-compiler)
 need python3 || apt_missing+=(python3 python3-pip)
 if ((${#apt_missing[@]})); then

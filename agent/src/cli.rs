@@ -135,6 +135,19 @@ enum Command {
     Man,
     /// Print the configuration's JSON Schema (packaging/schema/capstan.schema.json).
     ConfigSchema,
+    /// Print this node's report, as the agent sends it: host, GPUs and workload metrics.
+    Collect {
+        /// Configuration file (the node's name and pool, `[[scrape]]` endpoints); the
+        /// embedded default without it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print one report and exit; without it, one every `agent.interval` until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+        /// Print the report's JSON (one line each), exactly as sent to the leader.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a running agent's status as a table.
     Status {
         /// The agent's base URL, e.g. http://127.0.0.1:9464.
@@ -485,6 +498,24 @@ pub fn main() -> ExitCode {
         Command::Status { url, json } => {
             exit(runtime().and_then(|rt| rt.block_on(status(&url, json))))
         }
+        Command::Collect { config, once, json } => {
+            let cfg = match &config {
+                Some(path) => load(path),
+                None => capstan_config::from_str(
+                    Path::new(EMBEDDED_NAME),
+                    EMBEDDED_CONFIG,
+                    std::env::vars(),
+                ),
+            };
+            let cfg = match cfg {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    print_config_error(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            exit(runtime().and_then(|rt| rt.block_on(collect(cfg, once, json))))
+        }
     }
 }
 
@@ -677,6 +708,80 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
             None => {}
         }
         writeln!(out, "(plan only: nothing was changed)")?;
+    }
+    Ok(())
+}
+
+async fn collect(cfg: ValidatedConfig, once: bool, json: bool) -> anyhow::Result<()> {
+    use capstan_collectors::Collector as _;
+    let clock = SystemClock;
+    let mut host = match capstan_collectors::host::HostCollector::new() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("capstan: host telemetry is off: {e}");
+            None
+        }
+    };
+    let client = crate::http::client_builder().build()?;
+    // CPU use is a delta: one measurable period first.
+    tokio::time::sleep(capstan_collectors::host::HostCollector::WARM_UP).await;
+    loop {
+        let now = clock.now();
+        let mut report = capstan_collectors::NodeReport::new(
+            daemon::node_id(&cfg),
+            daemon::node_pool(&cfg),
+            now,
+        );
+        if let Some(h) = host.as_mut()
+            && let Err(e) = h.collect(now, &mut report)
+        {
+            eprintln!("capstan: host collection failed: {e}");
+        }
+        for (name, why) in crate::workload::collect(&client, &cfg.scrapes, &mut report).await {
+            eprintln!("capstan: workload.{name} left out: {why}");
+        }
+        let mut out = std::io::stdout().lock();
+        if json {
+            out.write_all(&report.encode())?;
+            writeln!(out)?;
+        } else {
+            print_report(&mut out, &report)?;
+        }
+        out.flush()?;
+        drop(out);
+        if once {
+            return Ok(());
+        }
+        tokio::time::sleep(cfg.agent.interval).await;
+    }
+}
+
+fn print_report(out: &mut impl Write, r: &capstan_collectors::NodeReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "node {}  pool {}  at {}",
+        r.node_id,
+        r.pool.as_deref().unwrap_or("-"),
+        r.at.format("%Y-%m-%dT%H:%M:%SZ")
+    )?;
+    if let Some(h) = &r.host {
+        writeln!(
+            out,
+            "host  cpu {:.1} % of {} cores  memory {:.1} %  load1/core {:.2}  disk {:.1} %  rx {:.0} B/s  tx {:.0} B/s",
+            h.cpu_percent,
+            h.cores,
+            h.memory_percent().unwrap_or(0.0),
+            h.load_per_core().one,
+            h.disk_percent().unwrap_or(0.0),
+            h.rx_bytes_per_second(),
+            h.tx_bytes_per_second()
+        )?;
+    }
+    for (name, v) in &r.workload {
+        writeln!(out, "workload.{name} {v}")?;
+    }
+    if let Some(i) = &r.interruption {
+        writeln!(out, "interruption notice: {}", i.kind)?;
     }
     Ok(())
 }

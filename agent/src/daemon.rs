@@ -82,6 +82,11 @@ struct Daemon {
     coordinator: Box<dyn Coordinator>,
     claim: watch::Receiver<crate::coordinator::Claim>,
     collector: Option<HostCollector>,
+    /// HTTP client for `[[scrape]]` endpoints.
+    scraper: reqwest::Client,
+    /// The last scrape failures, so each is logged when it starts and stops, not every
+    /// interval.
+    scrape_failures: Vec<(String, String)>,
     leader: Leader,
     history: Arc<dyn HistoryStore>,
     ingest: Arc<Ingest>,
@@ -369,6 +374,8 @@ pub async fn run(
         coordinator,
         claim,
         collector,
+        scraper: crate::http::client_builder().build()?,
+        scrape_failures: Vec::new(),
         leader: Leader::new(node_id_copy, pools, journal, shared_copy),
         history,
         ingest,
@@ -470,6 +477,29 @@ impl Daemon {
                     .inc();
             }
         }
+        let failed = crate::workload::collect(&self.scraper, &self.cfg.scrapes, &mut report).await;
+        for (name, why) in &failed {
+            self.shared
+                .metrics
+                .collection_errors
+                .get_or_create(&CollectorLabel {
+                    collector: "scrape".to_owned(),
+                })
+                .inc();
+            if !self
+                .scrape_failures
+                .iter()
+                .any(|(n, w)| n == name && w == why)
+            {
+                tracing::warn!(workload = %name, error = %why, "scrape failed; the metric is left out of this node's report");
+            }
+        }
+        for (name, _) in &self.scrape_failures {
+            if !failed.iter().any(|(n, _)| n == name) {
+                tracing::info!(workload = %name, "scrape works again");
+            }
+        }
+        self.scrape_failures = failed;
         if let Some(h) = &report.host {
             let m = &self.shared.metrics;
             m.host_cpu_percent.set(h.cpu_percent);

@@ -294,7 +294,8 @@ async fn observe(
         .copied()
         .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
         .collect();
-    let samples = aggregate::samples(&pool.config, &description, &pool_reports);
+    let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
+    let query_failures = promql_samples(&pool.config, &description, &mut samples).await;
     let interrupted = aggregate::interrupted(&description, &pool_reports);
     pool.history.prune(&pool.policy.behavior, now);
     if pool.last.is_none() && pool.history.recommendations.is_empty() {
@@ -307,6 +308,7 @@ async fn observe(
     let mut outlook = pool
         .predictor
         .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
+    outlook.reasons.extend(query_failures);
     outlook.reasons.extend(anomalies);
     Ok(Seen {
         description,
@@ -316,6 +318,53 @@ async fn observe(
         surge,
         interrupted,
     })
+}
+
+/// Fills the samples of PromQL targets: the query's value is the per-node average over
+/// the pool's in-service nodes. A failed query leaves the target unavailable and says
+/// why.
+async fn promql_samples(
+    config: &capstan_config::Pool,
+    description: &PoolDescription,
+    samples: &mut [Option<crate::brain::MetricSample>],
+) -> Vec<crate::brain::Reason> {
+    let in_service = description
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle == Lifecycle::InService)
+        .count();
+    let nodes = u32::try_from(in_service).unwrap_or(u32::MAX);
+    let mut failures = Vec::new();
+    for (target, sample) in config.targets.iter().zip(samples.iter_mut()) {
+        let capstan_config::TargetSource::PromQl {
+            query,
+            url,
+            timeout,
+        } = &target.source
+        else {
+            continue;
+        };
+        match crate::promql::query(url, query, *timeout).await {
+            Ok(v) if nodes > 0 => {
+                *sample = Some(crate::brain::MetricSample {
+                    sum: v * f64::from(nodes),
+                    ready: nodes,
+                    missing: 0,
+                    unready: 0,
+                    reporting: nodes,
+                });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(pool = %config.name, %query, %error, "PromQL target unavailable");
+                failures.push(crate::brain::Reason::QueryFailed {
+                    query: query.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    failures
 }
 
 /// Adds this pass's demand (each target's readings summed over the pool) to the

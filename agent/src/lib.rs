@@ -20,6 +20,7 @@ pub mod journal;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod promql;
 pub mod reporter;
 pub mod sdnotify;
 pub mod simulate;
@@ -28,3 +29,4 @@ mod testutil;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod trace;
+pub mod workload;

@@ -2,12 +2,14 @@
 //!
 //! A [`Collector`] adds its part to a [`NodeReport`], the versioned, serde-encoded
 //! record one agent sends about its node every interval. The [`host::HostCollector`]
-//! reads CPU, load, memory, swap, disks and network through `sysinfo`.
+//! reads CPU, load, memory, swap, disks and network through `sysinfo`; [`scrape`] turns
+//! a workload's Prometheus text exposition into `workload.<name>` values.
 //!
 //! **Invariant:** collectors never call providers; they only observe this node.
 
 pub mod host;
 mod report;
+pub mod scrape;
 
 use chrono::{DateTime, Utc};
 

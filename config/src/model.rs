@@ -25,6 +25,25 @@ pub struct ValidatedConfig {
     pub journal: Journal,
     /// `[[pool]]`, in file order.
     pub pools: Vec<Pool>,
+    /// `[[scrape]]`, in file order.
+    pub scrapes: Vec<Scrape>,
+}
+
+/// A validated `[[scrape]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scrape {
+    /// Endpoint URL.
+    pub url: String,
+    /// Series kept.
+    pub series: String,
+    /// Label matchers.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Aggregation.
+    pub aggregate: crate::raw::ScrapeAggregate,
+    /// The workload metric's name.
+    pub name: String,
+    /// Timeout.
+    pub timeout: Duration,
 }
 
 impl ValidatedConfig {

@@ -32,6 +32,49 @@ pub struct RawConfig {
     /// The node pools the leader scales, written as `[[pool]]` tables.
     #[serde(default, rename = "pool")]
     pub pools: Vec<PoolConfig>,
+    /// Local Prometheus endpoints this agent scrapes into `workload.<name>` metrics,
+    /// written as `[[scrape]]` tables.
+    #[serde(default, rename = "scrape")]
+    pub scrapes: Vec<ScrapeConfig>,
+}
+
+/// `[[scrape]]`: one series kept from a Prometheus text endpoint on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// The endpoint, e.g. `"http://127.0.0.1:8080/metrics"`.
+    pub url: String,
+    /// The series (metric name) to keep, e.g. `"http_requests_per_second"`.
+    pub series: String,
+    /// Only samples with these labels, e.g. `{ route = "/predict" }`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// How the kept samples become one value: `sum` (default), `avg`, `max`, `min`.
+    #[serde(default)]
+    pub aggregate: ScrapeAggregate,
+    /// The workload metric's name (`workload.<name>` in targets); defaults to `series`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Give up on the endpoint after this long.
+    #[serde(default = "defaults::scrape_timeout")]
+    pub timeout: String,
+}
+
+/// How a scrape's samples are combined.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ScrapeAggregate {
+    /// Their sum.
+    #[default]
+    Sum,
+    /// Their mean.
+    Avg,
+    /// The largest.
+    Max,
+    /// The smallest.
+    Min,
 }
 
 /// `[agent]`: settings of the agent on this node.
@@ -690,6 +733,11 @@ impl Default for FlapConfig {
 /// Default values, one function each so serde and docs share them.
 pub mod defaults {
     use std::path::PathBuf;
+
+    /// `scrape.timeout`.
+    pub fn scrape_timeout() -> String {
+        "2s".to_owned()
+    }
 
     /// `agent.listen`.
     pub fn listen() -> String {

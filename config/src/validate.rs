@@ -116,6 +116,7 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
         );
     }
 
+    let scrapes = check_scrapes(&mut c, &raw.scrapes);
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut pools = Vec::new();
     for (i, pool) in raw.pools.iter().enumerate() {
@@ -178,6 +179,7 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
                 retention_days: raw.journal.retention_days,
             },
             pools,
+            scrapes,
         });
     }
     let mut problems = c.problems;
@@ -190,6 +192,70 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
         file: source.file.clone(),
         problems,
     })
+}
+
+fn check_scrapes(c: &mut Checker<'_>, raw: &[raw::ScrapeConfig]) -> Vec<Scrape> {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let at = |key: &str| [k("scrape"), Seg::Index(i), k(key)];
+        c.url(&at("url"), None, &s.url);
+        let series_ok = !s.series.is_empty()
+            && s.series
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':');
+        if !series_ok {
+            c.report(
+                &at("series"),
+                None,
+                format!(
+                    "\"{}\" is not a Prometheus metric name (letters, digits, '_' and ':')",
+                    s.series
+                ),
+            );
+        }
+        let name = s.name.clone().unwrap_or_else(|| s.series.clone());
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+        if !name_ok {
+            c.report(
+                &at("name"),
+                None,
+                format!(
+                    "\"{name}\" cannot be a workload metric name (letters, digits, '_', '-', '.')"
+                ),
+            );
+        }
+        if let Some(first) = names.insert(name.clone(), i) {
+            c.report(
+                &at("name"),
+                None,
+                format!(
+                    "scrape[{first}] already makes workload.{name}; give one of them another `name`"
+                ),
+            );
+        }
+        let timeout = c.duration(
+            &at("timeout"),
+            None,
+            &s.timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        );
+        if let (Some(timeout), true, true) = (timeout, series_ok, name_ok) {
+            out.push(Scrape {
+                url: s.url.clone(),
+                series: s.series.clone(),
+                labels: s.labels.clone(),
+                aggregate: s.aggregate,
+                name,
+                timeout,
+            });
+        }
+    }
+    out
 }
 
 fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent> {

@@ -16,6 +16,9 @@ _capstan() {
             ",$1")
                 cmd="capstan"
                 ;;
+            capstan,collect)
+                cmd="capstan__subcmd__collect"
+                ;;
             capstan,completions)
                 cmd="capstan__subcmd__completions"
                 ;;
@@ -48,6 +51,9 @@ _capstan() {
                 ;;
             capstan,validate)
                 cmd="capstan__subcmd__validate"
+                ;;
+            capstan__subcmd__help,collect)
+                cmd="capstan__subcmd__help__subcmd__collect"
                 ;;
             capstan__subcmd__help,completions)
                 cmd="capstan__subcmd__help__subcmd__completions"
@@ -89,12 +95,38 @@ _capstan() {
 
     case "${cmd}" in
         capstan)
-            opts="-h -V --log-format --help --version run validate plan forecast detect simulate completions man config-schema status help"
+            opts="-h -V --log-format --help --version run validate plan forecast detect simulate completions man config-schema collect status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__collect)
+            opts="-c -h --config --once --json --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -195,8 +227,22 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__help)
-            opts="run validate plan forecast detect simulate completions man config-schema status help"
+            opts="run validate plan forecast detect simulate completions man config-schema collect status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__help__subcmd__collect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -232,6 +232,13 @@ pub enum Reason {
         /// Metric.
         metric: Metric,
     },
+    /// A PromQL target's query gave no usable value.
+    QueryFailed {
+        /// The query.
+        query: String,
+        /// Why, e.g. "the query returned no data".
+        error: String,
+    },
     /// Some targets were unavailable and the rest proposed a scale-down, which HPA skips.
     ScaleDownBlockedByMissingMetrics {
         /// What the available targets proposed.
@@ -965,6 +972,7 @@ impl std::fmt::Display for Reason {
             }
             Reason::DrivenBy { metric, proposed } => write!(f, "driven by {metric}: {proposed}"),
             Reason::MetricUnavailable { metric } => write!(f, "no readings for {metric}"),
+            Reason::QueryFailed { query, error } => write!(f, "promql {query:?}: {error}"),
             Reason::ScaleDownBlockedByMissingMetrics { proposed } => {
                 write!(
                     f,

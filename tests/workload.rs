@@ -1,0 +1,276 @@
+//! Workload metrics against real servers: `[[scrape]]` of Debian's
+//! `prometheus-node-exporter`, and a PromQL target against a real Prometheus
+//! (Debian `prometheus`) scraping an endpoint whose value the test controls. Both
+//! servers run on 127.0.0.1 with free ports and are killed when the test ends;
+//! scripts/test-deps.sh installs them.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(bin: &str, args: &[String], log: &Path) -> Server {
+    let log = std::fs::File::create(log).unwrap();
+    Server(
+        Command::new(bin)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin}: {e} (scripts/test-deps.sh installs it)")
+            }),
+    )
+}
+
+fn wait_http(url: &str) {
+    for _ in 0..300 {
+        if request(reqwest::Method::GET, url, None, Vec::new()).0 == 200 {
+            return;
+        }
+        std::thread::sleep(STEP);
+    }
+    panic!("{url} did not answer");
+}
+
+#[test]
+fn collect_scrapes_a_real_node_exporter_into_workload_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _exporter = start(
+        "prometheus-node-exporter",
+        &[
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--collector.disable-defaults".into(),
+            "--collector.loadavg".into(),
+            "--collector.cpu".into(),
+        ],
+        &dir.path().join("node-exporter.log"),
+    );
+    wait_http(&format!("http://127.0.0.1:{port}/metrics"));
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[agent]
+pool = "web"
+
+[[pool]]
+name = "web"
+provider = {{ type = "dry-run", initial = 1 }}
+min = 1
+max = 4
+targets = [{{ metric = "workload.load1", value = 2 }}]
+
+[[scrape]]
+url = "http://127.0.0.1:{port}/metrics"
+series = "node_load1"
+name = "load1"
+
+[[scrape]]
+url = "http://127.0.0.1:{port}/metrics"
+series = "node_cpu_seconds_total"
+labels = {{ mode = "idle" }}
+aggregate = "max"
+name = "idle_seconds"
+
+[[scrape]]
+url = "http://127.0.0.1:{port}/metrics"
+series = "no_such_series"
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["collect", "--once", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let load1 = report["workload"]["load1"].as_f64().unwrap();
+    assert!(load1.is_finite() && load1 >= 0.0, "{report}");
+    assert!(
+        report["workload"]["idle_seconds"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["workload"].get("no_such_series").is_none(),
+        "{report}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("workload.no_such_series left out")
+            && stderr.contains("no sample of no_such_series"),
+        "{stderr}"
+    );
+    // The human form lists the same metrics.
+    let out = Command::new(BIN)
+        .args(["collect", "--once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("workload.load1 "), "{text}");
+}
+
+/// Serves `test_demand <value()>` in the text format.
+fn demand_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the request head.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let v = value();
+            let body = format!("# TYPE test_demand gauge\ntest_demand {v}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.flush();
+            let mut rest = [0_u8; 64];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+            let _ = stream.read(&mut rest);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_pool_with_a_promql_target_scales_when_the_value_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    // The total demand, spread over the pool's nodes as a load balancer would: the
+    // endpoint serves the per-node average, from the size the dry-run pool keeps in its
+    // state file.
+    let total = Arc::new(AtomicU64::new(200.0_f64.to_bits()));
+    let state_file = dir.path().join("web.json");
+    let target_port = demand_endpoint({
+        let (total, state_file) = (total.clone(), state_file.clone());
+        move || {
+            let nodes = std::fs::read_to_string(&state_file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["capacity"].as_f64())
+                .unwrap_or(2.0);
+            f64::from_bits(total.load(Ordering::SeqCst)) / nodes.max(1.0)
+        }
+    });
+    let prom_port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demand\n    static_configs:\n      - targets: [\"127.0.0.1:{target_port}\"]\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = start(
+        "prometheus",
+        &[
+            format!("--config.file={}", prom_config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &dir.path().join("prometheus.log"),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_http(&format!("{prom}/-/ready"));
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[pool]]
+name = "web"
+provider = {{ type = "dry-run", initial = 2, state_file = {state:?} }}
+min = 1
+max = 10
+behavior = "aggressive"
+targets = [{{ promql = "test_demand", prometheus_url = "{prom}", timeout = "2s", value = 100 }}]
+
+[[pool]]
+name = "ghost"
+provider = {{ type = "dry-run", initial = 2 }}
+min = 1
+max = 10
+targets = [{{ promql = "no_such_series", prometheus_url = "{prom}", timeout = "2s", value = 100 }}]
+"#,
+            state = state_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config, &dir.path().join("state"));
+    let pool = |s: &serde_json::Value, name: &str| {
+        s["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    // At the target (200 over 2 nodes: 100 per node): no change, and the value is read.
+    agent.wait_for("a decision on the PromQL pool", |a| {
+        let s = a.status();
+        let p = pool(&s, "web");
+        (p["last_decision"]["reasons"]
+            .to_string()
+            .contains("promql:test_demand"))
+        .then_some(())
+    });
+    assert_eq!(pool(&agent.status(), "web")["desired"], 2);
+    // Demand triples: 300 per node on 2 nodes; the pool grows to 6, where each node
+    // serves 100 again, and stays there.
+    total.store(600.0_f64.to_bits(), Ordering::SeqCst);
+    agent.wait_for("the pool to scale to 6", |a| {
+        (pool(&a.status(), "web")["current"] == 6).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let s = agent.status();
+    assert_eq!(pool(&s, "web")["current"], 6, "{s}");
+    assert_eq!(pool(&s, "web")["desired"], 6, "{s}");
+    // A query with no data says so, and holds the pool.
+    let ghost = pool(&s, "ghost");
+    let reasons = ghost["last_decision"]["reasons"].to_string();
+    assert!(
+        reasons.contains("query_failed") && reasons.contains("no data"),
+        "{ghost}"
+    );
+    assert_eq!(ghost["current"], 2, "{ghost}");
+}
