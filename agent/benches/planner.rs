@@ -207,6 +207,7 @@ fn fleet_inputs<'a>(
                 outlook: None,
                 surge: None,
                 interrupted: 0,
+                faulty_gpus: 0,
             }),
             last_known: p.current,
         })

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use capstan_collectors::NodeReport;
+use capstan_collectors::{GpuMetrics, NodeReport};
 use capstan_config::{Metric, Pool, TargetSource};
 use capstan_providers::{Lifecycle, PoolDescription};
 
@@ -23,8 +23,9 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
         Metric::Load15 => host.map(|h| h.load_per_core().fifteen),
         Metric::NetworkRxBytesPerSecond => host.map(|h| h.rx_bytes_per_second()),
         Metric::NetworkTxBytesPerSecond => host.map(|h| h.tx_bytes_per_second()),
-        // GPU readings arrive with the NVML collector.
-        Metric::GpuUtilization | Metric::GpuMemoryUtilization => None,
+        // The node's GPUs' mean; `samples` weighs nodes by their GPU count.
+        Metric::GpuUtilization => gpu_mean(report, |g| g.utilization_percent),
+        Metric::GpuMemoryUtilization => gpu_mean(report, GpuMetrics::memory_percent),
         Metric::Workload(name) => report.workload.get(name).copied(),
     };
     v.filter(|x| x.is_finite())
@@ -34,6 +35,22 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
 /// with a notice when reports match instances, else every reporting node with one (the
 /// same rule as [`samples`]).
 pub fn interrupted(description: &PoolDescription, reports: &[&NodeReport]) -> u32 {
+    counting(description, reports, |r| r.interruption.is_some())
+}
+
+/// Nodes of the pool with a faulty GPU (uncorrected ECC errors or a fatal XID), by the
+/// same rule.
+pub fn faulty_gpus(description: &PoolDescription, reports: &[&NodeReport]) -> u32 {
+    counting(description, reports, |r| {
+        r.gpus.iter().any(GpuMetrics::is_faulty)
+    })
+}
+
+fn counting(
+    description: &PoolDescription,
+    reports: &[&NodeReport],
+    which: impl Fn(&NodeReport) -> bool,
+) -> u32 {
     let in_service: HashSet<&str> = description
         .instances
         .iter()
@@ -48,10 +65,43 @@ pub fn interrupted(description: &PoolDescription, reports: &[&NodeReport]) -> u3
     let matched = reports.iter().any(|r| all.contains(r.node_id.as_str()));
     let n = reports
         .iter()
-        .filter(|r| r.interruption.is_some())
+        .filter(|r| which(r))
         .filter(|r| !matched || in_service.contains(r.node_id.as_str()))
         .count();
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The mean of `f` over the report's GPUs that have it.
+fn gpu_mean(report: &NodeReport, f: impl Fn(&GpuMetrics) -> Option<f64>) -> Option<f64> {
+    let (sum, n) = gpu_sum(report, &f);
+    (n > 0).then(|| sum / f64::from(n))
+}
+
+fn gpu_sum(report: &NodeReport, f: &impl Fn(&GpuMetrics) -> Option<f64>) -> (f64, u32) {
+    report
+        .gpus
+        .iter()
+        .filter_map(f)
+        .filter(|v| v.is_finite())
+        .fold((0.0, 0), |(s, n), v| (s + v, n + 1))
+}
+
+/// GPU metrics are averaged over the pool's GPUs, not its nodes: a node with eight GPUs
+/// weighs eight times one with one. Rescales `s` (whose sum is over per-node means) to
+/// the GPU-weighted mean times its ready nodes.
+fn weigh_by_gpus(metric: &Metric, counted: &[&NodeReport], s: &mut MetricSample) {
+    let f: fn(&GpuMetrics) -> Option<f64> = match metric {
+        Metric::GpuUtilization => |g| g.utilization_percent,
+        Metric::GpuMemoryUtilization => GpuMetrics::memory_percent,
+        _ => return,
+    };
+    let (sum, gpus) = counted
+        .iter()
+        .map(|r| gpu_sum(r, &f))
+        .fold((0.0, 0_u32), |(a, n), (b, m)| (a + b, n + m));
+    if gpus > 0 && s.ready > 0 {
+        s.sum = sum / f64::from(gpus) * f64::from(s.ready);
+    }
 }
 
 /// Builds one sample per target of `pool` from the fresh reports of its nodes.
@@ -84,18 +134,18 @@ pub fn samples(
                 return None;
             };
             let mut s = MetricSample::default();
+            let mut counted: Vec<&NodeReport> = Vec::new();
             if matched {
                 for inst in &description.instances {
                     match inst.lifecycle {
                         Lifecycle::InService => {
-                            match by_id
-                                .get(inst.id.as_str())
-                                .and_then(|r| metric_value(r, metric))
-                            {
-                                Some(v) => {
+                            let report = by_id.get(inst.id.as_str()).copied();
+                            match report.and_then(|r| metric_value(r, metric).map(|v| (r, v))) {
+                                Some((r, v)) => {
                                     s.sum += v;
                                     s.ready += 1;
                                     s.reporting += 1;
+                                    counted.push(r);
                                 }
                                 None => s.missing += 1,
                             }
@@ -105,9 +155,13 @@ pub fn samples(
                     }
                 }
             } else {
-                for v in reports.iter().filter_map(|r| metric_value(r, metric)) {
+                for (r, v) in reports
+                    .iter()
+                    .filter_map(|r| metric_value(r, metric).map(|v| (*r, v)))
+                {
                     s.sum += v;
                     s.reporting += 1;
+                    counted.push(r);
                 }
                 let in_service =
                     u32::try_from(description.in_service().count()).unwrap_or(u32::MAX);
@@ -121,6 +175,7 @@ pub fn samples(
                     s.ready = represented;
                 }
             }
+            weigh_by_gpus(metric, &counted, &mut s);
             (s.ready > 0).then_some(s)
         })
         .collect()
@@ -280,5 +335,49 @@ mod tests {
         let (x, y) = (notice(report("x", 1.0)), notice(report("y", 1.0)));
         assert_eq!(interrupted(&d, &[&x, &y]), 2);
         assert_eq!(interrupted(&d, &[&b]), 0);
+    }
+
+    #[test]
+    fn gpu_utilization_is_averaged_over_gpus_not_nodes() {
+        let text = r#"
+            [[pool]]
+            name = "gpu"
+            provider = { type = "dry-run", initial = 2 }
+            min = 1
+            max = 10
+            targets = [{ metric = "gpu.utilization", value = 60 }, { metric = "gpu.memory_utilization", value = 80 }]
+        "#;
+        let pool = capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty())
+            .unwrap()
+            .pools
+            .remove(0);
+        let gpu = |util: f64| GpuMetrics {
+            utilization_percent: Some(util),
+            memory_used_bytes: Some(50),
+            memory_total_bytes: Some(100),
+            ..GpuMetrics::default()
+        };
+        let mut one = report("one-gpu", 0.0);
+        one.gpus = vec![gpu(90.0)];
+        let mut three = report("three-gpus", 0.0);
+        three.gpus = vec![gpu(10.0), gpu(10.0), gpu(10.0)];
+        let none = report("cpu-only", 0.0);
+        let d = PoolDescription {
+            min: 1,
+            max: 10,
+            desired: 2,
+            instances: vec![
+                instance("dry-run-gpu-0", Lifecycle::InService),
+                instance("dry-run-gpu-1", Lifecycle::InService),
+            ],
+        };
+        let s = samples(&pool, &d, &[&one, &three, &none]);
+        // (90 + 3 × 10) / 4 GPUs = 30 per GPU, not (90 + 10) / 2 = 50 per node.
+        let util = s[0].unwrap();
+        assert_eq!(
+            (util.sum / f64::from(util.ready), util.reporting),
+            (30.0, 2)
+        );
+        assert_eq!(s[1].unwrap().sum / f64::from(s[1].unwrap().ready), 50.0);
     }
 }

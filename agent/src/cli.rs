@@ -564,25 +564,63 @@ struct PlannedPool {
     error: Option<String>,
 }
 
+/// This node's collectors, for `plan` and `collect`; what is off is said on stderr.
+struct Local {
+    host: Option<HostCollector>,
+    gpu: Option<capstan_collectors::gpu::GpuCollector>,
+    client: reqwest::Client,
+}
+
+impl Local {
+    async fn open() -> anyhow::Result<Self> {
+        let host = match HostCollector::new() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("capstan: host telemetry is off: {e}");
+                None
+            }
+        };
+        let gpu = match capstan_collectors::gpu::GpuCollector::nvml() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("capstan: GPU telemetry is off: {e}");
+                None
+            }
+        };
+        // CPU use is a delta: one measurable period first.
+        tokio::time::sleep(HostCollector::WARM_UP).await;
+        Ok(Self {
+            host,
+            gpu,
+            client: crate::http::client_builder().build()?,
+        })
+    }
+
+    /// One report of this node, as the agent would send it.
+    async fn report(&mut self, cfg: &ValidatedConfig) -> NodeReport {
+        let now = SystemClock.now();
+        let mut report = NodeReport::new(daemon::node_id(cfg), daemon::node_pool(cfg), now);
+        if let Some(h) = self.host.as_mut()
+            && let Err(e) = h.collect(now, &mut report)
+        {
+            eprintln!("capstan: host collection failed: {e}");
+        }
+        if let Some(g) = self.gpu.as_mut()
+            && let Err(e) = g.collect(now, &mut report)
+        {
+            eprintln!("capstan: GPU collection failed: {e}");
+        }
+        for (name, why) in crate::workload::collect(&self.client, &cfg.scrapes, &mut report).await {
+            eprintln!("capstan: workload.{name} left out: {why}");
+        }
+        report
+    }
+}
+
 async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
     let clock = SystemClock;
     let node_id = daemon::node_id(&cfg);
-    let mut report = NodeReport::new(node_id.clone(), daemon::node_pool(&cfg), clock.now());
-    match HostCollector::new() {
-        Ok(mut c) => {
-            tokio::time::sleep(HostCollector::WARM_UP).await;
-            let at = clock.now();
-            report.at = at;
-            report = tokio::task::spawn_blocking(move || {
-                if let Err(e) = c.collect(at, &mut report) {
-                    eprintln!("capstan: host collection failed: {e}");
-                }
-                report
-            })
-            .await?;
-        }
-        Err(e) => eprintln!("capstan: host telemetry is off: {e}"),
-    }
+    let report = Local::open().await?.report(&cfg).await;
     let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
     let claim = Standalone::new(&node_id, None).claim();
     let now = clock.now();
@@ -713,33 +751,9 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
 }
 
 async fn collect(cfg: ValidatedConfig, once: bool, json: bool) -> anyhow::Result<()> {
-    use capstan_collectors::Collector as _;
-    let clock = SystemClock;
-    let mut host = match capstan_collectors::host::HostCollector::new() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("capstan: host telemetry is off: {e}");
-            None
-        }
-    };
-    let client = crate::http::client_builder().build()?;
-    // CPU use is a delta: one measurable period first.
-    tokio::time::sleep(capstan_collectors::host::HostCollector::WARM_UP).await;
+    let mut local = Local::open().await?;
     loop {
-        let now = clock.now();
-        let mut report = capstan_collectors::NodeReport::new(
-            daemon::node_id(&cfg),
-            daemon::node_pool(&cfg),
-            now,
-        );
-        if let Some(h) = host.as_mut()
-            && let Err(e) = h.collect(now, &mut report)
-        {
-            eprintln!("capstan: host collection failed: {e}");
-        }
-        for (name, why) in crate::workload::collect(&client, &cfg.scrapes, &mut report).await {
-            eprintln!("capstan: workload.{name} left out: {why}");
-        }
+        let report = local.report(&cfg).await;
         let mut out = std::io::stdout().lock();
         if json {
             out.write_all(&report.encode())?;
@@ -775,6 +789,39 @@ fn print_report(out: &mut impl Write, r: &capstan_collectors::NodeReport) -> std
             h.disk_percent().unwrap_or(0.0),
             h.rx_bytes_per_second(),
             h.tx_bytes_per_second()
+        )?;
+    }
+    for g in &r.gpus {
+        let opt = |v: Option<f64>, unit: &str| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}{unit}"))
+        };
+        writeln!(
+            out,
+            "gpu {} {} ({})  util {}  mem {}  {}  power {} of {}  sm {} MHz  ecc {}/{}{}{}",
+            g.index,
+            g.name,
+            g.uuid,
+            opt(g.utilization_percent, " %"),
+            opt(g.memory_percent(), " %"),
+            opt(g.temperature_celsius, " °C"),
+            opt(g.power_watts, " W"),
+            opt(g.power_limit_watts, " W"),
+            g.sm_clock_mhz
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            g.ecc_corrected
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            g.ecc_uncorrected
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            if g.throttle_reasons.is_empty() {
+                String::new()
+            } else {
+                format!("  throttled: {}", g.throttle_reasons.join(","))
+            },
+            if g.xid_errors.is_empty() {
+                String::new()
+            } else {
+                format!("  XID {:?}", g.xid_errors)
+            },
         )?;
     }
     for (name, v) in &r.workload {

@@ -82,6 +82,8 @@ struct Daemon {
     coordinator: Box<dyn Coordinator>,
     claim: watch::Receiver<crate::coordinator::Claim>,
     collector: Option<HostCollector>,
+    /// NVML, when this node has a driver and GPUs.
+    gpu: Option<capstan_collectors::gpu::GpuCollector>,
     /// HTTP client for `[[scrape]]` endpoints.
     scraper: reqwest::Client,
     /// The last scrape failures, so each is logged when it starts and stops, not every
@@ -311,6 +313,17 @@ pub async fn run(
             None
         }
     };
+    // Said once: a node without a driver or GPU carries on without GPU telemetry.
+    let gpu = match capstan_collectors::gpu::GpuCollector::nvml() {
+        Ok(c) => {
+            tracing::info!("GPU telemetry on (NVML)");
+            Some(c)
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "GPU telemetry is off");
+            None
+        }
+    };
 
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
     let ingest = Arc::new(Ingest::new(
@@ -374,6 +387,7 @@ pub async fn run(
         coordinator,
         claim,
         collector,
+        gpu,
         scraper: crate::http::client_builder().build()?,
         scrape_failures: Vec::new(),
         leader: Leader::new(node_id_copy, pools, journal, shared_copy),
@@ -475,6 +489,29 @@ impl Daemon {
                         collector: "host".to_owned(),
                     })
                     .inc();
+            }
+        }
+        if let Some(mut gpu) = self.gpu.take() {
+            let (gpu, report_back, result) = tokio::task::spawn_blocking(move || {
+                let result = gpu.collect(now, &mut report);
+                (gpu, report, result)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            self.gpu = Some(gpu);
+            report = report_back;
+            match result {
+                Ok(()) => self.shared.metrics.export_gpus(&report.gpus),
+                Err(e) => {
+                    tracing::warn!(error = %e, "GPU collection failed");
+                    self.shared
+                        .metrics
+                        .collection_errors
+                        .get_or_create(&CollectorLabel {
+                            collector: "gpu".to_owned(),
+                        })
+                        .inc();
+                }
             }
         }
         let failed = crate::workload::collect(&self.scraper, &self.cfg.scrapes, &mut report).await;

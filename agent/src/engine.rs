@@ -256,6 +256,8 @@ struct Seen {
     surge: Option<Metric>,
     /// Nodes with an interruption notice.
     interrupted: u32,
+    /// Nodes with a faulty GPU.
+    faulty_gpus: u32,
 }
 
 async fn observe(
@@ -297,6 +299,7 @@ async fn observe(
     let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
     let query_failures = promql_samples(&pool.config, &description, &mut samples).await;
     let interrupted = aggregate::interrupted(&description, &pool_reports);
+    let faulty_gpus = aggregate::faulty_gpus(&description, &pool_reports);
     pool.history.prune(&pool.policy.behavior, now);
     if pool.last.is_none() && pool.history.recommendations.is_empty() {
         // As HPA does for a target it sees for the first time: the current size counts
@@ -317,6 +320,7 @@ async fn observe(
         outlook,
         surge,
         interrupted,
+        faulty_gpus,
     })
 }
 
@@ -518,6 +522,7 @@ pub async fn fleet_pass(
                         outlook: Some(&s.outlook),
                         surge: s.surge.as_deref(),
                         interrupted: s.interrupted,
+                        faulty_gpus: s.faulty_gpus,
                     }),
                     last_known,
                 }

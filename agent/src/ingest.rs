@@ -457,6 +457,36 @@ pub fn validate(
             )?;
         }
     }
+    list("gpus", report.gpus.len())?;
+    for (i, g) in report.gpus.iter().enumerate() {
+        let f = |k: &str| format!("gpus[{i}].{k}");
+        name(&f("uuid"), if g.uuid.is_empty() { "-" } else { &g.uuid })?;
+        let checks = [
+            ("utilization_percent", g.utilization_percent, 0.0, 100.0),
+            (
+                "memory_utilization_percent",
+                g.memory_utilization_percent,
+                0.0,
+                100.0,
+            ),
+            ("temperature_celsius", g.temperature_celsius, -50.0, 200.0),
+            ("power_watts", g.power_watts, 0.0, 1e5),
+            ("power_limit_watts", g.power_limit_watts, 0.0, 1e5),
+        ];
+        for (key, v, lo, hi) in checks {
+            if let Some(v) = v {
+                finite_in(&f(key), v, lo, hi)?;
+            }
+        }
+        if let (Some(u), Some(t)) = (g.memory_used_bytes, g.memory_total_bytes)
+            && u > t
+        {
+            return Err(Rejection::invalid(
+                f("memory_used_bytes"),
+                "exceeds memory_total_bytes",
+            ));
+        }
+    }
     if let Some(i) = &report.interruption {
         name("interruption.kind", &i.kind)?;
     }

@@ -75,6 +75,37 @@ pub const REJECT_REASONS: [&str; 7] = [
     "rate_limited",
 ];
 
+/// `{gpu, uuid}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabels {
+    /// NVML index on the node.
+    pub gpu: String,
+    /// GPU UUID.
+    pub uuid: String,
+}
+
+/// `{gpu, uuid, type}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuEccLabels {
+    /// NVML index on the node.
+    pub gpu: String,
+    /// GPU UUID.
+    pub uuid: String,
+    /// `corrected` or `uncorrected`.
+    pub r#type: String,
+}
+
+/// `{gpu, uuid, xid}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuXidLabels {
+    /// NVML index on the node.
+    pub gpu: String,
+    /// GPU UUID.
+    pub uuid: String,
+    /// The XID.
+    pub xid: String,
+}
+
 /// `{version}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
@@ -170,6 +201,30 @@ pub struct Metrics {
     pub pool_nodes_stale: Family<PoolLabel, Gauge>,
     /// `capstan_leader_changes_total`: times this agent gained or lost leadership.
     pub leader_changes: Counter,
+    /// `capstan_gpu_utilization_percent{gpu,uuid}`.
+    pub gpu_utilization: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_memory_utilization_percent{gpu,uuid}`.
+    pub gpu_memory_utilization: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_memory_used_bytes{gpu,uuid}`.
+    pub gpu_memory_used: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_memory_total_bytes{gpu,uuid}`.
+    pub gpu_memory_total: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_temperature_celsius{gpu,uuid}`.
+    pub gpu_temperature: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_power_watts{gpu,uuid}`.
+    pub gpu_power: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_power_limit_watts{gpu,uuid}`.
+    pub gpu_power_limit: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_sm_clock_mhz{gpu,uuid}`.
+    pub gpu_sm_clock: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_memory_clock_mhz{gpu,uuid}`.
+    pub gpu_memory_clock: Family<GpuLabels, GaugeF>,
+    /// `capstan_gpu_throttled{gpu,uuid}`: 1 while any throttle reason is in force.
+    pub gpu_throttled: Family<GpuLabels, Gauge>,
+    /// `capstan_gpu_ecc_errors{gpu,uuid,type}`: volatile ECC counts (since the driver loaded).
+    pub gpu_ecc_errors: Family<GpuEccLabels, GaugeF>,
+    /// `capstan_gpu_xid_errors_total{gpu,uuid,xid}`: critical XID events seen.
+    pub gpu_xid_errors: Family<GpuXidLabels, Counter>,
 }
 
 /// No labels: a family that can be emptied, for series that exist only sometimes.
@@ -222,6 +277,18 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_pool_nodes_reporting", "gauge"),
     ("capstan_pool_nodes_stale", "gauge"),
     ("capstan_leader_changes_total", "counter"),
+    ("capstan_gpu_utilization_percent", "gauge"),
+    ("capstan_gpu_memory_utilization_percent", "gauge"),
+    ("capstan_gpu_memory_used_bytes", "gauge"),
+    ("capstan_gpu_memory_total_bytes", "gauge"),
+    ("capstan_gpu_temperature_celsius", "gauge"),
+    ("capstan_gpu_power_watts", "gauge"),
+    ("capstan_gpu_power_limit_watts", "gauge"),
+    ("capstan_gpu_sm_clock_mhz", "gauge"),
+    ("capstan_gpu_memory_clock_mhz", "gauge"),
+    ("capstan_gpu_throttled", "gauge"),
+    ("capstan_gpu_ecc_errors", "gauge"),
+    ("capstan_gpu_xid_errors_total", "counter"),
 ];
 
 impl Metrics {
@@ -276,6 +343,18 @@ impl Metrics {
             pool_nodes_reporting: Family::default(),
             pool_nodes_stale: Family::default(),
             leader_changes: Counter::default(),
+            gpu_utilization: Family::default(),
+            gpu_memory_utilization: Family::default(),
+            gpu_memory_used: Family::default(),
+            gpu_memory_total: Family::default(),
+            gpu_temperature: Family::default(),
+            gpu_power: Family::default(),
+            gpu_power_limit: Family::default(),
+            gpu_sm_clock: Family::default(),
+            gpu_memory_clock: Family::default(),
+            gpu_throttled: Family::default(),
+            gpu_ecc_errors: Family::default(),
+            gpu_xid_errors: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -485,7 +564,125 @@ impl Metrics {
             "Times this agent gained or lost leadership",
             m.leader_changes.clone(),
         );
+        for (name, help, family) in [
+            (
+                "gpu_utilization_percent",
+                "Percent of time a kernel ran on the GPU",
+                &m.gpu_utilization,
+            ),
+            (
+                "gpu_memory_utilization_percent",
+                "Percent of time GPU memory was read or written",
+                &m.gpu_memory_utilization,
+            ),
+            (
+                "gpu_memory_used_bytes",
+                "GPU memory in use",
+                &m.gpu_memory_used,
+            ),
+            (
+                "gpu_memory_total_bytes",
+                "GPU memory installed",
+                &m.gpu_memory_total,
+            ),
+            (
+                "gpu_temperature_celsius",
+                "GPU die temperature",
+                &m.gpu_temperature,
+            ),
+            ("gpu_power_watts", "GPU power draw", &m.gpu_power),
+            (
+                "gpu_power_limit_watts",
+                "GPU enforced power limit",
+                &m.gpu_power_limit,
+            ),
+            ("gpu_sm_clock_mhz", "GPU SM clock", &m.gpu_sm_clock),
+            (
+                "gpu_memory_clock_mhz",
+                "GPU memory clock",
+                &m.gpu_memory_clock,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
+        r.register(
+            "gpu_throttled",
+            "1 while a throttle reason holds the GPU's clocks down",
+            m.gpu_throttled.clone(),
+        );
+        r.register(
+            "gpu_ecc_errors",
+            "GPU ECC errors since the driver loaded, by type",
+            m.gpu_ecc_errors.clone(),
+        );
+        r.register(
+            "gpu_xid_errors",
+            "Critical XID errors seen on the GPU",
+            m.gpu_xid_errors.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Exports this node's GPUs (`capstan_gpu_*{gpu,uuid}`).
+    pub fn export_gpus(&self, gpus: &[capstan_collectors::GpuMetrics]) {
+        for g in gpus {
+            let l = GpuLabels {
+                gpu: g.index.to_string(),
+                uuid: g.uuid.clone(),
+            };
+            #[allow(clippy::cast_precision_loss)] // byte counts far below 2^53
+            let gauges = [
+                (&self.gpu_utilization, g.utilization_percent),
+                (&self.gpu_memory_utilization, g.memory_utilization_percent),
+                (&self.gpu_memory_used, g.memory_used_bytes.map(|b| b as f64)),
+                (
+                    &self.gpu_memory_total,
+                    g.memory_total_bytes.map(|b| b as f64),
+                ),
+                (&self.gpu_temperature, g.temperature_celsius),
+                (&self.gpu_power, g.power_watts),
+                (&self.gpu_power_limit, g.power_limit_watts),
+                (&self.gpu_sm_clock, g.sm_clock_mhz.map(f64::from)),
+                (&self.gpu_memory_clock, g.memory_clock_mhz.map(f64::from)),
+            ];
+            for (family, value) in gauges {
+                match value {
+                    Some(v) => {
+                        family.get_or_create(&l).set(v);
+                    }
+                    None => {
+                        family.remove(&l);
+                    }
+                }
+            }
+            self.gpu_throttled
+                .get_or_create(&l)
+                .set(i64::from(!g.throttle_reasons.is_empty()));
+            #[allow(clippy::cast_precision_loss)]
+            for (kind, n) in [
+                ("corrected", g.ecc_corrected),
+                ("uncorrected", g.ecc_uncorrected),
+            ] {
+                if let Some(n) = n {
+                    self.gpu_ecc_errors
+                        .get_or_create(&GpuEccLabels {
+                            gpu: l.gpu.clone(),
+                            uuid: l.uuid.clone(),
+                            r#type: kind.to_owned(),
+                        })
+                        .set(n as f64);
+                }
+            }
+            for xid in &g.xid_errors {
+                self.gpu_xid_errors
+                    .get_or_create(&GpuXidLabels {
+                        gpu: l.gpu.clone(),
+                        uuid: l.uuid.clone(),
+                        xid: xid.to_string(),
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// The Prometheus/OpenMetrics text exposition.
@@ -631,6 +828,24 @@ mod tests {
                 result: "ok".into(),
             })
             .inc();
+        m.export_gpus(&[capstan_collectors::GpuMetrics {
+            index: 0,
+            uuid: "GPU-1".into(),
+            name: "test".into(),
+            utilization_percent: Some(50.0),
+            memory_utilization_percent: Some(20.0),
+            memory_used_bytes: Some(1),
+            memory_total_bytes: Some(2),
+            temperature_celsius: Some(60.0),
+            power_watts: Some(300.0),
+            power_limit_watts: Some(700.0),
+            sm_clock_mhz: Some(1980),
+            memory_clock_mhz: Some(2619),
+            throttle_reasons: vec![],
+            ecc_corrected: Some(0),
+            ecc_uncorrected: Some(0),
+            xid_errors: vec![79],
+        }]);
         for f in [
             &m.pool_on_demand_nodes,
             &m.pool_spot_nodes,

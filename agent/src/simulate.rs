@@ -178,6 +178,7 @@ pub fn run(
                     outlook,
                     surge: None,
                     interrupted: 0,
+                    faulty_gpus: 0,
                 }),
                 last_known: current,
             }];

@@ -7,7 +7,10 @@
 //!
 //! **Invariant:** collectors never call providers; they only observe this node.
 
+pub mod gpu;
 pub mod host;
+#[cfg(feature = "nvml")]
+mod nvml;
 mod report;
 pub mod scrape;
 

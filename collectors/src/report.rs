@@ -29,6 +29,71 @@ pub struct NodeReport {
     /// The cloud's notice that this node is going away, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interruption: Option<Interruption>,
+    /// The node's NVIDIA GPUs, when the GPU collector runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuMetrics>,
+}
+
+/// One GPU's readings. A field the device or driver does not support is `None`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GpuMetrics {
+    /// NVML index on this node.
+    pub index: u32,
+    /// Stable identity (`GPU-…`).
+    pub uuid: String,
+    /// Product name.
+    pub name: String,
+    /// Percent of time a kernel ran, over the driver's sample period.
+    pub utilization_percent: Option<f64>,
+    /// Percent of time device memory was read or written.
+    pub memory_utilization_percent: Option<f64>,
+    /// Memory in use, bytes.
+    pub memory_used_bytes: Option<u64>,
+    /// Memory installed, bytes.
+    pub memory_total_bytes: Option<u64>,
+    /// Die temperature, °C.
+    pub temperature_celsius: Option<f64>,
+    /// Power draw, watts.
+    pub power_watts: Option<f64>,
+    /// Enforced power limit, watts.
+    pub power_limit_watts: Option<f64>,
+    /// SM clock, MHz.
+    pub sm_clock_mhz: Option<u32>,
+    /// Memory clock, MHz.
+    pub memory_clock_mhz: Option<u32>,
+    /// Why the clocks are held down now (e.g. `SW_POWER_CAP`, `HW_SLOWDOWN`).
+    #[serde(default)]
+    pub throttle_reasons: Vec<String>,
+    /// Corrected ECC errors since the driver loaded.
+    pub ecc_corrected: Option<u64>,
+    /// Uncorrected ECC errors since the driver loaded.
+    pub ecc_uncorrected: Option<u64>,
+    /// Critical XID errors seen since the last report.
+    #[serde(default)]
+    pub xid_errors: Vec<u64>,
+}
+
+/// XID errors that mean the GPU needs a reset or replacement: double-bit ECC (48),
+/// row-remapping failures (63, 64), NVLink errors (74), fallen off the bus (79),
+/// uncontained ECC (94, 95), and others NVIDIA documents as requiring a reset.
+pub const FATAL_XIDS: [u64; 9] = [48, 62, 63, 64, 74, 79, 92, 94, 95];
+
+impl GpuMetrics {
+    /// Whether this GPU reports a fault that warrants replacing its node: uncorrected
+    /// ECC errors or a fatal XID.
+    pub fn is_faulty(&self) -> bool {
+        self.ecc_uncorrected.is_some_and(|n| n > 0)
+            || self.xid_errors.iter().any(|x| FATAL_XIDS.contains(x))
+    }
+
+    /// Memory in use, percent, when both figures are known.
+    pub fn memory_percent(&self) -> Option<f64> {
+        match (self.memory_used_bytes, self.memory_total_bytes) {
+            #[allow(clippy::cast_precision_loss)] // byte counts far below 2^53
+            (Some(u), Some(t)) if t > 0 => Some(u as f64 * 100.0 / t as f64),
+            _ => None,
+        }
+    }
 }
 
 /// A notice that the cloud will take the node away: a spot interruption or rebalance
@@ -68,6 +133,7 @@ impl NodeReport {
             host: None,
             workload: BTreeMap::new(),
             interruption: None,
+            gpus: Vec::new(),
         }
     }
 

@@ -186,6 +186,8 @@ pub struct Pool {
     pub emergency_max: u32,
     /// Per-pool money ceiling per hour.
     pub max_hourly_cost: Option<f64>,
+    /// Plan replacements for nodes with faulty GPUs.
+    pub replace_faulty_gpu_nodes: bool,
     /// Name of the behavior preset, or `custom`.
     pub behavior_name: String,
     /// Scaling behavior.

@@ -315,6 +315,10 @@ pub struct PoolConfig {
     /// Per-pool ceiling in money per hour.
     #[serde(default)]
     pub max_hourly_cost: Option<f64>,
+    /// Replace a node whose GPU reports uncorrected ECC errors or a fatal XID: its
+    /// replacement is planned (within `max` and the budget) and journaled.
+    #[serde(default)]
+    pub replace_faulty_gpu_nodes: bool,
     /// `aggressive`, `balanced` (default), `conservative`, or an explicit table.
     #[serde(default)]
     pub behavior: BehaviorConfig,

@@ -667,6 +667,7 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
         max: p.max,
         emergency_max: p.emergency_max.unwrap_or(p.max),
         max_hourly_cost: p.max_hourly_cost,
+        replace_faulty_gpu_nodes: p.replace_faulty_gpu_nodes,
         behavior_name,
         behavior: behavior?,
         tolerance: p.tolerance,

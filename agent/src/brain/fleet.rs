@@ -55,6 +55,8 @@ pub struct View<'a> {
     pub surge: Option<&'a str>,
     /// Nodes of the pool with an interruption notice: replaced before they go.
     pub interrupted: u32,
+    /// Nodes with a faulty GPU: replaced when the pool says so.
+    pub faulty_gpus: u32,
 }
 
 /// One pool's inputs.
@@ -284,17 +286,28 @@ fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, De
     ));
     // Nodes under an interruption notice are about to go: their replacements start
     // now, within the pool's ceiling (the budget still applies).
-    if view.interrupted > 0 {
+    let faulty = if config.replace_faulty_gpu_nodes {
+        view.faulty_gpus
+    } else {
+        0
+    };
+    let mut replacing = 0_u32;
+    for (nodes, interrupted) in [(view.interrupted, true), (faulty, false)] {
+        if nodes == 0 {
+            continue;
+        }
+        replacing = replacing.saturating_add(nodes);
         let want = view
             .current
-            .saturating_add(view.interrupted)
+            .saturating_add(replacing)
             .min(ceiling)
             .max(decision.desired);
         if want > decision.desired {
-            reasons.push(Reason::ReplacingInterrupted {
-                nodes: view.interrupted,
-                from: decision.desired,
-                to: want,
+            let (from, to) = (decision.desired, want);
+            reasons.push(if interrupted {
+                Reason::ReplacingInterrupted { nodes, from, to }
+            } else {
+                Reason::ReplacingFaultyGpu { nodes, from, to }
             });
             decision.desired = want;
         }

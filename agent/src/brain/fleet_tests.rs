@@ -84,6 +84,7 @@ impl Sim {
                             outlook: None,
                             surge: None,
                             interrupted: 0,
+                            faulty_gpus: 0,
                         }),
                         last_known: current,
                     },
@@ -481,6 +482,7 @@ fn a_surge_anomaly_starts_an_emergency_when_configured() {
                 outlook: None,
                 surge: Some("gpu.utilization"),
                 interrupted: 0,
+                faulty_gpus: 0,
             }),
             last_known: 10,
         }];
@@ -536,6 +538,7 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
                 outlook: None,
                 surge: None,
                 interrupted,
+                faulty_gpus: 0,
             }),
             last_known: 5,
         }];
@@ -561,4 +564,56 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
         "{:?}",
         said(&p)
     );
+}
+
+#[test]
+fn nodes_with_faulty_gpus_are_replaced_only_when_the_pool_asks() {
+    for replace in [false, true] {
+        let cfg = config(&format!(
+            r#"
+            [[pool]]
+            name = "gpu"
+            provider = {{ type = "dry-run" }}
+            min = 1
+            max = 8
+            replace_faulty_gpu_nodes = {replace}
+            targets = [{{ metric = "gpu.utilization", value = 60 }}]
+            "#
+        ));
+        let policy = Policy::from(&cfg.pools[0]);
+        let history = History::default();
+        let metrics = [sample(60.0, 4)];
+        let mut state = PoolState::default();
+        let mut inputs = [PoolInput {
+            config: &cfg.pools[0],
+            policy: &policy,
+            prices: None,
+            state: &mut state,
+            view: Some(View {
+                current: 4,
+                metrics: &metrics,
+                history: &history,
+                running_spot: 0,
+                asked_spot: None,
+                outlook: None,
+                surge: None,
+                interrupted: 0,
+                faulty_gpus: 1,
+            }),
+            last_known: 4,
+        }];
+        let p = plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
+            .pools
+            .remove(0);
+        if replace {
+            assert_eq!(p.desired, 5, "{:?}", said(&p));
+            assert!(
+                said(&p).iter().any(|r| r.contains("faulty GPU")),
+                "{:?}",
+                said(&p)
+            );
+        } else {
+            assert_eq!(p.desired, 4, "{:?}", said(&p));
+        }
+    }
 }

@@ -337,6 +337,15 @@ pub enum Reason {
         /// End of the freeze.
         until: DateTime<Utc>,
     },
+    /// Nodes with a faulty GPU (uncorrected ECC errors, a fatal XID) are replaced.
+    ReplacingFaultyGpu {
+        /// Nodes with a faulty GPU.
+        nodes: u32,
+        /// Desired before.
+        from: u32,
+        /// Desired with their replacements.
+        to: u32,
+    },
     /// Nodes under an interruption notice are replaced before they go.
     ReplacingInterrupted {
         /// Nodes with a notice.
@@ -1063,6 +1072,10 @@ impl std::fmt::Display for Reason {
                 "flapping: {reversals} reversals within {window_seconds}s; frozen until {until}"
             ),
             Reason::Frozen { until } => write!(f, "frozen after flapping until {until}"),
+            Reason::ReplacingFaultyGpu { nodes, from, to } => write!(
+                f,
+                "{nodes} node(s) with a faulty GPU (uncorrected ECC errors or a fatal XID): replacing them, {from} → {to}"
+            ),
             Reason::ReplacingInterrupted { nodes, from, to } => write!(
                 f,
                 "{nodes} node(s) under an interruption notice: replacing them early, {from} → {to}"
