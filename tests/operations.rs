@@ -242,22 +242,30 @@ fn logs_can_be_json_lines() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let first = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .next()
-        .map(Result::unwrap);
-    let _ = child.kill();
-    let _ = child.wait();
-    let first = first.expect("a log line");
-    let v: serde_json::Value =
-        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
-    assert_eq!(v["level"], "INFO", "{first}");
-    assert!(
-        v["message"]
+    // Every line is a JSON object, up to and including the one that says where the
+    // agent listens (what comes before it depends on the node: GPUs, for one).
+    let mut seen = Vec::new();
+    let mut listening = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).take(20) {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        let is_listening = v["message"]
             .as_str()
             .unwrap()
-            .starts_with("listening on http://127.0.0.1:"),
-        "{first}"
-    );
+            .starts_with("listening on http://127.0.0.1:");
+        seen.push(line);
+        if is_listening {
+            listening = Some(v);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let v =
+        listening.unwrap_or_else(|| panic!("no \"listening on\" line in:\n{}", seen.join("\n")));
+    assert_eq!(v["level"], "INFO", "{v}");
 }
 
 #[test]
