@@ -24,14 +24,6 @@ fn now() -> Instant {
     Instant::now()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn etcd_binary() -> &'static str {
     let found = Command::new("etcd")
         .arg("--version")

@@ -18,6 +18,16 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A port free on 127.0.0.1 now (for servers that cannot take port 0 and say which
+/// they got: etcd, Prometheus, node_exporter).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// One HTTP request on a runtime of its own: (status, body), or (0, the error).
 pub fn request(
     method: reqwest::Method,
