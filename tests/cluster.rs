@@ -434,9 +434,8 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
             node_id: "a".into(),
             url: None,
         };
-        let first = capstan::etcd::EtcdHistory::connect(&settings)
-            .await
-            .unwrap();
+        let first =
+            capstan::etcd::EtcdHistory::start(settings.client().await.unwrap(), &settings.prefix);
         // Two and a half hours of minutes, the second target missing every 7th minute.
         let base = 29_000_000_i64; // minutes since the epoch, in 2025
         let points: Vec<(i64, Vec<Option<f64>>)> = (0..150)
@@ -458,9 +457,8 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
             waited += 1;
         }
         // The next leader (another client) reads the same series, from any minute on.
-        let next = capstan::etcd::EtcdHistory::connect(&settings)
-            .await
-            .unwrap();
+        let next =
+            capstan::etcd::EtcdHistory::start(settings.client().await.unwrap(), &settings.prefix);
         // Through the store's blocking interface, as the agent attaches a pool.
         let back = next.load("web", base + 100).unwrap();
         assert_eq!(back, points[100..].to_vec());

@@ -2,8 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
-
 use capstan_collectors::{GpuMetrics, NodeReport};
 use capstan_config::{Metric, Pool, TargetSource};
 use capstan_providers::{Lifecycle, PoolDescription};
@@ -24,8 +22,9 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
         Metric::NetworkRxBytesPerSecond => host.map(|h| h.rx_bytes_per_second()),
         Metric::NetworkTxBytesPerSecond => host.map(|h| h.tx_bytes_per_second()),
         // The node's GPUs' mean; `samples` weighs nodes by their GPU count.
-        Metric::GpuUtilization => gpu_mean(report, |g| g.utilization_percent),
-        Metric::GpuMemoryUtilization => gpu_mean(report, GpuMetrics::memory_percent),
+        Metric::GpuUtilization | Metric::GpuMemoryUtilization => {
+            gpu_reading(metric).and_then(|f| gpu_mean(report, f))
+        }
         Metric::Workload(name) => report.workload.get(name).copied(),
     };
     v.filter(|x| x.is_finite())
@@ -71,6 +70,15 @@ fn counting(
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// What a GPU metric reads of one GPU; `None` for other metrics.
+fn gpu_reading(metric: &Metric) -> Option<fn(&GpuMetrics) -> Option<f64>> {
+    match metric {
+        Metric::GpuUtilization => Some(|g| g.utilization_percent),
+        Metric::GpuMemoryUtilization => Some(GpuMetrics::memory_percent),
+        _ => None,
+    }
+}
+
 /// The mean of `f` over the report's GPUs that have it.
 fn gpu_mean(report: &NodeReport, f: impl Fn(&GpuMetrics) -> Option<f64>) -> Option<f64> {
     let (sum, n) = gpu_sum(report, &f);
@@ -90,10 +98,8 @@ fn gpu_sum(report: &NodeReport, f: &impl Fn(&GpuMetrics) -> Option<f64>) -> (f64
 /// weighs eight times one with one. Rescales `s` (whose sum is over per-node means) to
 /// the GPU-weighted mean times its ready nodes.
 fn weigh_by_gpus(metric: &Metric, counted: &[&NodeReport], s: &mut MetricSample) {
-    let f: fn(&GpuMetrics) -> Option<f64> = match metric {
-        Metric::GpuUtilization => |g| g.utilization_percent,
-        Metric::GpuMemoryUtilization => GpuMetrics::memory_percent,
-        _ => return,
+    let Some(f) = gpu_reading(metric) else {
+        return;
     };
     let (sum, gpus) = counted
         .iter()
@@ -181,24 +187,11 @@ pub fn samples(
         .collect()
 }
 
-/// Reports that count for `pool` at `now`: those naming the pool, no older than
-/// `max_age`.
-pub fn fresh_reports<'a>(
-    reports: impl IntoIterator<Item = &'a NodeReport>,
-    pool: &str,
-    now: DateTime<Utc>,
-    max_age: chrono::Duration,
-) -> Vec<&'a NodeReport> {
-    reports
-        .into_iter()
-        .filter(|r| r.pool.as_deref() == Some(pool) && now - r.at <= max_age)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use capstan_providers::{Health, Instance, Market};
+    use chrono::DateTime;
 
     fn pool() -> Pool {
         let text = r#"
@@ -282,26 +275,6 @@ mod tests {
                 unready: 0,
                 reporting: 2
             })
-        );
-    }
-
-    #[test]
-    fn stale_and_foreign_reports_do_not_count() {
-        let mut old = report("a", 1.0);
-        old.at = DateTime::UNIX_EPOCH - chrono::Duration::seconds(60);
-        let mut other = report("b", 1.0);
-        other.pool = Some("db".into());
-        let fresh = report("c", 1.0);
-        let all = [old, other, fresh];
-        let got = fresh_reports(
-            &all,
-            "web",
-            DateTime::UNIX_EPOCH,
-            chrono::Duration::seconds(30),
-        );
-        assert_eq!(
-            got.iter().map(|r| r.node_id.as_str()).collect::<Vec<_>>(),
-            vec!["c"]
         );
     }
 

@@ -566,32 +566,25 @@ struct PlannedPool {
 
 /// This node's collectors, for `plan` and `collect`; what is off is said on stderr.
 struct Local {
-    host: Option<HostCollector>,
-    gpu: Option<capstan_collectors::gpu::GpuCollector>,
+    collectors: Vec<Box<dyn Collector>>,
     client: reqwest::Client,
 }
 
 impl Local {
     async fn open() -> anyhow::Result<Self> {
-        let host = match HostCollector::new() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("capstan: host telemetry is off: {e}");
-                None
-            }
-        };
-        let gpu = match capstan_collectors::gpu::GpuCollector::nvml() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("capstan: GPU telemetry is off: {e}");
-                None
-            }
-        };
+        let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+        match HostCollector::new() {
+            Ok(c) => collectors.push(Box::new(c)),
+            Err(e) => eprintln!("capstan: host telemetry is off: {e}"),
+        }
+        match capstan_collectors::gpu::GpuCollector::nvml() {
+            Ok(c) => collectors.push(Box::new(c)),
+            Err(e) => eprintln!("capstan: GPU telemetry is off: {e}"),
+        }
         // CPU use is a delta: one measurable period first.
         tokio::time::sleep(HostCollector::WARM_UP).await;
         Ok(Self {
-            host,
-            gpu,
+            collectors,
             client: crate::http::client_builder().build()?,
         })
     }
@@ -600,15 +593,10 @@ impl Local {
     async fn report(&mut self, cfg: &ValidatedConfig) -> NodeReport {
         let now = SystemClock.now();
         let mut report = NodeReport::new(daemon::node_id(cfg), daemon::node_pool(cfg), now);
-        if let Some(h) = self.host.as_mut()
-            && let Err(e) = h.collect(now, &mut report)
-        {
-            eprintln!("capstan: host collection failed: {e}");
-        }
-        if let Some(g) = self.gpu.as_mut()
-            && let Err(e) = g.collect(now, &mut report)
-        {
-            eprintln!("capstan: GPU collection failed: {e}");
+        for c in &mut self.collectors {
+            if let Err(e) = c.collect(now, &mut report) {
+                eprintln!("capstan: {} collection failed: {e}", c.name());
+            }
         }
         for (name, why) in crate::workload::collect(&self.client, &cfg.scrapes, &mut report).await {
             eprintln!("capstan: workload.{name} left out: {why}");
@@ -624,7 +612,7 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
     let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
     let claim = Standalone::new(&node_id, None).claim();
     let now = clock.now();
-    let max_age = daemon::max_report_age(cfg.agent.interval);
+    let max_age = crate::ingest::stale_after(cfg.agent.interval);
     let fresh: Vec<&NodeReport> = std::iter::once(&report)
         .filter(|r| now - r.at <= max_age)
         .collect();

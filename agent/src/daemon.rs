@@ -63,11 +63,6 @@ pub fn node_pool(cfg: &ValidatedConfig) -> Option<String> {
         })
 }
 
-/// A report is fresh for three intervals (HPA's missing-metric rules apply after).
-pub fn max_report_age(interval: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(interval * 3).unwrap_or(chrono::Duration::MAX)
-}
-
 /// Liveness grace for `/healthz`.
 fn grace(interval: Duration) -> Duration {
     interval * 3 + Duration::from_secs(10)
@@ -81,9 +76,8 @@ struct Daemon {
     shared: Arc<Shared>,
     coordinator: Box<dyn Coordinator>,
     claim: watch::Receiver<crate::coordinator::Claim>,
-    collector: Option<HostCollector>,
-    /// NVML, when this node has a driver and GPUs.
-    gpu: Option<capstan_collectors::gpu::GpuCollector>,
+    /// This node's collectors: the host's, and NVML's when there is a driver and GPUs.
+    collectors: Vec<Box<dyn Collector>>,
     /// HTTP client for `[[scrape]]` endpoints.
     scraper: reqwest::Client,
     /// The last scrape failures, so each is logged when it starts and stops, not every
@@ -263,11 +257,11 @@ pub async fn run(
                 url: Some(url.clone()),
             };
             let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
-            let history = crate::etcd::EtcdHistory::connect(&settings)
-                .await
-                .with_context(reach)?;
+            // One client for the decision state and the demand history.
+            let client = settings.client().await.with_context(reach)?;
+            let history = crate::etcd::EtcdHistory::start(client.clone(), prefix);
+            let store = crate::etcd::EtcdDecisions::new(client, prefix);
             let etcd = crate::etcd::EtcdCoordinator::start(settings);
-            let store = etcd.store().await.with_context(reach)?;
             (Box::new(etcd), Arc::new(store), Arc::new(history), true)
         }
         #[cfg(feature = "kubernetes")]
@@ -306,24 +300,19 @@ pub async fn run(
     let claim = coordinator.claim();
     engine::attach_history(&mut pools, &history, clock.now());
 
-    let collector = match HostCollector::new() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, "host telemetry is off");
-            None
-        }
-    };
+    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+    match HostCollector::new() {
+        Ok(c) => collectors.push(Box::new(c)),
+        Err(e) => tracing::warn!(error = %e, "host telemetry is off"),
+    }
     // Said once: a node without a driver or GPU carries on without GPU telemetry.
-    let gpu = match capstan_collectors::gpu::GpuCollector::nvml() {
+    match capstan_collectors::gpu::GpuCollector::nvml() {
         Ok(c) => {
             tracing::info!("GPU telemetry on (NVML)");
-            Some(c)
+            collectors.push(Box::new(c));
         }
-        Err(e) => {
-            tracing::info!(reason = %e, "GPU telemetry is off");
-            None
-        }
-    };
+        Err(e) => tracing::info!(reason = %e, "GPU telemetry is off"),
+    }
 
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
     let ingest = Arc::new(Ingest::new(
@@ -386,8 +375,7 @@ pub async fn run(
         shared,
         coordinator,
         claim,
-        collector,
-        gpu,
+        collectors,
         scraper: crate::http::client_builder().build()?,
         scrape_failures: Vec::new(),
         leader: Leader::new(node_id_copy, pools, journal, shared_copy),
@@ -471,49 +459,33 @@ fn new_ticker(interval: Duration) -> tokio::time::Interval {
 impl Daemon {
     async fn collect(&mut self, now: DateTime<Utc>) {
         let mut report = NodeReport::new(self.node_id.clone(), node_pool(&self.cfg), now);
-        if let Some(mut collector) = self.collector.take() {
-            let (collector, report_back, result) = tokio::task::spawn_blocking(move || {
-                let result = collector.collect(now, &mut report);
-                (collector, report, result)
-            })
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            self.collector = Some(collector);
-            report = report_back;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "host collection failed");
-                self.shared
-                    .metrics
-                    .collection_errors
-                    .get_or_create(&CollectorLabel {
-                        collector: "host".to_owned(),
-                    })
-                    .inc();
-            }
+        // Collectors read /proc and the GPU driver: off the async runtime.
+        let mut collectors = std::mem::take(&mut self.collectors);
+        let (collectors, report_back, failures) = tokio::task::spawn_blocking(move || {
+            let failures: Vec<(&'static str, String)> = collectors
+                .iter_mut()
+                .filter_map(|c| {
+                    let e = c.collect(now, &mut report).err()?;
+                    Some((c.name(), e.to_string()))
+                })
+                .collect();
+            (collectors, report, failures)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.collectors = collectors;
+        report = report_back;
+        for (collector, error) in failures {
+            tracing::warn!(%collector, %error, "collection failed");
+            self.shared
+                .metrics
+                .collection_errors
+                .get_or_create(&CollectorLabel {
+                    collector: collector.to_owned(),
+                })
+                .inc();
         }
-        if let Some(mut gpu) = self.gpu.take() {
-            let (gpu, report_back, result) = tokio::task::spawn_blocking(move || {
-                let result = gpu.collect(now, &mut report);
-                (gpu, report, result)
-            })
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            self.gpu = Some(gpu);
-            report = report_back;
-            match result {
-                Ok(()) => self.shared.metrics.export_gpus(&report.gpus),
-                Err(e) => {
-                    tracing::warn!(error = %e, "GPU collection failed");
-                    self.shared
-                        .metrics
-                        .collection_errors
-                        .get_or_create(&CollectorLabel {
-                            collector: "gpu".to_owned(),
-                        })
-                        .inc();
-                }
-            }
-        }
+        self.shared.metrics.export_gpus(&report.gpus);
         let failed = crate::workload::collect(&self.scraper, &self.cfg.scrapes, &mut report).await;
         for (name, why) in &failed {
             self.shared
@@ -583,7 +555,7 @@ impl Daemon {
         }
         if is_leader {
             let fresh = self.ingest.fresh(now);
-            let fresh: Vec<&NodeReport> = fresh.iter().collect();
+            let fresh: Vec<&NodeReport> = fresh.iter().map(AsRef::as_ref).collect();
             self.leader
                 .pass(
                     &fresh,

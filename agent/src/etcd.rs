@@ -56,6 +56,11 @@ impl EtcdSettings {
         (self.lease_ttl / 4).max(Duration::from_secs(1))
     }
 
+    /// A client whose calls are bounded by a third of the TTL.
+    pub async fn client(&self) -> Result<Client, etcd_client::Error> {
+        Client::connect(&self.endpoints, Some(self.options(true))).await
+    }
+
     /// Connection options; `per_request` bounds each call (not for the campaign,
     /// which waits as long as another agent leads).
     fn options(&self, per_request: bool) -> ConnectOptions {
@@ -79,7 +84,6 @@ impl std::fmt::Debug for Held {
 /// The etcd coordinator (see the module documentation).
 #[derive(Debug)]
 pub struct EtcdCoordinator {
-    settings: EtcdSettings,
     claims: ClaimTask,
     /// The session's leader key and lease, for resigning.
     held: Arc<Mutex<Option<Held>>>,
@@ -95,25 +99,11 @@ impl EtcdCoordinator {
                 ..Claim::default()
             },
             {
-                let (settings, held) = (settings.clone(), held.clone());
+                let held = held.clone();
                 move |tx, stop| run(settings, tx, stop, held)
             },
         );
-        Self {
-            settings,
-            claims,
-            held,
-        }
-    }
-
-    /// A decision store in the same etcd, under `<prefix>/state/`.
-    pub async fn store(&self) -> anyhow::Result<EtcdDecisions> {
-        let client =
-            Client::connect(&self.settings.endpoints, Some(self.settings.options(true))).await?;
-        Ok(EtcdDecisions {
-            client,
-            prefix: format!("{}/state/", self.settings.prefix.trim_end_matches('/')),
-        })
+        Self { claims, held }
     }
 }
 
@@ -159,7 +149,7 @@ async fn session(
     held: &Mutex<Option<Held>>,
 ) -> anyhow::Result<()> {
     let ttl = settings.lease_ttl;
-    let mut client = Client::connect(&settings.endpoints, Some(settings.options(true))).await?;
+    let mut client = settings.client().await?;
     let ttl_secs = i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX);
     let granted_at = Instant::now();
     let lease = client.lease_grant(ttl_secs, None).await?.id();
@@ -307,6 +297,16 @@ pub struct EtcdDecisions {
     prefix: String,
 }
 
+impl EtcdDecisions {
+    /// The store under `<prefix>/state/`.
+    pub fn new(client: Client, prefix: &str) -> Self {
+        Self {
+            client,
+            prefix: format!("{}/state/", prefix.trim_end_matches('/')),
+        }
+    }
+}
+
 impl std::fmt::Debug for EtcdDecisions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdDecisions")
@@ -368,12 +368,6 @@ impl EtcdHistory {
         let (tx, rx) = tokio::sync::mpsc::channel(HISTORY_QUEUE);
         tokio::spawn(write_history(client.clone(), prefix.clone(), rx));
         Self { client, prefix, tx }
-    }
-
-    /// A store for the coordinator's etcd.
-    pub async fn connect(settings: &EtcdSettings) -> anyhow::Result<Self> {
-        let client = Client::connect(&settings.endpoints, Some(settings.options(true))).await?;
-        Ok(Self::start(client, &settings.prefix))
     }
 
     /// The points of `pool` at or after `since`, oldest first.

@@ -93,7 +93,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    report: NodeReport,
+    report: Arc<NodeReport>,
     received: DateTime<Utc>,
     /// Start of the node's rate window and the reports accepted in it.
     window: (DateTime<Utc>, u32),
@@ -111,7 +111,8 @@ pub struct PoolNodes {
 /// Reports received, and the checks they pass through.
 #[derive(Debug)]
 pub struct Ingest {
-    settings: RwLock<Settings>,
+    /// Read on every report: shared, so a report clones a pointer, not the pool set.
+    settings: RwLock<Arc<Settings>>,
     nodes: Mutex<HashMap<String, Entry>>,
     clock: Arc<dyn Clock>,
 }
@@ -129,11 +130,17 @@ fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// A node whose last report is older than this (three intervals) is stale: its report
+/// no longer counts, and its instance counts as missing.
+pub fn stale_after(interval: Duration) -> chrono::Duration {
+    to_chrono(interval * 3)
+}
+
 impl Ingest {
     /// An empty table.
     pub fn new(settings: Settings, clock: Arc<dyn Clock>) -> Self {
         Self {
-            settings: RwLock::new(settings),
+            settings: RwLock::new(Arc::new(settings)),
             nodes: Mutex::new(HashMap::new()),
             clock,
         }
@@ -150,10 +157,10 @@ impl Ingest {
         *self
             .settings
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(settings);
     }
 
-    fn settings(&self) -> Settings {
+    fn settings(&self) -> Arc<Settings> {
         self.settings
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -195,7 +202,7 @@ impl Ingest {
         let report = decode(body)?;
         let now = self.clock.now();
         validate(&report, &settings.pools, now)?;
-        self.store(report, now, Some(&settings))
+        self.store(report, now, Some(settings.interval))
     }
 
     /// Stores this agent's own report (no token, no rate limit).
@@ -209,13 +216,13 @@ impl Ingest {
         &self,
         report: NodeReport,
         now: DateTime<Utc>,
-        limit: Option<&Settings>,
+        rate_window: Option<Duration>,
     ) -> Result<(), Rejection> {
         let mut nodes = self.lock_nodes();
-        let window = match (nodes.get(&report.node_id), limit) {
-            (Some(e), Some(s)) => {
+        let window = match (nodes.get(&report.node_id), rate_window) {
+            (Some(e), Some(interval)) => {
                 let (start, count) = e.window;
-                if now - start < to_chrono(s.interval) {
+                if now - start < to_chrono(interval) {
                     if count >= REPORTS_PER_INTERVAL {
                         return Err(Rejection::new(
                             429,
@@ -224,7 +231,7 @@ impl Ingest {
                             format!(
                                 "node {} sent more than {REPORTS_PER_INTERVAL} reports within one interval ({}s)",
                                 report.node_id,
-                                s.interval.as_secs_f64()
+                                interval.as_secs_f64()
                             ),
                         ));
                     }
@@ -238,7 +245,7 @@ impl Ingest {
         nodes.insert(
             report.node_id.clone(),
             Entry {
-                report,
+                report: Arc::new(report),
                 received: now,
                 window,
             },
@@ -246,9 +253,9 @@ impl Ingest {
         Ok(())
     }
 
-    /// Reports received within three intervals of `now`.
-    pub fn fresh(&self, now: DateTime<Utc>) -> Vec<NodeReport> {
-        let max_age = to_chrono(self.settings().interval * 3);
+    /// Reports received within three intervals of `now` (shared, not copied).
+    pub fn fresh(&self, now: DateTime<Utc>) -> Vec<Arc<NodeReport>> {
+        let max_age = stale_after(self.settings().interval);
         self.lock_nodes()
             .values()
             .filter(|e| now - e.received <= max_age)
@@ -260,7 +267,7 @@ impl Ingest {
     /// pool's reporting and stale nodes, by name.
     pub fn sweep(&self, now: DateTime<Utc>) -> BTreeMap<String, PoolNodes> {
         let settings = self.settings();
-        let max_age = to_chrono(settings.interval * 3);
+        let max_age = stale_after(settings.interval);
         let expiry = to_chrono(settings.node_expiry).max(max_age);
         let mut nodes = self.lock_nodes();
         nodes.retain(|_, e| now - e.received <= expiry);

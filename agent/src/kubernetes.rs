@@ -196,22 +196,21 @@ fn url_of(lease: &Lease) -> Option<String> {
 
 /// Writes this agent's URL onto the Lease it holds.
 async fn announce(api: &Api<Lease>, settings: &KubeSettings) {
-    let patch = serde_json::json!({
-        "metadata": { "annotations": { URL_ANNOTATION: settings.url } }
-    });
-    if let Err(e) = api
-        .patch(
-            &settings.lease_name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    let url = settings.url.as_deref().unwrap_or_default();
+    if let Err(e) = annotate(api, &settings.lease_name, URL_ANNOTATION, url).await {
         tracing::warn!(error = %e, "cannot write the leader URL onto the Lease");
     }
+}
+
+/// Sets one annotation on the Lease (a merge patch: the spec is the manager's).
+async fn annotate(api: &Api<Lease>, lease: &str, key: &str, value: &str) -> kube::Result<()> {
+    let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(lease, &params, &Patch::Merge(&patch)).await?;
+    Ok(())
 }
 
 /// The claim the Lease gives this agent at `now`: holder and expiry from its spec,
@@ -317,18 +316,8 @@ impl crate::decisions::DecisionStore for LeaseDecisions {
 
     async fn save(&self, pool: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let key = Self::key(pool)?;
-        let value = String::from_utf8(bytes.to_vec())?;
-        let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
-        self.api
-            .patch(
-                &self.lease_name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_owned()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(&patch),
-            )
-            .await?;
+        let value = std::str::from_utf8(bytes)?;
+        annotate(&self.api, &self.lease_name, &key, value).await?;
         Ok(())
     }
 }

@@ -150,13 +150,14 @@ impl<'a> Fleet<'a> {
     }
 
     /// Pools of `tier`, in name order (`order` from [`name_order`]).
-    fn tier<'o>(&self, order: Option<&'o [usize]>, tier: Tier) -> impl Iterator<Item = usize> + 'o
+    fn tier<'o>(&self, order: &'o [usize], tier: Tier) -> impl Iterator<Item = usize> + 'o
     where
         'a: 'o,
     {
         let demands = self.demands;
-        (0..demands.len())
-            .map(move |k| order.map_or(k, |o| o[k]))
+        order
+            .iter()
+            .copied()
             .filter(move |&i| demands[i].tier == tier)
     }
 
@@ -265,15 +266,11 @@ fn start(d: &Demand<'_>) -> u32 {
     d.desired.min(d.current).max(d.min)
 }
 
-/// Pool indices in name order (ties between pools go by name); `None` when the
-/// demands already come in that order.
-fn name_order(demands: &[Demand<'_>]) -> Option<Vec<usize>> {
-    if demands.is_sorted_by(|a, b| a.name <= b.name) {
-        return None;
-    }
+/// Pool indices in name order: ties between pools go by name.
+fn name_order(demands: &[Demand<'_>]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..demands.len()).collect();
     order.sort_by(|&a, &b| demands[a].name.cmp(&demands[b].name));
-    Some(order)
+    order
 }
 
 const GRANT_ORDER: [Tier; 3] = [Tier::Enterprise, Tier::Premium, Tier::Basic];
@@ -300,7 +297,7 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
 
     // 2. A fallback to on-demand is a cost increase: only within the ceilings.
     for tier in TRIM_ORDER {
-        for i in fleet.tier(order.as_deref(), tier) {
+        for i in fleet.tier(&order, tier) {
             let d = &demands[i];
             if fleet.slots[i].split == d.normal_split {
                 continue;
@@ -366,7 +363,7 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
             });
         }
         if trim && fleet.total() > ceiling + EPSILON {
-            trim_fleet(&mut fleet, order.as_deref(), ceiling);
+            trim_fleet(&mut fleet, &order, ceiling);
         }
         let total = fleet.total();
         if total > ceiling + EPSILON {
@@ -401,7 +398,7 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
         let mut blocked = over && !emergency;
         for tier in GRANT_ORDER {
             members.clear();
-            for i in fleet.tier(order.as_deref(), tier) {
+            for i in fleet.tier(&order, tier) {
                 let d = &demands[i];
                 let n = fleet.slots[i].nodes;
                 if fleet.slots[i].nodes < start(d) {
@@ -480,7 +477,7 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
 
 /// Brings the fleet under `ceiling`: basic pools to spot first, then scale-downs from
 /// the lowest tier up, each no lower than its `floor`.
-fn trim_fleet(fleet: &mut Fleet<'_>, order: Option<&[usize]>, ceiling: f64) {
+fn trim_fleet(fleet: &mut Fleet<'_>, order: &[usize], ceiling: f64) {
     let demands = fleet.demands;
     for tier in TRIM_ORDER {
         if fleet.total() <= ceiling + EPSILON {
