@@ -76,6 +76,8 @@ struct Daemon {
     shared: Arc<Shared>,
     coordinator: Box<dyn Coordinator>,
     claim: watch::Receiver<crate::coordinator::Claim>,
+    /// The interruption watcher, when `[agent.interruptions]` is set.
+    notices: Option<crate::notices::Watcher>,
     /// This node's collectors: the host's, and NVML's when there is a driver and GPUs.
     collectors: Vec<Box<dyn Collector>>,
     /// HTTP client for `[[scrape]]` endpoints.
@@ -173,7 +175,18 @@ pub async fn run(
     source: ConfigSource,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    let node_id = node_id(&cfg);
+    // On AWS a node is named by its instance id, so the leader matches its report to
+    // the group's instance (interruption notices, per-instance readings).
+    let node_id = match (&cfg.agent.node_name, &cfg.agent.interruptions) {
+        (None, Some(settings)) => crate::notices::instance_id(settings)
+            .await
+            .unwrap_or_else(|| node_id(&cfg)),
+        _ => node_id(&cfg),
+    };
+    let notices = match &cfg.agent.interruptions {
+        Some(settings) => Some(crate::notices::spawn(settings.clone())?),
+        None => None,
+    };
     let state_dir = cfg.agent.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
@@ -315,6 +328,10 @@ pub async fn run(
     }
 
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
+    for pool in &mut pools {
+        pool.provider =
+            crate::instrumented::Instrumented::wrap(pool.provider.clone(), &shared.metrics);
+    }
     let ingest = Arc::new(Ingest::new(
         ingest_settings(&cfg, token.clone()),
         clock.clone(),
@@ -375,6 +392,7 @@ pub async fn run(
         shared,
         coordinator,
         claim,
+        notices,
         collectors,
         scraper: crate::http::client_builder().build()?,
         scrape_failures: Vec::new(),
@@ -459,6 +477,10 @@ fn new_ticker(interval: Duration) -> tokio::time::Interval {
 impl Daemon {
     async fn collect(&mut self, now: DateTime<Utc>) {
         let mut report = NodeReport::new(self.node_id.clone(), node_pool(&self.cfg), now);
+        report.interruption = self
+            .notices
+            .as_ref()
+            .and_then(|w| w.notice.borrow().clone());
         // Collectors read /proc and the GPU driver: off the async runtime.
         let mut collectors = std::mem::take(&mut self.collectors);
         let (collectors, report_back, failures) = tokio::task::spawn_blocking(move || {
@@ -586,6 +608,7 @@ impl Daemon {
     }
 
     fn publish_status(&self) {
+        let now = self.clock.now();
         let claim = self.claim.borrow().clone();
         let m = &self.shared.metrics;
         let reports_rejected = crate::metrics::REJECT_REASONS
@@ -654,6 +677,8 @@ impl Daemon {
                         .clone()
                         .or_else(|| p.last.as_ref().and_then(|l| l.detail.clone())),
                     nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
+                    circuit: p.circuit(now).as_str().to_owned(),
+                    consecutive_failures: p.failures,
                 })
                 .collect(),
         };
@@ -688,7 +713,7 @@ impl Daemon {
                     .into_iter()
                     .map(|p| (p.config.name.clone(), p))
                     .collect();
-                match engine::build_pools(&new, &mut old) {
+                match engine::build_pools_with(&new, &mut old, Some(&self.shared.metrics)) {
                     // What is left in `old` are pools the new config dropped or re-created.
                     Ok(pools) => Ok((new, token, pools, old)),
                     Err(e) => {
@@ -723,6 +748,19 @@ impl Daemon {
                     tracing::warn!(old = %self.cfg.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
                 }
                 let interval_changed = new.agent.interval != self.cfg.agent.interval;
+                if new.agent.interruptions != self.cfg.agent.interruptions {
+                    self.notices = None;
+                    match new.agent.interruptions.clone().map(crate::notices::spawn) {
+                        Some(Ok(w)) => self.notices = Some(w),
+                        Some(Err(e)) => tracing::error!(error = %e, "interruption notices are off"),
+                        None => {}
+                    }
+                    if new.agent.node_name.is_none() {
+                        tracing::warn!(
+                            "the node's name (its instance id or host name) changes at restart"
+                        );
+                    }
+                }
                 self.leader
                     .journal
                     .set_retention_days(new.journal.retention_days);

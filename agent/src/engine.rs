@@ -24,8 +24,36 @@ use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
 use crate::coordinator::Claim;
 use crate::history::HistoryStore;
 
-/// Longest wait between retries of a failing pool.
-const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
+/// The actuator's circuit breaker for one pool's cloud calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Calls go through (after a short backoff following a failure).
+    Closed,
+    /// `circuit.failures` calls in a row failed: no calls until the backoff ends.
+    Open,
+    /// The backoff ended: the next pass tries once; success closes the circuit, a
+    /// failure opens it again for longer.
+    HalfOpen,
+}
+
+impl CircuitState {
+    /// As written in status and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// The provider types this build can drive.
+pub const BUILT_IN_PROVIDERS: &[&str] = &[
+    "dry-run",
+    #[cfg(feature = "aws")]
+    "aws",
+];
 
 /// Builds the provider a pool is configured with.
 pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> {
@@ -37,10 +65,21 @@ pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> 
                 None => p,
             }))
         }
+        #[cfg(feature = "aws")]
+        ProviderConfig::Aws(a) => Ok(Arc::new(capstan_providers::aws::AwsProvider::new(
+            capstan_providers::aws::AwsSettings {
+                region: a.region.clone(),
+                asg: a.asg.clone(),
+                endpoint_url: a.endpoint_url.clone(),
+                assume_role_arn: a.assume_role_arn.clone(),
+            },
+        ))),
+        #[allow(unreachable_patterns)] // every provider may be built in
         other => Err(format!(
-            "pool \"{}\": provider type \"{}\" is not available in this build of capstan (only \"dry-run\" is)",
+            "pool \"{}\": provider type \"{}\" is not available in this build of capstan (built with: {})",
             pool.name,
-            other.kind()
+            other.kind(),
+            BUILT_IN_PROVIDERS.join(", ")
         )),
     }
 }
@@ -77,6 +116,26 @@ pub struct PoolRuntime {
 }
 
 impl PoolRuntime {
+    /// The circuit breaker's state at `now`.
+    pub fn circuit(&self, now: DateTime<Utc>) -> CircuitState {
+        if self.failures < self.config.circuit.failures {
+            CircuitState::Closed
+        } else if self.retry_at.is_some_and(|at| at > now) {
+            CircuitState::Open
+        } else {
+            CircuitState::HalfOpen
+        }
+    }
+
+    /// A call succeeded: the circuit closes.
+    fn succeeded(&mut self) {
+        if self.failures >= self.config.circuit.failures {
+            tracing::info!(pool = %self.config.name, "circuit closed: the provider answers again");
+        }
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
     /// A pool with fresh state.
     pub fn new(config: Pool, provider: Arc<dyn NodePoolProvider>) -> Self {
         Self {
@@ -103,6 +162,16 @@ pub fn build_pools(
     cfg: &ValidatedConfig,
     old: &mut HashMap<String, PoolRuntime>,
 ) -> Result<Vec<PoolRuntime>, String> {
+    build_pools_with(cfg, old, None)
+}
+
+/// [`build_pools`], with every new provider's calls counted and timed into `metrics`
+/// (the daemon's).
+pub fn build_pools_with(
+    cfg: &ValidatedConfig,
+    old: &mut HashMap<String, PoolRuntime>,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> Result<Vec<PoolRuntime>, String> {
     let reusable = |pool: &Pool| {
         old.get(&pool.name)
             .is_some_and(|p| p.config.provider == pool.provider)
@@ -112,7 +181,11 @@ pub fn build_pools(
         fresh.push(if reusable(pool) {
             None
         } else {
-            Some(build_provider(pool)?)
+            let provider = build_provider(pool)?;
+            Some(match metrics {
+                Some(m) => crate::instrumented::Instrumented::wrap(provider, m),
+                None => provider,
+            })
         });
     }
     let mut pools = Vec::with_capacity(cfg.pools.len());
@@ -231,18 +304,29 @@ fn provider_failure(
     interval: std::time::Duration,
 ) {
     pool.failures = pool.failures.saturating_add(1);
-    let base = chrono::Duration::from_std(interval).unwrap_or(MAX_BACKOFF);
+    let most = chrono::Duration::from_std(pool.config.circuit.max_backoff)
+        .unwrap_or(chrono::Duration::minutes(5));
+    let base = chrono::Duration::from_std(interval).unwrap_or(most);
     let backoff = base * 2i32.saturating_pow(pool.failures.min(16)).min(1 << 16);
     let wait = match err {
         ProviderError::Throttled {
             retry_after: Some(hint),
             ..
         } => chrono::Duration::from_std(*hint)
-            .unwrap_or(MAX_BACKOFF)
+            .unwrap_or(most)
             .max(backoff),
         _ => backoff,
     };
-    pool.retry_at = Some(now + wait.min(MAX_BACKOFF));
+    pool.retry_at = Some(now + wait.min(most));
+    if pool.failures == pool.config.circuit.failures {
+        tracing::warn!(
+            pool = %pool.config.name,
+            failures = pool.failures,
+            error = %err,
+            until = %pool.retry_at.unwrap_or(now),
+            "circuit open: no calls to this pool's provider until then, then one try"
+        );
+    }
 }
 
 /// What describing a pool gave.
@@ -601,8 +685,7 @@ async fn act(
         .last_target
         .is_some_and(|t| t.capacity == current && t.on_demand != target.on_demand);
     if planned.desired == current && !split_changed {
-        pool.failures = 0;
-        pool.retry_at = None;
+        pool.succeeded();
         pool.last = Some(outcome.clone());
         return outcome;
     }
@@ -619,8 +702,7 @@ async fn act(
         Ok(()) => {
             pool.history.record_scale(current, planned.desired, now);
             pool.last_target = Some(target);
-            pool.failures = 0;
-            pool.retry_at = None;
+            pool.succeeded();
             outcome.action = "scaled";
             let direction = match planned.desired.cmp(&current) {
                 std::cmp::Ordering::Greater => Some(Direction::Up),

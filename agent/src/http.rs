@@ -116,6 +116,12 @@ pub struct PoolStatus {
     /// The last error, if the last pass failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The actuator's circuit breaker: `closed`, `open` or `half_open`.
+    #[serde(default)]
+    pub circuit: String,
+    /// Failed provider calls in a row.
+    #[serde(default)]
+    pub consecutive_failures: u32,
     /// Nodes whose last report is fresh, and nodes silent for three intervals (leader).
     #[serde(default)]
     pub nodes: PoolNodes,

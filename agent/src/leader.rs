@@ -11,7 +11,7 @@ use capstan_config::Budget;
 
 use crate::brain::Reason;
 use crate::coordinator::Claim;
-use crate::engine::{self, FleetOutcome, Mode, PassError, PoolRuntime};
+use crate::engine::{self, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
 use crate::http::Shared;
 use crate::journal::{self, Journal};
 use crate::metrics::{NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels};
@@ -89,7 +89,7 @@ impl Leader {
             let m = &self.shared.metrics;
             m.pool_circuit_open
                 .get_or_create(&label)
-                .set(i64::from(pool.retry_at.is_some_and(|at| at > now)));
+                .set(i64::from(pool.circuit(now) != CircuitState::Closed));
             m.pool_consecutive_failures
                 .get_or_create(&label)
                 .set(i64::from(pool.failures));

@@ -15,11 +15,13 @@ pub mod etcd;
 pub mod history;
 pub mod http;
 pub mod ingest;
+pub mod instrumented;
 pub mod journal;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod notices;
 pub mod promql;
 pub mod reporter;
 pub mod sdnotify;

@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// `{pool}`.
@@ -32,6 +33,34 @@ pub struct PoolActionLabels {
     pub pool: String,
     /// `none`, `scaled`, `skipped`, `failed`.
     pub action: String,
+}
+
+/// `{provider, operation, outcome}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderRequestLabels {
+    /// Provider type, e.g. `aws`.
+    pub provider: String,
+    /// `describe`, `apply`, `spot_price`, `instance_types`.
+    pub operation: String,
+    /// `ok`, or the error kind.
+    pub outcome: String,
+}
+
+/// `{provider, operation}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderOperationLabels {
+    /// Provider type.
+    pub provider: String,
+    /// The call.
+    pub operation: String,
+}
+
+/// A histogram family whose histograms share one set of buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn request_seconds() -> Histogram {
+    // 5 ms … about 20 s: a cloud call, retries included.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
 }
 
 /// `{pool, kind}`.
@@ -201,6 +230,12 @@ pub struct Metrics {
     pub pool_nodes_stale: Family<PoolLabel, Gauge>,
     /// `capstan_leader_changes_total`: times this agent gained or lost leadership.
     pub leader_changes: Counter,
+    /// `capstan_provider_requests_total{provider,operation,outcome}`: calls to pools'
+    /// providers (each call may be several HTTP requests: the SDK retries inside it).
+    pub provider_requests: Family<ProviderRequestLabels, Counter>,
+    /// `capstan_provider_request_duration_seconds{provider,operation}`: how long each
+    /// provider call took, retries included.
+    pub provider_request_seconds: HistogramFamily<ProviderOperationLabels>,
     /// `capstan_gpu_utilization_percent{gpu,uuid}`.
     pub gpu_utilization: Family<GpuLabels, GaugeF>,
     /// `capstan_gpu_memory_utilization_percent{gpu,uuid}`.
@@ -277,6 +312,8 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_pool_nodes_reporting", "gauge"),
     ("capstan_pool_nodes_stale", "gauge"),
     ("capstan_leader_changes_total", "counter"),
+    ("capstan_provider_requests_total", "counter"),
+    ("capstan_provider_request_duration_seconds", "histogram"),
     ("capstan_gpu_utilization_percent", "gauge"),
     ("capstan_gpu_memory_utilization_percent", "gauge"),
     ("capstan_gpu_memory_used_bytes", "gauge"),
@@ -343,6 +380,8 @@ impl Metrics {
             pool_nodes_reporting: Family::default(),
             pool_nodes_stale: Family::default(),
             leader_changes: Counter::default(),
+            provider_requests: Family::default(),
+            provider_request_seconds: Family::new_with_constructor(request_seconds),
             gpu_utilization: Family::default(),
             gpu_memory_utilization: Family::default(),
             gpu_memory_used: Family::default(),
@@ -492,6 +531,16 @@ impl Metrics {
             "budget_over",
             "1 while the fleet costs more than its ceiling",
             m.budget_over.clone(),
+        );
+        r.register(
+            "provider_requests",
+            "Calls to pools' providers by operation and outcome (ok or the error kind)",
+            m.provider_requests.clone(),
+        );
+        r.register(
+            "provider_request_duration_seconds",
+            "How long provider calls took, the SDK's retries included",
+            m.provider_request_seconds.clone(),
         );
         r.register(
             "pool_circuit_open",

@@ -9,6 +9,7 @@
 
 pub mod gpu;
 pub mod host;
+pub mod interruption;
 #[cfg(feature = "nvml")]
 mod nvml;
 mod report;

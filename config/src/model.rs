@@ -85,6 +85,19 @@ pub struct Agent {
     pub interval: Duration,
     /// State directory.
     pub state_dir: PathBuf,
+    /// The metadata service to watch for interruption notices.
+    pub interruptions: Option<Interruptions>,
+}
+
+/// Validated `[agent.interruptions]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruptions {
+    /// The cloud.
+    pub cloud: crate::raw::InterruptionCloud,
+    /// Base URL of its metadata service.
+    pub endpoint: String,
+    /// Poll period.
+    pub poll: Duration,
 }
 
 /// `[cluster]`.
@@ -208,6 +221,26 @@ pub struct Pool {
     pub emergency: Option<Emergency>,
     /// Flap protection.
     pub flap: Flap,
+    /// The actuator's circuit breaker.
+    pub circuit: Circuit,
+}
+
+/// Validated `circuit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Circuit {
+    /// Failed calls in a row that open the circuit (at least 1).
+    pub failures: u32,
+    /// The longest wait between tries.
+    pub max_backoff: Duration,
+}
+
+impl Default for Circuit {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            max_backoff: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Scale-up and scale-down rules (HPA v2 `behavior`).

@@ -97,6 +97,35 @@ pub struct AgentConfig {
     /// Directory for the journal and persisted decision state.
     #[serde(default = "defaults::state_dir")]
     pub state_dir: PathBuf,
+    /// Watch the cloud's metadata service for this node's interruption notices.
+    #[serde(default)]
+    pub interruptions: Option<InterruptionsConfig>,
+}
+
+/// `[agent.interruptions]`: where this node learns that the cloud will take it away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptionsConfig {
+    /// The cloud whose metadata service to watch: `aws` (IMDSv2: spot instance-action
+    /// and rebalance recommendations). On AWS, a node without `agent.node_name` is
+    /// named by its instance id, so the leader matches its report to the group's
+    /// instance.
+    pub cloud: InterruptionCloud,
+    /// The metadata service's base URL (tests); defaults to the cloud's
+    /// (`http://169.254.169.254` on AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// How often to ask, e.g. `"2s"`. Between 1s and 1m.
+    #[serde(default = "defaults::interruptions_poll")]
+    pub poll: String,
+}
+
+/// Clouds whose interruption notices the agent reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InterruptionCloud {
+    /// EC2 instance metadata (IMDSv2).
+    Aws,
 }
 
 impl Default for AgentConfig {
@@ -107,6 +136,7 @@ impl Default for AgentConfig {
             listen: defaults::listen(),
             interval: defaults::interval(),
             state_dir: defaults::state_dir(),
+            interruptions: None,
         }
     }
 }
@@ -346,6 +376,10 @@ pub struct PoolConfig {
     /// Flap protection: a pool whose decisions keep reversing is frozen for a while.
     #[serde(default)]
     pub flap: FlapConfig,
+    /// The actuator's circuit breaker: after this many failed cloud calls in a row the
+    /// pool's provider is left alone, then tried once (half-open) after a backoff.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
 }
 
 /// The provider table of a pool, tagged by `type`.
@@ -708,6 +742,28 @@ pub struct EmergencyConfig {
     pub intervals: u32,
 }
 
+/// `circuit`: the actuator's circuit breaker for the pool's cloud calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Failed provider calls in a row that open the circuit. Before that, each failure
+    /// waits a backoff (one interval, doubling) before the next try.
+    #[serde(default = "defaults::circuit_failures")]
+    pub failures: u32,
+    /// The longest wait between tries, open or not (the backoff doubles up to it).
+    #[serde(default = "defaults::circuit_max_backoff")]
+    pub max_backoff: String,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failures: defaults::circuit_failures(),
+            max_backoff: defaults::circuit_max_backoff(),
+        }
+    }
+}
+
 /// `flap`: freezes a pool whose scaling keeps changing direction. On by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -830,5 +886,17 @@ pub mod defaults {
     /// `pool.flap.cool_off`.
     pub fn flap_cool_off() -> String {
         "30m".to_owned()
+    }
+    /// `agent.interruptions.poll`.
+    pub fn interruptions_poll() -> String {
+        "2s".to_owned()
+    }
+    /// `pool.circuit.failures`.
+    pub const fn circuit_failures() -> u32 {
+        5
+    }
+    /// `pool.circuit.max_backoff`.
+    pub fn circuit_max_backoff() -> String {
+        "5m".to_owned()
     }
 }

@@ -284,12 +284,39 @@ fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent> {
     if a.state_dir.as_os_str().is_empty() {
         c.report(&[k("agent"), k("state_dir")], None, "must not be empty");
     }
+    let interruptions = match &a.interruptions {
+        None => Some(None),
+        Some(i) => {
+            let at = |key: &str| [k("agent"), k("interruptions"), k(key)];
+            let poll = c.duration(
+                &at("poll"),
+                None,
+                &i.poll,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            );
+            if let Some(url) = &i.endpoint {
+                c.url(&at("endpoint"), None, url);
+            }
+            let endpoint = i.endpoint.clone().unwrap_or_else(|| match i.cloud {
+                raw::InterruptionCloud::Aws => "http://169.254.169.254".to_owned(),
+            });
+            poll.map(|poll| {
+                Some(Interruptions {
+                    cloud: i.cloud,
+                    endpoint: endpoint.trim_end_matches('/').to_owned(),
+                    poll,
+                })
+            })
+        }
+    };
     Some(Agent {
         node_name: a.node_name.clone(),
         pool: a.pool.clone(),
         listen: listen?,
         interval: interval?,
         state_dir: a.state_dir.clone(),
+        interruptions: interruptions?,
     })
 }
 
@@ -648,6 +675,20 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
         Duration::from_secs(10),
         week,
     );
+    let circuit_max_backoff = c.duration(
+        &at(&[k("circuit"), k("max_backoff")]),
+        name,
+        &p.circuit.max_backoff,
+        Duration::from_secs(1),
+        Duration::from_secs(24 * 3600),
+    );
+    if p.circuit.failures == 0 {
+        c.report(
+            &at(&[k("circuit"), k("failures")]),
+            name,
+            "must be at least 1 (the failed calls in a row that open the circuit)",
+        );
+    }
     if p.flap.max_reversals == 1 {
         c.report(
             &at(&[k("flap"), k("max_reversals")]),
@@ -681,6 +722,10 @@ fn check_pool(c: &mut Checker<'_>, i: usize, p: &raw::PoolConfig) -> Option<Pool
             max_reversals: p.flap.max_reversals,
             window: flap_window?,
             cool_off: flap_cool_off?,
+        },
+        circuit: Circuit {
+            failures: p.circuit.failures,
+            max_backoff: circuit_max_backoff?,
         },
     })
 }

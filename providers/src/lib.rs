@@ -10,6 +10,8 @@
 //! capacity and on-demand/spot split, never a delta, so a repeated call is harmless.
 //! **Invariant:** providers never read telemetry.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod dry_run;
 pub mod fake;
 
@@ -222,6 +224,27 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
     async fn spot_price(&self) -> Result<Option<f64>, ProviderError> {
         Ok(None)
     }
+
+    /// What each instance type of the pool offers (vCPUs, memory, GPUs), where the
+    /// cloud publishes a catalogue (AWS with the `aws-ec2` feature); empty where not.
+    async fn instance_types(&self) -> Result<Vec<InstanceShape>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What one instance type offers, from the cloud's catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceShape {
+    /// The type's name, e.g. `g5.xlarge`.
+    pub name: String,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// GPUs (0 for none).
+    pub gpus: u32,
+    /// Memory of all its GPUs together, MiB.
+    pub gpu_memory_mib: u64,
 }
 
 #[cfg(test)]

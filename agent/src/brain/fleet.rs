@@ -285,7 +285,12 @@ fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, De
         bounds.max,
     ));
     // Nodes under an interruption notice are about to go: their replacements start
-    // now, within the pool's ceiling (the budget still applies).
+    // now, within the pool's ceiling (the budget still applies). They are added to
+    // what the planner wants, not to the current size: the pool already holds the
+    // replacements asked for in earlier passes, so a notice that lasts several passes
+    // asks for its replacement once, and when the node is gone the planner's own
+    // figure is all that remains (no overshoot).
+    let planned = decision.desired;
     let faulty = if config.replace_faulty_gpu_nodes {
         view.faulty_gpus
     } else {
@@ -297,8 +302,7 @@ fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, De
             continue;
         }
         replacing = replacing.saturating_add(nodes);
-        let want = view
-            .current
+        let want = planned
             .saturating_add(replacing)
             .min(ceiling)
             .max(decision.desired);

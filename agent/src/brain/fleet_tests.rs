@@ -522,7 +522,7 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
     let history = History::default();
     // On target: the planner alone keeps 5 nodes.
     let metrics = [sample(60.0, 5)];
-    let plan_with = |interrupted: u32| {
+    let plan_from = |current: u32, metrics: &[Option<MetricSample>], interrupted: u32| {
         let mut state = PoolState::default();
         let mut inputs = [PoolInput {
             config: &cfg.pools[0],
@@ -530,8 +530,8 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
             prices: prices(cfg.pools[0].price.as_ref(), [], None),
             state: &mut state,
             view: Some(View {
-                current: 5,
-                metrics: &metrics,
+                current,
+                metrics,
                 history: &history,
                 running_spot: 0,
                 asked_spot: None,
@@ -540,12 +540,13 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
                 interrupted,
                 faulty_gpus: 0,
             }),
-            last_known: 5,
+            last_known: current,
         }];
         plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
             .pools
             .remove(0)
     };
+    let plan_with = |interrupted: u32| plan_from(5, &metrics, interrupted);
     assert_eq!(plan_with(0).desired, 5);
     let p = plan_with(2);
     assert_eq!(p.desired, 7, "{:?}", said(&p));
@@ -556,6 +557,15 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
         "{:?}",
         said(&p)
     );
+    // The next pass, with the replacement asked for and the notice still up (the 5
+    // busy nodes' load now spread over 6): still 6, not 7. A notice that lasts
+    // several passes asks for its replacement once.
+    assert_eq!(plan_with(1).desired, 6);
+    let spread = [sample(60.0 * 5.0 / 6.0, 6)];
+    let p = plan_from(6, &spread, 1);
+    assert_eq!(p.desired, 6, "{:?}", said(&p));
+    // And once the node is gone, the planner's own figure.
+    assert_eq!(plan_from(6, &spread, 0).desired, 5);
     // Never above max, and the budget still has the last word (7/h buys 7 nodes).
     let p = plan_with(6);
     assert_eq!(p.desired, 7, "{:?}", said(&p));

@@ -1,0 +1,765 @@
+//! AWS Auto Scaling Groups (feature `aws`; spot prices and the instance-type catalogue
+//! need `aws-ec2`).
+//!
+//! - describe: `DescribeAutoScalingGroups` (bounds, desired, instances with lifecycle,
+//!   health, zone and type, the `MixedInstancesPolicy`), and with `aws-ec2`
+//!   `DescribeInstances` for which instances are spot.
+//! - apply: `UpdateAutoScalingGroup` only when the group's `MaxSize` must rise for an
+//!   emergency or the on-demand/spot split changes (the `MixedInstancesPolicy`'s
+//!   `OnDemandBaseCapacity` = the planned on-demand nodes, and
+//!   `OnDemandPercentageAboveBaseCapacity` = 0, or 100 when no spot is planned), then
+//!   `SetDesiredCapacity` with the absolute target.
+//! - spot price: `DescribeSpotPriceHistory` for the group's types and zones, the latest
+//!   price per type and zone, averaged; cached for [`PRICE_TTL`].
+//! - instance types: `DescribeInstanceTypes`, cached for the provider's life.
+//!
+//! Credentials come from the SDK's default chain (environment, profile, web identity,
+//! ECS, IMDS), optionally with a role assumed on top; never from config. The SDK's
+//! standard retry (3 attempts, exponential backoff with jitter) and timeouts apply to
+//! every call. [`OPERATIONS`] lists every API operation this module calls:
+//! `packaging/iam/aws-policy.json` grants exactly those.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_autoscaling::types::{InstancesDistribution, LifecycleState, MixedInstancesPolicy};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::{
+    CapacityTarget, Health, Instance, InstanceShape, Lifecycle, Market, NodePoolProvider,
+    PoolDescription, ProviderError,
+};
+
+/// How long a spot price is reused before it is asked for again.
+pub const PRICE_TTL: Duration = Duration::from_secs(300);
+
+/// Every AWS API operation this module calls, as IAM names it.
+pub const OPERATIONS: &[&str] = &[
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:UpdateAutoScalingGroup",
+    #[cfg(feature = "aws-ec2")]
+    "ec2:DescribeInstances",
+    #[cfg(feature = "aws-ec2")]
+    "ec2:DescribeInstanceTypes",
+    #[cfg(feature = "aws-ec2")]
+    "ec2:DescribeSpotPriceHistory",
+];
+
+/// Where the group is and how to reach it (the pool's `provider` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Region of the group.
+    pub region: String,
+    /// The Auto Scaling Group's name.
+    pub asg: String,
+    /// Endpoint override (VPC endpoints, LocalStack, moto in tests).
+    pub endpoint_url: Option<String>,
+    /// A role to assume on top of the default credentials.
+    pub assume_role_arn: Option<String>,
+}
+
+#[derive(Debug)]
+struct Clients {
+    asg: aws_sdk_autoscaling::Client,
+    #[cfg(feature = "aws-ec2")]
+    ec2: aws_sdk_ec2::Client,
+}
+
+/// What the last describe saw of the group, which apply and the price lookup reuse.
+#[derive(Debug, Clone)]
+struct Group {
+    max: u32,
+    mixed: Option<MixedInstancesPolicy>,
+    #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
+    types: BTreeSet<String>,
+    #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
+    zones: BTreeSet<String>,
+}
+
+/// An Auto Scaling Group as a node pool.
+#[derive(Debug)]
+pub struct AwsProvider {
+    settings: AwsSettings,
+    /// Given (tests) or loaded on first use from the SDK's default chain.
+    sdk: Option<SdkConfig>,
+    clients: OnceCell<Clients>,
+    group: Mutex<Option<Group>>,
+    #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
+    price: Mutex<Option<(tokio::time::Instant, Option<f64>)>>,
+    #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
+    shapes: Mutex<BTreeMap<String, InstanceShape>>,
+    warned_no_mix: std::sync::atomic::AtomicBool,
+}
+
+impl AwsProvider {
+    /// A provider that loads the SDK's configuration (credentials, retry) on first use.
+    pub fn new(settings: AwsSettings) -> Self {
+        Self::build(settings, None)
+    }
+
+    /// A provider over a given SDK configuration (credentials chosen by the caller);
+    /// the settings' region and endpoint still apply.
+    pub fn with_sdk_config(settings: AwsSettings, sdk: SdkConfig) -> Self {
+        Self::build(settings, Some(sdk))
+    }
+
+    fn build(settings: AwsSettings, sdk: Option<SdkConfig>) -> Self {
+        Self {
+            settings,
+            sdk,
+            clients: OnceCell::new(),
+            group: Mutex::new(None),
+            price: Mutex::new(None),
+            shapes: Mutex::new(BTreeMap::new()),
+            warned_no_mix: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The group's name.
+    pub fn asg(&self) -> &str {
+        &self.settings.asg
+    }
+
+    async fn clients(&self) -> &Clients {
+        self.clients
+            .get_or_init(|| async {
+                let sdk = match &self.sdk {
+                    Some(given) => given.clone(),
+                    None => load_sdk_config(&self.settings).await,
+                };
+                let mut builder = sdk
+                    .to_builder()
+                    .region(Region::new(self.settings.region.clone()))
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(3))
+                            .operation_attempt_timeout(Duration::from_secs(10))
+                            .operation_timeout(Duration::from_secs(30))
+                            .build(),
+                    );
+                if let Some(url) = &self.settings.endpoint_url {
+                    builder = builder.endpoint_url(url.clone());
+                }
+                let sdk = builder.build();
+                Clients {
+                    asg: aws_sdk_autoscaling::Client::new(&sdk),
+                    #[cfg(feature = "aws-ec2")]
+                    ec2: aws_sdk_ec2::Client::new(&sdk),
+                }
+            })
+            .await
+    }
+
+    async fn describe_group(&self) -> Result<(PoolDescription, Group), ProviderError> {
+        let clients = self.clients().await;
+        let out = clients
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.settings.asg)
+            .send()
+            .await
+            .map_err(|e| map_error("DescribeAutoScalingGroups", e))?;
+        let Some(g) = out
+            .auto_scaling_groups()
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(self.settings.asg.as_str()))
+        else {
+            return Err(ProviderError::NotFound {
+                resource: format!(
+                    "Auto Scaling Group \"{}\" in {}",
+                    self.settings.asg, self.settings.region
+                ),
+            });
+        };
+        let count = |v: Option<i32>| u32::try_from(v.unwrap_or(0)).unwrap_or(0);
+        let mut instances: Vec<Instance> = g
+            .instances()
+            .iter()
+            .map(|i| Instance {
+                id: i.instance_id().unwrap_or_default().to_owned(),
+                lifecycle: lifecycle(i.lifecycle_state()),
+                health: match i.health_status() {
+                    Some(h) if h.eq_ignore_ascii_case("healthy") => Health::Healthy,
+                    Some(h) if h.eq_ignore_ascii_case("unhealthy") => Health::Unhealthy,
+                    _ => Health::Unknown,
+                },
+                instance_type: i.instance_type().map(str::to_owned),
+                zone: i.availability_zone().map(str::to_owned),
+                market: Market::OnDemand,
+            })
+            .collect();
+        #[cfg(feature = "aws-ec2")]
+        {
+            let spot = self.spot_instances(&instances).await?;
+            for i in &mut instances {
+                if spot.contains(&i.id) {
+                    i.market = Market::Spot;
+                }
+            }
+        }
+        let mixed = g.mixed_instances_policy().cloned();
+        let mut types: BTreeSet<String> = mixed
+            .as_ref()
+            .and_then(|m| m.launch_template())
+            .map(|lt| {
+                lt.overrides()
+                    .iter()
+                    .filter_map(|o| o.instance_type().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        types.extend(instances.iter().filter_map(|i| i.instance_type.clone()));
+        let zones: BTreeSet<String> = g
+            .availability_zones()
+            .iter()
+            .cloned()
+            .chain(instances.iter().filter_map(|i| i.zone.clone()))
+            .collect();
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        let description = PoolDescription {
+            min: count(g.min_size()),
+            max: count(g.max_size()),
+            desired: count(g.desired_capacity()),
+            instances,
+        };
+        let group = Group {
+            max: description.max,
+            mixed,
+            types,
+            zones,
+        };
+        Ok((description, group))
+    }
+
+    /// The ids, among `instances`, that EC2 says are spot instances.
+    #[cfg(feature = "aws-ec2")]
+    async fn spot_instances(
+        &self,
+        instances: &[Instance],
+    ) -> Result<BTreeSet<String>, ProviderError> {
+        let ids: Vec<String> = instances
+            .iter()
+            .filter(|i| !i.id.is_empty())
+            .map(|i| i.id.clone())
+            .collect();
+        let mut spot = BTreeSet::new();
+        for chunk in ids.chunks(200) {
+            let out = self
+                .clients()
+                .await
+                .ec2
+                .describe_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| map_error("DescribeInstances", e))?;
+            for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                if i.instance_lifecycle() == Some(&aws_sdk_ec2::types::InstanceLifecycleType::Spot)
+                    && let Some(id) = i.instance_id()
+                {
+                    spot.insert(id.to_owned());
+                }
+            }
+        }
+        Ok(spot)
+    }
+
+    async fn group(&self) -> Result<Group, ProviderError> {
+        if let Some(g) = self.group.lock().await.clone() {
+            return Ok(g);
+        }
+        let (_, g) = self.describe_group().await?;
+        *self.group.lock().await = Some(g.clone());
+        Ok(g)
+    }
+}
+
+async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()));
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    let base = loader.load().await;
+    match &settings.assume_role_arn {
+        None => base,
+        Some(arn) => {
+            let role = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
+                .session_name("capstan")
+                .configure(&base)
+                .build()
+                .await;
+            base.into_builder()
+                .credentials_provider(aws_sdk_autoscaling::config::SharedCredentialsProvider::new(
+                    role,
+                ))
+                .build()
+        }
+    }
+}
+
+fn lifecycle(state: Option<&LifecycleState>) -> Lifecycle {
+    let Some(state) = state else {
+        return Lifecycle::Pending;
+    };
+    let s = state.as_str();
+    if s == "InService" {
+        Lifecycle::InService
+    } else if s.contains("Standby") {
+        Lifecycle::Standby
+    } else if s.starts_with("Terminat") || s.starts_with("Detach") {
+        Lifecycle::Terminating
+    } else {
+        // Pending, Pending:Wait, Pending:Proceed, warm-pool states, and any new state.
+        Lifecycle::Pending
+    }
+}
+
+/// The `MixedInstancesPolicy` distribution that holds exactly `target`'s split:
+/// `(OnDemandBaseCapacity, OnDemandPercentageAboveBaseCapacity)`.
+pub fn distribution(target: &CapacityTarget) -> (i32, i32) {
+    let base = i32::try_from(target.on_demand).unwrap_or(i32::MAX);
+    if target.spot() == 0 {
+        (base, 100)
+    } else {
+        (base, 0)
+    }
+}
+
+/// Maps an SDK error to the provider's typed error, naming the operation.
+pub fn map_error<E, R>(operation: &str, err: SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let code = err.code().unwrap_or_default().to_owned();
+    let detail = err.message().map(str::to_owned);
+    let status = err.raw_response().map(HttpStatus::status_code);
+    let message = match (&detail, code.is_empty()) {
+        (Some(m), false) => format!("{operation}: {code}: {m}"),
+        (Some(m), true) => format!("{operation}: {m}"),
+        (None, false) => format!("{operation}: {code}"),
+        (None, true) => format!(
+            "{operation}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        ),
+    };
+    classify(&code, status, message)
+}
+
+/// The typed error for an AWS error code and HTTP status.
+pub fn classify(code: &str, status: Option<u16>, message: String) -> ProviderError {
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "SlowDown"
+        | "ResourceContention" => ProviderError::Throttled {
+            message,
+            retry_after: None,
+        },
+        "InsufficientInstanceCapacity"
+        | "InsufficientCapacity"
+        | "InsufficientHostCapacity"
+        | "InsufficientReservedInstanceCapacity"
+        | "SpotMaxPriceTooLow"
+        | "MaxSpotInstanceCountExceeded" => ProviderError::InsufficientCapacity { message },
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "SignatureDoesNotMatch"
+        | "UnrecognizedClientException"
+        | "AuthFailure"
+        | "MissingAuthenticationToken"
+        | "OptInRequired" => ProviderError::Auth { message },
+        "ValidationError"
+        | "ValidationException"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "InvalidParameter"
+        | "MissingParameter"
+        | "LimitExceeded" => ProviderError::Validation { message },
+        "InvalidInstanceID.NotFound" | "ResourceNotFound" | "NotFound" => {
+            ProviderError::NotFound { resource: message }
+        }
+        // ScalingActivityInProgress, ServiceUnavailable, InternalFailure, timeouts,
+        // connection errors and every 5xx pass; an unknown 4xx is the request's fault.
+        _ => match status {
+            Some(401 | 403) => ProviderError::Auth { message },
+            Some(429) => ProviderError::Throttled {
+                message,
+                retry_after: None,
+            },
+            Some(s) if (400..500).contains(&s) && code != "ScalingActivityInProgress" => {
+                ProviderError::Validation { message }
+            }
+            _ => ProviderError::Transient { message },
+        },
+    }
+}
+
+/// The HTTP status of a raw response, for [`map_error`].
+pub trait HttpStatus {
+    /// The status code.
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+#[async_trait]
+impl NodePoolProvider for AwsProvider {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn describe(&self) -> Result<PoolDescription, ProviderError> {
+        let (description, group) = self.describe_group().await?;
+        *self.group.lock().await = Some(group);
+        Ok(description)
+    }
+
+    async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
+        let group = self.group().await?;
+        let capacity = i32::try_from(target.capacity).map_err(|_| ProviderError::Validation {
+            message: format!("capacity {} is out of range", target.capacity),
+        })?;
+        if target.capacity > group.max && !target.emergency {
+            return Err(ProviderError::Validation {
+                message: format!(
+                    "target {} is above the Auto Scaling Group's MaxSize {}; raise MaxSize or lower the pool's max",
+                    target.capacity, group.max
+                ),
+            });
+        }
+        let raise_max = target.capacity > group.max;
+        let new_mix = match &group.mixed {
+            Some(mixed) => {
+                let want = distribution(target);
+                let have = mixed.instances_distribution().map(|d| {
+                    (
+                        d.on_demand_base_capacity().unwrap_or(0),
+                        d.on_demand_percentage_above_base_capacity().unwrap_or(100),
+                    )
+                });
+                (have != Some(want)).then(|| with_distribution(mixed, want))
+            }
+            None => {
+                if target.spot() > 0
+                    && !self
+                        .warned_no_mix
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        asg = %self.settings.asg,
+                        "the Auto Scaling Group has no MixedInstancesPolicy: the planned spot share cannot be applied, every node is bought as the launch template says"
+                    );
+                }
+                None
+            }
+        };
+        let clients = self.clients().await;
+        if raise_max || new_mix.is_some() {
+            let mut update = clients
+                .asg
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(&self.settings.asg);
+            if raise_max {
+                update = update.max_size(capacity);
+            }
+            if let Some(mix) = new_mix {
+                update = update.mixed_instances_policy(mix);
+            }
+            // Whatever happens next, the group is read again before the next apply.
+            *self.group.lock().await = None;
+            update
+                .send()
+                .await
+                .map_err(|e| map_error("UpdateAutoScalingGroup", e))?;
+        }
+        clients
+            .asg
+            .set_desired_capacity()
+            .auto_scaling_group_name(&self.settings.asg)
+            .desired_capacity(capacity)
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(|e| map_error("SetDesiredCapacity", e))?;
+        Ok(())
+    }
+
+    #[cfg(feature = "aws-ec2")]
+    async fn spot_price(&self) -> Result<Option<f64>, ProviderError> {
+        let mut cached = self.price.lock().await;
+        if let Some((at, price)) = *cached
+            && at.elapsed() < PRICE_TTL
+        {
+            return Ok(price);
+        }
+        let group = self.group().await?;
+        if group.types.is_empty() {
+            return Ok(None);
+        }
+        #[allow(clippy::disallowed_methods)] // a query parameter, not a decision input
+        let now = std::time::SystemTime::now();
+        let out = self
+            .clients()
+            .await
+            .ec2
+            .describe_spot_price_history()
+            .set_instance_types(Some(
+                group
+                    .types
+                    .iter()
+                    .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .product_descriptions("Linux/UNIX")
+            .start_time(aws_smithy_types::DateTime::from(now))
+            .send()
+            .await
+            .map_err(|e| map_error("DescribeSpotPriceHistory", e))?;
+        let records = out.spot_price_history().iter().filter_map(|p| {
+            Some(SpotRecord {
+                instance_type: p.instance_type()?.as_str().to_owned(),
+                zone: p.availability_zone()?.to_owned(),
+                price: p.spot_price()?.to_owned(),
+                at: p
+                    .timestamp()
+                    .map_or(0.0, aws_smithy_types::DateTime::as_secs_f64),
+            })
+        });
+        let price = latest_mean_price(records, &group.zones);
+        *cached = Some((tokio::time::Instant::now(), price));
+        Ok(price)
+    }
+
+    #[cfg(feature = "aws-ec2")]
+    async fn instance_types(&self) -> Result<Vec<InstanceShape>, ProviderError> {
+        let group = self.group().await?;
+        let mut shapes = self.shapes.lock().await;
+        let missing: Vec<aws_sdk_ec2::types::InstanceType> = group
+            .types
+            .iter()
+            .filter(|t| !shapes.contains_key(*t))
+            .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            let out = self
+                .clients()
+                .await
+                .ec2
+                .describe_instance_types()
+                .set_instance_types(Some(missing))
+                .send()
+                .await
+                .map_err(|e| map_error("DescribeInstanceTypes", e))?;
+            for t in out.instance_types() {
+                let Some(name) = t.instance_type() else {
+                    continue;
+                };
+                let gpus = t.gpu_info();
+                let shape = InstanceShape {
+                    name: name.as_str().to_owned(),
+                    vcpus: t
+                        .v_cpu_info()
+                        .and_then(|v| v.default_v_cpus())
+                        .and_then(|v| u32::try_from(v).ok())
+                        .unwrap_or(0),
+                    memory_mib: t
+                        .memory_info()
+                        .and_then(|m| m.size_in_mib())
+                        .and_then(|m| u64::try_from(m).ok())
+                        .unwrap_or(0),
+                    gpus: gpus
+                        .map(|g| {
+                            g.gpus()
+                                .iter()
+                                .filter_map(|d| d.count())
+                                .map(|c| u32::try_from(c).unwrap_or(0))
+                                .sum()
+                        })
+                        .unwrap_or(0),
+                    gpu_memory_mib: gpus
+                        .and_then(|g| g.total_gpu_memory_in_mib())
+                        .and_then(|m| u64::try_from(m).ok())
+                        .unwrap_or(0),
+                };
+                shapes.insert(shape.name.clone(), shape);
+            }
+        }
+        Ok(group
+            .types
+            .iter()
+            .filter_map(|t| shapes.get(t).cloned())
+            .collect())
+    }
+}
+
+fn with_distribution(
+    mixed: &MixedInstancesPolicy,
+    (base, pct): (i32, i32),
+) -> MixedInstancesPolicy {
+    let d = mixed.instances_distribution();
+    let distribution = InstancesDistribution::builder()
+        .set_on_demand_allocation_strategy(
+            d.and_then(|d| d.on_demand_allocation_strategy())
+                .map(str::to_owned),
+        )
+        .set_spot_allocation_strategy(
+            d.and_then(|d| d.spot_allocation_strategy())
+                .map(str::to_owned),
+        )
+        .set_spot_instance_pools(d.and_then(|d| d.spot_instance_pools()))
+        .set_spot_max_price(d.and_then(|d| d.spot_max_price()).map(str::to_owned))
+        .on_demand_base_capacity(base)
+        .on_demand_percentage_above_base_capacity(pct)
+        .build();
+    MixedInstancesPolicy::builder()
+        .set_launch_template(mixed.launch_template().cloned())
+        .instances_distribution(distribution)
+        .build()
+}
+
+/// One spot price record, as `DescribeSpotPriceHistory` gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotRecord {
+    /// Instance type.
+    pub instance_type: String,
+    /// Availability zone.
+    pub zone: String,
+    /// Price per hour, as the API writes it (a decimal string).
+    pub price: String,
+    /// When the price took effect, seconds since the epoch.
+    pub at: f64,
+}
+
+/// The latest price per instance type and zone, averaged over the types and zones
+/// (only `zones`, when given); `None` when there is no usable record.
+pub fn latest_mean_price(
+    records: impl IntoIterator<Item = SpotRecord>,
+    zones: &BTreeSet<String>,
+) -> Option<f64> {
+    let mut latest: HashMap<(String, String), (f64, f64)> = HashMap::new();
+    for r in records {
+        if !zones.is_empty() && !zones.contains(&r.zone) {
+            continue;
+        }
+        let Ok(price) = r.price.trim().parse::<f64>() else {
+            tracing::warn!(price = %r.price, "unreadable spot price; ignored");
+            continue;
+        };
+        if !price.is_finite() || price < 0.0 {
+            continue;
+        }
+        let slot = latest
+            .entry((r.instance_type, r.zone))
+            .or_insert((f64::NEG_INFINITY, price));
+        if r.at >= slot.0 {
+            *slot = (r.at, price);
+        }
+    }
+    if latest.is_empty() {
+        return None;
+    }
+    let n = latest.len() as f64;
+    Some(latest.values().map(|(_, p)| p).sum::<f64>() / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: &str, z: &str, p: &str, at: f64) -> SpotRecord {
+        SpotRecord {
+            instance_type: t.into(),
+            zone: z.into(),
+            price: p.into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn the_latest_price_per_type_and_zone_is_averaged() {
+        let zones: BTreeSet<String> = ["us-east-1a".into(), "us-east-1b".into()].into();
+        let price = latest_mean_price(
+            [
+                rec("m5.large", "us-east-1a", "0.040000", 10.0),
+                rec("m5.large", "us-east-1a", "0.030000", 20.0), // newer: wins
+                rec("m5.large", "us-east-1b", "0.050000", 5.0),
+                rec("m5.large", "us-east-1c", "9.0", 30.0), // not the group's zone
+                rec("m5.xlarge", "us-east-1a", "0.100000", 1.0),
+                rec("m5.xlarge", "us-east-1b", "n/a", 2.0), // unreadable: ignored
+            ],
+            &zones,
+        )
+        .unwrap();
+        assert!((price - (0.03 + 0.05 + 0.1) / 3.0).abs() < 1e-12, "{price}");
+        assert_eq!(latest_mean_price([], &zones), None);
+    }
+
+    #[test]
+    fn the_distribution_holds_the_planned_split_exactly() {
+        let t = |capacity, on_demand| CapacityTarget {
+            capacity,
+            on_demand,
+            emergency: false,
+        };
+        assert_eq!(distribution(&t(10, 3)), (3, 0));
+        assert_eq!(distribution(&t(10, 10)), (10, 100));
+        assert_eq!(distribution(&t(4, 0)), (0, 0));
+    }
+
+    #[test]
+    fn aws_error_codes_map_to_typed_errors() {
+        let m = || "m".to_owned();
+        assert_eq!(classify("Throttling", Some(400), m()).kind(), "throttled");
+        assert_eq!(
+            classify("InsufficientInstanceCapacity", Some(500), m()).kind(),
+            "insufficient_capacity"
+        );
+        assert_eq!(classify("AccessDenied", Some(403), m()).kind(), "auth");
+        assert_eq!(
+            classify("InvalidClientTokenId", Some(403), m()).kind(),
+            "auth"
+        );
+        assert_eq!(
+            classify("ValidationError", Some(400), m()).kind(),
+            "validation"
+        );
+        assert_eq!(classify("", Some(503), m()).kind(), "transient");
+        assert_eq!(classify("", None, m()).kind(), "transient");
+        assert_eq!(classify("", Some(403), m()).kind(), "auth");
+        assert_eq!(classify("Whatever", Some(429), m()).kind(), "throttled");
+        assert_eq!(
+            classify("ScalingActivityInProgress", Some(400), m()).kind(),
+            "transient"
+        );
+    }
+
+    #[test]
+    fn asg_lifecycle_states_map_onto_ours() {
+        let l = |s: &str| lifecycle(Some(&LifecycleState::from(s)));
+        assert_eq!(l("InService"), Lifecycle::InService);
+        assert_eq!(l("Pending:Wait"), Lifecycle::Pending);
+        assert_eq!(l("Terminating:Proceed"), Lifecycle::Terminating);
+        assert_eq!(l("EnteringStandby"), Lifecycle::Standby);
+        assert_eq!(l("Detaching"), Lifecycle::Terminating);
+        assert_eq!(l("Warmed:Pending"), Lifecycle::Pending);
+        assert_eq!(lifecycle(None), Lifecycle::Pending);
+    }
+}
