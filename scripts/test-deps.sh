@@ -10,6 +10,7 @@
 #   protoc                                                (protobuf-compiler) building the `etcd` feature
 #   python3 with jsonschema                               (PyPI)     the config schema
 #   kubernetes-validate                                   (PyPI)     the Kubernetes manifests
+#   moto_server                                           (PyPI moto[server]) the AWS tests' EC2 and Auto Scaling
 #   cargo-deb                                             (crates.io) the Debian package
 #                                                         (scripts/build-deb.sh installs it)
 set -euo pipefail
@@ -40,6 +41,7 @@ fi
 pip_missing=()
 python3 -c 'import jsonschema' 2>/dev/null || pip_missing+=(jsonschema)
 need kubernetes-validate || pip_missing+=(kubernetes-validate)
+need moto_server || pip_missing+=("moto[server]")
 if ((${#pip_missing[@]})); then
   echo "scripts/test-deps.sh: installing ${pip_missing[*]} (PyPI)" >&2
   python3 -m pip install --quiet --disable-pip-version-check "${pip_missing[@]}" ||

@@ -10,6 +10,7 @@
 #   promtool                                              (prometheus) alert rules and /metrics
 #   python3 with jsonschema                               (PyPI)     the config schema
 #   kubernetes-validate                                   (PyPI)     the Kubernetes manifests
+#   moto_server                                           (PyPI moto[server]) the AWS tests' EC2 and Auto Scaling
 #   etcd                                                  (etcd-server) the cluster tests' real etcd
 #   protoc                                                (protobuf-compiler) building the `etcd` feature
 #   cargo-deb                                             (crates.io) the Debian package

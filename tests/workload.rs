@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -133,35 +132,6 @@ series = "no_such_series"
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("workload.load1 "), "{text}");
-}
-
-/// Serves `test_demand <value()>` in the text format.
-fn demand_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            // Read the request head.
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let v = value();
-            let body = format!("# TYPE test_demand gauge\ntest_demand {v}\n");
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.flush();
-            let mut rest = [0_u8; 64];
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
-            let _ = stream.read(&mut rest);
-        }
-    });
-    port
 }
 
 #[test]

@@ -950,5 +950,18 @@ async fn status(url: &str, json: bool) -> anyhow::Result<()> {
     for p in status.pools.iter().filter(|p| !p.nodes.stale.is_empty()) {
         writeln!(out, "stale in {}: {}", p.name, p.nodes.stale.join(", "))?;
     }
+    for p in status
+        .pools
+        .iter()
+        .filter(|p| !p.circuit.is_empty() && p.circuit != "closed")
+    {
+        writeln!(
+            out,
+            "circuit {} for {}: {} failed provider call(s) in a row",
+            p.circuit.replace('_', "-"),
+            p.name,
+            p.consecutive_failures
+        )?;
+    }
     Ok(())
 }

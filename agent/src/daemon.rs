@@ -679,6 +679,7 @@ impl Daemon {
                     nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
                     circuit: p.circuit(now).as_str().to_owned(),
                     consecutive_failures: p.failures,
+                    instance_types: p.instance_types.clone(),
                 })
                 .collect(),
         };

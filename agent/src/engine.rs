@@ -72,6 +72,7 @@ pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> 
                 asg: a.asg.clone(),
                 endpoint_url: a.endpoint_url.clone(),
                 assume_role_arn: a.assume_role_arn.clone(),
+                manage_split: pool.spot.is_some(),
             },
         ))),
         #[allow(unreachable_patterns)] // every provider may be built in
@@ -113,6 +114,10 @@ pub struct PoolRuntime {
     pub last: Option<PassOutcome>,
     /// Why the last pass made no decision, if it made none.
     pub last_error: Option<String>,
+    /// The last failed provider call, for as long as the failures last.
+    pub last_failure: Option<String>,
+    /// What the pool's instance types offer, where the cloud has a catalogue.
+    pub instance_types: Vec<capstan_providers::InstanceShape>,
 }
 
 impl PoolRuntime {
@@ -134,6 +139,7 @@ impl PoolRuntime {
         }
         self.failures = 0;
         self.retry_at = None;
+        self.last_failure = None;
     }
 
     /// A pool with fresh state.
@@ -152,6 +158,8 @@ impl PoolRuntime {
             last_target: None,
             last: None,
             last_error: None,
+            last_failure: None,
+            instance_types: Vec::new(),
         }
     }
 }
@@ -276,12 +284,14 @@ pub struct FleetOutcome {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PassError {
     /// Earlier calls failed; the pool is left alone until `until`.
-    #[error("backing off after {failures} failed provider call(s) until {until}")]
+    #[error("backing off after {failures} failed provider call(s) until {until}; the last: {last}")]
     BackingOff {
         /// Consecutive failures.
         failures: u32,
         /// When calls resume.
         until: DateTime<Utc>,
+        /// The last failure.
+        last: String,
     },
     /// Describing the pool failed.
     #[error("describe failed: {0}")]
@@ -304,6 +314,7 @@ fn provider_failure(
     interval: std::time::Duration,
 ) {
     pool.failures = pool.failures.saturating_add(1);
+    pool.last_failure = Some(err.to_string());
     let most = chrono::Duration::from_std(pool.config.circuit.max_backoff)
         .unwrap_or(chrono::Duration::minutes(5));
     let base = chrono::Duration::from_std(interval).unwrap_or(most);
@@ -354,6 +365,10 @@ async fn observe(
         return Err(PassError::BackingOff {
             failures: pool.failures,
             until,
+            last: pool
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| "not recorded".to_owned()),
         });
     }
     let description = match pool.provider.describe().await {
@@ -363,6 +378,13 @@ async fn observe(
             return Err(PassError::Describe(e));
         }
     };
+    // The catalogue is cached by the provider; a failure only leaves the last one.
+    match pool.provider.instance_types().await {
+        Ok(shapes) => pool.instance_types = shapes,
+        Err(e) => {
+            tracing::debug!(pool = %pool.config.name, error = %e, "no instance-type catalogue this pass");
+        }
+    }
     // A missing live price is not worth a failed pass: the configured one applies.
     let live_spot = if pool.config.spot.is_some() {
         match pool.provider.spot_price().await {
@@ -1172,7 +1194,7 @@ mod tests {
         let text = r#"
             [[pool]]
             name = "gpu"
-            provider = { type = "aws", region = "us-east-1", asg = "ml" }
+            provider = { type = "azure", subscription_id = "s", resource_group = "rg", scale_set = "ml" }
             min = 1
             max = 10
             targets = [{ metric = "cpu.utilization", value = 50 }]
@@ -1184,7 +1206,8 @@ mod tests {
             .map(|p| (p.config.name.clone(), p))
             .collect();
         let err = build_pools(&cfg, &mut old).unwrap_err();
-        assert!(err.contains("\"aws\" is not available"), "{err}");
+        assert!(err.contains("\"azure\" is not available"), "{err}");
+        assert!(err.contains("built with: dry-run"), "{err}");
         assert!(
             old.contains_key("web"),
             "a failed build leaves the old pools in place"

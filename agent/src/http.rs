@@ -122,6 +122,10 @@ pub struct PoolStatus {
     /// Failed provider calls in a row.
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// What the pool's instance types offer (vCPUs, memory, GPUs), where the cloud
+    /// publishes a catalogue (AWS with `aws-ec2`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<capstan_providers::InstanceShape>,
     /// Nodes whose last report is fresh, and nodes silent for three intervals (leader).
     #[serde(default)]
     pub nodes: PoolNodes,

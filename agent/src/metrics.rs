@@ -862,6 +862,19 @@ mod tests {
                 kind: "auth".into(),
             })
             .inc();
+        m.provider_requests
+            .get_or_create(&ProviderRequestLabels {
+                provider: "aws".into(),
+                operation: "apply".into(),
+                outcome: "ok".into(),
+            })
+            .inc();
+        m.provider_request_seconds
+            .get_or_create(&ProviderOperationLabels {
+                provider: "aws".into(),
+                operation: "apply".into(),
+            })
+            .observe(0.1);
         m.config_reloads
             .get_or_create(&ResultLabel {
                 result: "success".into(),

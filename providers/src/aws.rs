@@ -5,10 +5,13 @@
 //!   health, zone and type, the `MixedInstancesPolicy`), and with `aws-ec2`
 //!   `DescribeInstances` for which instances are spot.
 //! - apply: `UpdateAutoScalingGroup` only when the group's `MaxSize` must rise for an
-//!   emergency or the on-demand/spot split changes (the `MixedInstancesPolicy`'s
-//!   `OnDemandBaseCapacity` = the planned on-demand nodes, and
-//!   `OnDemandPercentageAboveBaseCapacity` = 0, or 100 when no spot is planned), then
-//!   `SetDesiredCapacity` with the absolute target.
+//!   emergency or, for a pool with spot settings, the on-demand/spot split changes
+//!   (the `MixedInstancesPolicy`'s `OnDemandBaseCapacity` = the planned on-demand
+//!   nodes, and `OnDemandPercentageAboveBaseCapacity` = 0, or 100 when no spot is
+//!   planned), then `SetDesiredCapacity` with the absolute target. The policy update
+//!   names only the `InstancesDistribution` (a partial update, as AWS allows), so it
+//!   needs no permission on the group's launch template. A pool without spot settings
+//!   leaves the group's distribution as it is.
 //! - spot price: `DescribeSpotPriceHistory` for the group's types and zones, the latest
 //!   price per type and zone, averaged; cached for [`PRICE_TTL`].
 //! - instance types: `DescribeInstanceTypes`, cached for the provider's life.
@@ -60,6 +63,9 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// A role to assume on top of the default credentials.
     pub assume_role_arn: Option<String>,
+    /// Whether Capstan sets the group's on-demand/spot split (the pool has spot
+    /// settings); otherwise the group's own `InstancesDistribution` stays as it is.
+    pub manage_split: bool,
 }
 
 #[derive(Debug)]
@@ -447,6 +453,7 @@ impl NodePoolProvider for AwsProvider {
         }
         let raise_max = target.capacity > group.max;
         let new_mix = match &group.mixed {
+            _ if !self.settings.manage_split => None,
             Some(mixed) => {
                 let want = distribution(target);
                 let have = mixed.instances_distribution().map(|d| {
@@ -455,7 +462,10 @@ impl NodePoolProvider for AwsProvider {
                         d.on_demand_percentage_above_base_capacity().unwrap_or(100),
                     )
                 });
-                (have != Some(want)).then(|| with_distribution(mixed, want))
+                // With 100 % on-demand above the base, the base makes no difference.
+                let same =
+                    have == Some(want) || (want.1 == 100 && have.is_some_and(|h| h.1 == 100));
+                (!same).then(|| distribution_update(want))
             }
             None => {
                 if target.spot() > 0
@@ -610,28 +620,15 @@ impl NodePoolProvider for AwsProvider {
     }
 }
 
-fn with_distribution(
-    mixed: &MixedInstancesPolicy,
-    (base, pct): (i32, i32),
-) -> MixedInstancesPolicy {
-    let d = mixed.instances_distribution();
-    let distribution = InstancesDistribution::builder()
-        .set_on_demand_allocation_strategy(
-            d.and_then(|d| d.on_demand_allocation_strategy())
-                .map(str::to_owned),
-        )
-        .set_spot_allocation_strategy(
-            d.and_then(|d| d.spot_allocation_strategy())
-                .map(str::to_owned),
-        )
-        .set_spot_instance_pools(d.and_then(|d| d.spot_instance_pools()))
-        .set_spot_max_price(d.and_then(|d| d.spot_max_price()).map(str::to_owned))
-        .on_demand_base_capacity(base)
-        .on_demand_percentage_above_base_capacity(pct)
-        .build();
+/// A partial `MixedInstancesPolicy`: only the two fields of the split.
+fn distribution_update((base, pct): (i32, i32)) -> MixedInstancesPolicy {
     MixedInstancesPolicy::builder()
-        .set_launch_template(mixed.launch_template().cloned())
-        .instances_distribution(distribution)
+        .instances_distribution(
+            InstancesDistribution::builder()
+                .on_demand_base_capacity(base)
+                .on_demand_percentage_above_base_capacity(pct)
+                .build(),
+        )
         .build()
 }
 

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -269,4 +269,33 @@ pub fn tls_client(ca: &Path, identity: Option<&Pki>) -> reqwest::Client {
         b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
     }
     b.build().unwrap()
+}
+
+/// Serves `test_demand <value()>` in the text format.
+pub fn demand_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the request head.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let v = value();
+            let body = format!("# TYPE test_demand gauge\ntest_demand {v}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.flush();
+            let mut rest = [0_u8; 64];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+            let _ = stream.read(&mut rest);
+        }
+    });
+    port
 }

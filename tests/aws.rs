@@ -1,0 +1,820 @@
+//! AWS through the real SDK against moto_server (scripts/test-deps.sh installs it):
+//! the Auto Scaling Group lifecycle, `capstan run` end to end, faults injected by a
+//! proxy in front of moto, and spot interruption notices from an in-test IMDSv2.
+//!
+//! Known moto limits, which these tests do not mistake for our bugs: spot instances are
+//! not modelled (every instance is on-demand, so the spot split is checked on the
+//! MixedInstancesPolicy, not on instances); the spot price is a fixed dummy; desired
+//! capacity above max is accepted (so the provider's own refusal is what is tested);
+//! concurrent calls occasionally fail (each test drives one moto with sequential calls).
+
+#[path = "support/moto.rs"]
+mod moto;
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_autoscaling::types::{
+    InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
+    MixedInstancesPolicy,
+};
+use capstan_providers::aws::{AwsProvider, AwsSettings};
+use capstan_providers::{CapacityTarget, Lifecycle, Market, NodePoolProvider, ProviderError};
+use moto::{Fault, Moto, Proxy};
+use support::*;
+
+const REGION: &str = "us-east-1";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The SDK's configuration for moto: fixed test credentials, nothing read from the
+/// environment or ~/.aws.
+fn sdk(url: &str) -> aws_config::SdkConfig {
+    let creds = aws_sdk_autoscaling::config::Credentials::new(
+        "testing",
+        "testing",
+        None,
+        None,
+        "capstan-tests",
+    );
+    aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_autoscaling::config::SharedCredentialsProvider::new(
+            creds,
+        ))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build()
+}
+
+/// A launch template and an ASG, made with the SDK itself: with a MixedInstancesPolicy
+/// over `types` when `mixed`, else on the launch template alone (moto launches one
+/// instance fewer than desired for a mixed group; the end-to-end tests need as many
+/// in-service instances as the desired capacity).
+async fn create_group(
+    url: &str,
+    name: &str,
+    (min, max, desired): (i32, i32, i32),
+    types: &[&str],
+    mixed: bool,
+) {
+    let conf = sdk(url);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let asg = aws_sdk_autoscaling::Client::new(&conf);
+    ec2.create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-12c6146b")
+                .instance_type(aws_sdk_ec2::types::InstanceType::from(types[0]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let overrides: Vec<LaunchTemplateOverrides> = types
+        .iter()
+        .map(|t| LaunchTemplateOverrides::builder().instance_type(*t).build())
+        .collect();
+    let create = asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(min)
+        .max_size(max)
+        .desired_capacity(desired)
+        .availability_zones("us-east-1a");
+    if !mixed {
+        create
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_name(name)
+                    .version("$Latest")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        return;
+    }
+    create
+        .mixed_instances_policy(
+            MixedInstancesPolicy::builder()
+                .launch_template(
+                    LaunchTemplate::builder()
+                        .launch_template_specification(
+                            LaunchTemplateSpecification::builder()
+                                .launch_template_name(name)
+                                .version("$Latest")
+                                .build(),
+                        )
+                        .set_overrides(Some(overrides))
+                        .build(),
+                )
+                .instances_distribution(
+                    InstancesDistribution::builder()
+                        .on_demand_base_capacity(1)
+                        .on_demand_percentage_above_base_capacity(50)
+                        .spot_allocation_strategy("price-capacity-optimized")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `(desired, max, (OnDemandBaseCapacity, OnDemandPercentageAboveBaseCapacity))` as the
+/// SDK reads them back.
+async fn read_group(url: &str, name: &str) -> (i32, i32, Option<(i32, i32)>) {
+    let asg = aws_sdk_autoscaling::Client::new(&sdk(url));
+    let out = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap();
+    let g = &out.auto_scaling_groups()[0];
+    let dist = g
+        .mixed_instances_policy()
+        .and_then(|m| m.instances_distribution())
+        .map(|d| {
+            (
+                d.on_demand_base_capacity().unwrap_or(-1),
+                d.on_demand_percentage_above_base_capacity().unwrap_or(-1),
+            )
+        });
+    (g.desired_capacity().unwrap(), g.max_size().unwrap(), dist)
+}
+
+fn provider(url: &str, asg: &str) -> AwsProvider {
+    split_provider(url, asg, false)
+}
+
+/// A provider that sets the group's on-demand/spot split (a pool with spot settings).
+fn split_provider(url: &str, asg: &str, manage_split: bool) -> AwsProvider {
+    AwsProvider::with_sdk_config(
+        AwsSettings {
+            region: REGION.into(),
+            asg: asg.into(),
+            endpoint_url: Some(url.into()),
+            assume_role_arn: None,
+            manage_split,
+        },
+        sdk(url),
+    )
+}
+
+#[test]
+fn asg_lifecycle_through_the_real_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    runtime().block_on(async {
+        create_group(
+            &moto.url,
+            "web",
+            (1, 6, 2),
+            &["m5.large", "g5.xlarge"],
+            true,
+        )
+        .await;
+        let p = provider(&moto.url, "web");
+
+        let d = p.describe().await.unwrap();
+        assert_eq!((d.min, d.max, d.desired), (1, 6, 2));
+        assert!(!d.instances.is_empty(), "{d:?}");
+        for i in &d.instances {
+            assert!(i.id.starts_with("i-"), "{i:?}");
+            assert_eq!(i.lifecycle, Lifecycle::InService);
+            assert_eq!(i.zone.as_deref(), Some("us-east-1a"));
+            assert!(i.instance_type.is_some(), "{i:?}");
+            assert_eq!(i.market, Market::OnDemand, "moto models no spot instances");
+        }
+
+        // Instance types from the EC2 catalogue.
+        let shapes = p.instance_types().await.unwrap();
+        let m5 = shapes.iter().find(|s| s.name == "m5.large").unwrap();
+        assert_eq!((m5.vcpus, m5.memory_mib, m5.gpus), (2, 8192, 0));
+        let g5 = shapes.iter().find(|s| s.name == "g5.xlarge").unwrap();
+        assert_eq!(
+            (g5.vcpus, g5.gpus, g5.gpu_memory_mib),
+            (4, 1, 22888),
+            "{g5:?}"
+        );
+
+        // The MixedInstancesPolicy made with the SDK reads back through the provider's
+        // describe, and a pool without spot settings leaves it as it is.
+        p.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+        assert_eq!(read_group(&moto.url, "web").await, (4, 6, Some((1, 50))));
+        assert_eq!(p.describe().await.unwrap().desired, 4);
+        let split = CapacityTarget {
+            capacity: 3,
+            on_demand: 1,
+            emergency: false,
+        };
+        p.apply(&split).await.unwrap();
+        assert_eq!(read_group(&moto.url, "web").await, (3, 6, Some((1, 50))));
+        p.describe().await.unwrap();
+        p.apply(&CapacityTarget {
+            capacity: 2,
+            ..split
+        })
+        .await
+        .unwrap();
+        assert_eq!(read_group(&moto.url, "web").await, (2, 6, Some((1, 50))));
+
+        // A pool with spot settings sets the split: a partial update that names only
+        // the InstancesDistribution (no launch template, so no permission on it is
+        // needed). AWS accepts it; moto answers it with a 500 (a KeyError in moto's
+        // update_auto_scaling_group), so here the request itself is checked, and the
+        // failure must come back as a retryable error with nothing applied.
+        let proxy = Proxy::start(&moto.url);
+        let s = split_provider(&proxy.url, "web", true);
+        s.describe().await.unwrap();
+        // 1 on-demand and 1 spot while the group buys 1 + 50 %: 1 + 0 % is asked for.
+        let err = s
+            .apply(&CapacityTarget {
+                capacity: 2,
+                on_demand: 1,
+                emergency: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "transient", "{err}");
+        let update = proxy
+            .seen()
+            .into_iter()
+            .find(|s| s.action == "UpdateAutoScalingGroup")
+            .expect("an UpdateAutoScalingGroup request");
+        let p = &update.params;
+        assert_eq!(
+            p.get("MixedInstancesPolicy.InstancesDistribution.OnDemandBaseCapacity")
+                .map(String::as_str),
+            Some("1"),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.get("MixedInstancesPolicy.InstancesDistribution.OnDemandPercentageAboveBaseCapacity")
+                .map(String::as_str),
+            Some("0"),
+            "{p:?}"
+        );
+        assert!(
+            !p.keys()
+                .any(|k| k.contains("LaunchTemplate") || k == "MaxSize"),
+            "{p:?}"
+        );
+        assert!(
+            !proxy
+                .seen()
+                .iter()
+                .any(|s| s.action == "SetDesiredCapacity"),
+            "no capacity is set when the split could not be"
+        );
+        // (moto has changed its copy of the distribution before failing.)
+        assert_eq!(read_group(&moto.url, "web").await.0, 2);
+        let p = provider(&moto.url, "web");
+        // Above the group's max only as an emergency, which raises MaxSize.
+        p.describe().await.unwrap();
+        let err = p.apply(&CapacityTarget::on_demand(8)).await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Validation { message } if message.contains("MaxSize 6")),
+            "{err}"
+        );
+        assert_eq!(read_group(&moto.url, "web").await.0, 2, "nothing applied");
+        let emergency = CapacityTarget {
+            emergency: true,
+            ..CapacityTarget::on_demand(8)
+        };
+        p.apply(&emergency).await.unwrap();
+        // (moto forgets the MixedInstancesPolicy on any update; AWS keeps it.)
+        let (desired, max, _) = read_group(&moto.url, "web").await;
+        assert_eq!((desired, max), (8, 8));
+
+        // The spot price: moto's is a fixed dummy, but it comes through the real parser.
+        let price = p.spot_price().await.unwrap().expect("a spot price");
+        assert!(price > 0.0 && price < 100.0, "{price}");
+
+        // A group that does not exist.
+        let err = provider(&moto.url, "nope").describe().await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::NotFound { resource } if resource.contains("\"nope\"")),
+            "{err}"
+        );
+    });
+    moto.reset();
+    let err = runtime()
+        .block_on(provider(&moto.url, "web").describe())
+        .unwrap_err();
+    assert_eq!(err.kind(), "not_found", "the reset emptied moto");
+}
+
+/// An agent config with one aws pool; the workload metric `demand` comes from a local
+/// endpoint the test controls.
+fn write_config(dir: &Path, endpoint: &str, demand_port: u16, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("capstan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[scrape]]
+url = "http://127.0.0.1:{demand_port}/metrics"
+series = "test_demand"
+name = "demand"
+
+[[pool]]
+name = "web"
+provider = {{ type = "aws", region = "{REGION}", asg = "web", endpoint_url = "{endpoint}" }}
+min = 1
+max = 6
+targets = [{{ metric = "workload.demand", value = 30 }}]
+behavior = {{ preset = "balanced", scale_up = {{ stabilization_window = "0s" }}, scale_down = {{ stabilization_window = "0s", select_policy = "max", policies = [{{ type = "nodes", value = 1, period = "2s" }}] }} }}
+circuit = {{ failures = 2, max_backoff = "2s" }}
+{extra}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The environment of an agent that talks to moto: test credentials, and no lookups
+/// of real ones (IMDS, ~/.aws).
+fn moto_env(dir: &Path) -> Vec<(String, String)> {
+    let none = dir.join("no-such-file").display().to_string();
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ("AWS_CONFIG_FILE".into(), none.clone()),
+        ("AWS_SHARED_CREDENTIALS_FILE".into(), none),
+    ]
+}
+
+fn start_agent(config: &Path, state: &Path, env: &[(String, String)]) -> Agent {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Agent::start_with(config, state, &env)
+}
+
+fn desired(url: &str) -> i32 {
+    runtime().block_on(read_group(url, "web")).0
+}
+
+/// Serves `test_demand`: the total in `total` spread over the group's desired nodes,
+/// as a load balancer would spread it.
+fn spread_demand(moto: &str, total: Arc<AtomicU64>) -> u16 {
+    let moto = moto.to_owned();
+    demand_endpoint(move || {
+        f64::from_bits(total.load(Ordering::Relaxed)) / f64::from(desired(&moto).max(1))
+    })
+}
+
+#[test]
+fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    let proxy = Proxy::start(&moto.url);
+    runtime().block_on(create_group(
+        &moto.url,
+        "web",
+        (1, 6, 2),
+        &["m5.large"],
+        false,
+    ));
+    // A total demand of 90 spread over the group's nodes, against a target of 30 per
+    // node: 3 nodes.
+    let demand = Arc::new(AtomicU64::new(90.0_f64.to_bits()));
+    let port = spread_demand(&moto.url, demand.clone());
+    let config = write_config(dir.path(), &proxy.url, port, "");
+    let agent = start_agent(&config, &dir.path().join("state"), &moto_env(dir.path()));
+
+    agent.wait_for("the ASG at 3 nodes", |_| {
+        (desired(&moto.url) == 3).then_some(())
+    });
+    // Demand falls to 30: 1 node, one step per 2 s. (Within 2 s of the step up, HPA's
+    // rule counts the period from 2 nodes, which would allow 1 at once: wait it out.)
+    std::thread::sleep(Duration::from_millis(2500));
+    demand.store(30.0_f64.to_bits(), Ordering::Relaxed);
+    agent.wait_for("the ASG at 1 node", |_| {
+        (desired(&moto.url) == 1).then_some(())
+    });
+    let calls = proxy.desired_calls();
+    assert_eq!(
+        calls,
+        [3, 2, 1],
+        "one step at a time on the way down: {calls:?}\n{}",
+        agent
+            .journal_lines()
+            .iter()
+            .map(|l| format!(
+                "{} → {} {}: {}",
+                l["current"], l["desired"], l["action"], l["explain"]
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Every call is journaled, with its inputs and reasons.
+    let scaled: Vec<serde_json::Value> = agent
+        .journal_lines()
+        .into_iter()
+        .filter(|l| l["action"] == "scaled")
+        .collect();
+    let steps: Vec<(u64, u64)> = scaled
+        .iter()
+        .map(|l| {
+            (
+                l["current"].as_u64().unwrap(),
+                l["desired"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [(2, 3), (3, 2), (2, 1)], "{scaled:#?}");
+    assert!(
+        scaled[1]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "rate_limited"),
+        "{:#}",
+        scaled[1]
+    );
+    // The group's instance type, from the EC2 catalogue, is in the status.
+    let status = agent.status();
+    assert_eq!(
+        status["pools"][0]["instance_types"][0]["name"], "m5.large",
+        "{status:#}"
+    );
+    assert_eq!(status["pools"][0]["instance_types"][0]["vcpus"], 2);
+    // The provider's calls are counted and timed.
+    let (_, metrics) = agent.get("/metrics");
+    assert!(
+        metric(
+            &metrics,
+            r#"capstan_provider_requests_total{provider="aws",operation="apply",outcome="ok"}"#
+        ) == Some(3.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"capstan_provider_request_duration_seconds_count{provider="aws",operation="describe"}"#),
+        "{metrics}"
+    );
+    // Only operations the IAM policy grants reached AWS.
+    let policy = iam_actions();
+    for seen in proxy.seen() {
+        let action = if [
+            "DescribeInstances",
+            "DescribeInstanceTypes",
+            "DescribeSpotPriceHistory",
+        ]
+        .contains(&seen.action.as_str())
+        {
+            format!("ec2:{}", seen.action)
+        } else {
+            format!("autoscaling:{}", seen.action)
+        };
+        assert!(
+            policy.contains(&action),
+            "{action} is not in the IAM policy"
+        );
+    }
+}
+
+#[test]
+fn faults_throttling_errors_and_dropped_connections_converge_without_overshoot() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    let proxy = Proxy::start(&moto.url);
+    runtime().block_on(create_group(
+        &moto.url,
+        "web",
+        (1, 6, 2),
+        &["m5.large"],
+        false,
+    ));
+    // Everything throttled: the SDK retries each call, the calls fail, and after 2
+    // failed calls in a row the circuit opens.
+    proxy.set_rule(|_, _| Some(Fault::Throttle));
+    // 120 over the nodes against 30 per node: 4 nodes.
+    let demand = spread_demand(&moto.url, Arc::new(AtomicU64::new(120.0_f64.to_bits())));
+    let config = write_config(dir.path(), &proxy.url, demand, "");
+    let agent = start_agent(&config, &dir.path().join("state"), &moto_env(dir.path()));
+    let open = agent.wait_for("the circuit open", |a| {
+        let s = a.status();
+        (s["pools"][0]["circuit"] == "open").then_some(s)
+    });
+    assert!(
+        open["pools"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Throttling")),
+        "{open:#}"
+    );
+    let (_, m) = agent.get("/metrics");
+    assert_eq!(
+        metric(&m, r#"capstan_pool_circuit_open{pool="web"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            r#"capstan_provider_requests_total{provider="aws",operation="describe",outcome="throttled"}"#
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{m}"
+    );
+    assert!(desired(&moto.url) == 2, "nothing reached moto");
+
+    // A flaky cloud: every 2nd request fails, in turn throttled, a 500, dropped, or
+    // slow. The SDK's retries and the half-open circuit get the target through.
+    proxy.set_rule(|n, _| match n % 8 {
+        1 => Some(Fault::Throttle),
+        3 => Some(Fault::ServerError),
+        5 => Some(Fault::Drop),
+        7 => Some(Fault::Delay(Duration::from_millis(300))),
+        _ => None,
+    });
+    agent.wait_for("the ASG at 4 nodes", |_| {
+        (desired(&moto.url) == 4).then_some(())
+    });
+    agent.wait_for("the circuit closed", |a| {
+        (a.status()["pools"][0]["circuit"] == "closed").then_some(())
+    });
+    // Hold a few passes: it stays there, and no call ever asked for more.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(desired(&moto.url), 4);
+    let calls = proxy.desired_calls();
+    assert!(
+        !calls.is_empty() && calls.iter().all(|&c| c <= 4),
+        "{calls:?}"
+    );
+    let faults = proxy.faults();
+    for kind in [
+        Fault::Throttle,
+        Fault::ServerError,
+        Fault::Drop,
+        Fault::Delay(Duration::from_millis(300)),
+    ] {
+        assert!(
+            faults.iter().any(|(_, f)| *f == kind),
+            "{kind:?} never injected: {faults:?}"
+        );
+    }
+    let (_, m) = agent.get("/metrics");
+    assert_eq!(
+        metric(&m, r#"capstan_pool_circuit_open{pool="web"}"#),
+        Some(0.0),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    let proxy = Proxy::start(&moto.url);
+    runtime().block_on(create_group(
+        &moto.url,
+        "web",
+        (1, 6, 1),
+        &["m5.large"],
+        false,
+    ));
+    let instance = runtime()
+        .block_on(provider(&moto.url, "web").describe())
+        .unwrap()
+        .instances[0]
+        .id
+        .clone();
+    let imds = imds::Imds::start(&instance);
+    let demand = demand_endpoint(|| 30.0); // on target
+    let config = write_config(
+        dir.path(),
+        &proxy.url,
+        demand,
+        &format!(
+            "\n[agent.interruptions]\ncloud = \"aws\"\nendpoint = \"{}\"\npoll = \"1s\"\n",
+            imds.url
+        ),
+    );
+    // [agent.interruptions] must come before [[pool]] in TOML: move it to the top.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (body, table) = text.split_at(text.find("\n[agent.interruptions]").unwrap());
+    std::fs::write(&config, format!("{table}\n{body}")).unwrap();
+
+    let agent = start_agent(&config, &dir.path().join("state"), &moto_env(dir.path()));
+    // The node is named by its instance id, so its report matches the ASG's instance.
+    agent.wait_for("the node named by its instance id", |a| {
+        (a.status()["node_id"] == instance.as_str()).then_some(())
+    });
+    agent.wait_for("a pass on target", |a| {
+        a.journal_lines()
+            .iter()
+            .any(|l| l["pool"] == "web")
+            .then_some(())
+    });
+    assert_eq!(desired(&moto.url), 1);
+
+    imds.notice(Some(
+        r#"{"action": "terminate", "time": "2026-11-28T08:24:00Z"}"#,
+    ));
+    let line = agent.wait_for("the replacement journaled", |a| {
+        a.journal_lines().into_iter().find(|l| {
+            l["action"] == "scaled"
+                && l["reasons"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["kind"] == "replacing_interrupted"))
+        })
+    });
+    assert_eq!(
+        (line["current"].as_u64(), line["desired"].as_u64()),
+        (Some(1), Some(2)),
+        "{line:#}"
+    );
+    assert_eq!(desired(&moto.url), 2);
+    // The notice stays up for several passes: the replacement is asked for once.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(desired(&moto.url), 2);
+    // The node is gone (moto keeps it; the notice clears): no overshoot after it.
+    imds.notice(None);
+    std::thread::sleep(Duration::from_secs(4));
+    let calls = proxy.desired_calls();
+    assert!(calls.iter().all(|&c| c <= 2), "{calls:?}");
+    assert!(desired(&moto.url) <= 2);
+}
+
+/// The actions `packaging/iam/aws-policy.json` allows.
+fn iam_actions() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("packaging/iam/aws-policy.json")).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            assert_eq!(s["Effect"], "Allow");
+            match &s["Action"] {
+                serde_json::Value::String(a) => vec![a.clone()],
+                serde_json::Value::Array(a) => {
+                    a.iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+                }
+                other => panic!("Action {other}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_iam_policy_grants_exactly_the_operations_the_code_calls() {
+    let mut granted = iam_actions();
+    granted.sort();
+    let mut called: Vec<String> = capstan_providers::aws::OPERATIONS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    called.sort();
+    assert_eq!(
+        granted, called,
+        "packaging/iam/aws-policy.json vs aws::OPERATIONS"
+    );
+    // And OPERATIONS is what the source calls: every SDK operation in providers/src/aws.rs.
+    let source = std::fs::read_to_string(repo().join("providers/src/aws.rs")).unwrap();
+    let mut in_source: Vec<String> = Vec::new();
+    for (client, service) in [(".asg\n", "autoscaling"), (".ec2\n", "ec2")] {
+        for (i, _) in source.match_indices(client) {
+            let rest = source[i + client.len()..].trim_start();
+            let Some(call) = rest.strip_prefix('.') else {
+                continue;
+            };
+            let name: String = call
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let pascal: String = name
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            in_source.push(format!("{service}:{pascal}"));
+        }
+    }
+    in_source.sort();
+    in_source.dedup();
+    assert_eq!(
+        in_source, called,
+        "SDK calls in providers/src/aws.rs vs aws::OPERATIONS"
+    );
+}
+
+/// An IMDSv2 double on 127.0.0.1: a token flow, the instance id, and a spot
+/// instance-action the test sets.
+mod imds {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, put};
+
+    #[derive(Default)]
+    struct Inner {
+        instance: String,
+        notice: Option<String>,
+    }
+
+    pub struct Imds {
+        pub url: String,
+        inner: Arc<Mutex<Inner>>,
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    const TOKEN: &str = "imds-test-token";
+
+    fn ok(headers: &HeaderMap) -> bool {
+        headers
+            .get("x-aws-ec2-metadata-token")
+            .and_then(|v| v.to_str().ok())
+            == Some(TOKEN)
+    }
+
+    impl Imds {
+        pub fn start(instance: &str) -> Imds {
+            let inner = Arc::new(Mutex::new(Inner {
+                instance: instance.to_owned(),
+                notice: None,
+            }));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let app = Router::new()
+                .route(
+                    "/latest/api/token",
+                    put(|headers: HeaderMap| async move {
+                        if headers.contains_key("x-aws-ec2-metadata-token-ttl-seconds") {
+                            (StatusCode::OK, TOKEN.to_owned())
+                        } else {
+                            (StatusCode::BAD_REQUEST, String::new())
+                        }
+                    }),
+                )
+                .route(
+                    "/latest/meta-data/instance-id",
+                    get(
+                        |State(s): State<Arc<Mutex<Inner>>>, headers: HeaderMap| async move {
+                            if !ok(&headers) {
+                                return (StatusCode::UNAUTHORIZED, String::new());
+                            }
+                            (StatusCode::OK, s.lock().unwrap().instance.clone())
+                        },
+                    ),
+                )
+                .route(
+                    "/latest/meta-data/spot/instance-action",
+                    get(
+                        |State(s): State<Arc<Mutex<Inner>>>, headers: HeaderMap| async move {
+                            if !ok(&headers) {
+                                return (StatusCode::UNAUTHORIZED, String::new());
+                            }
+                            match s.lock().unwrap().notice.clone() {
+                                Some(n) => (StatusCode::OK, n),
+                                None => (StatusCode::NOT_FOUND, String::new()),
+                            }
+                        },
+                    ),
+                )
+                .route(
+                    "/latest/meta-data/events/recommendations/rebalance",
+                    get(|| async { (StatusCode::NOT_FOUND, String::new()) }),
+                )
+                .with_state(inner.clone());
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            rt.spawn(async move { axum::serve(listener, app).await });
+            Imds {
+                url,
+                inner,
+                _runtime: rt,
+            }
+        }
+
+        pub fn notice(&self, body: Option<&str>) {
+            self.inner.lock().unwrap().notice = body.map(str::to_owned);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! moto_server for the AWS tests, and a fault-injecting proxy in front of it.
+//!
+//! Each test starts its own moto_server on 127.0.0.1 and a free port, so no state
+//! crosses between tests (`Moto::reset` empties one in place); it is killed on drop.
+//! moto has no fault injection of its own, so `Proxy` forwards AWS query-protocol
+//! requests to it and, when its rule says so, answers in moto's place with AWS
+//! `Throttling`, a 500, a dropped connection, or a delay. It records every action that
+//! reached moto, with its parameters, so tests can check what the agent asked for.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{PATIENCE, STEP, free_port, request};
+
+/// A moto_server process; killed on drop.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Moto {
+    /// Starts moto_server (found on PATH; scripts/test-deps.sh installs it) and waits
+    /// until it answers.
+    pub fn start(log: &Path) -> Moto {
+        let port = free_port();
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("moto_server (pip install 'moto[server]'; scripts/test-deps.sh does)");
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        // Bounded: PATIENCE in steps of STEP.
+        let tries = PATIENCE.as_millis() / STEP.as_millis();
+        for _ in 0..tries {
+            let (code, _) = request(
+                reqwest::Method::GET,
+                &format!("{}/moto-api/", moto.url),
+                None,
+                Vec::new(),
+            );
+            if code == 200 {
+                return moto;
+            }
+            std::thread::sleep(STEP);
+        }
+        panic!("moto_server did not answer on {}", moto.url);
+    }
+
+    /// Empties every backend.
+    pub fn reset(&self) {
+        let (code, body) = request(
+            reqwest::Method::POST,
+            &format!("{}/moto-api/reset", self.url),
+            None,
+            Vec::new(),
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the proxy does with one request instead of forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// HTTP 400 with AWS's `Throttling` error document.
+    Throttle,
+    /// HTTP 500 with an `InternalFailure` document.
+    ServerError,
+    /// Reads the request and closes the connection without a response.
+    Drop,
+    /// Forwards the request after this long.
+    Delay(Duration),
+}
+
+/// One request that reached moto.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The query action, e.g. `SetDesiredCapacity`.
+    pub action: String,
+    /// Its form parameters.
+    pub params: BTreeMap<String, String>,
+}
+
+type Rule = Box<dyn FnMut(u64, &str) -> Option<Fault> + Send>;
+
+struct ProxyState {
+    rule: Rule,
+    count: u64,
+    seen: Vec<Seen>,
+    faults: Vec<(String, Fault)>,
+}
+
+/// A fault-injecting HTTP proxy in front of moto.
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT`: the agent's `endpoint_url`.
+    pub url: String,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl Proxy {
+    /// Forwards to `upstream` (`http://127.0.0.1:PORT`); no faults until `set_rule`.
+    pub fn start(upstream: &str) -> Proxy {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("http upstream")
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(ProxyState {
+            rule: Box::new(|_, _| None),
+            count: 0,
+            seen: Vec::new(),
+            faults: Vec::new(),
+        }));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let state = shared.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &upstream, &state);
+                });
+            }
+        });
+        Proxy { url, state }
+    }
+
+    /// `rule(n, action)` decides the fault of the n-th request (from 0).
+    pub fn set_rule(&self, rule: impl FnMut(u64, &str) -> Option<Fault> + Send + 'static) {
+        self.state.lock().unwrap().rule = Box::new(rule);
+    }
+
+    /// Requests that reached moto, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Faults injected, with the action they hit.
+    pub fn faults(&self) -> Vec<(String, Fault)> {
+        self.state.lock().unwrap().faults.clone()
+    }
+
+    /// The `DesiredCapacity` of every `SetDesiredCapacity` that reached moto.
+    pub fn desired_calls(&self) -> Vec<u32> {
+        self.seen()
+            .iter()
+            .filter(|s| s.action == "SetDesiredCapacity")
+            .filter_map(|s| s.params.get("DesiredCapacity")?.parse().ok())
+            .collect()
+    }
+}
+
+fn form(body: &str) -> BTreeMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((decode(k), decode(v)))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn serve(client: TcpStream, upstream: &str, state: &Mutex<ProxyState>) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut length = 0_usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        // The proxy answers one request per connection.
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        head.push(line);
+    }
+    let mut body = vec![0_u8; length];
+    reader.read_exact(&mut body)?;
+    let params = form(&String::from_utf8_lossy(&body));
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let fault = {
+        let mut s = state.lock().unwrap();
+        let n = s.count;
+        s.count += 1;
+        let fault = (s.rule)(n, &action);
+        if let Some(f) = fault {
+            s.faults.push((action.clone(), f));
+        }
+        fault
+    };
+    let mut client = client;
+    match fault {
+        Some(Fault::Throttle) => {
+            return canned(
+                &mut client,
+                "400 Bad Request",
+                "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>capstan-test</RequestId></ErrorResponse>",
+            );
+        }
+        Some(Fault::ServerError) => {
+            return canned(
+                &mut client,
+                "500 Internal Server Error",
+                "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>injected</Message></Error><RequestId>capstan-test</RequestId></ErrorResponse>",
+            );
+        }
+        Some(Fault::Drop) => {
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        None => {}
+    }
+    let mut up = TcpStream::connect(upstream)?;
+    for line in &head {
+        up.write_all(line.as_bytes())?;
+    }
+    up.write_all(b"Connection: close\r\n\r\n")?;
+    up.write_all(&body)?;
+    up.flush()?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response)?;
+    state.lock().unwrap().seen.push(Seen { action, params });
+    client.write_all(&response)?;
+    client.flush()?;
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+fn canned(client: &mut TcpStream, status: &str, xml: &str) -> std::io::Result<()> {
+    write!(
+        client,
+        "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{xml}",
+        xml.len()
+    )?;
+    client.flush()?;
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
