@@ -310,6 +310,23 @@ fn asg_lifecycle_through_the_real_sdk() {
             "{err}"
         );
     });
+    // Credentials that cannot be loaded are an auth error, said plainly, not a
+    // transient one to retry.
+    let no_creds = AwsProvider::with_sdk_config(
+        AwsSettings {
+            region: REGION.into(),
+            asg: "web".into(),
+            endpoint_url: Some(moto.url.clone()),
+            assume_role_arn: None,
+            manage_split: false,
+        },
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build(),
+    );
+    let err = runtime().block_on(no_creds.describe()).unwrap_err();
+    assert_eq!(err.kind(), "auth", "{err}");
+    assert!(err.to_string().contains("credential"), "{err}");
     moto.reset();
     let err = runtime()
         .block_on(provider(&moto.url, "web").describe())

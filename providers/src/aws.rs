@@ -341,7 +341,7 @@ pub fn distribution(target: &CapacityTarget) -> (i32, i32) {
 pub fn map_error<E, R>(operation: &str, err: SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HttpStatus,
+    R: std::fmt::Debug + HttpStatus + 'static,
 {
     let code = err.code().unwrap_or_default().to_owned();
     let detail = err.message().map(str::to_owned);
@@ -350,12 +350,28 @@ where
         (Some(m), false) => format!("{operation}: {code}: {m}"),
         (Some(m), true) => format!("{operation}: {m}"),
         (None, false) => format!("{operation}: {code}"),
-        (None, true) => format!(
-            "{operation}: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        ),
+        (None, true) => format!("{operation}: {}", causes(&err)),
     };
+    // No credentials in the chain (or none that load) fails before any request is
+    // sent; retrying will not help until someone provides them.
+    if code.is_empty() && status.is_none() && message.contains("credential") {
+        return ProviderError::Auth { message };
+    }
     classify(&code, status, message)
+}
+
+/// An error and its sources, each said once, on one line.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ").replace('\n', " ")
 }
 
 /// The typed error for an AWS error code and HTTP status.
