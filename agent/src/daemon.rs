@@ -483,6 +483,7 @@ impl Daemon {
             .and_then(|w| w.notice.borrow().clone());
         // Collectors read /proc and the GPU driver: off the async runtime.
         let mut collectors = std::mem::take(&mut self.collectors);
+        let started = tokio::time::Instant::now();
         let (collectors, report_back, failures) = tokio::task::spawn_blocking(move || {
             let failures: Vec<(&'static str, String)> = collectors
                 .iter_mut()
@@ -495,6 +496,10 @@ impl Daemon {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.shared
+            .metrics
+            .collection_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.collectors = collectors;
         report = report_back;
         for (collector, error) in failures {

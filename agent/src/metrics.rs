@@ -168,6 +168,9 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabel, Counter>,
     /// `capstan_collection_errors_total{collector}`.
     pub collection_errors: Family<CollectorLabel, Counter>,
+    /// `capstan_collection_duration_seconds`: how long one collection of this node
+    /// took (every collector, workload scrapes excluded).
+    pub collection_seconds: Histogram,
     /// `capstan_journal_write_errors_total`.
     pub journal_write_errors: Counter,
     /// `capstan_is_leader`: 1 when this agent leads.
@@ -282,6 +285,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_provider_errors_total", "counter"),
     ("capstan_config_reloads_total", "counter"),
     ("capstan_collection_errors_total", "counter"),
+    ("capstan_collection_duration_seconds", "histogram"),
     ("capstan_journal_write_errors_total", "counter"),
     ("capstan_is_leader", "gauge"),
     ("capstan_planning_passes_total", "counter"),
@@ -350,6 +354,8 @@ impl Metrics {
             provider_errors: Family::default(),
             config_reloads: Family::default(),
             collection_errors: Family::default(),
+            // 50 µs … about 0.4 s.
+            collection_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 14)),
             journal_write_errors: Counter::default(),
             is_leader: Gauge::default(),
             planning_passes: Counter::default(),
@@ -446,6 +452,11 @@ impl Metrics {
             "collection_errors",
             "Failed collections by collector",
             m.collection_errors.clone(),
+        );
+        r.register(
+            "collection_duration_seconds",
+            "How long one collection of this node took (every collector)",
+            m.collection_seconds.clone(),
         );
         r.register(
             "journal_write_errors",
