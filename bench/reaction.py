@@ -6,7 +6,7 @@ boto3, serves a workload metric whose total this script controls (spread over th
 group's desired nodes, as a load balancer would), and starts the agent with one aws pool
 (target 30 per node, interval 5 s). Each step multiplies the total by 3 and measures
 the time until moto reports the new desired capacity (SetDesiredCapacity applied),
-polled every 10 ms. Between steps the total returns to its base, the group returns to
+polled every 25 ms. Between steps the total returns to its base, the group returns to
 2 nodes, and a random pause (0 to one interval) varies the phase of the step against
 the agent's tick. Goal: median at most one interval plus 1 s.
 """
@@ -90,13 +90,18 @@ try:
 
     def desired():
         g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
-        return g["AutoScalingGroups"][0]["DesiredCapacity"]
+        n = g["AutoScalingGroups"][0]["DesiredCapacity"]
+        seen["desired"] = n
+        return n
 
     total = {"value": BASE}
+    # The endpoint spreads the total over the desired nodes the poller saw last, so
+    # it never waits on moto itself.
+    seen = {"desired": 2}
 
     class Demand(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            per_node = total["value"] / max(desired(), 1)
+            per_node = total["value"] / max(seen["desired"], 1)
             body = f"# TYPE test_demand gauge\ntest_demand {per_node}\n".encode()
             self.send_response(200)
             self.send_header("content-type", "text/plain; version=0.0.4")
@@ -131,6 +136,8 @@ min = 1
 max = 20
 targets = [{{ metric = "workload.demand", value = {TARGET} }}]
 behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s", select_policy = "max", policies = [{{ type = "percent", value = 100, period = "5s" }}] }} }}
+# The bench reverses direction on purpose, step after step: no flap freeze.
+flap = {{ max_reversals = 0 }}
 """
         )
     env = dict(
@@ -154,7 +161,7 @@ behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s", 
         while time.monotonic() - start < limit:
             if desired() == n:
                 return time.monotonic()
-            time.sleep(0.01)
+            time.sleep(0.025)
         log = open(os.path.join(work, "capstan.log")).read()[-3000:]
         raise SystemExit(f"desired never reached {n} within {limit} s; agent log:\n{log}")
 

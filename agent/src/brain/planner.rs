@@ -164,10 +164,12 @@ impl History {
                 .max()
                 .unwrap_or_default()
         };
-        let up = keep_after(longest(&behavior.scale_up));
-        self.scale_up_events.retain(|e| e.at > up);
-        let down = keep_after(longest(&behavior.scale_down));
-        self.scale_down_events.retain(|e| e.at > down);
+        // Either direction's limit reads both lists (a period's start is the size now,
+        // less what was added in it, plus what was removed), so both are kept for the
+        // longest period of either direction.
+        let events = keep_after(longest(&behavior.scale_up).max(longest(&behavior.scale_down)));
+        self.scale_up_events.retain(|e| e.at > events);
+        self.scale_down_events.retain(|e| e.at > events);
     }
 }
 
@@ -821,8 +823,8 @@ fn period_start(observed: &Observed<'_>, period: std::time::Duration, now: DateT
     let deleted = changes_since(&h.scale_down_events, cutoff);
     observed
         .current
-        .saturating_sub(added)
         .saturating_add(deleted)
+        .saturating_sub(added)
 }
 
 /// The bound the rate policies put on a change in `direction`: HPA's

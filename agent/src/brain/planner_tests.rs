@@ -381,6 +381,27 @@ fn changes_within_the_period_count_against_the_policy() {
 }
 
 #[test]
+fn an_up_then_down_within_the_period_leaves_the_whole_scale_up_budget() {
+    // Scale-up periods of 15 s, scale-down periods of 5 s (bench/reaction.py found
+    // this): 2 → 6 at -10 s, 6 → 2 at -5 s. The period started at 2 nodes, so the
+    // next step up may go to 6 again. The down event must outlive its own 5 s period:
+    // the scale-up limit reads it too.
+    let mut p = policy(1, 1000, &[30.0]);
+    p.behavior.scale_up = rules(
+        SelectPolicy::Max,
+        &[(PolicyKind::Percent, 100, 15), (PolicyKind::Nodes, 4, 15)],
+    );
+    p.behavior.scale_down = rules(SelectPolicy::Max, &[(PolicyKind::Percent, 100, 5)]);
+    let mut h = History::default();
+    h.record_scale(2, 6, t0() - secs(10));
+    h.record_scale(6, 2, t0() - secs(5) - chrono::Duration::milliseconds(1));
+    h.prune(&p.behavior, t0());
+    assert_eq!(h.scale_down_events.len(), 1, "kept for the scale-up period");
+    let d = run(2, &[s(90.0, 2)], &p, &h);
+    assert_eq!(d.desired, 6, "{:?}", d.reasons);
+}
+
+#[test]
 fn a_disabled_direction_never_moves() {
     let mut p = policy(1, 100, &[10.0]);
     p.behavior.scale_down = rules(SelectPolicy::Disabled, &[]);
