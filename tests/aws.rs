@@ -381,6 +381,21 @@ fn start_agent(config: &Path, state: &Path, env: &[(String, String)]) -> Agent {
     Agent::start_with(config, state, &env)
 }
 
+/// moto, the fault proxy in front of it, and a plain ASG "web" (min 1, max 6) at
+/// `desired` nodes.
+fn plain_group(dir: &Path, desired: i32) -> (Moto, Proxy) {
+    let moto = Moto::start(&dir.join("moto.log"));
+    let proxy = Proxy::start(&moto.url);
+    runtime().block_on(create_group(
+        &moto.url,
+        "web",
+        (1, 6, desired),
+        &["m5.large"],
+        false,
+    ));
+    (moto, proxy)
+}
+
 fn desired(url: &str) -> i32 {
     runtime().block_on(read_group(url, "web")).0
 }
@@ -397,15 +412,7 @@ fn spread_demand(moto: &str, total: Arc<AtomicU64>) -> u16 {
 #[test]
 fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
     let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start(&dir.path().join("moto.log"));
-    let proxy = Proxy::start(&moto.url);
-    runtime().block_on(create_group(
-        &moto.url,
-        "web",
-        (1, 6, 2),
-        &["m5.large"],
-        false,
-    ));
+    let (moto, proxy) = plain_group(dir.path(), 2);
     // A total demand of 90 spread over the group's nodes, against a target of 30 per
     // node: 3 nodes.
     let demand = Arc::new(AtomicU64::new(90.0_f64.to_bits()));
@@ -508,15 +515,7 @@ fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
 #[test]
 fn faults_throttling_errors_and_dropped_connections_converge_without_overshoot() {
     let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start(&dir.path().join("moto.log"));
-    let proxy = Proxy::start(&moto.url);
-    runtime().block_on(create_group(
-        &moto.url,
-        "web",
-        (1, 6, 2),
-        &["m5.large"],
-        false,
-    ));
+    let (moto, proxy) = plain_group(dir.path(), 2);
     // Everything throttled: the SDK retries each call, the calls fail, and after 2
     // failed calls in a row the circuit opens.
     proxy.set_rule(|_, _| Some(Fault::Throttle));
@@ -596,15 +595,7 @@ fn faults_throttling_errors_and_dropped_connections_converge_without_overshoot()
 #[test]
 fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
     let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start(&dir.path().join("moto.log"));
-    let proxy = Proxy::start(&moto.url);
-    runtime().block_on(create_group(
-        &moto.url,
-        "web",
-        (1, 6, 1),
-        &["m5.large"],
-        false,
-    ));
+    let (moto, proxy) = plain_group(dir.path(), 1);
     let instance = runtime()
         .block_on(provider(&moto.url, "web").describe())
         .unwrap()
