@@ -1,6 +1,6 @@
-//! One planning pass over 1,000 pools (goal: under 10 ms on the 2-core machine): the HPA
-//! planner alone, and the whole fleet pass (schedules, emergencies, spot, and the budget
-//! allocator under a binding ceiling).
+//! One planning pass over 1,000 pools (goal: under 10 ms on the 2-core machine), and over
+//! 10,000 to show how the cost grows: the HPA planner alone, and the whole fleet pass
+//! (schedules, emergencies, spot, and the budget allocator under a binding ceiling).
 //!
 //! `cargo bench -p capstan --bench planner`
 
@@ -95,10 +95,19 @@ fn fleet(n: u32) -> Vec<Pool> {
         .collect()
 }
 
+/// The sizes measured: the goal's 1,000 pools, and 10,000 to show how cost grows.
+const SIZES: [u32; 2] = [1000, 10_000];
+
 fn planning_pass(c: &mut Criterion) {
-    let pools = fleet(1000);
+    for n in SIZES {
+        planning_pass_of(c, n);
+    }
+}
+
+fn planning_pass_of(c: &mut Criterion, n: u32) {
+    let pools = fleet(n);
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-    c.bench_function("plan 1000 pools", |b| {
+    c.bench_function(&format!("plan {n} pools"), |b| {
         b.iter(|| {
             let mut total = 0u64;
             for p in &pools {
@@ -118,8 +127,10 @@ fn planning_pass(c: &mut Criterion) {
 /// A fleet of `n` pools in TOML: three tiers, prices, spot splits, an always-active
 /// schedule on every fifth pool, emergencies on every seventh, and a ceiling that binds.
 fn fleet_config(n: u32) -> capstan_config::ValidatedConfig {
-    let mut text =
-        String::from("[budget]\nmax_hourly_cost = 40000.0\nemergency_allowance = 500.0\n");
+    let mut text = format!(
+        "[budget]\nmax_hourly_cost = {}.0\nemergency_allowance = 500.0\n",
+        40 * n
+    );
     for i in 0..n {
         let tier = ["enterprise", "premium", "basic"][(i % 3) as usize];
         let behavior = ["aggressive", "balanced", "conservative"][(i % 3) as usize];
@@ -138,25 +149,34 @@ fn fleet_config(n: u32) -> capstan_config::ValidatedConfig {
 }
 
 fn fleet_pass(c: &mut Criterion) {
+    for n in SIZES {
+        fleet_pass_of(c, n);
+    }
+}
+
+fn fleet_pass_of(c: &mut Criterion, n: u32) {
     use capstan::brain::budget::BudgetPolicy;
     use capstan::brain::fleet::{PoolState, plan_fleet};
 
-    let cfg = fleet_config(1000);
-    let pools = fleet(1000);
+    let cfg = fleet_config(n);
+    let pools = fleet(n);
     let policies: Vec<Policy> = cfg.pools.iter().map(Policy::from).collect();
     let states = vec![PoolState::default(); cfg.pools.len()];
     let budget = BudgetPolicy::from(&cfg.budget);
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-    c.bench_function("plan a fleet of 1000 pools under a binding budget", |b| {
-        b.iter_batched(
-            || states.clone(),
-            |mut states| {
-                let mut inputs = fleet_inputs(&cfg, &policies, &pools, &mut states);
-                black_box(plan_fleet(&mut inputs, &budget, now))
-            },
-            criterion::BatchSize::SmallInput,
-        );
-    });
+    c.bench_function(
+        &format!("plan a fleet of {n} pools under a binding budget"),
+        |b| {
+            b.iter_batched(
+                || states.clone(),
+                |mut states| {
+                    let mut inputs = fleet_inputs(&cfg, &policies, &pools, &mut states);
+                    black_box(plan_fleet(&mut inputs, &budget, now))
+                },
+                criterion::BatchSize::SmallInput,
+            );
+        },
+    );
     // The ceiling must bind, or this measures the easy case.
     let mut probe = states.clone();
     let plan = plan_fleet(
@@ -175,7 +195,7 @@ fn fleet_pass(c: &mut Criterion) {
         .count();
     assert!(capped > 0, "the bench fleet's budget does not bind");
     eprintln!(
-        "fleet bench: {capped} of 1000 pools capped by budget; fleet {:.2}/h of {:.2}/h",
+        "fleet bench: {capped} of {n} pools capped by budget; fleet {:.2}/h of {:.2}/h",
         plan.fleet_hourly_cost,
         budget.ceiling.unwrap_or_default()
     );
