@@ -201,7 +201,9 @@ pub async fn run(
             state_dir.join("journal").display()
         )
     })?;
-    let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
+    let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
+    let mut pools = engine::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
+        .map_err(anyhow::Error::msg)?;
     let file_history = || -> anyhow::Result<Arc<dyn HistoryStore>> {
         Ok(Arc::new(
             FileHistory::open(state_dir.join("history")).with_context(|| {
@@ -327,11 +329,6 @@ pub async fn run(
         Err(e) => tracing::info!(reason = %e, "GPU telemetry is off"),
     }
 
-    let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
-    for pool in &mut pools {
-        pool.provider =
-            crate::instrumented::Instrumented::wrap(pool.provider.clone(), &shared.metrics);
-    }
     let ingest = Arc::new(Ingest::new(
         ingest_settings(&cfg, token.clone()),
         clock.clone(),

@@ -25,8 +25,7 @@ use crate::coordinator::Claim;
 use crate::history::HistoryStore;
 
 /// The actuator's circuit breaker for one pool's cloud calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CircuitState {
     /// Calls go through (after a short backoff following a failure).
     Closed,
@@ -378,11 +377,19 @@ async fn observe(
             return Err(PassError::Describe(e));
         }
     };
-    // The catalogue is cached by the provider; a failure only leaves the last one.
-    match pool.provider.instance_types().await {
-        Ok(shapes) => pool.instance_types = shapes,
-        Err(e) => {
-            tracing::debug!(pool = %pool.config.name, error = %e, "no instance-type catalogue this pass");
+    // Asked only when an instance runs a type not looked up yet; a failure keeps the
+    // last catalogue and asks again next pass.
+    let unknown_type = description.instances.iter().any(|i| {
+        i.instance_type
+            .as_ref()
+            .is_some_and(|t| !pool.instance_types.iter().any(|s| &s.name == t))
+    });
+    if unknown_type {
+        match pool.provider.instance_types().await {
+            Ok(shapes) => pool.instance_types = shapes,
+            Err(e) => {
+                tracing::debug!(pool = %pool.config.name, error = %e, "no instance-type catalogue this pass");
+            }
         }
     }
     // A missing live price is not worth a failed pass: the configured one applies.

@@ -3,7 +3,8 @@
 //!
 //! - describe: `DescribeAutoScalingGroups` (bounds, desired, instances with lifecycle,
 //!   health, zone and type, the `MixedInstancesPolicy`), and with `aws-ec2`
-//!   `DescribeInstances` for which instances are spot.
+//!   for a pool with spot settings, `DescribeInstances` (by the group's tag) for which
+//!   instances are spot.
 //! - apply: `UpdateAutoScalingGroup` only when the group's `MaxSize` must rise for an
 //!   emergency or, for a pool with spot settings, the on-demand/spot split changes
 //!   (the `MixedInstancesPolicy`'s `OnDemandBaseCapacity` = the planned on-demand
@@ -125,11 +126,6 @@ impl AwsProvider {
         }
     }
 
-    /// The group's name.
-    pub fn asg(&self) -> &str {
-        &self.settings.asg
-    }
-
     async fn clients(&self) -> &Clients {
         self.clients
             .get_or_init(|| async {
@@ -199,9 +195,11 @@ impl AwsProvider {
                 market: Market::OnDemand,
             })
             .collect();
+        // Which instances are spot matters only to a pool whose split Capstan sets;
+        // other pools save the call every pass.
         #[cfg(feature = "aws-ec2")]
-        {
-            let spot = self.spot_instances(&instances).await?;
+        if self.settings.manage_split {
+            let spot = self.spot_instances().await?;
             for i in &mut instances {
                 if spot.contains(&i.id) {
                     i.market = Market::Spot;
@@ -242,25 +240,25 @@ impl AwsProvider {
         Ok((description, group))
     }
 
-    /// The ids, among `instances`, that EC2 says are spot instances.
+    /// The ids of the group's spot instances. Asked by the group's tag rather than by
+    /// instance id, so an instance EC2 has already forgotten cannot fail the call.
     #[cfg(feature = "aws-ec2")]
-    async fn spot_instances(
-        &self,
-        instances: &[Instance],
-    ) -> Result<BTreeSet<String>, ProviderError> {
-        let ids: Vec<String> = instances
-            .iter()
-            .filter(|i| !i.id.is_empty())
-            .map(|i| i.id.clone())
-            .collect();
+    async fn spot_instances(&self) -> Result<BTreeSet<String>, ProviderError> {
         let mut spot = BTreeSet::new();
-        for chunk in ids.chunks(200) {
+        let mut token: Option<String> = None;
+        loop {
             let out = self
                 .clients()
                 .await
                 .ec2
                 .describe_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("tag:aws:autoscaling:groupName")
+                        .values(&self.settings.asg)
+                        .build(),
+                )
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| map_error("DescribeInstances", e))?;
@@ -271,8 +269,11 @@ impl AwsProvider {
                     spot.insert(id.to_owned());
                 }
             }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(spot);
+            }
         }
-        Ok(spot)
     }
 
     async fn group(&self) -> Result<Group, ProviderError> {
@@ -338,14 +339,16 @@ pub fn distribution(target: &CapacityTarget) -> (i32, i32) {
 }
 
 /// Maps an SDK error to the provider's typed error, naming the operation.
-pub fn map_error<E, R>(operation: &str, err: SdkError<E, R>) -> ProviderError
+pub fn map_error<E>(
+    operation: &str,
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HttpStatus + 'static,
 {
     let code = err.code().unwrap_or_default().to_owned();
     let detail = err.message().map(str::to_owned);
-    let status = err.raw_response().map(HttpStatus::status_code);
+    let status = err.raw_response().map(|r| r.status().as_u16());
     let message = match (&detail, code.is_empty()) {
         (Some(m), false) => format!("{operation}: {code}: {m}"),
         (Some(m), true) => format!("{operation}: {m}"),
@@ -427,18 +430,6 @@ pub fn classify(code: &str, status: Option<u16>, message: String) -> ProviderErr
             }
             _ => ProviderError::Transient { message },
         },
-    }
-}
-
-/// The HTTP status of a raw response, for [`map_error`].
-pub trait HttpStatus {
-    /// The status code.
-    fn status_code(&self) -> u16;
-}
-
-impl HttpStatus for aws_smithy_runtime_api::http::Response {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 
