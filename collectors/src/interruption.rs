@@ -7,6 +7,10 @@
 //! with the token; 404 means no notice. The agent polls it every
 //! `agent.interruptions.poll` (2 s by default) and puts the notice into its report.
 //!
+//! [`AzureScheduledEvents`] reads Azure's Scheduled Events (`Preempt`, `Terminate`)
+//! and [`GceMetadata`] GCE's `instance/preempted` and `instance/maintenance-event`
+//! with hanging GETs.
+//!
 //! **Invariant:** like every collector, it only observes this node.
 
 use std::time::Duration;
@@ -158,6 +162,316 @@ impl AwsImds {
     }
 }
 
+/// `Interruption::kind` of an Azure `Preempt` scheduled event (a spot eviction).
+pub const AZURE_PREEMPT: &str = "Preempt";
+/// `Interruption::kind` of an Azure `Terminate` scheduled event.
+pub const AZURE_TERMINATE: &str = "Terminate";
+/// `Interruption::kind` of a GCE preemption (`instance/preempted` is `TRUE`).
+pub const GCE_PREEMPTED: &str = "preempted";
+/// `Interruption::kind` of a GCE host maintenance that stops the VM (GPU VMs cannot
+/// live-migrate): `instance/maintenance-event` is `TERMINATE_ON_HOST_MAINTENANCE`.
+pub const GCE_TERMINATE_ON_MAINTENANCE: &str = "terminate-on-host-maintenance";
+
+/// The Scheduled Events API version asked for.
+pub const SCHEDULED_EVENTS_API: &str = "2020-07-01";
+
+/// Azure Scheduled Events from the instance metadata service:
+/// `GET /metadata/scheduledevents` with `Metadata: true`. Only `Preempt` and
+/// `Terminate` events that name this VM count; the document is re-read only when
+/// its `DocumentIncarnation` changes. With `acknowledge`, each such event is approved
+/// once (`POST {"StartRequests": [{"EventId": ...}]}`) after it was first reported.
+#[derive(Debug)]
+pub struct AzureScheduledEvents {
+    client: reqwest::Client,
+    base: String,
+    acknowledge: bool,
+    vm_name: Option<String>,
+    incarnation: Option<u64>,
+    current: Option<(Interruption, Vec<String>)>,
+    acknowledged: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EventsDocument {
+    document_incarnation: u64,
+    #[serde(default)]
+    events: Vec<ScheduledEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScheduledEvent {
+    event_id: String,
+    event_type: String,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    not_before: String,
+}
+
+impl AzureScheduledEvents {
+    /// The service at `base` (e.g. `http://169.254.169.254`).
+    pub fn new(client: reqwest::Client, base: &str, acknowledge: bool) -> Self {
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            acknowledge,
+            vm_name: None,
+            incarnation: None,
+            current: None,
+            acknowledged: Vec::new(),
+        }
+    }
+
+    /// This VM's name (`/metadata/instance/compute/name`), as ARM lists it in the
+    /// scale set.
+    pub async fn vm_name(&mut self) -> Result<String, WatchError> {
+        if let Some(n) = &self.vm_name {
+            return Ok(n.clone());
+        }
+        let url = format!(
+            "{}/metadata/instance/compute/name?api-version=2021-02-01&format=text",
+            self.base
+        );
+        let name = text_get(&self.client, &url, ("Metadata", "true")).await?;
+        let name = name.trim().to_owned();
+        if name.is_empty() {
+            return Err(WatchError {
+                what: url,
+                reason: "empty VM name".to_owned(),
+            });
+        }
+        self.vm_name = Some(name.clone());
+        Ok(name)
+    }
+
+    /// The notice in force now, if any: a `Preempt` before a `Terminate`.
+    pub async fn poll(&mut self) -> Result<Option<Interruption>, WatchError> {
+        let vm = self.vm_name().await?;
+        let url = format!(
+            "{}/metadata/scheduledevents?api-version={SCHEDULED_EVENTS_API}",
+            self.base
+        );
+        let body = text_get(&self.client, &url, ("Metadata", "true")).await?;
+        let doc: EventsDocument = serde_json::from_str(&body).map_err(|e| WatchError {
+            what: format!("GET {url}"),
+            reason: format!("unreadable events document: {e}"),
+        })?;
+        if self.incarnation != Some(doc.document_incarnation) {
+            self.incarnation = Some(doc.document_incarnation);
+            self.current = pick_event(&doc.events, &vm);
+        }
+        let Some((notice, ids)) = self.current.clone() else {
+            return Ok(None);
+        };
+        if self.acknowledge {
+            let pending: Vec<String> = ids
+                .into_iter()
+                .filter(|id| !self.acknowledged.contains(id))
+                .collect();
+            if !pending.is_empty() {
+                self.approve(&url, &pending).await?;
+                self.acknowledged.extend(pending);
+            }
+        }
+        Ok(Some(notice))
+    }
+
+    async fn approve(&self, url: &str, ids: &[String]) -> Result<(), WatchError> {
+        let body = serde_json::json!({
+            "StartRequests": ids.iter().map(|id| serde_json::json!({"EventId": id})).collect::<Vec<_>>()
+        });
+        let err = |reason: String| WatchError {
+            what: format!("POST {url}"),
+            reason,
+        };
+        let response = self
+            .client
+            .post(url)
+            .header("Metadata", "true")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(err(format!("HTTP {}", response.status())));
+        }
+        tracing::info!(events = ?ids, "acknowledged the scheduled events");
+        Ok(())
+    }
+}
+
+/// The `Preempt` (else `Terminate`) events that name `vm`, as one notice with the
+/// earliest `NotBefore`, and their ids.
+fn pick_event(events: &[ScheduledEvent], vm: &str) -> Option<(Interruption, Vec<String>)> {
+    for kind in [AZURE_PREEMPT, AZURE_TERMINATE] {
+        let mine: Vec<&ScheduledEvent> = events
+            .iter()
+            .filter(|e| e.event_type == kind && e.resources.iter().any(|r| r == vm))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let at = mine
+            .iter()
+            .filter_map(|e| DateTime::parse_from_rfc2822(e.not_before.trim()).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .min();
+        return Some((
+            Interruption {
+                kind: kind.to_owned(),
+                at,
+            },
+            mine.iter().map(|e| e.event_id.clone()).collect(),
+        ));
+    }
+    None
+}
+
+/// GET of a small text value with one required header; any non-200 is an error.
+async fn text_get(
+    client: &reqwest::Client,
+    url: &str,
+    header: (&str, &str),
+) -> Result<String, WatchError> {
+    let err = |reason: String| WatchError {
+        what: format!("GET {url}"),
+        reason,
+    };
+    let response = client
+        .get(url)
+        .header(header.0, header.1)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(err(format!("HTTP {}", response.status())));
+    }
+    response.text().await.map_err(|e| err(e.to_string()))
+}
+
+/// GCE metadata: `instance/preempted` and `instance/maintenance-event`, read with
+/// `Metadata-Flavor: Google`. After a first plain read of both, each poll is a pair
+/// of hanging GETs (`wait_for_change=true&last_etag=...`) that returns as soon as
+/// either value changes, or after [`GceMetadata::HANG`].
+#[derive(Debug)]
+pub struct GceMetadata {
+    client: reqwest::Client,
+    base: String,
+    preempted: Option<Value>,
+    maintenance: Option<Value>,
+}
+
+/// A metadata value and its ETag.
+#[derive(Debug, Clone)]
+struct Value {
+    text: String,
+    etag: Option<String>,
+}
+
+impl GceMetadata {
+    /// How long one hanging GET waits for a change (`timeout_sec`); the client's own
+    /// timeout must be longer.
+    pub const HANG: Duration = Duration::from_secs(60);
+
+    /// The service at `base` (e.g. `http://169.254.169.254`).
+    pub fn new(client: reqwest::Client, base: &str) -> Self {
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            preempted: None,
+            maintenance: None,
+        }
+    }
+
+    /// This instance's name (`instance/name`), the node name GKE gives it.
+    pub async fn instance_name(&mut self) -> Result<String, WatchError> {
+        let v = self.read("name", None).await?;
+        let name = v.text.trim().to_owned();
+        if name.is_empty() {
+            return Err(WatchError {
+                what: "instance/name".to_owned(),
+                reason: "empty".to_owned(),
+            });
+        }
+        Ok(name)
+    }
+
+    async fn read(&self, key: &str, last: Option<&Value>) -> Result<Value, WatchError> {
+        let mut url = format!("{}/computeMetadata/v1/instance/{key}", self.base);
+        if let Some(last) = last {
+            url.push_str(&format!(
+                "?wait_for_change=true&timeout_sec={}",
+                Self::HANG.as_secs()
+            ));
+            if let Some(etag) = &last.etag {
+                url.push_str("&last_etag=");
+                url.push_str(etag);
+            }
+        }
+        let err = |reason: String| WatchError {
+            what: format!("GET {url}"),
+            reason,
+        };
+        let response = self
+            .client
+            .get(&url)
+            .header("Metadata-Flavor", "Google")
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(err(format!("HTTP {}", response.status())));
+        }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.map_err(|e| err(e.to_string()))?;
+        Ok(Value { text, etag })
+    }
+
+    /// The notice in force after the next change (or the hang's end): a preemption
+    /// before a terminating maintenance.
+    pub async fn poll(&mut self) -> Result<Option<Interruption>, WatchError> {
+        match (self.preempted.clone(), self.maintenance.clone()) {
+            (Some(p), Some(m)) => {
+                tokio::select! {
+                    v = self.read("preempted", Some(&p)) => self.preempted = Some(v?),
+                    v = self.read("maintenance-event", Some(&m)) => self.maintenance = Some(v?),
+                }
+            }
+            _ => {
+                self.preempted = Some(self.read("preempted", None).await?);
+                self.maintenance = Some(self.read("maintenance-event", None).await?);
+            }
+        }
+        Ok(self.notice())
+    }
+
+    fn notice(&self) -> Option<Interruption> {
+        let is = |v: &Option<Value>, want: &str| {
+            v.as_ref()
+                .is_some_and(|v| v.text.trim().eq_ignore_ascii_case(want))
+        };
+        if is(&self.preempted, "TRUE") {
+            return Some(Interruption {
+                kind: GCE_PREEMPTED.to_owned(),
+                at: None,
+            });
+        }
+        if is(&self.maintenance, "TERMINATE_ON_HOST_MAINTENANCE") {
+            return Some(Interruption {
+                kind: GCE_TERMINATE_ON_MAINTENANCE.to_owned(),
+                at: None,
+            });
+        }
+        None
+    }
+}
+
 /// Reads the body of `spot/instance-action`, e.g.
 /// `{"action": "terminate", "time": "2017-09-18T08:22:00Z"}`.
 pub fn parse_instance_action(body: &str) -> Result<Interruption, WatchError> {
@@ -181,6 +495,53 @@ pub fn parse_instance_action(body: &str) -> Result<Interruption, WatchError> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn event(id: &str, kind: &str, vm: &str, not_before: &str) -> ScheduledEvent {
+        ScheduledEvent {
+            event_id: id.to_owned(),
+            event_type: kind.to_owned(),
+            resources: vec![vm.to_owned()],
+            not_before: not_before.to_owned(),
+        }
+    }
+
+    #[test]
+    fn azure_events_for_this_vm_only_preempt_first() {
+        let events = vec![
+            event("a", "Freeze", "vm-1", ""),
+            event("b", "Terminate", "vm-1", "Tue, 09 Aug 2022 17:20:00 GMT"),
+            event("c", "Preempt", "vm-2", "Tue, 09 Aug 2022 17:07:32 GMT"),
+        ];
+        let (notice, ids) = pick_event(&events, "vm-1").unwrap();
+        assert_eq!(notice.kind, AZURE_TERMINATE);
+        assert_eq!(ids, vec!["b".to_owned()]);
+        assert_eq!(
+            notice.at,
+            Some(Utc.with_ymd_and_hms(2022, 8, 9, 17, 20, 0).unwrap())
+        );
+        let (notice, _) = pick_event(&events, "vm-2").unwrap();
+        assert_eq!(notice.kind, AZURE_PREEMPT);
+        assert!(
+            pick_event(&events[..1], "vm-1").is_none(),
+            "a Freeze is no interruption"
+        );
+        // A started event has a blank NotBefore.
+        let started = [event("d", "Preempt", "vm-1", "")];
+        assert_eq!(pick_event(&started, "vm-1").unwrap().0.at, None);
+    }
+
+    #[test]
+    fn the_published_preempt_document_reads() {
+        let doc = r#"{"DocumentIncarnation": 1, "Events": [{"EventId": "C1BF8322-4CBF-4FC4-9C45-B40CF3106D0E",
+            "EventStatus": "Scheduled", "EventType": "Preempt", "ResourceType": "VirtualMachine",
+            "Resources": ["vm-spot"], "NotBefore": "Tue, 09 Aug 2022 17:07:32 GMT", "Description": "",
+            "EventSource": "Platform", "DurationInSeconds": -1}]}"#;
+        let doc: EventsDocument = serde_json::from_str(doc).unwrap();
+        assert_eq!(doc.document_incarnation, 1);
+        let (notice, ids) = pick_event(&doc.events, "vm-spot").unwrap();
+        assert_eq!(notice.kind, AZURE_PREEMPT);
+        assert_eq!(ids, vec!["C1BF8322-4CBF-4FC4-9C45-B40CF3106D0E".to_owned()]);
+    }
 
     #[test]
     fn an_instance_action_is_a_spot_interruption_with_its_time() {

@@ -98,6 +98,8 @@ pub struct Interruptions {
     pub endpoint: String,
     /// Poll period.
     pub poll: Duration,
+    /// Azure: approve this VM's scheduled events once reported.
+    pub acknowledge: bool,
 }
 
 /// `[cluster]`.

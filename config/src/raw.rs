@@ -107,17 +107,25 @@ pub struct AgentConfig {
 #[serde(deny_unknown_fields)]
 pub struct InterruptionsConfig {
     /// The cloud whose metadata service to watch: `aws` (IMDSv2: spot instance-action
-    /// and rebalance recommendations). On AWS, a node without `agent.node_name` is
-    /// named by its instance id, so the leader matches its report to the group's
-    /// instance.
+    /// and rebalance recommendations), `azure` (Scheduled Events: `Preempt`,
+    /// `Terminate`) or `gcp` (`preempted`, `maintenance-event`). A node without
+    /// `agent.node_name` is named by its instance id (AWS) or VM/instance name (Azure,
+    /// GCP), so the leader matches its report to the pool's instance.
     pub cloud: InterruptionCloud,
     /// The metadata service's base URL (tests); defaults to the cloud's
-    /// (`http://169.254.169.254` on AWS).
+    /// (`http://169.254.169.254` on every cloud).
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// How often to ask, e.g. `"2s"`. Between 1s and 1m.
+    /// How often to ask, e.g. `"2s"`. Between 1s and 1m. On GCP the reads are hanging
+    /// GETs (`wait_for_change=true`) that return as soon as a value changes; this is
+    /// then only the pause after a failed read.
     #[serde(default = "defaults::interruptions_poll")]
     pub poll: String,
+    /// Azure only: approve (start) this VM's `Preempt` and `Terminate` scheduled events
+    /// once the notice is in the report, so the platform need not wait out the notice
+    /// period. Off by default: the node keeps all the notice time to drain.
+    #[serde(default)]
+    pub acknowledge: bool,
 }
 
 /// Clouds whose interruption notices the agent reads.
@@ -126,6 +134,12 @@ pub struct InterruptionsConfig {
 pub enum InterruptionCloud {
     /// EC2 instance metadata (IMDSv2).
     Aws,
+    /// Azure Scheduled Events (`Preempt`, `Terminate`) from the instance metadata
+    /// service; a node without `agent.node_name` is named by its VM name.
+    Azure,
+    /// GCE metadata (`instance/preempted`, `instance/maintenance-event`); a node
+    /// without `agent.node_name` is named by its instance name.
+    Gcp,
 }
 
 impl Default for AgentConfig {
@@ -434,9 +448,47 @@ pub struct AzureProviderConfig {
     pub resource_group: String,
     /// Name of the VM Scale Set.
     pub scale_set: String,
-    /// ARM endpoint override (sovereign clouds, tests).
+    /// ARM endpoint override (sovereign clouds, Azure Stack Hub, tests); the token
+    /// is asked for this endpoint's audience (`<endpoint>/.default`).
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Where the credentials come from: `auto` (environment, then workload identity,
+    /// then managed identity), `environment` (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+    /// `AZURE_CLIENT_SECRET`), `workload-identity` (AKS: `AZURE_FEDERATED_TOKEN_FILE`),
+    /// `managed-identity` or `azure-cli`.
+    #[serde(default)]
+    pub credential: AzureCredential,
+    /// Client id of a user-assigned managed identity (default: the system-assigned one).
+    #[serde(default)]
+    pub managed_identity_client_id: Option<String>,
+    /// Microsoft Entra ID endpoint override (sovereign clouds, tests), e.g.
+    /// `https://login.microsoftonline.us`.
+    #[serde(default)]
+    pub authority_host: Option<String>,
+    /// A PEM file of CA certificates to trust for the ARM and Entra ID endpoints, in
+    /// addition to the system's (Azure Stack Hub, tests).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where an Azure pool's credentials come from.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureCredential {
+    /// The environment's client secret, else workload identity, else managed identity.
+    #[default]
+    Auto,
+    /// `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`.
+    Environment,
+    /// AKS workload identity (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`).
+    WorkloadIdentity,
+    /// The VM's managed identity (IMDS).
+    ManagedIdentity,
+    /// The signed-in Azure CLI (development).
+    AzureCli,
 }
 
 /// `type = "gke"`. Credentials come from Application Default Credentials.
@@ -454,7 +506,9 @@ pub struct GkeProviderConfig {
     /// An optional node pool of spot VMs that takes the spot share.
     #[serde(default)]
     pub spot_node_pool: Option<String>,
-    /// API endpoint override (tests).
+    /// API endpoint override (Private Service Connect, tests): the Container API is
+    /// asked at `<endpoint>/v1/...` and the Compute API (the node pools' managed
+    /// instance groups) at `<endpoint>/compute/v1/...`.
     #[serde(default)]
     pub endpoint: Option<String>,
 }

@@ -298,14 +298,24 @@ fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent> {
             if let Some(url) = &i.endpoint {
                 c.url(&at("endpoint"), None, url);
             }
-            let endpoint = i.endpoint.clone().unwrap_or_else(|| match i.cloud {
-                raw::InterruptionCloud::Aws => "http://169.254.169.254".to_owned(),
-            });
+            if i.acknowledge && i.cloud != raw::InterruptionCloud::Azure {
+                c.report(
+                    &at("acknowledge"),
+                    None,
+                    "only Azure scheduled events can be acknowledged",
+                );
+            }
+            // Every cloud serves its metadata at the same link-local address.
+            let endpoint = i
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://169.254.169.254".to_owned());
             poll.map(|poll| {
                 Some(Interruptions {
                     cloud: i.cloud,
                     endpoint: endpoint.trim_end_matches('/').to_owned(),
                     poll,
+                    acknowledge: i.acknowledge,
                 })
             })
         }
@@ -755,6 +765,21 @@ fn check_provider(c: &mut Checker<'_>, at: &[Seg], pool: Option<&str>, p: &raw::
             c.non_empty(&f("scale_set"), pool, &a.scale_set);
             if let Some(url) = &a.endpoint {
                 c.url(&f("endpoint"), pool, url);
+            }
+            if let Some(url) = &a.authority_host {
+                c.url(&f("authority_host"), pool, url);
+            }
+            if let Some(id) = &a.managed_identity_client_id {
+                c.non_empty(&f("managed_identity_client_id"), pool, id);
+            }
+            if let Some(file) = &a.ca_file
+                && !file.is_file()
+            {
+                c.report(
+                    &f("ca_file"),
+                    pool,
+                    format!("{} is not a readable file", file.display()),
+                );
             }
         }
         raw::ProviderConfig::Gke(g) => {
