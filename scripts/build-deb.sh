@@ -12,4 +12,4 @@ if ! cargo deb --version >/dev/null 2>&1; then
   echo "scripts/build-deb.sh: installing cargo-deb" >&2
   cargo install cargo-deb --locked --quiet
 fi
-cargo deb -p capstan --locked --features etcd,kubernetes,tls,nvml,aws,aws-ec2 "$@"
+cargo deb -p capstan --locked --features etcd,kubernetes,tls,nvml,aws,aws-ec2,azure,gke "$@"

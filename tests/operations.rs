@@ -551,6 +551,8 @@ fn the_debian_package_ships_the_agent_its_unit_config_and_docs() {
         "./usr/share/capstan/prometheus/capstan.rules.yml",
         "./usr/share/capstan/grafana/capstan.json",
         "./usr/share/capstan/iam/aws-policy.json",
+        "./usr/share/capstan/iam/azure-role.json",
+        "./usr/share/capstan/iam/gcp-role.yaml",
         "./usr/share/doc/capstan/operations.md",
         "./usr/share/doc/capstan/configuration.md",
         "./usr/share/doc/capstan/copyright",

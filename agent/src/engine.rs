@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -52,7 +53,15 @@ pub const BUILT_IN_PROVIDERS: &[&str] = &[
     "dry-run",
     #[cfg(feature = "aws")]
     "aws",
+    #[cfg(feature = "azure")]
+    "azure",
+    #[cfg(feature = "gke")]
+    "gke",
 ];
+
+/// How long a cloud's long-running operation (an Azure scale-set update, a GKE
+/// resize) is followed before the call gives up; the next pass sees its outcome.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Builds the provider a pool is configured with.
 pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> {
@@ -72,6 +81,42 @@ pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> 
                 endpoint_url: a.endpoint_url.clone(),
                 assume_role_arn: a.assume_role_arn.clone(),
                 manage_split: pool.spot.is_some(),
+            },
+        ))),
+        #[cfg(feature = "azure")]
+        ProviderConfig::Azure(a) => {
+            use capstan_config::raw::AzureCredential as C;
+            use capstan_providers::azure::{AzureProvider, AzureSettings, CredentialSource};
+            Ok(Arc::new(AzureProvider::new(AzureSettings {
+                subscription_id: a.subscription_id.clone(),
+                resource_group: a.resource_group.clone(),
+                scale_set: a.scale_set.clone(),
+                endpoint: a.endpoint.clone(),
+                credential: match a.credential {
+                    C::Auto => CredentialSource::Auto,
+                    C::Environment => CredentialSource::Environment,
+                    C::WorkloadIdentity => CredentialSource::WorkloadIdentity,
+                    C::ManagedIdentity => CredentialSource::ManagedIdentity,
+                    C::AzureCli => CredentialSource::AzureCli,
+                },
+                managed_identity_client_id: a.managed_identity_client_id.clone(),
+                authority_host: a.authority_host.clone(),
+                ca_file: a.ca_file.clone(),
+                manage_split: pool.spot.is_some(),
+                operation_timeout: OPERATION_TIMEOUT,
+            })))
+        }
+        #[cfg(feature = "gke")]
+        ProviderConfig::Gke(g) => Ok(Arc::new(capstan_providers::gke::GkeProvider::new(
+            capstan_providers::gke::GkeSettings {
+                project: g.project.clone(),
+                location: g.location.clone(),
+                cluster: g.cluster.clone(),
+                node_pool: g.node_pool.clone(),
+                spot_node_pool: g.spot_node_pool.clone(),
+                endpoint: g.endpoint.clone(),
+                operation_poll: Duration::from_secs(2),
+                operation_timeout: OPERATION_TIMEOUT,
             },
         ))),
         #[allow(unreachable_patterns)] // every provider may be built in
@@ -1196,6 +1241,32 @@ mod tests {
         assert_eq!(again[0].history.scale_up_events.len(), 1);
     }
 
+    #[cfg(all(feature = "azure", feature = "gke"))]
+    #[test]
+    fn azure_and_gke_pools_are_built_when_their_features_are_on() {
+        let text = r#"
+            [[pool]]
+            name = "gpu"
+            provider = { type = "azure", subscription_id = "s", resource_group = "rg", scale_set = "ml" }
+            min = 1
+            max = 10
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+
+            [[pool]]
+            name = "web"
+            provider = { type = "gke", project = "p", location = "l", cluster = "c", node_pool = "np" }
+            min = 1
+            max = 10
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+        "#;
+        let cfg = capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty()).unwrap();
+        let pools = build_pools(&cfg, &mut HashMap::new()).unwrap();
+        let kinds: Vec<&str> = pools.iter().map(|p| p.provider.kind()).collect();
+        assert_eq!(kinds, ["azure", "gke"]);
+        assert!(BUILT_IN_PROVIDERS.contains(&"azure") && BUILT_IN_PROVIDERS.contains(&"gke"));
+    }
+
+    #[cfg(not(feature = "azure"))]
     #[test]
     fn clouds_not_in_this_build_are_a_clear_error() {
         let text = r#"

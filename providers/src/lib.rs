@@ -12,8 +12,12 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod dry_run;
 pub mod fake;
+#[cfg(feature = "gke")]
+pub mod gke;
 
 use std::time::Duration;
 

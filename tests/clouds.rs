@@ -1,0 +1,745 @@
+//! Azure VM Scale Sets and GKE node pools through their real SDK clients (azure_core
+//! and azure_identity; google-cloud-container-v1 and google-cloud-compute-v1 with
+//! google-cloud-auth) against in-test fakes that serve the published payloads and
+//! check every request (tests/support/arm.rs, tests/support/gcp.rs). No emulator
+//! exists for either API.
+//!
+//! Covered: describe, scale up and down, the spot split, long-running operations that
+//! take several polls, 429 with Retry-After, insufficient capacity (and the planner's
+//! on-demand fallback it leads to), auth failures, GKE's autoscaler-enabled refusal,
+//! the IAM roles against the calls made, and `capstan run` scaling an Azure pool and a
+//! GKE pool from one process.
+
+#[path = "support/arm.rs"]
+mod arm;
+#[path = "support/gcp.rs"]
+mod gcp;
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arm::{FakeArm, PatchFault};
+use capstan_providers::azure::{AzureProvider, AzureSettings, CredentialSource};
+use capstan_providers::gke::{GkeProvider, GkeSettings};
+use capstan_providers::{CapacityTarget, Market, NodePoolProvider, ProviderError};
+use gcp::{FakeGcp, NodePool, SizeFault};
+use support::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn azure(fake: &FakeArm, name: &str, secret: &str, manage_split: bool) -> AzureProvider {
+    AzureProvider::new(AzureSettings {
+        subscription_id: arm::SUBSCRIPTION.into(),
+        resource_group: arm::RESOURCE_GROUP.into(),
+        scale_set: name.into(),
+        endpoint: Some(fake.url.clone()),
+        credential: CredentialSource::ClientSecret {
+            tenant_id: arm::TENANT.into(),
+            client_id: arm::CLIENT_ID.into(),
+            secret: secret.into(),
+        },
+        managed_identity_client_id: None,
+        authority_host: Some(fake.url.clone()),
+        ca_file: Some(fake.ca.clone()),
+        manage_split,
+        operation_timeout: Duration::from_secs(30),
+    })
+}
+
+fn split(capacity: u32, on_demand: u32) -> CapacityTarget {
+    CapacityTarget {
+        capacity,
+        on_demand,
+        emergency: false,
+    }
+}
+
+#[test]
+fn azure_flexible_scale_set_describe_scale_and_spot_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeArm::start(dir.path(), "gpu", 2, true, true);
+    fake.state.lock().unwrap().polls = 3;
+    let p = azure(&fake, "gpu", arm::CLIENT_SECRET, true);
+    let rt = runtime();
+    rt.block_on(async {
+        let d = p.describe().await.unwrap();
+        assert_eq!((d.min, d.max, d.desired), (0, 1000, 2));
+        assert_eq!(d.instances.len(), 2);
+        assert!(d.instances.iter().all(|i| i.market == Market::OnDemand));
+        assert!(d.instances[0].id.starts_with("gpu_"));
+        assert_eq!(
+            d.instances[0].instance_type.as_deref(),
+            Some("Standard_D2s_v3")
+        );
+
+        // Up to 5: 2 on demand, 3 spot, through an operation that takes 3 polls.
+        p.apply(&split(5, 2)).await.unwrap();
+        assert_eq!(fake.capacity(), 5);
+        let d = p.describe().await.unwrap();
+        let spot = d
+            .instances
+            .iter()
+            .filter(|i| i.market == Market::Spot)
+            .count();
+        assert_eq!((d.desired, spot), (5, 3), "{d:#?}");
+        // Down to 1, all on demand.
+        p.apply(&CapacityTarget::on_demand(1)).await.unwrap();
+        let d = p.describe().await.unwrap();
+        assert_eq!(d.desired, 1);
+        assert_eq!(d.instances[0].market, Market::OnDemand);
+        // Asked again for what it has: nothing is sent.
+        p.apply(&CapacityTarget::on_demand(1)).await.unwrap();
+    });
+    assert_eq!(
+        fake.patches(),
+        [
+            serde_json::json!({"sku": {"capacity": 5}, "properties": {"priorityMixPolicy": {"baseRegularPriorityCount": 2, "regularPriorityPercentageAboveBase": 0}}}),
+            serde_json::json!({"sku": {"capacity": 1}, "properties": {"priorityMixPolicy": {"baseRegularPriorityCount": 1, "regularPriorityPercentageAboveBase": 100}}}),
+        ]
+    );
+    let seen = fake.seen();
+    // Each operation was polled until it ended (3 InProgress, then Succeeded).
+    let polls = seen
+        .iter()
+        .filter(|s| s.path.contains("/locations/westus/operations/"))
+        .count();
+    assert_eq!(polls, 8, "{seen:#?}");
+    // One token for every call; every ARM call names the api-version.
+    assert_eq!(fake.state.lock().unwrap().tokens_issued, 1);
+    assert!(
+        seen.iter()
+            .filter(|s| !s.path.ends_with("/token"))
+            .all(|s| s.query.get("api-version").map(String::as_str) == Some(arm::API_VERSION))
+    );
+    assert!(seen.iter().all(|s| s.status == 200), "{seen:#?}");
+}
+
+#[test]
+fn azure_uniform_scale_set_pages_its_vms_and_leaves_the_split_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeArm::start(dir.path(), "web", 5, false, false);
+    let p = azure(&fake, "web", arm::CLIENT_SECRET, true);
+    runtime().block_on(async {
+        let d = p.describe().await.unwrap();
+        assert_eq!(d.desired, 5);
+        let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+        assert_eq!(
+            ids.len(),
+            5,
+            "three pages of VMs, joined by nextLink: {d:#?}"
+        );
+        p.apply(&split(3, 1)).await.unwrap();
+        assert_eq!(p.describe().await.unwrap().desired, 3);
+    });
+    // A Uniform set has one priority: only the capacity is sent.
+    assert_eq!(
+        fake.patches(),
+        [serde_json::json!({"sku": {"capacity": 3}})]
+    );
+    assert!(fake.seen().iter().all(|s| s.status == 200));
+}
+
+#[test]
+fn azure_location_polling_is_followed_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeArm::start(dir.path(), "web", 2, false, false);
+    {
+        let mut s = fake.state.lock().unwrap();
+        s.location_polling = true;
+        s.polls = 3;
+    }
+    let p = azure(&fake, "web", arm::CLIENT_SECRET, false);
+    runtime().block_on(async {
+        p.describe().await.unwrap();
+        p.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+    });
+    assert_eq!(fake.capacity(), 4);
+    let statuses: Vec<u16> = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/operations/") || s.method == "PATCH")
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [202, 202, 202, 202, 200],
+        "PATCH, 3 polls running, done"
+    );
+}
+
+#[test]
+fn azure_errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeArm::start(dir.path(), "web", 2, true, false);
+    let p = azure(&fake, "web", arm::CLIENT_SECRET, false);
+    runtime().block_on(async {
+        p.describe().await.unwrap();
+        // 429 with the documented twenty-minute Retry-After: returned at once, with
+        // the hint, for the agent's backoff (the pipeline does not sleep on it).
+        fake.set_fault(Some(PatchFault::Throttle(1200)));
+        match p.apply(&CapacityTarget::on_demand(3)).await {
+            Err(ProviderError::Throttled {
+                retry_after,
+                message,
+            }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(1200)));
+                assert!(message.contains("TooManyRequests"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The operation runs, then fails for want of capacity.
+        fake.set_fault(Some(PatchFault::FailOperation("AllocationFailed")));
+        let e = p.apply(&CapacityTarget::on_demand(3)).await.unwrap_err();
+        assert_eq!(e.kind(), "insufficient_capacity", "{e}");
+        assert!(e.to_string().contains("AllocationFailed"), "{e}");
+        fake.set_fault(Some(PatchFault::Refuse("SkuNotAvailable")));
+        let e = p.apply(&CapacityTarget::on_demand(3)).await.unwrap_err();
+        assert_eq!(e.kind(), "insufficient_capacity", "{e}");
+        fake.set_fault(Some(PatchFault::Forbidden));
+        let e = p.apply(&CapacityTarget::on_demand(3)).await.unwrap_err();
+        assert_eq!(e.kind(), "auth", "{e}");
+        assert!(e.to_string().contains("AuthorizationFailed"), "{e}");
+        // Nothing changed through all that.
+        assert_eq!(fake.capacity(), 2);
+        p.apply(&CapacityTarget::on_demand(3)).await.unwrap();
+        assert_eq!(fake.capacity(), 3);
+    });
+    // A scale set that is not there.
+    let missing = azure(&fake, "nope", arm::CLIENT_SECRET, false);
+    let e = runtime().block_on(missing.describe()).unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::NotFound { resource } if resource.ends_with("/virtualMachineScaleSets/nope")),
+        "{e:?}"
+    );
+    // A wrong client secret: Entra ID's refusal, named.
+    let wrong = azure(&fake, "web", "wrong", false);
+    let e = runtime().block_on(wrong.describe()).unwrap_err();
+    assert_eq!(e.kind(), "auth", "{e}");
+    assert!(e.to_string().contains("AADSTS7000215"), "{e}");
+    // An endpoint whose certificate is not trusted.
+    let untrusted = AzureProvider::new(AzureSettings {
+        ca_file: None,
+        ..settings_of(&fake)
+    });
+    let e = runtime().block_on(untrusted.describe()).unwrap_err();
+    assert!(e.to_string().contains("127.0.0.1"), "{e}");
+}
+
+fn settings_of(fake: &FakeArm) -> AzureSettings {
+    AzureSettings {
+        subscription_id: arm::SUBSCRIPTION.into(),
+        resource_group: arm::RESOURCE_GROUP.into(),
+        scale_set: "web".into(),
+        endpoint: Some(fake.url.clone()),
+        credential: CredentialSource::ClientSecret {
+            tenant_id: arm::TENANT.into(),
+            client_id: arm::CLIENT_ID.into(),
+            secret: arm::CLIENT_SECRET.into(),
+        },
+        managed_identity_client_id: None,
+        authority_host: Some(fake.url.clone()),
+        ca_file: Some(fake.ca.clone()),
+        manage_split: false,
+        operation_timeout: Duration::from_secs(30),
+    }
+}
+
+/// The ARM action each request of the fake's log needs.
+fn arm_action(s: &arm::Seen) -> Option<&'static str> {
+    let p = &s.path;
+    if p.ends_with("/oauth2/v2.0/token") {
+        return None;
+    }
+    Some(match s.method.as_str() {
+        "PATCH" => "Microsoft.Compute/virtualMachineScaleSets/write",
+        _ if p.contains("/locations/") && p.contains("/operations/") => {
+            "Microsoft.Compute/locations/operations/read"
+        }
+        _ if p.contains("/virtualMachineScaleSets/") && p.ends_with("/virtualMachines") => {
+            "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read"
+        }
+        _ if p.contains("/virtualMachineScaleSets/") => {
+            "Microsoft.Compute/virtualMachineScaleSets/read"
+        }
+        _ if p.ends_with("/providers/Microsoft.Compute/virtualMachines") => {
+            "Microsoft.Compute/virtualMachines/read"
+        }
+        _ => panic!("no action known for {} {p}", s.method),
+    })
+}
+
+#[test]
+fn the_azure_role_grants_exactly_the_actions_the_calls_need() {
+    let role: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("packaging/iam/azure-role.json")).unwrap(),
+    )
+    .unwrap();
+    let granted: BTreeSet<String> = role["permissions"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let code: BTreeSet<String> = capstan_providers::azure::OPERATIONS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(granted, code, "the role and azure::OPERATIONS differ");
+    assert!(
+        role["permissions"][0]["notActions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        role["assignableScopes"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    // Every call the provider makes (both orchestration modes) needs only those.
+    let dir = tempfile::tempdir().unwrap();
+    let mut used = BTreeSet::new();
+    for flexible in [true, false] {
+        let fake = FakeArm::start(dir.path(), "web", 1, flexible, false);
+        let p = azure(&fake, "web", arm::CLIENT_SECRET, true);
+        runtime().block_on(async {
+            p.describe().await.unwrap();
+            p.apply(&split(2, 1)).await.unwrap();
+        });
+        for s in fake.seen() {
+            assert_eq!(s.status, 200, "{s:?}");
+            if let Some(a) = arm_action(&s) {
+                used.insert(a.to_owned());
+            }
+        }
+    }
+    assert_eq!(used, granted, "calls made vs actions granted");
+}
+
+// ---------------------------------------------------------------- GKE
+
+fn pool(name: &str, spot: bool, zones: &[&str], per_zone: u32) -> NodePool {
+    NodePool {
+        name: name.into(),
+        spot,
+        autoscaling: false,
+        zones: zones.iter().map(|z| (*z).to_owned()).collect(),
+        per_zone,
+    }
+}
+
+fn gke_settings(fake: &FakeGcp, node_pool: &str, spot_node_pool: Option<&str>) -> GkeSettings {
+    GkeSettings {
+        project: gcp::PROJECT.into(),
+        location: gcp::LOCATION.into(),
+        cluster: gcp::CLUSTER.into(),
+        node_pool: node_pool.into(),
+        spot_node_pool: spot_node_pool.map(str::to_owned),
+        endpoint: Some(fake.url.clone()),
+        operation_poll: Duration::from_millis(50),
+        operation_timeout: Duration::from_secs(30),
+    }
+}
+
+/// A provider whose `authorized_user` credentials refresh at the fake. (The
+/// credentials start a token task: they are built inside `rt`.)
+fn gke(
+    rt: &tokio::runtime::Runtime,
+    fake: &FakeGcp,
+    node_pool: &str,
+    spot_node_pool: Option<&str>,
+    refresh: &str,
+) -> GkeProvider {
+    let _in = rt.enter();
+    let credentials =
+        google_cloud_auth::credentials::user_account::Builder::new(fake.credentials_json(refresh))
+            .build()
+            .unwrap();
+    GkeProvider::with_credentials(gke_settings(fake, node_pool, spot_node_pool), credentials)
+}
+
+const ZONES: [&str; 2] = ["us-central1-a", "us-central1-b"];
+
+#[test]
+fn gke_node_pools_describe_scale_and_spot_split() {
+    let fake = FakeGcp::start(vec![
+        pool("od", false, &ZONES, 1),
+        pool("spot", true, &ZONES, 0),
+    ]);
+    fake.state.lock().unwrap().polls = 3;
+    let rt = runtime();
+    let p = gke(&rt, &fake, "od", Some("spot"), gcp::REFRESH_TOKEN);
+    rt.block_on(async {
+        let d = p.describe().await.unwrap();
+        assert_eq!((d.desired, d.max), (2, 4000));
+        assert_eq!(d.instances.len(), 2);
+        assert!(d.instances.iter().all(|i| i.market == Market::OnDemand));
+        assert_eq!(d.instances[0].zone.as_deref(), Some("us-central1-a"));
+        assert!(d.instances[0].id.starts_with("gke-prod-od-a-grp-"));
+
+        // 2 on demand and 4 spot: one per zone in "od", two per zone in "spot".
+        p.apply(&split(6, 2)).await.unwrap();
+        let d = p.describe().await.unwrap();
+        let spot = d
+            .instances
+            .iter()
+            .filter(|i| i.market == Market::Spot)
+            .count();
+        assert_eq!((d.desired, spot), (6, 4), "{d:#?}");
+        // 5 on demand across 2 zones is 3 per zone: never less than planned.
+        p.apply(&CapacityTarget::on_demand(5)).await.unwrap();
+        assert_eq!(p.describe().await.unwrap().desired, 6);
+        // Asked again: every group already has its size; nothing is sent.
+        p.apply(&CapacityTarget::on_demand(5)).await.unwrap();
+    });
+    assert_eq!(
+        fake.set_sizes(),
+        [
+            ("spot".to_owned(), 2),
+            ("od".to_owned(), 3),
+            ("spot".to_owned(), 0)
+        ]
+    );
+    let seen = fake.seen();
+    let polls = seen
+        .iter()
+        .filter(|s| s.rpc == "container.projects.locations.operations.get")
+        .count();
+    assert_eq!(polls, 12, "3 operations, 3 RUNNING then DONE: {seen:#?}");
+    assert!(seen.iter().all(|s| s.status == 200), "{seen:#?}");
+    assert_eq!(fake.nodes("od"), 6);
+}
+
+#[test]
+fn gke_refuses_a_node_pool_with_its_autoscaler_on() {
+    let mut auto = pool("auto", false, &ZONES[..1], 3);
+    auto.autoscaling = true;
+    let fake = FakeGcp::start(vec![auto]);
+    let rt = runtime();
+    let p = gke(&rt, &fake, "auto", None, gcp::REFRESH_TOKEN);
+    let e = rt.block_on(p.describe()).unwrap_err();
+    assert_eq!(e.kind(), "unsupported", "{e}");
+    assert!(e.to_string().contains("cluster autoscaler enabled"), "{e}");
+    let e = rt
+        .block_on(p.apply(&CapacityTarget::on_demand(4)))
+        .unwrap_err();
+    assert_eq!(e.kind(), "unsupported", "{e}");
+    assert!(fake.set_sizes().is_empty());
+}
+
+#[test]
+fn gke_errors_are_typed() {
+    let fake = FakeGcp::start(vec![pool("od", false, &ZONES[..1], 2)]);
+    let rt = runtime();
+    let p = gke(&rt, &fake, "od", None, gcp::REFRESH_TOKEN);
+    rt.block_on(async {
+        p.describe().await.unwrap();
+        fake.set_fault(Some(SizeFault::Throttle));
+        let e = p.apply(&CapacityTarget::on_demand(3)).await.unwrap_err();
+        assert_eq!(e.kind(), "throttled", "{e}");
+        fake.set_fault(Some(SizeFault::Stockout));
+        let e = p.apply(&CapacityTarget::on_demand(3)).await.unwrap_err();
+        assert_eq!(e.kind(), "insufficient_capacity", "{e}");
+        assert!(
+            e.to_string().contains("ZONE_RESOURCE_POOL_EXHAUSTED"),
+            "{e}"
+        );
+        assert_eq!(fake.nodes("od"), 2);
+        p.apply(&CapacityTarget::on_demand(3)).await.unwrap();
+        assert_eq!(fake.nodes("od"), 3);
+    });
+    let missing = gke(&rt, &fake, "nope", None, gcp::REFRESH_TOKEN);
+    let e = rt.block_on(missing.describe()).unwrap_err();
+    assert_eq!(e.kind(), "not_found", "{e}");
+    // A revoked refresh token.
+    let revoked = gke(&rt, &fake, "od", None, "revoked");
+    let e = rt.block_on(revoked.describe()).unwrap_err();
+    assert_eq!(e.kind(), "auth", "{e}");
+    assert!(e.to_string().contains("invalid_grant"), "{e}");
+}
+
+#[test]
+fn the_gcp_role_grants_exactly_the_permissions_the_calls_need() {
+    let text = std::fs::read_to_string(repo().join("packaging/iam/gcp-role.yaml")).unwrap();
+    // The file is a flat YAML document: `includedPermissions:` then `- name` lines.
+    let mut granted = BTreeSet::new();
+    let mut in_list = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || t.is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') && !line.starts_with('-') {
+            in_list = t == "includedPermissions:";
+            continue;
+        }
+        if in_list && let Some(p) = t.strip_prefix("- ") {
+            granted.insert(p.trim().to_owned());
+        }
+    }
+    assert!(text.contains("\nstage: GA"), "{text}");
+    let code: BTreeSet<String> = capstan_providers::gke::OPERATIONS
+        .iter()
+        .map(|(_, p)| (*p).to_owned())
+        .collect();
+    assert_eq!(granted, code, "the role and gke::OPERATIONS differ");
+
+    // Every RPC the provider makes is one of OPERATIONS.
+    let fake = FakeGcp::start(vec![
+        pool("od", false, &ZONES, 1),
+        pool("spot", true, &ZONES, 0),
+    ]);
+    let rt = runtime();
+    let p = gke(&rt, &fake, "od", Some("spot"), gcp::REFRESH_TOKEN);
+    rt.block_on(async {
+        p.describe().await.unwrap();
+        p.apply(&split(4, 2)).await.unwrap();
+    });
+    let mut used = BTreeSet::new();
+    for s in fake.seen() {
+        assert_eq!(s.status, 200, "{s:?}");
+        if s.rpc == "token" {
+            continue;
+        }
+        let rpc = if s.rpc.starts_with("setSize ") {
+            "container.projects.locations.clusters.nodePools.setSize"
+        } else {
+            s.rpc.as_str()
+        };
+        let (_, permission) = capstan_providers::gke::OPERATIONS
+            .iter()
+            .find(|(r, _)| *r == rpc)
+            .unwrap_or_else(|| panic!("{rpc} is not in gke::OPERATIONS"));
+        used.insert((*permission).to_owned());
+    }
+    assert_eq!(used, granted, "calls made vs permissions granted");
+}
+
+// ---------------------------------------------------------------- end to end
+
+/// A Prometheus `/api/v1/query` that answers every query with `value()` as a scalar.
+fn prometheus_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [1_764_316_800.0, value().to_string()]}}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.flush();
+        }
+    });
+    port
+}
+
+fn write_config(
+    dir: &Path,
+    arm: &FakeArm,
+    gcp: &FakeGcp,
+    demand_port: u16,
+    prometheus_port: u16,
+) -> std::path::PathBuf {
+    let path = dir.join("capstan.toml");
+    let behavior = r#"behavior = { preset = "balanced", scale_up = { stabilization_window = "0s" }, scale_down = { stabilization_window = "0s", select_policy = "max", policies = [{ type = "nodes", value = 1, period = "1s" }] } }"#;
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[agent]
+pool = "azure-gpu"
+
+[[scrape]]
+url = "http://127.0.0.1:{demand_port}/metrics"
+series = "test_demand"
+name = "demand"
+
+[[pool]]
+name = "azure-gpu"
+provider = {{ type = "azure", subscription_id = "{sub}", resource_group = "{rg}", scale_set = "gpu", endpoint = "{arm}", credential = "environment", authority_host = "{arm}", ca_file = "{ca}" }}
+min = 1
+max = 8
+targets = [{{ metric = "workload.demand", value = 30 }}]
+spot = {{ on_demand_base = 1, on_demand_percent_above_base = 0, retry_after = "10m" }}
+price = {{ on_demand = 3.0, spot = 1.0 }}
+{behavior}
+
+[[pool]]
+name = "gke-web"
+provider = {{ type = "gke", project = "{project}", location = "{location}", cluster = "{cluster}", node_pool = "od", endpoint = "{gcp}" }}
+min = 1
+max = 8
+targets = [{{ promql = "avg(demand)", prometheus_url = "http://127.0.0.1:{prometheus_port}", value = 30 }}]
+{behavior}
+"#,
+            sub = arm::SUBSCRIPTION,
+            rg = arm::RESOURCE_GROUP,
+            arm = arm.url,
+            ca = arm.ca.display(),
+            project = gcp::PROJECT,
+            location = gcp::LOCATION,
+            cluster = gcp::CLUSTER,
+            gcp = gcp.url,
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn capstan_run_scales_an_azure_pool_and_a_gke_pool_from_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let arm = FakeArm::start(dir.path(), "gpu", 1, true, true);
+    let gcp = FakeGcp::start(vec![pool("od", false, &ZONES[..1], 1)]);
+    let adc = dir.path().join("adc.json");
+    std::fs::write(&adc, gcp.credentials_json(gcp::REFRESH_TOKEN).to_string()).unwrap();
+    // A total demand, spread over each pool's nodes as a load balancer would: the
+    // Azure pool reads it from this node's scrape, the GKE pool from PromQL. Each
+    // pool wants total / 30 nodes.
+    let demand = Arc::new(AtomicU64::new(90.0_f64.to_bits()));
+    let (d, state) = (demand.clone(), arm.state.clone());
+    let port = demand_endpoint(move || {
+        f64::from_bits(d.load(Ordering::Relaxed))
+            / f64::from(state.lock().unwrap().set.capacity.max(1))
+    });
+    let (d, state) = (demand.clone(), gcp.state.clone());
+    let prometheus = prometheus_endpoint(move || {
+        let nodes: u32 = state
+            .lock()
+            .unwrap()
+            .pools
+            .iter()
+            .map(|p| p.per_zone * p.zones.len() as u32)
+            .sum();
+        f64::from_bits(d.load(Ordering::Relaxed)) / f64::from(nodes.max(1))
+    });
+    let config = write_config(dir.path(), &arm, &gcp, port, prometheus);
+    let adc_path = adc.display().to_string();
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[
+            ("AZURE_TENANT_ID", arm::TENANT),
+            ("AZURE_CLIENT_ID", arm::CLIENT_ID),
+            ("AZURE_CLIENT_SECRET", arm::CLIENT_SECRET),
+            ("GOOGLE_APPLICATION_CREDENTIALS", &adc_path),
+        ],
+    );
+    let journal = |agent: &Agent| {
+        agent
+            .journal_lines()
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} → {} {}: {}",
+                    l["pool"], l["current"], l["desired"], l["action"], l["explain"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // 90 demand on a node whose target is 30: both pools go to 3.
+    agent.wait_for("both pools at 3 nodes", |a| {
+        let _ = a;
+        (arm.capacity() == 3 && gcp.nodes("od") == 3).then_some(())
+    });
+    // The Azure pool's split: 1 on demand, 2 spot.
+    assert_eq!(
+        arm.patches().last().unwrap()["properties"]["priorityMixPolicy"],
+        serde_json::json!({"baseRegularPriorityCount": 1, "regularPriorityPercentageAboveBase": 0}),
+        "{}",
+        journal(&agent)
+    );
+
+    // Azure has no spot capacity for the next step: the update fails with
+    // AllocationFailed, and the planner moves the refused spot node to on demand.
+    arm.set_fault(Some(PatchFault::FailOperation("AllocationFailed")));
+    demand.store(120.0_f64.to_bits(), Ordering::Relaxed);
+    agent.wait_for("the Azure pool at 4 nodes", |_| {
+        (arm.capacity() == 4).then_some(())
+    });
+    let patches = arm.patches();
+    assert_eq!(
+        patches.last().unwrap()["properties"]["priorityMixPolicy"],
+        serde_json::json!({"baseRegularPriorityCount": 2, "regularPriorityPercentageAboveBase": 0}),
+        "the refused node on demand: {patches:#?}\n{}",
+        journal(&agent)
+    );
+    agent.wait_for("the GKE pool at 4 nodes", |_| {
+        (gcp.nodes("od") == 4).then_some(())
+    });
+    let lines = agent.journal_lines();
+    assert!(
+        lines.iter().any(|l| l["pool"] == "azure-gpu"
+            && l["action"] == "failed"
+            && l["explain"].to_string().contains("spot refused")
+            && l["explain"].to_string().contains("AllocationFailed")),
+        "{}",
+        journal(&agent)
+    );
+
+    // Demand falls: both pools come down one node per second.
+    demand.store(30.0_f64.to_bits(), Ordering::Relaxed);
+    agent.wait_for("both pools at 1 node", |_| {
+        (arm.capacity() == 1 && gcp.nodes("od") == 1).then_some(())
+    });
+    // Status and metrics name both providers.
+    let status = agent.status();
+    let kinds: BTreeSet<String> = status["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["azure-gpu".to_owned(), "gke-web".to_owned()])
+    );
+    let (_, metrics) = agent.get("/metrics");
+    for provider in ["azure", "gke"] {
+        let series = format!(
+            r#"capstan_provider_requests_total{{provider="{provider}",operation="apply",outcome="ok"}}"#
+        );
+        assert!(
+            metric(&metrics, &series).is_some_and(|v| v >= 3.0),
+            "{series}\n{metrics}"
+        );
+    }
+    // No call ever went past the pools' bounds.
+    assert!(
+        arm.patches()
+            .iter()
+            .all(|p| p["sku"]["capacity"].as_u64().unwrap() <= 8)
+    );
+    assert!(gcp.set_sizes().iter().all(|(_, n)| *n <= 8));
+    assert!(
+        arm.seen().iter().all(|s| s.status != 400),
+        "{:#?}",
+        arm.seen()
+    );
+    assert!(
+        gcp.seen().iter().all(|s| s.status == 200),
+        "{:#?}",
+        gcp.seen()
+    );
+}
