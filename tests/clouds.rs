@@ -530,27 +530,9 @@ fn the_gcp_role_grants_exactly_the_permissions_the_calls_need() {
 
 /// A Prometheus `/api/v1/query` that answers every query with `value()` as a scalar.
 fn prometheus_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let body = serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [1_764_316_800.0, value().to_string()]}}).to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.flush();
-        }
-    });
-    port
+    http_endpoint("application/json", move || {
+        serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [1_764_316_800.0, value().to_string()]}}).to_string()
+    })
 }
 
 fn write_config(

@@ -353,7 +353,7 @@ where
         (Some(m), false) => format!("{operation}: {code}: {m}"),
         (Some(m), true) => format!("{operation}: {m}"),
         (None, false) => format!("{operation}: {code}"),
-        (None, true) => format!("{operation}: {}", causes(&err)),
+        (None, true) => format!("{operation}: {}", crate::causes(&err)),
     };
     // No credentials in the chain (or none that load) fails before any request is
     // sent; retrying will not help until someone provides them.
@@ -361,20 +361,6 @@ where
         return ProviderError::Auth { message };
     }
     classify(&code, status, message)
-}
-
-/// An error and its sources, each said once, on one line.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ").replace('\n', " ")
 }
 
 /// The typed error for an AWS error code and HTTP status.

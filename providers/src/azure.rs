@@ -637,26 +637,12 @@ fn operation_error(body: &Value) -> ProviderError {
 }
 
 fn transport_error(what: &str, e: &azure_core::Error) -> ProviderError {
-    let message = format!("{what}: {}", error_chain(e));
+    let message = format!("{what}: {}", crate::causes(e));
     match e.kind() {
         ErrorKind::Credential => ProviderError::Auth { message },
         ErrorKind::Other if message.contains("non-TLS") => ProviderError::Validation { message },
         _ => ProviderError::Transient { message },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 fn parse_scale_set(body: &Value) -> Result<Seen, ProviderError> {

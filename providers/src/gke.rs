@@ -499,7 +499,7 @@ fn operation_error(code: i32, message: &str) -> ProviderError {
 }
 
 fn map_error(e: &google_cloud_gax::error::Error, resource: &str) -> ProviderError {
-    let message = error_chain(e);
+    let message = crate::causes(e);
     let http = e.http_status_code();
     let code = e.status().map(|s| s.code);
     if http == Some(429) {
@@ -537,20 +537,6 @@ fn map_error(e: &google_cloud_gax::error::Error, resource: &str) -> ProviderErro
         }
         _ => ProviderError::Transient { message },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

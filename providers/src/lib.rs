@@ -251,6 +251,21 @@ pub struct InstanceShape {
     pub gpu_memory_mib: u64,
 }
 
+/// An error and its sources, each said once, on one line.
+#[cfg(any(feature = "aws", feature = "azure", feature = "gke"))]
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,6 +273,16 @@ pub fn tls_client(ca: &Path, identity: Option<&Pki>) -> reqwest::Client {
 
 /// Serves `test_demand <value()>` in the text format.
 pub fn demand_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
+    http_endpoint("text/plain; version=0.0.4", move || {
+        format!("# TYPE test_demand gauge\ntest_demand {}\n", value())
+    })
+}
+
+/// Answers every request with 200 and `body()` as `content_type`.
+pub fn http_endpoint(
+    content_type: &'static str,
+    body: impl Fn() -> String + Send + 'static,
+) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -284,11 +294,10 @@ pub fn demand_endpoint(value: impl Fn() -> f64 + Send + 'static) -> u16 {
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 line.clear();
             }
-            let v = value();
-            let body = format!("# TYPE test_demand gauge\ntest_demand {v}\n");
+            let body = body();
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.flush();
