@@ -39,20 +39,14 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn azure(fake: &FakeArm, name: &str, secret: &str, manage_split: bool) -> AzureProvider {
     AzureProvider::new(AzureSettings {
-        subscription_id: arm::SUBSCRIPTION.into(),
-        resource_group: arm::RESOURCE_GROUP.into(),
         scale_set: name.into(),
-        endpoint: Some(fake.url.clone()),
         credential: CredentialSource::ClientSecret {
             tenant_id: arm::TENANT.into(),
             client_id: arm::CLIENT_ID.into(),
             secret: secret.into(),
         },
-        managed_identity_client_id: None,
-        authority_host: Some(fake.url.clone()),
-        ca_file: Some(fake.ca.clone()),
         manage_split,
-        operation_timeout: Duration::from_secs(30),
+        ..settings_of(fake)
     })
 }
 
