@@ -372,7 +372,10 @@ mod tests {
         let n = source.poll().await.unwrap().unwrap();
         assert_eq!(n.kind, capstan_collectors::interruption::AZURE_PREEMPT);
         assert!(n.at.is_some());
-        // Still in force on the next read, and approved only once.
+        // Not approved by the read that found it: the notice goes out first.
+        assert!(state.lock().unwrap().approvals.is_empty());
+        // Still in force on the next read, which approves it; approved only once.
+        assert!(source.poll().await.unwrap().is_some());
         assert!(source.poll().await.unwrap().is_some());
         {
             let s = state.lock().unwrap();

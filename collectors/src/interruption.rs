@@ -179,7 +179,8 @@ pub const SCHEDULED_EVENTS_API: &str = "2020-07-01";
 /// `GET /metadata/scheduledevents` with `Metadata: true`. Only `Preempt` and
 /// `Terminate` events that name this VM count; the document is re-read only when
 /// its `DocumentIncarnation` changes. With `acknowledge`, each such event is approved
-/// once (`POST {"StartRequests": [{"EventId": ...}]}`) after it was first reported.
+/// once (`POST {"StartRequests": [{"EventId": ...}]}`) at the first read after the one
+/// that returned it, so the notice has been published to the node's report first.
 #[derive(Debug)]
 pub struct AzureScheduledEvents {
     client: reqwest::Client,
@@ -188,6 +189,8 @@ pub struct AzureScheduledEvents {
     vm_name: Option<String>,
     incarnation: Option<u64>,
     current: Option<(Interruption, Vec<String>)>,
+    /// Events already returned by a read.
+    returned: Vec<String>,
     acknowledged: Vec<String>,
 }
 
@@ -220,6 +223,7 @@ impl AzureScheduledEvents {
             vm_name: None,
             incarnation: None,
             current: None,
+            returned: Vec::new(),
             acknowledged: Vec::new(),
         }
     }
@@ -266,13 +270,21 @@ impl AzureScheduledEvents {
             return Ok(None);
         };
         if self.acknowledge {
+            // Approved only once an earlier read has returned the notice, so the
+            // watcher has already published it for the node's report.
             let pending: Vec<String> = ids
-                .into_iter()
-                .filter(|id| !self.acknowledged.contains(id))
+                .iter()
+                .filter(|id| self.returned.contains(id) && !self.acknowledged.contains(id))
+                .cloned()
                 .collect();
             if !pending.is_empty() {
                 self.approve(&url, &pending).await?;
                 self.acknowledged.extend(pending);
+            }
+        }
+        for id in ids {
+            if !self.returned.contains(&id) {
+                self.returned.push(id);
             }
         }
         Ok(Some(notice))

@@ -98,7 +98,7 @@ pub struct Interruptions {
     pub endpoint: String,
     /// Poll period.
     pub poll: Duration,
-    /// Azure: approve this VM's scheduled events once reported.
+    /// Azure: approve this VM's scheduled events one read after they are first seen.
     pub acknowledge: bool,
 }
 

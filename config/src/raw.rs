@@ -122,8 +122,9 @@ pub struct InterruptionsConfig {
     #[serde(default = "defaults::interruptions_poll")]
     pub poll: String,
     /// Azure only: approve (start) this VM's `Preempt` and `Terminate` scheduled events
-    /// once the notice is in the report, so the platform need not wait out the notice
-    /// period. Off by default: the node keeps all the notice time to drain.
+    /// at the read after the one that first returned them (one `poll` later, once the
+    /// notice is published for this node's report), so the platform need not wait out
+    /// the notice period. Off by default: the node keeps all the notice time to drain.
     #[serde(default)]
     pub acknowledge: bool,
 }
