@@ -50,6 +50,13 @@ fn azure(fake: &FakeArm, name: &str, secret: &str, manage_split: bool) -> AzureP
     })
 }
 
+fn spot_count(d: &capstan_providers::PoolDescription) -> usize {
+    d.instances
+        .iter()
+        .filter(|i| i.market == Market::Spot)
+        .count()
+}
+
 fn split(capacity: u32, on_demand: u32) -> CapacityTarget {
     CapacityTarget {
         capacity,
@@ -80,11 +87,7 @@ fn azure_flexible_scale_set_describe_scale_and_spot_split() {
         p.apply(&split(5, 2)).await.unwrap();
         assert_eq!(fake.capacity(), 5);
         let d = p.describe().await.unwrap();
-        let spot = d
-            .instances
-            .iter()
-            .filter(|i| i.market == Market::Spot)
-            .count();
+        let spot = spot_count(&d);
         assert_eq!((d.desired, spot), (5, 3), "{d:#?}");
         // Down to 1, all on demand.
         p.apply(&CapacityTarget::on_demand(1)).await.unwrap();
@@ -385,11 +388,7 @@ fn gke_node_pools_describe_scale_and_spot_split() {
         // 2 on demand and 4 spot: one per zone in "od", two per zone in "spot".
         p.apply(&split(6, 2)).await.unwrap();
         let d = p.describe().await.unwrap();
-        let spot = d
-            .instances
-            .iter()
-            .filter(|i| i.market == Market::Spot)
-            .count();
+        let spot = spot_count(&d);
         assert_eq!((d.desired, spot), (6, 4), "{d:#?}");
         // 5 on demand across 2 zones is 3 per zone: never less than planned.
         p.apply(&CapacityTarget::on_demand(5)).await.unwrap();

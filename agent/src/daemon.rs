@@ -175,8 +175,9 @@ pub async fn run(
     source: ConfigSource,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    // On AWS a node is named by its instance id, so the leader matches its report to
-    // the group's instance (interruption notices, per-instance readings).
+    // A node is named as its pool's provider lists it (AWS instance id, Azure VM name,
+    // GCE instance name), so the leader matches its report to the pool's instance
+    // (interruption notices, per-instance readings).
     let node_id = match (&cfg.agent.node_name, &cfg.agent.interruptions) {
         (None, Some(settings)) => crate::notices::instance_id(settings)
             .await

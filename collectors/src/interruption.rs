@@ -371,13 +371,13 @@ async fn text_get(
 pub struct GceMetadata {
     client: reqwest::Client,
     base: String,
-    preempted: Option<Value>,
-    maintenance: Option<Value>,
+    preempted: Option<Watched>,
+    maintenance: Option<Watched>,
 }
 
-/// A metadata value and its ETag.
+/// A watched metadata value and its ETag.
 #[derive(Debug, Clone)]
-struct Value {
+struct Watched {
     text: String,
     etag: Option<String>,
 }
@@ -410,7 +410,7 @@ impl GceMetadata {
         Ok(name)
     }
 
-    async fn read(&self, key: &str, last: Option<&Value>) -> Result<Value, WatchError> {
+    async fn read(&self, key: &str, last: Option<&Watched>) -> Result<Watched, WatchError> {
         let mut url = format!("{}/computeMetadata/v1/instance/{key}", self.base);
         if let Some(last) = last {
             url.push_str(&format!(
@@ -442,7 +442,7 @@ impl GceMetadata {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let text = response.text().await.map_err(|e| err(e.to_string()))?;
-        Ok(Value { text, etag })
+        Ok(Watched { text, etag })
     }
 
     /// The notice in force after the next change (or the hang's end): a preemption
@@ -464,7 +464,7 @@ impl GceMetadata {
     }
 
     fn notice(&self) -> Option<Interruption> {
-        let is = |v: &Option<Value>, want: &str| {
+        let is = |v: &Option<Watched>, want: &str| {
             v.as_ref()
                 .is_some_and(|v| v.text.trim().eq_ignore_ascii_case(want))
         };

@@ -183,16 +183,11 @@ struct Seen {
     mix: Option<(u32, u32)>,
 }
 
-#[derive(Debug)]
-struct Arm {
-    pipeline: Pipeline,
-}
-
 /// A VM Scale Set as a node pool.
 #[derive(Debug)]
 pub struct AzureProvider {
     settings: AzureSettings,
-    arm: OnceCell<Arm>,
+    pipeline: OnceCell<Pipeline>,
     seen: Mutex<Option<Seen>>,
 }
 
@@ -202,29 +197,27 @@ impl AzureProvider {
     pub const fn new(settings: AzureSettings) -> Self {
         Self {
             settings,
-            arm: OnceCell::const_new(),
+            pipeline: OnceCell::const_new(),
             seen: Mutex::const_new(None),
         }
     }
 
-    async fn arm(&self) -> Result<&Arm, ProviderError> {
-        self.arm
+    async fn pipeline(&self) -> Result<&Pipeline, ProviderError> {
+        self.pipeline
             .get_or_try_init(|| async {
                 let options = client_options(&self.settings)?;
                 let credential = credential(&self.settings, options.clone())?;
                 let scope = format!("{}/.default", self.settings.endpoint());
                 let auth: Arc<dyn Policy> =
                     Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
-                Ok(Arm {
-                    pipeline: Pipeline::new(
-                        Some("capstan"),
-                        Some(env!("CARGO_PKG_VERSION")),
-                        options,
-                        Vec::new(),
-                        vec![auth],
-                        None,
-                    ),
-                })
+                Ok(Pipeline::new(
+                    Some("capstan"),
+                    Some(env!("CARGO_PKG_VERSION")),
+                    options,
+                    Vec::new(),
+                    vec![auth],
+                    None,
+                ))
             })
             .await
     }
@@ -238,9 +231,9 @@ impl AzureProvider {
 
     /// Sends one request and returns the response whatever its status.
     async fn send(&self, mut request: Request) -> Result<RawResponse, ProviderError> {
-        let arm = self.arm().await?;
+        let pipeline = self.pipeline().await?;
         let what = format!("{} {}", request.method(), request.url().path());
-        arm.pipeline
+        pipeline
             .send(
                 &Context::new(),
                 &mut request,
@@ -256,26 +249,29 @@ impl AzureProvider {
     /// `GET` of a JSON document; non-2xx statuses become typed errors.
     async fn get_json(&self, url: Url) -> Result<Value, ProviderError> {
         let response = self.send(Request::new(url, Method::Get)).await?;
-        let status = u16::from(response.status());
-        if !(200..300).contains(&status) {
-            return Err(self.status_error(&response));
-        }
-        json_body(&response)
+        json_body(&self.success(response)?)
     }
 
-    fn status_error(&self, response: &RawResponse) -> ProviderError {
-        response_error(response, &self.settings.resource_id())
+    /// The response if its status is 2xx, else its typed error.
+    fn success(&self, response: RawResponse) -> Result<RawResponse, ProviderError> {
+        if (200..300).contains(&u16::from(response.status())) {
+            Ok(response)
+        } else {
+            Err(response_error(&response, &self.settings.resource_id()))
+        }
+    }
+
+    /// The scale set's own URL (GET and PATCH).
+    fn scale_set_url(&self) -> Result<Url, ProviderError> {
+        self.url(&format!(
+            "{}?api-version={API_VERSION}",
+            self.settings.resource_id()
+        ))
     }
 
     /// Reads the scale set.
-    async fn scale_set(&self) -> Result<(Value, Seen), ProviderError> {
-        let url = self.url(&format!(
-            "{}?api-version={API_VERSION}",
-            self.settings.resource_id()
-        ))?;
-        let body = self.get_json(url).await?;
-        let seen = parse_scale_set(&body)?;
-        Ok((body, seen))
+    async fn scale_set(&self) -> Result<Seen, ProviderError> {
+        parse_scale_set(&self.get_json(self.scale_set_url()?).await?)
     }
 
     async fn instances(&self, seen: &Seen) -> Result<Vec<Instance>, ProviderError> {
@@ -348,14 +344,11 @@ impl AzureProvider {
             tokio::time::sleep(pause).await;
             waited += pause;
             let poll = self.send(Request::new(url.clone(), Method::Get)).await?;
-            let status = u16::from(poll.status());
-            if status == 202 {
+            if u16::from(poll.status()) == 202 {
                 wait = retry_after(&poll).unwrap_or(DEFAULT_POLL);
                 continue;
             }
-            if !(200..300).contains(&status) {
-                return Err(self.status_error(&poll));
-            }
+            let poll = self.success(poll)?;
             if !via_status {
                 return Ok(());
             }
@@ -380,7 +373,7 @@ impl NodePoolProvider for AzureProvider {
     }
 
     async fn describe(&self) -> Result<PoolDescription, ProviderError> {
-        let (_, seen) = self.scale_set().await?;
+        let seen = self.scale_set().await?;
         let instances = self.instances(&seen).await?;
         let desired = seen.capacity;
         *self.seen.lock().await = Some(seen);
@@ -403,7 +396,7 @@ impl NodePoolProvider for AzureProvider {
         }
         let seen = match self.seen.lock().await.clone() {
             Some(s) => s,
-            None => self.scale_set().await?.1,
+            None => self.scale_set().await?,
         };
         let mix = (self.settings.manage_split && seen.flexible).then(|| {
             let above = if target.spot() == 0 { 100 } else { 0 };
@@ -429,20 +422,12 @@ impl NodePoolProvider for AzureProvider {
                 }
             });
         }
-        let url = self.url(&format!(
-            "{}?api-version={API_VERSION}",
-            self.settings.resource_id()
-        ))?;
-        let mut request = Request::new(url, Method::Patch);
+        let mut request = Request::new(self.scale_set_url()?, Method::Patch);
         request.insert_header("content-type", "application/json");
         request.set_body(body.to_string());
         // What was seen is stale from here on, whatever the outcome.
         *self.seen.lock().await = None;
-        let response = self.send(request).await?;
-        let status = u16::from(response.status());
-        if !(200..300).contains(&status) {
-            return Err(self.status_error(&response));
-        }
+        let response = self.success(self.send(request).await?)?;
         self.follow(&response).await
     }
 }

@@ -188,6 +188,29 @@ impl GkeProvider {
         v
     }
 
+    /// A node pool's groups and their target sizes; with `instances`, also the groups'
+    /// instances, added to it.
+    async fn read(
+        &self,
+        node_pool: &str,
+        is_spot_pool: bool,
+        mut instances: Option<&mut Vec<Instance>>,
+    ) -> Result<NodePoolSeen, ProviderError> {
+        let (groups, spot) = self.node_pool(node_pool).await?;
+        let mut target_sizes = Vec::with_capacity(groups.len());
+        for g in &groups {
+            target_sizes.push(self.target_size(g).await?);
+            if let Some(out) = instances.as_deref_mut() {
+                self.managed_instances(g, spot || is_spot_pool, out).await?;
+            }
+        }
+        Ok(NodePoolSeen {
+            node_pool: node_pool.to_owned(),
+            groups,
+            target_sizes,
+        })
+    }
+
     /// `nodePools.get`: the groups, whether its nodes are spot; refuses a node pool
     /// that GKE's autoscaler manages.
     async fn node_pool(&self, node_pool: &str) -> Result<(Vec<Group>, bool), ProviderError> {
@@ -319,26 +342,18 @@ impl NodePoolProvider for GkeProvider {
     async fn describe(&self) -> Result<PoolDescription, ProviderError> {
         let mut seen = Vec::new();
         let mut instances = Vec::new();
-        let (mut desired, mut max) = (0_u32, 0_u32);
         for (node_pool, is_spot_pool) in self.node_pools() {
-            let (groups, spot) = self.node_pool(node_pool).await?;
-            let mut target_sizes = Vec::with_capacity(groups.len());
-            for g in &groups {
-                let size = self.target_size(g).await?;
-                desired = desired.saturating_add(size);
-                target_sizes.push(size);
-                self.managed_instances(g, spot || is_spot_pool, &mut instances)
-                    .await?;
-            }
-            max = max.saturating_add(
-                MAX_PER_ZONE.saturating_mul(u32::try_from(groups.len()).unwrap_or(u32::MAX)),
+            seen.push(
+                self.read(node_pool, is_spot_pool, Some(&mut instances))
+                    .await?,
             );
-            seen.push(NodePoolSeen {
-                node_pool: node_pool.to_owned(),
-                groups,
-                target_sizes,
-            });
         }
+        let desired = seen
+            .iter()
+            .flat_map(|np| &np.target_sizes)
+            .fold(0_u32, |sum, s| sum.saturating_add(*s));
+        let groups = seen.iter().map(|np| np.groups.len()).sum::<usize>();
+        let max = MAX_PER_ZONE.saturating_mul(u32::try_from(groups).unwrap_or(u32::MAX));
         *self.seen.lock().await = seen;
         Ok(PoolDescription {
             min: 0,
@@ -349,30 +364,17 @@ impl NodePoolProvider for GkeProvider {
     }
 
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
-        let wanted: Vec<(String, u32)> = match &self.settings.spot_node_pool {
-            Some(spot) => vec![
-                (self.settings.node_pool.clone(), target.on_demand),
-                (spot.clone(), target.spot()),
-            ],
-            None => vec![(self.settings.node_pool.clone(), target.capacity)],
-        };
+        let split = self.settings.spot_node_pool.is_some();
         let mut seen = self.seen.lock().await.clone();
-        for (node_pool, nodes) in wanted {
-            let known = seen.iter().position(|s| s.node_pool == node_pool);
-            let np = match known {
+        for (node_pool, is_spot_pool) in self.node_pools() {
+            let nodes = match (split, is_spot_pool) {
+                (false, _) => target.capacity,
+                (true, false) => target.on_demand,
+                (true, true) => target.spot(),
+            };
+            let np = match seen.iter().position(|s| s.node_pool == node_pool) {
                 Some(i) => seen.swap_remove(i),
-                None => {
-                    let (groups, _) = self.node_pool(&node_pool).await?;
-                    let mut target_sizes = Vec::new();
-                    for g in &groups {
-                        target_sizes.push(self.target_size(g).await?);
-                    }
-                    NodePoolSeen {
-                        node_pool: node_pool.clone(),
-                        groups,
-                        target_sizes,
-                    }
-                }
+                None => self.read(node_pool, is_spot_pool, None).await?,
             };
             let zones = u32::try_from(np.groups.len()).unwrap_or(u32::MAX).max(1);
             let per_zone = nodes.div_ceil(zones);
@@ -387,7 +389,7 @@ impl NodePoolProvider for GkeProvider {
                 continue;
             }
             let clients = self.clients().await?;
-            let name = self.settings.pool_name(&node_pool);
+            let name = self.settings.pool_name(node_pool);
             // What was seen is stale from here on, whatever the outcome.
             self.seen.lock().await.clear();
             let op = clients
