@@ -123,6 +123,15 @@ pub fn samples(
     description: &PoolDescription,
     reports: &[&NodeReport],
 ) -> Vec<Option<MetricSample>> {
+    samples_for(&pool.targets, description, reports)
+}
+
+/// [`samples`] for any list of targets (a group's, over one member).
+pub fn samples_for(
+    targets: &[capstan_config::Target],
+    description: &PoolDescription,
+    reports: &[&NodeReport],
+) -> Vec<Option<MetricSample>> {
     let instance_ids: HashSet<&str> = description
         .instances
         .iter()
@@ -132,7 +141,7 @@ pub fn samples(
         reports.iter().map(|r| (r.node_id.as_str(), *r)).collect();
     let matched = by_id.keys().any(|id| instance_ids.contains(id));
 
-    pool.targets
+    targets
         .iter()
         .map(|target| {
             let TargetSource::Metric(metric) = &target.source else {
@@ -183,6 +192,37 @@ pub fn samples(
             }
             weigh_by_gpus(metric, &counted, &mut s);
             (s.ready > 0).then_some(s)
+        })
+        .collect()
+}
+
+/// One group's samples: its members' samples of the group's targets, added up. A
+/// member without readings of a target while others have some counts its in-service
+/// nodes as missing (HPA's rule for pods without metrics).
+pub fn merge(
+    members: &[(Vec<Option<MetricSample>>, u32)],
+    targets: usize,
+) -> Vec<Option<MetricSample>> {
+    (0..targets)
+        .map(|k| {
+            let mut total: Option<MetricSample> = None;
+            for (samples, _) in members {
+                if let Some(s) = samples.get(k).copied().flatten() {
+                    let t = total.get_or_insert_with(MetricSample::default);
+                    t.sum += s.sum;
+                    t.ready += s.ready;
+                    t.missing += s.missing;
+                    t.unready += s.unready;
+                    t.reporting += s.reporting;
+                }
+            }
+            let mut total = total?;
+            for (samples, in_service) in members {
+                if samples.get(k).copied().flatten().is_none() {
+                    total.missing += in_service;
+                }
+            }
+            Some(total)
         })
         .collect()
 }

@@ -616,8 +616,10 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
     let fresh: Vec<&NodeReport> = std::iter::once(&report)
         .filter(|r| now - r.at <= max_age)
         .collect();
+    let mut groups = engine::build_groups(&cfg, &mut HashMap::new());
     let outcome = engine::fleet_pass(
         &mut pools,
+        &mut groups,
         &fresh,
         &claim,
         Mode::PlanOnly,
@@ -673,6 +675,7 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
             &mut out,
             &serde_json::json!({
                 "pools": planned,
+                "groups": outcome.groups,
                 "fleet_hourly_cost": outcome.fleet_hourly_cost,
                 "budget_ceiling": outcome.budget_ceiling,
                 "over_budget": outcome.over_budget,
@@ -715,6 +718,31 @@ async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()> {
             }
             if let Some(e) = &p.error {
                 writeln!(out, "  ! {e}")?;
+            }
+        }
+        for g in &outcome.groups {
+            let members = g
+                .members
+                .iter()
+                .map(|m| {
+                    let mut s = format!("{} {}", m.pool, m.granted);
+                    if m.granted != m.share {
+                        s.push_str(&format!(" (share {})", m.share));
+                    }
+                    if let Some(l) = m.limit {
+                        s.push_str(&format!(" [{}]", l.as_str()));
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            writeln!(
+                out,
+                "group {} ({}): {} → {} nodes: {members}",
+                g.group, g.strategy, g.current, g.desired
+            )?;
+            for r in &g.reasons {
+                writeln!(out, "  - {r}")?;
             }
         }
         for r in &outcome.reasons {

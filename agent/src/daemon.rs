@@ -203,6 +203,7 @@ pub async fn run(
         )
     })?;
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
+    let groups = engine::build_groups(&cfg, &mut HashMap::new());
     let mut pools = engine::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
         .map_err(anyhow::Error::msg)?;
     let file_history = || -> anyhow::Result<Arc<dyn HistoryStore>> {
@@ -394,7 +395,10 @@ pub async fn run(
         collectors,
         scraper: crate::http::client_builder().build()?,
         scrape_failures: Vec::new(),
-        leader: Leader::new(node_id_copy, pools, journal, shared_copy),
+        leader: Leader {
+            groups,
+            ..Leader::new(node_id_copy, pools, journal, shared_copy)
+        },
         history,
         ingest,
         reporter,
@@ -556,6 +560,11 @@ impl Daemon {
                 // circuit state.
                 let n = decisions::restore_all(&*self.decisions, &mut self.leader.pools).await;
                 tracing::info!(restored = n, "leading: decision state loaded");
+                // Groups start over from their members' sizes (their history lives
+                // in memory, as HPA's does).
+                for g in &mut self.leader.groups {
+                    *g = engine::GroupRuntime::new(g.config.clone());
+                }
                 self.saved.clear();
                 if self.shared_history {
                     // The forecasters learn what the last leader saw.
@@ -769,6 +778,12 @@ impl Daemon {
                     .journal
                     .set_retention_days(new.journal.retention_days);
                 self.leader.pools = pools;
+                let mut old_groups: HashMap<String, engine::GroupRuntime> =
+                    std::mem::take(&mut self.leader.groups)
+                        .into_iter()
+                        .map(|g| (g.config.name.clone(), g))
+                        .collect();
+                self.leader.groups = engine::build_groups(&new, &mut old_groups);
                 engine::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
                 self.cfg = new;
                 self.shared

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use capstan_collectors::NodeReport;
-use capstan_config::{Budget, Pool, ProviderConfig, ValidatedConfig};
+use capstan_config::{Budget, Group, Pool, ProviderConfig, ValidatedConfig};
 use capstan_providers::dry_run::DryRunProvider;
 use capstan_providers::{
     CapacityTarget, Lifecycle, Market, NodePoolProvider, PoolDescription, ProviderError,
@@ -17,7 +17,8 @@ use capstan_providers::{
 
 use crate::aggregate;
 use crate::brain::budget::BudgetPolicy;
-use crate::brain::fleet::{PoolInput, PoolPlan, PoolState, View};
+use crate::brain::fleet::{GroupInput, GroupPlan, PoolInput, PoolPlan, PoolState, View};
+use crate::brain::group::{self, Limit};
 use crate::brain::planner::Metric;
 use crate::brain::predictive::{Outlook, Predictor};
 use crate::brain::schedule::Bounds;
@@ -263,6 +264,100 @@ pub fn build_pools_with(
     Ok(pools)
 }
 
+/// A group with what the loop keeps between passes. Its HPA history is kept in
+/// memory only (as HPA's own controller keeps its recommendations): a new leader
+/// seeds it with the group's size, so it waits out the scale-down window first.
+#[derive(Debug)]
+pub struct GroupRuntime {
+    /// Its configuration.
+    pub config: Group,
+    /// The planner's view of its targets and behavior.
+    pub policy: Policy,
+    /// Its HPA history.
+    pub history: History,
+    /// The last pass's outcome.
+    pub last: Option<GroupOutcome>,
+}
+
+impl GroupRuntime {
+    /// A group with fresh state.
+    pub fn new(config: Group) -> Self {
+        Self {
+            policy: Policy::from(&config),
+            config,
+            history: History::default(),
+            last: None,
+        }
+    }
+}
+
+/// Builds every group of `cfg`, keeping the history of groups whose targets,
+/// behavior and members did not change.
+pub fn build_groups(
+    cfg: &ValidatedConfig,
+    old: &mut HashMap<String, GroupRuntime>,
+) -> Vec<GroupRuntime> {
+    cfg.groups
+        .iter()
+        .map(|g| match old.remove(&g.name) {
+            Some(mut kept)
+                if kept.config.targets == g.targets
+                    && kept.config.behavior == g.behavior
+                    && kept.config.members == g.members =>
+            {
+                kept.policy = Policy::from(g);
+                kept.config = g.clone();
+                kept
+            }
+            _ => GroupRuntime::new(g.clone()),
+        })
+        .collect()
+}
+
+/// One member's part of a group's pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberOutcome {
+    /// The pool.
+    pub pool: String,
+    /// Nodes it held.
+    pub current: u32,
+    /// Its share of the group's size.
+    pub share: u32,
+    /// What the budget (and any spill-over) gave it.
+    pub granted: u32,
+    /// What holds its share, if anything.
+    pub limit: Option<Limit>,
+    /// Money per node-hour there, when priced.
+    pub price: Option<f64>,
+    /// Nodes its cloud refused this pass.
+    pub refused: u32,
+    /// Nodes it took over from refusing members this pass.
+    pub spilled_in: u32,
+}
+
+/// What one pass did to one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupOutcome {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The group.
+    pub group: String,
+    /// Its strategy.
+    pub strategy: &'static str,
+    /// Nodes its members held.
+    pub current: u32,
+    /// The size its targets ask for.
+    pub desired: u32,
+    /// What its members were given in the end (after the budget and spill-overs).
+    pub granted: u32,
+    /// One sample per target, over all members.
+    pub samples: Vec<Option<MetricSample>>,
+    /// One per member, in the order listed.
+    pub members: Vec<MemberOutcome>,
+    /// Why the group's size is what it is.
+    pub reasons: Vec<Reason>,
+}
+
 /// What one pass did to one pool.
 #[derive(Debug, Clone, Serialize)]
 pub struct PassOutcome {
@@ -304,6 +399,8 @@ pub struct PassOutcome {
     pub mase: Vec<Option<f64>>,
     /// Predictive scaling is in force.
     pub predictive_active: bool,
+    /// The group the pool is a member of.
+    pub group: Option<String>,
 }
 
 /// What one pass did to the fleet.
@@ -313,6 +410,8 @@ pub struct FleetOutcome {
     pub at: DateTime<Utc>,
     /// One per pool, in config order.
     pub pools: Vec<Result<PassOutcome, PassError>>,
+    /// One per group, in config order.
+    pub groups: Vec<GroupOutcome>,
     /// Cost per hour of the fleet as planned (pools not described count at their
     /// last known size).
     pub fleet_hourly_cost: f64,
@@ -385,6 +484,7 @@ fn provider_failure(
 }
 
 /// What describing a pool gave.
+#[derive(Clone)]
 struct Seen {
     description: PoolDescription,
     samples: Vec<Option<MetricSample>>,
@@ -455,7 +555,13 @@ async fn observe(
         .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
         .collect();
     let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
-    let query_failures = promql_samples(&pool.config, &description, &mut samples).await;
+    let query_failures = promql_samples(
+        &pool.config.name,
+        &pool.config.targets,
+        in_service(&description),
+        &mut samples,
+    )
+    .await;
     let interrupted = aggregate::interrupted(&description, &pool_reports);
     let faulty_gpus = aggregate::faulty_gpus(&description, &pool_reports);
     pool.history.prune(&pool.policy.behavior, now);
@@ -482,22 +588,27 @@ async fn observe(
     })
 }
 
-/// Fills the samples of PromQL targets: the query's value is the per-node average over
-/// the pool's in-service nodes. A failed query leaves the target unavailable and says
-/// why.
-async fn promql_samples(
-    config: &capstan_config::Pool,
-    description: &PoolDescription,
-    samples: &mut [Option<crate::brain::MetricSample>],
-) -> Vec<crate::brain::Reason> {
-    let in_service = description
+/// In-service instances of a pool.
+fn in_service(description: &PoolDescription) -> u32 {
+    let n = description
         .instances
         .iter()
         .filter(|i| i.lifecycle == Lifecycle::InService)
         .count();
-    let nodes = u32::try_from(in_service).unwrap_or(u32::MAX);
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Fills the samples of PromQL targets: the query's value is the per-node average over
+/// the pool's in-service nodes. A failed query leaves the target unavailable and says
+/// why.
+async fn promql_samples(
+    name: &str,
+    targets: &[capstan_config::Target],
+    nodes: u32,
+    samples: &mut [Option<crate::brain::MetricSample>],
+) -> Vec<crate::brain::Reason> {
     let mut failures = Vec::new();
-    for (target, sample) in config.targets.iter().zip(samples.iter_mut()) {
+    for (target, sample) in targets.iter().zip(samples.iter_mut()) {
         let capstan_config::TargetSource::PromQl {
             query,
             url,
@@ -518,7 +629,7 @@ async fn promql_samples(
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(pool = %config.name, %query, %error, "PromQL target unavailable");
+                tracing::warn!(pool = %name, %query, %error, "PromQL target unavailable");
                 failures.push(crate::brain::Reason::QueryFailed {
                     query: query.clone(),
                     error,
@@ -632,6 +743,7 @@ fn running_spot(d: &PoolDescription) -> u32 {
 #[allow(clippy::too_many_arguments)]
 pub async fn fleet_pass(
     pools: &mut [PoolRuntime],
+    groups: &mut [GroupRuntime],
     reports: &[&NodeReport],
     claim: &tokio::sync::watch::Receiver<Claim>,
     mode: Mode,
@@ -644,7 +756,22 @@ pub async fn fleet_pass(
         seen.push(observe(pool, reports, now, interval).await);
     }
 
+    let members = group_members(pools, groups);
+    let group_samples = observe_groups(pools, groups, &members, &seen, reports, now).await;
+
     let plan = {
+        let group_inputs: Vec<GroupInput<'_>> = groups
+            .iter()
+            .zip(&members)
+            .zip(&group_samples)
+            .map(|((g, members), samples)| GroupInput {
+                config: &g.config,
+                policy: &g.policy,
+                history: &g.history,
+                metrics: samples,
+                members: members.clone(),
+            })
+            .collect();
         let mut inputs: Vec<PoolInput<'_>> = pools
             .iter_mut()
             .zip(&seen)
@@ -686,35 +813,350 @@ pub async fn fleet_pass(
                 }
             })
             .collect();
-        brain::fleet::plan_fleet(&mut inputs, &BudgetPolicy::from(budget), now)
+        brain::fleet::plan_fleet_with_groups(
+            &mut inputs,
+            &group_inputs,
+            &BudgetPolicy::from(budget),
+            now,
+        )
     };
 
-    let mut results = Vec::with_capacity(pools.len());
-    for ((pool, seen), planned) in pools.iter_mut().zip(seen).zip(plan.pools) {
-        let seen = match seen {
-            Ok(s) => s,
-            Err(e) => {
-                results.push(Err(e));
-                continue;
-            }
+    let in_group: Vec<bool> = (0..pools.len())
+        .map(|i| members.iter().any(|m| m.contains(&i)))
+        .collect();
+    let mut planned: Vec<Option<PoolPlan>> = plan.pools.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Result<PassOutcome, PassError>>> = Vec::with_capacity(pools.len());
+    for (i, (pool, seen)) in pools.iter_mut().zip(&seen).enumerate() {
+        if in_group[i] {
+            results.push(None);
+            continue;
+        }
+        let Some(planned) = planned[i].take() else {
+            results.push(None);
+            continue;
         };
-        results.push(Ok(
-            act(pool, seen, planned, claim, mode, now, interval).await
-        ));
+        results.push(Some(match seen {
+            Ok(s) => Ok(act(pool, s, planned, claim, mode, now, interval).await),
+            Err(e) => Err(e.clone()),
+        }));
     }
+    let mut fleet_hourly_cost = plan.fleet_hourly_cost;
+    let mut room = plan
+        .budget_ceiling
+        .map(|c| (c - plan.fleet_hourly_cost).max(0.0));
+    let mut group_outcomes = Vec::with_capacity(groups.len());
+    for ((group, gp), samples) in groups.iter_mut().zip(plan.groups).zip(group_samples) {
+        let outcome = act_group(
+            group,
+            gp,
+            samples,
+            pools,
+            &seen,
+            &mut planned,
+            &mut results,
+            &mut room,
+            claim,
+            (mode, now, interval),
+        )
+        .await;
+        fleet_hourly_cost += outcome.1;
+        group_outcomes.push(outcome.0);
+    }
+    let results = results
+        .into_iter()
+        .zip(seen)
+        .map(|(r, seen)| match (r, seen) {
+            (Some(r), _) => r,
+            (None, Err(e)) => Err(e),
+            // Every pool with a view is acted on above, in or out of a group.
+            (None, Ok(_)) => Err(PassError::Describe(ProviderError::Transient {
+                message: "no decision was made for this pool this pass".into(),
+            })),
+        })
+        .collect();
     FleetOutcome {
         at: now,
         pools: results,
-        fleet_hourly_cost: plan.fleet_hourly_cost,
+        groups: group_outcomes,
+        fleet_hourly_cost,
         budget_ceiling: plan.budget_ceiling,
         over_budget: plan.over_budget,
         reasons: plan.reasons,
     }
 }
 
+/// Each group's members: indices into `pools`, in the order listed.
+fn group_members(pools: &[PoolRuntime], groups: &[GroupRuntime]) -> Vec<Vec<usize>> {
+    groups
+        .iter()
+        .map(|g| {
+            g.config
+                .members
+                .iter()
+                .filter_map(|m| pools.iter().position(|p| &p.config.name == m))
+                .collect()
+        })
+        .collect()
+}
+
+/// Each group's samples over its members' nodes (PromQL targets queried once for the
+/// group); prunes each group's history and, on its first look, seeds it with the
+/// group's size, as a pool's.
+async fn observe_groups(
+    pools: &[PoolRuntime],
+    groups: &mut [GroupRuntime],
+    members: &[Vec<usize>],
+    seen: &[Result<Seen, PassError>],
+    reports: &[&NodeReport],
+    now: DateTime<Utc>,
+) -> Vec<Vec<Option<MetricSample>>> {
+    let mut out = Vec::with_capacity(groups.len());
+    for (group, members) in groups.iter_mut().zip(members) {
+        let mut parts = Vec::with_capacity(members.len());
+        let mut current = 0_u32;
+        let mut nodes = 0_u32;
+        for &i in members {
+            let pool = &pools[i];
+            let Ok(s) = &seen[i] else {
+                current = current
+                    .saturating_add(pool.last.as_ref().map_or(pool.config.min, |l| l.current));
+                continue;
+            };
+            let member_reports: Vec<&NodeReport> = reports
+                .iter()
+                .copied()
+                .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
+                .collect();
+            let in_service = in_service(&s.description);
+            nodes = nodes.saturating_add(in_service);
+            current = current.saturating_add(s.description.desired);
+            parts.push((
+                aggregate::samples_for(&group.config.targets, &s.description, &member_reports),
+                in_service,
+            ));
+        }
+        let mut samples = aggregate::merge(&parts, group.config.targets.len());
+        let failures = promql_samples(
+            &group.config.name,
+            &group.config.targets,
+            nodes,
+            &mut samples,
+        )
+        .await;
+        for f in failures {
+            tracing::debug!(group = %group.config.name, reason = %f, "group target unavailable");
+        }
+        group.history.prune(&group.policy.behavior, now);
+        if group.last.is_none() && group.history.recommendations.is_empty() {
+            group.history.record_recommendation(current, now);
+        }
+        out.push(samples);
+    }
+    out
+}
+
+/// Acts on one group's members: in the order the strategy fills them, each gets its
+/// grant; a member whose cloud refuses it (or whose call fails) gives its shortfall to
+/// the others in the same pass, within `room` (money per hour still free under the
+/// budget ceiling). Returns the group's outcome and the change in the fleet's cost.
+#[allow(clippy::too_many_arguments)]
+async fn act_group(
+    group: &mut GroupRuntime,
+    plan: GroupPlan,
+    samples: Vec<Option<MetricSample>>,
+    pools: &mut [PoolRuntime],
+    seen: &[Result<Seen, PassError>],
+    planned: &mut [Option<PoolPlan>],
+    results: &mut [Option<Result<PassOutcome, PassError>>],
+    room: &mut Option<f64>,
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    (mode, now, interval): (Mode, DateTime<Utc>, std::time::Duration),
+) -> (GroupOutcome, f64) {
+    let k = plan.members.len();
+    let mut slots: Vec<group::Slot> = plan.members.iter().map(|m| m.slot).collect();
+    let money: Vec<group::Money> = plan.members.iter().map(|m| m.money).collect();
+    let mut granted: Vec<u32> = plan.members.iter().map(|m| m.granted).collect();
+    let mut refused = vec![0_u32; k];
+    let mut spilled_in = vec![0_u32; k];
+    // What each member holds after this pass's calls (its size now until a call
+    // succeeds).
+    let mut holds: Vec<u32> = plan.members.iter().map(|m| m.slot.current).collect();
+    let order = match plan.strategy {
+        capstan_config::GroupStrategy::Spread => (0..k).collect(),
+        s => group::preference(s, &slots),
+    };
+    let mut pending: Vec<usize> = order.clone();
+    // Each round acts on the members with a new grant; a member refused once is given
+    // no more, so a refusal adds at most one round: k+1 rounds at most.
+    for round in 0..=k {
+        let mut newly_refused = Vec::new();
+        for &j in &pending {
+            let m = &plan.members[j];
+            let i = m.index;
+            let Ok(s) = &seen[i] else { continue };
+            let pool = &mut pools[i];
+            if round == 0 {
+                let Some(p) = planned[i].take() else { continue };
+                let o = act(pool, s, p, claim, mode, now, interval).await;
+                if o.action == "scaled" {
+                    holds[j] = o.desired;
+                } else if o.action == "failed" && o.desired > o.current {
+                    refused[j] = o.desired - o.current;
+                    newly_refused.push(j);
+                }
+                results[i] = Some(Ok(o));
+                continue;
+            }
+            // A second call this pass: the pool holds what the first one applied.
+            let Some(Ok(first)) = &results[i] else {
+                continue;
+            };
+            let extra = granted[j].saturating_sub(holds[j]);
+            if extra == 0 {
+                continue;
+            }
+            let mut p = second_plan(first, granted[j], &money[j]);
+            p.reasons.push(Reason::GroupSpillover {
+                group: plan.name.clone(),
+                from: refusers(&plan, &refused),
+                nodes: extra,
+            });
+            let mut again = s.clone();
+            again.description.desired = holds[j];
+            let mut o = act(pool, &again, p, claim, mode, now, interval).await;
+            o.current = m.slot.current;
+            if o.action == "scaled" {
+                holds[j] = granted[j];
+                spilled_in[j] += extra;
+            } else if o.action == "failed" {
+                refused[j] += extra;
+                newly_refused.push(j);
+            }
+            results[i] = Some(Ok(o));
+        }
+        if newly_refused.is_empty() {
+            break;
+        }
+        let mut freed = 0.0;
+        for &j in &newly_refused {
+            slots[j].available = false;
+            freed += money[j].cost_of(granted[j]) - money[j].cost_of(holds[j]);
+            granted[j] = holds[j];
+            let cause = results[plan.members[j].index]
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|o| o.detail.clone())
+                .unwrap_or_default();
+            if let Some(Ok(o)) = results[plan.members[j].index].as_mut() {
+                o.reasons.push(Reason::GroupRefused {
+                    group: plan.name.clone(),
+                    nodes: refused[j],
+                    cause,
+                });
+            }
+        }
+        if let Some(r) = room.as_mut() {
+            *r += freed;
+        }
+        let before = granted.clone();
+        granted = group::spill(
+            plan.strategy,
+            group.config.max_skew,
+            plan.desired,
+            &slots,
+            &granted,
+            &money,
+            *room,
+        );
+        if let Some(r) = room.as_mut() {
+            let spent: f64 = (0..k)
+                .map(|j| money[j].cost_of(granted[j]) - money[j].cost_of(before[j]))
+                .sum();
+            *r = (*r - spent).max(0.0);
+        }
+        pending = order
+            .iter()
+            .copied()
+            .filter(|&j| granted[j] > before[j])
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+    }
+    if mode == Mode::Act {
+        if let Some(n) = plan.recommendation {
+            group.history.record_recommendation(n, now);
+        }
+        let held: u32 = holds.iter().sum();
+        group.history.record_scale(plan.current, held, now);
+    }
+    let members = plan
+        .members
+        .iter()
+        .enumerate()
+        .map(|(j, m)| MemberOutcome {
+            pool: m.pool.clone(),
+            current: m.slot.current,
+            share: m.share,
+            granted: granted[j],
+            limit: m.limit,
+            price: m.slot.price,
+            refused: refused[j],
+            spilled_in: spilled_in[j],
+        })
+        .collect();
+    let outcome = GroupOutcome {
+        at: now,
+        group: plan.name.clone(),
+        strategy: plan.strategy.as_str(),
+        current: plan.current,
+        desired: plan.desired,
+        granted: granted.iter().sum(),
+        samples,
+        members,
+        reasons: plan.reasons,
+    };
+    group.last = Some(outcome.clone());
+    let cost_delta = (0..k)
+        .map(|j| money[j].cost_of(granted[j]) - money[j].cost_of(plan.members[j].granted))
+        .sum();
+    (outcome, cost_delta)
+}
+
+/// The names of the members that refused, for a spill-over's reason.
+fn refusers(plan: &GroupPlan, refused: &[u32]) -> String {
+    plan.members
+        .iter()
+        .zip(refused)
+        .filter(|(_, n)| **n > 0)
+        .map(|(m, _)| m.pool.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A member's plan for a second call this pass: the first outcome's plan with the new
+/// grant split as the member's money says.
+fn second_plan(first: &PassOutcome, nodes: u32, money: &group::Money) -> PoolPlan {
+    let on_demand = money.split.on_demand(nodes);
+    PoolPlan {
+        current: first.current,
+        desired: nodes,
+        on_demand,
+        spot: nodes - on_demand,
+        hourly_cost: money.cost_of(nodes),
+        recommendation: None,
+        bounds: first.bounds,
+        schedules: Vec::new(),
+        emergency: first.emergency,
+        above_max: nodes > first.bounds.max,
+        frozen_until: first.frozen_until,
+        reasons: first.reasons.clone(),
+    }
+}
+
 async fn act(
     pool: &mut PoolRuntime,
-    seen: Seen,
+    seen: &Seen,
     planned: PoolPlan,
     claim: &tokio::sync::watch::Receiver<Claim>,
     mode: Mode,
@@ -737,11 +1179,12 @@ async fn act(
         action: "none",
         detail: None,
         error_kind: None,
-        samples: seen.samples,
-        forecasts: seen.outlook.forecasts,
-        mase: seen.outlook.mase,
+        samples: seen.samples.clone(),
+        forecasts: seen.outlook.forecasts.clone(),
+        mase: seen.outlook.mase.clone(),
         predictive_active: seen.outlook.active,
         reasons: planned.reasons,
+        group: pool.config.group.clone(),
     };
     if mode == Mode::PlanOnly {
         outcome.action = "plan";
@@ -877,6 +1320,7 @@ mod tests {
         let budget = no_budget();
         let mut out = fleet_pass(
             std::slice::from_mut(pool),
+            &mut [],
             reports,
             claim,
             mode,
@@ -1165,7 +1609,17 @@ mod tests {
             now: DateTime<Utc>,
         ) -> FleetOutcome {
             let r = crate::testutil::cpu_report("host", "web", 100.0, now);
-            fleet_pass(pools, &[&r], &leader(), Mode::Act, now, SECOND, budget).await
+            fleet_pass(
+                pools,
+                &mut [],
+                &[&r],
+                &leader(),
+                Mode::Act,
+                now,
+                SECOND,
+                budget,
+            )
+            .await
         }
         // Never seen: flaky counts at its max (6/h), so web may grow by 2 only.
         flaky.fail_next_describe(ProviderError::Transient {
@@ -1289,6 +1743,140 @@ mod tests {
         assert!(
             old.contains_key("web"),
             "a failed build leaves the old pools in place"
+        );
+    }
+
+    /// A group of two members on fakes: `web-aws` (cheaper, at most 6) and `web-azure`,
+    /// which gives capacity back at one node a minute.
+    fn group_fleet() -> (ValidatedConfig, Arc<FakeProvider>, Arc<FakeProvider>) {
+        let text = r#"
+            [[pool]]
+            name = "web-aws"
+            provider = { type = "dry-run" }
+            min = 1
+            max = 6
+            price = { on_demand = 0.10 }
+
+            [[pool]]
+            name = "web-azure"
+            provider = { type = "dry-run" }
+            min = 1
+            max = 10
+            price = { on_demand = 0.12 }
+            behavior = { scale_down = { stabilization_window = "0s", policies = [{ type = "nodes", value = 1, period = "60s" }] } }
+
+            [[group]]
+            name = "web"
+            strategy = "cheapest"
+            members = ["web-aws", "web-azure"]
+            behavior = "aggressive"
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+        "#;
+        let cfg = capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty()).unwrap();
+        (cfg, fake(2), fake(2))
+    }
+
+    async fn group_pass(
+        pools: &mut [PoolRuntime],
+        groups: &mut [GroupRuntime],
+        cpu: f64,
+        now: DateTime<Utc>,
+    ) -> FleetOutcome {
+        let a = crate::testutil::cpu_report("a", "web-aws", cpu, now);
+        let b = crate::testutil::cpu_report("b", "web-azure", cpu, now);
+        fleet_pass(
+            pools,
+            groups,
+            &[&a, &b],
+            &leader(),
+            Mode::Act,
+            now,
+            SECOND,
+            &no_budget(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_refused_member_spills_over_in_the_same_pass_and_gets_it_back_at_the_scale_down_rate()
+    {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (cfg, aws, azure) = group_fleet();
+        let mut pools = vec![
+            PoolRuntime::new(cfg.pools[0].clone(), aws.clone()),
+            PoolRuntime::new(cfg.pools[1].clone(), azure.clone()),
+        ];
+        let mut groups = build_groups(&cfg, &mut HashMap::new());
+        aws.fail_next_apply(ProviderError::InsufficientCapacity {
+            message: "InsufficientInstanceCapacity in us-east-1a".into(),
+        });
+        // 4 nodes at twice the target: the group wants 8; the cheaper member is
+        // given all it may hold (6), and refuses the 4 new ones.
+        let out = group_pass(&mut pools, &mut groups, 100.0, now).await;
+        let g = &out.groups[0];
+        assert_eq!((g.current, g.desired, g.granted), (4, 8, 8), "{g:?}");
+        assert_eq!(aws.apply_calls(), vec![CapacityTarget::on_demand(6)]);
+        assert_eq!(azure.apply_calls(), vec![CapacityTarget::on_demand(6)]);
+        let (aws_out, azure_out) = match &out.pools[..] {
+            [Ok(a), Ok(b)] => (a, b),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(aws_out.action, "failed");
+        assert!(
+            aws_out
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::GroupRefused { nodes: 4, .. })),
+            "{:?}",
+            aws_out.reasons
+        );
+        assert_eq!((azure_out.current, azure_out.desired), (2, 6));
+        assert!(
+            azure_out
+                .reasons
+                .iter()
+                .any(|r| r.to_string() == "group web: 4 node(s) spilled over from web-aws, whose cloud could not take them"),
+            "{:?}",
+            azure_out.reasons
+        );
+        assert_eq!(g.members[0].refused, 4);
+        assert_eq!(g.members[1].spilled_in, 4);
+
+        // The cloud has capacity again: each minute one node leaves web-azure (its
+        // scale-down rate) and web-aws takes it, the group staying at 8.
+        let mut sizes = Vec::new();
+        for minute in 1..=6 {
+            let at = now + chrono::Duration::seconds(61 * minute);
+            let out = group_pass(&mut pools, &mut groups, 50.0, at).await;
+            let g = &out.groups[0];
+            assert_eq!(g.granted, 8, "{g:?}");
+            sizes.push((
+                aws.describe().await.unwrap().desired,
+                azure.describe().await.unwrap().desired,
+            ));
+        }
+        assert_eq!(sizes, vec![(3, 5), (4, 4), (5, 3), (6, 2), (6, 2), (6, 2)]);
+    }
+
+    #[tokio::test]
+    async fn members_outside_the_group_are_acted_on_as_before_and_group_lines_explain_the_split() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (cfg, aws, azure) = group_fleet();
+        let mut pools = vec![
+            PoolRuntime::new(cfg.pools[0].clone(), aws.clone()),
+            PoolRuntime::new(cfg.pools[1].clone(), azure.clone()),
+        ];
+        let mut groups = build_groups(&cfg, &mut HashMap::new());
+        let out = group_pass(&mut pools, &mut groups, 100.0, now).await;
+        let g = &out.groups[0];
+        assert_eq!(aws.apply_calls(), vec![CapacityTarget::on_demand(6)]);
+        assert!(azure.apply_calls().is_empty());
+        assert_eq!(g.members[0].limit, Some(Limit::Max));
+        let Ok(o) = &out.pools[0] else { panic!() };
+        assert_eq!(o.group.as_deref(), Some("web"));
+        assert_eq!(
+            o.reasons[0].to_string(),
+            "group web (cheapest): 6 of its 8 node(s) here, 0.1000/node-h, held by max"
         );
     }
 }

@@ -47,6 +47,37 @@ pub struct Entry<'a> {
     /// Error or skip reason when the action was not taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The group the pool is a member of; the group's own line says how it was sized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'a str>,
+}
+
+/// One journal line for a group: how it was sized and how its size was allocated. It
+/// has `group` where a pool's line has `pool`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupEntry<'a> {
+    /// When the pass ran.
+    pub at: DateTime<Utc>,
+    /// The node that decided.
+    pub node_id: &'a str,
+    /// Group.
+    pub group: &'a str,
+    /// `cheapest`, `spread` or `priority`.
+    pub strategy: &'a str,
+    /// Nodes its members held.
+    pub current: u32,
+    /// The size its targets ask for.
+    pub desired: u32,
+    /// What its members were given (after the budget and spill-overs).
+    pub granted: u32,
+    /// Target label and sample per target, over all members.
+    pub inputs: Vec<Input<'a>>,
+    /// Per member: share, grant, what held it, refusals and spill-overs.
+    pub members: &'a [crate::engine::MemberOutcome],
+    /// Why the group's size is what it is.
+    pub reasons: &'a [Reason],
+    /// The same reasons in words.
+    pub explain: Vec<String>,
 }
 
 /// One target's input to a decision.
@@ -104,7 +135,16 @@ impl Journal {
 
     /// Writes one entry, to the file of the entry's day, and flushes it.
     pub fn write(&mut self, entry: &Entry<'_>) -> std::io::Result<()> {
-        let day = entry.at.date_naive();
+        self.write_line(entry.at, entry)
+    }
+
+    /// Writes one group's entry.
+    pub fn write_group(&mut self, entry: &GroupEntry<'_>) -> std::io::Result<()> {
+        self.write_line(entry.at, entry)
+    }
+
+    fn write_line(&mut self, at: DateTime<Utc>, entry: &impl Serialize) -> std::io::Result<()> {
+        let day = at.date_naive();
         if self.open.as_ref().is_none_or(|(d, _)| *d != day) {
             let file = OpenOptions::new()
                 .create(true)
@@ -173,6 +213,7 @@ mod tests {
             explain: vec![],
             action: "scaled",
             detail: None,
+            group: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Leader {
     pub node_id: String,
     /// The pools, in config order.
     pub pools: Vec<PoolRuntime>,
+    /// The groups, in config order.
+    pub groups: Vec<engine::GroupRuntime>,
     /// The decision journal.
     pub journal: Journal,
     /// Metrics and status shared with the HTTP server.
@@ -53,6 +55,7 @@ impl Leader {
         Self {
             node_id,
             pools,
+            groups: Vec::new(),
             journal,
             shared,
             fleet: FleetSummary::default(),
@@ -71,6 +74,7 @@ impl Leader {
     ) -> FleetSummary {
         let outcome = engine::fleet_pass(
             &mut self.pools,
+            &mut self.groups,
             reports,
             claim,
             Mode::Act,
@@ -80,6 +84,9 @@ impl Leader {
         )
         .await;
         self.record_fleet(&outcome);
+        for g in &outcome.groups {
+            self.record_group(g);
+        }
         for (i, result) in outcome.pools.into_iter().enumerate() {
             self.record(i, result, outcome.fleet_hourly_cost, outcome.budget_ceiling);
             let pool = &self.pools[i];
@@ -116,6 +123,63 @@ impl Leader {
         for r in &outcome.reasons {
             // Said loudly, every pass it holds: the operator must act.
             tracing::warn!(reason = %r, "budget");
+        }
+    }
+
+    fn record_group(&mut self, g: &engine::GroupOutcome) {
+        let m = &self.shared.metrics;
+        let label = crate::metrics::GroupLabel {
+            group: g.group.clone(),
+        };
+        m.group_current_nodes
+            .get_or_create(&label)
+            .set(i64::from(g.current));
+        m.group_desired_nodes
+            .get_or_create(&label)
+            .set(i64::from(g.desired));
+        for member in &g.members {
+            if member.spilled_in > 0 {
+                m.group_spillover_nodes
+                    .get_or_create(&crate::metrics::GroupMemberLabels {
+                        group: g.group.clone(),
+                        pool: member.pool.clone(),
+                    })
+                    .inc_by(u64::from(member.spilled_in));
+                tracing::warn!(group = %g.group, pool = %member.pool, nodes = member.spilled_in, "capacity spilled over to this member");
+            }
+        }
+        let Some(group) = self.groups.iter().find(|r| r.config.name == g.group) else {
+            return;
+        };
+        let inputs = group
+            .policy
+            .targets
+            .iter()
+            .zip(&g.samples)
+            .map(|(t, s)| journal::Input {
+                metric: &t.metric,
+                target: t.value,
+                sample: *s,
+                forecast: None,
+                mase: None,
+            })
+            .collect();
+        let entry = journal::GroupEntry {
+            at: g.at,
+            node_id: &self.node_id,
+            group: &g.group,
+            strategy: g.strategy,
+            current: g.current,
+            desired: g.desired,
+            granted: g.granted,
+            inputs,
+            members: &g.members,
+            reasons: &g.reasons,
+            explain: g.reasons.iter().map(ToString::to_string).collect(),
+        };
+        if let Err(e) = self.journal.write_group(&entry) {
+            m.journal_write_errors.inc();
+            tracing::error!(error = %e, "cannot write the journal");
         }
     }
 
@@ -274,6 +338,7 @@ impl Leader {
                     explain: outcome.reasons.iter().map(ToString::to_string).collect(),
                     action: outcome.action,
                     detail: outcome.detail.clone(),
+                    group: outcome.group.as_deref(),
                 };
                 if let Err(e) = self.journal.write(&entry) {
                     m.journal_write_errors.inc();

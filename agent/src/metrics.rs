@@ -17,6 +17,22 @@ pub struct PoolLabel {
     pub pool: String,
 }
 
+/// `{group}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    /// Group name.
+    pub group: String,
+}
+
+/// `{group, pool}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupMemberLabels {
+    /// Group name.
+    pub group: String,
+    /// Member pool.
+    pub pool: String,
+}
+
 /// `{pool, metric}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolMetricLabels {
@@ -199,6 +215,13 @@ pub struct Metrics {
     pub pool_flapping: Family<PoolLabel, Gauge>,
     /// `capstan_pool_spot_fallback{pool}`: 1 while spot is planned as on-demand.
     pub pool_spot_fallback: Family<PoolLabel, Gauge>,
+    /// `capstan_group_current_nodes{group}`: nodes a group's members hold.
+    pub group_current_nodes: Family<GroupLabel, Gauge>,
+    /// `capstan_group_desired_nodes{group}`: the size a group's targets ask for.
+    pub group_desired_nodes: Family<GroupLabel, Gauge>,
+    /// `capstan_group_spillover_nodes_total{group,pool}`: nodes a member took over
+    /// from members whose cloud refused them.
+    pub group_spillover_nodes: Family<GroupMemberLabels, Counter>,
     /// `capstan_budget_hourly_cost`: cost per hour of the fleet as planned.
     pub budget_hourly_cost: GaugeF,
     /// `capstan_budget_ceiling`: the fleet ceiling per hour (absent without one).
@@ -300,6 +323,9 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_pool_emergency", "gauge"),
     ("capstan_pool_flapping", "gauge"),
     ("capstan_pool_spot_fallback", "gauge"),
+    ("capstan_group_current_nodes", "gauge"),
+    ("capstan_group_desired_nodes", "gauge"),
+    ("capstan_group_spillover_nodes_total", "counter"),
     ("capstan_budget_hourly_cost", "gauge"),
     ("capstan_budget_ceiling", "gauge"),
     ("capstan_budget_over", "gauge"),
@@ -370,6 +396,9 @@ impl Metrics {
             pool_emergency: Family::default(),
             pool_flapping: Family::default(),
             pool_spot_fallback: Family::default(),
+            group_current_nodes: Family::default(),
+            group_desired_nodes: Family::default(),
+            group_spillover_nodes: Family::default(),
             budget_hourly_cost: GaugeF::default(),
             budget_ceiling: Family::default(),
             budget_over: Gauge::default(),
@@ -527,6 +556,21 @@ impl Metrics {
             "pool_spot_fallback",
             "1 while missing spot nodes are planned as on-demand",
             m.pool_spot_fallback.clone(),
+        );
+        r.register(
+            "group_current_nodes",
+            "Nodes the members of a pool group hold",
+            m.group_current_nodes.clone(),
+        );
+        r.register(
+            "group_desired_nodes",
+            "The size a pool group's targets ask for, before it is allocated to its members",
+            m.group_desired_nodes.clone(),
+        );
+        r.register(
+            "group_spillover_nodes",
+            "Nodes a group member took over from members whose cloud refused them",
+            m.group_spillover_nodes.clone(),
         );
         r.register(
             "budget_hourly_cost",
@@ -936,6 +980,17 @@ mod tests {
             f.get_or_create(&p).set(0);
         }
         m.pool_hourly_cost.get_or_create(&p).set(1.5);
+        let g = GroupLabel {
+            group: "web".into(),
+        };
+        m.group_current_nodes.get_or_create(&g).set(3);
+        m.group_desired_nodes.get_or_create(&g).set(4);
+        m.group_spillover_nodes
+            .get_or_create(&GroupMemberLabels {
+                group: "web".into(),
+                pool: "web-aws".into(),
+            })
+            .inc_by(2);
         m.budget_ceiling.get_or_create(&NoLabels {}).set(10.0);
         let text = m.encode();
         assert!(

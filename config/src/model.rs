@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use crate::raw::{
-    BudgetEnforcement, PolicyKind, PredictiveMode, PriceConfig, ProviderConfig, SelectPolicy, Tier,
+    BudgetEnforcement, GroupStrategy, PolicyKind, PredictiveMode, PriceConfig, ProviderConfig,
+    SelectPolicy, Tier,
 };
 
 /// A configuration that passed every check.
@@ -27,6 +28,29 @@ pub struct ValidatedConfig {
     pub pools: Vec<Pool>,
     /// `[[scrape]]`, in file order.
     pub scrapes: Vec<Scrape>,
+    /// `[[group]]`, in file order.
+    pub groups: Vec<Group>,
+}
+
+/// A validated `[[group]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Unique name.
+    pub name: String,
+    /// Member pools, in the order written.
+    pub members: Vec<String>,
+    /// Allocation strategy.
+    pub strategy: GroupStrategy,
+    /// `spread`: the largest difference in nodes between two members.
+    pub max_skew: u32,
+    /// Name of the behavior preset, or `custom`.
+    pub behavior_name: String,
+    /// How the group's size moves.
+    pub behavior: ScalingBehavior,
+    /// HPA tolerance.
+    pub tolerance: f64,
+    /// Targets over all members' nodes.
+    pub targets: Vec<Target>,
 }
 
 /// A validated `[[scrape]]`.
@@ -55,8 +79,20 @@ impl ValidatedConfig {
             .map(|p| format!("{} ({}, {}..{})", p.name, p.provider.kind(), p.min, p.max))
             .collect::<Vec<_>>()
             .join(", ");
+        let groups: String = self
+            .groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "; group {} ({}: {})",
+                    g.name,
+                    g.strategy.as_str(),
+                    g.members.join(", ")
+                )
+            })
+            .collect();
         format!(
-            "{}: valid; coordinator {}, interval {}, {} pool(s){}{}",
+            "{}: valid; coordinator {}, interval {}, {} pool(s){}{}{groups}",
             self.source.display(),
             self.cluster.coordinator.name(),
             humantime::format_duration(self.agent.interval),
@@ -69,6 +105,11 @@ impl ValidatedConfig {
     /// The pool named `name`.
     pub fn pool(&self, name: &str) -> Option<&Pool> {
         self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
     }
 }
 
@@ -225,6 +266,8 @@ pub struct Pool {
     pub flap: Flap,
     /// The actuator's circuit breaker.
     pub circuit: Circuit,
+    /// The `[[group]]` this pool is a member of, if any.
+    pub group: Option<String>,
 }
 
 /// Validated `circuit`.

@@ -36,6 +36,69 @@ pub struct RawConfig {
     /// written as `[[scrape]]` tables.
     #[serde(default, rename = "scrape")]
     pub scrapes: Vec<ScrapeConfig>,
+    /// Pools that serve one workload together, possibly on different clouds, written
+    /// as `[[group]]` tables: the group is sized on the telemetry of all its members
+    /// and its size is allocated to them by `strategy`.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// `[[group]]`: member pools sized together and allocated by a strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Unique name (not a pool's): letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    /// Member pools, by name. A pool belongs to one group at most and has no targets
+    /// of its own. For `priority`, the order of this list is the order of preference.
+    pub members: Vec<String>,
+    /// `cheapest` (default): fill the lowest price per node first, spot included;
+    /// `spread`: keep the members' sizes within `max_skew` nodes of each other;
+    /// `priority`: fill the members in the order listed.
+    #[serde(default)]
+    pub strategy: GroupStrategy,
+    /// `spread` only: the largest difference in nodes allowed between two members
+    /// (as Kubernetes' topology spread `maxSkew`); at least 1, default 1.
+    #[serde(default)]
+    pub max_skew: Option<u32>,
+    /// How the group's size moves: a preset or an explicit table, as for a pool. Each
+    /// member's own `behavior.scale_down` sets how fast capacity may leave it (the
+    /// return after a spill-over).
+    #[serde(default)]
+    pub behavior: BehaviorConfig,
+    /// Relative deviation from a target that causes no change (HPA's tolerance).
+    #[serde(default = "defaults::tolerance")]
+    pub tolerance: f64,
+    /// Metrics to track over all members' nodes together; the group is sized for the
+    /// most demanding one.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// How a group's size is allocated to its members.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupStrategy {
+    /// Lowest price per node first (spot included, at the member's split).
+    #[default]
+    Cheapest,
+    /// Even sizes within `max_skew`.
+    Spread,
+    /// In the order of `members`.
+    Priority,
+}
+
+impl GroupStrategy {
+    /// The name as written in config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cheapest => "cheapest",
+            Self::Spread => "spread",
+            Self::Priority => "priority",
+        }
+    }
 }
 
 /// `[[scrape]]`: one series kept from a Prometheus text endpoint on this node.

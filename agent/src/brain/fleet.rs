@@ -15,11 +15,12 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use capstan_config::{Pool, PriceConfig};
+use capstan_config::{Group, GroupStrategy, Pool, PriceConfig};
 
 use super::budget::{self, Allocation, BudgetPolicy, Demand, Prices};
 use super::emergency::{self, EmergencyState};
 use super::flap::FlapState;
+use super::group::{self, Limit, Money, Slot};
 use super::planner::{self, History, MetricSample, Observed, Policy, Reason};
 use super::predictive::Outlook;
 use super::schedule::{self, ActiveWindow, Bounds};
@@ -107,11 +108,70 @@ pub struct PoolPlan {
     pub reasons: Vec<Reason>,
 }
 
+/// One group's inputs.
+#[derive(Debug)]
+pub struct GroupInput<'a> {
+    /// Its configuration.
+    pub config: &'a Group,
+    /// The planner policy of its targets and behavior; its bounds are replaced each
+    /// pass by the sums of the members' bounds.
+    pub policy: &'a Policy,
+    /// The group's HPA history.
+    pub history: &'a History,
+    /// One sample per target, over all members' nodes.
+    pub metrics: &'a [Option<MetricSample>],
+    /// Its members: indices into the pool inputs, in the order listed.
+    pub members: Vec<usize>,
+}
+
+/// One member's part of a group's plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberPlan {
+    /// The pool.
+    pub pool: String,
+    /// Its index among the pool inputs.
+    #[serde(skip)]
+    pub index: usize,
+    /// Its range and price this pass.
+    pub slot: Slot,
+    /// Its share of the group's size.
+    pub share: u32,
+    /// What the budget granted it.
+    pub granted: u32,
+    /// What holds the share where it is.
+    pub limit: Option<Limit>,
+    /// Its prices, split and own ceiling, for a spill-over in the same pass.
+    pub money: Money,
+}
+
+/// The outcome for one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupPlan {
+    /// The group.
+    pub name: String,
+    /// Its strategy.
+    pub strategy: GroupStrategy,
+    /// Nodes its members hold now.
+    pub current: u32,
+    /// The size the group's targets ask for, within the members' bounds.
+    pub desired: u32,
+    /// What the members were granted after the budget.
+    pub granted: u32,
+    /// The group's HPA raw recommendation to remember.
+    pub recommendation: Option<u32>,
+    /// One per member, in the order listed.
+    pub members: Vec<MemberPlan>,
+    /// Why the group's size is what it is.
+    pub reasons: Vec<Reason>,
+}
+
 /// The outcome for the fleet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetPlan {
     /// One per input, in order.
     pub pools: Vec<PoolPlan>,
+    /// One per group input, in order.
+    pub groups: Vec<GroupPlan>,
     /// Cost per hour of the fleet as planned.
     pub fleet_hourly_cost: f64,
     /// The fleet ceiling, if any.
@@ -184,7 +244,14 @@ fn schedule_reasons(base: Bounds, bounds: Bounds, windows: &[ActiveWindow]) -> V
 
 /// Plans one pool up to the budget: the plan carries the planner's outcome in
 /// `desired` until the allocation's grant replaces it.
-fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, Demand<'a>) {
+///
+/// A group member comes with its `share` of the group's size (and the reason), which
+/// takes the place of the HPA planner's outcome.
+fn plan_pool<'a>(
+    input: &mut PoolInput<'a>,
+    share: Option<(u32, Reason)>,
+    now: DateTime<Utc>,
+) -> (PoolPlan, Demand<'a>) {
     let config = input.config;
     let base = Bounds {
         min: input.policy.min,
@@ -277,7 +344,18 @@ fn plan_pool<'a>(input: &mut PoolInput<'a>, now: DateTime<Utc>) -> (PoolPlan, De
         history: view.history,
         predicted: view.outlook.and_then(|o| o.nodes),
     };
-    let mut decision = planner::plan_with(&observed, policy, now, std::mem::take(&mut reasons));
+    let mut decision = match share {
+        Some((nodes, why)) => {
+            reasons.push(why);
+            planner::Decision {
+                current: view.current,
+                desired: nodes,
+                recommendation: None,
+                reasons: std::mem::take(&mut reasons),
+            }
+        }
+        None => planner::plan_with(&observed, policy, now, std::mem::take(&mut reasons)),
+    };
     reasons = std::mem::take(&mut decision.reasons);
     reasons.extend(state.emergency.after_plan(
         config.emergency.as_ref(),
@@ -371,8 +449,156 @@ pub fn plan_fleet(
     budget: &BudgetPolicy,
     now: DateTime<Utc>,
 ) -> FleetPlan {
-    let (mut pools, demands): (Vec<PoolPlan>, Vec<Demand<'_>>) =
-        inputs.iter_mut().map(|i| plan_pool(i, now)).unzip();
+    plan_fleet_with_groups(inputs, &[], budget, now)
+}
+
+/// One member's slot this pass: its range (schedules, scale-down rate), whether it
+/// may grow, and its price per node.
+fn slot(input: &PoolInput<'_>, now: DateTime<Utc>) -> (Slot, Money) {
+    let config = input.config;
+    let split = input.state.spot.split(config.spot.as_ref());
+    let money = Money {
+        prices: input.prices,
+        split,
+        max_hourly_cost: config.max_hourly_cost,
+    };
+    let price_at = |n: u32| {
+        input.prices.map(|_| {
+            budget::hourly_cost(n.max(1), &split, input.prices.as_ref()) / f64::from(n.max(1))
+        })
+    };
+    let Some(view) = input.view else {
+        // Not described (or backing off): held where it was last seen.
+        let n = input.last_known;
+        let slot = Slot {
+            current: n,
+            min: n,
+            max: n,
+            floor: n,
+            available: false,
+            price: price_at(n),
+        };
+        return (slot, money);
+    };
+    let base = Bounds {
+        min: input.policy.min,
+        max: input.policy.max,
+    };
+    let bounds = schedule::bounds(base, &schedule::active(&config.schedules, now));
+    let observed = Observed {
+        current: view.current,
+        metrics: view.metrics,
+        history: view.history,
+        predicted: None,
+    };
+    let policy = Policy {
+        min: bounds.min,
+        max: bounds.max,
+        tolerance: input.policy.tolerance,
+        targets: Vec::new(),
+        behavior: input.policy.behavior.clone(),
+    };
+    let frozen = input.state.flap.frozen(now).is_some();
+    let floor = if frozen {
+        view.current.max(bounds.min)
+    } else {
+        planner::lowest_allowed(&observed, &policy, now)
+    };
+    let slot = Slot {
+        current: view.current,
+        min: bounds.min,
+        max: bounds.max,
+        floor,
+        available: !frozen,
+        price: price_at(bounds.max),
+    };
+    (slot, money)
+}
+
+/// Sizes one group on its targets within its members' bounds and allocates the size
+/// to the members by its strategy.
+fn plan_group(group: &GroupInput<'_>, inputs: &[PoolInput<'_>], now: DateTime<Utc>) -> GroupPlan {
+    let (slots, money): (Vec<Slot>, Vec<Money>) =
+        group.members.iter().map(|&i| slot(&inputs[i], now)).unzip();
+    let sum = |f: fn(&Slot) -> u32| slots.iter().map(f).fold(0_u32, u32::saturating_add);
+    let current = sum(|s| s.current);
+    let policy = Policy {
+        min: sum(|s| s.min),
+        max: sum(|s| s.max),
+        tolerance: group.policy.tolerance,
+        targets: group.policy.targets.clone(),
+        behavior: group.policy.behavior.clone(),
+    };
+    let observed = Observed {
+        current,
+        metrics: group.metrics,
+        history: group.history,
+        predicted: None,
+    };
+    let decision = planner::plan(&observed, &policy, now);
+    let config = group.config;
+    let shares = group::allocate(config.strategy, config.max_skew, decision.desired, &slots);
+    let limits = group::limits(&slots, &shares);
+    let members = group
+        .members
+        .iter()
+        .enumerate()
+        .map(|(k, &index)| MemberPlan {
+            pool: inputs[index].config.name.clone(),
+            index,
+            slot: slots[k],
+            share: shares[k],
+            granted: shares[k],
+            limit: limits[k],
+            money: money[k],
+        })
+        .collect();
+    GroupPlan {
+        name: config.name.clone(),
+        strategy: config.strategy,
+        current,
+        desired: decision.desired,
+        granted: shares.iter().sum(),
+        recommendation: decision.recommendation,
+        members,
+        reasons: decision.reasons,
+    }
+}
+
+/// Plans every group and pool and allocates the budget over the pools: a group is
+/// sized on its targets and its size split among its members ([`super::group`]),
+/// whose shares then go through the budget like any pool's plan.
+pub fn plan_fleet_with_groups(
+    inputs: &mut [PoolInput<'_>],
+    groups: &[GroupInput<'_>],
+    budget: &BudgetPolicy,
+    now: DateTime<Utc>,
+) -> FleetPlan {
+    let mut group_plans: Vec<GroupPlan> =
+        groups.iter().map(|g| plan_group(g, inputs, now)).collect();
+    let mut shares: Vec<Option<(u32, Reason)>> = vec![None; inputs.len()];
+    for g in &group_plans {
+        for m in &g.members {
+            if let Some(slot) = shares.get_mut(m.index) {
+                *slot = Some((
+                    m.share,
+                    Reason::GroupShare {
+                        group: g.name.clone(),
+                        strategy: g.strategy.as_str().to_owned(),
+                        group_desired: g.desired,
+                        share: m.share,
+                        price: m.slot.price,
+                        limit: m.limit,
+                    },
+                ));
+            }
+        }
+    }
+    let (mut pools, demands): (Vec<PoolPlan>, Vec<Demand<'_>>) = inputs
+        .iter_mut()
+        .zip(shares)
+        .map(|(i, share)| plan_pool(i, share, now))
+        .unzip();
     let Allocation {
         grants,
         fleet_hourly_cost,
@@ -388,8 +614,16 @@ pub fn plan_fleet(
         plan.above_max = grant.nodes > input.config.max;
         plan.reasons.extend(grant.reasons);
     }
+    for g in &mut group_plans {
+        for m in &mut g.members {
+            m.granted = pools[m.index].desired;
+            m.money.split = demands[m.index].split;
+        }
+        g.granted = g.members.iter().map(|m| m.granted).sum();
+    }
     FleetPlan {
         pools,
+        groups: group_plans,
         fleet_hourly_cost,
         budget_ceiling: ceiling,
         over_budget,

@@ -8,6 +8,7 @@ pub mod emergency;
 pub mod flap;
 pub mod fleet;
 pub mod forecast;
+pub mod group;
 pub mod planner;
 pub mod predictive;
 pub mod schedule;
@@ -17,6 +18,8 @@ pub mod spot;
 mod budget_tests;
 #[cfg(test)]
 mod fleet_tests;
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod planner_tests;
 

@@ -51,21 +51,38 @@ impl From<&Pool> for Policy {
             min: pool.min,
             max: pool.max,
             tolerance: pool.tolerance,
-            targets: pool
-                .targets
-                .iter()
-                .map(|t| TargetSpec {
-                    metric: match &t.source {
-                        TargetSource::Metric(m) => m.name().into(),
-                        TargetSource::PromQl { query, .. } => format!("promql:{query}").into(),
-                    },
-                    value: t.value,
-                    missing_fallback: t.value,
-                })
-                .collect(),
+            targets: target_specs(&pool.targets),
             behavior: pool.behavior.clone(),
         }
     }
+}
+
+impl From<&capstan_config::Group> for Policy {
+    /// A group's targets and behavior; its bounds (the sums of its members' bounds)
+    /// are set each pass.
+    fn from(group: &capstan_config::Group) -> Self {
+        Self {
+            min: 0,
+            max: 0,
+            tolerance: group.tolerance,
+            targets: target_specs(&group.targets),
+            behavior: group.behavior.clone(),
+        }
+    }
+}
+
+fn target_specs(targets: &[capstan_config::Target]) -> Vec<TargetSpec> {
+    targets
+        .iter()
+        .map(|t| TargetSpec {
+            metric: match &t.source {
+                TargetSource::Metric(m) => m.name().into(),
+                TargetSource::PromQl { query, .. } => format!("promql:{query}").into(),
+            },
+            value: t.value,
+            missing_fallback: t.value,
+        })
+        .collect()
 }
 
 /// One target's readings across the pool.
@@ -486,6 +503,41 @@ pub enum Reason {
     AnomalyEmergency {
         /// Metric.
         metric: Metric,
+    },
+    /// This pool's share of its group's size.
+    GroupShare {
+        /// The group.
+        group: String,
+        /// Its strategy.
+        strategy: String,
+        /// The group's size this pass.
+        group_desired: u32,
+        /// This member's share of it.
+        share: u32,
+        /// Money per node-hour here, when priced.
+        price: Option<f64>,
+        /// What holds the share where it is (`max`, `min`, `scale_down_rate`,
+        /// `unavailable`), if anything.
+        limit: Option<super::group::Limit>,
+    },
+    /// Another member of the group could not take its share this pass; this pool takes
+    /// part of it.
+    GroupSpillover {
+        /// The group.
+        group: String,
+        /// The member that could not take it.
+        from: String,
+        /// Nodes taken over here.
+        nodes: u32,
+    },
+    /// This pool's cloud refused its share; the group gives it to the other members.
+    GroupRefused {
+        /// The group.
+        group: String,
+        /// Nodes it could not take.
+        nodes: u32,
+        /// What refused it.
+        cause: String,
     },
 }
 
@@ -1074,6 +1126,38 @@ impl std::fmt::Display for Reason {
                 "flapping: {reversals} reversals within {window_seconds}s; frozen until {until}"
             ),
             Reason::Frozen { until } => write!(f, "frozen after flapping until {until}"),
+            Reason::GroupShare {
+                group,
+                strategy,
+                group_desired,
+                share,
+                price,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "group {group} ({strategy}): {share} of its {group_desired} node(s) here"
+                )?;
+                if let Some(p) = price {
+                    write!(f, ", {p:.4}/node-h")?;
+                }
+                if let Some(l) = limit {
+                    write!(f, ", held by {}", l.as_str())?;
+                }
+                Ok(())
+            }
+            Reason::GroupSpillover { group, from, nodes } => write!(
+                f,
+                "group {group}: {nodes} node(s) spilled over from {from}, whose cloud could not take them"
+            ),
+            Reason::GroupRefused {
+                group,
+                nodes,
+                cause,
+            } => write!(
+                f,
+                "group {group}: the cloud refused {nodes} node(s) ({cause}); the other members take them"
+            ),
             Reason::ReplacingFaultyGpu { nodes, from, to } => write!(
                 f,
                 "{nodes} node(s) with a faulty GPU (uncorrected ECC errors or a fatal XID): replacing them, {from} → {to}"
