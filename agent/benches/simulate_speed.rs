@@ -64,6 +64,7 @@ fn main() {
                             demand_per_node: 100.0,
                             delay_minutes: 3,
                             keep_series: false,
+                            hot_per_node: None,
                         };
                         total += simulate::run(pool, budget, demand, start, &settings)
                             .0

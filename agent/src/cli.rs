@@ -126,6 +126,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Backtest a grid of policies for a pool (target values, behavior presets,
+    /// predictive mode and horizon) and print the cheapest within the SLO, beside the
+    /// current policy, as a TOML snippet.
+    Tune {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The pool to tune.
+        #[arg(long)]
+        pool: String,
+        /// The demand trace (`timestamp,value`).
+        #[arg(long, conflicts_with = "history", required_unless_present = "history")]
+        trace: Option<PathBuf>,
+        /// Take the trace from the pool's stored demand history
+        /// (`<state_dir>/history/<pool>.csv`, its first target) instead.
+        #[arg(long)]
+        history: bool,
+        /// Under-provisioned minutes allowed over the trace. Default: as many as the
+        /// current policy has (no worse than today).
+        #[arg(long)]
+        slo_minutes: Option<u64>,
+        /// Demand one node serves at the pool's current first target. Default: with
+        /// --history, the target's value (the history holds the target's readings
+        /// summed over the pool); with --trace, the peak needs 80 % of the pool's max.
+        #[arg(long)]
+        demand_per_node: Option<f64>,
+        /// The metric's value per node at which a node is saturated: a minute above it
+        /// is under-provisioned. Default: 100 for a percentage, else the current target
+        /// plus its tolerance.
+        #[arg(long)]
+        saturation: Option<f64>,
+        /// How long a new node takes to serve.
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        provisioning_delay: std::time::Duration,
+        /// Print JSON: pool, minutes, slo_minutes, saturation, current, best (null when
+        /// no candidate meets the SLO), snippet, candidates (best first); each with
+        /// policy {target_value, behavior, predictive_mode, horizon_minutes}, metrics (as
+        /// `simulate --json`) and meets_slo.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script to stdout (packaging/completions/ holds them).
     Completions {
         /// The shell.
@@ -244,6 +285,150 @@ fn forecast_csv(csv: &Path, horizon: std::time::Duration) -> anyhow::Result<()> 
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `capstan tune`. `tuning.demand_per_node` is NaN when not given.
+fn tune(
+    cfg: &ValidatedConfig,
+    pool: &str,
+    trace: Option<&Path>,
+    mut tuning: crate::tune::Tuning,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = pool_to_replay(cfg, pool)?;
+    let points = match trace {
+        Some(path) => crate::trace::read_csv(path)?,
+        None => {
+            let dir = cfg.agent.state_dir.join("history");
+            let points: Vec<crate::trace::Point> = crate::history::read_only(&dir, &config.name)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .into_iter()
+                .filter_map(|(minute, values)| {
+                    let at = chrono::DateTime::from_timestamp(minute.checked_mul(60)?, 0)?;
+                    Some(crate::trace::Point {
+                        at: at.naive_utc(),
+                        value: values.first().copied().flatten()?,
+                    })
+                })
+                .collect();
+            anyhow::ensure!(
+                points.len() >= 2,
+                "--history: {} holds {} minute(s) of pool {pool}'s demand; the agent writes one a minute while it leads (predictive mode not off)",
+                dir.join(format!("{pool}.csv")).display(),
+                points.len()
+            );
+            points
+        }
+    };
+    let prepared = crate::analysis::prepare(&points)?;
+    let demand = crate::simulate::per_minute(&prepared.grid);
+    let peak = demand.iter().copied().fold(0.0_f64, f64::max);
+    let target = config.targets.first().map_or(1.0, |t| t.value);
+    tuning.demand_per_node = if tuning.demand_per_node.is_nan() {
+        if trace.is_none() {
+            target
+        } else {
+            (peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE)
+        }
+    } else {
+        anyhow::ensure!(
+            tuning.demand_per_node.is_finite() && tuning.demand_per_node > 0.0,
+            "--demand-per-node must be above 0"
+        );
+        tuning.demand_per_node
+    };
+    if let Some(s) = tuning.saturation {
+        anyhow::ensure!(s.is_finite() && s > 0.0, "--saturation must be above 0");
+    }
+    let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
+    let start = crate::simulate::start_of(prepared.grid.start);
+    let report = crate::tune::tune(config, &budget, &demand, start, &tuning);
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "pool {pool}: {} candidates over {:.1} days, {} min provisioning delay, one node serves {:.1} at target {target}; under-provisioned above {} per node; SLO {} minute(s)",
+        report.candidates.len(),
+        demand.len() as f64 / 1440.0,
+        tuning.delay_minutes,
+        tuning.demand_per_node,
+        report.saturation,
+        report.slo_minutes
+    )?;
+    let line = |s: &crate::tune::Scored| {
+        let p = &s.policy;
+        let predictive = match p.horizon_minutes {
+            Some(h) => format!("forecast-and-scale {h}m"),
+            None => "reactive".to_owned(),
+        };
+        format!(
+            "target {:>6} {:<12} {:<24} cost {:>10.2}  node-h {:>9.1}  short {:>5} min  actions {:>5}{}",
+            p.target_value,
+            p.behavior,
+            predictive,
+            s.metrics.cost,
+            s.metrics.node_hours,
+            s.metrics.underprovisioned_minutes,
+            s.metrics.actions,
+            if s.meets_slo { "" } else { "  (outside the SLO)" }
+        )
+    };
+    writeln!(out, "current  {}", line(&report.current))?;
+    match &report.best {
+        Some(best) => {
+            writeln!(out, "best     {}", line(best))?;
+            let saving = report.current.metrics.cost - best.metrics.cost;
+            if report.current.metrics.cost > 0.0 {
+                writeln!(
+                    out,
+                    "         {saving:.2} less over the trace ({:.1} %)",
+                    100.0 * saving / report.current.metrics.cost
+                )?;
+            }
+        }
+        None => writeln!(
+            out,
+            "no candidate stays within {} under-provisioned minute(s); the closest:
+         {}",
+            report.slo_minutes,
+            report.candidates.first().map(line).unwrap_or_default()
+        )?,
+    }
+    writeln!(out, "next best:")?;
+    for c in report.candidates.iter().skip(1).take(5) {
+        writeln!(out, "         {}", line(c))?;
+    }
+    if let Some(snippet) = &report.snippet {
+        writeln!(out)?;
+        write!(out, "{snippet}")?;
+    }
+    Ok(())
+}
+
+/// The pool `simulate` and `tune` replay: it must exist and have a target.
+fn pool_to_replay<'c>(cfg: &'c ValidatedConfig, pool: &str) -> anyhow::Result<&'c capstan_config::Pool> {
+    let Some(config) = cfg.pool(pool) else {
+        let names: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "--pool {pool}: no such pool in {}; configured: {}",
+            cfg.source.display(),
+            names.join(", ")
+        );
+    };
+    if let Some(group) = &config.group {
+        anyhow::bail!(
+            "pool {pool} is a member of group {group}, which sizes it; its targets are the group's"
+        );
+    }
+    anyhow::ensure!(
+        !config.targets.is_empty(),
+        "pool {pool} has no target for the trace to drive"
+    );
+    Ok(config)
+}
+
 fn simulate(
     cfg: &ValidatedConfig,
     pool: &str,
@@ -255,18 +440,7 @@ fn simulate(
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::simulate as sim;
-    let Some(config) = cfg.pool(pool) else {
-        let names: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
-        anyhow::bail!(
-            "--pool {pool}: no such pool in {}; configured: {}",
-            cfg.source.display(),
-            names.join(", ")
-        );
-    };
-    anyhow::ensure!(
-        !config.targets.is_empty(),
-        "pool {pool} has no target for the trace to drive"
-    );
+    let config = pool_to_replay(cfg, pool)?;
     let points = crate::trace::read_csv(trace)?;
     let prepared = crate::analysis::prepare(&points)?;
     let demand = sim::per_minute(&prepared.grid);
@@ -285,6 +459,7 @@ fn simulate(
         demand_per_node: x,
         delay_minutes: u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX),
         keep_series: svg.is_some(),
+        hot_per_node: None,
     };
     // The pool alone under the fleet's budget; its own max_hourly_cost applies too.
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
@@ -437,6 +612,36 @@ pub fn main() -> ExitCode {
                 provisioning_delay,
                 compare,
                 svg.as_deref(),
+                json,
+            )),
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Tune {
+            config,
+            pool,
+            trace,
+            history,
+            slo_minutes,
+            demand_per_node,
+            saturation,
+            provisioning_delay,
+            json,
+        } => match load(&config) {
+            Ok(cfg) => report(tune(
+                &cfg,
+                &pool,
+                trace.as_deref().filter(|_| !history),
+                crate::tune::Tuning {
+                    demand_per_node: demand_per_node.unwrap_or(f64::NAN),
+                    delay_minutes: u32::try_from(provisioning_delay.as_secs().div_ceil(60))
+                        .unwrap_or(u32::MAX),
+                    slo_minutes,
+                    saturation,
+                    threads: None,
+                },
                 json,
             )),
             Err(e) => {

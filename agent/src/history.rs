@@ -100,6 +100,20 @@ impl HistoryStore for FileHistory {
     }
 }
 
+/// The points of `pool` in the file store under `dir`, oldest first, without
+/// compacting the file (for reports, which may run as another user than the agent).
+pub fn read_only(dir: &Path, pool: &str) -> std::io::Result<Vec<Minute>> {
+    let text = match std::fs::read_to_string(dir.join(format!("{pool}.csv"))) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut points: Vec<Minute> = text.lines().filter_map(parse_line).collect();
+    points.sort_by_key(|(m, _)| *m);
+    points.dedup_by_key(|(m, _)| *m);
+    Ok(points)
+}
+
 /// Rewrites `path` with `points`, atomically.
 fn compact(path: &Path, points: &[Minute]) -> std::io::Result<()> {
     let tmp = path.with_extension("csv.tmp");

@@ -31,4 +31,5 @@ mod testutil;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod trace;
+pub mod tune;
 pub mod workload;

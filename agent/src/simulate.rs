@@ -66,6 +66,10 @@ pub struct Settings {
     pub delay_minutes: u32,
     /// Keep the per-minute series (for `--svg`).
     pub keep_series: bool,
+    /// Demand per ready node above which a minute counts as under-provisioned; by
+    /// default `demand_per_node × (1 + tolerance)`. `capstan tune` holds it at the
+    /// current policy's so every candidate is judged by the same line.
+    pub hot_per_node: Option<f64>,
 }
 
 /// The trace on minutes: linear between its points.
@@ -101,6 +105,9 @@ pub fn run(
     let policy = Policy::from(config);
     let target = policy.targets.first().map_or(1.0, |t| t.value);
     let x = settings.demand_per_node.max(f64::MIN_POSITIVE);
+    let hot = settings
+        .hot_per_node
+        .unwrap_or(x * (1.0 + config.tolerance));
     let mut predictor = Predictor::new(&config.predictive, policy.targets.len());
     let mut state = PoolState::default();
     let mut history = History::default();
@@ -218,7 +225,7 @@ pub fn run(
         metrics.node_hours += f64::from(billed) / 60.0;
         metrics.cost += p.hourly_cost * f64::from(billed) / f64::from(p.desired.max(1)) / 60.0;
         let served = f64::from(ready) * x;
-        let limit = served * (1.0 + config.tolerance);
+        let limit = f64::from(ready) * hot;
         if limit + 1e-9 < d {
             metrics.underprovisioned_minutes += 1;
             metrics.underprovisioned_demand += d - limit;
@@ -381,6 +388,7 @@ mod tests {
             demand_per_node: 100.0,
             delay_minutes: 3,
             keep_series: true,
+            hot_per_node: None,
         }
     }
 

@@ -1,0 +1,507 @@
+//! `capstan tune`: backtests a grid of candidate policies for one pool through
+//! [`crate::simulate`] and picks the cheapest whose under-provisioned minutes stay
+//! within the SLO.
+//!
+//! The grid: the pool's first target value × 0.6 … 1.2 (percentages capped at 100),
+//! each behavior preset (and the pool's own custom behavior, if it has one), and
+//! predictive scaling off or forecast-and-scale at a 15, 30 or 60 minute horizon.
+//!
+//! Every candidate is judged by the same line: a minute is under-provisioned when the
+//! ready nodes would run above the *saturation* value of the target's metric: 100 for
+//! a percentage (a node at 100 % CPU is saturated), else the current target plus its
+//! tolerance (what `capstan simulate` counts), unless `--saturation` says otherwise.
+//! A candidate with a different target holds its nodes at that target, so one node
+//! serves `demand_per_node × candidate target / current target`.
+//!
+//! Candidates run on every core; the ranking depends only on the figures (cost, then
+//! node-hours, under-provisioned minutes, actions, then grid order), never on which
+//! thread finished first.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use capstan_config::{Pool, PredictiveMode, TargetSource, presets};
+
+use crate::brain::budget::BudgetPolicy;
+use crate::simulate::{self, Metrics, Settings};
+
+/// Target values tried, as factors of the current one.
+pub const TARGET_FACTORS: [f64; 7] = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2];
+/// Forecast horizons tried with forecast-and-scale, in minutes.
+pub const HORIZONS_MINUTES: [u64; 3] = [15, 30, 60];
+
+/// One candidate policy. Field names are an interface (`tune --json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// The first target's value.
+    pub target_value: f64,
+    /// A preset's name, or `custom` (the pool's own behavior).
+    pub behavior: String,
+    /// `off` or `forecast-and-scale`.
+    pub predictive_mode: &'static str,
+    /// The forecast horizon with forecast-and-scale.
+    pub horizon_minutes: Option<u64>,
+}
+
+/// A candidate with its backtest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    /// The policy.
+    pub policy: Candidate,
+    /// What the backtest measured.
+    pub metrics: Metrics,
+    /// Its under-provisioned minutes are within the SLO.
+    pub meets_slo: bool,
+}
+
+/// The outcome of a tuning run. Field names are an interface (`tune --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The pool.
+    pub pool: String,
+    /// Minutes in the trace.
+    pub minutes: usize,
+    /// Under-provisioned minutes allowed.
+    pub slo_minutes: u64,
+    /// The metric's value per node above which a minute is under-provisioned.
+    pub saturation: f64,
+    /// The pool's policy as configured.
+    pub current: Scored,
+    /// The cheapest candidate within the SLO, if any.
+    pub best: Option<Scored>,
+    /// The TOML that puts `best` in place, if any.
+    pub snippet: Option<String>,
+    /// Every candidate, best first.
+    pub candidates: Vec<Scored>,
+}
+
+/// How the backtest runs.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Demand one node serves at the pool's current first target.
+    pub demand_per_node: f64,
+    /// Minutes a new node takes to serve.
+    pub delay_minutes: u32,
+    /// Under-provisioned minutes allowed; `None`: as many as the current policy has.
+    pub slo_minutes: Option<u64>,
+    /// The metric's value at which a node is saturated; `None`: see [`saturation`].
+    pub saturation: Option<f64>,
+    /// Threads; `None`: every core.
+    pub threads: Option<usize>,
+}
+
+fn is_percent(pool: &Pool) -> bool {
+    matches!(pool.targets.first().map(|t| &t.source), Some(TargetSource::Metric(m)) if m.is_percent())
+}
+
+/// The grid for `pool`, in a fixed order.
+pub fn candidates(pool: &Pool) -> Vec<Candidate> {
+    let base = pool.targets.first().map_or(1.0, |t| t.value);
+    let mut values: Vec<f64> = TARGET_FACTORS
+        .iter()
+        .map(|f| (base * f * 100.0).round() / 100.0)
+        .filter(|v| *v > 0.0 && (!is_percent(pool) || *v <= 100.0))
+        .collect();
+    values.dedup();
+    let mut behaviors: Vec<String> = presets::NAMES.iter().map(|s| (*s).to_owned()).collect();
+    if !presets::NAMES.contains(&pool.behavior_name.as_str()) {
+        behaviors.push(pool.behavior_name.clone());
+    }
+    let modes: Vec<(&'static str, Option<u64>)> = std::iter::once(("off", None))
+        .chain(HORIZONS_MINUTES.iter().map(|h| ("forecast-and-scale", Some(*h))))
+        .collect();
+    let mut out = Vec::with_capacity(values.len() * behaviors.len() * modes.len());
+    for &target_value in &values {
+        for behavior in &behaviors {
+            for &(predictive_mode, horizon_minutes) in &modes {
+                out.push(Candidate {
+                    target_value,
+                    behavior: behavior.clone(),
+                    predictive_mode,
+                    horizon_minutes,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `pool` with `candidate` in place.
+pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
+    let mut p = pool.clone();
+    if let Some(t) = p.targets.first_mut() {
+        t.value = candidate.target_value;
+    }
+    if let Some(b) = presets::by_name(&candidate.behavior) {
+        p.behavior = b;
+        p.behavior_name = candidate.behavior.clone();
+    }
+    match candidate.horizon_minutes {
+        Some(h) => {
+            p.predictive.mode = PredictiveMode::ForecastAndScale;
+            p.predictive.horizon = Duration::from_secs(h * 60);
+        }
+        None => p.predictive.mode = PredictiveMode::Off,
+    }
+    p
+}
+
+/// The candidate that stands for the pool as configured.
+fn current_candidate(pool: &Pool) -> Candidate {
+    let scales = pool.predictive.mode == PredictiveMode::ForecastAndScale;
+    Candidate {
+        target_value: pool.targets.first().map_or(1.0, |t| t.value),
+        behavior: pool.behavior_name.clone(),
+        predictive_mode: if scales { "forecast-and-scale" } else { "off" },
+        horizon_minutes: scales.then(|| pool.predictive.horizon.as_secs() / 60),
+    }
+}
+
+/// The metric's value at which a node counts as saturated: 100 for a percentage,
+/// else the current target plus its tolerance.
+pub fn saturation(pool: &Pool) -> f64 {
+    let base = pool.targets.first().map_or(1.0, |t| t.value);
+    if is_percent(pool) {
+        100.0
+    } else {
+        base * (1.0 + pool.tolerance)
+    }
+}
+
+fn settings_for(pool: &Pool, value: f64, tuning: &Tuning) -> Settings {
+    let base = pool.targets.first().map_or(1.0, |t| t.value);
+    let line = tuning.saturation.unwrap_or_else(|| saturation(pool));
+    Settings {
+        demand_per_node: tuning.demand_per_node * value / base,
+        delay_minutes: tuning.delay_minutes,
+        keep_series: false,
+        hot_per_node: Some(tuning.demand_per_node * line / base),
+    }
+}
+
+/// Best first: within the SLO, then cheaper, fewer node-hours, fewer under-provisioned
+/// minutes, fewer actions, then the grid's order.
+fn rank(a: &(usize, Scored), b: &(usize, Scored)) -> std::cmp::Ordering {
+    let (ia, a) = a;
+    let (ib, b) = b;
+    b.meets_slo
+        .cmp(&a.meets_slo)
+        .then(a.metrics.cost.total_cmp(&b.metrics.cost))
+        .then(a.metrics.node_hours.total_cmp(&b.metrics.node_hours))
+        .then(
+            a.metrics
+                .underprovisioned_minutes
+                .cmp(&b.metrics.underprovisioned_minutes),
+        )
+        .then(a.metrics.actions.cmp(&b.metrics.actions))
+        .then(ia.cmp(ib))
+}
+
+/// Backtests the grid for `pool` over `demand` (one value a minute from `start`).
+pub fn tune(
+    pool: &Pool,
+    budget: &BudgetPolicy,
+    demand: &[f64],
+    start: DateTime<Utc>,
+    tuning: &Tuning,
+) -> Report {
+    let current_policy = current_candidate(pool);
+    let current_metrics = simulate::run(
+        pool,
+        budget,
+        demand,
+        start,
+        &settings_for(pool, current_policy.target_value, tuning),
+    )
+    .0;
+    let slo = tuning
+        .slo_minutes
+        .unwrap_or(current_metrics.underprovisioned_minutes);
+    let grid = candidates(pool);
+    let threads = tuning
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .clamp(1, grid.len().max(1));
+    // Work is handed out one candidate at a time (runs differ in cost: forecasting
+    // ones take longer); each result is stored at its grid index.
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Metrics>> = vec![None; grid.len()];
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (next, grid) = (&next, &grid);
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(c) = grid.get(i) else { break };
+                        let config = apply(pool, c);
+                        let settings = settings_for(pool, c.target_value, tuning);
+                        done.push((i, simulate::run(&config, budget, demand, start, &settings).0));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for w in workers {
+            // A worker panics only on a bug in the simulator; its candidates are then
+            // missing from the ranking rather than taking the command down.
+            if let Ok(done) = w.join() {
+                for (i, m) in done {
+                    results[i] = Some(m);
+                }
+            }
+        }
+    });
+    let mut ranked: Vec<(usize, Scored)> = grid
+        .into_iter()
+        .zip(results)
+        .enumerate()
+        .filter_map(|(i, (policy, m))| {
+            m.map(|metrics| {
+                (
+                    i,
+                    Scored {
+                        meets_slo: metrics.underprovisioned_minutes <= slo,
+                        policy,
+                        metrics,
+                    },
+                )
+            })
+        })
+        .collect();
+    ranked.sort_by(rank);
+    let candidates: Vec<Scored> = ranked.into_iter().map(|(_, s)| s).collect();
+    let best = candidates.first().filter(|c| c.meets_slo).cloned();
+    Report {
+        pool: pool.name.clone(),
+        minutes: demand.len(),
+        slo_minutes: slo,
+        saturation: tuning.saturation.unwrap_or_else(|| saturation(pool)),
+        snippet: best.as_ref().map(|b| snippet(pool, &b.policy)),
+        current: Scored {
+            meets_slo: current_metrics.underprovisioned_minutes <= slo,
+            policy: current_policy,
+            metrics: current_metrics,
+        },
+        best,
+        candidates,
+    }
+}
+
+/// A TOML basic string (JSON's escapes are TOML's).
+fn toml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+fn target_toml(t: &capstan_config::Target, value: f64) -> String {
+    match &t.source {
+        TargetSource::Metric(m) => {
+            format!("{{ metric = {}, value = {value} }}", toml_str(&m.name()))
+        }
+        TargetSource::PromQl {
+            query,
+            url,
+            timeout,
+        } => format!(
+            "{{ promql = {}, prometheus_url = {}, timeout = {}, value = {value} }}",
+            toml_str(query),
+            toml_str(url),
+            toml_str(&humantime::format_duration(*timeout).to_string())
+        ),
+    }
+}
+
+/// The keys of the pool's `[[pool]]` table that put `c` in place, as TOML.
+pub fn snippet(pool: &Pool, c: &Candidate) -> String {
+    let mut s = format!(
+        "# capstan tune: in the [[pool]] table named {}, set:\n",
+        toml_str(&pool.name)
+    );
+    if presets::by_name(&c.behavior).is_some() {
+        s.push_str(&format!("behavior = {}\n", toml_str(&c.behavior)));
+    } else {
+        s.push_str("# behavior: keep the pool's own\n");
+    }
+    let targets: Vec<String> = pool
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| target_toml(t, if i == 0 { c.target_value } else { t.value }))
+        .collect();
+    s.push_str(&format!("targets = [{}]\n", targets.join(", ")));
+    let p = &pool.predictive;
+    let mode = match (c.horizon_minutes, p.mode) {
+        (Some(_), _) => "forecast-and-scale",
+        (None, PredictiveMode::Off) => "off",
+        // Forecasts stay in the journal and metrics; they no longer scale the pool.
+        (None, _) => "forecast-only",
+    };
+    let horizon = c
+        .horizon_minutes
+        .map_or(p.horizon, |h| Duration::from_secs(h * 60));
+    s.push_str(&format!(
+        "predictive = {{ mode = \"{mode}\", horizon = {}, history = {}, lead_time = {}, anomaly_threshold = {}, anomaly_triggers_emergency = {} }}\n",
+        toml_str(&humantime::format_duration(horizon).to_string()),
+        toml_str(&humantime::format_duration(p.history).to_string()),
+        toml_str(&humantime::format_duration(p.lead_time).to_string()),
+        p.anomaly_threshold,
+        p.anomaly_triggers_emergency
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn pool(extra: &str) -> Pool {
+        let text = format!(
+            r#"
+            [[pool]]
+            name = "web"
+            provider = {{ type = "dry-run" }}
+            min = 1
+            max = 80
+            behavior = "conservative"
+            price = {{ on_demand = 1.0 }}
+            {extra}
+            "#
+        );
+        capstan_config::from_str("t.toml".as_ref(), &text, std::iter::empty())
+            .unwrap()
+            .pools
+            .remove(0)
+    }
+
+    const TARGET_50: &str = r#"targets = [{ metric = "cpu.utilization", value = 50 }]"#;
+
+    fn budget() -> BudgetPolicy {
+        BudgetPolicy {
+            ceiling: None,
+            emergency_allowance: 0.0,
+            enforce: capstan_config::BudgetEnforcement::Report,
+        }
+    }
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap()
+    }
+
+    fn tuning(slo: Option<u64>, threads: usize) -> Tuning {
+        Tuning {
+            demand_per_node: 100.0,
+            delay_minutes: 5,
+            slo_minutes: slo,
+            saturation: None,
+            threads: Some(threads),
+        }
+    }
+
+    #[test]
+    fn the_grid_covers_targets_behaviors_and_predictive_modes_in_a_fixed_order() {
+        let grid = candidates(&pool(TARGET_50));
+        assert_eq!(grid.len(), 7 * 3 * 4);
+        assert_eq!(grid[0].target_value, 30.0);
+        assert_eq!(grid[0].behavior, "aggressive");
+        assert_eq!(grid[0].predictive_mode, "off");
+        assert_eq!(grid[1].horizon_minutes, Some(15));
+        assert_eq!(grid.last().unwrap().target_value, 60.0);
+        // A custom behavior is tried beside the presets; percentages stop at 100.
+        let custom = pool(TARGET_50)
+            .clone_with(|p| {
+                p.behavior_name = "custom".into();
+                p.targets[0].value = 90.0;
+            });
+        let grid = candidates(&custom);
+        assert!(grid.iter().all(|c| c.target_value <= 100.0));
+        assert!(grid.iter().any(|c| c.behavior == "custom"));
+    }
+
+    trait CloneWith {
+        fn clone_with(&self, f: impl FnOnce(&mut Self)) -> Self;
+    }
+    impl CloneWith for Pool {
+        fn clone_with(&self, f: impl FnOnce(&mut Self)) -> Self {
+            let mut p = self.clone();
+            f(&mut p);
+            p
+        }
+    }
+
+    /// Demand of 2,000 (20 nodes' worth at the current target of 60) with a surge to
+    /// 1.6× for half an hour every two hours; new nodes take 5 minutes. A pool that
+    /// holds its nodes at a target T runs at 1.6 T in a surge until new nodes arrive:
+    /// above 100 % (saturated) for T > 62.5. So the known best target is 60: the
+    /// highest in the grid (36 … 72) that rides every surge; 66 and 72 are cheaper but
+    /// saturate in each surge.
+    fn surges() -> Vec<f64> {
+        (0..2 * 1440)
+            .map(|m| if m % 120 >= 60 && m % 120 < 90 { 3200.0 } else { 2000.0 })
+            .collect()
+    }
+
+    #[test]
+    fn on_a_surging_trace_it_finds_the_known_best_and_ranks_deterministically() {
+        let p = pool("tolerance = 0.0\ntargets = [{ metric = \"cpu.utilization\", value = 60 }]");
+        let demand = surges();
+        // The start ramps up from one node: every candidate is short for a while.
+        let slo = Some(30);
+        let report = tune(&p, &budget(), &demand, start(), &tuning(slo, 2));
+        let best = report.best.clone().expect("a candidate within the SLO");
+        assert_eq!(best.policy.target_value, 60.0, "{best:?}");
+        assert_eq!(report.saturation, 100.0);
+        for c in &report.candidates {
+            if c.policy.target_value > 62.5 {
+                assert!(!c.meets_slo, "{c:?}");
+            }
+        }
+        // The ranking is the same on one thread.
+        let again = tune(&p, &budget(), &demand, start(), &tuning(slo, 1));
+        assert_eq!(again.candidates, report.candidates);
+        // And the best is the cheapest within the SLO by an independent run of each.
+        let cheapest = candidates(&p)
+            .iter()
+            .filter_map(|c| {
+                let m = simulate::run(
+                    &apply(&p, c),
+                    &budget(),
+                    &demand,
+                    start(),
+                    &settings_for(&p, c.target_value, &tuning(slo, 1)),
+                )
+                .0;
+                (m.underprovisioned_minutes <= 30).then_some(m.cost)
+            })
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(best.metrics.cost, cheapest);
+        let snippet = report.snippet.unwrap();
+        assert!(
+            snippet.contains("targets = [{ metric = \"cpu.utilization\", value = 60 }]"),
+            "{snippet}"
+        );
+        // The snippet is valid config.
+        let text = format!(
+            "[[pool]]\nname = \"web\"\nprovider = {{ type = \"dry-run\" }}\nmin = 1\nmax = 80\n{snippet}"
+        );
+        capstan_config::from_str("t.toml".as_ref(), &text, std::iter::empty())
+            .unwrap_or_else(|e| panic!("{}\n{text}", e.lines().join("\n")));
+    }
+
+    #[test]
+    fn without_an_slo_the_current_policys_own_minutes_are_the_line() {
+        let demand: Vec<f64> = (0..1440).map(|m| if m < 720 { 1000.0 } else { 3000.0 }).collect();
+        let report = tune(&pool(TARGET_50), &budget(), &demand, start(), &tuning(None, 2));
+        assert_eq!(
+            report.slo_minutes,
+            report.current.metrics.underprovisioned_minutes
+        );
+        assert!(report.current.meets_slo);
+        let best = report.best.unwrap();
+        assert!(best.metrics.cost <= report.current.metrics.cost);
+    }
+}
