@@ -209,6 +209,16 @@ fn asg_lifecycle_through_the_real_sdk() {
             (4, 1, 22888),
             "{g5:?}"
         );
+        // Every size of a family, for rightsizing, smallest first.
+        let family = p.instance_family("m5").await.unwrap();
+        let sizes: Vec<(&str, u32)> = family.iter().map(|s| (s.name.as_str(), s.vcpus)).collect();
+        assert_eq!(sizes.first(), Some(&("m5.large", 2)), "{sizes:?}");
+        assert!(sizes.contains(&("m5.2xlarge", 8)), "{sizes:?}");
+        assert!(
+            family.iter().all(|s| s.name.starts_with("m5.")),
+            "{sizes:?}"
+        );
+        assert!(sizes.windows(2).all(|w| w[0].1 <= w[1].1), "{sizes:?}");
 
         // The MixedInstancesPolicy made with the SDK reads back through the provider's
         // describe, and a pool without spot settings leaves it as it is.

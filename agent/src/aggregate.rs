@@ -30,6 +30,33 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
     v.filter(|x| x.is_finite())
 }
 
+/// What the usage history records of a pool each minute, in this order: nodes, then
+/// the mean over reporting nodes of CPU, memory, GPU and GPU memory utilization
+/// (percent).
+pub const USAGE_FIELDS: [&str; 5] = ["nodes", "cpu", "memory", "gpu", "gpu_memory"];
+
+/// The usage metrics of [`USAGE_FIELDS`] after `nodes`.
+pub const USAGE_METRICS: [Metric; 4] = [
+    Metric::CpuUtilization,
+    Metric::MemoryUtilization,
+    Metric::GpuUtilization,
+    Metric::GpuMemoryUtilization,
+];
+
+/// This pass's usage of a pool: its nodes, and each usage metric's mean over the
+/// reports that carry it.
+pub fn usage(nodes: u32, reports: &[&NodeReport]) -> [Option<f64>; 5] {
+    let mut out = [Some(f64::from(nodes)), None, None, None, None];
+    for (slot, metric) in out[1..].iter_mut().zip(&USAGE_METRICS) {
+        let (sum, n) = reports
+            .iter()
+            .filter_map(|r| metric_value(r, metric))
+            .fold((0.0, 0_u32), |(s, n), v| (s + v, n + 1));
+        *slot = (n > 0).then(|| sum / f64::from(n));
+    }
+    out
+}
+
 /// Nodes of the pool whose reports carry an interruption notice: in-service instances
 /// with a notice when reports match instances, else every reporting node with one (the
 /// same rule as [`samples`]).

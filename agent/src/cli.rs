@@ -167,6 +167,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per pool, from the usage the leader recorded: p50, p95 and max of CPU, memory,
+    /// GPU and GPU memory utilization, and the size of the same instance family that
+    /// would serve it for the least money, with the monthly saving and the evidence.
+    Rightsizing {
+        /// Configuration file (its `agent.state_dir` holds the usage history).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Days to look back (1 to 35).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Print JSON: one object per pool with pool, days, minutes, nodes ({mean,
+        /// max}), cpu, memory, gpu, gpu_memory ({p50, p95, max} or null), instance_type,
+        /// recommendation (current_type, instance_type, change, current_nodes, nodes,
+        /// hourly_cost_now, hourly_cost_then, monthly_saving, options) and evidence.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script to stdout (packaging/completions/ holds them).
     Completions {
         /// The shell.
@@ -284,7 +301,160 @@ fn forecast_csv(csv: &Path, horizon: std::time::Duration) -> anyhow::Result<()> 
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `capstan rightsizing`.
+async fn rightsizing(cfg: &ValidatedConfig, days: u32, json: bool) -> anyhow::Result<()> {
+    use crate::rightsizing as rs;
+    let retention = u32::try_from(engine::USAGE_RETENTION_DAYS).unwrap_or(35);
+    anyhow::ensure!(
+        (1..=retention).contains(&days),
+        "--days {days}: allowed 1 to {retention} (the usage history is kept {retention} days)"
+    );
+    let since = SystemClock.now().timestamp().div_euclid(60) - i64::from(days) * 1440;
+    let dir = cfg.agent.state_dir.join("usage");
+    let mut reports = Vec::with_capacity(cfg.pools.len());
+    for pool in &cfg.pools {
+        let points: Vec<crate::history::Minute> = crate::history::read_only(&dir, &pool.name)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .into_iter()
+            .filter(|(m, _)| *m >= since)
+            .collect();
+        let mut notes = Vec::new();
+        // What the cloud says the pool runs, and its family's catalogue.
+        let provider = engine::build_provider(pool)
+            .map_err(|e| notes.push(format!("no provider in this build: {e}")))
+            .ok();
+        let mut running = None;
+        if let Some(p) = &provider {
+            match p.describe().await {
+                Ok(d) => {
+                    let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
+                    for t in d
+                        .instances
+                        .iter()
+                        .filter_map(|i| i.instance_type.as_deref())
+                    {
+                        *count.entry(t).or_default() += 1;
+                    }
+                    running = count
+                        .into_iter()
+                        .max_by_key(|(_, n)| *n)
+                        .map(|(t, _)| t.to_owned());
+                }
+                Err(e) => notes.push(format!(
+                    "could not describe the pool ({e}); config says the rest"
+                )),
+            }
+        }
+        let current_name = running.or_else(|| rs::configured_type(pool));
+        let mut types = rs::config_types(pool);
+        let mut family = Vec::new();
+        if let Some(name) = &current_name {
+            let fam = rs::family_of(pool, name);
+            if let Some(p) = &provider {
+                match p.instance_family(&fam).await {
+                    Ok(shapes) => {
+                        for s in &shapes {
+                            types
+                                .entry(s.name.clone())
+                                .or_insert_with(|| rs::from_catalogue(pool, &fam, s));
+                        }
+                    }
+                    Err(e) => notes.push(format!(
+                        "no catalogue of the {fam} family ({e}); config's types only"
+                    )),
+                }
+            }
+            // The current type's price: by type, else the pool's own.
+            if let Some(t) = types.get_mut(name)
+                && t.price.is_none()
+            {
+                t.price = pool.price.as_ref().map(|p| p.on_demand);
+            }
+            family = types
+                .values()
+                .filter(|t| t.family == fam)
+                .cloned()
+                .collect();
+        }
+        let current = current_name.as_ref().and_then(|n| types.get(n));
+        let mut r = rs::analyse(
+            pool,
+            rs::sizing_targets(cfg, pool),
+            days,
+            &points,
+            current,
+            &family,
+        );
+        if r.instance_type.is_none() {
+            r.instance_type = current_name.clone();
+        }
+        if current.is_none()
+            && let Some(n) = &current_name
+        {
+            r.evidence.push(format!(
+                "{n}: no vCPUs known (not in the cloud's catalogue; add vcpus and memory_gib to price.by_type.\"{n}\")"
+            ));
+        }
+        r.evidence.extend(notes);
+        reports.push(r);
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &reports)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let pct = |s: Option<rs::Stats>| {
+        s.map_or_else(
+            || "-".to_owned(),
+            |s| {
+                format!(
+                    "p50 {:5.1} %  p95 {:5.1} %  max {:5.1} %",
+                    s.p50, s.p95, s.max
+                )
+            },
+        )
+    };
+    for r in &reports {
+        writeln!(
+            out,
+            "pool {} ({}): {} minute(s) of usage in {} day(s){}",
+            r.pool,
+            r.instance_type.as_deref().unwrap_or("type unknown"),
+            r.minutes,
+            r.days,
+            r.nodes
+                .map(|n| format!(", {:.1} nodes on average, {} at most", n.mean, n.max))
+                .unwrap_or_default()
+        )?;
+        for (label, s) in [
+            ("cpu", r.cpu),
+            ("memory", r.memory),
+            ("gpu", r.gpu),
+            ("gpu memory", r.gpu_memory),
+        ] {
+            writeln!(out, "  {label:<11} {}", pct(s))?;
+        }
+        if let Some(rec) = &r.recommendation {
+            match (rec.change, rec.monthly_saving) {
+                ("none", _) => writeln!(out, "  keep {}", rec.current_type)?,
+                (change, saving) => writeln!(
+                    out,
+                    "  recommend {} × {} ({change} than {}): {} a month less",
+                    rec.instance_type,
+                    rec.nodes,
+                    rec.current_type,
+                    saving.map_or_else(|| "?".to_owned(), |s| format!("{s:.2}"))
+                )?,
+            }
+        }
+        for e in &r.evidence {
+            writeln!(out, "  - {e}")?;
+        }
+    }
+    Ok(())
+}
+
 /// `capstan tune`. `tuning.demand_per_node` is NaN when not given.
 fn tune(
     cfg: &ValidatedConfig,
@@ -372,7 +542,11 @@ fn tune(
             s.metrics.node_hours,
             s.metrics.underprovisioned_minutes,
             s.metrics.actions,
-            if s.meets_slo { "" } else { "  (outside the SLO)" }
+            if s.meets_slo {
+                ""
+            } else {
+                "  (outside the SLO)"
+            }
         )
     };
     writeln!(out, "current  {}", line(&report.current))?;
@@ -408,7 +582,10 @@ fn tune(
 }
 
 /// The pool `simulate` and `tune` replay: it must exist and have a target.
-fn pool_to_replay<'c>(cfg: &'c ValidatedConfig, pool: &str) -> anyhow::Result<&'c capstan_config::Pool> {
+fn pool_to_replay<'c>(
+    cfg: &'c ValidatedConfig,
+    pool: &str,
+) -> anyhow::Result<&'c capstan_config::Pool> {
     let Some(config) = cfg.pool(pool) else {
         let names: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
         anyhow::bail!(
@@ -429,6 +606,7 @@ fn pool_to_replay<'c>(cfg: &'c ValidatedConfig, pool: &str) -> anyhow::Result<&'
     Ok(config)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn simulate(
     cfg: &ValidatedConfig,
     pool: &str,
@@ -644,6 +822,13 @@ pub fn main() -> ExitCode {
                 },
                 json,
             )),
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Rightsizing { config, days, json } => match load(&config) {
+            Ok(cfg) => report(runtime().and_then(|rt| rt.block_on(rightsizing(&cfg, days, json)))),
             Err(e) => {
                 print_config_error(&e);
                 ExitCode::FAILURE

@@ -87,6 +87,9 @@ struct Daemon {
     scrape_failures: Vec<(String, String)>,
     leader: Leader,
     history: Arc<dyn HistoryStore>,
+    /// Each pool's usage a minute, for `capstan rightsizing`: a file store on the
+    /// leader's machine (`<state_dir>/usage/`).
+    usage: Arc<dyn HistoryStore>,
     ingest: Arc<Ingest>,
     reporter: Reporter,
     token: Token,
@@ -217,6 +220,14 @@ pub async fn run(
         ))
     };
 
+    let usage: Arc<dyn HistoryStore> =
+        Arc::new(FileHistory::open(state_dir.join("usage")).with_context(|| {
+            format!(
+                "cannot open the usage history under {}",
+                state_dir.join("usage").display()
+            )
+        })?);
+
     let token = read_token(cfg.cluster.token_file.as_deref())?;
     let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
         .await
@@ -316,6 +327,7 @@ pub async fn run(
     };
     let claim = coordinator.claim();
     engine::attach_history(&mut pools, &history, clock.now());
+    engine::attach_usage(&mut pools, &usage, clock.now());
 
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
     match HostCollector::new() {
@@ -400,6 +412,7 @@ pub async fn run(
             ..Leader::new(node_id_copy, pools, journal, shared_copy)
         },
         history,
+        usage,
         ingest,
         reporter,
         token,
@@ -785,6 +798,7 @@ impl Daemon {
                         .collect();
                 self.leader.groups = engine::build_groups(&new, &mut old_groups);
                 engine::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
+                engine::attach_usage(&mut self.leader.pools, &self.usage, self.clock.now());
                 self.cfg = new;
                 self.shared
                     .metrics

@@ -68,7 +68,8 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> {
     match &pool.provider {
         ProviderConfig::DryRun(d) => {
-            let p = DryRunProvider::new(pool.name.clone(), d.initial, pool.min, pool.max);
+            let p = DryRunProvider::new(pool.name.clone(), d.initial, pool.min, pool.max)
+                .with_instance_type(d.instance_type.clone());
             Ok(Arc::new(match &d.state_file {
                 Some(f) => p.with_state_file(f.clone()),
                 None => p,
@@ -149,6 +150,11 @@ pub struct PoolRuntime {
     pub minute: Option<(i64, Vec<(f64, u32)>)>,
     /// Where demand history is kept (the daemon's; `capstan plan` keeps none).
     pub history_store: Option<Arc<dyn HistoryStore>>,
+    /// The usage minute being accumulated: minute, then (sum, count) per
+    /// [`aggregate::USAGE_FIELDS`].
+    pub usage: Option<(i64, [(f64, u32); 5])>,
+    /// Where usage history is kept, for `capstan rightsizing` (the daemon's).
+    pub usage_store: Option<Arc<dyn HistoryStore>>,
     /// Consecutive failed provider calls.
     pub failures: u32,
     /// No provider call before this time, after failures.
@@ -194,6 +200,8 @@ impl PoolRuntime {
             predictor: Predictor::new(&config.predictive, config.targets.len()),
             minute: None,
             history_store: None,
+            usage: None,
+            usage_store: None,
             config,
             provider,
             history: History::default(),
@@ -572,6 +580,11 @@ async fn observe(
         pool.history.record_recommendation(description.desired, now);
     }
     let (anomalies, surge) = track_demand(pool, &samples, now);
+    track_usage(
+        pool,
+        aggregate::usage(description.desired, &pool_reports),
+        now,
+    );
     let mut outlook = pool
         .predictor
         .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
@@ -694,6 +707,51 @@ fn track_demand(
         }
     }
     (reasons, surge)
+}
+
+/// Adds this pass's usage to the minute being accumulated; when a minute closes,
+/// writes its means to the usage store, if the pool has one.
+fn track_usage(pool: &mut PoolRuntime, usage: [Option<f64>; 5], now: DateTime<Utc>) {
+    if pool.usage_store.is_none() {
+        return;
+    }
+    let minute = now.timestamp().div_euclid(60);
+    if let Some((m, sums)) = pool.usage.take_if(|(m, _)| *m != minute)
+        && m < minute
+        && let Some(store) = &pool.usage_store
+    {
+        let point: Vec<Option<f64>> = sums
+            .iter()
+            .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
+            .collect();
+        if let Err(e) = store.append(&pool.config.name, &(m, point)) {
+            tracing::warn!(pool = %pool.config.name, error = %e, "cannot write usage history");
+        }
+    }
+    let (_, sums) = pool.usage.get_or_insert((minute, [(0.0, 0); 5]));
+    for (acc, v) in sums.iter_mut().zip(usage) {
+        if let Some(v) = v {
+            acc.0 += v;
+            acc.1 += 1;
+        }
+    }
+}
+
+/// How long usage history is kept: `capstan rightsizing --days` looks back at most
+/// this far.
+pub const USAGE_RETENTION_DAYS: i64 = 35;
+
+/// Gives every pool without one the usage store, and compacts each pool's usage
+/// history to [`USAGE_RETENTION_DAYS`].
+pub fn attach_usage(pools: &mut [PoolRuntime], store: &Arc<dyn HistoryStore>, now: DateTime<Utc>) {
+    let since = now.timestamp().div_euclid(60) - USAGE_RETENTION_DAYS * 1440;
+    for pool in pools.iter_mut().filter(|p| p.usage_store.is_none()) {
+        pool.usage_store = Some(store.clone());
+        // Loading compacts the file to the window.
+        if let Err(e) = store.load(&pool.config.name, since) {
+            tracing::warn!(pool = %pool.config.name, error = %e, "cannot read usage history");
+        }
+    }
 }
 
 /// Gives every pool without one the history store, and replays its recent history into
@@ -1677,6 +1735,45 @@ mod tests {
             again.predictor.latest_forecast(0),
             warm,
             "replayed to the same forecast"
+        );
+    }
+
+    #[tokio::test]
+    async fn usage_is_written_once_a_minute_as_the_means_of_its_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn HistoryStore> =
+            Arc::new(crate::history::FileHistory::open(dir.path()).unwrap());
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut pool = PoolRuntime::new(config().pools.remove(0), fake(4));
+        attach_usage(std::slice::from_mut(&mut pool), &store, t0);
+        // Passes every 20 s for two minutes, CPU 10, 20, 30 then 40, 50, 60; a pass
+        // in the third minute closes the second.
+        for (k, cpu) in [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+            .into_iter()
+            .enumerate()
+        {
+            let now = t0 + chrono::Duration::seconds(20 * k as i64);
+            let r = report(cpu, now);
+            pass1(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND)
+                .await
+                .unwrap();
+        }
+        let written = store.load("web", 0).unwrap();
+        let minute = t0.timestamp() / 60;
+        assert_eq!(
+            written,
+            vec![
+                (minute, vec![Some(4.0), Some(20.0), Some(0.0), None, None]),
+                (
+                    minute + 1,
+                    vec![Some(4.0), Some(50.0), Some(0.0), None, None]
+                ),
+            ]
+        );
+        // What rightsizing reads back, without compacting.
+        assert_eq!(
+            crate::history::read_only(dir.path(), "web").unwrap(),
+            written
         );
     }
 

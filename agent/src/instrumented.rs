@@ -83,6 +83,11 @@ impl NodePoolProvider for Instrumented {
         self.observe("instance_types", self.inner.instance_types())
             .await
     }
+
+    async fn instance_family(&self, family: &str) -> Result<Vec<InstanceShape>, ProviderError> {
+        self.observe("instance_family", self.inner.instance_family(family))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod notices;
 pub mod promql;
 pub mod reporter;
+pub mod rightsizing;
 pub mod sdnotify;
 pub mod simulate;
 #[cfg(test)]

@@ -111,7 +111,11 @@ pub fn candidates(pool: &Pool) -> Vec<Candidate> {
         behaviors.push(pool.behavior_name.clone());
     }
     let modes: Vec<(&'static str, Option<u64>)> = std::iter::once(("off", None))
-        .chain(HORIZONS_MINUTES.iter().map(|h| ("forecast-and-scale", Some(*h))))
+        .chain(
+            HORIZONS_MINUTES
+                .iter()
+                .map(|h| ("forecast-and-scale", Some(*h))),
+        )
         .collect();
     let mut out = Vec::with_capacity(values.len() * behaviors.len() * modes.len());
     for &target_value in &values {
@@ -156,7 +160,7 @@ fn current_candidate(pool: &Pool) -> Candidate {
         target_value: pool.targets.first().map_or(1.0, |t| t.value),
         behavior: pool.behavior_name.clone(),
         predictive_mode: if scales { "forecast-and-scale" } else { "off" },
-        horizon_minutes: scales.then(|| pool.predictive.horizon.as_secs() / 60),
+        horizon_minutes: scales.then_some(pool.predictive.horizon.as_secs() / 60),
     }
 }
 
@@ -240,7 +244,10 @@ pub fn tune(
                         let Some(c) = grid.get(i) else { break };
                         let config = apply(pool, c);
                         let settings = settings_for(pool, c.target_value, tuning);
-                        done.push((i, simulate::run(&config, budget, demand, start, &settings).0));
+                        done.push((
+                            i,
+                            simulate::run(&config, budget, demand, start, &settings).0,
+                        ));
                     }
                     done
                 })
@@ -412,11 +419,10 @@ mod tests {
         assert_eq!(grid[1].horizon_minutes, Some(15));
         assert_eq!(grid.last().unwrap().target_value, 60.0);
         // A custom behavior is tried beside the presets; percentages stop at 100.
-        let custom = pool(TARGET_50)
-            .clone_with(|p| {
-                p.behavior_name = "custom".into();
-                p.targets[0].value = 90.0;
-            });
+        let custom = pool(TARGET_50).clone_with(|p| {
+            p.behavior_name = "custom".into();
+            p.targets[0].value = 90.0;
+        });
         let grid = candidates(&custom);
         assert!(grid.iter().all(|c| c.target_value <= 100.0));
         assert!(grid.iter().any(|c| c.behavior == "custom"));
@@ -441,7 +447,13 @@ mod tests {
     /// saturate in each surge.
     fn surges() -> Vec<f64> {
         (0..2 * 1440)
-            .map(|m| if m % 120 >= 60 && m % 120 < 90 { 3200.0 } else { 2000.0 })
+            .map(|m| {
+                if m % 120 >= 60 && m % 120 < 90 {
+                    3200.0
+                } else {
+                    2000.0
+                }
+            })
             .collect()
     }
 
@@ -494,8 +506,16 @@ mod tests {
 
     #[test]
     fn without_an_slo_the_current_policys_own_minutes_are_the_line() {
-        let demand: Vec<f64> = (0..1440).map(|m| if m < 720 { 1000.0 } else { 3000.0 }).collect();
-        let report = tune(&pool(TARGET_50), &budget(), &demand, start(), &tuning(None, 2));
+        let demand: Vec<f64> = (0..1440)
+            .map(|m| if m < 720 { 1000.0 } else { 3000.0 })
+            .collect();
+        let report = tune(
+            &pool(TARGET_50),
+            &budget(),
+            &demand,
+            start(),
+            &tuning(None, 2),
+        );
         assert_eq!(
             report.slo_minutes,
             report.current.metrics.underprovisioned_minutes

@@ -589,6 +589,10 @@ pub struct DryRunProviderConfig {
     /// one JSON line each, to the same path with `.log` added.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// The instance type its imaginary nodes run (for prices by type and
+    /// `capstan rightsizing`).
+    #[serde(default)]
+    pub instance_type: Option<String>,
 }
 
 /// A named behavior preset or an explicit behavior.
@@ -720,6 +724,22 @@ pub struct TypePriceConfig {
     /// Spot price per node-hour.
     #[serde(default)]
     pub spot: Option<f64>,
+    /// The type's family, for `capstan rightsizing` (sizes of one family are compared);
+    /// default: the name up to its first `.` (AWS's `m5` of `m5.xlarge`).
+    #[serde(default)]
+    pub family: Option<String>,
+    /// Virtual CPUs, for `capstan rightsizing` where the cloud has no catalogue.
+    #[serde(default)]
+    pub vcpus: Option<u32>,
+    /// Memory in GiB, for `capstan rightsizing`.
+    #[serde(default)]
+    pub memory_gib: Option<f64>,
+    /// GPUs, for `capstan rightsizing`.
+    #[serde(default)]
+    pub gpus: Option<u32>,
+    /// Memory of all its GPUs together in GiB, for `capstan rightsizing`.
+    #[serde(default)]
+    pub gpu_memory_gib: Option<f64>,
 }
 
 /// `spot`: the on-demand/spot split, as the clouds define it.

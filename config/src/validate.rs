@@ -726,6 +726,27 @@ fn check_pool(
             if let Some(s) = tp.spot {
                 c.money(&at(&[k("price"), k("by_type"), k(ty), k("spot")]), name, s);
             }
+            if tp.vcpus == Some(0) {
+                c.report(
+                    &at(&[k("price"), k("by_type"), k(ty), k("vcpus")]),
+                    name,
+                    "must be at least 1",
+                );
+            }
+            for (key, v) in [
+                ("memory_gib", tp.memory_gib),
+                ("gpu_memory_gib", tp.gpu_memory_gib),
+            ] {
+                if let Some(v) = v
+                    && (!v.is_finite() || v < 0.0)
+                {
+                    c.report(
+                        &at(&[k("price"), k("by_type"), k(ty), k(key)]),
+                        name,
+                        format!("{v} is not allowed; must be a finite number >= 0"),
+                    );
+                }
+            }
         }
     }
 

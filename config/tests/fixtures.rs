@@ -81,7 +81,8 @@ fn embedded_default_round_trips_through_the_raw_schema() {
         cfg.pools[0].provider,
         capstan_config::ProviderConfig::DryRun(capstan_config::raw::DryRunProviderConfig {
             initial: 2,
-            state_file: None
+            state_file: None,
+            instance_type: None,
         })
     ));
     assert_eq!(cfg.agent.interval, std::time::Duration::from_secs(5));

@@ -40,6 +40,9 @@ _capstan() {
             capstan,plan)
                 cmd="capstan__subcmd__plan"
                 ;;
+            capstan,rightsizing)
+                cmd="capstan__subcmd__rightsizing"
+                ;;
             capstan,run)
                 cmd="capstan__subcmd__run"
                 ;;
@@ -48,6 +51,9 @@ _capstan() {
                 ;;
             capstan,status)
                 cmd="capstan__subcmd__status"
+                ;;
+            capstan,tune)
+                cmd="capstan__subcmd__tune"
                 ;;
             capstan,validate)
                 cmd="capstan__subcmd__validate"
@@ -76,6 +82,9 @@ _capstan() {
             capstan__subcmd__help,plan)
                 cmd="capstan__subcmd__help__subcmd__plan"
                 ;;
+            capstan__subcmd__help,rightsizing)
+                cmd="capstan__subcmd__help__subcmd__rightsizing"
+                ;;
             capstan__subcmd__help,run)
                 cmd="capstan__subcmd__help__subcmd__run"
                 ;;
@@ -84,6 +93,9 @@ _capstan() {
                 ;;
             capstan__subcmd__help,status)
                 cmd="capstan__subcmd__help__subcmd__status"
+                ;;
+            capstan__subcmd__help,tune)
+                cmd="capstan__subcmd__help__subcmd__tune"
                 ;;
             capstan__subcmd__help,validate)
                 cmd="capstan__subcmd__help__subcmd__validate"
@@ -95,7 +107,7 @@ _capstan() {
 
     case "${cmd}" in
         capstan)
-            opts="-h -V --log-format --help --version run validate plan forecast detect simulate completions man config-schema collect status help"
+            opts="-h -V --log-format --help --version run validate plan forecast detect simulate tune rightsizing completions man config-schema collect status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,7 +239,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__help)
-            opts="run validate plan forecast detect simulate completions man config-schema collect status help"
+            opts="run validate plan forecast detect simulate tune rightsizing completions man config-schema collect status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,6 +364,20 @@ _capstan() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        capstan__subcmd__help__subcmd__rightsizing)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         capstan__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -381,6 +407,20 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__help__subcmd__tune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -438,6 +478,36 @@ _capstan() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__rightsizing)
+            opts="-c -h --config --days --json --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -532,6 +602,56 @@ _capstan() {
             fi
             case "${prev}" in
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        capstan__subcmd__tune)
+            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --json --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slo-minutes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --demand-per-node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --saturation)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provisioning-delay)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -571,37 +571,7 @@ impl NodePoolProvider for AwsProvider {
                 .send()
                 .await
                 .map_err(|e| map_error("DescribeInstanceTypes", e))?;
-            for t in out.instance_types() {
-                let Some(name) = t.instance_type() else {
-                    continue;
-                };
-                let gpus = t.gpu_info();
-                let shape = InstanceShape {
-                    name: name.as_str().to_owned(),
-                    vcpus: t
-                        .v_cpu_info()
-                        .and_then(|v| v.default_v_cpus())
-                        .and_then(|v| u32::try_from(v).ok())
-                        .unwrap_or(0),
-                    memory_mib: t
-                        .memory_info()
-                        .and_then(|m| m.size_in_mib())
-                        .and_then(|m| u64::try_from(m).ok())
-                        .unwrap_or(0),
-                    gpus: gpus
-                        .map(|g| {
-                            g.gpus()
-                                .iter()
-                                .filter_map(|d| d.count())
-                                .map(|c| u32::try_from(c).unwrap_or(0))
-                                .sum()
-                        })
-                        .unwrap_or(0),
-                    gpu_memory_mib: gpus
-                        .and_then(|g| g.total_gpu_memory_in_mib())
-                        .and_then(|m| u64::try_from(m).ok())
-                        .unwrap_or(0),
-                };
+            for shape in out.instance_types().iter().filter_map(shape_of) {
                 shapes.insert(shape.name.clone(), shape);
             }
         }
@@ -611,6 +581,68 @@ impl NodePoolProvider for AwsProvider {
             .filter_map(|t| shapes.get(t).cloned())
             .collect())
     }
+
+    #[cfg(feature = "aws-ec2")]
+    async fn instance_family(&self, family: &str) -> Result<Vec<InstanceShape>, ProviderError> {
+        let ec2 = &self.clients().await.ec2;
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        // Bounded: a family has tens of sizes; a page holds up to 100.
+        for _ in 0..20 {
+            let out = ec2
+                .describe_instance_types()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("instance-type")
+                        .values(format!("{family}.*"))
+                        .build(),
+                )
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_error("DescribeInstanceTypes", e))?;
+            found.extend(out.instance_types().iter().filter_map(shape_of));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        found.sort_by_key(|s| (s.vcpus, s.memory_mib, s.name.clone()));
+        Ok(found)
+    }
+}
+
+/// What an EC2 instance type offers.
+#[cfg(feature = "aws-ec2")]
+fn shape_of(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<InstanceShape> {
+    let name = t.instance_type()?;
+    let gpus = t.gpu_info();
+    Some(InstanceShape {
+        name: name.as_str().to_owned(),
+        vcpus: t
+            .v_cpu_info()
+            .and_then(|v| v.default_v_cpus())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        memory_mib: t
+            .memory_info()
+            .and_then(|m| m.size_in_mib())
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0),
+        gpus: gpus
+            .map(|g| {
+                g.gpus()
+                    .iter()
+                    .filter_map(|d| d.count())
+                    .map(|c| u32::try_from(c).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0),
+        gpu_memory_mib: gpus
+            .and_then(|g| g.total_gpu_memory_in_mib())
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0),
+    })
 }
 
 /// A partial `MixedInstancesPolicy`: only the two fields of the split.

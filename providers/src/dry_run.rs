@@ -23,6 +23,7 @@ pub struct DryRunProvider {
     max: u32,
     state: Mutex<State>,
     file: Option<PathBuf>,
+    instance_type: Option<String>,
 }
 
 /// The pool's size as the state file keeps it.
@@ -76,7 +77,15 @@ impl DryRunProvider {
                 applied: Vec::new(),
             }),
             file: None,
+            instance_type: None,
         }
+    }
+
+    /// Its nodes run `instance_type`.
+    #[must_use]
+    pub fn with_instance_type(mut self, instance_type: Option<String>) -> Self {
+        self.instance_type = instance_type;
+        self
     }
 
     /// Keeps the pool's size in `path` (created at the initial size when missing) and
@@ -160,7 +169,7 @@ impl NodePoolProvider for DryRunProvider {
                 id: format!("dry-run-{}-{i}", self.pool),
                 lifecycle: Lifecycle::InService,
                 health: Health::Healthy,
-                instance_type: None,
+                instance_type: self.instance_type.clone(),
                 zone: None,
                 market: if i < t.on_demand {
                     Market::OnDemand

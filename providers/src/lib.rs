@@ -234,6 +234,12 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
     async fn instance_types(&self) -> Result<Vec<InstanceShape>, ProviderError> {
         Ok(Vec::new())
     }
+
+    /// Every size of an instance family (e.g. `m5`), where the cloud publishes a
+    /// catalogue (AWS with the `aws-ec2` feature); empty where not.
+    async fn instance_family(&self, _family: &str) -> Result<Vec<InstanceShape>, ProviderError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What one instance type offers, from the cloud's catalogue.
