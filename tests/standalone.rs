@@ -781,7 +781,8 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
 }
 
 /// Three dry-run pools in one group; this node reports for `web-a`. The group's
-/// target is always exceeded, and its scale-up is limited to 3 nodes a pass.
+/// target is always exceeded, and its scale-up is limited to 3 nodes a second (a pass
+/// at the tests' 1 s interval).
 const GROUP_FLEET: &str = r#"
 [agent]
 pool = "web-a"
@@ -811,7 +812,7 @@ price = { on_demand = 0.3 }
 name = "web"
 strategy = "cheapest"
 members = ["web-c", "web-b", "web-a"]
-behavior = { scale_up = { policies = [{ type = "nodes", value = 3, period = "15s" }] } }
+behavior = { scale_up = { policies = [{ type = "nodes", value = 3, period = "1s" }] } }
 targets = [{ metric = "memory.utilization", value = 0.01 }]
 "#;
 
@@ -1120,4 +1121,58 @@ fn rightsizing_reports_exact_percentiles_and_the_cheaper_size_of_the_family() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--days 99: allowed 1 to 35"));
+}
+
+#[test]
+fn a_running_leader_scales_a_group_journals_its_allocation_and_exports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("group.toml");
+    std::fs::write(&config, GROUP_FLEET).unwrap();
+    let mut agent = Agent::start(&config, &dir.path().join("state"));
+    // The first pass: the group goes 6 → 9 and web-a (cheapest) is scaled to its max.
+    let line = agent.wait_for("the group's journal line", |a| {
+        a.journal_lines()
+            .into_iter()
+            .find(|l| l["group"] == "web" && l.get("pool").is_none())
+    });
+    assert_eq!(
+        (line["current"].as_u64(), line["desired"].as_u64()),
+        (Some(6), Some(9)),
+        "{line}"
+    );
+    assert_eq!(line["strategy"], "cheapest");
+    assert_eq!(line["inputs"][0]["metric"], "memory.utilization");
+    let members: Vec<&str> = line["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["pool"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["web-c", "web-b", "web-a"]);
+    let scaled = agent.wait_for("web-a scaled", |a| {
+        a.journal_lines()
+            .into_iter()
+            .find(|l| l["pool"] == "web-a" && l["action"] == "scaled")
+    });
+    assert_eq!(
+        (scaled["current"].as_u64(), scaled["desired"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(scaled["group"], "web");
+    assert_eq!(scaled["reasons"][0]["kind"], "group_share");
+    // Pass after pass the group grows 3 nodes at a time up to its members' 17.
+    let metrics = agent.wait_for("the group at its members' max", |a| {
+        let (_, text) = a.get("/metrics");
+        (metric(&text, "capstan_group_current_nodes{group=\"web\"}") == Some(17.0)).then_some(text)
+    });
+    assert_eq!(
+        metric(&metrics, "capstan_group_desired_nodes{group=\"web\"}"),
+        Some(17.0)
+    );
+    assert_eq!(
+        metric(&metrics, "capstan_pool_current_nodes{pool=\"web-c\"}"),
+        Some(10.0)
+    );
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
 }

@@ -797,6 +797,15 @@ impl Daemon {
                         .map(|g| (g.config.name.clone(), g))
                         .collect();
                 self.leader.groups = engine::build_groups(&new, &mut old_groups);
+                for gone in old_groups
+                    .values()
+                    .filter(|g| new.group(&g.config.name).is_none())
+                {
+                    self.shared.metrics.remove_group(
+                        &gone.config.name,
+                        gone.config.members.iter().map(String::as_str),
+                    );
+                }
                 engine::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
                 engine::attach_usage(&mut self.leader.pools, &self.usage, self.clock.now());
                 self.cfg = new;

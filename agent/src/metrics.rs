@@ -824,6 +824,21 @@ impl Metrics {
         out
     }
 
+    /// Drops every series of a group that is gone from the config.
+    pub fn remove_group<'a>(&self, group: &str, members: impl IntoIterator<Item = &'a str>) {
+        let label = GroupLabel {
+            group: group.to_owned(),
+        };
+        self.group_current_nodes.remove(&label);
+        self.group_desired_nodes.remove(&label);
+        for pool in members {
+            self.group_spillover_nodes.remove(&GroupMemberLabels {
+                group: group.to_owned(),
+                pool: pool.to_owned(),
+            });
+        }
+    }
+
     /// Forgets a pool's series, e.g. after a reload removed it; `metrics` are the
     /// labels of its targets.
     pub fn remove_pool<'a>(&self, pool: &str, metrics: impl IntoIterator<Item = &'a str>) {
