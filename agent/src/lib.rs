@@ -3,7 +3,7 @@
 
 pub mod aggregate;
 pub mod analysis;
-pub mod brain;
+pub use capstan_brain as brain;
 pub mod cli;
 pub mod clock;
 pub mod coordinator;
