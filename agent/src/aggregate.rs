@@ -30,12 +30,8 @@ pub fn metric_value(report: &NodeReport, metric: &Metric) -> Option<f64> {
     v.filter(|x| x.is_finite())
 }
 
-/// What the usage history records of a pool each minute, in this order: nodes, then
-/// the mean over reporting nodes of CPU, memory, GPU and GPU memory utilization
-/// (percent).
-pub const USAGE_FIELDS: [&str; 5] = ["nodes", "cpu", "memory", "gpu", "gpu_memory"];
-
-/// The usage metrics of [`USAGE_FIELDS`] after `nodes`.
+/// The metrics the usage history records of a pool each minute after its nodes, as
+/// their mean over the reporting nodes (percent), in this order.
 pub const USAGE_METRICS: [Metric; 4] = [
     Metric::CpuUtilization,
     Metric::MemoryUtilization,
@@ -43,8 +39,8 @@ pub const USAGE_METRICS: [Metric; 4] = [
     Metric::GpuMemoryUtilization,
 ];
 
-/// This pass's usage of a pool: its nodes, and each usage metric's mean over the
-/// reports that carry it.
+/// This pass's usage of a pool: its nodes, then each of [`USAGE_METRICS`]' means over
+/// the reports that carry it.
 pub fn usage(nodes: u32, reports: &[&NodeReport]) -> [Option<f64>; 5] {
     let mut out = [Some(f64::from(nodes)), None, None, None, None];
     for (slot, metric) in out[1..].iter_mut().zip(&USAGE_METRICS) {

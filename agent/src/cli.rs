@@ -318,85 +318,7 @@ async fn rightsizing(cfg: &ValidatedConfig, days: u32, json: bool) -> anyhow::Re
             .into_iter()
             .filter(|(m, _)| *m >= since)
             .collect();
-        let mut notes = Vec::new();
-        // What the cloud says the pool runs, and its family's catalogue.
-        let provider = engine::build_provider(pool)
-            .map_err(|e| notes.push(format!("no provider in this build: {e}")))
-            .ok();
-        let mut running = None;
-        if let Some(p) = &provider {
-            match p.describe().await {
-                Ok(d) => {
-                    let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
-                    for t in d
-                        .instances
-                        .iter()
-                        .filter_map(|i| i.instance_type.as_deref())
-                    {
-                        *count.entry(t).or_default() += 1;
-                    }
-                    running = count
-                        .into_iter()
-                        .max_by_key(|(_, n)| *n)
-                        .map(|(t, _)| t.to_owned());
-                }
-                Err(e) => notes.push(format!(
-                    "could not describe the pool ({e}); config says the rest"
-                )),
-            }
-        }
-        let current_name = running.or_else(|| rs::configured_type(pool));
-        let mut types = rs::config_types(pool);
-        let mut family = Vec::new();
-        if let Some(name) = &current_name {
-            let fam = rs::family_of(pool, name);
-            if let Some(p) = &provider {
-                match p.instance_family(&fam).await {
-                    Ok(shapes) => {
-                        for s in &shapes {
-                            types
-                                .entry(s.name.clone())
-                                .or_insert_with(|| rs::from_catalogue(pool, &fam, s));
-                        }
-                    }
-                    Err(e) => notes.push(format!(
-                        "no catalogue of the {fam} family ({e}); config's types only"
-                    )),
-                }
-            }
-            // The current type's price: by type, else the pool's own.
-            if let Some(t) = types.get_mut(name)
-                && t.price.is_none()
-            {
-                t.price = pool.price.as_ref().map(|p| p.on_demand);
-            }
-            family = types
-                .values()
-                .filter(|t| t.family == fam)
-                .cloned()
-                .collect();
-        }
-        let current = current_name.as_ref().and_then(|n| types.get(n));
-        let mut r = rs::analyse(
-            pool,
-            rs::sizing_targets(cfg, pool),
-            days,
-            &points,
-            current,
-            &family,
-        );
-        if r.instance_type.is_none() {
-            r.instance_type = current_name.clone();
-        }
-        if current.is_none()
-            && let Some(n) = &current_name
-        {
-            r.evidence.push(format!(
-                "{n}: no vCPUs known (not in the cloud's catalogue; add vcpus and memory_gib to price.by_type.\"{n}\")"
-            ));
-        }
-        r.evidence.extend(notes);
-        reports.push(r);
+        reports.push(rs::report(cfg, pool, days, &points).await);
     }
     let mut out = std::io::stdout().lock();
     if json {
@@ -455,12 +377,16 @@ async fn rightsizing(cfg: &ValidatedConfig, days: u32, json: bool) -> anyhow::Re
     Ok(())
 }
 
-/// `capstan tune`. `tuning.demand_per_node` is NaN when not given.
+/// `capstan tune`: `trace`, else the pool's stored history.
+#[allow(clippy::too_many_arguments)]
 fn tune(
     cfg: &ValidatedConfig,
     pool: &str,
     trace: Option<&Path>,
-    mut tuning: crate::tune::Tuning,
+    demand_per_node: Option<f64>,
+    delay: std::time::Duration,
+    slo_minutes: Option<u64>,
+    saturation: Option<f64>,
     json: bool,
 ) -> anyhow::Result<()> {
     let config = pool_to_replay(cfg, pool)?;
@@ -492,22 +418,21 @@ fn tune(
     let demand = crate::simulate::per_minute(&prepared.grid);
     let peak = demand.iter().copied().fold(0.0_f64, f64::max);
     let target = config.targets.first().map_or(1.0, |t| t.value);
-    tuning.demand_per_node = if tuning.demand_per_node.is_nan() {
-        if trace.is_none() {
-            target
-        } else {
-            (peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE)
-        }
-    } else {
-        anyhow::ensure!(
-            tuning.demand_per_node.is_finite() && tuning.demand_per_node > 0.0,
-            "--demand-per-node must be above 0"
-        );
-        tuning.demand_per_node
-    };
-    if let Some(s) = tuning.saturation {
+    if let Some(s) = saturation {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--saturation must be above 0");
     }
+    let tuning = crate::tune::Tuning {
+        // The history holds the target's readings summed over the pool: one node at
+        // the target serves the target's value.
+        demand_per_node: match (trace, demand_per_node) {
+            (None, None) => target,
+            (_, given) => demand_per_node_or_peak(given, peak, config)?,
+        },
+        delay_minutes: whole_minutes(delay),
+        slo_minutes,
+        saturation,
+        threads: None,
+    };
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
     let start = crate::simulate::start_of(prepared.grid.start);
     let report = crate::tune::tune(config, &budget, &demand, start, &tuning);
@@ -581,6 +506,30 @@ fn tune(
     Ok(())
 }
 
+/// `--demand-per-node` when given (above 0), else what makes the trace's peak need
+/// 80 % of the pool's max.
+fn demand_per_node_or_peak(
+    given: Option<f64>,
+    peak: f64,
+    config: &capstan_config::Pool,
+) -> anyhow::Result<f64> {
+    match given {
+        Some(x) => {
+            anyhow::ensure!(
+                x.is_finite() && x > 0.0,
+                "--demand-per-node must be above 0"
+            );
+            Ok(x)
+        }
+        None => Ok((peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE)),
+    }
+}
+
+/// A provisioning delay in whole minutes, rounded up.
+fn whole_minutes(delay: std::time::Duration) -> u32 {
+    u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX)
+}
+
 /// The pool `simulate` and `tune` replay: it must exist and have a target.
 fn pool_to_replay<'c>(
     cfg: &'c ValidatedConfig,
@@ -623,19 +572,10 @@ fn simulate(
     let prepared = crate::analysis::prepare(&points)?;
     let demand = sim::per_minute(&prepared.grid);
     let peak = demand.iter().copied().fold(0.0_f64, f64::max);
-    let x = match demand_per_node {
-        Some(x) => {
-            anyhow::ensure!(
-                x.is_finite() && x > 0.0,
-                "--demand-per-node must be above 0"
-            );
-            x
-        }
-        None => (peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE),
-    };
+    let x = demand_per_node_or_peak(demand_per_node, peak, config)?;
     let settings = sim::Settings {
         demand_per_node: x,
-        delay_minutes: u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX),
+        delay_minutes: whole_minutes(delay),
         keep_series: svg.is_some(),
         hot_per_node: None,
     };
@@ -812,14 +752,10 @@ pub fn main() -> ExitCode {
                 &cfg,
                 &pool,
                 trace.as_deref().filter(|_| !history),
-                crate::tune::Tuning {
-                    demand_per_node: demand_per_node.unwrap_or(f64::NAN),
-                    delay_minutes: u32::try_from(provisioning_delay.as_secs().div_ceil(60))
-                        .unwrap_or(u32::MAX),
-                    slo_minutes,
-                    saturation,
-                    threads: None,
-                },
+                demand_per_node,
+                provisioning_delay,
+                slo_minutes,
+                saturation,
                 json,
             )),
             Err(e) => {

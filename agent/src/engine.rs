@@ -150,8 +150,8 @@ pub struct PoolRuntime {
     pub minute: Option<(i64, Vec<(f64, u32)>)>,
     /// Where demand history is kept (the daemon's; `capstan plan` keeps none).
     pub history_store: Option<Arc<dyn HistoryStore>>,
-    /// The usage minute being accumulated: minute, then (sum, count) per
-    /// [`aggregate::USAGE_FIELDS`].
+    /// The usage minute being accumulated: minute, then (sum, count) per field of
+    /// [`aggregate::usage`].
     pub usage: Option<(i64, [(f64, u32); 5])>,
     /// Where usage history is kept, for `capstan rightsizing` (the daemon's).
     pub usage_store: Option<Arc<dyn HistoryStore>>,
@@ -283,8 +283,8 @@ pub struct GroupRuntime {
     pub policy: Policy,
     /// Its HPA history.
     pub history: History,
-    /// The last pass's outcome.
-    pub last: Option<GroupOutcome>,
+    /// Whether a pass has looked at it (its history is seeded on the first look).
+    pub looked: bool,
 }
 
 impl GroupRuntime {
@@ -294,7 +294,7 @@ impl GroupRuntime {
             policy: Policy::from(&config),
             config,
             history: History::default(),
-            last: None,
+            looked: false,
         }
     }
 }
@@ -505,10 +505,17 @@ struct Seen {
     interrupted: u32,
     /// Nodes with a faulty GPU.
     faulty_gpus: u32,
+    /// In-service instances.
+    in_service: u32,
+    /// For a group member: one sample per target of its group.
+    group_samples: Vec<Option<MetricSample>>,
 }
 
+/// Describes `pool` and aggregates its reports: samples of its own targets and, for a
+/// group member, of its group's (`group_targets`).
 async fn observe(
     pool: &mut PoolRuntime,
+    group_targets: &[capstan_config::Target],
     reports: &[&NodeReport],
     now: DateTime<Utc>,
     interval: std::time::Duration,
@@ -563,13 +570,15 @@ async fn observe(
         .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
         .collect();
     let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
+    let in_service = in_service(&description);
     let query_failures = promql_samples(
         &pool.config.name,
         &pool.config.targets,
-        in_service(&description),
+        in_service,
         &mut samples,
     )
     .await;
+    let group_samples = aggregate::samples_for(group_targets, &description, &pool_reports);
     let interrupted = aggregate::interrupted(&description, &pool_reports);
     let faulty_gpus = aggregate::faulty_gpus(&description, &pool_reports);
     pool.history.prune(&pool.policy.behavior, now);
@@ -580,11 +589,7 @@ async fn observe(
         pool.history.record_recommendation(description.desired, now);
     }
     let (anomalies, surge) = track_demand(pool, &samples, now);
-    track_usage(
-        pool,
-        aggregate::usage(description.desired, &pool_reports),
-        now,
-    );
+    track_usage(pool, description.desired, &pool_reports, now);
     let mut outlook = pool
         .predictor
         .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
@@ -598,6 +603,8 @@ async fn observe(
         surge,
         interrupted,
         faulty_gpus,
+        in_service,
+        group_samples,
     })
 }
 
@@ -711,10 +718,11 @@ fn track_demand(
 
 /// Adds this pass's usage to the minute being accumulated; when a minute closes,
 /// writes its means to the usage store, if the pool has one.
-fn track_usage(pool: &mut PoolRuntime, usage: [Option<f64>; 5], now: DateTime<Utc>) {
+fn track_usage(pool: &mut PoolRuntime, nodes: u32, reports: &[&NodeReport], now: DateTime<Utc>) {
     if pool.usage_store.is_none() {
         return;
     }
+    let usage = aggregate::usage(nodes, reports);
     let minute = now.timestamp().div_euclid(60);
     if let Some((m, sums)) = pool.usage.take_if(|(m, _)| *m != minute)
         && m < minute
@@ -811,11 +819,17 @@ pub async fn fleet_pass(
 ) -> FleetOutcome {
     let mut seen = Vec::with_capacity(pools.len());
     for pool in pools.iter_mut() {
-        seen.push(observe(pool, reports, now, interval).await);
+        let group_targets = pool
+            .config
+            .group
+            .as_ref()
+            .and_then(|g| groups.iter().find(|r| &r.config.name == g))
+            .map_or(&[][..], |g| &g.config.targets[..]);
+        seen.push(observe(pool, group_targets, reports, now, interval).await);
     }
 
     let members = group_members(pools, groups);
-    let group_samples = observe_groups(pools, groups, &members, &seen, reports, now).await;
+    let group_samples = observe_groups(pools, groups, &members, &seen, now).await;
 
     let plan = {
         let group_inputs: Vec<GroupInput<'_>> = groups
@@ -827,7 +841,7 @@ pub async fn fleet_pass(
                 policy: &g.policy,
                 history: &g.history,
                 metrics: samples,
-                members: members.clone(),
+                members,
             })
             .collect();
         let mut inputs: Vec<PoolInput<'_>> = pools
@@ -835,15 +849,7 @@ pub async fn fleet_pass(
             .zip(&seen)
             .map(|(pool, seen)| {
                 let seen = seen.as_ref().ok();
-                // A pool that cannot be described still costs money: count it at its
-                // last known size, or, never seen, at its max, so a flaky cloud API
-                // cannot let the others spend its share.
-                let last_known = pool
-                    .last
-                    .as_ref()
-                    .map(|l| l.current)
-                    .or(pool.last_target.map(|t| t.capacity))
-                    .unwrap_or(pool.config.max);
+                let last_known = last_known(pool);
                 let prices = brain::fleet::prices(
                     pool.config.price.as_ref(),
                     seen.into_iter()
@@ -879,13 +885,11 @@ pub async fn fleet_pass(
         )
     };
 
-    let in_group: Vec<bool> = (0..pools.len())
-        .map(|i| members.iter().any(|m| m.contains(&i)))
-        .collect();
     let mut planned: Vec<Option<PoolPlan>> = plan.pools.into_iter().map(Some).collect();
     let mut results: Vec<Option<Result<PassOutcome, PassError>>> = Vec::with_capacity(pools.len());
     for (i, (pool, seen)) in pools.iter_mut().zip(&seen).enumerate() {
-        if in_group[i] {
+        // Group members are acted on with their group, below.
+        if pool.config.group.is_some() {
             results.push(None);
             continue;
         }
@@ -943,6 +947,16 @@ pub async fn fleet_pass(
     }
 }
 
+/// Where a pool that cannot be described is counted: its last known size, or, never
+/// seen, its max, so a flaky cloud API cannot let the others spend its share.
+fn last_known(pool: &PoolRuntime) -> u32 {
+    pool.last
+        .as_ref()
+        .map(|l| l.current)
+        .or(pool.last_target.map(|t| t.capacity))
+        .unwrap_or(pool.config.max)
+}
+
 /// Each group's members: indices into `pools`, in the order listed.
 fn group_members(pools: &[PoolRuntime], groups: &[GroupRuntime]) -> Vec<Vec<usize>> {
     groups
@@ -965,7 +979,6 @@ async fn observe_groups(
     groups: &mut [GroupRuntime],
     members: &[Vec<usize>],
     seen: &[Result<Seen, PassError>],
-    reports: &[&NodeReport],
     now: DateTime<Utc>,
 ) -> Vec<Vec<Option<MetricSample>>> {
     let mut out = Vec::with_capacity(groups.len());
@@ -974,24 +987,14 @@ async fn observe_groups(
         let mut current = 0_u32;
         let mut nodes = 0_u32;
         for &i in members {
-            let pool = &pools[i];
-            let Ok(s) = &seen[i] else {
-                current = current
-                    .saturating_add(pool.last.as_ref().map_or(pool.config.min, |l| l.current));
-                continue;
-            };
-            let member_reports: Vec<&NodeReport> = reports
-                .iter()
-                .copied()
-                .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
-                .collect();
-            let in_service = in_service(&s.description);
-            nodes = nodes.saturating_add(in_service);
-            current = current.saturating_add(s.description.desired);
-            parts.push((
-                aggregate::samples_for(&group.config.targets, &s.description, &member_reports),
-                in_service,
-            ));
+            match &seen[i] {
+                Ok(s) => {
+                    nodes = nodes.saturating_add(s.in_service);
+                    current = current.saturating_add(s.description.desired);
+                    parts.push((s.group_samples.clone(), s.in_service));
+                }
+                Err(_) => current = current.saturating_add(last_known(&pools[i])),
+            }
         }
         let mut samples = aggregate::merge(&parts, group.config.targets.len());
         let failures = promql_samples(
@@ -1005,9 +1008,10 @@ async fn observe_groups(
             tracing::debug!(group = %group.config.name, reason = %f, "group target unavailable");
         }
         group.history.prune(&group.policy.behavior, now);
-        if group.last.is_none() && group.history.recommendations.is_empty() {
+        if !group.looked && group.history.recommendations.is_empty() {
             group.history.record_recommendation(current, now);
         }
+        group.looked = true;
         out.push(samples);
     }
     out
@@ -1174,7 +1178,6 @@ async fn act_group(
         members,
         reasons: plan.reasons,
     };
-    group.last = Some(outcome.clone());
     let cost_delta = (0..k)
         .map(|j| money[j].cost_of(granted[j]) - money[j].cost_of(plan.members[j].granted))
         .sum();

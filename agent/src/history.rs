@@ -71,20 +71,8 @@ pub(crate) fn format_line(m: &Minute) -> String {
 impl HistoryStore for FileHistory {
     fn load(&self, pool: &str, since: i64) -> std::io::Result<Vec<Minute>> {
         let path = self.file(pool);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let total = text.lines().count();
-        // Torn or foreign lines are skipped, not fatal.
-        let mut points: Vec<Minute> = text
-            .lines()
-            .filter_map(parse_line)
-            .filter(|(m, _)| *m >= since)
-            .collect();
-        points.sort_by_key(|(m, _)| *m);
-        points.dedup_by_key(|(m, _)| *m);
+        let (mut points, total) = read_points(&path)?;
+        points.retain(|(m, _)| *m >= since);
         if points.len() < total {
             compact(&path, &points)?;
         }
@@ -100,18 +88,24 @@ impl HistoryStore for FileHistory {
     }
 }
 
-/// The points of `pool` in the file store under `dir`, oldest first, without
-/// compacting the file (for reports, which may run as another user than the agent).
-pub fn read_only(dir: &Path, pool: &str) -> std::io::Result<Vec<Minute>> {
-    let text = match std::fs::read_to_string(dir.join(format!("{pool}.csv"))) {
+/// The points of a history file, oldest first, one per minute, and the number of lines
+/// it has (torn or foreign lines are skipped, not fatal). A missing file has none.
+fn read_points(path: &Path) -> std::io::Result<(Vec<Minute>, usize)> {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
     let mut points: Vec<Minute> = text.lines().filter_map(parse_line).collect();
     points.sort_by_key(|(m, _)| *m);
     points.dedup_by_key(|(m, _)| *m);
-    Ok(points)
+    Ok((points, text.lines().count()))
+}
+
+/// The points of `pool` in the file store under `dir`, oldest first, without
+/// compacting the file (for reports, which may run as another user than the agent).
+pub fn read_only(dir: &Path, pool: &str) -> std::io::Result<Vec<Minute>> {
+    Ok(read_points(&dir.join(format!("{pool}.csv")))?.0)
 }
 
 /// Rewrites `path` with `points`, atomically.

@@ -172,9 +172,9 @@ pub fn from_catalogue(pool: &Pool, family: &str, s: &InstanceShape) -> TypeInfo 
     }
 }
 
-/// One candidate type under the model.
+/// One size of the family under the model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Option_ {
+pub struct Sizing {
     /// The type.
     pub instance_type: String,
     /// Nodes it needs.
@@ -207,7 +207,7 @@ pub struct Recommendation {
     /// Money per month saved (730 hours).
     pub monthly_saving: Option<f64>,
     /// Every type of the family considered, smallest first.
-    pub options: Vec<Option_>,
+    pub options: Vec<Sizing>,
 }
 
 /// One pool's report. Field names are an interface (`rightsizing --json`).
@@ -270,9 +270,9 @@ pub fn analyse(
         pool: pool.name.clone(),
         days,
         minutes: points.len(),
-        nodes: stats(nodes.clone()).map(|s| NodeStats {
+        nodes: (!nodes.is_empty()).then(|| NodeStats {
             mean: nodes.iter().sum::<f64>() / nodes.len() as f64,
-            max: s.max,
+            max: nodes.iter().copied().fold(f64::MIN, f64::max),
         }),
         cpu: stats(column(1)),
         memory: stats(column(2)),
@@ -325,7 +325,7 @@ pub fn analyse(
         return report;
     }
     let current_price = current.price;
-    let mut options: Vec<Option_> = family
+    let mut options: Vec<Sizing> = family
         .iter()
         .map(|t| {
             let mut nodes = pool.min.max(1);
@@ -356,7 +356,7 @@ pub fn analyse(
                 }
                 _ => (None, "unknown"),
             };
-            Option_ {
+            Sizing {
                 instance_type: t.name.clone(),
                 nodes,
                 hourly_cost: price.map(|p| p * f64::from(nodes)),
@@ -366,7 +366,7 @@ pub fn analyse(
         })
         .collect();
     options.sort_by(|a, b| {
-        let size = |o: &Option_| {
+        let size = |o: &Sizing| {
             family
                 .iter()
                 .find(|t| t.name == o.instance_type)
@@ -398,7 +398,7 @@ pub fn analyse(
                 .then(a.nodes.cmp(&b.nodes))
         })
         .cloned();
-    let pays = |b: &Option_| match (b.hourly_cost, now.hourly_cost) {
+    let pays = |b: &Sizing| match (b.hourly_cost, now.hourly_cost) {
         (Some(then), Some(cost)) => now.unfit.is_some() || cost - then >= MIN_SAVING * cost,
         _ => false,
     };
@@ -498,6 +498,96 @@ pub fn configured_type(pool: &Pool) -> Option<String> {
     (by_type.len() == 1)
         .then(|| by_type.keys().next().cloned())
         .flatten()
+}
+
+/// One pool's report: its usage since `days` ago (`points`), the type it runs (its
+/// cloud's describe, else config), and its family's sizes (the cloud's catalogue and
+/// config's `price.by_type` shapes).
+pub async fn report(
+    cfg: &ValidatedConfig,
+    pool: &Pool,
+    days: u32,
+    points: &[Minute],
+) -> PoolReport {
+    let mut notes = Vec::new();
+    // What the cloud says the pool runs, and its family's catalogue.
+    let provider = crate::engine::build_provider(pool)
+        .map_err(|e| notes.push(format!("no provider in this build: {e}")))
+        .ok();
+    let mut running = None;
+    if let Some(p) = &provider {
+        match p.describe().await {
+            Ok(d) => {
+                let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
+                for t in d
+                    .instances
+                    .iter()
+                    .filter_map(|i| i.instance_type.as_deref())
+                {
+                    *count.entry(t).or_default() += 1;
+                }
+                running = count
+                    .into_iter()
+                    .max_by_key(|(_, n)| *n)
+                    .map(|(t, _)| t.to_owned());
+            }
+            Err(e) => notes.push(format!(
+                "could not describe the pool ({e}); config says the rest"
+            )),
+        }
+    }
+    let current_name = running.or_else(|| configured_type(pool));
+    let mut types = config_types(pool);
+    let mut family = Vec::new();
+    if let Some(name) = &current_name {
+        let fam = family_of(pool, name);
+        if let Some(p) = &provider {
+            match p.instance_family(&fam).await {
+                Ok(shapes) => {
+                    for s in &shapes {
+                        types
+                            .entry(s.name.clone())
+                            .or_insert_with(|| from_catalogue(pool, &fam, s));
+                    }
+                }
+                Err(e) => notes.push(format!(
+                    "no catalogue of the {fam} family ({e}); config's types only"
+                )),
+            }
+        }
+        // The current type's price: by type, else the pool's own.
+        if let Some(t) = types.get_mut(name)
+            && t.price.is_none()
+        {
+            t.price = pool.price.as_ref().map(|p| p.on_demand);
+        }
+        family = types
+            .values()
+            .filter(|t| t.family == fam)
+            .cloned()
+            .collect();
+    }
+    let current = current_name.as_ref().and_then(|n| types.get(n));
+    let mut r = analyse(
+        pool,
+        sizing_targets(cfg, pool),
+        days,
+        points,
+        current,
+        &family,
+    );
+    if r.instance_type.is_none() {
+        r.instance_type = current_name.clone();
+    }
+    if current.is_none()
+        && let Some(n) = &current_name
+    {
+        r.evidence.push(format!(
+            "{n}: no vCPUs known (not in the cloud's catalogue; add vcpus and memory_gib to price.by_type.\"{n}\")"
+        ));
+    }
+    r.evidence.extend(notes);
+    r
 }
 
 #[cfg(test)]

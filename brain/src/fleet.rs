@@ -121,7 +121,7 @@ pub struct GroupInput<'a> {
     /// One sample per target, over all members' nodes.
     pub metrics: &'a [Option<MetricSample>],
     /// Its members: indices into the pool inputs, in the order listed.
-    pub members: Vec<usize>,
+    pub members: &'a [usize],
 }
 
 /// One member's part of a group's plan.

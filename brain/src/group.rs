@@ -221,7 +221,6 @@ impl Money {
 /// The extra nodes follow the strategy, and each is granted only while the fleet stays
 /// within `room` (money per hour still free under the budget ceiling, `None` without
 /// one) and the member within its own ceiling.
-#[allow(clippy::too_many_arguments)]
 pub fn spill(
     strategy: GroupStrategy,
     max_skew: u32,

@@ -297,12 +297,13 @@ fn pass(
         .map(|m| m.current)
         .sum();
     let metrics = [sample(load, described)];
+    let members: Vec<usize> = (0..specs.len()).collect();
     let groups = [GroupInput {
         config: &cfg.groups[0],
         policy: &group_policy,
         history: &history,
         metrics: &metrics,
-        members: (0..specs.len()).collect(),
+        members: &members,
     }];
     plan_fleet_with_groups(&mut inputs, &groups, &BudgetPolicy::from(&cfg.budget), now)
 }

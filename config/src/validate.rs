@@ -578,8 +578,7 @@ fn check_groups<'r>(
                 );
                 continue;
             }
-            if let Some(other) = membership.insert(member.as_str(), g.name.as_str()) {
-                membership.insert(member.as_str(), other);
+            if let Some(&other) = membership.get(member.as_str()) {
                 c.report(
                     &path,
                     name,
@@ -587,6 +586,8 @@ fn check_groups<'r>(
                         "pool \"{member}\" is already a member of group \"{other}\"; a pool belongs to one group at most"
                     ),
                 );
+            } else {
+                membership.insert(member.as_str(), g.name.as_str());
             }
         }
         if g.strategy != GroupStrategy::Spread && g.max_skew.is_some() {
