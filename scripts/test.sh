@@ -4,18 +4,9 @@
 #   scripts/test.sh
 #
 # The tests need the Rust toolchain (rust-toolchain.toml), loopback networking, and
-# these real tools, installed here when missing (Debian packages and PyPI):
-#   systemd-analyze, systemd-sysusers, systemd-tmpfiles  (systemd)  the unit's checks
-#   man                                                   (man-db)   `verify` opens man:capstan(1)
-#   promtool                                              (prometheus) alert rules and /metrics
-#   python3 with jsonschema                               (PyPI)     the config schema
-#   kubernetes-validate                                   (PyPI)     the Kubernetes manifests
-#   moto_server                                           (PyPI moto[server]) the AWS tests' EC2 and Auto Scaling
-#   etcd                                                  (etcd-server) the cluster tests' real etcd
-#   protoc                                                (protobuf-compiler) building the `etcd` feature
-#   cargo-deb                                             (crates.io) the Debian package
-#                                                         (scripts/build-deb.sh installs it)
-# scripts/test-deps.sh installs them.
+# real tools (etcd, Prometheus, promtool, node_exporter, moto_server, systemd's tools,
+# man, protoc with the well-known protos, kubernetes-validate, hadolint, jsonschema):
+# scripts/test-deps.sh installs what is missing and proves each one works.
 # The agent's end-to-end tests start the built binary on 127.0.0.1 with ephemeral
 # ports and temp state dirs.
 set -euo pipefail
