@@ -1,4 +1,9 @@
-//! Link flags for the `capstan` binary.
+//! Build facts and link flags for the `capstan` binary.
+//!
+//! `CAPSTAN_FEATURES` (the optional parts compiled in, from cargo's `CARGO_FEATURE_*`)
+//! and `CAPSTAN_REVISION` (the source's git commit, or the `CAPSTAN_REVISION` variable
+//! where the source has no `.git`, as in an image build) are set for the crate, so that
+//! `capstan --version` and `capstan_build_info` say what a binary is.
 //!
 //! The binary is position-independent (ASLR), so the loader applies tens of thousands
 //! of relative relocations at every start; as a RELA table they are about 1 MB that is
@@ -8,8 +13,69 @@
 //! (it defines the `GLIBC_ABI_DT_RELR` version), and never when cross-compiling.
 
 use std::path::Path;
+use std::process::Command;
 
 fn main() {
+    facts();
+    relr();
+}
+
+/// `CAPSTAN_FEATURES` and `CAPSTAN_REVISION`.
+fn facts() {
+    // The umbrella features are not parts of their own.
+    let mut features: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(str::to_owned))
+        .filter(|f| f != "FULL" && f != "DEFAULT")
+        .map(|f| f.to_ascii_lowercase().replace('_', "-"))
+        .collect();
+    features.sort();
+    println!("cargo:rustc-env=CAPSTAN_FEATURES={}", features.join(","));
+
+    println!("cargo:rerun-if-env-changed=CAPSTAN_REVISION");
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()?;
+        let text = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    };
+    let revision = std::env::var("CAPSTAN_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=CAPSTAN_REVISION={revision}");
+    // A new commit, or a checkout of another branch, changes the revision.
+    for path in ["HEAD", "refs/heads", "packed-refs"] {
+        watch(git(&[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            path,
+        ]));
+    }
+    if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch(git(&[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            &head,
+        ]));
+    }
+}
+
+/// Reruns the script when `path` changes; a path that does not exist is not named, or
+/// cargo would rerun the script on every build.
+fn watch(path: Option<String>) {
+    if let Some(p) = path.filter(|p| Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={p}");
+    }
+}
+
+/// Packed relative relocations, where the C library supports them.
+fn relr() {
     println!("cargo:rerun-if-env-changed=CAPSTAN_NO_RELR");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let native = var("HOST") == var("TARGET");

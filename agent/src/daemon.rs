@@ -721,7 +721,7 @@ impl Daemon {
             tracing::warn!("SIGHUP: running on the embedded default config; nothing to reload");
             return false;
         };
-        let outcome = capstan_config::load(path)
+        let outcome = capstan_config::load_for(path, crate::build::config_features())
             .map_err(|e| e.lines().join("\n"))
             .and_then(|new| {
                 let token =

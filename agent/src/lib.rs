@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod analysis;
 pub use capstan_brain as brain;
+pub mod build;
 pub mod cli;
 pub mod clock;
 pub mod coordinator;

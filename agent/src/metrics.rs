@@ -151,11 +151,15 @@ pub struct GpuXidLabels {
     pub xid: String,
 }
 
-/// `{version}`.
+/// `{version, revision, features}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     /// Capstan's version.
     pub version: String,
+    /// The git commit it was built from.
+    pub revision: String,
+    /// The optional parts compiled in, comma-separated (`none` for a lean build).
+    pub features: String,
 }
 
 type GaugeF = Gauge<f64, AtomicU64>;
@@ -365,10 +369,16 @@ impl Metrics {
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
+                version: crate::build::VERSION.to_owned(),
+                revision: crate::build::REVISION.to_owned(),
+                features: crate::build::features_text().to_owned(),
             })
             .set(1);
-        registry.register("build_info", "Capstan's version; always 1", build_info);
+        registry.register(
+            "build_info",
+            "Capstan's version, the revision it was built from and its compiled features; always 1",
+            build_info,
+        );
         let m = Self {
             pool_desired_nodes: Family::default(),
             pool_current_nodes: Family::default(),

@@ -20,9 +20,50 @@ pub use error::{ConfigError, Location, Problem};
 pub use load::{ENV_PREFIX, ENV_SEPARATOR};
 pub use model::*;
 
+/// The optional parts a build of capstan was compiled with (cargo features such as
+/// `aws`, `etcd`, `tls`). A configuration that needs a part the build lacks is refused at
+/// validation, naming the key and the feature, instead of failing when the agent starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Features<'a> {
+    /// The features compiled in, e.g. `["aws", "etcd"]`.
+    pub enabled: &'a [&'a str],
+}
+
+impl Features<'_> {
+    /// Every optional part: validation then checks the configuration alone (tooling,
+    /// tests, and commands such as `simulate` that never reach a cloud).
+    pub const ALL: Features<'static> = Features {
+        enabled: &[
+            "aws",
+            "aws-ec2",
+            "azure",
+            "gke",
+            "etcd",
+            "kubernetes",
+            "tls",
+            "nvml",
+        ],
+    };
+
+    /// Whether `feature` is compiled in.
+    pub fn has(&self, feature: &str) -> bool {
+        self.enabled.contains(&feature)
+    }
+}
+
 /// Loads and validates `file`, layered with this process's `CAPSTAN_` variables.
 pub fn load(file: &Path) -> Result<ValidatedConfig, ConfigError> {
     load_with_env(file, std::env::vars())
+}
+
+/// As [`load`], and refuses what `features` cannot drive (a provider type, a
+/// coordinator or `[cluster.tls]` whose feature the build lacks).
+pub fn load_for(file: &Path, features: Features<'_>) -> Result<ValidatedConfig, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+        file: file.to_owned(),
+        source,
+    })?;
+    from_str_for(file, &text, std::env::vars(), features)
 }
 
 /// Loads and validates `file`, layered with the given environment.
@@ -43,8 +84,18 @@ pub fn from_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ValidatedConfig, ConfigError> {
+    from_str_for(name, text, env, Features::ALL)
+}
+
+/// As [`from_str`], refusing what `features` cannot drive.
+pub fn from_str_for(
+    name: &Path,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    features: Features<'_>,
+) -> Result<ValidatedConfig, ConfigError> {
     let (raw, source) = load::load_raw(name, text.to_owned(), env)?;
-    validate::validate(raw, &source)
+    validate::validate(raw, &source, features)
 }
 
 /// Deserializes `text` into the raw schema without semantic checks (for tooling).

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::Features;
 use crate::error::{ConfigError, Location, Problem, Seg, render_path};
 use crate::load::Source;
 use crate::model::*;
@@ -99,11 +100,16 @@ impl Checker<'_> {
 }
 
 /// Checks `raw` and builds the validated configuration, or returns every problem.
-pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfig, ConfigError> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    source: &Source,
+    features: Features<'_>,
+) -> Result<ValidatedConfig, ConfigError> {
     let mut c = Checker {
         source,
         problems: Vec::new(),
     };
+    check_features(&mut c, &raw, features);
 
     let agent = check_agent(&mut c, &raw);
     let cluster = check_cluster(&mut c, &raw.cluster);
@@ -195,6 +201,68 @@ pub(crate) fn validate(raw: RawConfig, source: &Source) -> Result<ValidatedConfi
         file: source.file.clone(),
         problems,
     })
+}
+
+/// What the configuration needs that this build was compiled without.
+fn check_features(c: &mut Checker<'_>, raw: &RawConfig, features: Features<'_>) {
+    let built = || {
+        if features.enabled.is_empty() {
+            "none".to_owned()
+        } else {
+            features.enabled.join(", ")
+        }
+    };
+    let need = |c: &mut Checker<'_>,
+                path: &[Seg],
+                pool: Option<&str>,
+                what: String,
+                feature: &str| {
+        if !features.has(feature) {
+            c.report(
+                path,
+                pool,
+                format!(
+                    "{what} is not built into this capstan (its features: {}); use a build with `--features {feature}` (or `--features full`)",
+                    built()
+                ),
+            );
+        }
+    };
+    let coordinator = match raw.cluster.coordinator {
+        CoordinatorKind::Standalone => None,
+        CoordinatorKind::Etcd => Some("etcd"),
+        CoordinatorKind::Kubernetes => Some("kubernetes"),
+    };
+    if let Some(name) = coordinator {
+        need(
+            c,
+            &[k("cluster"), k("coordinator")],
+            None,
+            format!("coordinator \"{name}\""),
+            name,
+        );
+    }
+    if raw.cluster.tls.is_some() {
+        need(
+            c,
+            &[k("cluster"), k("tls")],
+            None,
+            "[cluster.tls] (node reports over mutual TLS)".to_owned(),
+            "tls",
+        );
+    }
+    for (i, pool) in raw.pools.iter().enumerate() {
+        let kind = pool.provider.kind();
+        if kind != "dry-run" {
+            need(
+                c,
+                &[k("pool"), Seg::Index(i), k("provider"), k("type")],
+                Some(&pool.name),
+                format!("provider type \"{kind}\""),
+                kind,
+            );
+        }
+    }
 }
 
 fn check_scrapes(c: &mut Checker<'_>, raw: &[raw::ScrapeConfig]) -> Vec<Scrape> {

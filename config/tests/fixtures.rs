@@ -134,3 +134,68 @@ fn a_missing_file_is_an_error_naming_it() {
         .to_string();
     assert!(err.contains("/nonexistent/capstan.toml"), "{err}");
 }
+
+/// A build without a provider's, a coordinator's or TLS's feature refuses the config
+/// that needs it, naming the key, its line and the feature; with every feature, the same
+/// config loads.
+#[test]
+fn a_config_needing_a_feature_the_build_lacks_is_refused_where_it_asks_for_it() {
+    let text = r#"
+[cluster]
+coordinator = "etcd"
+token_file = "/etc/capstan/token"
+advertise_url = "https://10.0.0.1:9465"
+
+[cluster.etcd]
+endpoints = ["http://127.0.0.1:2379"]
+
+[cluster.tls]
+listen = "0.0.0.0:9465"
+ca_file = "/etc/capstan/ca.pem"
+cert_file = "/etc/capstan/cert.pem"
+key_file = "/etc/capstan/key.pem"
+
+[[pool]]
+name = "web"
+min = 1
+max = 5
+provider = { type = "aws", region = "us-east-1", asg = "web" }
+targets = [{ metric = "cpu.utilization", value = 60 }]
+
+[[pool]]
+name = "local"
+min = 1
+max = 5
+provider = { type = "dry-run" }
+targets = [{ metric = "cpu.utilization", value = 60 }]
+"#;
+    let name = Path::new("lean.toml");
+    let lean = capstan_config::Features { enabled: &["nvml"] };
+    let err = capstan_config::from_str_for(name, text, no_env(), lean)
+        .err()
+        .expect("a lean build must refuse etcd, TLS and an AWS pool");
+    let lines = err.lines();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with("lean.toml:3:15: cluster.coordinator: coordinator \"etcd\" is not built into this capstan (its features: nvml); use a build with `--features etcd`"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with("lean.toml:10:1: cluster.tls:")
+            || lines[1].contains("cluster.tls: [cluster.tls]"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("`--features tls`"), "{}", lines[1]);
+    assert!(lines[2].contains("pool[0].provider.type (pool \"web\"): provider type \"aws\" is not built into this capstan"), "{}", lines[2]);
+    assert!(
+        lines[2].contains("`--features aws` (or `--features full`)"),
+        "{}",
+        lines[2]
+    );
+
+    // The dry-run pool and the standalone coordinator need nothing.
+    let none = capstan_config::Features { enabled: &[] };
+    let standalone = "[[pool]]\nname = \"local\"\nmin = 1\nmax = 5\nprovider = { type = \"dry-run\" }\ntargets = [{ metric = \"cpu.utilization\", value = 60 }]\n";
+    capstan_config::from_str_for(name, standalone, no_env(), none).unwrap();
+
+    // Everything compiled in: the same file is valid.
+    capstan_config::from_str_for(name, text, no_env(), capstan_config::Features::ALL).unwrap();
+}
