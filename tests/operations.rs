@@ -673,7 +673,11 @@ fn the_image_builds_from_source_through_the_release_script_and_lints_clean() {
         .lines()
         .filter(|l| l.starts_with("FROM "))
         .collect();
-    assert_eq!(stages.len(), 2, "a build stage and a runtime stage: {stages:?}");
+    assert_eq!(
+        stages.len(),
+        2,
+        "a build stage and a runtime stage: {stages:?}"
+    );
     assert!(stages[0].contains("rust:${RUST_VERSION}") && stages[0].ends_with(" AS build"));
     let pinned = std::fs::read_to_string(repo().join("rust-toolchain.toml")).unwrap();
     let version = dockerfile
@@ -686,7 +690,10 @@ fn the_image_builds_from_source_through_the_release_script_and_lints_clean() {
     );
     assert!(dockerfile.contains("protobuf-compiler libprotobuf-dev"));
     assert!(dockerfile.contains("scripts/build-release.sh"));
-    assert!(!dockerfile.contains("COPY target"), "the image builds, never copies a host build");
+    assert!(
+        !dockerfile.contains("COPY target"),
+        "the image builds, never copies a host build"
+    );
     let runtime = &dockerfile[dockerfile.rfind("\nFROM ").unwrap()..];
     assert!(runtime.contains("\nUSER 65532:65532\n"), "{runtime}");
     assert!(runtime.contains("COPY --from=build "), "{runtime}");
@@ -695,6 +702,65 @@ fn the_image_builds_from_source_through_the_release_script_and_lints_clean() {
     assert!(release.contains("--features full"), "{release}");
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
     for path in ["target/", ".git/", "state/"] {
-        assert!(ignore.lines().any(|l| l == path), ".dockerignore lacks {path}");
+        assert!(
+            ignore.lines().any(|l| l == path),
+            ".dockerignore lacks {path}"
+        );
     }
+}
+
+/// With `journal.stdout`, every journal line also goes to standard output, byte for
+/// byte as on disk (logs stay on standard error), so a container's log pipeline keeps
+/// the journal when the pod's volume is lost.
+#[test]
+fn the_journal_on_stdout_is_the_same_lines_as_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nlisten = \"127.0.0.1:0\"\ninterval = \"1s\"\n[journal]\nstdout = true\nmax_bytes = 1_000_000\n[[pool]]\nname = \"a\"\nprovider = { type = \"dry-run\", initial = 1 }\nmin = 1\nmax = 2\ntargets = [{ metric = \"cpu.utilization\", value = 50 }]\n[[pool]]\nname = \"b\"\nprovider = { type = \"dry-run\", initial = 2 }\nmin = 1\nmax = 3\ntargets = [{ metric = \"cpu.utilization\", value = 50 }]\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("CAPSTAN_AGENT__STATE_DIR", &state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Two passes of two pools (bounded: the agent passes once a second).
+    let printed: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .take(4)
+        .map(Result::unwrap)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(printed.len(), 4, "{printed:?}");
+    let mut on_disk = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        on_disk.extend(
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    assert!(on_disk.len() >= printed.len(), "{on_disk:?}");
+    assert_eq!(printed[..], on_disk[..printed.len()]);
+    let pools: std::collections::BTreeSet<String> = printed
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["pool"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(pools.len(), 2, "{pools:?}");
 }

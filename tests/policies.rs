@@ -98,7 +98,16 @@ async fn three_tiers_through_a_surge_stay_under_a_binding_budget() {
     let cfg = capstan_config::from_str("e2e.toml".as_ref(), CONFIG, std::iter::empty()).unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
     let pools = engine::build_pools(&cfg, &mut Default::default()).unwrap();
-    let journal = Journal::open(dir.path().join("journal"), 90, t0).unwrap();
+    let journal = Journal::open(
+        dir.path().join("journal"),
+        capstan::journal::Limits {
+            retention_days: 90,
+            max_bytes: None,
+            stdout: false,
+        },
+        t0,
+    )
+    .unwrap();
     let shared = Arc::new(Shared::new(std::time::Duration::from_secs(60)));
     let mut leader = Leader::new("e2e".into(), pools, journal, shared.clone());
     let claim = Standalone::new("e2e", None).claim();

@@ -196,7 +196,7 @@ pub async fn run(
         .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
     let journal = Journal::open(
         state_dir.join("journal"),
-        cfg.journal.retention_days,
+        crate::journal::Limits::from_config(&cfg.journal),
         clock.now(),
     )
     .with_context(|| {
@@ -789,7 +789,7 @@ impl Daemon {
                 }
                 self.leader
                     .journal
-                    .set_retention_days(new.journal.retention_days);
+                    .set_limits(crate::journal::Limits::from_config(&new.journal));
                 self.leader.pools = pools;
                 let mut old_groups: HashMap<String, engine::GroupRuntime> =
                     std::mem::take(&mut self.leader.groups)

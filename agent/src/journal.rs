@@ -1,6 +1,7 @@
 //! The decision journal: one JSON object per line under `<state_dir>/journal/`, one
 //! file per UTC day (`decisions-YYYY-MM-DD.jsonl`), files older than the retention
-//! deleted when the day turns and at start.
+//! deleted when the day turns and at start, the whole bounded by `journal.max_bytes`
+//! where set, and every line mirrored to standard output with `journal.stdout`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -97,12 +98,46 @@ pub struct Input<'a> {
     pub mase: Option<f64>,
 }
 
-/// Appends entries and rotates by day.
+/// Where the journal goes and how much of it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Days a file is kept.
+    pub retention_days: u32,
+    /// The most bytes the files may take together; `None`: bounded by days alone.
+    pub max_bytes: Option<u64>,
+    /// Whether every line also goes to standard output.
+    pub stdout: bool,
+}
+
+impl Limits {
+    /// From the configuration's `[journal]`.
+    pub fn from_config(j: &capstan_config::Journal) -> Self {
+        Self {
+            retention_days: j.retention_days,
+            max_bytes: j.max_bytes,
+            stdout: j.stdout,
+        }
+    }
+}
+
+/// Appends entries and rotates by day, and by size within `max_bytes`: when the day's
+/// file reaches half of it, the file becomes the day's earlier part
+/// (`decisions-YYYY-MM-DD.1.jsonl`, replacing an older one) and a new file is begun;
+/// then the oldest files are deleted until the journal fits. Lines are never split.
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    retention_days: u32,
-    open: Option<(NaiveDate, BufWriter<File>)>,
+    limits: Limits,
+    open: Option<Open>,
+    /// Bytes of the journal's files, as last counted plus what was written since.
+    total: u64,
+}
+
+#[derive(Debug)]
+struct Open {
+    day: NaiveDate,
+    file: BufWriter<File>,
+    bytes: u64,
 }
 
 /// The journal file of `day`.
@@ -110,14 +145,34 @@ pub fn file_for(dir: &Path, day: NaiveDate) -> PathBuf {
     dir.join(format!("decisions-{}.jsonl", day.format("%Y-%m-%d")))
 }
 
+/// The earlier part of `day`'s file, once the size bound split it.
+fn earlier_part(dir: &Path, day: NaiveDate) -> PathBuf {
+    dir.join(format!("decisions-{}.1.jsonl", day.format("%Y-%m-%d")))
+}
+
+/// A journal file's day and part (0: the earlier part, 1: the day's current file), for
+/// ordering oldest first; `None` for a file that is not the journal's.
+fn parse_name(name: &str) -> Option<(NaiveDate, u8)> {
+    let rest = name.strip_prefix("decisions-")?.strip_suffix(".jsonl")?;
+    let (date, part) = match rest.strip_suffix(".1") {
+        Some(date) => (date, 0),
+        None => (rest, 1),
+    };
+    NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()
+        .map(|d| (d, part))
+}
+
 impl Journal {
-    /// Opens (creating) `dir` and deletes files past the retention as of `now`.
-    pub fn open(dir: PathBuf, retention_days: u32, now: DateTime<Utc>) -> std::io::Result<Self> {
+    /// Opens (creating) `dir` and deletes files past the retention and the size bound
+    /// as of `now`.
+    pub fn open(dir: PathBuf, limits: Limits, now: DateTime<Utc>) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let journal = Self {
+        let mut journal = Self {
             dir,
-            retention_days,
+            limits,
             open: None,
+            total: 0,
         };
         journal.expire(now.date_naive())?;
         Ok(journal)
@@ -128,9 +183,9 @@ impl Journal {
         &self.dir
     }
 
-    /// Changes the retention, e.g. after a reload.
-    pub fn set_retention_days(&mut self, days: u32) {
-        self.retention_days = days;
+    /// Changes the limits, e.g. after a reload; a smaller bound applies at the next write.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Writes one entry, to the file of the entry's day, and flushes it.
@@ -144,46 +199,95 @@ impl Journal {
     }
 
     fn write_line(&mut self, at: DateTime<Utc>, entry: &impl Serialize) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(entry)?;
+        line.push(b'\n');
+        if self.limits.stdout {
+            // The same bytes as on disk; a closed stdout must not stop the journal.
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
+                tracing::debug!(error = %e, "journal line not written to stdout");
+            }
+        }
         let day = at.date_naive();
-        if self.open.as_ref().is_none_or(|(d, _)| *d != day) {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file_for(&self.dir, day))?;
-            self.open = Some((day, BufWriter::new(file)));
+        if self.open.as_ref().is_none_or(|o| o.day != day) {
+            self.open_day(day)?;
             self.expire(day)?;
         }
-        if let Some((_, w)) = self.open.as_mut() {
-            serde_json::to_writer(&mut *w, entry)?;
-            w.write_all(b"\n")?;
-            w.flush()?;
+        if let Some(max) = self.limits.max_bytes
+            && self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.bytes > 0 && o.bytes + line.len() as u64 > max / 2)
+        {
+            // The day's file is half the bound: it becomes the day's earlier part.
+            let earlier = earlier_part(&self.dir, day);
+            self.open = None;
+            std::fs::rename(file_for(&self.dir, day), &earlier)?;
+            self.open_day(day)?;
+            self.expire(day)?;
+        }
+        if let Some(o) = self.open.as_mut() {
+            o.file.write_all(&line)?;
+            o.file.flush()?;
+            o.bytes += line.len() as u64;
+            self.total += line.len() as u64;
+        }
+        if self.limits.max_bytes.is_some_and(|max| self.total > max) {
+            self.expire(day)?;
         }
         Ok(())
     }
 
-    /// Deletes journal files of days before `today - retention_days`.
-    fn expire(&self, today: NaiveDate) -> std::io::Result<()> {
-        let Some(oldest_kept) =
-            today.checked_sub_days(chrono::Days::new(u64::from(self.retention_days)))
-        else {
-            return Ok(());
-        };
+    fn open_day(&mut self, day: NaiveDate) -> std::io::Result<()> {
+        let path = file_for(&self.dir, day);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let bytes = file.metadata()?.len();
+        self.open = Some(Open {
+            day,
+            file: BufWriter::new(file),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Deletes files of days before `today - retention_days`, then, oldest first, files
+    /// until the journal fits `max_bytes` (never the file being written); recounts the
+    /// journal's size.
+    fn expire(&mut self, today: NaiveDate) -> std::io::Result<()> {
+        let oldest_kept =
+            today.checked_sub_days(chrono::Days::new(u64::from(self.limits.retention_days)));
+        let mut files = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(date) = name
-                .strip_prefix("decisions-")
-                .and_then(|n| n.strip_suffix(".jsonl"))
+            let entry = entry?;
+            let path = entry.path();
+            let Some(key) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_name)
             else {
                 continue;
             };
-            if let Ok(day) = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                && day < oldest_kept
-            {
+            if oldest_kept.is_some_and(|oldest| key.0 < oldest) {
                 std::fs::remove_file(&path)?;
                 tracing::info!(file = %path.display(), "deleted journal file past retention");
+                continue;
+            }
+            files.push((key, entry.metadata()?.len(), path));
+        }
+        files.sort_unstable();
+        self.total = files.iter().map(|(_, len, _)| len).sum();
+        let current = self.open.as_ref().map(|o| (o.day, 1));
+        if let Some(max) = self.limits.max_bytes {
+            for (key, len, path) in &files {
+                if self.total <= max {
+                    break;
+                }
+                if Some(*key) == current {
+                    continue;
+                }
+                std::fs::remove_file(path)?;
+                self.total -= len;
+                tracing::info!(file = %path.display(), max_bytes = max, "deleted journal file over journal.max_bytes");
             }
         }
         Ok(())
@@ -194,6 +298,14 @@ impl Journal {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn limits(retention_days: u32, max_bytes: Option<u64>) -> Limits {
+        Limits {
+            retention_days,
+            max_bytes,
+            stdout: false,
+        }
+    }
 
     fn entry(at: DateTime<Utc>) -> Entry<'static> {
         Entry {
@@ -225,7 +337,7 @@ mod tests {
         std::fs::create_dir_all(&jdir).unwrap();
         std::fs::write(file_for(&jdir, day(1).date_naive()), "old\n").unwrap();
         std::fs::write(jdir.join("unrelated.txt"), "keep").unwrap();
-        let mut j = Journal::open(jdir.clone(), 2, day(2)).unwrap();
+        let mut j = Journal::open(jdir.clone(), limits(2, None), day(2)).unwrap();
         j.write(&entry(day(2))).unwrap();
         j.write(&entry(day(2))).unwrap();
         assert!(
@@ -244,5 +356,75 @@ mod tests {
         assert_eq!(v["pool"], "p");
         assert_eq!(v["desired"], 2);
         assert!(file_for(&jdir, day(4).date_naive()).exists());
+    }
+
+    /// Journal bytes on disk.
+    fn size(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn max_bytes_bounds_the_journal_deleting_the_oldest_first_and_keeps_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        let at = |d: u32, n: u32| Utc.with_ymd_and_hms(2026, 3, d, 0, 0, n % 60).unwrap();
+        let line_len = serde_json::to_vec(&entry(at(1, 0))).unwrap().len() as u64 + 1;
+        let max = 40 * line_len;
+        let mut j = Journal::open(jdir.clone(), limits(90, Some(max)), at(1, 0)).unwrap();
+        // Three days of 50 lines: more than the bound holds.
+        for d in 1..=3 {
+            for n in 0..50 {
+                j.write(&entry(at(d, n))).unwrap();
+                assert!(
+                    size(&jdir) <= max,
+                    "day {d} line {n}: {} > {max}",
+                    size(&jdir)
+                );
+            }
+        }
+        // What is left is the newest: day 3's earlier part and its current file, whole
+        // lines only, and nothing of days 1 and 2.
+        let mut names: Vec<String> = std::fs::read_dir(&jdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["decisions-2026-03-03.1.jsonl", "decisions-2026-03-03.jsonl"],
+            "{names:?}"
+        );
+        let mut lines = 0;
+        for name in &names {
+            let text = std::fs::read_to_string(jdir.join(name)).unwrap();
+            for l in text.lines() {
+                serde_json::from_str::<serde_json::Value>(l).unwrap();
+                lines += 1;
+            }
+        }
+        assert!(lines >= 20 && lines <= 40, "{lines} lines kept");
+        assert!(size(&jdir) >= max / 2, "the bound is used, not emptied");
+
+        // A reopened journal with a smaller bound trims at start, newest kept.
+        drop(j);
+        let j = Journal::open(jdir.clone(), limits(90, Some(max / 2)), at(3, 59)).unwrap();
+        assert!(size(&jdir) <= max / 2, "{}", size(&jdir));
+        assert!(file_for(&jdir, at(3, 0).date_naive()).exists());
+        drop(j);
+    }
+
+    #[test]
+    fn retention_counts_the_earlier_parts_of_a_day_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        let day = |d: u32| Utc.with_ymd_and_hms(2026, 3, d, 12, 0, 0).unwrap();
+        std::fs::create_dir_all(&jdir).unwrap();
+        std::fs::write(earlier_part(&jdir, day(1).date_naive()), "old\n").unwrap();
+        std::fs::write(file_for(&jdir, day(1).date_naive()), "old\n").unwrap();
+        let _j = Journal::open(jdir.clone(), limits(2, None), day(4)).unwrap();
+        assert_eq!(std::fs::read_dir(&jdir).unwrap().count(), 0);
     }
 }

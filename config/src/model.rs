@@ -223,6 +223,10 @@ pub struct Budget {
 pub struct Journal {
     /// Days to keep journal files.
     pub retention_days: u32,
+    /// The most bytes the journal's files may take together.
+    pub max_bytes: Option<u64>,
+    /// Whether every line also goes to standard output.
+    pub stdout: bool,
 }
 
 /// A validated `[[pool]]`.

@@ -355,12 +355,22 @@ pub struct JournalConfig {
     /// Days a journal file is kept before it is deleted.
     #[serde(default = "defaults::retention_days")]
     pub retention_days: u32,
+    /// The most bytes the journal's files may take on disk together (at least 65536);
+    /// past it the oldest are deleted first. Unbounded (by size) when absent.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Also write every journal line to standard output (logs go to standard error), so
+    /// that a container's log pipeline keeps the journal when its volume is lost.
+    #[serde(default)]
+    pub stdout: bool,
 }
 
 impl Default for JournalConfig {
     fn default() -> Self {
         Self {
             retention_days: defaults::retention_days(),
+            max_bytes: None,
+            stdout: false,
         }
     }
 }

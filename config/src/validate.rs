@@ -16,6 +16,8 @@ const MAX_WINDOW: Duration = Duration::from_secs(3600);
 const MAX_PERIOD: Duration = Duration::from_secs(1800);
 /// etcd's shortest lease.
 const MIN_LEASE: Duration = Duration::from_secs(2);
+/// The smallest journal size bound: a few passes of a large fleet.
+const MIN_JOURNAL_BYTES: u64 = 65_536;
 /// Longest history the forecaster keeps.
 const MAX_HISTORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
@@ -114,6 +116,17 @@ pub(crate) fn validate(
     let agent = check_agent(&mut c, &raw);
     let cluster = check_cluster(&mut c, &raw.cluster);
     let budget = check_budget(&mut c, &raw.budget);
+    if let Some(max) = raw.journal.max_bytes
+        && max < MIN_JOURNAL_BYTES
+    {
+        c.report(
+            &[k("journal"), k("max_bytes")],
+            None,
+            format!(
+                "{max} is too small; must be at least {MIN_JOURNAL_BYTES} (bytes), e.g. 200_000_000"
+            ),
+        );
+    }
     if raw.journal.retention_days == 0 {
         c.report(
             &[k("journal"), k("retention_days")],
@@ -185,6 +198,8 @@ pub(crate) fn validate(
             budget,
             journal: Journal {
                 retention_days: raw.journal.retention_days,
+                max_bytes: raw.journal.max_bytes,
+                stdout: raw.journal.stdout,
             },
             pools,
             scrapes,
