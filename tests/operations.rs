@@ -479,47 +479,89 @@ fn live_metrics_pass_promtool_check_metrics() {
     );
 }
 
+/// `kubectl kustomize` of the base with `components` (paths under packaging/kubernetes),
+/// through an overlay in a temporary directory, as a user's own overlay would use them.
+fn kustomize(components: &[&str]) -> String {
+    let overlay = tempfile::tempdir().unwrap();
+    // kustomize takes relative paths only: from the overlay up to / and down to the repo.
+    let up = "../".repeat(overlay.path().canonicalize().unwrap().components().count() - 1);
+    let base = repo().join("packaging/kubernetes").canonicalize().unwrap();
+    let base = format!("{up}{}", base.to_str().unwrap().trim_start_matches('/'));
+    let mut k = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {base}\n"
+    );
+    if !components.is_empty() {
+        k.push_str("components:\n");
+        for c in components {
+            k.push_str(&format!("  - {base}/{c}\n"));
+        }
+    }
+    std::fs::write(overlay.path().join("kustomization.yaml"), k).unwrap();
+    let (ok, out, err) = run(Command::new("kubectl")
+        .arg("kustomize")
+        .arg(overlay.path()));
+    assert!(ok, "kubectl kustomize {components:?}: {err}");
+    out
+}
+
 #[test]
 fn kubernetes_manifests_validate_and_meet_pod_security_restricted() {
-    let dir = repo().join("packaging/kubernetes");
-    let mut manifests: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("kustomization.yaml")
-        })
-        .collect();
-    manifests.sort();
-    assert!(manifests.len() >= 7, "{manifests:?}");
-    let (ok, out, err) = run(Command::new("kubernetes-validate")
-        .args(["--strict", "--quiet"])
-        .args(&manifests));
-    assert!(ok, "kubernetes-validate: {out}{err}");
+    // The base, each component, and both together, rendered by kustomize and validated
+    // (CRD kinds, PodMonitor and PrometheusRule, have no schema there and only warn).
+    let renders = [
+        ("base", kustomize(&[])),
+        ("host-network", kustomize(&["components/host-network"])),
+        ("monitoring", kustomize(&["components/monitoring"])),
+        (
+            "both",
+            kustomize(&["components/host-network", "components/monitoring"]),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &renders {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let (ok, out, err) = run(Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .arg(&file));
+        assert!(ok, "kubernetes-validate {name}: {out}{err}");
+    }
 
     // Structure the schema cannot see, checked with PyYAML (a kubernetes-validate
-    // dependency): the kustomization lists every manifest, Pod Security "restricted"
-    // holds, probes hit /healthz and /readyz, the Role grants the Lease and nothing more.
+    // dependency): Pod Security "restricted" holds in the base, the critical priority
+    // class has its quota, Linux nodes only, probes hit /healthz and /readyz, the Role
+    // grants the Lease and nothing more, the config's hashed name is what the pods
+    // mount; the host-network component and the monitoring component do what they say.
     let check = r#"
 import sys, yaml, pathlib
 d = pathlib.Path(sys.argv[1])
-docs = [x for p in sorted(d.glob("*.yaml")) if p.name != "kustomization.yaml" for x in yaml.safe_load_all(p.read_text()) if x]
+load = lambda n: [x for x in yaml.safe_load_all((d / (n + ".yaml")).read_text()) if x]
+docs = load("base")
 kinds = {x["kind"] for x in docs}
-assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "DaemonSet", "NetworkPolicy"} <= kinds, kinds
-listed = set(yaml.safe_load((d / "kustomization.yaml").read_text())["resources"])
-assert listed == {p.name for p in d.glob("*.yaml") if p.name != "kustomization.yaml"}, listed
+assert {"Namespace", "ResourceQuota", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "DaemonSet", "NetworkPolicy"} <= kinds, kinds
+assert all(x["metadata"].get("namespace") == "capstan" for x in docs if x["kind"] != "Namespace")
 ns = next(x for x in docs if x["kind"] == "Namespace")
 assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 for role in (x for x in docs if x["kind"] == "Role"):
     for rule in role["rules"]:
         assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"], rule
         assert set(rule["verbs"]) <= {"get", "watch", "create", "update", "patch"}, rule
-for ds in (x for x in docs if x["kind"] == "DaemonSet"):
+cm = next(x for x in docs if x["kind"] == "ConfigMap")
+assert cm["metadata"]["name"].startswith("capstan-config-"), cm["metadata"]["name"]
+quota = next(x for x in docs if x["kind"] == "ResourceQuota")
+scope = quota["spec"]["scopeSelector"]["matchExpressions"][0]
+dss = [x for x in docs if x["kind"] == "DaemonSet"]
+assert len(dss) == 2
+for ds in dss:
     pod = ds["spec"]["template"]["spec"]
+    assert scope["scopeName"] == "PriorityClass" and pod["priorityClassName"] in scope["values"], (scope, pod["priorityClassName"])
+    assert pod["nodeSelector"]["kubernetes.io/os"] == "linux"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
     for v in pod["volumes"]:
         assert set(v) - {"name"} <= {"configMap", "secret", "emptyDir"}, v
+    assert any(v.get("configMap", {}).get("name") == cm["metadata"]["name"] for v in pod["volumes"])
     assert any(t.get("key") == "nvidia.com/gpu" for t in pod["tolerations"])
     for c in pod["containers"]:
         sc = c["securityContext"]
@@ -528,15 +570,69 @@ for ds in (x for x in docs if x["kind"] == "DaemonSet"):
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert c["resources"]["requests"] and c["resources"]["limits"]
-cm = next(x for x in docs if x["kind"] == "ConfigMap")
+        assert c["image"].startswith("capstan:"), c["image"]
+
+host = load("host-network")
+for ds in (x for x in host if x["kind"] == "DaemonSet"):
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+ns = next(x for x in host if x["kind"] == "Namespace")
+assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+assert ns["metadata"]["labels"]["pod-security.kubernetes.io/audit"] == "restricted"
+
+mon = load("monitoring")
+pm = next(x for x in mon if x["kind"] == "PodMonitor")
+for ds in (x for x in mon if x["kind"] == "DaemonSet"):
+    labels = ds["spec"]["template"]["metadata"]["labels"]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"] for c in ds["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+    assert all(e["port"] in ports for e in pm["spec"]["podMetricsEndpoints"])
+rule = next(x for x in mon if x["kind"] == "PrometheusRule")
+(d / "operator.rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+assert {x["kind"] for x in load("both")} == kinds | {"PodMonitor", "PrometheusRule"}
 sys.stdout.write(cm["data"]["capstan.toml"])
 "#;
-    let (ok, toml, err) = run(Command::new("python3").arg("-c").arg(check).arg(&dir));
+    let (ok, toml, err) = run(Command::new("python3")
+        .arg("-c")
+        .arg(check)
+        .arg(dir.path()));
     assert!(ok, "{err}");
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), toml).unwrap();
     let summary = capstan(&["validate", "--config", config.path().to_str().unwrap()]);
     assert!(summary.contains("coordinator kubernetes"), "{summary}");
+
+    // The operator's rules are the rules file's, and pass promtool; the committed
+    // PrometheusRule is what the generator makes of today's rules file.
+    let (ok, out, err) = run(Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(dir.path().join("operator.rules.yml")));
+    assert!(ok, "promtool check rules (PrometheusRule): {out}{err}");
+    let operator: serde_json::Value = serde_json::from_str(
+        &run(Command::new("python3")
+            .args(["-c", "import sys, yaml, json; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+            .arg(dir.path().join("operator.rules.yml")))
+        .1,
+    )
+    .unwrap();
+    let plain: serde_json::Value = serde_json::from_str(
+        &run(Command::new("python3")
+            .args(["-c", "import sys, yaml, json; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+            .arg(repo().join("packaging/prometheus/capstan.rules.yml")))
+        .1,
+    )
+    .unwrap();
+    assert_eq!(operator, plain, "the PrometheusRule's groups differ from capstan.rules.yml");
+    let (ok, generated, err) = run(&mut Command::new(repo().join("scripts/prometheusrule.sh")));
+    assert!(ok, "{err}");
+    let committed = std::fs::read_to_string(
+        repo().join("packaging/kubernetes/components/monitoring/prometheusrule.yaml"),
+    )
+    .unwrap();
+    assert!(
+        generated == committed,
+        "prometheusrule.yaml is stale: run scripts/generate.sh"
+    );
 }
 
 #[test]
