@@ -323,6 +323,38 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
             "{alert} has no promtool test"
         );
     }
+    // Every alert links its runbook: a section of docs/operations.md named after it.
+    let operations = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let blocks: Vec<&str> = rules.split("- alert: ").skip(1).collect();
+    assert!(blocks.len() >= 17, "{} alerts", blocks.len());
+    for block in blocks {
+        let alert = block.split_whitespace().next().unwrap();
+        let anchor = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("runbook_url: "))
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url"))
+            .trim_matches('"')
+            .rsplit_once("/docs/operations.md#")
+            .unwrap_or_else(|| panic!("{alert}'s runbook_url is not into docs/operations.md"))
+            .1;
+        assert_eq!(anchor, alert.to_lowercase(), "{alert}'s runbook anchor");
+        assert!(
+            operations.contains(&format!("\n### {alert}\n")),
+            "docs/operations.md has no section for {alert}"
+        );
+        // Aggregations keep job and cluster, so two clusters are judged apart.
+        let expr = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("expr: "))
+            .unwrap();
+        for by in expr.split("by (").skip(1) {
+            let labels = by.split(')').next().unwrap();
+            assert!(
+                labels.contains("job") && labels.contains("cluster"),
+                "{alert} aggregates away job or cluster: by ({labels})"
+            );
+        }
+    }
 }
 
 /// Every `capstan_*` name a file mentions.

@@ -151,7 +151,7 @@ pub struct GpuXidLabels {
     pub xid: String,
 }
 
-/// `{version, revision, features}`.
+/// `capstan_build_info{version,revision,features}`: always 1.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     /// Capstan's version.
@@ -286,8 +286,9 @@ pub struct Metrics {
     pub gpu_memory_clock: Family<GpuLabels, GaugeF>,
     /// `capstan_gpu_throttled{gpu,uuid}`: 1 while any throttle reason is in force.
     pub gpu_throttled: Family<GpuLabels, Gauge>,
-    /// `capstan_gpu_ecc_errors{gpu,uuid,type}`: volatile ECC counts (since the driver loaded).
-    pub gpu_ecc_errors: Family<GpuEccLabels, GaugeF>,
+    /// `capstan_gpu_ecc_errors_total{gpu,uuid,type}`: ECC errors since the driver loaded
+    /// (NVML's volatile counts; a driver reload starts the series again, as a reset).
+    pub gpu_ecc_errors: Family<GpuEccLabels, Counter>,
     /// `capstan_gpu_xid_errors_total{gpu,uuid,xid}`: critical XID events seen.
     pub gpu_xid_errors: Family<GpuXidLabels, Counter>,
 }
@@ -358,7 +359,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("capstan_gpu_sm_clock_mhz", "gauge"),
     ("capstan_gpu_memory_clock_mhz", "gauge"),
     ("capstan_gpu_throttled", "gauge"),
-    ("capstan_gpu_ecc_errors", "gauge"),
+    ("capstan_gpu_ecc_errors_total", "counter"),
     ("capstan_gpu_xid_errors_total", "counter"),
 ];
 
@@ -772,19 +773,25 @@ impl Metrics {
             self.gpu_throttled
                 .get_or_create(&l)
                 .set(i64::from(!g.throttle_reasons.is_empty()));
-            #[allow(clippy::cast_precision_loss)]
             for (kind, n) in [
                 ("corrected", g.ecc_corrected),
                 ("uncorrected", g.ecc_uncorrected),
             ] {
                 if let Some(n) = n {
-                    self.gpu_ecc_errors
-                        .get_or_create(&GpuEccLabels {
-                            gpu: l.gpu.clone(),
-                            uuid: l.uuid.clone(),
-                            r#type: kind.to_owned(),
-                        })
-                        .set(n as f64);
+                    let labels = GpuEccLabels {
+                        gpu: l.gpu.clone(),
+                        uuid: l.uuid.clone(),
+                        r#type: kind.to_owned(),
+                    };
+                    // NVML's count is itself a counter: the series follows it. A count
+                    // below the series' (the driver reloaded) starts the series anew,
+                    // which Prometheus reads as a counter reset.
+                    let seen = self.gpu_ecc_errors.get_or_create(&labels).get();
+                    if n < seen {
+                        self.gpu_ecc_errors.remove(&labels);
+                    }
+                    let counter = self.gpu_ecc_errors.get_or_create(&labels);
+                    counter.inc_by(n - counter.get());
                 }
             }
             for xid in &g.xid_errors {
@@ -912,8 +919,8 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_registered_family_is_listed_in_names_and_back() {
+    /// Metrics with a sample in every family (a family without one is not encoded).
+    fn populated() -> Metrics {
         let m = Metrics::new();
         let p = PoolLabel { pool: "web".into() };
         let pm = PoolMetricLabels {
@@ -1017,6 +1024,12 @@ mod tests {
             })
             .inc_by(2);
         m.budget_ceiling.get_or_create(&NoLabels {}).set(10.0);
+        m
+    }
+
+    #[test]
+    fn every_registered_family_is_listed_in_names_and_back() {
+        let m = populated();
         let text = m.encode();
         assert!(
             text.contains("capstan_pool_desired_nodes{pool=\"web\"} 3"),
@@ -1045,6 +1058,121 @@ mod tests {
             typed.len(),
             NAMES.len(),
             "NAMES lists a metric that is not registered"
+        );
+    }
+
+    #[test]
+    fn ecc_errors_are_a_counter_that_follows_nvml_and_starts_again_after_a_driver_reload() {
+        let m = Metrics::new();
+        let gpu = |corrected: u64| capstan_collectors::GpuMetrics {
+            index: 0,
+            uuid: "GPU-1".into(),
+            name: "test".into(),
+            utilization_percent: None,
+            memory_utilization_percent: None,
+            memory_used_bytes: None,
+            memory_total_bytes: None,
+            temperature_celsius: None,
+            power_watts: None,
+            power_limit_watts: None,
+            sm_clock_mhz: None,
+            memory_clock_mhz: None,
+            throttle_reasons: vec![],
+            ecc_corrected: Some(corrected),
+            ecc_uncorrected: None,
+            xid_errors: vec![],
+        };
+        let value = |m: &Metrics| {
+            m.encode_prometheus_text()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        "capstan_gpu_ecc_errors_total{gpu=\"0\",uuid=\"GPU-1\",type=\"corrected\"} ",
+                    )
+                    .map(str::to_owned)
+                })
+                .unwrap_or_default()
+        };
+        m.export_gpus(&[gpu(3)]);
+        assert_eq!(value(&m), "3");
+        m.export_gpus(&[gpu(3)]);
+        assert_eq!(value(&m), "3", "the same count adds nothing");
+        m.export_gpus(&[gpu(7)]);
+        assert_eq!(value(&m), "7");
+        m.export_gpus(&[gpu(1)]);
+        assert_eq!(value(&m), "1", "after a driver reload the series starts again");
+        assert!(
+            m.encode_prometheus_text()
+                .contains("# TYPE capstan_gpu_ecc_errors_total counter")
+        );
+    }
+
+    /// docs/metrics.md, from the declarations: each family's name, type and help as
+    /// registered, and its labels as this file's doc comments give them.
+    fn reference() -> String {
+        let source = include_str!("metrics.rs");
+        let mut labels = std::collections::BTreeMap::new();
+        for piece in source.split("`capstan_").skip(1) {
+            let Some(end) = piece.find('`') else { continue };
+            let decl = &piece[..end];
+            let (name, set) = match decl.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}').replace(',', ", ")),
+                None => (decl, String::new()),
+            };
+            if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                labels.entry(format!("capstan_{name}")).or_insert(set);
+            }
+        }
+        let text = populated().encode_prometheus_text();
+        let mut help = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, h) = rest.split_once(' ').unwrap_or((rest, ""));
+                help.insert(name.to_owned(), h.to_owned());
+            }
+        }
+        let mut out = String::from(
+            "# Metrics reference\n\n\
+             Every series an agent exports on `/metrics` (port 9464), generated from the\n\
+             metric declarations in `agent/src/metrics.rs` by its test\n\
+             `the_metrics_reference_is_complete_and_fresh` (regenerate with\n\
+             `CAPSTAN_BLESS=1 cargo test -p capstan --lib metrics_reference`). Pool series\n\
+             (`pool` label) are exported by the leader and removed when a reload drops the\n\
+             pool; `capstan_host_*`, `capstan_gpu_*`, `capstan_collection_*` and\n\
+             `capstan_reports_sent_total` by every agent about its own node. Alerts on them:\n\
+             [operations.md](operations.md#alerts).\n\n\
+             | metric | type | labels | meaning |\n|---|---|---|---|\n",
+        );
+        for (name, kind) in NAMES {
+            let label_set = labels.get(*name).map_or("", String::as_str);
+            let meaning = help.get(*name).map_or("", String::as_str);
+            out.push_str(&format!("| `{name}` | {kind} | {label_set} | {meaning} |\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn the_metrics_reference_is_complete_and_fresh() {
+        let reference = reference();
+        for (name, _) in NAMES {
+            let row = reference
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("{name} is not in the reference"));
+            let cells: Vec<&str> = row.split(" | ").collect();
+            assert!(
+                cells.last().is_some_and(|m| m.trim_end_matches(" |").len() > 3),
+                "{name} has no help text: {row}"
+            );
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+        if std::env::var_os("CAPSTAN_BLESS").is_some() {
+            std::fs::write(&path, &reference).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == reference,
+            "docs/metrics.md is stale or missing: run CAPSTAN_BLESS=1 cargo test -p capstan --lib metrics_reference and commit it"
         );
     }
 }
