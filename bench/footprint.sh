@@ -4,7 +4,8 @@
 #   bench/footprint.sh [SECONDS]        (default 120)
 #
 # Runs, side by side for the same time:
-#   - capstan (release build, standalone, one dry-run pool, interval 1 s: it collects
+#   - capstan (the release build that ships: scripts/build-release.sh, every feature;
+#     standalone, one dry-run pool, interval 1 s: it collects
 #     this host and plans every second, as `capstan run` does on a node);
 #   - node_exporter (Debian prometheus-node-exporter, its default collectors), scraped
 #     every second by this script, as a Prometheus with scrape_interval 1s would.
@@ -25,8 +26,9 @@ command -v prometheus-node-exporter >/dev/null || {
   echo "bench/footprint.sh: needs prometheus-node-exporter (scripts/test-deps.sh installs it)" >&2
   exit 1
 }
-cargo build --release --locked --quiet -p capstan
-bin="${CARGO_TARGET_DIR:-target}/release/capstan"
+# The shipped build (the .deb's and the image's): every feature.
+bin=$(scripts/build-release.sh --quiet | tail -n1)
+"$bin" --version
 
 work=$(mktemp -d)
 pids=()

@@ -14,6 +14,6 @@ command -v moto_server >/dev/null || {
   echo "bench/reaction.sh: needs moto_server (scripts/test-deps.sh installs it)" >&2
   exit 1
 }
-# The AWS provider without aws-sdk-ec2: the bench needs no spot prices.
-cargo build --release --locked --quiet -p capstan --features aws
-exec python3 bench/reaction.py "${CARGO_TARGET_DIR:-target}/release/capstan" "$steps" "$interval"
+# The shipped build (every feature), as the .deb and the image have it.
+bin=$(scripts/build-release.sh --quiet | tail -n1)
+exec python3 bench/reaction.py "$bin" "$steps" "$interval"

@@ -4,7 +4,7 @@
 //! origins over every later point, MASE scaled by the warm-up's 30-minute naive MAE,
 //! and MASE_xw outside NAB's labelled anomaly windows.
 //!
-//! `cargo bench -p capstan --bench forecast_accuracy`
+//! `cargo bench -p capstan --features full --bench forecast_accuracy`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

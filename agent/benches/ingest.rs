@@ -7,7 +7,7 @@
 //! agents send. Every answer must be 202; the figure is accepted reports per second.
 //! Goal: ≥ 50,000/s on the 2-core machine.
 //!
-//! `cargo bench -p capstan --bench ingest [-- NODES]` (default 100,000 nodes, two
+//! `cargo bench -p capstan --features full --bench ingest [-- NODES]` (default 100,000 nodes, two
 //! passes per shape).
 
 use std::io::{BufRead, BufReader};

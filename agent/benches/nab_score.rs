@@ -19,7 +19,7 @@
 //! 58-file corpus; this scores the 24 files of the realAWSCloudwatch and
 //! realKnownCause categories that `testdata/` carries.
 //!
-//! `cargo bench -p capstan --bench nab_score`
+//! `cargo bench -p capstan --features full --bench nab_score`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! 10,000 to show how the cost grows: the HPA planner alone, and the whole fleet pass
 //! (schedules, emergencies, spot, and the budget allocator under a binding ceiling).
 //!
-//! `cargo bench -p capstan --bench planner`
+//! `cargo bench -p capstan --features full --bench planner`
 
 use std::hint::black_box;
 

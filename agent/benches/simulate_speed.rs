@@ -1,7 +1,7 @@
 //! `capstan simulate` speed: a year of per-minute demand for 100 pools (goal: under
 //! 10 s on the 2-core machine), every pool in forecast-and-scale, on all cores.
 //!
-//! `cargo bench -p capstan --bench simulate_speed`
+//! `cargo bench -p capstan --features full --bench simulate_speed`
 
 use chrono::{TimeZone, Utc};
 

@@ -2,7 +2,7 @@
 //! values × 3 behavior presets × reactive and 3 forecast horizons = 84 backtests) on
 //! all cores. Goal: under a minute on the 2-core machine.
 //!
-//! `cargo bench -p capstan --bench tune_speed`
+//! `cargo bench -p capstan --features full --bench tune_speed`
 
 use chrono::{TimeZone, Utc};
 

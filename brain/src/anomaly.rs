@@ -10,7 +10,7 @@
 //! scores), and then `score = |z| / (|z| + threshold)`, in [0, 1) with 0.5 at the
 //! threshold; other points score 0. So an incident counts once, and a threshold on the
 //! score (NAB's protocol) picks onsets. On the NAB series in `testdata/` this scores
-//! above NAB's Windowed Gaussian (`cargo bench -p capstan --bench nab_score`).
+//! above NAB's Windowed Gaussian (`cargo bench -p capstan --features full --bench nab_score`).
 //!
 //! The excess of an anomalous point is not learned: the forecaster sees it clipped to
 //! twice the threshold, so a spike does not bend the forecast. A run of anomalies
