@@ -529,9 +529,7 @@ fn kustomize(components: &[&str]) -> String {
         }
     }
     std::fs::write(overlay.path().join("kustomization.yaml"), k).unwrap();
-    let (ok, out, err) = run(Command::new("kubectl")
-        .arg("kustomize")
-        .arg(overlay.path()));
+    let (ok, out, err) = run(Command::new("kubectl").arg("kustomize").arg(overlay.path()));
     assert!(ok, "kubectl kustomize {components:?}: {err}");
     out
 }
@@ -624,10 +622,7 @@ rule = next(x for x in mon if x["kind"] == "PrometheusRule")
 assert {x["kind"] for x in load("both")} == kinds | {"PodMonitor", "PrometheusRule"}
 sys.stdout.write(cm["data"]["capstan.toml"])
 "#;
-    let (ok, toml, err) = run(Command::new("python3")
-        .arg("-c")
-        .arg(check)
-        .arg(dir.path()));
+    let (ok, toml, err) = run(Command::new("python3").arg("-c").arg(check).arg(dir.path()));
     assert!(ok, "{err}");
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), toml).unwrap();
@@ -642,19 +637,28 @@ sys.stdout.write(cm["data"]["capstan.toml"])
     assert!(ok, "promtool check rules (PrometheusRule): {out}{err}");
     let operator: serde_json::Value = serde_json::from_str(
         &run(Command::new("python3")
-            .args(["-c", "import sys, yaml, json; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+            .args([
+                "-c",
+                "import sys, yaml, json; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
             .arg(dir.path().join("operator.rules.yml")))
         .1,
     )
     .unwrap();
     let plain: serde_json::Value = serde_json::from_str(
         &run(Command::new("python3")
-            .args(["-c", "import sys, yaml, json; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+            .args([
+                "-c",
+                "import sys, yaml, json; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
             .arg(repo().join("packaging/prometheus/capstan.rules.yml")))
         .1,
     )
     .unwrap();
-    assert_eq!(operator, plain, "the PrometheusRule's groups differ from capstan.rules.yml");
+    assert_eq!(
+        operator, plain,
+        "the PrometheusRule's groups differ from capstan.rules.yml"
+    );
     let (ok, generated, err) = run(&mut Command::new(repo().join("scripts/prometheusrule.sh")));
     assert!(ok, "{err}");
     let committed = std::fs::read_to_string(

@@ -1100,7 +1100,11 @@ mod tests {
         m.export_gpus(&[gpu(7)]);
         assert_eq!(value(&m), "7");
         m.export_gpus(&[gpu(1)]);
-        assert_eq!(value(&m), "1", "after a driver reload the series starts again");
+        assert_eq!(
+            value(&m),
+            "1",
+            "after a driver reload the series starts again"
+        );
         assert!(
             m.encode_prometheus_text()
                 .contains("# TYPE capstan_gpu_ecc_errors_total counter")
@@ -1119,7 +1123,10 @@ mod tests {
                 Some((n, rest)) => (n, rest.trim_end_matches('}').replace(',', ", ")),
                 None => (decl, String::new()),
             };
-            if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 labels.entry(format!("capstan_{name}")).or_insert(set);
             }
         }
@@ -1146,7 +1153,9 @@ mod tests {
         for (name, kind) in NAMES {
             let label_set = labels.get(*name).map_or("", String::as_str);
             let meaning = help.get(*name).map_or("", String::as_str);
-            out.push_str(&format!("| `{name}` | {kind} | {label_set} | {meaning} |\n"));
+            out.push_str(&format!(
+                "| `{name}` | {kind} | {label_set} | {meaning} |\n"
+            ));
         }
         out
     }
@@ -1161,7 +1170,9 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} is not in the reference"));
             let cells: Vec<&str> = row.split(" | ").collect();
             assert!(
-                cells.last().is_some_and(|m| m.trim_end_matches(" |").len() > 3),
+                cells
+                    .last()
+                    .is_some_and(|m| m.trim_end_matches(" |").len() > 3),
                 "{name} has no help text: {row}"
             );
         }
