@@ -22,17 +22,8 @@ pub const FEATURES: &[&str] = &[
     "tls",
 ];
 
-/// Every optional part; `--features full` builds them all.
-pub const ALL_FEATURES: &[&str] = &[
-    "aws",
-    "aws-ec2",
-    "azure",
-    "etcd",
-    "gke",
-    "kubernetes",
-    "nvml",
-    "tls",
-];
+/// Every optional part, in name order; `--features full` builds them all.
+pub const ALL_FEATURES: &[&str] = capstan_config::Features::ALL.enabled;
 
 /// The features compiled in, comma-separated (set by `build.rs` from cargo's view).
 pub const FEATURES_LIST: &str = env!("CAPSTAN_FEATURES");
@@ -80,14 +71,18 @@ mod tests {
         for f in FEATURES {
             assert!(ALL_FEATURES.contains(f), "{f} missing from ALL_FEATURES");
         }
-        let mut all = ALL_FEATURES.to_vec();
-        all.sort_unstable();
-        let mut config_all = capstan_config::Features::ALL.enabled.to_vec();
-        config_all.sort_unstable();
-        assert_eq!(
-            all, config_all,
-            "the config crate's ALL must list every feature"
-        );
+        let mut sorted = ALL_FEATURES.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ALL_FEATURES, "ALL_FEATURES is in name order");
+        // Every optional part is a feature of this crate, and `full` has them all.
+        let manifest = include_str!("../Cargo.toml");
+        let full = manifest
+            .lines()
+            .find(|l| l.starts_with("full = ["))
+            .expect("the full feature");
+        for f in ALL_FEATURES {
+            assert!(full.contains(&format!("\"{f}\"")), "full lacks {f}");
+        }
     }
 
     #[test]

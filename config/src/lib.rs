@@ -30,18 +30,18 @@ pub struct Features<'a> {
 }
 
 impl Features<'_> {
-    /// Every optional part: validation then checks the configuration alone (tooling,
-    /// tests, and commands such as `simulate` that never reach a cloud).
+    /// Every optional part, in name order: validation then checks the configuration
+    /// alone (tooling, tests, and commands such as `simulate` that never reach a cloud).
     pub const ALL: Features<'static> = Features {
         enabled: &[
             "aws",
             "aws-ec2",
             "azure",
-            "gke",
             "etcd",
+            "gke",
             "kubernetes",
-            "tls",
             "nvml",
+            "tls",
         ],
     };
 
