@@ -13,10 +13,12 @@ ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 # protoc and the well-known protos (google/protobuf/descriptor.proto): the etcd feature
-# compiles etcd's protobuf definitions. git is not needed: the revision comes as an arg.
+# compiles etcd's protobuf definitions. valgrind: the build profiles the agent to lay
+# out its code (scripts/build-release.sh; skipped where it cannot run, e.g. under
+# emulation; curl scrapes it meanwhile). git is not needed: the revision comes as an arg.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+ && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev valgrind curl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

