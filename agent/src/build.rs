@@ -105,8 +105,7 @@ mod tests {
             r.unwrap();
         } else {
             let lines = r
-                .err()
-                .expect("a build without gke refuses a gke pool")
+                .expect_err("a build without gke refuses a gke pool")
                 .lines();
             assert!(
                 lines[0].contains("provider type \"gke\" is not built into this capstan")

@@ -405,7 +405,7 @@ mod tests {
                 lines += 1;
             }
         }
-        assert!(lines >= 20 && lines <= 40, "{lines} lines kept");
+        assert!((20..=40).contains(&lines), "{lines} lines kept");
         assert!(size(&jdir) >= max / 2, "the bound is used, not emptied");
 
         // A reopened journal with a smaller bound trims at start, newest kept.

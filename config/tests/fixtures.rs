@@ -172,8 +172,7 @@ targets = [{ metric = "cpu.utilization", value = 60 }]
     let name = Path::new("lean.toml");
     let lean = capstan_config::Features { enabled: &["nvml"] };
     let err = capstan_config::from_str_for(name, text, no_env(), lean)
-        .err()
-        .expect("a lean build must refuse etcd, TLS and an AWS pool");
+        .expect_err("a lean build must refuse etcd, TLS and an AWS pool");
     let lines = err.lines();
     assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(lines[0].starts_with("lean.toml:3:15: cluster.coordinator: coordinator \"etcd\" is not built into this capstan (its features: nvml); use a build with `--features etcd`"), "{}", lines[0]);
