@@ -22,6 +22,7 @@ pub mod journal;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod nab;
 pub mod notices;
 pub mod promql;
 pub mod reporter;
