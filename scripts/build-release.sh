@@ -49,22 +49,12 @@ build "$@"
 profile() {
   local work port="" pid
   work=$(mktemp -d)
-  cat >"$work/capstan.toml" <<EOF
-[agent]
-listen = "127.0.0.1:0"
-interval = "1s"
-state_dir = "$work/state"
-
-[[pool]]
-name = "local"
-provider = { type = "dry-run", initial = 2 }
-min = 1
-max = 10
-targets = [{ metric = "cpu.utilization", value = 70 }]
-EOF
-  CAPSTAN_LOG=info valgrind --tool=callgrind --demangle=no \
-    --callgrind-out-file="$work/callgrind.out" \
-    "$bin" run --config "$work/capstan.toml" >"$work/valgrind.log" 2>&1 &
+  # The embedded default (examples/standalone.toml: standalone, one dry-run pool on this
+  # host's CPU), passing every second, on a port of its own.
+  CAPSTAN_LOG=info CAPSTAN_AGENT__LISTEN=127.0.0.1:0 CAPSTAN_AGENT__INTERVAL=1s \
+    CAPSTAN_AGENT__STATE_DIR="$work/state" \
+    valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.out" \
+    "$bin" run >"$work/valgrind.log" 2>&1 &
   pid=$!
   local s path
   for ((s = 0; s < ${CAPSTAN_LAYOUT_SECONDS:-45}; s++)); do
