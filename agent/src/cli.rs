@@ -83,9 +83,12 @@ enum Command {
         horizon: std::time::Duration,
     },
     /// Score a `timestamp,value` CSV for anomalies. Prints
-    /// `timestamp,value,anomaly_score,label` for every row; the score is in [0, 1], and
-    /// the label is 1 where an anomaly starts or escalates (score >= 0.5: the forecast
-    /// residual's robust z-score reaches the threshold and beats the last 500 points).
+    /// `timestamp,value,anomaly_score,label` for every row. The score, in [0, 1], ranks
+    /// how surprising the row is: the forecast residual's tail probability, or a value
+    /// beyond the range of the last 5,000 points, on a scale where 0.5 is as rare as a
+    /// `--threshold`-σ normal event. The label is 1 where the agent would report an
+    /// anomaly onset: the residual's robust z-score reaches the threshold and beats the
+    /// last 500 points.
     Detect {
         /// The CSV file (NAB's format: a `timestamp,value` header).
         #[arg(long)]
