@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use capstan_config::{BudgetEnforcement, Tier};
 use serde::{Deserialize, Serialize};
 
-use super::planner::Reason;
+use super::reason::Reason;
 use super::spot::Split;
 
 /// Slack for sums of money in floating point.

@@ -4,7 +4,7 @@ use capstan_config::{BudgetEnforcement, Tier};
 use proptest::prelude::*;
 
 use super::budget::*;
-use super::planner::Reason;
+use super::reason::Reason;
 use super::spot::Split;
 
 fn demand(name: &str, tier: Tier, current: u32, desired: u32) -> Demand<'static> {

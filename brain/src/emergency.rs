@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use capstan_config::Emergency;
 
-use super::planner::{MetricSample, Reason, TargetSpec};
+use super::planner::{MetricSample, TargetSpec};
+use super::reason::Reason;
 
 /// What the planner remembers about a pool's emergency.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

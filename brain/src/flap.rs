@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use capstan_config::Flap;
 
-use super::planner::{Direction, Reason};
+use super::reason::{Direction, Reason};
 
 /// What the planner remembers about a pool's changes of direction.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

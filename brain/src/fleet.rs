@@ -21,8 +21,9 @@ use super::budget::{self, Allocation, BudgetPolicy, Demand, Prices};
 use super::emergency::{self, EmergencyState};
 use super::flap::FlapState;
 use super::group::{self, Limit, Money, Slot};
-use super::planner::{self, History, MetricSample, Observed, Policy, Reason};
+use super::planner::{self, History, MetricSample, Observed, Policy};
 use super::predictive::Outlook;
+use super::reason::Reason;
 use super::schedule::{self, ActiveWindow, Bounds};
 use super::spot::{Split, SpotState};
 

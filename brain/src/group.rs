@@ -26,6 +26,8 @@ use capstan_config::GroupStrategy;
 use super::budget::{self, Prices};
 use super::spot::Split;
 
+pub use super::reason::Limit;
+
 /// Slack for sums of money in floating point.
 const EPSILON: f64 = 1e-9;
 
@@ -74,33 +76,6 @@ impl Slot {
             Some(Limit::Min)
         } else {
             None
-        }
-    }
-}
-
-/// What set a member's share at its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Limit {
-    /// The member is at its `max`.
-    Max,
-    /// The member is at its `min`.
-    Min,
-    /// The member's scale-down rate holds it (capacity leaves it at that rate).
-    ScaleDownRate,
-    /// The member may not grow this pass (not described, backing off, circuit open,
-    /// capacity refused, or frozen).
-    Unavailable,
-}
-
-impl Limit {
-    /// As written in reasons.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Max => "max",
-            Self::Min => "min",
-            Self::ScaleDownRate => "scale-down rate",
-            Self::Unavailable => "unavailable",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod forecast;
 pub mod group;
 pub mod planner;
 pub mod predictive;
+pub mod reason;
 pub mod schedule;
 pub mod simulate;
 pub mod spot;
@@ -30,6 +31,6 @@ mod group_tests;
 mod planner_tests;
 
 pub use planner::{
-    Decision, Direction, History, MetricSample, Observed, Policy, Reason, TargetSpec,
-    on_demand_share, plan,
+    Decision, History, MetricSample, Observed, Policy, TargetSpec, on_demand_share, plan,
 };
+pub use reason::{Direction, Reason};

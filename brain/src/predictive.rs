@@ -22,7 +22,8 @@ use capstan_config::{Predictive, PredictiveMode};
 
 use super::anomaly::{Detector, Verdict};
 use super::forecast::ForecastConfig;
-use super::planner::{Reason, TargetSpec};
+use super::planner::TargetSpec;
+use super::reason::Reason;
 
 /// Minutes per forecast point.
 pub const STEP_MINUTES: i64 = 5;

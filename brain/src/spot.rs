@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use capstan_config::Spot;
 
-use super::planner::Reason;
+use super::reason::Reason;
 
 /// How a pool's capacity divides into on-demand and spot nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
