@@ -86,9 +86,9 @@ enum Command {
     /// `timestamp,value,anomaly_score,label` for every row. The score, in [0, 1], ranks
     /// how surprising the row is: the forecast residual's tail probability, or a value
     /// beyond the range of the last 5,000 points, on a scale where 0.5 is as rare as a
-    /// `--threshold`-σ normal event. The label is 1 where the agent would report an
-    /// anomaly onset: the residual's robust z-score reaches the threshold and beats the
-    /// last 500 points.
+    /// `--threshold`-σ normal event; the label is 1 where the score is at least 0.5.
+    /// (The agent itself journals and acts on residual onsets only: the robust z-score
+    /// reaches the threshold and beats the last 500 points.)
     Detect {
         /// The CSV file (NAB's format: a `timestamp,value` header).
         #[arg(long)]
@@ -718,7 +718,7 @@ fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {
             fmt_time(p.at),
             fmt_value(p.value),
             v.score,
-            u8::from(v.onset)
+            u8::from(v.score >= 0.5)
         )?;
     }
     out.flush()?;
