@@ -134,6 +134,8 @@ struct Fleet<'a> {
     demands: &'a [Demand<'a>],
     /// One per demand: the grant as it is worked out.
     slots: Vec<Grant>,
+    /// One per demand: its place in name order (ties between pools go by name).
+    rank: Vec<usize>,
 }
 
 impl<'a> Fleet<'a> {
@@ -180,82 +182,95 @@ impl<'a> Fleet<'a> {
 
     /// Moves each pool of `members` from its size towards `targets[k]` by the same
     /// fraction, the largest that keeps the added cost within `spare`, then hands out
-    /// what is left one node at a time by largest remainder. Returns whether any pool
-    /// got less than its target.
+    /// what is left one node at a time by largest remainder (ties by name). Returns
+    /// whether any pool got less than its target.
+    ///
+    /// The fraction's search walks a compact copy of the members 60 times, not the
+    /// fleet's slots and demands: with thousands of pools those no longer fit in the
+    /// cache, and each walk would miss on every pool.
     fn grow(&mut self, members: &[(usize, u32)], spare: f64) -> bool {
-        let before: f64 = members.iter().map(|&(i, _)| self.cost(i)).sum();
+        let growers: Vec<Grower> = members
+            .iter()
+            .map(|&(i, to)| Grower {
+                from: self.slots[i].nodes,
+                to,
+                split: self.slots[i].split,
+                prices: self.demands[i].prices,
+            })
+            .collect();
+        let before: f64 = growers.iter().map(|g| g.cost(g.from)).sum();
         // Everyone's target fits (always so without a ceiling): no fractions needed.
-        let full: f64 = members.iter().map(|&(i, to)| self.cost_at(i, to)).sum();
+        let full: f64 = growers.iter().map(|g| g.cost(g.to)).sum();
         if full - before <= spare + EPSILON {
             for &(i, to) in members {
                 self.slots[i].nodes = to;
             }
             return false;
         }
-        let from: Vec<u32> = members.iter().map(|&(i, _)| self.slots[i].nodes).collect();
-        let at = |frac: f64| -> Vec<u32> {
-            members
-                .iter()
-                .zip(&from)
-                .map(|(&(_, to), &start)| {
-                    let want = f64::from(to - start);
-                    // `frac` is in [0, 1], so the product is in [0, want].
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                    let add = (frac * want).floor() as u32;
-                    start + add.min(to - start)
-                })
-                .collect()
-        };
-        let cost_of = |f: &Self, sizes: &[u32]| -> f64 {
-            members
-                .iter()
-                .zip(sizes)
-                .map(|(&(i, _), &n)| f.cost_at(i, n))
-                .sum::<f64>()
-                - before
-        };
-        let mut sizes = {
-            let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-            for _ in 0..60 {
-                let mid = f64::midpoint(lo, hi);
-                if cost_of(self, &at(mid)) <= spare + EPSILON {
-                    lo = mid;
-                } else {
-                    hi = mid;
+        let added =
+            |frac: f64| -> f64 { growers.iter().map(|g| g.cost(g.at(frac))).sum::<f64>() - before };
+        let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+        for _ in 0..60 {
+            let mid = f64::midpoint(lo, hi);
+            if added(mid) <= spare + EPSILON {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut sizes: Vec<u32> = growers.iter().map(|g| g.at(lo)).collect();
+        let mut left = spare - added(lo);
+        let mut order: Vec<(f64, usize, usize)> = growers
+            .iter()
+            .zip(members)
+            .enumerate()
+            .map(|(k, (g, &(i, _)))| {
+                let want = lo * f64::from(g.to - g.from);
+                (want - want.floor(), self.rank[i], k)
+            })
+            .collect();
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, k) in order {
+            let g = &growers[k];
+            if sizes[k] < g.to {
+                let step = g.cost(sizes[k] + 1) - g.cost(sizes[k]);
+                if step <= left + EPSILON {
+                    sizes[k] += 1;
+                    left -= step;
                 }
             }
-            let mut sizes = at(lo);
-            let mut left = spare - cost_of(self, &sizes);
-            let mut order: Vec<usize> = (0..members.len()).collect();
-            let remainder = |k: usize| {
-                let want = f64::from(members[k].1 - from[k]);
-                lo * want - (lo * want).floor()
-            };
-            order.sort_by(|&a, &b| {
-                remainder(b).total_cmp(&remainder(a)).then_with(|| {
-                    self.demands[members[a].0]
-                        .name
-                        .cmp(&self.demands[members[b].0].name)
-                })
-            });
-            for k in order {
-                let (i, to) = members[k];
-                if sizes[k] < to {
-                    let step = self.cost_at(i, sizes[k] + 1) - self.cost_at(i, sizes[k]);
-                    if step <= left + EPSILON {
-                        sizes[k] += 1;
-                        left -= step;
-                    }
-                }
-            }
-            sizes
-        };
+        }
         let mut short = false;
-        for (k, &(i, to)) in members.iter().enumerate() {
-            short |= sizes[k] < to;
-            self.slots[i].nodes = std::mem::take(&mut sizes[k]);
+        for (&(i, to), size) in members.iter().zip(sizes) {
+            short |= size < to;
+            self.slots[i].nodes = size;
         }
         short
+    }
+}
+
+/// One pool of a [`Fleet::grow`]: where it starts, where it is headed, and what its
+/// nodes cost.
+#[derive(Debug, Clone, Copy)]
+struct Grower {
+    from: u32,
+    to: u32,
+    split: Split,
+    prices: Option<Prices>,
+}
+
+impl Grower {
+    fn cost(&self, nodes: u32) -> f64 {
+        hourly_cost(nodes, &self.split, self.prices.as_ref())
+    }
+
+    /// Its size when it has moved `frac` (in [0, 1]) of the way, rounded down.
+    fn at(&self, frac: f64) -> u32 {
+        let want = f64::from(self.to - self.from);
+        // `frac` is in [0, 1], so the product is in [0, want].
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let add = (frac * want).floor() as u32;
+        self.from + add.min(self.to - self.from)
     }
 }
 
@@ -279,8 +294,13 @@ const TRIM_ORDER: [Tier; 3] = [Tier::Basic, Tier::Premium, Tier::Enterprise];
 /// Allocates the budget over `demands` (see the module documentation for the rules).
 pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
     let order = name_order(demands);
+    let mut rank = vec![0; demands.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
     let mut fleet = Fleet {
         demands,
+        rank,
         slots: demands
             .iter()
             .map(|d| Grant {

@@ -443,3 +443,47 @@ proptest! {
         prop_assert_eq!(by_name_a, by_name_b);
     }
 }
+
+fn arb_big_fleet() -> impl Strategy<Value = Vec<Demand<'static>>> {
+    (1usize..120).prop_flat_map(|n| (0..n).map(arb_demand).collect::<Vec<_>>())
+}
+
+fn arb_big_policy() -> impl Strategy<Value = BudgetPolicy> {
+    (
+        prop::option::of(1.0f64..6000.0),
+        0.0f64..300.0,
+        any::<bool>(),
+    )
+        .prop_map(|(ceiling, allowance, trim)| BudgetPolicy {
+            ceiling,
+            emergency_allowance: allowance,
+            enforce: if trim {
+                BudgetEnforcement::Trim
+            } else {
+                BudgetEnforcement::Report
+            },
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn the_compact_grow_decides_as_before(
+        small in arb_fleet(), big in arb_big_fleet(), small_policy in arb_policy(),
+        big_policy in arb_big_policy(),
+    ) {
+        for (fleet, policy) in [(&small, &small_policy), (&big, &big_policy)] {
+            prop_assert_eq!(
+                allocate(fleet, policy),
+                super::budget_reference::allocate(fleet, policy)
+            );
+            let mut reversed = fleet.clone();
+            reversed.reverse();
+            prop_assert_eq!(
+                allocate(&reversed, policy),
+                super::budget_reference::allocate(&reversed, policy)
+            );
+        }
+    }
+}

@@ -22,6 +22,8 @@ pub mod simulate;
 pub mod spot;
 
 #[cfg(test)]
+mod budget_reference;
+#[cfg(test)]
 mod budget_tests;
 #[cfg(test)]
 mod fleet_tests;
