@@ -22,8 +22,6 @@ pub mod simulate;
 pub mod spot;
 
 #[cfg(test)]
-mod budget_reference;
-#[cfg(test)]
 mod budget_tests;
 #[cfg(test)]
 mod fleet_tests;
