@@ -1034,37 +1034,30 @@ async fn act_group(
     claim: &tokio::sync::watch::Receiver<Claim>,
     (mode, now, interval): (Mode, DateTime<Utc>, std::time::Duration),
 ) -> (GroupOutcome, f64) {
-    let k = plan.members.len();
-    let mut slots: Vec<group::Slot> = plan.members.iter().map(|m| m.slot).collect();
     let money: Vec<group::Money> = plan.members.iter().map(|m| m.money).collect();
-    let mut granted: Vec<u32> = plan.members.iter().map(|m| m.granted).collect();
-    let mut refused = vec![0_u32; k];
-    let mut spilled_in = vec![0_u32; k];
-    // What each member holds after this pass's calls (its size now until a call
-    // succeeds).
-    let mut holds: Vec<u32> = plan.members.iter().map(|m| m.slot.current).collect();
-    let order = match plan.strategy {
-        capstan_config::GroupStrategy::Spread => (0..k).collect(),
-        s => group::preference(s, &slots),
-    };
-    let mut pending: Vec<usize> = order.clone();
-    // Each round acts on the members with a new grant; a member refused once is given
-    // no more, so a refusal adds at most one round: k+1 rounds at most.
-    for round in 0..=k {
-        let mut newly_refused = Vec::new();
-        for &j in &pending {
+    let mut rounds = group::Spillover::new(
+        plan.strategy,
+        group.config.max_skew,
+        plan.desired,
+        plan.members.iter().map(|m| m.slot).collect(),
+        money.clone(),
+        plan.members.iter().map(|m| m.granted).collect(),
+        *room,
+    );
+    while !rounds.done() {
+        for call in rounds.calls() {
+            let j = call.member;
             let m = &plan.members[j];
             let i = m.index;
             let Ok(s) = &seen[i] else { continue };
             let pool = &mut pools[i];
-            if round == 0 {
+            if rounds.first_round() {
                 let Some(p) = planned[i].take() else { continue };
                 let o = act(pool, s, p, claim, mode, now, interval).await;
                 if o.action == "scaled" {
-                    holds[j] = o.desired;
+                    rounds.record(j, group::CallResult::Scaled(o.desired));
                 } else if o.action == "failed" && o.desired > o.current {
-                    refused[j] = o.desired - o.current;
-                    newly_refused.push(j);
+                    rounds.record(j, group::CallResult::Refused(o.desired - o.current));
                 }
                 results[i] = Some(Ok(o));
                 continue;
@@ -1073,37 +1066,24 @@ async fn act_group(
             let Some(Ok(first)) = &results[i] else {
                 continue;
             };
-            let extra = granted[j].saturating_sub(holds[j]);
-            if extra == 0 {
-                continue;
-            }
-            let mut p = second_plan(first, granted[j], &money[j]);
+            let mut p = second_plan(first, call.nodes, &money[j]);
             p.reasons.push(Reason::GroupSpillover {
                 group: plan.name.clone(),
-                from: refusers(&plan, &refused),
-                nodes: extra,
+                from: refusers(&plan, rounds.refused()),
+                nodes: call.extra,
             });
             let mut again = s.clone();
-            again.description.desired = holds[j];
+            again.description.desired = rounds.holds()[j];
             let mut o = act(pool, &again, p, claim, mode, now, interval).await;
             o.current = m.slot.current;
             if o.action == "scaled" {
-                holds[j] = granted[j];
-                spilled_in[j] += extra;
+                rounds.record(j, group::CallResult::Scaled(call.nodes));
             } else if o.action == "failed" {
-                refused[j] += extra;
-                newly_refused.push(j);
+                rounds.record(j, group::CallResult::Refused(call.extra));
             }
             results[i] = Some(Ok(o));
         }
-        if newly_refused.is_empty() {
-            break;
-        }
-        let mut freed = 0.0;
-        for &j in &newly_refused {
-            slots[j].available = false;
-            freed += money[j].cost_of(granted[j]) - money[j].cost_of(holds[j]);
-            granted[j] = holds[j];
+        for j in rounds.end_round() {
             let cause = results[plan.members[j].index]
                 .as_ref()
                 .and_then(|r| r.as_ref().ok())
@@ -1112,44 +1092,20 @@ async fn act_group(
             if let Some(Ok(o)) = results[plan.members[j].index].as_mut() {
                 o.reasons.push(Reason::GroupRefused {
                     group: plan.name.clone(),
-                    nodes: refused[j],
+                    nodes: rounds.refused()[j],
                     cause,
                 });
             }
         }
-        if let Some(r) = room.as_mut() {
-            *r += freed;
-        }
-        let before = granted.clone();
-        granted = group::spill(
-            plan.strategy,
-            group.config.max_skew,
-            plan.desired,
-            &slots,
-            &granted,
-            &money,
-            *room,
-        );
-        if let Some(r) = room.as_mut() {
-            let spent: f64 = (0..k)
-                .map(|j| money[j].cost_of(granted[j]) - money[j].cost_of(before[j]))
-                .sum();
-            *r = (*r - spent).max(0.0);
-        }
-        pending = order
-            .iter()
-            .copied()
-            .filter(|&j| granted[j] > before[j])
-            .collect();
-        if pending.is_empty() {
-            break;
-        }
     }
+    *room = rounds.room();
+    let (granted, refused, spilled_in) = (rounds.granted(), rounds.refused(), rounds.spilled_in());
+    let k = plan.members.len();
     if mode == Mode::Act {
         if let Some(n) = plan.recommendation {
             group.history.record_recommendation(n, now);
         }
-        let held: u32 = holds.iter().sum();
+        let held: u32 = rounds.holds().iter().sum();
         group.history.record_scale(plan.current, held, now);
     }
     let members = plan

@@ -266,3 +266,208 @@ pub fn spill(
     }
     out
 }
+
+/// What a member's cloud call came to, as the spill-over rounds need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// It now holds this many nodes.
+    Scaled(u32),
+    /// Its cloud refused this many nodes beyond what it holds.
+    Refused(u32),
+}
+
+/// One call a round asks for: give `member` its grant of `nodes`; `extra` of them are
+/// spilled over from members that refused (0 in the first round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// The member, an index into the group's members.
+    pub member: usize,
+    /// Its grant.
+    pub nodes: u32,
+    /// What it gains over what it holds (later rounds only).
+    pub extra: u32,
+}
+
+/// The rounds of one group's pass. The first round gives every member its grant; when
+/// clouds refuse, the refused nodes are [`spill`]ed to the members that may still grow,
+/// within the budget's room, and the next round calls those members for the extra. A
+/// member refused once gets nothing more, so with `k` members there are at most
+/// `k + 1` rounds.
+///
+/// The caller makes the calls (`calls`, then `record` for each), and `end_round`
+/// decides the next round: the decisions stay here, pure, where they are tested
+/// (`group_tests::spill_over_rounds_keep_the_budget_and_every_members_range`).
+#[derive(Debug, Clone)]
+pub struct Spillover {
+    strategy: GroupStrategy,
+    max_skew: u32,
+    desired: u32,
+    slots: Vec<Slot>,
+    money: Vec<Money>,
+    granted: Vec<u32>,
+    holds: Vec<u32>,
+    refused: Vec<u32>,
+    spilled_in: Vec<u32>,
+    order: Vec<usize>,
+    pending: Vec<usize>,
+    newly_refused: Vec<usize>,
+    round: usize,
+    room: Option<f64>,
+}
+
+impl Spillover {
+    /// The rounds for a group sized `desired`, whose members have `slots`, `money` and
+    /// the budget's `granted`; `room` is the money per hour still free under the
+    /// ceiling (`None` without one).
+    pub fn new(
+        strategy: GroupStrategy,
+        max_skew: u32,
+        desired: u32,
+        slots: Vec<Slot>,
+        money: Vec<Money>,
+        granted: Vec<u32>,
+        room: Option<f64>,
+    ) -> Self {
+        let k = slots.len();
+        let order = match strategy {
+            GroupStrategy::Spread => (0..k).collect(),
+            s => preference(s, &slots),
+        };
+        Self {
+            strategy,
+            max_skew,
+            desired,
+            holds: slots.iter().map(|s| s.current).collect(),
+            refused: vec![0; k],
+            spilled_in: vec![0; k],
+            pending: order.clone(),
+            order,
+            newly_refused: Vec::new(),
+            round: 0,
+            slots,
+            money,
+            granted,
+            room,
+        }
+    }
+
+    /// Whether this is the first round (each member's own plan is applied).
+    pub const fn first_round(&self) -> bool {
+        self.round == 0
+    }
+
+    /// This round's calls, in the strategy's order. In later rounds, only members
+    /// with something to gain.
+    pub fn calls(&self) -> Vec<Call> {
+        self.pending
+            .iter()
+            .map(|&j| Call {
+                member: j,
+                nodes: self.granted[j],
+                extra: if self.round == 0 {
+                    0
+                } else {
+                    self.granted[j].saturating_sub(self.holds[j])
+                },
+            })
+            .filter(|c| self.round == 0 || c.extra > 0)
+            .collect()
+    }
+
+    /// Records what member `j`'s call came to.
+    pub fn record(&mut self, j: usize, result: CallResult) {
+        match result {
+            CallResult::Scaled(nodes) => {
+                if self.round > 0 {
+                    self.spilled_in[j] += nodes.saturating_sub(self.holds[j]);
+                }
+                self.holds[j] = nodes;
+            }
+            CallResult::Refused(nodes) => {
+                self.refused[j] += nodes;
+                self.newly_refused.push(j);
+            }
+        }
+    }
+
+    /// Ends the round: the members refused in it are held where they are and marked
+    /// unavailable, the money they free goes back to the room, and their shortfall is
+    /// spilled to the others. Returns the members refused in this round.
+    pub fn end_round(&mut self) -> Vec<usize> {
+        let newly = std::mem::take(&mut self.newly_refused);
+        if newly.is_empty() {
+            self.pending.clear();
+            return newly;
+        }
+        let mut freed = 0.0;
+        for &j in &newly {
+            self.slots[j].available = false;
+            freed += self.money[j].cost_of(self.granted[j]) - self.money[j].cost_of(self.holds[j]);
+            self.granted[j] = self.holds[j];
+        }
+        if let Some(r) = self.room.as_mut() {
+            *r += freed;
+        }
+        let before = std::mem::take(&mut self.granted);
+        self.granted = spill(
+            self.strategy,
+            self.max_skew,
+            self.desired,
+            &self.slots,
+            &before,
+            &self.money,
+            self.room,
+        );
+        if let Some(r) = self.room.as_mut() {
+            let spent: f64 = self
+                .money
+                .iter()
+                .zip(self.granted.iter().zip(&before))
+                .map(|(m, (&after, &was))| m.cost_of(after) - m.cost_of(was))
+                .sum();
+            *r = (*r - spent).max(0.0);
+        }
+        self.pending = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&j| self.granted[j] > before[j])
+            .collect();
+        self.round += 1;
+        if self.round > self.slots.len() {
+            self.pending.clear();
+        }
+        newly
+    }
+
+    /// Whether no round is left.
+    pub fn done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Each member's grant as it stands.
+    pub fn granted(&self) -> &[u32] {
+        &self.granted
+    }
+
+    /// What each member holds after the calls so far (its size now until a call
+    /// succeeds).
+    pub fn holds(&self) -> &[u32] {
+        &self.holds
+    }
+
+    /// Nodes each member's cloud refused this pass.
+    pub fn refused(&self) -> &[u32] {
+        &self.refused
+    }
+
+    /// Nodes each member took over from members that refused.
+    pub fn spilled_in(&self) -> &[u32] {
+        &self.spilled_in
+    }
+
+    /// The money per hour still free under the ceiling.
+    pub const fn room(&self) -> Option<f64> {
+        self.room
+    }
+}

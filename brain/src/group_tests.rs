@@ -410,3 +410,88 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn spill_over_rounds_keep_the_budget_and_every_members_range(
+        strategy in prop::sample::select(vec![GroupStrategy::Cheapest, GroupStrategy::Spread, GroupStrategy::Priority]),
+        skew in 1_u32..4,
+        desired in 0_u32..80,
+        raw in prop::collection::vec(
+            (0_u32..5, 0_u32..12, 0_u32..20, 0_u32..6, any::<bool>(), prop::option::of(1_u32..50), prop::option::of(1_u32..100), 0_u32..4),
+            1..6,
+        ),
+        room in prop::option::of(0_u32..200),
+        refusals in prop::collection::vec(any::<bool>(), 64),
+    ) {
+        let slots: Vec<Slot> = raw.iter().map(|&(min, extra, current, down, available, cents, ..)| Slot {
+            current,
+            min,
+            max: min + extra,
+            floor: current.saturating_sub(down).max(min),
+            available,
+            price: cents.map(|c| f64::from(c) / 100.0),
+        }).collect();
+        let money: Vec<Money> = raw.iter().map(|&(.., cents, cap, base)| Money {
+            prices: cents.map(|c| super::budget::Prices { on_demand: f64::from(c) / 100.0, spot: f64::from(c) / 300.0 }),
+            split: Split { base, percent_above_base: 50, spot_cap: None },
+            max_hourly_cost: cap.map(|c| f64::from(c) / 10.0),
+        }).collect();
+        // The budget's grants: the group's shares, some cut back towards what the
+        // members hold, as a binding ceiling would.
+        let shares = group::allocate(strategy, skew, desired, &slots);
+        let granted: Vec<u32> = shares.iter().zip(&slots).zip(&refusals)
+            .map(|((&n, s), &cut)| if cut { n.min(s.current.max(s.lo())) } else { n })
+            .collect();
+        let room = room.map(|r| f64::from(r) / 10.0);
+        let mut rounds = group::Spillover::new(strategy, skew, desired, slots.clone(), money.clone(), granted.clone(), room);
+        let mut script = refusals.iter().cycle();
+        let mut ever_refused = vec![false; slots.len()];
+        let mut count = 0;
+        while !rounds.done() {
+            count += 1;
+            prop_assert!(count <= slots.len() + 1, "more than k + 1 rounds");
+            let first = rounds.first_round();
+            for call in rounds.calls() {
+                let j = call.member;
+                prop_assert!(!ever_refused[j], "a member refused once was called again");
+                let holds = rounds.holds()[j];
+                let refuse = *script.next().unwrap() && call.nodes > holds;
+                if refuse {
+                    rounds.record(j, group::CallResult::Refused(if first { call.nodes - holds } else { call.extra }));
+                    ever_refused[j] = true;
+                } else {
+                    rounds.record(j, group::CallResult::Scaled(call.nodes));
+                }
+            }
+            rounds.end_round();
+        }
+        let after = rounds.granted();
+        let cost = |g: &[u32]| g.iter().zip(&money).map(|(&n, m)| m.cost_of(n)).sum::<f64>();
+        if let Some(r) = room {
+            prop_assert!(cost(after) <= cost(&granted) + r + 1e-6,
+                "spent {} over a room of {r}", cost(after) - cost(&granted));
+            prop_assert!(rounds.room().unwrap() >= 0.0);
+        }
+        for j in 0..slots.len() {
+            let s = &slots[j];
+            if ever_refused[j] {
+                prop_assert_eq!(after[j], rounds.holds()[j], "a refusing member is held where it is");
+            } else {
+                prop_assert!(after[j] >= granted[j], "a member lost nodes to a spill-over");
+                prop_assert_eq!(rounds.holds()[j], after[j], "a member that never refused holds its grant");
+            }
+            if after[j] > granted[j] {
+                prop_assert!(s.available, "an unavailable member took a spill-over");
+                prop_assert!(after[j] <= s.max, "{} above max {}", after[j], s.max);
+                if let Some(cap) = money[j].max_hourly_cost {
+                    prop_assert!(money[j].cost_of(after[j]) <= cap + 1e-6, "above its own ceiling");
+                }
+            }
+            prop_assert!(rounds.spilled_in()[j] <= after[j].saturating_sub(granted[j]), "spilled in more than it gained");
+        }
+        prop_assert!(rounds.calls().is_empty());
+    }
+}
