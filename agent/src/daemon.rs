@@ -694,7 +694,7 @@ impl Daemon {
                     spot_fallback_until: p.last.as_ref().and_then(|l| l.spot_fallback_until),
                     last_decision: p.last.as_ref().map(|l| LastDecision {
                         at: l.at,
-                        action: l.action.to_owned(),
+                        action: l.action.as_str().to_owned(),
                         reasons: l.reasons.clone(),
                     }),
                     error: p

@@ -366,6 +366,41 @@ pub struct GroupOutcome {
     pub reasons: Vec<Reason>,
 }
 
+/// What a pass did with a pool (the journal's, the JSON's and the metrics' `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing to do: the cloud already has the planned target.
+    None,
+    /// Planned only (`capstan plan`, or a follower).
+    Plan,
+    /// Not acted on (backing off, circuit open, frozen, not leader...).
+    Skipped,
+    /// The new target was applied.
+    Scaled,
+    /// The cloud call failed.
+    Failed,
+}
+
+impl Action {
+    /// As written in the journal and in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Plan => "plan",
+            Self::Skipped => "skipped",
+            Self::Scaled => "scaled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one pass did to one pool.
 #[derive(Debug, Clone, Serialize)]
 pub struct PassOutcome {
@@ -391,8 +426,8 @@ pub struct PassOutcome {
     pub frozen_until: Option<DateTime<Utc>>,
     /// Spot is planned as on-demand until then.
     pub spot_fallback_until: Option<DateTime<Utc>>,
-    /// `none`, `scaled`, `skipped`, `failed` or `plan` (planned only).
-    pub action: &'static str,
+    /// What the pass did with the pool.
+    pub action: Action,
     /// Why not scaled, or the error.
     pub detail: Option<String>,
     /// The provider error's kind when the action failed.
@@ -1054,9 +1089,9 @@ async fn act_group(
             if rounds.first_round() {
                 let Some(p) = planned[i].take() else { continue };
                 let o = act(pool, s, p, claim, mode, now, interval).await;
-                if o.action == "scaled" {
+                if o.action == Action::Scaled {
                     rounds.record(j, group::CallResult::Scaled(o.desired));
-                } else if o.action == "failed" && o.desired > o.current {
+                } else if o.action == Action::Failed && o.desired > o.current {
                     rounds.record(j, group::CallResult::Refused(o.desired - o.current));
                 }
                 results[i] = Some(Ok(o));
@@ -1076,9 +1111,9 @@ async fn act_group(
             again.description.desired = rounds.holds()[j];
             let mut o = act(pool, &again, p, claim, mode, now, interval).await;
             o.current = m.slot.current;
-            if o.action == "scaled" {
+            if o.action == Action::Scaled {
                 rounds.record(j, group::CallResult::Scaled(call.nodes));
-            } else if o.action == "failed" {
+            } else if o.action == Action::Failed {
                 rounds.record(j, group::CallResult::Refused(call.extra));
             }
             results[i] = Some(Ok(o));
@@ -1193,7 +1228,7 @@ async fn act(
         emergency: planned.emergency,
         frozen_until: planned.frozen_until,
         spot_fallback_until: pool.state.spot.fallback.as_ref().map(|f| f.until),
-        action: "none",
+        action: Action::None,
         detail: None,
         error_kind: None,
         samples: seen.samples.clone(),
@@ -1204,7 +1239,7 @@ async fn act(
         group: pool.config.group.clone(),
     };
     if mode == Mode::PlanOnly {
-        outcome.action = "plan";
+        outcome.action = Action::Plan;
         return outcome;
     }
     if let Some(nodes) = planned.recommendation {
@@ -1227,7 +1262,7 @@ async fn act(
     // lease is confirmed beyond the safety margin.
     let may_act = claim.borrow().may_act(tokio::time::Instant::now());
     if let Err(why) = may_act {
-        outcome.action = "skipped";
+        outcome.action = Action::Skipped;
         outcome.detail = Some(why);
         pool.last = Some(outcome.clone());
         return outcome;
@@ -1237,7 +1272,7 @@ async fn act(
             pool.history.record_scale(current, planned.desired, now);
             pool.last_target = Some(target);
             pool.succeeded();
-            outcome.action = "scaled";
+            outcome.action = Action::Scaled;
             let direction = match planned.desired.cmp(&current) {
                 std::cmp::Ordering::Greater => Some(Direction::Up),
                 std::cmp::Ordering::Less => Some(Direction::Down),
@@ -1267,7 +1302,7 @@ async fn act(
                 }
             }
             provider_failure(pool, &e, now, interval);
-            outcome.action = "failed";
+            outcome.action = Action::Failed;
             outcome.detail = Some(e.to_string());
             outcome.error_kind = Some(e.kind());
         }
@@ -1349,6 +1384,21 @@ mod tests {
         out.pools.remove(0)
     }
 
+    #[test]
+    fn actions_are_written_as_the_journal_and_metrics_always_wrote_them() {
+        for (a, s) in [
+            (Action::None, "none"),
+            (Action::Plan, "plan"),
+            (Action::Skipped, "skipped"),
+            (Action::Scaled, "scaled"),
+            (Action::Failed, "failed"),
+        ] {
+            assert_eq!(a.as_str(), s);
+            assert_eq!(a.to_string(), s);
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{s}\""));
+        }
+    }
+
     #[tokio::test]
     async fn applies_absolute_targets_only_when_they_differ() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
@@ -1358,7 +1408,10 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!((out.current, out.desired, out.action), (2, 4, "scaled"));
+        assert_eq!(
+            (out.current, out.desired, out.action),
+            (2, 4, Action::Scaled)
+        );
         assert_eq!(f.apply_calls(), vec![CapacityTarget::on_demand(4)]);
         let r = report(50.0, now);
         let out = pass1(
@@ -1371,7 +1424,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!((out.desired, out.action), (4, "none"));
+        assert_eq!((out.desired, out.action), (4, Action::None));
         assert_eq!(f.apply_calls().len(), 1, "no call when nothing changes");
     }
 
@@ -1384,13 +1437,13 @@ mod tests {
         let out = pass1(&mut pool, &[&idle], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!((out.desired, out.action), (4, "none"));
+        assert_eq!((out.desired, out.action), (4, Action::None));
         let later = now + chrono::Duration::seconds(301);
         let idle = report(5.0, later);
         let out = pass1(&mut pool, &[&idle], &leader(), Mode::Act, later, SECOND)
             .await
             .unwrap();
-        assert_eq!((out.desired, out.action), (1, "scaled"));
+        assert_eq!((out.desired, out.action), (1, Action::Scaled));
     }
 
     #[tokio::test]
@@ -1402,7 +1455,7 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::PlanOnly, now, SECOND)
             .await
             .unwrap();
-        assert_eq!((out.desired, out.action), (4, "plan"));
+        assert_eq!((out.desired, out.action), (4, Action::Plan));
         let follower = tokio::sync::watch::channel(Claim {
             is_leader: false,
             leader_id: Some("other".into()),
@@ -1412,7 +1465,7 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &follower, Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!(out.action, "skipped");
+        assert_eq!(out.action, Action::Skipped);
         assert_eq!(out.detail.as_deref(), Some("not the leader (other leads)"));
         // A leader whose lease is not confirmed beyond the margin does not act either.
         let lapsed = tokio::sync::watch::channel(Claim {
@@ -1424,7 +1477,7 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &lapsed, Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!(out.action, "skipped");
+        assert_eq!(out.action, Action::Skipped);
         assert!(out.detail.unwrap().contains("safety margin"));
         assert!(f.apply_calls().is_empty());
     }
@@ -1442,7 +1495,10 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!((out.action, out.error_kind), ("failed", Some("throttled")));
+        assert_eq!(
+            (out.action, out.error_kind),
+            (Action::Failed, Some("throttled"))
+        );
         // Within the backoff the pool is left alone.
         assert!(
             pass1(
@@ -1462,7 +1518,7 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND)
             .await
             .unwrap();
-        assert_eq!(out.action, "scaled");
+        assert_eq!(out.action, Action::Scaled);
         assert_eq!(
             f.apply_calls(),
             vec![CapacityTarget::on_demand(4), CapacityTarget::on_demand(4)]
@@ -1500,7 +1556,7 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
             .await
             .unwrap();
-        assert_eq!(out.action, "failed");
+        assert_eq!(out.action, Action::Failed);
         assert_eq!(
             out.reasons.last().unwrap().to_string(),
             "spot refused: no spot capacity in us-east-1a: 3 nodes to on-demand for 15 min"
@@ -1512,7 +1568,7 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, later, SECOND)
             .await
             .unwrap();
-        assert_eq!(out.action, "scaled");
+        assert_eq!(out.action, Action::Scaled);
         assert_eq!(
             f.apply_calls(),
             vec![
@@ -1534,7 +1590,10 @@ mod tests {
         let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, retry, SECOND)
             .await
             .unwrap();
-        assert_eq!((out.desired, out.on_demand, out.action), (4, 1, "scaled"));
+        assert_eq!(
+            (out.desired, out.on_demand, out.action),
+            (4, 1, Action::Scaled)
+        );
         assert!(out.spot_fallback_until.is_none());
     }
 
@@ -1565,7 +1624,7 @@ mod tests {
             let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
                 .await
                 .unwrap();
-            actions.push(out.action);
+            actions.push(out.action.as_str());
             if out.frozen_until.is_some() && frozen.is_none() {
                 frozen = Some(k);
                 assert!(
@@ -1877,7 +1936,7 @@ mod tests {
             [Ok(a), Ok(b)] => (a, b),
             other => panic!("{other:?}"),
         };
-        assert_eq!(aws_out.action, "failed");
+        assert_eq!(aws_out.action, Action::Failed);
         assert!(
             aws_out
                 .reasons

@@ -11,7 +11,7 @@ use capstan_config::Budget;
 
 use crate::brain::Reason;
 use crate::coordinator::Claim;
-use crate::engine::{self, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
+use crate::engine::{self, Action, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
 use crate::http::Shared;
 use crate::journal::{self, Journal};
 use crate::metrics::{NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels};
@@ -236,7 +236,7 @@ impl Leader {
                 m.decisions
                     .get_or_create(&PoolActionLabels {
                         pool: name.clone(),
-                        action: outcome.action.to_owned(),
+                        action: outcome.action.as_str().to_owned(),
                     })
                     .inc();
                 m.pool_predictive_active
@@ -296,7 +296,7 @@ impl Leader {
                         }
                     }
                 }
-                if outcome.action == "failed" {
+                if outcome.action == Action::Failed {
                     m.provider_errors
                         .get_or_create(&PoolErrorLabels {
                             pool: name.clone(),
@@ -304,7 +304,7 @@ impl Leader {
                         })
                         .inc();
                     tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
-                } else if outcome.action == "scaled" {
+                } else if outcome.action == Action::Scaled {
                     tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
                 }
                 let inputs = pool
@@ -336,7 +336,7 @@ impl Leader {
                     inputs,
                     reasons: &outcome.reasons,
                     explain: outcome.reasons.iter().map(ToString::to_string).collect(),
-                    action: outcome.action,
+                    action: outcome.action.as_str(),
                     detail: outcome.detail.clone(),
                     group: outcome.group.as_deref(),
                 };
