@@ -1,0 +1,139 @@
+//! The node's own settings: `[agent]` and its scrapes.
+
+use super::*;
+
+pub(super) fn check_scrapes(c: &mut Checker<'_>, raw: &[raw::ScrapeConfig]) -> Vec<Scrape> {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let at = |key: &str| [k("scrape"), Seg::Index(i), k(key)];
+        c.url(&at("url"), None, &s.url);
+        let series_ok = !s.series.is_empty()
+            && s.series
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':');
+        if !series_ok {
+            c.report(
+                &at("series"),
+                None,
+                format!(
+                    "\"{}\" is not a Prometheus metric name (letters, digits, '_' and ':')",
+                    s.series
+                ),
+            );
+        }
+        let name = s.name.clone().unwrap_or_else(|| s.series.clone());
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+        if !name_ok {
+            c.report(
+                &at("name"),
+                None,
+                format!(
+                    "\"{name}\" cannot be a workload metric name (letters, digits, '_', '-', '.')"
+                ),
+            );
+        }
+        if let Some(first) = names.insert(name.clone(), i) {
+            c.report(
+                &at("name"),
+                None,
+                format!(
+                    "scrape[{first}] already makes workload.{name}; give one of them another `name`"
+                ),
+            );
+        }
+        let timeout = c.duration(
+            &at("timeout"),
+            None,
+            &s.timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        );
+        if let (Some(timeout), true, true) = (timeout, series_ok, name_ok) {
+            out.push(Scrape {
+                url: s.url.clone(),
+                series: s.series.clone(),
+                labels: s.labels.clone(),
+                aggregate: s.aggregate,
+                name,
+                timeout,
+            });
+        }
+    }
+    out
+}
+
+pub(super) fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent> {
+    let a = &raw.agent;
+    if let Some(name) = &a.node_name {
+        c.non_empty(&[k("agent"), k("node_name")], None, name);
+    }
+    let listen = match a.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            c.report(
+                &[k("agent"), k("listen")],
+                None,
+                format!("\"{}\" is not an address; write IP:PORT, e.g. \"0.0.0.0:9464\" or \"127.0.0.1:0\"", a.listen),
+            );
+            None
+        }
+    };
+    let interval = c.duration(
+        &[k("agent"), k("interval")],
+        None,
+        &a.interval,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    );
+    if a.state_dir.as_os_str().is_empty() {
+        c.report(&[k("agent"), k("state_dir")], None, "must not be empty");
+    }
+    let interruptions = match &a.interruptions {
+        None => Some(None),
+        Some(i) => {
+            let at = |key: &str| [k("agent"), k("interruptions"), k(key)];
+            let poll = c.duration(
+                &at("poll"),
+                None,
+                &i.poll,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            );
+            if let Some(url) = &i.endpoint {
+                c.url(&at("endpoint"), None, url);
+            }
+            if i.acknowledge && i.cloud != raw::InterruptionCloud::Azure {
+                c.report(
+                    &at("acknowledge"),
+                    None,
+                    "only Azure scheduled events can be acknowledged",
+                );
+            }
+            // Every cloud serves its metadata at the same link-local address.
+            let endpoint = i
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://169.254.169.254".to_owned());
+            poll.map(|poll| {
+                Some(Interruptions {
+                    cloud: i.cloud,
+                    endpoint: endpoint.trim_end_matches('/').to_owned(),
+                    poll,
+                    acknowledge: i.acknowledge,
+                })
+            })
+        }
+    };
+    Some(Agent {
+        node_name: a.node_name.clone(),
+        pool: a.pool.clone(),
+        listen: listen?,
+        interval: interval?,
+        state_dir: a.state_dir.clone(),
+        interruptions: interruptions?,
+    })
+}
