@@ -1,0 +1,334 @@
+//! `capstan forecast`, `detect`, `simulate` and `tune`: the brain replayed over a
+//! `timestamp,value` trace.
+
+use super::*;
+
+pub(super) fn fmt_time(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub(super) fn fmt_value(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+pub(super) fn forecast_csv(csv: &Path, horizon: std::time::Duration) -> anyhow::Result<()> {
+    let points = crate::trace::read_csv(csv)?;
+    let forecasts = crate::analysis::forecast(&points, horizon)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "timestamp,value,forecast")?;
+    for (p, f) in points.iter().zip(forecasts) {
+        let f = f.map(|v| format!("{v:.6}")).unwrap_or_default();
+        writeln!(out, "{},{},{f}", fmt_time(p.at), fmt_value(p.value))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `capstan tune`: `trace`, else the pool's stored history.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tune(
+    cfg: &ValidatedConfig,
+    pool: &str,
+    trace: Option<&Path>,
+    demand_per_node: Option<f64>,
+    delay: std::time::Duration,
+    slo_minutes: Option<u64>,
+    saturation: Option<f64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = pool_to_replay(cfg, pool)?;
+    let points = match trace {
+        Some(path) => crate::trace::read_csv(path)?,
+        None => {
+            let dir = cfg.agent.state_dir.join("history");
+            let points: Vec<crate::trace::Point> = crate::history::read_only(&dir, &config.name)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .into_iter()
+                .filter_map(|(minute, values)| {
+                    let at = chrono::DateTime::from_timestamp(minute.checked_mul(60)?, 0)?;
+                    Some(crate::trace::Point {
+                        at: at.naive_utc(),
+                        value: values.first().copied().flatten()?,
+                    })
+                })
+                .collect();
+            anyhow::ensure!(
+                points.len() >= 2,
+                "--history: {} holds {} minute(s) of pool {pool}'s demand; the agent writes one a minute while it leads (predictive mode not off)",
+                dir.join(format!("{pool}.csv")).display(),
+                points.len()
+            );
+            points
+        }
+    };
+    let prepared = crate::analysis::prepare(&points)?;
+    let demand = crate::simulate::per_minute(&prepared.grid);
+    let peak = demand.iter().copied().fold(0.0_f64, f64::max);
+    let target = config.targets.first().map_or(1.0, |t| t.value);
+    if let Some(s) = saturation {
+        anyhow::ensure!(s.is_finite() && s > 0.0, "--saturation must be above 0");
+    }
+    let tuning = crate::tune::Tuning {
+        // The history holds the target's readings summed over the pool: one node at
+        // the target serves the target's value.
+        demand_per_node: match (trace, demand_per_node) {
+            (None, None) => target,
+            (_, given) => demand_per_node_or_peak(given, peak, config)?,
+        },
+        delay_minutes: whole_minutes(delay),
+        slo_minutes,
+        saturation,
+        threads: None,
+    };
+    let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
+    let start = crate::simulate::start_of(prepared.grid.start);
+    let report = crate::tune::tune(config, &budget, &demand, start, &tuning);
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "pool {pool}: {} candidates over {:.1} days, {} min provisioning delay, one node serves {:.1} at target {target}; under-provisioned above {} per node; SLO {} minute(s)",
+        report.candidates.len(),
+        demand.len() as f64 / 1440.0,
+        tuning.delay_minutes,
+        tuning.demand_per_node,
+        report.saturation,
+        report.slo_minutes
+    )?;
+    let line = |s: &crate::tune::Scored| {
+        let p = &s.policy;
+        let predictive = match p.horizon_minutes {
+            Some(h) => format!("forecast-and-scale {h}m"),
+            None => "reactive".to_owned(),
+        };
+        format!(
+            "target {:>6} {:<12} {:<24} cost {:>10.2}  node-h {:>9.1}  short {:>5} min  actions {:>5}{}",
+            p.target_value,
+            p.behavior,
+            predictive,
+            s.metrics.cost,
+            s.metrics.node_hours,
+            s.metrics.underprovisioned_minutes,
+            s.metrics.actions,
+            if s.meets_slo {
+                ""
+            } else {
+                "  (outside the SLO)"
+            }
+        )
+    };
+    writeln!(out, "current  {}", line(&report.current))?;
+    match &report.best {
+        Some(best) => {
+            writeln!(out, "best     {}", line(best))?;
+            let saving = report.current.metrics.cost - best.metrics.cost;
+            if report.current.metrics.cost > 0.0 {
+                writeln!(
+                    out,
+                    "         {saving:.2} less over the trace ({:.1} %)",
+                    100.0 * saving / report.current.metrics.cost
+                )?;
+            }
+        }
+        None => writeln!(
+            out,
+            "no candidate stays within {} under-provisioned minute(s); the closest:
+         {}",
+            report.slo_minutes,
+            report.candidates.first().map(line).unwrap_or_default()
+        )?,
+    }
+    writeln!(out, "next best:")?;
+    for c in report.candidates.iter().skip(1).take(5) {
+        writeln!(out, "         {}", line(c))?;
+    }
+    if let Some(snippet) = &report.snippet {
+        writeln!(out)?;
+        write!(out, "{snippet}")?;
+    }
+    Ok(())
+}
+
+/// `--demand-per-node` when given (above 0), else what makes the trace's peak need
+/// 80 % of the pool's max.
+pub(super) fn demand_per_node_or_peak(
+    given: Option<f64>,
+    peak: f64,
+    config: &capstan_config::Pool,
+) -> anyhow::Result<f64> {
+    match given {
+        Some(x) => {
+            anyhow::ensure!(
+                x.is_finite() && x > 0.0,
+                "--demand-per-node must be above 0"
+            );
+            Ok(x)
+        }
+        None => Ok((peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE)),
+    }
+}
+
+/// A provisioning delay in whole minutes, rounded up.
+pub(super) fn whole_minutes(delay: std::time::Duration) -> u32 {
+    u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX)
+}
+
+/// The pool `simulate` and `tune` replay: it must exist and have a target.
+pub(super) fn pool_to_replay<'c>(
+    cfg: &'c ValidatedConfig,
+    pool: &str,
+) -> anyhow::Result<&'c capstan_config::Pool> {
+    let Some(config) = cfg.pool(pool) else {
+        let names: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "--pool {pool}: no such pool in {}; configured: {}",
+            cfg.source.display(),
+            names.join(", ")
+        );
+    };
+    if let Some(group) = &config.group {
+        anyhow::bail!(
+            "pool {pool} is a member of group {group}, which sizes it; its targets are the group's"
+        );
+    }
+    anyhow::ensure!(
+        !config.targets.is_empty(),
+        "pool {pool} has no target for the trace to drive"
+    );
+    Ok(config)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn simulate(
+    cfg: &ValidatedConfig,
+    pool: &str,
+    trace: &Path,
+    demand_per_node: Option<f64>,
+    delay: std::time::Duration,
+    compare: bool,
+    svg: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::simulate as sim;
+    let config = pool_to_replay(cfg, pool)?;
+    let points = crate::trace::read_csv(trace)?;
+    let prepared = crate::analysis::prepare(&points)?;
+    let demand = sim::per_minute(&prepared.grid);
+    let peak = demand.iter().copied().fold(0.0_f64, f64::max);
+    let x = demand_per_node_or_peak(demand_per_node, peak, config)?;
+    let settings = sim::Settings {
+        demand_per_node: x,
+        delay_minutes: whole_minutes(delay),
+        keep_series: svg.is_some(),
+        hot_per_node: None,
+    };
+    // The pool alone under the fleet's budget; its own max_hourly_cost applies too.
+    let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
+    let start = sim::start_of(prepared.grid.start);
+    let (policy, series) = sim::run(config, &budget, &demand, start, &settings);
+    let reactive = compare.then(|| {
+        sim::run(
+            &sim::reactive_only(config),
+            &budget,
+            &demand,
+            start,
+            &sim::Settings {
+                keep_series: false,
+                ..settings.clone()
+            },
+        )
+        .0
+    });
+    if let Some(path) = svg {
+        let title = format!(
+            "capstan simulate: pool {pool}, {} ({}), {} min delay",
+            trace.display(),
+            config.predictive.mode.as_str(),
+            settings.delay_minutes
+        );
+        std::fs::write(path, sim::svg(&title, &series))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut doc = serde_json::json!({ "policy": policy });
+        if let Some(r) = &reactive {
+            doc["reactive"] = serde_json::to_value(r)?;
+        }
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "pool {pool}: {:.1} days, {} min provisioning delay, one node serves {x:.1} (peak {peak:.1})",
+        demand.len() as f64 / 1440.0,
+        settings.delay_minutes
+    )?;
+    let fmt_mase = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    type Cell = Box<dyn Fn(&sim::Metrics) -> String>;
+    let rows: [(&str, Cell); 6] = [
+        ("node-hours", Box::new(|m| format!("{:.1}", m.node_hours))),
+        ("cost", Box::new(|m| format!("{:.2}", m.cost))),
+        (
+            "under-provisioned minutes",
+            Box::new(|m| m.underprovisioned_minutes.to_string()),
+        ),
+        (
+            "under-provisioned demand",
+            Box::new(|m| format!("{:.1}", m.underprovisioned_demand)),
+        ),
+        ("scaling actions", Box::new(|m| m.actions.to_string())),
+        ("forecast MASE", Box::new(move |m| fmt_mase(m.mase))),
+    ];
+    writeln!(
+        out,
+        "{:<28} {:>16}{}",
+        "",
+        format!("policy ({})", config.predictive.mode.as_str()),
+        if reactive.is_some() {
+            format!(" {:>16}", "reactive")
+        } else {
+            String::new()
+        }
+    )?;
+    for (label, f) in &rows {
+        write!(out, "{label:<28} {:>16}", f(&policy))?;
+        if let Some(r) = &reactive {
+            write!(out, " {:>16}", f(r))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+pub(super) fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        threshold.is_finite() && threshold > 0.0,
+        "--threshold must be a positive number of standard deviations, e.g. 2.5"
+    );
+    let points = crate::trace::read_csv(csv)?;
+    let verdicts = crate::analysis::detect(&points, threshold)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "timestamp,value,anomaly_score,label")?;
+    for (p, v) in points.iter().zip(verdicts) {
+        writeln!(
+            out,
+            "{},{},{:.6},{}",
+            fmt_time(p.at),
+            fmt_value(p.value),
+            v.score,
+            u8::from(v.score >= 0.5)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
