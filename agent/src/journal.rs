@@ -201,6 +201,10 @@ impl Journal {
     fn write_line(&mut self, at: DateTime<Utc>, entry: &impl Serialize) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
+        // The disk first: a line on standard output is already on disk (a reader of the
+        // stream that then looks at the files finds it). A failed disk write still goes
+        // to standard output, where a log pipeline keeps it.
+        let written = self.write_to_disk(at, &line);
         if self.limits.stdout {
             // The same bytes as on disk; a closed stdout must not stop the journal.
             let mut out = std::io::stdout().lock();
@@ -208,6 +212,10 @@ impl Journal {
                 tracing::debug!(error = %e, "journal line not written to stdout");
             }
         }
+        written
+    }
+
+    fn write_to_disk(&mut self, at: DateTime<Utc>, line: &[u8]) -> std::io::Result<()> {
         let day = at.date_naive();
         if self.open.as_ref().is_none_or(|o| o.day != day) {
             self.open_day(day)?;
@@ -227,7 +235,7 @@ impl Journal {
             self.expire(day)?;
         }
         if let Some(o) = self.open.as_mut() {
-            o.file.write_all(&line)?;
+            o.file.write_all(line)?;
             o.file.flush()?;
             o.bytes += line.len() as u64;
             self.total += line.len() as u64;
