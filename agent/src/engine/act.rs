@@ -1,0 +1,263 @@
+//! Acting on a pool's plan (a cloud call, with back-off and the circuit breaker), and on
+//! a group's, with spill-over rounds.
+
+use super::*;
+
+/// Acts on one group's members: in the order the strategy fills them, each gets its
+/// grant; a member whose cloud refuses it (or whose call fails) gives its shortfall to
+/// the others in the same pass, within `room` (money per hour still free under the
+/// budget ceiling). Returns the group's outcome and the change in the fleet's cost.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn act_group(
+    group: &mut GroupRuntime,
+    plan: GroupPlan,
+    samples: Vec<Option<MetricSample>>,
+    pools: &mut [PoolRuntime],
+    seen: &[Result<Seen, PassError>],
+    planned: &mut [Option<PoolPlan>],
+    results: &mut [Option<Result<PassOutcome, PassError>>],
+    room: &mut Option<f64>,
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    (mode, now, interval): (Mode, DateTime<Utc>, std::time::Duration),
+) -> (GroupOutcome, f64) {
+    let money: Vec<group::Money> = plan.members.iter().map(|m| m.money).collect();
+    let mut rounds = group::Spillover::new(
+        plan.strategy,
+        group.config.max_skew,
+        plan.desired,
+        plan.members.iter().map(|m| m.slot).collect(),
+        money.clone(),
+        plan.members.iter().map(|m| m.granted).collect(),
+        *room,
+    );
+    while !rounds.done() {
+        for call in rounds.calls() {
+            let j = call.member;
+            let m = &plan.members[j];
+            let i = m.index;
+            let Ok(s) = &seen[i] else { continue };
+            let pool = &mut pools[i];
+            if rounds.first_round() {
+                let Some(p) = planned[i].take() else { continue };
+                let o = act(pool, s, p, claim, mode, now, interval).await;
+                if o.action == Action::Scaled {
+                    rounds.record(j, group::CallResult::Scaled(o.desired));
+                } else if o.action == Action::Failed && o.desired > o.current {
+                    rounds.record(j, group::CallResult::Refused(o.desired - o.current));
+                }
+                results[i] = Some(Ok(o));
+                continue;
+            }
+            // A second call this pass: the pool holds what the first one applied.
+            let Some(Ok(first)) = &results[i] else {
+                continue;
+            };
+            let mut p = second_plan(first, call.nodes, &money[j]);
+            p.reasons.push(Reason::GroupSpillover {
+                group: plan.name.clone(),
+                from: refusers(&plan, rounds.refused()),
+                nodes: call.extra,
+            });
+            let mut again = s.clone();
+            again.description.desired = rounds.holds()[j];
+            let mut o = act(pool, &again, p, claim, mode, now, interval).await;
+            o.current = m.slot.current;
+            if o.action == Action::Scaled {
+                rounds.record(j, group::CallResult::Scaled(call.nodes));
+            } else if o.action == Action::Failed {
+                rounds.record(j, group::CallResult::Refused(call.extra));
+            }
+            results[i] = Some(Ok(o));
+        }
+        for j in rounds.end_round() {
+            let cause = results[plan.members[j].index]
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|o| o.detail.clone())
+                .unwrap_or_default();
+            if let Some(Ok(o)) = results[plan.members[j].index].as_mut() {
+                o.reasons.push(Reason::GroupRefused {
+                    group: plan.name.clone(),
+                    nodes: rounds.refused()[j],
+                    cause,
+                });
+            }
+        }
+    }
+    *room = rounds.room();
+    let (granted, refused, spilled_in) = (rounds.granted(), rounds.refused(), rounds.spilled_in());
+    let k = plan.members.len();
+    if mode == Mode::Act {
+        if let Some(n) = plan.recommendation {
+            group.history.record_recommendation(n, now);
+        }
+        let held: u32 = rounds.holds().iter().sum();
+        group.history.record_scale(plan.current, held, now);
+    }
+    let members = plan
+        .members
+        .iter()
+        .enumerate()
+        .map(|(j, m)| MemberOutcome {
+            pool: m.pool.clone(),
+            current: m.slot.current,
+            share: m.share,
+            granted: granted[j],
+            limit: m.limit,
+            price: m.slot.price,
+            refused: refused[j],
+            spilled_in: spilled_in[j],
+        })
+        .collect();
+    let outcome = GroupOutcome {
+        at: now,
+        group: plan.name.clone(),
+        strategy: plan.strategy.as_str(),
+        current: plan.current,
+        desired: plan.desired,
+        granted: granted.iter().sum(),
+        samples,
+        members,
+        reasons: plan.reasons,
+    };
+    let cost_delta = (0..k)
+        .map(|j| money[j].cost_of(granted[j]) - money[j].cost_of(plan.members[j].granted))
+        .sum();
+    (outcome, cost_delta)
+}
+
+/// The names of the members that refused, for a spill-over's reason.
+pub(super) fn refusers(plan: &GroupPlan, refused: &[u32]) -> String {
+    plan.members
+        .iter()
+        .zip(refused)
+        .filter(|(_, n)| **n > 0)
+        .map(|(m, _)| m.pool.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A member's plan for a second call this pass: the first outcome's plan with the new
+/// grant split as the member's money says.
+pub(super) fn second_plan(first: &PassOutcome, nodes: u32, money: &group::Money) -> PoolPlan {
+    let on_demand = money.split.on_demand(nodes);
+    PoolPlan {
+        current: first.current,
+        desired: nodes,
+        on_demand,
+        spot: nodes - on_demand,
+        hourly_cost: money.cost_of(nodes),
+        recommendation: None,
+        bounds: first.bounds,
+        schedules: Vec::new(),
+        emergency: first.emergency,
+        above_max: nodes > first.bounds.max,
+        frozen_until: first.frozen_until,
+        reasons: first.reasons.clone(),
+    }
+}
+
+pub(super) async fn act(
+    pool: &mut PoolRuntime,
+    seen: &Seen,
+    planned: PoolPlan,
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    mode: Mode,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) -> PassOutcome {
+    let current = seen.description.desired;
+    let mut outcome = PassOutcome {
+        at: now,
+        current,
+        desired: planned.desired,
+        on_demand: planned.on_demand,
+        spot: planned.spot,
+        hourly_cost: planned.hourly_cost,
+        bounds: planned.bounds,
+        schedules: planned.schedules.iter().map(|w| w.name.clone()).collect(),
+        emergency: planned.emergency,
+        frozen_until: planned.frozen_until,
+        spot_fallback_until: pool.state.spot.fallback.as_ref().map(|f| f.until),
+        action: Action::None,
+        detail: None,
+        error_kind: None,
+        samples: seen.samples.clone(),
+        forecasts: seen.outlook.forecasts.clone(),
+        mase: seen.outlook.mase.clone(),
+        predictive_active: seen.outlook.active,
+        reasons: planned.reasons,
+        group: pool.config.group.clone(),
+    };
+    if mode == Mode::PlanOnly {
+        outcome.action = Action::Plan;
+        return outcome;
+    }
+    if let Some(nodes) = planned.recommendation {
+        pool.history.record_recommendation(nodes, now);
+    }
+    let target = CapacityTarget {
+        capacity: planned.desired,
+        on_demand: planned.on_demand,
+        emergency: planned.above_max,
+    };
+    let split_changed = pool
+        .last_target
+        .is_some_and(|t| t.capacity == current && t.on_demand != target.on_demand);
+    if planned.desired == current && !split_changed {
+        pool.succeeded();
+        pool.last = Some(outcome.clone());
+        return outcome;
+    }
+    // Checked right before the cloud call: only the leader acts, and only while its
+    // lease is confirmed beyond the safety margin.
+    let may_act = claim.borrow().may_act(tokio::time::Instant::now());
+    if let Err(why) = may_act {
+        outcome.action = Action::Skipped;
+        outcome.detail = Some(why);
+        pool.last = Some(outcome.clone());
+        return outcome;
+    }
+    match pool.provider.apply(&target).await {
+        Ok(()) => {
+            pool.history.record_scale(current, planned.desired, now);
+            pool.last_target = Some(target);
+            pool.succeeded();
+            outcome.action = Action::Scaled;
+            let direction = match planned.desired.cmp(&current) {
+                std::cmp::Ordering::Greater => Some(Direction::Up),
+                std::cmp::Ordering::Less => Some(Direction::Down),
+                std::cmp::Ordering::Equal => None,
+            };
+            if let Some(d) = direction {
+                outcome
+                    .reasons
+                    .extend(pool.state.flap.record(&pool.config.flap, d, now));
+                outcome.frozen_until = pool.state.flap.frozen(now);
+            }
+        }
+        Err(e) => {
+            if let ProviderError::InsufficientCapacity { message } = &e {
+                let running = running_spot(&seen.description);
+                let missing = target.spot().saturating_sub(running);
+                if let Some(r) = pool.state.spot.refused(
+                    pool.config.spot.as_ref(),
+                    missing,
+                    running,
+                    message,
+                    now,
+                ) {
+                    outcome.reasons.push(r);
+                    outcome.spot_fallback_until =
+                        pool.state.spot.fallback.as_ref().map(|f| f.until);
+                }
+            }
+            provider_failure(pool, &e, now, interval);
+            outcome.action = Action::Failed;
+            outcome.detail = Some(e.to_string());
+            outcome.error_kind = Some(e.kind());
+        }
+    }
+    pool.last = Some(outcome.clone());
+    outcome
+}

@@ -1,0 +1,254 @@
+//! One planning pass over the pools: describe, aggregate, plan, actuate, record.
+//! The daemon runs it every interval; `capstan plan` runs it once without acting.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use capstan_collectors::NodeReport;
+use capstan_config::{Budget, Group, Pool, ProviderConfig, ValidatedConfig};
+use capstan_providers::dry_run::DryRunProvider;
+use capstan_providers::{
+    CapacityTarget, Lifecycle, Market, NodePoolProvider, PoolDescription, ProviderError,
+};
+
+use crate::aggregate;
+use crate::brain::budget::BudgetPolicy;
+use crate::brain::fleet::{GroupInput, GroupPlan, PoolInput, PoolPlan, PoolState, View};
+use crate::brain::group::{self, Limit};
+use crate::brain::planner::Metric;
+use crate::brain::predictive::{Outlook, Predictor};
+use crate::brain::schedule::Bounds;
+use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
+use crate::coordinator::Claim;
+use crate::history::HistoryStore;
+
+mod act;
+mod observe;
+mod outcome;
+mod record;
+mod runtime;
+#[cfg(test)]
+mod tests;
+
+use self::{act::*, observe::*};
+pub use self::{outcome::*, record::*, runtime::*};
+
+/// Runs one pass over every pool: describes each, plans the fleet (schedules,
+/// emergencies, the HPA planner, flap protection, spot fallback, the budget by tier),
+/// and, in [`Mode::Act`] while `claim` says this agent leads, applies each absolute
+/// target that differs from what the pool holds. `reports` are this pass's fresh node
+/// reports, any pool.
+#[allow(clippy::too_many_arguments)]
+pub async fn fleet_pass(
+    pools: &mut [PoolRuntime],
+    groups: &mut [GroupRuntime],
+    reports: &[&NodeReport],
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    mode: Mode,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+    budget: &Budget,
+) -> FleetOutcome {
+    let mut seen = Vec::with_capacity(pools.len());
+    for pool in pools.iter_mut() {
+        let group_targets = pool
+            .config
+            .group
+            .as_ref()
+            .and_then(|g| groups.iter().find(|r| &r.config.name == g))
+            .map_or(&[][..], |g| &g.config.targets[..]);
+        seen.push(observe(pool, group_targets, reports, now, interval).await);
+    }
+
+    let members = group_members(pools, groups);
+    let group_samples = observe_groups(pools, groups, &members, &seen, now).await;
+
+    let plan = {
+        let group_inputs: Vec<GroupInput<'_>> = groups
+            .iter()
+            .zip(&members)
+            .zip(&group_samples)
+            .map(|((g, members), samples)| GroupInput {
+                config: &g.config,
+                policy: &g.policy,
+                history: &g.history,
+                metrics: samples,
+                members,
+            })
+            .collect();
+        let mut inputs: Vec<PoolInput<'_>> = pools
+            .iter_mut()
+            .zip(&seen)
+            .map(|(pool, seen)| {
+                let seen = seen.as_ref().ok();
+                let last_known = last_known(pool);
+                let prices = brain::fleet::prices(
+                    pool.config.price.as_ref(),
+                    seen.into_iter()
+                        .flat_map(|s| s.description.in_service())
+                        .map(|i| i.instance_type.as_deref()),
+                    seen.and_then(|s| s.live_spot),
+                );
+                PoolInput {
+                    config: &pool.config,
+                    policy: &pool.policy,
+                    prices,
+                    state: &mut pool.state,
+                    view: seen.map(|s| View {
+                        current: s.description.desired,
+                        metrics: &s.samples,
+                        history: &pool.history,
+                        running_spot: running_spot(&s.description),
+                        asked_spot: pool.last_target.map(|t| t.spot()),
+                        outlook: Some(&s.outlook),
+                        surge: s.surge.as_deref(),
+                        interrupted: s.interrupted,
+                        faulty_gpus: s.faulty_gpus,
+                    }),
+                    last_known,
+                }
+            })
+            .collect();
+        brain::fleet::plan_fleet_with_groups(
+            &mut inputs,
+            &group_inputs,
+            &BudgetPolicy::from(budget),
+            now,
+        )
+    };
+
+    let mut planned: Vec<Option<PoolPlan>> = plan.pools.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Result<PassOutcome, PassError>>> = Vec::with_capacity(pools.len());
+    for (i, (pool, seen)) in pools.iter_mut().zip(&seen).enumerate() {
+        // Group members are acted on with their group, below.
+        if pool.config.group.is_some() {
+            results.push(None);
+            continue;
+        }
+        let Some(planned) = planned[i].take() else {
+            results.push(None);
+            continue;
+        };
+        results.push(Some(match seen {
+            Ok(s) => Ok(act(pool, s, planned, claim, mode, now, interval).await),
+            Err(e) => Err(e.clone()),
+        }));
+    }
+    let mut fleet_hourly_cost = plan.fleet_hourly_cost;
+    let mut room = plan
+        .budget_ceiling
+        .map(|c| (c - plan.fleet_hourly_cost).max(0.0));
+    let mut group_outcomes = Vec::with_capacity(groups.len());
+    for ((group, gp), samples) in groups.iter_mut().zip(plan.groups).zip(group_samples) {
+        let outcome = act_group(
+            group,
+            gp,
+            samples,
+            pools,
+            &seen,
+            &mut planned,
+            &mut results,
+            &mut room,
+            claim,
+            (mode, now, interval),
+        )
+        .await;
+        fleet_hourly_cost += outcome.1;
+        group_outcomes.push(outcome.0);
+    }
+    let results = results
+        .into_iter()
+        .zip(seen)
+        .map(|(r, seen)| match (r, seen) {
+            (Some(r), _) => r,
+            (None, Err(e)) => Err(e),
+            // Every pool with a view is acted on above, in or out of a group.
+            (None, Ok(_)) => Err(PassError::Describe(ProviderError::Transient {
+                message: "no decision was made for this pool this pass".into(),
+            })),
+        })
+        .collect();
+    FleetOutcome {
+        at: now,
+        pools: results,
+        groups: group_outcomes,
+        fleet_hourly_cost,
+        budget_ceiling: plan.budget_ceiling,
+        over_budget: plan.over_budget,
+        reasons: plan.reasons,
+    }
+}
+
+/// Where a pool that cannot be described is counted: its last known size, or, never
+/// seen, its max, so a flaky cloud API cannot let the others spend its share.
+fn last_known(pool: &PoolRuntime) -> u32 {
+    pool.last
+        .as_ref()
+        .map(|l| l.current)
+        .or(pool.last_target.map(|t| t.capacity))
+        .unwrap_or(pool.config.max)
+}
+
+/// Each group's members: indices into `pools`, in the order listed.
+fn group_members(pools: &[PoolRuntime], groups: &[GroupRuntime]) -> Vec<Vec<usize>> {
+    groups
+        .iter()
+        .map(|g| {
+            g.config
+                .members
+                .iter()
+                .filter_map(|m| pools.iter().position(|p| &p.config.name == m))
+                .collect()
+        })
+        .collect()
+}
+
+/// Each group's samples over its members' nodes (PromQL targets queried once for the
+/// group); prunes each group's history and, on its first look, seeds it with the
+/// group's size, as a pool's.
+async fn observe_groups(
+    pools: &[PoolRuntime],
+    groups: &mut [GroupRuntime],
+    members: &[Vec<usize>],
+    seen: &[Result<Seen, PassError>],
+    now: DateTime<Utc>,
+) -> Vec<Vec<Option<MetricSample>>> {
+    let mut out = Vec::with_capacity(groups.len());
+    for (group, members) in groups.iter_mut().zip(members) {
+        let mut parts = Vec::with_capacity(members.len());
+        let mut current = 0_u32;
+        let mut nodes = 0_u32;
+        for &i in members {
+            match &seen[i] {
+                Ok(s) => {
+                    nodes = nodes.saturating_add(s.in_service);
+                    current = current.saturating_add(s.description.desired);
+                    parts.push((s.group_samples.clone(), s.in_service));
+                }
+                Err(_) => current = current.saturating_add(last_known(&pools[i])),
+            }
+        }
+        let mut samples = aggregate::merge(&parts, group.config.targets.len());
+        let failures = promql_samples(
+            &group.config.name,
+            &group.config.targets,
+            nodes,
+            &mut samples,
+        )
+        .await;
+        for f in failures {
+            tracing::debug!(group = %group.config.name, reason = %f, "group target unavailable");
+        }
+        group.history.prune(&group.policy.behavior, now);
+        if !group.looked && group.history.recommendations.is_empty() {
+            group.history.record_recommendation(current, now);
+        }
+        group.looked = true;
+        out.push(samples);
+    }
+    out
+}

@@ -1,0 +1,215 @@
+//! Observing a pool: describing it at its cloud, aggregating its reports and scrapes,
+//! and classifying provider failures.
+
+use super::*;
+
+pub(super) fn provider_failure(
+    pool: &mut PoolRuntime,
+    err: &ProviderError,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) {
+    pool.failures = pool.failures.saturating_add(1);
+    pool.last_failure = Some(err.to_string());
+    let most = chrono::Duration::from_std(pool.config.circuit.max_backoff)
+        .unwrap_or(chrono::Duration::minutes(5));
+    let base = chrono::Duration::from_std(interval).unwrap_or(most);
+    let backoff = base * 2i32.saturating_pow(pool.failures.min(16)).min(1 << 16);
+    let wait = match err {
+        ProviderError::Throttled {
+            retry_after: Some(hint),
+            ..
+        } => chrono::Duration::from_std(*hint)
+            .unwrap_or(most)
+            .max(backoff),
+        _ => backoff,
+    };
+    pool.retry_at = Some(now + wait.min(most));
+    if pool.failures == pool.config.circuit.failures {
+        tracing::warn!(
+            pool = %pool.config.name,
+            failures = pool.failures,
+            error = %err,
+            until = %pool.retry_at.unwrap_or(now),
+            "circuit open: no calls to this pool's provider until then, then one try"
+        );
+    }
+}
+
+/// What describing a pool gave.
+#[derive(Clone)]
+pub(super) struct Seen {
+    pub(super) description: PoolDescription,
+    pub(super) samples: Vec<Option<MetricSample>>,
+    pub(super) live_spot: Option<f64>,
+    /// The predictor's outlook, its reasons including this pass's anomalies.
+    pub(super) outlook: Outlook,
+    /// The metric of the first surge anomaly this pass.
+    pub(super) surge: Option<Metric>,
+    /// Nodes with an interruption notice.
+    pub(super) interrupted: u32,
+    /// Nodes with a faulty GPU.
+    pub(super) faulty_gpus: u32,
+    /// In-service instances.
+    pub(super) in_service: u32,
+    /// For a group member: one sample per target of its group.
+    pub(super) group_samples: Vec<Option<MetricSample>>,
+}
+
+/// Describes `pool` and aggregates its reports: samples of its own targets and, for a
+/// group member, of its group's (`group_targets`).
+pub(super) async fn observe(
+    pool: &mut PoolRuntime,
+    group_targets: &[capstan_config::Target],
+    reports: &[&NodeReport],
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) -> Result<Seen, PassError> {
+    if let Some(until) = pool.retry_at.filter(|at| *at > now) {
+        return Err(PassError::BackingOff {
+            failures: pool.failures,
+            until,
+            last: pool
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| "not recorded".to_owned()),
+        });
+    }
+    let description = match pool.provider.describe().await {
+        Ok(d) => d,
+        Err(e) => {
+            provider_failure(pool, &e, now, interval);
+            return Err(PassError::Describe(e));
+        }
+    };
+    // Asked only when an instance runs a type not looked up yet; a failure keeps the
+    // last catalogue and asks again next pass.
+    let unknown_type = description.instances.iter().any(|i| {
+        i.instance_type
+            .as_ref()
+            .is_some_and(|t| !pool.instance_types.iter().any(|s| &s.name == t))
+    });
+    if unknown_type {
+        match pool.provider.instance_types().await {
+            Ok(shapes) => pool.instance_types = shapes,
+            Err(e) => {
+                tracing::debug!(pool = %pool.config.name, error = %e, "no instance-type catalogue this pass");
+            }
+        }
+    }
+    // A missing live price is not worth a failed pass: the configured one applies.
+    let live_spot = if pool.config.spot.is_some() {
+        match pool.provider.spot_price().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(pool = %pool.config.name, error = %e, "no live spot price; using the configured one");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let pool_reports: Vec<&NodeReport> = reports
+        .iter()
+        .copied()
+        .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
+        .collect();
+    let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
+    let in_service = in_service(&description);
+    let query_failures = promql_samples(
+        &pool.config.name,
+        &pool.config.targets,
+        in_service,
+        &mut samples,
+    )
+    .await;
+    let group_samples = aggregate::samples_for(group_targets, &description, &pool_reports);
+    let interrupted = aggregate::interrupted(&description, &pool_reports);
+    let faulty_gpus = aggregate::faulty_gpus(&description, &pool_reports);
+    pool.history.prune(&pool.policy.behavior, now);
+    if pool.last.is_none() && pool.history.recommendations.is_empty() {
+        // As HPA does for a target it sees for the first time: the current size counts
+        // as a recent recommendation, so a (re)started agent waits out the scale-down
+        // window instead of shrinking the pool on its first look.
+        pool.history.record_recommendation(description.desired, now);
+    }
+    let (anomalies, surge) = track_demand(pool, &samples, now);
+    track_usage(pool, description.desired, &pool_reports, now);
+    let mut outlook = pool
+        .predictor
+        .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
+    outlook.reasons.extend(query_failures);
+    outlook.reasons.extend(anomalies);
+    Ok(Seen {
+        description,
+        samples,
+        live_spot,
+        outlook,
+        surge,
+        interrupted,
+        faulty_gpus,
+        in_service,
+        group_samples,
+    })
+}
+
+/// In-service instances of a pool.
+pub(super) fn in_service(description: &PoolDescription) -> u32 {
+    let n = description
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle == Lifecycle::InService)
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Fills the samples of PromQL targets: the query's value is the per-node average over
+/// the pool's in-service nodes. A failed query leaves the target unavailable and says
+/// why.
+pub(super) async fn promql_samples(
+    name: &str,
+    targets: &[capstan_config::Target],
+    nodes: u32,
+    samples: &mut [Option<crate::brain::MetricSample>],
+) -> Vec<crate::brain::Reason> {
+    let mut failures = Vec::new();
+    for (target, sample) in targets.iter().zip(samples.iter_mut()) {
+        let capstan_config::TargetSource::PromQl {
+            query,
+            url,
+            timeout,
+        } = &target.source
+        else {
+            continue;
+        };
+        match crate::promql::query(url, query, *timeout).await {
+            Ok(v) if nodes > 0 => {
+                *sample = Some(crate::brain::MetricSample {
+                    sum: v * f64::from(nodes),
+                    ready: nodes,
+                    missing: 0,
+                    unready: 0,
+                    reporting: nodes,
+                });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(pool = %name, %query, %error, "PromQL target unavailable");
+                failures.push(crate::brain::Reason::QueryFailed {
+                    query: query.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    failures
+}
+
+pub(super) fn running_spot(d: &PoolDescription) -> u32 {
+    let n = d
+        .instances
+        .iter()
+        .filter(|i| i.market == Market::Spot && i.lifecycle != Lifecycle::Terminating)
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,141 @@
+//! Recording demand and usage, a minute at a time, to the history stores (and warming
+//! a pool's predictor from them).
+
+use super::*;
+
+/// Adds this pass's demand (each target's readings summed over the pool) to the
+/// minute being accumulated; when a minute closes, records it in the predictor and the
+/// history store. Returns the anomalies found, and the metric of a surge among them.
+pub(super) fn track_demand(
+    pool: &mut PoolRuntime,
+    samples: &[Option<MetricSample>],
+    now: DateTime<Utc>,
+) -> (Vec<Reason>, Option<Metric>) {
+    let mut reasons = Vec::new();
+    let mut surge = None;
+    if !pool.predictor.enabled() {
+        return (reasons, surge);
+    }
+    let minute = now.timestamp().div_euclid(60);
+    let n = pool.policy.targets.len();
+    if let Some((m, sums)) = pool.minute.take() {
+        if m == minute {
+            pool.minute = Some((m, sums));
+        } else if m < minute {
+            let point: Vec<Option<f64>> = sums
+                .iter()
+                .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
+                .collect();
+            if let Some(store) = &pool.history_store
+                && let Err(e) = store.append(&pool.config.name, &(m, point.clone()))
+            {
+                tracing::warn!(pool = %pool.config.name, error = %e, "cannot write demand history");
+            }
+            for event in pool.predictor.record(m, &point) {
+                let metric = pool.policy.targets[event.target].metric.clone();
+                if event.verdict.z > 0.0 && surge.is_none() {
+                    surge = Some(metric.clone());
+                }
+                reasons.push(Reason::Anomaly {
+                    metric,
+                    value: event.value,
+                    expected: event.verdict.expected.unwrap_or(f64::NAN),
+                    z: event.verdict.z,
+                });
+            }
+        }
+    }
+    let (m, sums) = pool
+        .minute
+        .get_or_insert_with(|| (minute, vec![(0.0, 0); n]));
+    if *m == minute {
+        for (acc, sample) in sums.iter_mut().zip(samples) {
+            if let Some(s) = sample.filter(|s| s.ready > 0 && s.sum.is_finite()) {
+                acc.0 += s.sum;
+                acc.1 += 1;
+            }
+        }
+    }
+    (reasons, surge)
+}
+
+/// Adds this pass's usage to the minute being accumulated; when a minute closes,
+/// writes its means to the usage store, if the pool has one.
+pub(super) fn track_usage(
+    pool: &mut PoolRuntime,
+    nodes: u32,
+    reports: &[&NodeReport],
+    now: DateTime<Utc>,
+) {
+    if pool.usage_store.is_none() {
+        return;
+    }
+    let usage = aggregate::usage(nodes, reports);
+    let minute = now.timestamp().div_euclid(60);
+    if let Some((m, sums)) = pool.usage.take_if(|(m, _)| *m != minute)
+        && m < minute
+        && let Some(store) = &pool.usage_store
+    {
+        let point: Vec<Option<f64>> = sums
+            .iter()
+            .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
+            .collect();
+        if let Err(e) = store.append(&pool.config.name, &(m, point)) {
+            tracing::warn!(pool = %pool.config.name, error = %e, "cannot write usage history");
+        }
+    }
+    let (_, sums) = pool.usage.get_or_insert((minute, [(0.0, 0); 5]));
+    for (acc, v) in sums.iter_mut().zip(usage) {
+        if let Some(v) = v {
+            acc.0 += v;
+            acc.1 += 1;
+        }
+    }
+}
+
+/// How long usage history is kept: `capstan rightsizing --days` looks back at most
+/// this far.
+pub const USAGE_RETENTION_DAYS: i64 = 35;
+
+/// Gives every pool without one the usage store, and compacts each pool's usage
+/// history to [`USAGE_RETENTION_DAYS`].
+pub fn attach_usage(pools: &mut [PoolRuntime], store: &Arc<dyn HistoryStore>, now: DateTime<Utc>) {
+    let since = now.timestamp().div_euclid(60) - USAGE_RETENTION_DAYS * 1440;
+    for pool in pools.iter_mut().filter(|p| p.usage_store.is_none()) {
+        pool.usage_store = Some(store.clone());
+        // Loading compacts the file to the window.
+        if let Err(e) = store.load(&pool.config.name, since) {
+            tracing::warn!(pool = %pool.config.name, error = %e, "cannot read usage history");
+        }
+    }
+}
+
+/// Gives every pool without one the history store, and replays its recent history into
+/// its predictor, so forecasts are warm after a restart.
+pub fn attach_history(
+    pools: &mut [PoolRuntime],
+    store: &Arc<dyn HistoryStore>,
+    now: DateTime<Utc>,
+) {
+    for pool in pools.iter_mut().filter(|p| p.history_store.is_none()) {
+        pool.history_store = Some(store.clone());
+        if !pool.predictor.enabled() {
+            continue;
+        }
+        let window =
+            i64::try_from(pool.config.predictive.history.as_secs() / 60).unwrap_or(i64::MAX);
+        let since = now.timestamp().div_euclid(60).saturating_sub(window);
+        match store.load(&pool.config.name, since) {
+            Ok(points) => {
+                let n = pool.policy.targets.len();
+                for (minute, mut values) in points {
+                    values.resize(n, None);
+                    pool.predictor.record(minute, &values);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(pool = %pool.config.name, error = %e, "cannot read demand history; forecasts start cold");
+            }
+        }
+    }
+}
