@@ -767,8 +767,7 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
                 for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
-                    let metrics = gone.policy.targets.iter().map(|t| &*t.metric);
-                    self.shared.metrics.remove_pool(&gone.config.name, metrics);
+                    self.shared.metrics.remove_pool(&gone.config.name);
                 }
                 if new.agent.listen != self.cfg.agent.listen {
                     tracing::warn!(old = %self.cfg.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");

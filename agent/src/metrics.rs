@@ -1,7 +1,9 @@
 //! Every metric Capstan exports, in one place. Names are part of the interface:
 //! dashboards and alert rules in `packaging/` use them.
 
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -164,26 +166,170 @@ pub struct VersionLabel {
 
 type GaugeF = Gauge<f64, AtomicU64>;
 
+/// A label set that names a pool.
+pub trait PoolScoped {
+    /// The pool it names.
+    fn pool(&self) -> &str;
+}
+
+impl PoolScoped for PoolLabel {
+    fn pool(&self) -> &str {
+        &self.pool
+    }
+}
+
+impl PoolScoped for PoolMetricLabels {
+    fn pool(&self) -> &str {
+        &self.pool
+    }
+}
+
+impl PoolScoped for PoolActionLabels {
+    fn pool(&self) -> &str {
+        &self.pool
+    }
+}
+
+impl PoolScoped for PoolErrorLabels {
+    fn pool(&self) -> &str {
+        &self.pool
+    }
+}
+
+/// A family of series labelled with a pool. It remembers every label set it has
+/// created, so when a pool goes all its series go ([`Metrics::remove_pool`]): nothing
+/// to list by hand, and nothing left behind when a metric is added.
+#[derive(Debug)]
+pub struct PoolFamily<L, M> {
+    family: Family<L, M>,
+    created: Arc<Mutex<HashSet<L>>>,
+}
+
+impl<L, M> Clone for PoolFamily<L, M> {
+    fn clone(&self) -> Self {
+        Self {
+            family: self.family.clone(),
+            created: Arc::clone(&self.created),
+        }
+    }
+}
+
+impl<L: Clone + std::hash::Hash + Eq, M: Default> Default for PoolFamily<L, M> {
+    fn default() -> Self {
+        Self {
+            family: Family::default(),
+            created: Arc::default(),
+        }
+    }
+}
+
+impl<L, M> PoolFamily<L, M>
+where
+    L: Clone + std::hash::Hash + Eq,
+    M: Default,
+{
+    /// The series of `labels`, created if new.
+    pub fn get_or_create(&self, labels: &L) -> impl std::ops::Deref<Target = M> + '_ {
+        {
+            let mut created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
+            if !created.contains(labels) {
+                created.insert(labels.clone());
+            }
+        }
+        self.family.get_or_create(labels)
+    }
+
+    /// Drops the series of `labels`; whether it existed.
+    pub fn remove(&self, labels: &L) -> bool {
+        self.created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(labels);
+        self.family.remove(labels)
+    }
+
+    /// The family, to register.
+    fn series(&self) -> Family<L, M> {
+        self.family.clone()
+    }
+}
+
+/// Drops one pool's series from a family.
+trait PoolSeries: std::fmt::Debug + Send + Sync {
+    fn remove_pool(&self, pool: &str);
+}
+
+impl<L, M> PoolSeries for PoolFamily<L, M>
+where
+    L: PoolScoped + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync,
+    M: std::fmt::Debug + Send + Sync,
+{
+    fn remove_pool(&self, pool: &str) {
+        self.created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|labels| {
+                if labels.pool() == pool {
+                    self.family.remove(labels);
+                    false
+                } else {
+                    true
+                }
+            });
+    }
+}
+
+/// Registers a pool family and enrols it for [`Metrics::remove_pool`].
+fn register_pool<L, M>(
+    r: &mut Registry,
+    pool_series: &mut Vec<Box<dyn PoolSeries>>,
+    name: &str,
+    help: &str,
+    family: &PoolFamily<L, M>,
+) where
+    L: PoolScoped
+        + EncodeLabelSet
+        + Clone
+        + std::hash::Hash
+        + Eq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    r.register(name, help, family.series());
+    pool_series.push(Box::new(family.clone()));
+}
+
 /// The agent's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Every family labelled with a pool, for [`Metrics::remove_pool`].
+    pool_series: Vec<Box<dyn PoolSeries>>,
     /// `capstan_pool_desired_nodes{pool}`: nodes the last decision asked for.
-    pub pool_desired_nodes: Family<PoolLabel, Gauge>,
+    pub pool_desired_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_current_nodes{pool}`: nodes the provider reported.
-    pub pool_current_nodes: Family<PoolLabel, Gauge>,
+    pub pool_current_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_min_nodes{pool}`.
-    pub pool_min_nodes: Family<PoolLabel, Gauge>,
+    pub pool_min_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_max_nodes{pool}`.
-    pub pool_max_nodes: Family<PoolLabel, Gauge>,
+    pub pool_max_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_metric_value{pool,metric}`: the average per node of a target metric.
-    pub pool_metric_value: Family<PoolMetricLabels, GaugeF>,
+    pub pool_metric_value: PoolFamily<PoolMetricLabels, GaugeF>,
     /// `capstan_pool_metric_target{pool,metric}`: the target per node.
-    pub pool_metric_target: Family<PoolMetricLabels, GaugeF>,
+    pub pool_metric_target: PoolFamily<PoolMetricLabels, GaugeF>,
     /// `capstan_decisions_total{pool,action}`.
-    pub decisions: Family<PoolActionLabels, Counter>,
+    pub decisions: PoolFamily<PoolActionLabels, Counter>,
     /// `capstan_provider_errors_total{pool,kind}`.
-    pub provider_errors: Family<PoolErrorLabels, Counter>,
+    pub provider_errors: PoolFamily<PoolErrorLabels, Counter>,
     /// `capstan_config_reloads_total{result}`.
     pub config_reloads: Family<ResultLabel, Counter>,
     /// `capstan_collection_errors_total{collector}`.
@@ -204,21 +350,21 @@ pub struct Metrics {
     /// `capstan_host_load1_per_core`.
     pub host_load1_per_core: GaugeF,
     /// `capstan_pool_hourly_cost{pool}`: cost per hour of the pool as planned.
-    pub pool_hourly_cost: Family<PoolLabel, GaugeF>,
+    pub pool_hourly_cost: PoolFamily<PoolLabel, GaugeF>,
     /// `capstan_pool_on_demand_nodes{pool}`: on-demand nodes planned.
-    pub pool_on_demand_nodes: Family<PoolLabel, Gauge>,
+    pub pool_on_demand_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_spot_nodes{pool}`: spot nodes planned.
-    pub pool_spot_nodes: Family<PoolLabel, Gauge>,
+    pub pool_spot_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_effective_min_nodes{pool}`: min this pass, after schedules.
-    pub pool_effective_min_nodes: Family<PoolLabel, Gauge>,
+    pub pool_effective_min_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_effective_max_nodes{pool}`: max this pass, after schedules.
-    pub pool_effective_max_nodes: Family<PoolLabel, Gauge>,
+    pub pool_effective_max_nodes: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_emergency{pool}`: 1 while an emergency is in force.
-    pub pool_emergency: Family<PoolLabel, Gauge>,
+    pub pool_emergency: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_flapping{pool}`: 1 while the pool is frozen after flapping.
-    pub pool_flapping: Family<PoolLabel, Gauge>,
+    pub pool_flapping: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_spot_fallback{pool}`: 1 while spot is planned as on-demand.
-    pub pool_spot_fallback: Family<PoolLabel, Gauge>,
+    pub pool_spot_fallback: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_group_current_nodes{group}`: nodes a group's members hold.
     pub group_current_nodes: Family<GroupLabel, Gauge>,
     /// `capstan_group_desired_nodes{group}`: the size a group's targets ask for.
@@ -234,19 +380,19 @@ pub struct Metrics {
     pub budget_over: Gauge,
     /// `capstan_pool_circuit_open{pool}`: 1 while the pool's provider calls are
     /// suspended after failures (the actuator's circuit breaker).
-    pub pool_circuit_open: Family<PoolLabel, Gauge>,
+    pub pool_circuit_open: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_consecutive_failures{pool}`: failed provider calls in a row.
-    pub pool_consecutive_failures: Family<PoolLabel, Gauge>,
+    pub pool_consecutive_failures: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_demand{pool,metric}`: a target's readings summed over the pool.
-    pub pool_demand: Family<PoolMetricLabels, GaugeF>,
+    pub pool_demand: PoolFamily<PoolMetricLabels, GaugeF>,
     /// `capstan_forecast_demand{pool,metric}`: demand forecast `predictive.horizon` ahead.
-    pub forecast_demand: Family<PoolMetricLabels, GaugeF>,
+    pub forecast_demand: PoolFamily<PoolMetricLabels, GaugeF>,
     /// `capstan_forecast_mase{pool,metric}`: the forecast's trailing-day MASE.
-    pub forecast_mase: Family<PoolMetricLabels, GaugeF>,
+    pub forecast_mase: PoolFamily<PoolMetricLabels, GaugeF>,
     /// `capstan_anomalies_total{pool,metric}`: anomaly onsets in a target's demand.
-    pub anomalies: Family<PoolMetricLabels, Counter>,
+    pub anomalies: PoolFamily<PoolMetricLabels, Counter>,
     /// `capstan_pool_predictive_active{pool}`: 1 while predictive scaling is in force.
-    pub pool_predictive_active: Family<PoolLabel, Gauge>,
+    pub pool_predictive_active: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_reports_received_total`: node reports the leader accepted.
     pub reports_received: Counter,
     /// `capstan_reports_rejected_total{reason}`: node reports the leader refused.
@@ -254,10 +400,10 @@ pub struct Metrics {
     /// `capstan_reports_sent_total{result}`: this node's reports to the leader.
     pub reports_sent: Family<ResultLabel, Counter>,
     /// `capstan_pool_nodes_reporting{pool}`: nodes whose last report is fresh.
-    pub pool_nodes_reporting: Family<PoolLabel, Gauge>,
+    pub pool_nodes_reporting: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_pool_nodes_stale{pool}`: nodes silent for three intervals, not yet
     /// dropped (`cluster.node_expiry`).
-    pub pool_nodes_stale: Family<PoolLabel, Gauge>,
+    pub pool_nodes_stale: PoolFamily<PoolLabel, Gauge>,
     /// `capstan_leader_changes_total`: times this agent gained or lost leadership.
     pub leader_changes: Counter,
     /// `capstan_provider_requests_total{provider,operation,outcome}`: calls to pools'
@@ -296,9 +442,6 @@ pub struct Metrics {
 /// No labels: a family that can be emptied, for series that exist only sometimes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NoLabels {}
-
-/// Every `action` label of `capstan_decisions_total`.
-pub const ACTIONS: [&str; 5] = ["none", "scaled", "skipped", "failed", "plan"];
 
 /// Every metric name, with its type, as it appears in the exposition.
 pub const NAMES: &[(&str, &str)] = &[
@@ -380,15 +523,16 @@ impl Metrics {
             "Capstan's version, the revision it was built from and its compiled features; always 1",
             build_info,
         );
+        let mut pool_series: Vec<Box<dyn PoolSeries>> = Vec::new();
         let m = Self {
-            pool_desired_nodes: Family::default(),
-            pool_current_nodes: Family::default(),
-            pool_min_nodes: Family::default(),
-            pool_max_nodes: Family::default(),
-            pool_metric_value: Family::default(),
-            pool_metric_target: Family::default(),
-            decisions: Family::default(),
-            provider_errors: Family::default(),
+            pool_desired_nodes: PoolFamily::default(),
+            pool_current_nodes: PoolFamily::default(),
+            pool_min_nodes: PoolFamily::default(),
+            pool_max_nodes: PoolFamily::default(),
+            pool_metric_value: PoolFamily::default(),
+            pool_metric_target: PoolFamily::default(),
+            decisions: PoolFamily::default(),
+            provider_errors: PoolFamily::default(),
             config_reloads: Family::default(),
             collection_errors: Family::default(),
             // 50 µs … about 0.4 s.
@@ -399,32 +543,32 @@ impl Metrics {
             host_cpu_percent: GaugeF::default(),
             host_memory_percent: GaugeF::default(),
             host_load1_per_core: GaugeF::default(),
-            pool_hourly_cost: Family::default(),
-            pool_on_demand_nodes: Family::default(),
-            pool_spot_nodes: Family::default(),
-            pool_effective_min_nodes: Family::default(),
-            pool_effective_max_nodes: Family::default(),
-            pool_emergency: Family::default(),
-            pool_flapping: Family::default(),
-            pool_spot_fallback: Family::default(),
+            pool_hourly_cost: PoolFamily::default(),
+            pool_on_demand_nodes: PoolFamily::default(),
+            pool_spot_nodes: PoolFamily::default(),
+            pool_effective_min_nodes: PoolFamily::default(),
+            pool_effective_max_nodes: PoolFamily::default(),
+            pool_emergency: PoolFamily::default(),
+            pool_flapping: PoolFamily::default(),
+            pool_spot_fallback: PoolFamily::default(),
             group_current_nodes: Family::default(),
             group_desired_nodes: Family::default(),
             group_spillover_nodes: Family::default(),
             budget_hourly_cost: GaugeF::default(),
             budget_ceiling: Family::default(),
             budget_over: Gauge::default(),
-            pool_circuit_open: Family::default(),
-            pool_consecutive_failures: Family::default(),
-            pool_demand: Family::default(),
-            forecast_demand: Family::default(),
-            forecast_mase: Family::default(),
-            anomalies: Family::default(),
-            pool_predictive_active: Family::default(),
+            pool_circuit_open: PoolFamily::default(),
+            pool_consecutive_failures: PoolFamily::default(),
+            pool_demand: PoolFamily::default(),
+            forecast_demand: PoolFamily::default(),
+            forecast_mase: PoolFamily::default(),
+            anomalies: PoolFamily::default(),
+            pool_predictive_active: PoolFamily::default(),
             reports_received: Counter::default(),
             reports_rejected: Family::default(),
             reports_sent: Family::default(),
-            pool_nodes_reporting: Family::default(),
-            pool_nodes_stale: Family::default(),
+            pool_nodes_reporting: PoolFamily::default(),
+            pool_nodes_stale: PoolFamily::default(),
             leader_changes: Counter::default(),
             provider_requests: Family::default(),
             provider_request_seconds: Family::new_with_constructor(request_seconds),
@@ -441,47 +585,64 @@ impl Metrics {
             gpu_ecc_errors: Family::default(),
             gpu_xid_errors: Family::default(),
             registry: Registry::default(),
+            pool_series: Vec::new(),
         };
         let r = &mut registry;
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_desired_nodes",
             "Nodes the last decision asked for",
-            m.pool_desired_nodes.clone(),
+            &m.pool_desired_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_current_nodes",
             "Nodes the provider reported",
-            m.pool_current_nodes.clone(),
+            &m.pool_current_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_min_nodes",
             "The pool's configured minimum",
-            m.pool_min_nodes.clone(),
+            &m.pool_min_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_max_nodes",
             "The pool's configured maximum",
-            m.pool_max_nodes.clone(),
+            &m.pool_max_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_metric_value",
             "Average per node of a target metric",
-            m.pool_metric_value.clone(),
+            &m.pool_metric_value,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_metric_target",
             "Target per node of a target metric",
-            m.pool_metric_target.clone(),
+            &m.pool_metric_target,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "decisions",
             "Planning decisions by outcome",
-            m.decisions.clone(),
+            &m.decisions,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "provider_errors",
             "Failed provider calls by error kind",
-            m.provider_errors.clone(),
+            &m.provider_errors,
         );
         r.register(
             "config_reloads",
@@ -528,45 +689,61 @@ impl Metrics {
             "This host's 1-minute load per core",
             m.host_load1_per_core.clone(),
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_hourly_cost",
             "Cost per hour of the pool as planned, from its prices and spot split",
-            m.pool_hourly_cost.clone(),
+            &m.pool_hourly_cost,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_on_demand_nodes",
             "On-demand nodes planned",
-            m.pool_on_demand_nodes.clone(),
+            &m.pool_on_demand_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_spot_nodes",
             "Spot nodes planned",
-            m.pool_spot_nodes.clone(),
+            &m.pool_spot_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_effective_min_nodes",
             "The pool's minimum this pass, after schedules",
-            m.pool_effective_min_nodes.clone(),
+            &m.pool_effective_min_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_effective_max_nodes",
             "The pool's maximum this pass, after schedules (before an emergency lift)",
-            m.pool_effective_max_nodes.clone(),
+            &m.pool_effective_max_nodes,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_emergency",
             "1 while an emergency lets the pool exceed max",
-            m.pool_emergency.clone(),
+            &m.pool_emergency,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_flapping",
             "1 while the pool is frozen after flapping",
-            m.pool_flapping.clone(),
+            &m.pool_flapping,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_spot_fallback",
             "1 while missing spot nodes are planned as on-demand",
-            m.pool_spot_fallback.clone(),
+            &m.pool_spot_fallback,
         );
         r.register(
             "group_current_nodes",
@@ -608,40 +785,54 @@ impl Metrics {
             "How long provider calls took, the SDK's retries included",
             m.provider_request_seconds.clone(),
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_circuit_open",
             "1 while the pool's provider calls are suspended after failures",
-            m.pool_circuit_open.clone(),
+            &m.pool_circuit_open,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_consecutive_failures",
             "Failed provider calls in a row",
-            m.pool_consecutive_failures.clone(),
+            &m.pool_consecutive_failures,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_demand",
             "A target's readings summed over the pool: the demand capacity must cover",
-            m.pool_demand.clone(),
+            &m.pool_demand,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "forecast_demand",
             "Demand forecast predictive.horizon ahead (a target's readings summed over the pool)",
-            m.forecast_demand.clone(),
+            &m.forecast_demand,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "forecast_mase",
             "The forecast's mean absolute error over the last day, relative to no-change",
-            m.forecast_mase.clone(),
+            &m.forecast_mase,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "anomalies",
             "Anomaly onsets in a target's demand",
-            m.anomalies.clone(),
+            &m.anomalies,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_predictive_active",
             "1 while predictive scaling is in force for the pool",
-            m.pool_predictive_active.clone(),
+            &m.pool_predictive_active,
         );
         r.register(
             "reports_received",
@@ -664,15 +855,19 @@ impl Metrics {
             "This node's reports to the leader, by result",
             m.reports_sent.clone(),
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_nodes_reporting",
             "Nodes of the pool whose last report is fresh",
-            m.pool_nodes_reporting.clone(),
+            &m.pool_nodes_reporting,
         );
-        r.register(
+        register_pool(
+            r,
+            &mut pool_series,
             "pool_nodes_stale",
             "Nodes of the pool silent for three intervals and not yet dropped",
-            m.pool_nodes_stale.clone(),
+            &m.pool_nodes_stale,
         );
         r.register(
             "leader_changes",
@@ -735,7 +930,11 @@ impl Metrics {
             "Critical XID errors seen on the GPU",
             m.gpu_xid_errors.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry,
+            pool_series,
+            ..m
+        }
     }
 
     /// Exports this node's GPUs (`capstan_gpu_*{gpu,uuid}`).
@@ -856,56 +1055,11 @@ impl Metrics {
         }
     }
 
-    /// Forgets a pool's series, e.g. after a reload removed it; `metrics` are the
-    /// labels of its targets.
-    pub fn remove_pool<'a>(&self, pool: &str, metrics: impl IntoIterator<Item = &'a str>) {
-        for metric in metrics {
-            let labels = PoolMetricLabels {
-                pool: pool.to_owned(),
-                metric: metric.to_owned(),
-            };
-            self.pool_metric_value.remove(&labels);
-            self.pool_metric_target.remove(&labels);
-            self.forecast_demand.remove(&labels);
-            self.pool_demand.remove(&labels);
-            self.forecast_mase.remove(&labels);
-            self.anomalies.remove(&labels);
+    /// Forgets every series labelled with `pool`, e.g. after a reload removed it.
+    pub fn remove_pool(&self, pool: &str) {
+        for family in &self.pool_series {
+            family.remove_pool(pool);
         }
-        for action in ACTIONS {
-            self.decisions.remove(&PoolActionLabels {
-                pool: pool.to_owned(),
-                action: action.to_owned(),
-            });
-        }
-        let kinds = capstan_providers::ProviderError::KINDS
-            .into_iter()
-            .chain(["unknown"]);
-        for kind in kinds {
-            self.provider_errors.remove(&PoolErrorLabels {
-                pool: pool.to_owned(),
-                kind: kind.to_owned(),
-            });
-        }
-        let label = PoolLabel {
-            pool: pool.to_owned(),
-        };
-        self.pool_desired_nodes.remove(&label);
-        self.pool_current_nodes.remove(&label);
-        self.pool_min_nodes.remove(&label);
-        self.pool_max_nodes.remove(&label);
-        self.pool_hourly_cost.remove(&label);
-        self.pool_on_demand_nodes.remove(&label);
-        self.pool_spot_nodes.remove(&label);
-        self.pool_effective_min_nodes.remove(&label);
-        self.pool_effective_max_nodes.remove(&label);
-        self.pool_emergency.remove(&label);
-        self.pool_flapping.remove(&label);
-        self.pool_spot_fallback.remove(&label);
-        self.pool_circuit_open.remove(&label);
-        self.pool_consecutive_failures.remove(&label);
-        self.pool_predictive_active.remove(&label);
-        self.pool_nodes_reporting.remove(&label);
-        self.pool_nodes_stale.remove(&label);
     }
 }
 
@@ -1025,6 +1179,36 @@ mod tests {
             .inc_by(2);
         m.budget_ceiling.get_or_create(&NoLabels {}).set(10.0);
         m
+    }
+
+    /// `populated` has a series in every family (the test below checks it), so this
+    /// covers every pool-labelled family, including one added later.
+    #[test]
+    fn removing_a_pool_drops_every_series_labelled_with_it_and_only_those() {
+        let m = populated();
+        m.pool_desired_nodes
+            .get_or_create(&PoolLabel { pool: "api".into() })
+            .set(2);
+        assert!(m.encode().contains("pool=\"web\""));
+        m.remove_pool("web");
+        let text = m.encode();
+        assert!(!text.contains("pool=\"web\""), "{text}");
+        assert!(
+            text.contains("capstan_pool_desired_nodes{pool=\"api\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pool=\"web-aws\""),
+            "a group member's series go with its group"
+        );
+        // A pool that comes back starts its series again.
+        m.pool_desired_nodes
+            .get_or_create(&PoolLabel { pool: "web".into() })
+            .set(1);
+        assert!(
+            m.encode()
+                .contains("capstan_pool_desired_nodes{pool=\"web\"} 1")
+        );
     }
 
     #[test]
