@@ -316,7 +316,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // `capstan detect ... | head`: the reader is done, and so are we.
+        // `capstan detect ... | head`, `capstan plan | head`: a closed pipe is the
+        // reader's choice, not a failure.
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
@@ -455,7 +456,7 @@ pub fn main() -> ExitCode {
                     }
                 },
             };
-            exit(
+            report(
                 runtime()
                     .and_then(|rt| rt.block_on(daemon::run(cfg, source, Arc::new(SystemClock)))),
             )
@@ -468,10 +469,10 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            exit(runtime().and_then(|rt| rt.block_on(plan(cfg, json))))
+            report(runtime().and_then(|rt| rt.block_on(plan(cfg, json))))
         }
         Command::Status { url, json } => {
-            exit(runtime().and_then(|rt| rt.block_on(status(&url, json))))
+            report(runtime().and_then(|rt| rt.block_on(status(&url, json))))
         }
         Command::Collect { config, once, json } => {
             let cfg = match &config {
@@ -490,24 +491,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            exit(runtime().and_then(|rt| rt.block_on(collect(cfg, once, json))))
-        }
-    }
-}
-
-fn exit(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // A closed pipe (`capstan plan | head`) is the reader's choice, not a failure.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("capstan: {e:#}");
-            ExitCode::FAILURE
+            report(runtime().and_then(|rt| rt.block_on(collect(cfg, once, json))))
         }
     }
 }
