@@ -329,18 +329,13 @@ pub async fn run(
     engine::attach_history(&mut pools, &history, clock.now());
     engine::attach_usage(&mut pools, &usage, clock.now());
 
-    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
-    match HostCollector::new() {
-        Ok(c) => collectors.push(Box::new(c)),
-        Err(e) => tracing::warn!(error = %e, "host telemetry is off"),
-    }
-    // Said once: a node without a driver or GPU carries on without GPU telemetry.
-    match capstan_collectors::gpu::GpuCollector::nvml() {
-        Ok(c) => {
-            tracing::info!("GPU telemetry on (NVML)");
-            collectors.push(Box::new(c));
-        }
-        Err(e) => tracing::info!(reason = %e, "GPU telemetry is off"),
+    let collectors = node_collectors(|telemetry, why| match telemetry {
+        Telemetry::Host => tracing::warn!(error = %why, "host telemetry is off"),
+        // Said once: a node without a driver or GPU carries on without GPU telemetry.
+        Telemetry::Gpu => tracing::info!(reason = %why, "GPU telemetry is off"),
+    });
+    if collectors.iter().any(|c| c.name() == "gpu") {
+        tracing::info!("GPU telemetry on (NVML)");
     }
 
     let ingest = Arc::new(Ingest::new(
@@ -837,4 +832,29 @@ impl Daemon {
             }
         }
     }
+}
+
+/// A kind of this node's telemetry that can be off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Telemetry {
+    /// CPU, memory, disks, network.
+    Host,
+    /// NVIDIA GPUs, through NVML.
+    Gpu,
+}
+
+/// This node's collectors: the host's, and the GPUs' where NVML answers. Each kind
+/// that is off is handed to `off` with why (the daemon logs it; the CLI prints it).
+/// The daemon and `capstan plan`/`collect` collect the same way.
+pub fn node_collectors(mut off: impl FnMut(Telemetry, String)) -> Vec<Box<dyn Collector>> {
+    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+    match HostCollector::new() {
+        Ok(c) => collectors.push(Box::new(c)),
+        Err(e) => off(Telemetry::Host, e.to_string()),
+    }
+    match capstan_collectors::gpu::GpuCollector::nvml() {
+        Ok(c) => collectors.push(Box::new(c)),
+        Err(e) => off(Telemetry::Gpu, e.to_string()),
+    }
+    collectors
 }

@@ -357,7 +357,7 @@ impl Leader {
                 m.decisions
                     .get_or_create(&PoolActionLabels {
                         pool: name.clone(),
-                        action: "skipped".to_owned(),
+                        action: Action::Skipped.as_str().to_owned(),
                     })
                     .inc();
                 tracing::warn!(pool = %name, error = %e, "no decision this pass");

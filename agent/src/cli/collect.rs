@@ -11,15 +11,13 @@ pub(super) struct Local {
 
 impl Local {
     pub(super) async fn open() -> anyhow::Result<Self> {
-        let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
-        match HostCollector::new() {
-            Ok(c) => collectors.push(Box::new(c)),
-            Err(e) => eprintln!("capstan: host telemetry is off: {e}"),
-        }
-        match capstan_collectors::gpu::GpuCollector::nvml() {
-            Ok(c) => collectors.push(Box::new(c)),
-            Err(e) => eprintln!("capstan: GPU telemetry is off: {e}"),
-        }
+        let collectors = daemon::node_collectors(|telemetry, why| {
+            let kind = match telemetry {
+                daemon::Telemetry::Host => "host",
+                daemon::Telemetry::Gpu => "GPU",
+            };
+            eprintln!("capstan: {kind} telemetry is off: {why}");
+        });
         // CPU use is a delta: one measurable period first.
         tokio::time::sleep(HostCollector::WARM_UP).await;
         Ok(Self {

@@ -167,9 +167,7 @@ pub async fn fleet_pass(
             (Some(r), _) => r,
             (None, Err(e)) => Err(e),
             // Every pool with a view is acted on above, in or out of a group.
-            (None, Ok(_)) => Err(PassError::Describe(ProviderError::Transient {
-                message: "no decision was made for this pool this pass".into(),
-            })),
+            (None, Ok(_)) => Err(PassError::NotPlanned),
         })
         .collect();
     FleetOutcome {

@@ -162,6 +162,10 @@ pub enum PassError {
     /// Describing the pool failed.
     #[error("describe failed: {0}")]
     Describe(#[from] ProviderError),
+    /// The pass made no decision for the pool (it was seen, but neither planned on its
+    /// own nor as a group member). Not a provider error: nothing failed at the cloud.
+    #[error("no decision was made for this pool this pass")]
+    NotPlanned,
 }
 
 /// Whether to call the provider.
