@@ -209,17 +209,6 @@ pub async fn run(
     let groups = engine::build_groups(&cfg, &mut HashMap::new());
     let mut pools = engine::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
         .map_err(anyhow::Error::msg)?;
-    let file_history = || -> anyhow::Result<Arc<dyn HistoryStore>> {
-        Ok(Arc::new(
-            FileHistory::open(state_dir.join("history")).with_context(|| {
-                format!(
-                    "cannot open the demand history under {}",
-                    state_dir.join("history").display()
-                )
-            })?,
-        ))
-    };
-
     let usage: Arc<dyn HistoryStore> =
         Arc::new(FileHistory::open(state_dir.join("usage")).with_context(|| {
             format!(
@@ -249,82 +238,12 @@ pub async fn run(
         addr
     };
     let url = advertise_url(&cfg, reports_addr, cfg.cluster.tls.is_some());
-    let file_decisions = || -> anyhow::Result<Arc<dyn DecisionStore>> {
-        let dir = state_dir.join("decisions");
-        Ok(Arc::new(FileDecisions::open(&dir).with_context(|| {
-            format!("cannot open the decision state under {}", dir.display())
-        })?))
-    };
-    // Decision state and demand history live where the next leader reads them: etcd
-    // for the etcd coordinator (`shared_history`), this machine's state_dir otherwise
-    // (the Kubernetes coordinator keeps decision state on its Lease).
-    #[allow(clippy::type_complexity)]
-    let (coordinator, decisions, history, shared_history): (
-        Box<dyn Coordinator>,
-        Arc<dyn DecisionStore>,
-        Arc<dyn HistoryStore>,
-        bool,
-    ) = match &cfg.cluster.coordinator {
-        capstan_config::Coordinator::Standalone => (
-            Box::new(Standalone::new(&node_id, Some(url.clone()))),
-            file_decisions()?,
-            file_history()?,
-            false,
-        ),
-        #[cfg(feature = "etcd")]
-        capstan_config::Coordinator::Etcd {
-            endpoints,
-            prefix,
-            lease_ttl,
-        } => {
-            let settings = crate::etcd::EtcdSettings {
-                endpoints: endpoints.clone(),
-                prefix: prefix.clone(),
-                lease_ttl: *lease_ttl,
-                node_id: node_id.clone(),
-                url: Some(url.clone()),
-            };
-            let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
-            // One client for the decision state and the demand history.
-            let client = settings.client().await.with_context(reach)?;
-            let history = crate::etcd::EtcdHistory::start(client.clone(), prefix);
-            let store = crate::etcd::EtcdDecisions::new(client, prefix);
-            let etcd = crate::etcd::EtcdCoordinator::start(settings);
-            (Box::new(etcd), Arc::new(store), Arc::new(history), true)
-        }
-        #[cfg(feature = "kubernetes")]
-        capstan_config::Coordinator::Kubernetes {
-            namespace,
-            lease_name,
-            lease_duration,
-        } => {
-            let namespace = namespace
-                .clone()
-                .unwrap_or_else(crate::kubernetes::pod_namespace);
-            let client = crate::kubernetes::client().await?;
-            let store =
-                crate::kubernetes::LeaseDecisions::new(client.clone(), &namespace, lease_name);
-            let kube = crate::kubernetes::KubeCoordinator::start(
-                client,
-                crate::kubernetes::KubeSettings {
-                    namespace,
-                    lease_name: lease_name.clone(),
-                    duration: *lease_duration,
-                    node_id: node_id.clone(),
-                    url: Some(url.clone()),
-                },
-                clock.clone(),
-            );
-            (Box::new(kube), Arc::new(store), file_history()?, false)
-        }
-        // Reachable in builds without one of the coordinator features.
-        #[allow(unreachable_patterns)]
-        other => anyhow::bail!(
-            "cluster.coordinator \"{}\" is not available in this build of capstan; build it with `--features {}`",
-            other.name(),
-            other.name()
-        ),
-    };
+    let Cluster {
+        coordinator,
+        decisions,
+        history,
+        shared_history,
+    } = open_cluster(&cfg, &node_id, &url, &clock).await?;
     let claim = coordinator.claim();
     engine::attach_history(&mut pools, &history, clock.now());
     engine::attach_usage(&mut pools, &usage, clock.now());
@@ -577,12 +496,7 @@ impl Daemon {
                 if self.shared_history {
                     // The forecasters learn what the last leader saw.
                     for p in &mut self.leader.pools {
-                        p.predictor = crate::brain::predictive::Predictor::new(
-                            &p.config.predictive,
-                            p.policy.targets.len(),
-                        );
-                        p.minute = None;
-                        p.history_store = None;
+                        p.restart_forecasts();
                     }
                     engine::attach_history(&mut self.leader.pools, &self.history, now);
                 }
@@ -832,6 +746,115 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Where this agent's leadership, decision state and demand history live.
+struct Cluster {
+    coordinator: Box<dyn Coordinator>,
+    decisions: Arc<dyn DecisionStore>,
+    history: Arc<dyn HistoryStore>,
+    /// The history is shared with the other agents (a new leader reads it back).
+    shared_history: bool,
+}
+
+/// Opens the coordinator `cluster.coordinator` names, with the decision state and
+/// demand history where the next leader reads them: etcd for the etcd coordinator
+/// (`shared_history`), this machine's state_dir otherwise (the Kubernetes coordinator
+/// keeps decision state on its Lease).
+async fn open_cluster(
+    cfg: &ValidatedConfig,
+    node_id: &str,
+    url: &str,
+    #[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))] clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Cluster> {
+    let state_dir = &cfg.agent.state_dir;
+    let file_history = || -> anyhow::Result<Arc<dyn HistoryStore>> {
+        Ok(Arc::new(
+            FileHistory::open(state_dir.join("history")).with_context(|| {
+                format!(
+                    "cannot open the demand history under {}",
+                    state_dir.join("history").display()
+                )
+            })?,
+        ))
+    };
+    let file_decisions = || -> anyhow::Result<Arc<dyn DecisionStore>> {
+        let dir = state_dir.join("decisions");
+        Ok(Arc::new(FileDecisions::open(&dir).with_context(|| {
+            format!("cannot open the decision state under {}", dir.display())
+        })?))
+    };
+    Ok(match &cfg.cluster.coordinator {
+        capstan_config::Coordinator::Standalone => Cluster {
+            coordinator: Box::new(Standalone::new(node_id, Some(url.to_owned()))),
+            decisions: file_decisions()?,
+            history: file_history()?,
+            shared_history: false,
+        },
+        #[cfg(feature = "etcd")]
+        capstan_config::Coordinator::Etcd {
+            endpoints,
+            prefix,
+            lease_ttl,
+        } => {
+            let settings = crate::etcd::EtcdSettings {
+                endpoints: endpoints.clone(),
+                prefix: prefix.clone(),
+                lease_ttl: *lease_ttl,
+                node_id: node_id.to_owned(),
+                url: Some(url.to_owned()),
+            };
+            let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
+            // One client for the decision state and the demand history.
+            let client = settings.client().await.with_context(reach)?;
+            let history = crate::etcd::EtcdHistory::start(client.clone(), prefix);
+            let store = crate::etcd::EtcdDecisions::new(client, prefix);
+            let etcd = crate::etcd::EtcdCoordinator::start(settings);
+            Cluster {
+                coordinator: Box::new(etcd),
+                decisions: Arc::new(store),
+                history: Arc::new(history),
+                shared_history: true,
+            }
+        }
+        #[cfg(feature = "kubernetes")]
+        capstan_config::Coordinator::Kubernetes {
+            namespace,
+            lease_name,
+            lease_duration,
+        } => {
+            let namespace = namespace
+                .clone()
+                .unwrap_or_else(crate::kubernetes::pod_namespace);
+            let client = crate::kubernetes::client().await?;
+            let store =
+                crate::kubernetes::LeaseDecisions::new(client.clone(), &namespace, lease_name);
+            let kube = crate::kubernetes::KubeCoordinator::start(
+                client,
+                crate::kubernetes::KubeSettings {
+                    namespace,
+                    lease_name: lease_name.clone(),
+                    duration: *lease_duration,
+                    node_id: node_id.to_owned(),
+                    url: Some(url.to_owned()),
+                },
+                clock.clone(),
+            );
+            Cluster {
+                coordinator: Box::new(kube),
+                decisions: Arc::new(store),
+                history: file_history()?,
+                shared_history: false,
+            }
+        }
+        // Reachable in builds without one of the coordinator features.
+        #[allow(unreachable_patterns)]
+        other => anyhow::bail!(
+            "cluster.coordinator \"{}\" is not available in this build of capstan; build it with `--features {}`",
+            other.name(),
+            other.name()
+        ),
+    })
 }
 
 /// A kind of this node's telemetry that can be off.

@@ -3,6 +3,48 @@
 
 use super::*;
 
+/// Means over a minute of a few series, a pass at a time: values are added through
+/// the minute, and the first value of a later minute closes it and gives its means.
+/// (A value of an earlier minute, after the clock went back, starts that minute over.)
+#[derive(Debug, Clone, Default)]
+pub struct MinuteMeans {
+    /// The open minute, and (sum, count) per series.
+    open: Option<(i64, Vec<(f64, u32)>)>,
+}
+
+impl MinuteMeans {
+    /// Adds `values` (one per series, `None` for no reading) at `minute`; returns the
+    /// minute this closed and its means (`None` for a series without readings).
+    pub fn add(
+        &mut self,
+        minute: i64,
+        values: impl ExactSizeIterator<Item = Option<f64>>,
+    ) -> Option<(i64, Vec<Option<f64>>)> {
+        let closed = self
+            .open
+            .take_if(|(m, _)| *m != minute)
+            .filter(|(m, _)| *m < minute)
+            .map(|(m, sums)| {
+                let means = sums
+                    .iter()
+                    .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
+                    .collect();
+                (m, means)
+            });
+        let width = values.len();
+        let (_, sums) = self
+            .open
+            .get_or_insert_with(|| (minute, vec![(0.0, 0); width]));
+        for (acc, v) in sums.iter_mut().zip(values) {
+            if let Some(v) = v {
+                acc.0 += v;
+                acc.1 += 1;
+            }
+        }
+        closed
+    }
+}
+
 /// Adds this pass's demand (each target's readings summed over the pool) to the
 /// minute being accumulated; when a minute closes, records it in the predictor and the
 /// history store. Returns the anomalies found, and the metric of a surge among them.
@@ -16,44 +58,32 @@ pub(super) fn track_demand(
     if !pool.predictor.enabled() {
         return (reasons, surge);
     }
-    let minute = now.timestamp().div_euclid(60);
     let n = pool.policy.targets.len();
-    if let Some((m, sums)) = pool.minute.take() {
-        if m == minute {
-            pool.minute = Some((m, sums));
-        } else if m < minute {
-            let point: Vec<Option<f64>> = sums
-                .iter()
-                .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
-                .collect();
-            if let Some(store) = &pool.history_store
-                && let Err(e) = store.append(&pool.config.name, &(m, point.clone()))
-            {
-                tracing::warn!(pool = %pool.config.name, error = %e, "cannot write demand history");
-            }
-            for event in pool.predictor.record(m, &point) {
-                let metric = pool.policy.targets[event.target].metric.clone();
-                if event.verdict.z > 0.0 && surge.is_none() {
-                    surge = Some(metric.clone());
-                }
-                reasons.push(Reason::Anomaly {
-                    metric,
-                    value: event.value,
-                    expected: event.verdict.expected.unwrap_or(f64::NAN),
-                    z: event.verdict.z,
-                });
-            }
+    let demand = (0..n).map(|k| {
+        samples
+            .get(k)
+            .copied()
+            .flatten()
+            .filter(|s| s.ready > 0 && s.sum.is_finite())
+            .map(|s| s.sum)
+    });
+    if let Some((m, point)) = pool.minute.add(now.timestamp().div_euclid(60), demand) {
+        if let Some(store) = &pool.history_store
+            && let Err(e) = store.append(&pool.config.name, &(m, point.clone()))
+        {
+            tracing::warn!(pool = %pool.config.name, error = %e, "cannot write demand history");
         }
-    }
-    let (m, sums) = pool
-        .minute
-        .get_or_insert_with(|| (minute, vec![(0.0, 0); n]));
-    if *m == minute {
-        for (acc, sample) in sums.iter_mut().zip(samples) {
-            if let Some(s) = sample.filter(|s| s.ready > 0 && s.sum.is_finite()) {
-                acc.0 += s.sum;
-                acc.1 += 1;
+        for event in pool.predictor.record(m, &point) {
+            let metric = pool.policy.targets[event.target].metric.clone();
+            if event.verdict.z > 0.0 && surge.is_none() {
+                surge = Some(metric.clone());
             }
+            reasons.push(Reason::Anomaly {
+                metric,
+                value: event.value,
+                expected: event.verdict.expected.unwrap_or(f64::NAN),
+                z: event.verdict.z,
+            });
         }
     }
     (reasons, surge)
@@ -67,29 +97,16 @@ pub(super) fn track_usage(
     reports: &[&NodeReport],
     now: DateTime<Utc>,
 ) {
-    if pool.usage_store.is_none() {
+    let Some(store) = &pool.usage_store else {
         return;
-    }
+    };
     let usage = aggregate::usage(nodes, reports);
-    let minute = now.timestamp().div_euclid(60);
-    if let Some((m, sums)) = pool.usage.take_if(|(m, _)| *m != minute)
-        && m < minute
-        && let Some(store) = &pool.usage_store
+    if let Some(closed) = pool
+        .usage
+        .add(now.timestamp().div_euclid(60), usage.into_iter())
+        && let Err(e) = store.append(&pool.config.name, &closed)
     {
-        let point: Vec<Option<f64>> = sums
-            .iter()
-            .map(|(s, c)| (*c > 0).then(|| s / f64::from(*c)))
-            .collect();
-        if let Err(e) = store.append(&pool.config.name, &(m, point)) {
-            tracing::warn!(pool = %pool.config.name, error = %e, "cannot write usage history");
-        }
-    }
-    let (_, sums) = pool.usage.get_or_insert((minute, [(0.0, 0); 5]));
-    for (acc, v) in sums.iter_mut().zip(usage) {
-        if let Some(v) = v {
-            acc.0 += v;
-            acc.1 += 1;
-        }
+        tracing::warn!(pool = %pool.config.name, error = %e, "cannot write usage history");
     }
 }
 

@@ -123,13 +123,13 @@ pub struct PoolRuntime {
     pub state: PoolState,
     /// Demand forecasts and anomaly detection.
     pub predictor: Predictor,
-    /// The minute being accumulated: minute, then (sum, count) per target.
-    pub minute: Option<(i64, Vec<(f64, u32)>)>,
+    /// Demand (each target's readings summed over the pool) of the minute being
+    /// accumulated.
+    pub minute: MinuteMeans,
     /// Where demand history is kept (the daemon's; `capstan plan` keeps none).
     pub history_store: Option<Arc<dyn HistoryStore>>,
-    /// The usage minute being accumulated: minute, then (sum, count) per field of
-    /// [`aggregate::usage`].
-    pub usage: Option<(i64, [(f64, u32); 5])>,
+    /// Usage (each field of [`aggregate::usage`]) of the minute being accumulated.
+    pub usage: MinuteMeans,
     /// Where usage history is kept, for `capstan rightsizing` (the daemon's).
     pub usage_store: Option<Arc<dyn HistoryStore>>,
     /// Consecutive failed provider calls.
@@ -170,14 +170,24 @@ impl PoolRuntime {
         self.last_failure = None;
     }
 
+    /// Forgets what the forecasts learned, and the history store, so that attaching
+    /// it again (`attach_history`) replays the history into a fresh predictor: after
+    /// its settings or targets changed, or when another leader's history is to be
+    /// learned.
+    pub fn restart_forecasts(&mut self) {
+        self.predictor = Predictor::new(&self.config.predictive, self.policy.targets.len());
+        self.minute = MinuteMeans::default();
+        self.history_store = None;
+    }
+
     /// A pool with fresh state.
     pub fn new(config: Pool, provider: Arc<dyn NodePoolProvider>) -> Self {
         Self {
             policy: Policy::from(&config),
             predictor: Predictor::new(&config.predictive, config.targets.len()),
-            minute: None,
+            minute: MinuteMeans::default(),
             history_store: None,
-            usage: None,
+            usage: MinuteMeans::default(),
             usage_store: None,
             config,
             provider,
@@ -231,15 +241,14 @@ pub fn build_pools_with(
         match (provider, old.remove(&pool.name)) {
             (None, Some(mut kept)) => {
                 kept.policy = Policy::from(pool);
-                if kept.config.predictive != pool.predictive || kept.config.targets != pool.targets
-                {
+                let forecasts_changed = kept.config.predictive != pool.predictive
+                    || kept.config.targets != pool.targets;
+                kept.config = pool.clone();
+                if forecasts_changed {
                     // Forecasts of other targets or settings start over (and replay
                     // the history when the daemon attaches it).
-                    kept.predictor = Predictor::new(&pool.predictive, pool.targets.len());
-                    kept.minute = None;
-                    kept.history_store = None;
+                    kept.restart_forecasts();
                 }
-                kept.config = pool.clone();
                 pools.push(kept);
             }
             (Some(provider), _) => pools.push(PoolRuntime::new(pool.clone(), provider)),

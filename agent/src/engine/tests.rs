@@ -674,3 +674,20 @@ async fn members_outside_the_group_are_acted_on_as_before_and_group_lines_explai
         "group web (cheapest): 6 of its 8 node(s) here, 0.1000/node-h, held by max"
     );
 }
+
+#[test]
+fn minute_means_close_a_minute_when_the_next_begins() {
+    let mut m = MinuteMeans::default();
+    assert_eq!(m.add(10, [Some(1.0), None].into_iter()), None);
+    assert_eq!(m.add(10, [Some(3.0), None].into_iter()), None);
+    assert_eq!(
+        m.add(11, [Some(5.0), Some(2.0)].into_iter()),
+        Some((10, vec![Some(2.0), None]))
+    );
+    // The clock went back: the open minute is dropped and the earlier one starts over.
+    assert_eq!(m.add(9, [Some(7.0), Some(1.0)].into_iter()), None);
+    assert_eq!(
+        m.add(12, [None, None].into_iter()),
+        Some((9, vec![Some(7.0), Some(1.0)]))
+    );
+}
