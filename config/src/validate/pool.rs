@@ -70,117 +70,13 @@ pub(super) fn check_pool(
     let (behavior_name, behavior) = check_behavior(c, &at(&[k("behavior")]), name, &p.behavior);
 
     if let Some(price) = &p.price {
-        c.money(&at(&[k("price"), k("on_demand")]), name, price.on_demand);
-        if let Some(s) = price.spot {
-            c.money(&at(&[k("price"), k("spot")]), name, s);
-        }
-        for (ty, tp) in &price.by_type {
-            c.money(
-                &at(&[k("price"), k("by_type"), k(ty), k("on_demand")]),
-                name,
-                tp.on_demand,
-            );
-            if let Some(s) = tp.spot {
-                c.money(&at(&[k("price"), k("by_type"), k(ty), k("spot")]), name, s);
-            }
-            if tp.vcpus == Some(0) {
-                c.report(
-                    &at(&[k("price"), k("by_type"), k(ty), k("vcpus")]),
-                    name,
-                    "must be at least 1",
-                );
-            }
-            for (key, v) in [
-                ("memory_gib", tp.memory_gib),
-                ("gpu_memory_gib", tp.gpu_memory_gib),
-            ] {
-                if let Some(v) = v
-                    && (!v.is_finite() || v < 0.0)
-                {
-                    c.report(
-                        &at(&[k("price"), k("by_type"), k(ty), k(key)]),
-                        name,
-                        format!("{v} is not allowed; must be a finite number >= 0"),
-                    );
-                }
-            }
-        }
+        check_price(c, &at, name, price);
     }
 
-    let spot = p.spot.as_ref().and_then(|s| {
-        if s.on_demand_percent_above_base > 100 {
-            c.report(
-                &at(&[k("spot"), k("on_demand_percent_above_base")]),
-                name,
-                format!(
-                    "{} is out of range; allowed: 0 to 100",
-                    s.on_demand_percent_above_base
-                ),
-            );
-        }
-        for (j, t) in s.instance_types.iter().enumerate() {
-            c.non_empty(
-                &at(&[k("spot"), k("instance_types"), Seg::Index(j)]),
-                name,
-                t,
-            );
-        }
-        let day = Duration::from_secs(24 * 3600);
-        let fallback = c.duration(
-            &at(&[k("spot"), k("fallback_after")]),
-            name,
-            &s.fallback_after,
-            Duration::from_secs(10),
-            day,
-        );
-        let retry = c.duration(
-            &at(&[k("spot"), k("retry_after")]),
-            name,
-            &s.retry_after,
-            Duration::from_secs(10),
-            day,
-        );
-        Some(Spot {
-            on_demand_base: s.on_demand_base,
-            on_demand_percent_above_base: s.on_demand_percent_above_base,
-            instance_types: s.instance_types.clone(),
-            fallback_after: fallback?,
-            retry_after: retry?,
-        })
-    });
+    let spot = p.spot.as_ref().and_then(|s| check_spot(c, &at, name, s));
 
     if let Some(group) = group {
-        // A member is sized by its group: targets of its own would compete with it.
-        if !p.targets.is_empty() {
-            c.report(
-                &at(&[k("targets")]),
-                name,
-                format!(
-                    "pool \"{}\" is a member of group \"{group}\", which is sized on its targets; move these targets to the group or take the pool out of it",
-                    p.name
-                ),
-            );
-        }
-        if p.emergency.is_some() {
-            c.report(
-                &at(&[k("emergency")]),
-                name,
-                format!(
-                    "pool \"{}\" is a member of group \"{group}\" and has no targets to saturate; emergencies apply to pools with their own targets",
-                    p.name
-                ),
-            );
-        }
-        if p.predictive.mode == raw::PredictiveMode::ForecastAndScale {
-            c.report(
-                &at(&[k("predictive"), k("mode")]),
-                name,
-                format!(
-                    "pool \"{}\" is a member of group \"{group}\" and has no targets to forecast; predictive scaling applies to pools with their own targets",
-                    p.name
-                ),
-            );
-        }
+        check_member(c, &at, name, p, group);
     } else if p.targets.is_empty() && p.schedule.is_empty() {
         c.report(
             &at(&[k("targets")]),
@@ -293,6 +189,137 @@ pub(super) fn check_pool(
         },
         group: group.map(str::to_owned),
     })
+}
+
+/// The path of a key under this pool.
+type At<'a> = dyn Fn(&[Seg]) -> Vec<Seg> + 'a;
+
+/// `price`: every amount, and each instance type's shape.
+fn check_price(c: &mut Checker<'_>, at: &At<'_>, name: Option<&str>, price: &raw::PriceConfig) {
+    c.money(&at(&[k("price"), k("on_demand")]), name, price.on_demand);
+    if let Some(s) = price.spot {
+        c.money(&at(&[k("price"), k("spot")]), name, s);
+    }
+    for (ty, tp) in &price.by_type {
+        c.money(
+            &at(&[k("price"), k("by_type"), k(ty), k("on_demand")]),
+            name,
+            tp.on_demand,
+        );
+        if let Some(s) = tp.spot {
+            c.money(&at(&[k("price"), k("by_type"), k(ty), k("spot")]), name, s);
+        }
+        if tp.vcpus == Some(0) {
+            c.report(
+                &at(&[k("price"), k("by_type"), k(ty), k("vcpus")]),
+                name,
+                "must be at least 1",
+            );
+        }
+        for (key, v) in [
+            ("memory_gib", tp.memory_gib),
+            ("gpu_memory_gib", tp.gpu_memory_gib),
+        ] {
+            if let Some(v) = v
+                && (!v.is_finite() || v < 0.0)
+            {
+                c.report(
+                    &at(&[k("price"), k("by_type"), k(ty), k(key)]),
+                    name,
+                    format!("{v} is not allowed; must be a finite number >= 0"),
+                );
+            }
+        }
+    }
+}
+
+/// `spot`: the on-demand share, instance types and timings.
+fn check_spot(
+    c: &mut Checker<'_>,
+    at: &At<'_>,
+    name: Option<&str>,
+    s: &raw::SpotConfig,
+) -> Option<Spot> {
+    if s.on_demand_percent_above_base > 100 {
+        c.report(
+            &at(&[k("spot"), k("on_demand_percent_above_base")]),
+            name,
+            format!(
+                "{} is out of range; allowed: 0 to 100",
+                s.on_demand_percent_above_base
+            ),
+        );
+    }
+    for (j, t) in s.instance_types.iter().enumerate() {
+        c.non_empty(
+            &at(&[k("spot"), k("instance_types"), Seg::Index(j)]),
+            name,
+            t,
+        );
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let fallback = c.duration(
+        &at(&[k("spot"), k("fallback_after")]),
+        name,
+        &s.fallback_after,
+        Duration::from_secs(10),
+        day,
+    );
+    let retry = c.duration(
+        &at(&[k("spot"), k("retry_after")]),
+        name,
+        &s.retry_after,
+        Duration::from_secs(10),
+        day,
+    );
+    Some(Spot {
+        on_demand_base: s.on_demand_base,
+        on_demand_percent_above_base: s.on_demand_percent_above_base,
+        instance_types: s.instance_types.clone(),
+        fallback_after: fallback?,
+        retry_after: retry?,
+    })
+}
+
+/// What a member of `group` may not set itself.
+fn check_member(
+    c: &mut Checker<'_>,
+    at: &At<'_>,
+    name: Option<&str>,
+    p: &raw::PoolConfig,
+    group: &str,
+) {
+    // A member is sized by its group: targets of its own would compete with it.
+    if !p.targets.is_empty() {
+        c.report(
+            &at(&[k("targets")]),
+            name,
+            format!(
+                "pool \"{}\" is a member of group \"{group}\", which is sized on its targets; move these targets to the group or take the pool out of it",
+                p.name
+            ),
+        );
+    }
+    if p.emergency.is_some() {
+        c.report(
+            &at(&[k("emergency")]),
+            name,
+            format!(
+                "pool \"{}\" is a member of group \"{group}\" and has no targets to saturate; emergencies apply to pools with their own targets",
+                p.name
+            ),
+        );
+    }
+    if p.predictive.mode == raw::PredictiveMode::ForecastAndScale {
+        c.report(
+            &at(&[k("predictive"), k("mode")]),
+            name,
+            format!(
+                "pool \"{}\" is a member of group \"{group}\" and has no targets to forecast; predictive scaling applies to pools with their own targets",
+                p.name
+            ),
+        );
+    }
 }
 
 pub(super) fn check_provider(
