@@ -34,6 +34,12 @@ use crate::metrics::{CollectorLabel, ResultLabel};
 use crate::reporter::{Reporter, Token};
 use crate::sdnotify::Notifier;
 
+mod node;
+mod setup;
+
+pub use self::node::*;
+pub use self::setup::*;
+
 /// Where the running config came from, for reloads.
 #[derive(Debug, Clone)]
 pub enum ConfigSource {
@@ -41,26 +47,6 @@ pub enum ConfigSource {
     File(PathBuf),
     /// The embedded default; SIGHUP has nothing to re-read.
     Embedded,
-}
-
-/// The node id: `agent.node_name`, or the host name.
-pub fn node_id(cfg: &ValidatedConfig) -> String {
-    cfg.agent.node_name.clone().unwrap_or_else(|| {
-        hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".to_owned())
-    })
-}
-
-/// The pool this node reports for: `agent.pool`, or the only pool when there is one.
-pub fn node_pool(cfg: &ValidatedConfig) -> Option<String> {
-    cfg.agent
-        .pool
-        .clone()
-        .or_else(|| match cfg.pools.as_slice() {
-            [only] => Some(only.name.clone()),
-            _ => None,
-        })
 }
 
 /// Liveness grace for `/healthz`.
@@ -101,75 +87,6 @@ struct Daemon {
     /// Demand history is shared between agents (etcd): reload it on gaining leadership.
     shared_history: bool,
     nodes: BTreeMap<String, PoolNodes>,
-}
-
-/// The bearer token in `path`, trimmed; an error names the file.
-pub fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
-    let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read cluster.token_file {}", path.display()))?;
-    let token = text.trim();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "cluster.token_file {} is empty",
-        path.display()
-    );
-    anyhow::ensure!(
-        token.chars().all(|c| c.is_ascii_graphic()),
-        "cluster.token_file {}: the token must be printable ASCII without spaces",
-        path.display()
-    );
-    Ok(Some(token.to_owned()))
-}
-
-/// What ingest checks reports against, from `cfg` and the token.
-fn ingest_settings(cfg: &ValidatedConfig, token: Option<String>) -> ingest::Settings {
-    ingest::Settings {
-        token,
-        pools: cfg.pools.iter().map(|p| p.name.clone()).collect(),
-        interval: cfg.agent.interval,
-        node_expiry: cfg.cluster.node_expiry,
-    }
-}
-
-/// Where other agents reach this one: `cluster.advertise_url`, else the address it
-/// takes reports on (`bound`; https with `[cluster.tls]`), with the host name in place of
-/// an unspecified address.
-fn advertise_url(cfg: &ValidatedConfig, bound: std::net::SocketAddr, tls: bool) -> String {
-    if let Some(url) = &cfg.cluster.advertise_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let scheme = if tls { "https" } else { "http" };
-    if bound.ip().is_unspecified() {
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".to_owned());
-        format!("{scheme}://{host}:{}", bound.port())
-    } else {
-        format!("{scheme}://{bound}")
-    }
-}
-
-/// The mutual-TLS reports listener, bound, with its server configuration and this
-/// agent's client configuration; `None` without `[cluster.tls]`.
-#[cfg(feature = "tls")]
-type TlsSetup = Option<(
-    std::net::TcpListener,
-    rustls::ServerConfig,
-    rustls::ClientConfig,
-)>;
-
-#[cfg(feature = "tls")]
-fn tls_setup(cfg: &ValidatedConfig) -> anyhow::Result<TlsSetup> {
-    let Some(tls) = &cfg.cluster.tls else {
-        return Ok(None);
-    };
-    let server = crate::tls::server_config(tls)?;
-    let client = crate::tls::client_config(tls)?;
-    let listener = std::net::TcpListener::bind(tls.listen)
-        .with_context(|| format!("cannot listen on cluster.tls.listen {}", tls.listen))?;
-    listener.set_nonblocking(true)?;
-    Ok(Some((listener, server, client)))
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -746,138 +663,4 @@ impl Daemon {
             }
         }
     }
-}
-
-/// Where this agent's leadership, decision state and demand history live.
-struct Cluster {
-    coordinator: Box<dyn Coordinator>,
-    decisions: Arc<dyn DecisionStore>,
-    history: Arc<dyn HistoryStore>,
-    /// The history is shared with the other agents (a new leader reads it back).
-    shared_history: bool,
-}
-
-/// Opens the coordinator `cluster.coordinator` names, with the decision state and
-/// demand history where the next leader reads them: etcd for the etcd coordinator
-/// (`shared_history`), this machine's state_dir otherwise (the Kubernetes coordinator
-/// keeps decision state on its Lease).
-async fn open_cluster(
-    cfg: &ValidatedConfig,
-    node_id: &str,
-    url: &str,
-    #[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))] clock: &Arc<dyn Clock>,
-) -> anyhow::Result<Cluster> {
-    let state_dir = &cfg.agent.state_dir;
-    let file_history = || -> anyhow::Result<Arc<dyn HistoryStore>> {
-        Ok(Arc::new(
-            FileHistory::open(state_dir.join("history")).with_context(|| {
-                format!(
-                    "cannot open the demand history under {}",
-                    state_dir.join("history").display()
-                )
-            })?,
-        ))
-    };
-    let file_decisions = || -> anyhow::Result<Arc<dyn DecisionStore>> {
-        let dir = state_dir.join("decisions");
-        Ok(Arc::new(FileDecisions::open(&dir).with_context(|| {
-            format!("cannot open the decision state under {}", dir.display())
-        })?))
-    };
-    Ok(match &cfg.cluster.coordinator {
-        capstan_config::Coordinator::Standalone => Cluster {
-            coordinator: Box::new(Standalone::new(node_id, Some(url.to_owned()))),
-            decisions: file_decisions()?,
-            history: file_history()?,
-            shared_history: false,
-        },
-        #[cfg(feature = "etcd")]
-        capstan_config::Coordinator::Etcd {
-            endpoints,
-            prefix,
-            lease_ttl,
-        } => {
-            let settings = crate::etcd::EtcdSettings {
-                endpoints: endpoints.clone(),
-                prefix: prefix.clone(),
-                lease_ttl: *lease_ttl,
-                node_id: node_id.to_owned(),
-                url: Some(url.to_owned()),
-            };
-            let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
-            // One client for the decision state and the demand history.
-            let client = settings.client().await.with_context(reach)?;
-            let history = crate::etcd::EtcdHistory::start(client.clone(), prefix);
-            let store = crate::etcd::EtcdDecisions::new(client, prefix);
-            let etcd = crate::etcd::EtcdCoordinator::start(settings);
-            Cluster {
-                coordinator: Box::new(etcd),
-                decisions: Arc::new(store),
-                history: Arc::new(history),
-                shared_history: true,
-            }
-        }
-        #[cfg(feature = "kubernetes")]
-        capstan_config::Coordinator::Kubernetes {
-            namespace,
-            lease_name,
-            lease_duration,
-        } => {
-            let namespace = namespace
-                .clone()
-                .unwrap_or_else(crate::kubernetes::pod_namespace);
-            let client = crate::kubernetes::client().await?;
-            let store =
-                crate::kubernetes::LeaseDecisions::new(client.clone(), &namespace, lease_name);
-            let kube = crate::kubernetes::KubeCoordinator::start(
-                client,
-                crate::kubernetes::KubeSettings {
-                    namespace,
-                    lease_name: lease_name.clone(),
-                    duration: *lease_duration,
-                    node_id: node_id.to_owned(),
-                    url: Some(url.to_owned()),
-                },
-                clock.clone(),
-            );
-            Cluster {
-                coordinator: Box::new(kube),
-                decisions: Arc::new(store),
-                history: file_history()?,
-                shared_history: false,
-            }
-        }
-        // Reachable in builds without one of the coordinator features.
-        #[allow(unreachable_patterns)]
-        other => anyhow::bail!(
-            "cluster.coordinator \"{}\" is not available in this build of capstan; build it with `--features {}`",
-            other.name(),
-            other.name()
-        ),
-    })
-}
-
-/// A kind of this node's telemetry that can be off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Telemetry {
-    /// CPU, memory, disks, network.
-    Host,
-    /// NVIDIA GPUs, through NVML.
-    Gpu,
-}
-
-/// This node's collectors: the host's, and the GPUs' where NVML answers. Each kind
-/// that is off is handed to `off` with why (the daemon logs it; the CLI prints it).
-/// The daemon and `capstan plan`/`collect` collect the same way.
-pub fn node_collectors(mut off: impl FnMut(Telemetry, String)) -> Vec<Box<dyn Collector>> {
-    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
-    match HostCollector::new() {
-        Ok(c) => collectors.push(Box::new(c)),
-        Err(e) => off(Telemetry::Host, e.to_string()),
-    }
-    match capstan_collectors::gpu::GpuCollector::nvml() {
-        Ok(c) => collectors.push(Box::new(c)),
-        Err(e) => off(Telemetry::Gpu, e.to_string()),
-    }
-    collectors
 }
