@@ -308,6 +308,26 @@ fn pass(
     plan_fleet_with_groups(&mut inputs, &groups, &BudgetPolicy::from(&cfg.budget), now)
 }
 
+/// A member's slot from the proptests' random parts: `extra` above `min`, able to
+/// shrink by `down` this pass, `cents` per node-hour.
+fn random_slot(
+    min: u32,
+    extra: u32,
+    current: u32,
+    down: u32,
+    available: bool,
+    cents: Option<u32>,
+) -> Slot {
+    Slot {
+        current,
+        min,
+        max: min + extra,
+        floor: current.saturating_sub(down).max(min),
+        available,
+        price: cents.map(|c| f64::from(c) / 100.0),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -318,14 +338,7 @@ proptest! {
         desired in 0_u32..80,
         raw in prop::collection::vec((0_u32..5, 0_u32..12, 0_u32..20, 0_u32..6, any::<bool>(), prop::option::of(1_u32..50)), 1..6),
     ) {
-        let slots: Vec<Slot> = raw.iter().map(|&(min, extra, current, down, available, cents)| Slot {
-            current,
-            min,
-            max: min + extra,
-            floor: current.saturating_sub(down).max(min),
-            available,
-            price: cents.map(|c| f64::from(c) / 100.0),
-        }).collect();
+        let slots: Vec<Slot> = raw.iter().map(|&(min, extra, current, down, available, cents)| random_slot(min, extra, current, down, available, cents)).collect();
         let shares = group::allocate(strategy, skew, desired, &slots);
         let lo: u32 = slots.iter().map(Slot::lo).sum();
         let hi: u32 = slots.iter().map(Slot::hi).sum();
@@ -426,14 +439,7 @@ proptest! {
         room in prop::option::of(0_u32..200),
         refusals in prop::collection::vec(any::<bool>(), 64),
     ) {
-        let slots: Vec<Slot> = raw.iter().map(|&(min, extra, current, down, available, cents, ..)| Slot {
-            current,
-            min,
-            max: min + extra,
-            floor: current.saturating_sub(down).max(min),
-            available,
-            price: cents.map(|c| f64::from(c) / 100.0),
-        }).collect();
+        let slots: Vec<Slot> = raw.iter().map(|&(min, extra, current, down, available, cents, ..)| random_slot(min, extra, current, down, available, cents)).collect();
         let money: Vec<Money> = raw.iter().map(|&(.., cents, cap, base)| Money {
             prices: cents.map(|c| super::budget::Prices { on_demand: f64::from(c) / 100.0, spot: f64::from(c) / 300.0 }),
             split: Split { base, percent_above_base: 50, spot_cap: None },
