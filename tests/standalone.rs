@@ -142,6 +142,14 @@ fn standalone_agent_serves_metrics_journals_reloads_and_stops_cleanly() {
         text.contains("capstan_pool_desired_nodes{pool=\"second\"}"),
         "{text}"
     );
+    let second = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("pool=\"second\""))
+        .count();
+    assert!(
+        second >= 10,
+        "the second pool exports its series: {second}\n{text}"
+    );
 
     // Dropping the pool again removes every one of its series.
     std::fs::write(&config, example()).unwrap();
