@@ -24,7 +24,7 @@ use super::group::{self, Limit, Money, Slot};
 use super::planner::{self, History, MetricSample, Observed, Policy};
 use super::predictive::Outlook;
 use super::reason::Reason;
-use super::schedule::{self, ActiveWindow, Bounds};
+use super::schedule::{self, ActiveWindow, Bounds, Firings};
 use super::spot::{Split, SpotState};
 
 /// What the brain remembers about a pool between passes, beyond the HPA history.
@@ -251,6 +251,7 @@ fn schedule_reasons(base: Bounds, bounds: Bounds, windows: &[ActiveWindow]) -> V
 fn plan_pool<'a>(
     input: &mut PoolInput<'a>,
     share: Option<(u32, Reason)>,
+    calendar: &mut Firings<'a>,
     now: DateTime<Utc>,
 ) -> (PoolPlan, Demand<'a>) {
     let config = input.config;
@@ -258,7 +259,7 @@ fn plan_pool<'a>(
         min: input.policy.min,
         max: input.policy.max,
     };
-    let windows = schedule::active(&config.schedules, now);
+    let windows = calendar.active(&config.schedules);
     let bounds = schedule::bounds(base, &windows);
     let mut reasons = Vec::with_capacity(12);
     reasons.extend(schedule_reasons(base, bounds, &windows));
@@ -455,7 +456,11 @@ pub fn plan_fleet(
 
 /// One member's slot this pass: its range (schedules, scale-down rate), whether it
 /// may grow, and its price per node.
-fn slot(input: &PoolInput<'_>, now: DateTime<Utc>) -> (Slot, Money) {
+fn slot<'a>(
+    input: &PoolInput<'a>,
+    calendar: &mut Firings<'a>,
+    now: DateTime<Utc>,
+) -> (Slot, Money) {
     let config = input.config;
     let split = input.state.spot.split(config.spot.as_ref());
     let money = Money {
@@ -485,7 +490,7 @@ fn slot(input: &PoolInput<'_>, now: DateTime<Utc>) -> (Slot, Money) {
         min: input.policy.min,
         max: input.policy.max,
     };
-    let bounds = schedule::bounds(base, &schedule::active(&config.schedules, now));
+    let bounds = schedule::bounds(base, &calendar.active(&config.schedules));
     let observed = Observed {
         current: view.current,
         metrics: view.metrics,
@@ -518,9 +523,17 @@ fn slot(input: &PoolInput<'_>, now: DateTime<Utc>) -> (Slot, Money) {
 
 /// Sizes one group on its targets within its members' bounds and allocates the size
 /// to the members by its strategy.
-fn plan_group(group: &GroupInput<'_>, inputs: &[PoolInput<'_>], now: DateTime<Utc>) -> GroupPlan {
-    let (slots, money): (Vec<Slot>, Vec<Money>) =
-        group.members.iter().map(|&i| slot(&inputs[i], now)).unzip();
+fn plan_group<'a>(
+    group: &GroupInput<'_>,
+    inputs: &[PoolInput<'a>],
+    calendar: &mut Firings<'a>,
+    now: DateTime<Utc>,
+) -> GroupPlan {
+    let (slots, money): (Vec<Slot>, Vec<Money>) = group
+        .members
+        .iter()
+        .map(|&i| slot(&inputs[i], calendar, now))
+        .unzip();
     let sum = |f: fn(&Slot) -> u32| slots.iter().map(f).fold(0_u32, u32::saturating_add);
     let current = sum(|s| s.current);
     let policy = Policy {
@@ -569,14 +582,17 @@ fn plan_group(group: &GroupInput<'_>, inputs: &[PoolInput<'_>], now: DateTime<Ut
 /// Plans every group and pool and allocates the budget over the pools: a group is
 /// sized on its targets and its size split among its members ([`super::group`]),
 /// whose shares then go through the budget like any pool's plan.
-pub fn plan_fleet_with_groups(
-    inputs: &mut [PoolInput<'_>],
+pub fn plan_fleet_with_groups<'a>(
+    inputs: &mut [PoolInput<'a>],
     groups: &[GroupInput<'_>],
     budget: &BudgetPolicy,
     now: DateTime<Utc>,
 ) -> FleetPlan {
-    let mut group_plans: Vec<GroupPlan> =
-        groups.iter().map(|g| plan_group(g, inputs, now)).collect();
+    let mut calendar = Firings::new(now);
+    let mut group_plans: Vec<GroupPlan> = groups
+        .iter()
+        .map(|g| plan_group(g, inputs, &mut calendar, now))
+        .collect();
     let mut shares: Vec<Option<(u32, Reason)>> = vec![None; inputs.len()];
     for g in &group_plans {
         for m in &g.members {
@@ -598,7 +614,7 @@ pub fn plan_fleet_with_groups(
     let (mut pools, demands): (Vec<PoolPlan>, Vec<Demand<'_>>) = inputs
         .iter_mut()
         .zip(shares)
-        .map(|(i, share)| plan_pool(i, share, now))
+        .map(|(i, share)| plan_pool(i, share, &mut calendar, now))
         .unzip();
     let Allocation {
         grants,

@@ -15,6 +15,8 @@
 //!
 //! Pure: time comes in as an argument.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -46,28 +48,69 @@ pub struct ActiveWindow {
 
 /// The start of the activation of `schedule` that covers `now`, if one does.
 pub fn active_since(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    covering(schedule, last_firing(schedule, now)?, now)
+}
+
+/// The last time `schedule` fired at or before `now`.
+fn last_firing(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = now.with_timezone(&schedule.timezone);
     let fired = schedule.cron.find_previous_occurrence(&local, true).ok()?;
-    let fired = fired.with_timezone(&Utc);
+    Some(fired.with_timezone(&Utc))
+}
+
+/// `fired`, if the window it opened still covers `now`.
+fn covering(
+    schedule: &Schedule,
+    fired: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let duration = chrono::Duration::from_std(schedule.duration).ok()?;
     (now < fired + duration).then_some(fired)
 }
 
 /// The windows of `schedules` active at `now`, in config order.
 pub fn active(schedules: &[Schedule], now: DateTime<Utc>) -> Vec<ActiveWindow> {
-    schedules
-        .iter()
-        .filter_map(|s| {
-            let since = active_since(s, now)?;
-            Some(ActiveWindow {
-                name: s.name.clone(),
-                since,
-                until: since + chrono::Duration::from_std(s.duration).ok()?,
-                min: s.min,
-                max: s.max,
+    Firings::new(now).active(schedules)
+}
+
+/// One pass's view of the calendar. Pools of a fleet often share a schedule (the same
+/// business hours on many pools); a cron expression in a time zone is evaluated once
+/// per pass, however many pools carry it, which is most of a schedule's cost.
+#[derive(Debug)]
+pub struct Firings<'a> {
+    now: DateTime<Utc>,
+    /// The last firing at or before `now`, by cron expression and time zone.
+    last: HashMap<(&'a str, &'static str), Option<DateTime<Utc>>>,
+}
+
+impl<'a> Firings<'a> {
+    /// The calendar at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            last: HashMap::new(),
+        }
+    }
+
+    /// The windows of `schedules` active now, in config order.
+    pub fn active(&mut self, schedules: &'a [Schedule]) -> Vec<ActiveWindow> {
+        let now = self.now;
+        schedules
+            .iter()
+            .filter_map(|s| {
+                let key = (s.cron.pattern.as_str(), s.timezone.name());
+                let fired = *self.last.entry(key).or_insert_with(|| last_firing(s, now));
+                let since = covering(s, fired?, now)?;
+                Some(ActiveWindow {
+                    name: s.name.clone(),
+                    since,
+                    until: since + chrono::Duration::from_std(s.duration).ok()?,
+                    min: s.min,
+                    max: s.max,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 /// The bounds a pool with `base` bounds has while `windows` are active (see the module
@@ -139,6 +182,40 @@ mod tests {
                 !is_active(&s, utc(y, m, d, start + 10, 0)),
                 "{tz} {y}-{m}-{d}: lasts 10 h of real time"
             );
+        }
+    }
+
+    /// One pass's calendar evaluates a shared cron expression once, and still gives
+    /// each schedule its own window: the same expression in another time zone fires at
+    /// another instant, and the same firing with a shorter duration may have ended.
+    #[test]
+    fn a_pass_calendar_gives_each_schedule_its_own_window() {
+        let schedules = [
+            schedule("long", "0 8 * * *", "Europe/Stockholm", 10, Some(3)),
+            schedule("short", "0 8 * * *", "Europe/Stockholm", 1, Some(4)),
+            schedule("tokyo", "0 8 * * *", "Asia/Tokyo", 10, Some(5)),
+            schedule("hourly", "0 * * * *", "Europe/Stockholm", 2, Some(6)),
+        ];
+        for hour in 0..24 {
+            for minute in [0, 1, 59] {
+                let now = utc(2026, 3, 29, hour, minute);
+                let mut calendar = Firings::new(now);
+                // Twice over, as two pools carrying the same schedules.
+                for _ in 0..2 {
+                    let windows = calendar.active(&schedules);
+                    let expected: Vec<&str> = schedules
+                        .iter()
+                        .filter(|s| is_active(s, now))
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    let names: Vec<&str> = windows.iter().map(|w| w.name.as_str()).collect();
+                    assert_eq!(names, expected, "at {now}");
+                    for w in &windows {
+                        let s = schedules.iter().find(|s| s.name == w.name).unwrap();
+                        assert_eq!(Some(w.since), active_since(s, now), "{} at {now}", w.name);
+                    }
+                }
+            }
         }
     }
 
