@@ -418,7 +418,7 @@ fn the_agents_carry_on_when_the_etcd_leader_member_is_killed() {
 
 #[test]
 fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
-    use capstan::history::HistoryStore;
+    use capstan::state::demand::HistoryStore;
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(1, dir.path());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -427,15 +427,17 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let settings = capstan::etcd::EtcdSettings {
+        let settings = capstan::cluster::etcd::EtcdSettings {
             endpoints: etcd.endpoints(),
             prefix: "/capstan-test".into(),
             lease_ttl: Duration::from_secs(2),
             node_id: "a".into(),
             url: None,
         };
-        let first =
-            capstan::etcd::EtcdHistory::start(settings.client().await.unwrap(), &settings.prefix);
+        let first = capstan::cluster::etcd::EtcdHistory::start(
+            settings.client().await.unwrap(),
+            &settings.prefix,
+        );
         // Two and a half hours of minutes, the second target missing every 7th minute.
         let base = 29_000_000_i64; // minutes since the epoch, in 2025
         let points: Vec<(i64, Vec<Option<f64>>)> = (0..150)
@@ -457,8 +459,10 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
             waited += 1;
         }
         // The next leader (another client) reads the same series, from any minute on.
-        let next =
-            capstan::etcd::EtcdHistory::start(settings.client().await.unwrap(), &settings.prefix);
+        let next = capstan::cluster::etcd::EtcdHistory::start(
+            settings.client().await.unwrap(),
+            &settings.prefix,
+        );
         // Through the store's blocking interface, as the agent attaches a pool.
         let back = next.load("web", base + 100).unwrap();
         assert_eq!(back, points[100..].to_vec());

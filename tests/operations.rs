@@ -380,7 +380,10 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn dashboards_and_rules_name_only_metrics_the_agent_registers() {
-    let registered: Vec<&str> = capstan::metrics::NAMES.iter().map(|(n, _)| *n).collect();
+    let registered: Vec<&str> = capstan::telemetry::metrics::NAMES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     for file in [
         "packaging/prometheus/capstan.rules.yml",
         "packaging/prometheus/capstan.rules.test.yml",
@@ -390,7 +393,7 @@ fn dashboards_and_rules_name_only_metrics_the_agent_registers() {
         let names = metric_names(&text);
         assert!(!names.is_empty(), "{file} names no metric");
         // A histogram is queried through its _bucket, _sum and _count series.
-        let histograms: Vec<&str> = capstan::metrics::NAMES
+        let histograms: Vec<&str> = capstan::telemetry::metrics::NAMES
             .iter()
             .filter(|(_, kind)| *kind == "histogram")
             .map(|(n, _)| *n)
@@ -475,7 +478,7 @@ fn live_metrics_pass_promtool_check_metrics() {
     let mut body = String::new();
     for _ in 0..100 {
         body = rt.block_on(async {
-            capstan::http::client_builder()
+            capstan::net::client_builder()
                 .build()
                 .unwrap()
                 .get(format!("{base}/metrics"))

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Value;
 
-use capstan::coordinator::{Coordinator, Standalone};
-use capstan::engine;
-use capstan::http::Shared;
-use capstan::journal::Journal;
-use capstan::leader::Leader;
+use capstan::cluster::coordinator::{Coordinator, Standalone};
+use capstan::pass;
+use capstan::pass::leader::Leader;
+use capstan::state::journal::Journal;
+use capstan::telemetry::status::Shared;
 use capstan_collectors::{HostMetrics, LoadAverage, MemoryStats, NodeReport, SwapStats};
 
 const CEILING: f64 = 40.0;
@@ -97,10 +97,10 @@ async fn three_tiers_through_a_surge_stay_under_a_binding_budget() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = capstan_config::from_str("e2e.toml".as_ref(), CONFIG, std::iter::empty()).unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
-    let pools = engine::build_pools(&cfg, &mut Default::default()).unwrap();
+    let pools = pass::build_pools(&cfg, &mut Default::default()).unwrap();
     let journal = Journal::open(
         dir.path().join("journal"),
-        capstan::journal::Limits {
+        capstan::state::journal::Limits {
             retention_days: 90,
             max_bytes: None,
             stdout: false,

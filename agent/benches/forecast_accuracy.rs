@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDateTime;
 
 use capstan::brain::forecast::{ForecastConfig, Forecaster};
-use capstan::trace;
+use capstan::tools::trace;
 
 const SERIES: [(&str, &str, i64); 6] = [
     ("nyc_taxi", "realKnownCause/nyc_taxi.csv", 30),

@@ -1,5 +1,5 @@
-//! Anomaly quality: `capstan detect` (the same code, `capstan::analysis::detect`) scored
-//! on the NAB series in `testdata/nab/` with NAB's scoring rules (`capstan::nab`, which
+//! Anomaly quality: `capstan detect` (the same code, `capstan::tools::analysis::detect`) scored
+//! on the NAB series in `testdata/nab/` with NAB's scoring rules (`capstan::tools::nab`, which
 //! documents them and tests each against hand-worked cases): windows from
 //! `labels/combined_windows.json`, the probation of 15 % capped at 750 rows, the scaled
 //! sigmoid, the threshold chosen per profile over the whole corpus, and the score
@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use capstan::nab::{File, PROFILES};
+use capstan::tools::nab::{File, PROFILES};
 use chrono::NaiveDateTime;
 
 /// The detector's threshold (its default); NAB's sweep picks the score threshold.
@@ -35,8 +35,8 @@ fn load(category: &str, data: &Path, windows: &BTreeMap<String, Vec<[String; 2]>
         .into_iter()
         .map(|path| {
             let key = format!("{category}/{}", path.file_name().unwrap().to_string_lossy());
-            let points = capstan::trace::read_csv(&path).unwrap();
-            let verdicts = capstan::analysis::detect(&points, THRESHOLD).unwrap();
+            let points = capstan::tools::trace::read_csv(&path).unwrap();
+            let verdicts = capstan::tools::analysis::detect(&points, THRESHOLD).unwrap();
             let rows = |t: NaiveDateTime| points.iter().position(|p| p.at >= t);
             let spans = windows
                 .get(&key)
@@ -69,7 +69,7 @@ fn main() {
     let held = load("realKnownCause", &data, &windows);
     let all: Vec<File> = tuning.iter().chain(&held).cloned().collect();
 
-    let standard = capstan::nab::score(&all, PROFILES[0]);
+    let standard = capstan::tools::nab::score(&all, PROFILES[0]);
     println!("| file | windows | standard raw score at the corpus threshold |");
     println!("|---|---|---|");
     for f in &all {
@@ -77,7 +77,7 @@ fn main() {
             "| {} | {} | {:.3} |",
             f.name,
             f.windows.len(),
-            capstan::nab::raw_score(f, PROFILES[0], standard.threshold)
+            capstan::tools::nab::raw_score(f, PROFILES[0], standard.threshold)
         );
     }
     println!();
@@ -89,7 +89,7 @@ fn main() {
         ("all 24", &all),
     ] {
         for profile in PROFILES {
-            let r = capstan::nab::score(files, profile);
+            let r = capstan::tools::nab::score(files, profile);
             println!(
                 "| {label} | {} | **{:.1}** | {:.4} | {:.2} | {:.0} | {:.2} |",
                 profile.name, r.score, r.threshold, r.raw, r.null, r.perfect

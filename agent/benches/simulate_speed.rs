@@ -6,7 +6,7 @@
 use chrono::{TimeZone, Utc};
 
 use capstan::brain::budget::BudgetPolicy;
-use capstan::simulate::{self, Settings};
+use capstan::tools::simulate::{self, Settings};
 
 const POOLS: usize = 100;
 const MINUTES: usize = 365 * 1440;

@@ -7,7 +7,7 @@
 use chrono::{TimeZone, Utc};
 
 use capstan::brain::budget::BudgetPolicy;
-use capstan::tune::{self, Tuning};
+use capstan::tools::tune::{self, Tuning};
 
 const MINUTES: usize = 14 * 1440;
 

@@ -1,38 +1,27 @@
-//! Capstan's agent: roles, coordination, aggregation, the planner, the actuator,
-//! the journal and the HTTP server. The binary in `main.rs` is a thin CLI on top.
+//! Capstan's agent. The folders are the architecture:
+//!
+//! - `daemon/`: `capstan run`'s process: the loop and its signals, setup, this node's
+//!   collectors, workload scrapes and interruption notices;
+//! - `pass/`: one planning pass: observe → decide (`brain`) → act, and the leader's
+//!   tick around it;
+//! - `cluster/`: coordinators (who leads), reports from nodes to the leader;
+//! - `state/`: what outlives a pass: decision state, demand history, the journal;
+//! - `telemetry/`: metrics, the HTTP endpoints, systemd notification;
+//! - `tools/`: the offline commands (forecast, detect, simulate, tune, rightsizing);
+//! - `cli/`: the `capstan` command line; the binary in `main.rs` is a thin shell on it.
 
-pub mod aggregate;
-pub mod analysis;
 pub use capstan_brain as brain;
 pub mod build;
 pub mod cli;
 pub mod clock;
-pub mod coordinator;
+pub mod cluster;
 pub mod daemon;
-pub mod decisions;
-pub mod engine;
-#[cfg(feature = "etcd")]
-pub mod etcd;
-pub mod history;
-pub mod http;
-pub mod ingest;
-pub mod instrumented;
-pub mod journal;
-#[cfg(feature = "kubernetes")]
-pub mod kubernetes;
-pub mod leader;
-pub mod metrics;
-pub mod nab;
-pub mod notices;
-pub mod promql;
-pub mod reporter;
-pub mod rightsizing;
-pub mod sdnotify;
-pub mod simulate;
+#[cfg(test)]
+mod layout_tests;
+pub mod net;
+pub mod pass;
+pub mod state;
+pub mod telemetry;
 #[cfg(test)]
 mod testutil;
-#[cfg(feature = "tls")]
-pub mod tls;
-pub mod trace;
-pub mod tune;
-pub mod workload;
+pub mod tools;

@@ -1,4 +1,4 @@
-//! One planning pass over the whole fleet, as DESIGN §2 orders it:
+//! One planning pass over the whole fleet, in this order:
 //! schedule ∨ emergency → clamp → behavior → budget & tiers → spot.
 //!
 //! For each pool: the active schedule windows set its bounds, an emergency may lift

@@ -40,7 +40,7 @@ pub fn request(
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = capstan::http::client_builder()
+        let client = capstan::net::client_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap();
@@ -260,7 +260,7 @@ pub fn pki(dir: &Path, name: &str) -> Pki {
 /// A client that presents `pki`'s certificate (when given) and trusts `ca`.
 #[cfg(feature = "tls")]
 pub fn tls_client(ca: &Path, identity: Option<&Pki>) -> reqwest::Client {
-    let mut b = capstan::http::client_builder()
+    let mut b = capstan::net::client_builder()
         .timeout(Duration::from_secs(5))
         .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap()]);
     if let Some(p) = identity {

@@ -22,7 +22,7 @@ impl Local {
         tokio::time::sleep(HostCollector::WARM_UP).await;
         Ok(Self {
             collectors,
-            client: crate::http::client_builder().build()?,
+            client: crate::net::client_builder().build()?,
         })
     }
 
@@ -35,7 +35,9 @@ impl Local {
                 eprintln!("capstan: {} collection failed: {e}", c.name());
             }
         }
-        for (name, why) in crate::workload::collect(&self.client, &cfg.scrapes, &mut report).await {
+        for (name, why) in
+            crate::daemon::workload::collect(&self.client, &cfg.scrapes, &mut report).await
+        {
             eprintln!("capstan: workload.{name} left out: {why}");
         }
         report

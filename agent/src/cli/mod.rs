@@ -20,10 +20,10 @@ use capstan_config::{ConfigError, ValidatedConfig};
 
 use crate::brain::Reason;
 use crate::clock::{Clock, SystemClock};
-use crate::coordinator::{Coordinator, Standalone};
+use crate::cluster::coordinator::{Coordinator, Standalone};
 use crate::daemon::{self, ConfigSource};
-use crate::engine::{self, Mode};
-use crate::http::Status;
+use crate::pass::{self, Mode};
+use crate::telemetry::status::Status;
 
 mod collect;
 mod plan;

@@ -26,15 +26,15 @@ pub(super) async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()>
     let clock = SystemClock;
     let node_id = daemon::node_id(&cfg);
     let report = Local::open().await?.report(&cfg).await;
-    let mut pools = engine::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
+    let mut pools = pass::build_pools(&cfg, &mut HashMap::new()).map_err(anyhow::Error::msg)?;
     let claim = Standalone::new(&node_id, None).claim();
     let now = clock.now();
-    let max_age = crate::ingest::stale_after(cfg.agent.interval);
+    let max_age = crate::cluster::ingest::stale_after(cfg.agent.interval);
     let fresh: Vec<&NodeReport> = std::iter::once(&report)
         .filter(|r| now - r.at <= max_age)
         .collect();
-    let mut groups = engine::build_groups(&cfg, &mut HashMap::new());
-    let outcome = engine::fleet_pass(
+    let mut groups = pass::build_groups(&cfg, &mut HashMap::new());
+    let outcome = pass::fleet_pass(
         &mut pools,
         &mut groups,
         &fresh,

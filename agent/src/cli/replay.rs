@@ -16,8 +16,8 @@ pub(super) fn fmt_value(v: f64) -> String {
 }
 
 pub(super) fn forecast_csv(csv: &Path, horizon: std::time::Duration) -> anyhow::Result<()> {
-    let points = crate::trace::read_csv(csv)?;
-    let forecasts = crate::analysis::forecast(&points, horizon)?;
+    let points = crate::tools::trace::read_csv(csv)?;
+    let forecasts = crate::tools::analysis::forecast(&points, horizon)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(out, "timestamp,value,forecast")?;
     for (p, f) in points.iter().zip(forecasts) {
@@ -42,20 +42,21 @@ pub(super) fn tune(
 ) -> anyhow::Result<()> {
     let config = pool_to_replay(cfg, pool)?;
     let points = match trace {
-        Some(path) => crate::trace::read_csv(path)?,
+        Some(path) => crate::tools::trace::read_csv(path)?,
         None => {
             let dir = cfg.agent.state_dir.join("history");
-            let points: Vec<crate::trace::Point> = crate::history::read_only(&dir, &config.name)
-                .with_context(|| format!("cannot read {}", dir.display()))?
-                .into_iter()
-                .filter_map(|(minute, values)| {
-                    let at = chrono::DateTime::from_timestamp(minute.checked_mul(60)?, 0)?;
-                    Some(crate::trace::Point {
-                        at: at.naive_utc(),
-                        value: values.first().copied().flatten()?,
+            let points: Vec<crate::tools::trace::Point> =
+                crate::state::demand::read_only(&dir, &config.name)
+                    .with_context(|| format!("cannot read {}", dir.display()))?
+                    .into_iter()
+                    .filter_map(|(minute, values)| {
+                        let at = chrono::DateTime::from_timestamp(minute.checked_mul(60)?, 0)?;
+                        Some(crate::tools::trace::Point {
+                            at: at.naive_utc(),
+                            value: values.first().copied().flatten()?,
+                        })
                     })
-                })
-                .collect();
+                    .collect();
             anyhow::ensure!(
                 points.len() >= 2,
                 "--history: {} holds {} minute(s) of pool {pool}'s demand; the agent writes one a minute while it leads (predictive mode not off)",
@@ -65,14 +66,14 @@ pub(super) fn tune(
             points
         }
     };
-    let prepared = crate::analysis::prepare(&points)?;
-    let demand = crate::simulate::per_minute(&prepared.grid);
+    let prepared = crate::tools::analysis::prepare(&points)?;
+    let demand = crate::tools::simulate::per_minute(&prepared.grid);
     let peak = demand.iter().copied().fold(0.0_f64, f64::max);
     let target = config.targets.first().map_or(1.0, |t| t.value);
     if let Some(s) = saturation {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--saturation must be above 0");
     }
-    let tuning = crate::tune::Tuning {
+    let tuning = crate::tools::tune::Tuning {
         // The history holds the target's readings summed over the pool: one node at
         // the target serves the target's value.
         demand_per_node: match (trace, demand_per_node) {
@@ -85,8 +86,8 @@ pub(super) fn tune(
         threads: None,
     };
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
-    let start = crate::simulate::start_of(prepared.grid.start);
-    let report = crate::tune::tune(config, &budget, &demand, start, &tuning);
+    let start = crate::tools::simulate::start_of(prepared.grid.start);
+    let report = crate::tools::tune::tune(config, &budget, &demand, start, &tuning);
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -103,7 +104,7 @@ pub(super) fn tune(
         report.saturation,
         report.slo_minutes
     )?;
-    let line = |s: &crate::tune::Scored| {
+    let line = |s: &crate::tools::tune::Scored| {
         let p = &s.policy;
         let predictive = match p.horizon_minutes {
             Some(h) => format!("forecast-and-scale {h}m"),
@@ -217,10 +218,10 @@ pub(super) fn simulate(
     svg: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use crate::simulate as sim;
+    use crate::tools::simulate as sim;
     let config = pool_to_replay(cfg, pool)?;
-    let points = crate::trace::read_csv(trace)?;
-    let prepared = crate::analysis::prepare(&points)?;
+    let points = crate::tools::trace::read_csv(trace)?;
+    let prepared = crate::tools::analysis::prepare(&points)?;
     let demand = sim::per_minute(&prepared.grid);
     let peak = demand.iter().copied().fold(0.0_f64, f64::max);
     let x = demand_per_node_or_peak(demand_per_node, peak, config)?;
@@ -315,8 +316,8 @@ pub(super) fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {
         threshold.is_finite() && threshold > 0.0,
         "--threshold must be a positive number of standard deviations, e.g. 2.5"
     );
-    let points = crate::trace::read_csv(csv)?;
-    let verdicts = crate::analysis::detect(&points, threshold)?;
+    let points = crate::tools::trace::read_csv(csv)?;
+    let verdicts = crate::tools::analysis::detect(&points, threshold)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(out, "timestamp,value,anomaly_score,label")?;
     for (p, v) in points.iter().zip(verdicts) {

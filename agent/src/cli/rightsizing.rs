@@ -9,8 +9,8 @@ pub(super) async fn rightsizing(
     days: u32,
     json: bool,
 ) -> anyhow::Result<()> {
-    use crate::rightsizing as rs;
-    let retention = u32::try_from(engine::USAGE_RETENTION_DAYS).unwrap_or(35);
+    use crate::tools::rightsizing as rs;
+    let retention = u32::try_from(pass::USAGE_RETENTION_DAYS).unwrap_or(35);
     anyhow::ensure!(
         (1..=retention).contains(&days),
         "--days {days}: allowed 1 to {retention} (the usage history is kept {retention} days)"
@@ -19,11 +19,12 @@ pub(super) async fn rightsizing(
     let dir = cfg.agent.state_dir.join("usage");
     let mut reports = Vec::with_capacity(cfg.pools.len());
     for pool in &cfg.pools {
-        let points: Vec<crate::history::Minute> = crate::history::read_only(&dir, &pool.name)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .into_iter()
-            .filter(|(m, _)| *m >= since)
-            .collect();
+        let points: Vec<crate::state::demand::Minute> =
+            crate::state::demand::read_only(&dir, &pool.name)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .into_iter()
+                .filter(|(m, _)| *m >= since)
+                .collect();
         reports.push(rs::report(cfg, pool, days, &points).await);
     }
     let mut out = std::io::stdout().lock();

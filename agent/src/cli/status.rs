@@ -9,7 +9,7 @@ pub(super) async fn status(url: &str, json: bool) -> anyhow::Result<()> {
     } else {
         format!("{base}/v1/status")
     };
-    let response = crate::http::client_builder()
+    let response = crate::net::client_builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?
         .get(&endpoint)

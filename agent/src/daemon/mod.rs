@@ -22,20 +22,24 @@ use capstan_collectors::{Collector, NodeReport};
 use capstan_config::ValidatedConfig;
 
 use crate::clock::Clock;
-use crate::coordinator::{Coordinator, Standalone};
-use crate::decisions::{self, DecisionStore, FileDecisions};
-use crate::engine::{self, PoolRuntime};
-use crate::history::{FileHistory, HistoryStore};
-use crate::http::{LastDecision, PoolStatus, Shared, Status};
-use crate::ingest::{self, Ingest, PoolNodes};
-use crate::journal::Journal;
-use crate::leader::Leader;
-use crate::metrics::{CollectorLabel, ResultLabel};
-use crate::reporter::{Reporter, Token};
-use crate::sdnotify::Notifier;
+use crate::cluster::coordinator::{Coordinator, Standalone};
+use crate::cluster::ingest::{self, Ingest};
+use crate::cluster::reporter::{Reporter, Token};
+use crate::pass::leader::Leader;
+use crate::pass::{self, PoolRuntime};
+use crate::state::demand::{FileHistory, HistoryStore};
+use crate::state::journal::Journal;
+use crate::state::memory::{DecisionStore, FileDecisions};
+use crate::telemetry::metrics::{CollectorLabel, ResultLabel};
+use crate::telemetry::sdnotify::Notifier;
+use crate::telemetry::status::PoolNodes;
+use crate::telemetry::status::{LastDecision, PoolStatus, Shared, Status};
 
+pub mod http;
 mod node;
+pub mod notices;
 mod setup;
+pub mod workload;
 
 pub use self::node::*;
 pub use self::setup::*;
@@ -61,9 +65,9 @@ struct Daemon {
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
     coordinator: Box<dyn Coordinator>,
-    claim: watch::Receiver<crate::coordinator::Claim>,
+    claim: watch::Receiver<crate::cluster::coordinator::Claim>,
     /// The interruption watcher, when `[agent.interruptions]` is set.
-    notices: Option<crate::notices::Watcher>,
+    notices: Option<crate::daemon::notices::Watcher>,
     /// This node's collectors: the host's, and NVML's when there is a driver and GPUs.
     collectors: Vec<Box<dyn Collector>>,
     /// HTTP client for `[[scrape]]` endpoints.
@@ -99,13 +103,13 @@ pub async fn run(
     // GCE instance name), so the leader matches its report to the pool's instance
     // (interruption notices, per-instance readings).
     let node_id = match (&cfg.agent.node_name, &cfg.agent.interruptions) {
-        (None, Some(settings)) => crate::notices::instance_id(settings)
+        (None, Some(settings)) => crate::daemon::notices::instance_id(settings)
             .await
             .unwrap_or_else(|| node_id(&cfg)),
         _ => node_id(&cfg),
     };
     let notices = match &cfg.agent.interruptions {
-        Some(settings) => Some(crate::notices::spawn(settings.clone())?),
+        Some(settings) => Some(crate::daemon::notices::spawn(settings.clone())?),
         None => None,
     };
     let state_dir = cfg.agent.state_dir.clone();
@@ -113,7 +117,7 @@ pub async fn run(
         .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
     let journal = Journal::open(
         state_dir.join("journal"),
-        crate::journal::Limits::from_config(&cfg.journal),
+        crate::state::journal::Limits::from_config(&cfg.journal),
         clock.now(),
     )
     .with_context(|| {
@@ -123,8 +127,8 @@ pub async fn run(
         )
     })?;
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
-    let groups = engine::build_groups(&cfg, &mut HashMap::new());
-    let mut pools = engine::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
+    let groups = pass::build_groups(&cfg, &mut HashMap::new());
+    let mut pools = pass::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
         .map_err(anyhow::Error::msg)?;
     let usage: Arc<dyn HistoryStore> =
         Arc::new(FileHistory::open(state_dir.join("usage")).with_context(|| {
@@ -162,8 +166,8 @@ pub async fn run(
         shared_history,
     } = open_cluster(&cfg, &node_id, &url, &clock).await?;
     let claim = coordinator.claim();
-    engine::attach_history(&mut pools, &history, clock.now());
-    engine::attach_usage(&mut pools, &usage, clock.now());
+    pass::attach_history(&mut pools, &history, clock.now());
+    pass::attach_usage(&mut pools, &usage, clock.now());
 
     let collectors = node_collectors(|telemetry, why| match telemetry {
         Telemetry::Host => tracing::warn!(error = %why, "host telemetry is off"),
@@ -181,9 +185,9 @@ pub async fn run(
     let token: Token = Arc::new(std::sync::RwLock::new(token));
     let send_timeout = cfg.agent.interval.min(Duration::from_secs(10));
     #[cfg(feature = "tls")]
-    let client = crate::reporter::client(send_timeout, tls.as_ref().map(|t| t.2.clone()))?;
+    let client = crate::cluster::reporter::client(send_timeout, tls.as_ref().map(|t| t.2.clone()))?;
     #[cfg(not(feature = "tls"))]
-    let client = crate::reporter::client(send_timeout)?;
+    let client = crate::cluster::reporter::client(send_timeout)?;
     let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client);
     tracing::info!("listening on http://{addr}");
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -191,10 +195,10 @@ pub async fn run(
     #[cfg(feature = "tls")]
     let tls_server = tls.map(|(listener, server, _)| {
         tracing::info!(address = %reports_addr, "taking reports over mutual TLS");
-        tokio::spawn(crate::tls::serve(
+        tokio::spawn(crate::cluster::tls::serve(
             listener,
             server,
-            crate::http::reports_router(shared.clone(), ingest.clone()),
+            crate::daemon::http::reports_router(shared.clone(), ingest.clone()),
             stop_rx.clone(),
         ))
     });
@@ -207,7 +211,7 @@ pub async fn run(
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             }),
-            crate::http::router(shared.clone(), plain_reports),
+            crate::daemon::http::router(shared.clone(), plain_reports),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -236,7 +240,7 @@ pub async fn run(
         claim,
         notices,
         collectors,
-        scraper: crate::http::client_builder().build()?,
+        scraper: crate::net::client_builder().build()?,
         scrape_failures: Vec::new(),
         leader: Leader {
             groups,
@@ -359,7 +363,8 @@ impl Daemon {
                 .inc();
         }
         self.shared.metrics.export_gpus(&report.gpus);
-        let failed = crate::workload::collect(&self.scraper, &self.cfg.scrapes, &mut report).await;
+        let failed =
+            crate::daemon::workload::collect(&self.scraper, &self.cfg.scrapes, &mut report).await;
         for (name, why) in &failed {
             self.shared
                 .metrics
@@ -402,12 +407,12 @@ impl Daemon {
             if is_leader {
                 // Carry on where the last leader stopped: its windows, cooldowns and
                 // circuit state.
-                let n = decisions::restore_all(&*self.decisions, &mut self.leader.pools).await;
+                let n = pass::restore_all(&*self.decisions, &mut self.leader.pools).await;
                 tracing::info!(restored = n, "leading: decision state loaded");
                 // Groups start over from their members' sizes (their history lives
                 // in memory, as HPA's does).
                 for g in &mut self.leader.groups {
-                    *g = engine::GroupRuntime::new(g.config.clone());
+                    *g = pass::GroupRuntime::new(g.config.clone());
                 }
                 self.saved.clear();
                 if self.shared_history {
@@ -415,7 +420,7 @@ impl Daemon {
                     for p in &mut self.leader.pools {
                         p.restart_forecasts();
                     }
-                    engine::attach_history(&mut self.leader.pools, &self.history, now);
+                    pass::attach_history(&mut self.leader.pools, &self.history, now);
                 }
             } else {
                 tracing::warn!(
@@ -442,8 +447,7 @@ impl Daemon {
             // successor's state.
             if self.claim.borrow().is_leader {
                 for (pool, e) in
-                    decisions::save_changed(&*self.decisions, &self.leader.pools, &mut self.saved)
-                        .await
+                    pass::save_changed(&*self.decisions, &self.leader.pools, &mut self.saved).await
                 {
                     tracing::warn!(%pool, error = %e, "cannot save decision state");
                 }
@@ -462,12 +466,12 @@ impl Daemon {
         let now = self.clock.now();
         let claim = self.claim.borrow().clone();
         let m = &self.shared.metrics;
-        let reports_rejected = crate::metrics::REJECT_REASONS
+        let reports_rejected = crate::telemetry::metrics::REJECT_REASONS
             .iter()
             .map(|r| {
                 let n = m
                     .reports_rejected
-                    .get_or_create(&crate::metrics::ReasonLabel {
+                    .get_or_create(&crate::telemetry::metrics::ReasonLabel {
                         reason: (*r).to_owned(),
                     })
                     .get();
@@ -529,7 +533,7 @@ impl Daemon {
                         .or_else(|| p.last.as_ref().and_then(|l| l.detail.clone())),
                     nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
                     circuit: p.circuit(now).as_str().to_owned(),
-                    consecutive_failures: p.failures,
+                    consecutive_failures: p.memory.failures,
                     instance_types: p.instance_types.clone(),
                 })
                 .collect(),
@@ -565,7 +569,7 @@ impl Daemon {
                     .into_iter()
                     .map(|p| (p.config.name.clone(), p))
                     .collect();
-                match engine::build_pools_with(&new, &mut old, Some(&self.shared.metrics)) {
+                match pass::build_pools_with(&new, &mut old, Some(&self.shared.metrics)) {
                     // What is left in `old` are pools the new config dropped or re-created.
                     Ok(pools) => Ok((new, token, pools, old)),
                     Err(e) => {
@@ -601,7 +605,12 @@ impl Daemon {
                 let interval_changed = new.agent.interval != self.cfg.agent.interval;
                 if new.agent.interruptions != self.cfg.agent.interruptions {
                     self.notices = None;
-                    match new.agent.interruptions.clone().map(crate::notices::spawn) {
+                    match new
+                        .agent
+                        .interruptions
+                        .clone()
+                        .map(crate::daemon::notices::spawn)
+                    {
                         Some(Ok(w)) => self.notices = Some(w),
                         Some(Err(e)) => tracing::error!(error = %e, "interruption notices are off"),
                         None => {}
@@ -614,14 +623,14 @@ impl Daemon {
                 }
                 self.leader
                     .journal
-                    .set_limits(crate::journal::Limits::from_config(&new.journal));
+                    .set_limits(crate::state::journal::Limits::from_config(&new.journal));
                 self.leader.pools = pools;
-                let mut old_groups: HashMap<String, engine::GroupRuntime> =
+                let mut old_groups: HashMap<String, pass::GroupRuntime> =
                     std::mem::take(&mut self.leader.groups)
                         .into_iter()
                         .map(|g| (g.config.name.clone(), g))
                         .collect();
-                self.leader.groups = engine::build_groups(&new, &mut old_groups);
+                self.leader.groups = pass::build_groups(&new, &mut old_groups);
                 for gone in old_groups
                     .values()
                     .filter(|g| new.group(&g.config.name).is_none())
@@ -631,8 +640,8 @@ impl Daemon {
                         gone.config.members.iter().map(String::as_str),
                     );
                 }
-                engine::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
-                engine::attach_usage(&mut self.leader.pools, &self.usage, self.clock.now());
+                pass::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
+                pass::attach_usage(&mut self.leader.pools, &self.usage, self.clock.now());
                 self.cfg = new;
                 self.shared
                     .metrics

@@ -68,8 +68,8 @@ pub(super) fn tls_setup(cfg: &ValidatedConfig) -> anyhow::Result<TlsSetup> {
     let Some(tls) = &cfg.cluster.tls else {
         return Ok(None);
     };
-    let server = crate::tls::server_config(tls)?;
-    let client = crate::tls::client_config(tls)?;
+    let server = crate::cluster::tls::server_config(tls)?;
+    let client = crate::cluster::tls::client_config(tls)?;
     let listener = std::net::TcpListener::bind(tls.listen)
         .with_context(|| format!("cannot listen on cluster.tls.listen {}", tls.listen))?;
     listener.set_nonblocking(true)?;
@@ -125,7 +125,7 @@ pub(super) async fn open_cluster(
             prefix,
             lease_ttl,
         } => {
-            let settings = crate::etcd::EtcdSettings {
+            let settings = crate::cluster::etcd::EtcdSettings {
                 endpoints: endpoints.clone(),
                 prefix: prefix.clone(),
                 lease_ttl: *lease_ttl,
@@ -135,9 +135,9 @@ pub(super) async fn open_cluster(
             let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
             // One client for the decision state and the demand history.
             let client = settings.client().await.with_context(reach)?;
-            let history = crate::etcd::EtcdHistory::start(client.clone(), prefix);
-            let store = crate::etcd::EtcdDecisions::new(client, prefix);
-            let etcd = crate::etcd::EtcdCoordinator::start(settings);
+            let history = crate::cluster::etcd::EtcdHistory::start(client.clone(), prefix);
+            let store = crate::cluster::etcd::EtcdDecisions::new(client, prefix);
+            let etcd = crate::cluster::etcd::EtcdCoordinator::start(settings);
             Cluster {
                 coordinator: Box::new(etcd),
                 decisions: Arc::new(store),
@@ -153,13 +153,16 @@ pub(super) async fn open_cluster(
         } => {
             let namespace = namespace
                 .clone()
-                .unwrap_or_else(crate::kubernetes::pod_namespace);
-            let client = crate::kubernetes::client().await?;
-            let store =
-                crate::kubernetes::LeaseDecisions::new(client.clone(), &namespace, lease_name);
-            let kube = crate::kubernetes::KubeCoordinator::start(
+                .unwrap_or_else(crate::cluster::kubernetes::pod_namespace);
+            let client = crate::cluster::kubernetes::client().await?;
+            let store = crate::cluster::kubernetes::LeaseDecisions::new(
+                client.clone(),
+                &namespace,
+                lease_name,
+            );
+            let kube = crate::cluster::kubernetes::KubeCoordinator::start(
                 client,
-                crate::kubernetes::KubeSettings {
+                crate::cluster::kubernetes::KubeSettings {
                     namespace,
                     lease_name: lease_name.clone(),
                     duration: *lease_duration,

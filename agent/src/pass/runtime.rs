@@ -2,6 +2,7 @@
 //! building each pool's provider from its config.
 
 use super::*;
+use crate::state::memory::Memory;
 
 /// The actuator's circuit breaker for one pool's cloud calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,10 +118,10 @@ pub struct PoolRuntime {
     pub policy: Policy,
     /// Its provider.
     pub provider: Arc<dyn NodePoolProvider>,
-    /// Planner history.
-    pub history: History,
-    /// Emergency, flap and spot state.
-    pub state: PoolState,
+    /// What the next leader needs to carry on: the planner's history, the emergency,
+    /// flap and spot state, the circuit's failures and back-off, the last target
+    /// applied. Saved after every pass while leading ([`save_changed`]).
+    pub memory: Memory,
     /// Demand forecasts and anomaly detection.
     pub predictor: Predictor,
     /// Demand (each target's readings summed over the pool) of the minute being
@@ -132,12 +133,6 @@ pub struct PoolRuntime {
     pub usage: MinuteMeans,
     /// Where usage history is kept, for `capstan rightsizing` (the daemon's).
     pub usage_store: Option<Arc<dyn HistoryStore>>,
-    /// Consecutive failed provider calls.
-    pub failures: u32,
-    /// No provider call before this time, after failures.
-    pub retry_at: Option<DateTime<Utc>>,
-    /// The last target applied successfully.
-    pub last_target: Option<CapacityTarget>,
     /// The last pass's outcome.
     pub last: Option<PassOutcome>,
     /// Why the last pass made no decision, if it made none.
@@ -151,9 +146,9 @@ pub struct PoolRuntime {
 impl PoolRuntime {
     /// The circuit breaker's state at `now`.
     pub fn circuit(&self, now: DateTime<Utc>) -> CircuitState {
-        if self.failures < self.config.circuit.failures {
+        if self.memory.failures < self.config.circuit.failures {
             CircuitState::Closed
-        } else if self.retry_at.is_some_and(|at| at > now) {
+        } else if self.memory.retry_at.is_some_and(|at| at > now) {
             CircuitState::Open
         } else {
             CircuitState::HalfOpen
@@ -162,11 +157,11 @@ impl PoolRuntime {
 
     /// A call succeeded: the circuit closes.
     pub(super) fn succeeded(&mut self) {
-        if self.failures >= self.config.circuit.failures {
+        if self.memory.failures >= self.config.circuit.failures {
             tracing::info!(pool = %self.config.name, "circuit closed: the provider answers again");
         }
-        self.failures = 0;
-        self.retry_at = None;
+        self.memory.failures = 0;
+        self.memory.retry_at = None;
         self.last_failure = None;
     }
 
@@ -191,11 +186,7 @@ impl PoolRuntime {
             usage_store: None,
             config,
             provider,
-            history: History::default(),
-            state: PoolState::default(),
-            failures: 0,
-            retry_at: None,
-            last_target: None,
+            memory: Memory::default(),
             last: None,
             last_error: None,
             last_failure: None,
@@ -218,7 +209,7 @@ pub fn build_pools(
 pub fn build_pools_with(
     cfg: &ValidatedConfig,
     old: &mut HashMap<String, PoolRuntime>,
-    metrics: Option<&crate::metrics::Metrics>,
+    metrics: Option<&crate::telemetry::metrics::Metrics>,
 ) -> Result<Vec<PoolRuntime>, String> {
     let reusable = |pool: &Pool| {
         old.get(&pool.name)
@@ -231,7 +222,7 @@ pub fn build_pools_with(
         } else {
             let provider = build_provider(pool)?;
             Some(match metrics {
-                Some(m) => crate::instrumented::Instrumented::wrap(provider, m),
+                Some(m) => crate::pass::instrumented::Instrumented::wrap(provider, m),
                 None => provider,
             })
         });

@@ -60,7 +60,7 @@ fn imds(settings: &Interruptions) -> anyhow::Result<Source> {
         InterruptionCloud::Gcp => GceMetadata::HANG + Duration::from_secs(5),
         InterruptionCloud::Aws | InterruptionCloud::Azure => Duration::from_secs(2),
     };
-    let client = crate::http::client_builder()
+    let client = crate::net::client_builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)

@@ -56,7 +56,7 @@ pub struct Entry<'a> {
 /// One journal line for a group: how it was sized and how its size was allocated. It
 /// has `group` where a pool's line has `pool`.
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupEntry<'a> {
+pub struct GroupEntry<'a, M> {
     /// When the pass ran.
     pub at: DateTime<Utc>,
     /// The node that decided.
@@ -73,8 +73,9 @@ pub struct GroupEntry<'a> {
     pub granted: u32,
     /// Target label and sample per target, over all members.
     pub inputs: Vec<Input<'a>>,
-    /// Per member: share, grant, what held it, refusals and spill-overs.
-    pub members: &'a [crate::engine::MemberOutcome],
+    /// Per member: share, grant, what held it, refusals and spill-overs (the pass's
+    /// member outcomes).
+    pub members: &'a [M],
     /// Why the group's size is what it is.
     pub reasons: &'a [Reason],
     /// The same reasons in words.
@@ -194,7 +195,7 @@ impl Journal {
     }
 
     /// Writes one group's entry.
-    pub fn write_group(&mut self, entry: &GroupEntry<'_>) -> std::io::Result<()> {
+    pub fn write_group<M: Serialize>(&mut self, entry: &GroupEntry<'_, M>) -> std::io::Result<()> {
         self.write_line(entry.at, entry)
     }
 

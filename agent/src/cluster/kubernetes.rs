@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::coordinator::{Claim, ClaimTask, Coordinator, publish};
+use crate::cluster::coordinator::{Claim, ClaimTask, Coordinator, publish};
 
 /// The Lease annotation that holds the leader's report URL.
 pub const URL_ANNOTATION: &str = "capstan.dev/leader-url";
@@ -304,7 +304,7 @@ impl LeaseDecisions {
 }
 
 #[async_trait::async_trait]
-impl crate::decisions::DecisionStore for LeaseDecisions {
+impl crate::state::memory::DecisionStore for LeaseDecisions {
     async fn load(&self, pool: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let key = Self::key(pool)?;
         let lease = self.api.get_opt(&self.lease_name).await?;
@@ -570,7 +570,7 @@ mod tests {
 
     #[tokio::test]
     async fn decision_state_lives_on_the_lease() {
-        use crate::decisions::DecisionStore;
+        use crate::state::memory::DecisionStore;
         let store: Shared = Arc::default();
         store.lock().unwrap().lease = Some(json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

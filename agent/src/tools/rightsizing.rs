@@ -20,7 +20,7 @@ use serde::Serialize;
 use capstan_config::{Metric, Pool, TargetSource, ValidatedConfig};
 use capstan_providers::InstanceShape;
 
-use crate::history::Minute;
+use crate::state::demand::Minute;
 
 /// Hours in a month, as cloud price sheets count them.
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -511,7 +511,7 @@ pub async fn report(
 ) -> PoolReport {
     let mut notes = Vec::new();
     // What the cloud says the pool runs, and its family's catalogue.
-    let provider = crate::engine::build_provider(pool)
+    let provider = crate::pass::build_provider(pool)
         .map_err(|e| notes.push(format!("no provider in this build: {e}")))
         .ok();
     let mut running = None;

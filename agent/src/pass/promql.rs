@@ -29,7 +29,7 @@ struct Data {
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        crate::http::client_builder()
+        crate::net::client_builder()
             .build()
             .unwrap_or_else(|_| reqwest::Client::new())
     })

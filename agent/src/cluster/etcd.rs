@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::coordinator::{Claim, ClaimTask, Coordinator, publish};
-use crate::decisions::DecisionStore;
+use crate::cluster::coordinator::{Claim, ClaimTask, Coordinator, publish};
+use crate::state::memory::DecisionStore;
 
 /// What a candidate publishes as its election value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,7 +346,7 @@ const HISTORY_QUEUE: usize = 4096;
 pub struct EtcdHistory {
     client: Client,
     prefix: String,
-    tx: tokio::sync::mpsc::Sender<(String, crate::history::Minute)>,
+    tx: tokio::sync::mpsc::Sender<(String, crate::state::demand::Minute)>,
 }
 
 impl std::fmt::Debug for EtcdHistory {
@@ -375,20 +375,20 @@ impl EtcdHistory {
         &self,
         pool: &str,
         since: i64,
-    ) -> anyhow::Result<Vec<crate::history::Minute>> {
+    ) -> anyhow::Result<Vec<crate::state::demand::Minute>> {
         let mut c = self.client.clone();
         let from = history_key(&self.prefix, pool, since.div_euclid(60));
         let to = format!("{}{pool}/~", self.prefix);
         let r = c
             .get(from, Some(etcd_client::GetOptions::new().with_range(to)))
             .await?;
-        let mut points: Vec<crate::history::Minute> = r
+        let mut points: Vec<crate::state::demand::Minute> = r
             .kvs()
             .iter()
             .flat_map(|kv| {
                 String::from_utf8_lossy(kv.value())
                     .lines()
-                    .filter_map(crate::history::parse_line)
+                    .filter_map(crate::state::demand::parse_line)
                     .collect::<Vec<_>>()
             })
             .filter(|(m, _)| *m >= since)
@@ -399,14 +399,14 @@ impl EtcdHistory {
     }
 }
 
-impl crate::history::HistoryStore for EtcdHistory {
-    fn load(&self, pool: &str, since: i64) -> std::io::Result<Vec<crate::history::Minute>> {
+impl crate::state::demand::HistoryStore for EtcdHistory {
+    fn load(&self, pool: &str, since: i64) -> std::io::Result<Vec<crate::state::demand::Minute>> {
         let handle = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| handle.block_on(self.load_async(pool, since)))
             .map_err(|e| std::io::Error::other(format!("etcd: {e:#}")))
     }
 
-    fn append(&self, pool: &str, minute: &crate::history::Minute) -> std::io::Result<()> {
+    fn append(&self, pool: &str, minute: &crate::state::demand::Minute) -> std::io::Result<()> {
         self.tx
             .try_send((pool.to_owned(), minute.clone()))
             .map_err(|e| std::io::Error::other(format!("demand history not queued: {e}")))
@@ -419,7 +419,7 @@ impl crate::history::HistoryStore for EtcdHistory {
 async fn write_history(
     client: Client,
     prefix: String,
-    mut rx: tokio::sync::mpsc::Receiver<(String, crate::history::Minute)>,
+    mut rx: tokio::sync::mpsc::Receiver<(String, crate::state::demand::Minute)>,
 ) {
     let mut hours: std::collections::HashMap<String, (i64, String)> = Default::default();
     while let Some((pool, minute)) = rx.recv().await {
@@ -451,7 +451,7 @@ async fn write_history(
                 }
             }
         };
-        text.push_str(&crate::history::format_line(&minute));
+        text.push_str(&crate::state::demand::format_line(&minute));
         match c.put(key, text.clone(), None).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(%pool, error = %e, "cannot write demand history"),

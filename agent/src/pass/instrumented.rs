@@ -12,7 +12,9 @@ use capstan_providers::{
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::metrics::{HistogramFamily, Metrics, ProviderOperationLabels, ProviderRequestLabels};
+use crate::telemetry::metrics::{
+    HistogramFamily, Metrics, ProviderOperationLabels, ProviderRequestLabels,
+};
 
 /// Any provider, with its calls counted and timed.
 #[derive(Debug)]

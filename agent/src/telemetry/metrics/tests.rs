@@ -254,7 +254,7 @@ fn reference() -> String {
     let mut out = String::from(
         "# Metrics reference\n\n\
          Every series an agent exports on `/metrics` (port 9464), generated from the\n\
-         metric declarations in `agent/src/metrics/mod.rs` by its test\n\
+         metric declarations in `agent/src/telemetry/metrics/mod.rs` by its test\n\
          `the_metrics_reference_is_complete_and_fresh` (regenerate with\n\
          `CAPSTAN_BLESS=1 cargo test -p capstan --lib metrics_reference`). Pool series\n\
          (`pool` label) are exported by the leader and removed when a reload drops the\n\

@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 
 pub use crate::brain::simulate::{Metrics, Series, Settings, reactive_only, run};
-use crate::trace::Regular;
+use crate::tools::trace::Regular;
 use chrono::{DateTime, TimeZone, Utc};
 
 /// The trace on minutes: linear between its points.

@@ -30,7 +30,8 @@ use serde::Serialize;
 use capstan_collectors::{NodeReport, ReportError};
 
 use crate::clock::Clock;
-use crate::metrics::{Metrics, PoolLabel, ReasonLabel};
+use crate::telemetry::metrics::{Metrics, PoolLabel, ReasonLabel};
+use crate::telemetry::status::PoolNodes;
 
 /// The largest report body the leader reads.
 pub const MAX_REPORT_BYTES: usize = 64 * 1024;
@@ -97,15 +98,6 @@ struct Entry {
     received: DateTime<Utc>,
     /// Start of the node's rate window and the reports accepted in it.
     window: (DateTime<Utc>, u32),
-}
-
-/// A pool's nodes as the leader sees them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PoolNodes {
-    /// Nodes whose last report is fresh.
-    pub reporting: Vec<String>,
-    /// Nodes silent for three intervals, not yet dropped.
-    pub stale: Vec<String>,
 }
 
 /// Reports received, and the checks they pass through.

@@ -178,7 +178,7 @@ pub(super) async fn act(
         schedules: planned.schedules.iter().map(|w| w.name.clone()).collect(),
         emergency: planned.emergency,
         frozen_until: planned.frozen_until,
-        spot_fallback_until: pool.state.spot.fallback.as_ref().map(|f| f.until),
+        spot_fallback_until: pool.memory.state.spot.fallback.as_ref().map(|f| f.until),
         action: Action::None,
         detail: None,
         error_kind: None,
@@ -194,7 +194,7 @@ pub(super) async fn act(
         return outcome;
     }
     if let Some(nodes) = planned.recommendation {
-        pool.history.record_recommendation(nodes, now);
+        pool.memory.history.record_recommendation(nodes, now);
     }
     let target = CapacityTarget {
         capacity: planned.desired,
@@ -202,6 +202,7 @@ pub(super) async fn act(
         emergency: planned.above_max,
     };
     let split_changed = pool
+        .memory
         .last_target
         .is_some_and(|t| t.capacity == current && t.on_demand != target.on_demand);
     if planned.desired == current && !split_changed {
@@ -220,8 +221,10 @@ pub(super) async fn act(
     }
     match pool.provider.apply(&target).await {
         Ok(()) => {
-            pool.history.record_scale(current, planned.desired, now);
-            pool.last_target = Some(target);
+            pool.memory
+                .history
+                .record_scale(current, planned.desired, now);
+            pool.memory.last_target = Some(target);
             pool.succeeded();
             outcome.action = Action::Scaled;
             let direction = match planned.desired.cmp(&current) {
@@ -232,15 +235,15 @@ pub(super) async fn act(
             if let Some(d) = direction {
                 outcome
                     .reasons
-                    .extend(pool.state.flap.record(&pool.config.flap, d, now));
-                outcome.frozen_until = pool.state.flap.frozen(now);
+                    .extend(pool.memory.state.flap.record(&pool.config.flap, d, now));
+                outcome.frozen_until = pool.memory.state.flap.frozen(now);
             }
         }
         Err(e) => {
             if let ProviderError::InsufficientCapacity { message } = &e {
                 let running = running_spot(&seen.description);
                 let missing = target.spot().saturating_sub(running);
-                if let Some(r) = pool.state.spot.refused(
+                if let Some(r) = pool.memory.state.spot.refused(
                     pool.config.spot.as_ref(),
                     missing,
                     running,
@@ -249,7 +252,7 @@ pub(super) async fn act(
                 ) {
                     outcome.reasons.push(r);
                     outcome.spot_fallback_until =
-                        pool.state.spot.fallback.as_ref().map(|f| f.until);
+                        pool.memory.state.spot.fallback.as_ref().map(|f| f.until);
                 }
             }
             provider_failure(pool, &e, now, interval);

@@ -410,7 +410,7 @@ async fn a_pool_that_cannot_be_described_still_counts_against_the_budget() {
 async fn demand_history_is_written_and_warms_a_restarted_pool() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn HistoryStore> =
-        Arc::new(crate::history::FileHistory::open(dir.path()).unwrap());
+        Arc::new(crate::state::demand::FileHistory::open(dir.path()).unwrap());
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     // Three days of a daily wave, a pass a minute, through the engine.
     let mut pool = PoolRuntime::new(config().pools.remove(0), fake(4));
@@ -443,7 +443,7 @@ async fn demand_history_is_written_and_warms_a_restarted_pool() {
 async fn usage_is_written_once_a_minute_as_the_means_of_its_passes() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn HistoryStore> =
-        Arc::new(crate::history::FileHistory::open(dir.path()).unwrap());
+        Arc::new(crate::state::demand::FileHistory::open(dir.path()).unwrap());
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let mut pool = PoolRuntime::new(config().pools.remove(0), fake(4));
     attach_usage(std::slice::from_mut(&mut pool), &store, t0);
@@ -473,7 +473,7 @@ async fn usage_is_written_once_a_minute_as_the_means_of_its_passes() {
     );
     // What rightsizing reads back, without compacting.
     assert_eq!(
-        crate::history::read_only(dir.path(), "web").unwrap(),
+        crate::state::demand::read_only(dir.path(), "web").unwrap(),
         written
     );
 }
@@ -483,6 +483,7 @@ fn reload_keeps_state_of_unchanged_pools() {
     let cfg = config();
     let mut pools = build_pools(&cfg, &mut HashMap::new()).unwrap();
     pools[0]
+        .memory
         .history
         .record_scale(1, 2, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let mut old: HashMap<_, _> = pools
@@ -490,7 +491,7 @@ fn reload_keeps_state_of_unchanged_pools() {
         .map(|p| (p.config.name.clone(), p))
         .collect();
     let again = build_pools(&cfg, &mut old).unwrap();
-    assert_eq!(again[0].history.scale_up_events.len(), 1);
+    assert_eq!(again[0].memory.history.scale_up_events.len(), 1);
 }
 
 #[cfg(all(feature = "azure", feature = "gke"))]

@@ -9,12 +9,15 @@ pub(super) fn provider_failure(
     now: DateTime<Utc>,
     interval: std::time::Duration,
 ) {
-    pool.failures = pool.failures.saturating_add(1);
+    pool.memory.failures = pool.memory.failures.saturating_add(1);
     pool.last_failure = Some(err.to_string());
     let most = chrono::Duration::from_std(pool.config.circuit.max_backoff)
         .unwrap_or(chrono::Duration::minutes(5));
     let base = chrono::Duration::from_std(interval).unwrap_or(most);
-    let backoff = base * 2i32.saturating_pow(pool.failures.min(16)).min(1 << 16);
+    let backoff = base
+        * 2i32
+            .saturating_pow(pool.memory.failures.min(16))
+            .min(1 << 16);
     let wait = match err {
         ProviderError::Throttled {
             retry_after: Some(hint),
@@ -24,13 +27,13 @@ pub(super) fn provider_failure(
             .max(backoff),
         _ => backoff,
     };
-    pool.retry_at = Some(now + wait.min(most));
-    if pool.failures == pool.config.circuit.failures {
+    pool.memory.retry_at = Some(now + wait.min(most));
+    if pool.memory.failures == pool.config.circuit.failures {
         tracing::warn!(
             pool = %pool.config.name,
-            failures = pool.failures,
+            failures = pool.memory.failures,
             error = %err,
-            until = %pool.retry_at.unwrap_or(now),
+            until = %pool.memory.retry_at.unwrap_or(now),
             "circuit open: no calls to this pool's provider until then, then one try"
         );
     }
@@ -65,9 +68,9 @@ pub(super) async fn observe(
     now: DateTime<Utc>,
     interval: std::time::Duration,
 ) -> Result<Seen, PassError> {
-    if let Some(until) = pool.retry_at.filter(|at| *at > now) {
+    if let Some(until) = pool.memory.retry_at.filter(|at| *at > now) {
         return Err(PassError::BackingOff {
-            failures: pool.failures,
+            failures: pool.memory.failures,
             until,
             last: pool
                 .last_failure
@@ -126,12 +129,14 @@ pub(super) async fn observe(
     let group_samples = aggregate::samples_for(group_targets, &description, &pool_reports);
     let interrupted = aggregate::interrupted(&description, &pool_reports);
     let faulty_gpus = aggregate::faulty_gpus(&description, &pool_reports);
-    pool.history.prune(&pool.policy.behavior, now);
-    if pool.last.is_none() && pool.history.recommendations.is_empty() {
+    pool.memory.history.prune(&pool.policy.behavior, now);
+    if pool.last.is_none() && pool.memory.history.recommendations.is_empty() {
         // As HPA does for a target it sees for the first time: the current size counts
         // as a recent recommendation, so a (re)started agent waits out the scale-down
         // window instead of shrinking the pool on its first look.
-        pool.history.record_recommendation(description.desired, now);
+        pool.memory
+            .history
+            .record_recommendation(description.desired, now);
     }
     let (anomalies, surge) = track_demand(pool, &samples, now);
     track_usage(pool, description.desired, &pool_reports, now);
@@ -182,7 +187,7 @@ pub(super) async fn promql_samples(
         else {
             continue;
         };
-        match crate::promql::query(url, query, *timeout).await {
+        match crate::pass::promql::query(url, query, *timeout).await {
             Ok(v) if nodes > 0 => {
                 *sample = Some(crate::brain::MetricSample {
                     sum: v * f64::from(nodes),

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use capstan_collectors::NodeReport;
 
-use crate::coordinator::Claim;
-use crate::http::Shared;
-use crate::metrics::ResultLabel;
+use crate::cluster::coordinator::Claim;
+use crate::telemetry::metrics::ResultLabel;
+use crate::telemetry::status::Shared;
 
 /// The client reports go out with: each send waits at most `timeout`; with `tls`, the
 /// agent's certificate is presented and the leader's checked against the cluster's CA.
@@ -25,7 +25,7 @@ pub fn client(
     timeout: Duration,
     #[cfg(feature = "tls")] tls: Option<rustls::ClientConfig>,
 ) -> anyhow::Result<reqwest::Client> {
-    let builder = crate::http::client_builder().timeout(timeout);
+    let builder = crate::net::client_builder().timeout(timeout);
     #[cfg(feature = "tls")]
     let builder = match tls {
         Some(config) => builder.tls_backend_preconfigured(config),

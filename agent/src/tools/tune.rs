@@ -1,5 +1,5 @@
 //! `capstan tune`: backtests a grid of candidate policies for one pool through
-//! [`crate::simulate`] and picks the cheapest whose under-provisioned minutes stay
+//! [`crate::tools::simulate`] and picks the cheapest whose under-provisioned minutes stay
 //! within the SLO.
 //!
 //! The grid: the pool's first target value × 0.6 … 1.2 (percentages capped at 100),
@@ -26,7 +26,7 @@ use serde::Serialize;
 use capstan_config::{Pool, PredictiveMode, TargetSource, presets};
 
 use crate::brain::budget::BudgetPolicy;
-use crate::simulate::{self, Metrics, Settings};
+use crate::tools::simulate::{self, Metrics, Settings};
 
 /// Target values tried, as factors of the current one.
 pub const TARGET_FACTORS: [f64; 7] = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2];

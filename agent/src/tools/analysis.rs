@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 
 use crate::brain::anomaly::{Detector, Verdict};
 use crate::brain::forecast::{ForecastConfig, Forecaster};
-use crate::trace::{self, Point, Regular};
+use crate::tools::trace::{self, Point, Regular};
 
 /// A trace on its grid, with what the forecaster needs to know about the grid.
 #[derive(Debug, Clone)]

@@ -1,24 +1,15 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status`, and the leader's
-//! `POST /v1/reports` (see [`crate::ingest`]).
+//! What the agent shares between its loop and its HTTP endpoints: the metrics, the
+//! `/v1/status` document, readiness and the loop's heartbeat.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::brain::Reason;
-use crate::ingest::{self, Ingest, MAX_REPORT_BYTES, PoolNodes};
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// The body of `/v1/status`. Field names are an interface.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -177,128 +168,11 @@ impl Shared {
     }
 }
 
-/// The router.
-/// A reqwest client builder for everything Capstan sends over HTTP. With the `tls`
-/// feature, reqwest takes its TLS provider from the process default: this installs
-/// ring's first (once; later calls are harmless).
-pub fn client_builder() -> reqwest::ClientBuilder {
-    #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-}
-
-pub fn router(shared: Arc<Shared>, ingest: Option<Arc<Ingest>>) -> Router {
-    let plain = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/status", get(status))
-        .with_state(shared.clone());
-    match ingest {
-        Some(ingest) => plain.merge(reports_router(shared, ingest)),
-        None => plain,
-    }
-}
-
-/// `POST /v1/reports` alone (for the mutual-TLS listener).
-pub fn reports_router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
-    Router::new()
-        .route("/v1/reports", post(reports))
-        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
-        .with_state((ingest, shared))
-}
-
-/// `POST /v1/reports`: 202 when the report is taken, else the refusal as JSON
-/// (`{"reason", "field", "error"}`) with its status.
-async fn reports(
-    State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let outcome = match body {
-        Ok(body) => ingest.accept(auth, &body),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ingest::too_large(None)),
-        Err(e) => Err(ingest::Rejection {
-            status: 400,
-            reason: "malformed",
-            field: None,
-            error: e.body_text(),
-        }),
-    };
-    match outcome {
-        Ok(()) => {
-            shared.metrics.reports_received.inc();
-            StatusCode::ACCEPTED.into_response()
-        }
-        Err(r) => {
-            ingest::count(&shared.metrics, &r);
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, axum::Json(r)).into_response()
-        }
-    }
-}
-
-/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text
-/// format that every tool reads.
-async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
-    let wants_openmetrics = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    if wants_openmetrics {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            s.metrics.encode(),
-        )
-            .into_response()
-    } else {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            s.metrics.encode_prometheus_text(),
-        )
-            .into_response()
-    }
-}
-
-async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    let (at, grace) = *s
-        .heartbeat
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if at.elapsed() <= grace {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("main loop silent for {:?}\n", at.elapsed()),
-        )
-            .into_response()
-    }
-}
-
-async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "first pass not done yet\n").into_response()
-    }
-}
-
-async fn status(State(s): State<Arc<Shared>>) -> Response {
-    let status = s
-        .status
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    axum::Json(status).into_response()
+/// A pool's nodes as the leader sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolNodes {
+    /// Nodes whose last report is fresh.
+    pub reporting: Vec<String>,
+    /// Nodes silent for three intervals, not yet dropped.
+    pub stale: Vec<String>,
 }

@@ -1,5 +1,15 @@
-//! One planning pass over the pools: describe, aggregate, plan, actuate, record.
+//! One planning pass over the pools: observe (describe and aggregate), decide
+//! (`brain::fleet`), act (each pool's cloud call), record (demand and usage).
 //! The daemon runs it every interval; `capstan plan` runs it once without acting.
+//!
+//! - `observe.rs`: describing each pool and aggregating its reports; `promql.rs`
+//!   for PromQL targets;
+//! - `act.rs`: a pool's cloud call and a group's spill-over rounds, through
+//!   `instrumented.rs`, which counts and times every provider call;
+//! - `runtime.rs`: what each pool and group keeps between passes, the circuit
+//!   breaker, building providers; `record.rs`: demand and usage history;
+//! - `outcome.rs`: what a pass says it did (a typed `Action` per pool);
+//! - `leader.rs`: the leader's tick around the pass: journal, metrics and log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,27 +25,31 @@ use capstan_providers::{
     CapacityTarget, Lifecycle, Market, NodePoolProvider, PoolDescription, ProviderError,
 };
 
-use crate::aggregate;
 use crate::brain::budget::BudgetPolicy;
-use crate::brain::fleet::{GroupInput, GroupPlan, PoolInput, PoolPlan, PoolState, View};
+use crate::brain::fleet::{GroupInput, GroupPlan, PoolInput, PoolPlan, View};
 use crate::brain::group::{self, Limit};
 use crate::brain::planner::Metric;
 use crate::brain::predictive::{Outlook, Predictor};
 use crate::brain::schedule::Bounds;
 use crate::brain::{self, Direction, History, MetricSample, Policy, Reason};
-use crate::coordinator::Claim;
-use crate::history::HistoryStore;
+use crate::cluster::aggregate;
+use crate::cluster::coordinator::Claim;
+use crate::state::demand::HistoryStore;
 
 mod act;
+mod handover;
+pub mod instrumented;
+pub mod leader;
 mod observe;
 mod outcome;
+pub mod promql;
 mod record;
 mod runtime;
 #[cfg(test)]
 mod tests;
 
 use self::{act::*, observe::*};
-pub use self::{outcome::*, record::*, runtime::*};
+pub use self::{handover::*, outcome::*, record::*, runtime::*};
 
 /// Runs one pass over every pool: describes each, plans the fleet (schedules,
 /// emergencies, the HPA planner, flap protection, spot fallback, the budget by tier),
@@ -97,13 +111,13 @@ pub async fn fleet_pass(
                     config: &pool.config,
                     policy: &pool.policy,
                     prices,
-                    state: &mut pool.state,
+                    state: &mut pool.memory.state,
                     view: seen.map(|s| View {
                         current: s.description.desired,
                         metrics: &s.samples,
-                        history: &pool.history,
+                        history: &pool.memory.history,
                         running_spot: running_spot(&s.description),
-                        asked_spot: pool.last_target.map(|t| t.spot()),
+                        asked_spot: pool.memory.last_target.map(|t| t.spot()),
                         outlook: Some(&s.outlook),
                         surge: s.surge.as_deref(),
                         interrupted: s.interrupted,
@@ -187,7 +201,7 @@ fn last_known(pool: &PoolRuntime) -> u32 {
     pool.last
         .as_ref()
         .map(|l| l.current)
-        .or(pool.last_target.map(|t| t.capacity))
+        .or(pool.memory.last_target.map(|t| t.capacity))
         .unwrap_or(pool.config.max)
 }
 

@@ -10,11 +10,13 @@ use capstan_collectors::NodeReport;
 use capstan_config::Budget;
 
 use crate::brain::Reason;
-use crate::coordinator::Claim;
-use crate::engine::{self, Action, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
-use crate::http::Shared;
-use crate::journal::{self, Journal};
-use crate::metrics::{NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels};
+use crate::cluster::coordinator::Claim;
+use crate::pass::{self, Action, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
+use crate::state::journal::{self, Journal};
+use crate::telemetry::metrics::{
+    NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels,
+};
+use crate::telemetry::status::Shared;
 
 /// The fleet's cost at the last pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -35,7 +37,7 @@ pub struct Leader {
     /// The pools, in config order.
     pub pools: Vec<PoolRuntime>,
     /// The groups, in config order.
-    pub groups: Vec<engine::GroupRuntime>,
+    pub groups: Vec<pass::GroupRuntime>,
     /// The decision journal.
     pub journal: Journal,
     /// Metrics and status shared with the HTTP server.
@@ -72,7 +74,7 @@ impl Leader {
         interval: std::time::Duration,
         budget: &Budget,
     ) -> FleetSummary {
-        let outcome = engine::fleet_pass(
+        let outcome = pass::fleet_pass(
             &mut self.pools,
             &mut self.groups,
             reports,
@@ -99,7 +101,7 @@ impl Leader {
                 .set(i64::from(pool.circuit(now) != CircuitState::Closed));
             m.pool_consecutive_failures
                 .get_or_create(&label)
-                .set(i64::from(pool.failures));
+                .set(i64::from(pool.memory.failures));
         }
         self.shared.metrics.planning_passes.inc();
         self.fleet
@@ -126,9 +128,9 @@ impl Leader {
         }
     }
 
-    fn record_group(&mut self, g: &engine::GroupOutcome) {
+    fn record_group(&mut self, g: &pass::GroupOutcome) {
         let m = &self.shared.metrics;
-        let label = crate::metrics::GroupLabel {
+        let label = crate::telemetry::metrics::GroupLabel {
             group: g.group.clone(),
         };
         m.group_current_nodes
@@ -140,7 +142,7 @@ impl Leader {
         for member in &g.members {
             if member.spilled_in > 0 {
                 m.group_spillover_nodes
-                    .get_or_create(&crate::metrics::GroupMemberLabels {
+                    .get_or_create(&crate::telemetry::metrics::GroupMemberLabels {
                         group: g.group.clone(),
                         pool: member.pool.clone(),
                     })
@@ -186,7 +188,7 @@ impl Leader {
     fn record(
         &mut self,
         i: usize,
-        result: Result<engine::PassOutcome, PassError>,
+        result: Result<pass::PassOutcome, PassError>,
         fleet_hourly_cost: f64,
         budget_ceiling: Option<f64>,
     ) {

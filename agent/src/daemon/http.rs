@@ -1,0 +1,135 @@
+//! The agent's HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status` (from
+//! [`crate::telemetry`]), and the leader's `POST /v1/reports` (checked by
+//! [`crate::cluster::ingest`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::cluster::ingest::{self, Ingest, MAX_REPORT_BYTES};
+use crate::telemetry::status::Shared;
+
+/// The router.
+pub fn router(shared: Arc<Shared>, ingest: Option<Arc<Ingest>>) -> Router {
+    let plain = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .with_state(shared.clone());
+    match ingest {
+        Some(ingest) => plain.merge(reports_router(shared, ingest)),
+        None => plain,
+    }
+}
+
+/// `POST /v1/reports` alone (for the mutual-TLS listener).
+pub fn reports_router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/v1/reports", post(reports))
+        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
+        .with_state((ingest, shared))
+}
+
+/// `POST /v1/reports`: 202 when the report is taken, else the refusal as JSON
+/// (`{"reason", "field", "error"}`) with its status.
+async fn reports(
+    State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let outcome = match body {
+        Ok(body) => ingest.accept(auth, &body),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ingest::too_large(None)),
+        Err(e) => Err(ingest::Rejection {
+            status: 400,
+            reason: "malformed",
+            field: None,
+            error: e.body_text(),
+        }),
+    };
+    match outcome {
+        Ok(()) => {
+            shared.metrics.reports_received.inc();
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(r) => {
+            ingest::count(&shared.metrics, &r);
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, axum::Json(r)).into_response()
+        }
+    }
+}
+
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text
+/// format that every tool reads.
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            s.metrics.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.metrics.encode_prometheus_text(),
+        )
+            .into_response()
+    }
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let (at, grace) = *s
+        .heartbeat
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if at.elapsed() <= grace {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("main loop silent for {:?}\n", at.elapsed()),
+        )
+            .into_response()
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "first pass not done yet\n").into_response()
+    }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    let status = s
+        .status
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    axum::Json(status).into_response()
+}
