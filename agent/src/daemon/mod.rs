@@ -99,66 +99,15 @@ pub async fn run(
     source: ConfigSource,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    // A node is named as its pool's provider lists it (AWS instance id, Azure VM name,
-    // GCE instance name), so the leader matches its report to the pool's instance
-    // (interruption notices, per-instance readings).
-    let node_id = match (&cfg.agent.node_name, &cfg.agent.interruptions) {
-        (None, Some(settings)) => crate::daemon::notices::instance_id(settings)
-            .await
-            .unwrap_or_else(|| node_id(&cfg)),
-        _ => node_id(&cfg),
-    };
-    let notices = match &cfg.agent.interruptions {
-        Some(settings) => Some(crate::daemon::notices::spawn(settings.clone())?),
-        None => None,
-    };
-    let state_dir = cfg.agent.state_dir.clone();
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
-    let journal = Journal::open(
-        state_dir.join("journal"),
-        crate::state::journal::Limits::from_config(&cfg.journal),
-        clock.now(),
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the journal under {}",
-            state_dir.join("journal").display()
-        )
-    })?;
+    let (node_id, notices) = identify(&cfg).await?;
+    let (journal, usage) = open_local_state(&cfg, &*clock)?;
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
     let groups = pass::build_groups(&cfg, &mut HashMap::new());
     let mut pools = pass::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
         .map_err(anyhow::Error::msg)?;
-    let usage: Arc<dyn HistoryStore> =
-        Arc::new(FileHistory::open(state_dir.join("usage")).with_context(|| {
-            format!(
-                "cannot open the usage history under {}",
-                state_dir.join("usage").display()
-            )
-        })?);
-
     let token = read_token(cfg.cluster.token_file.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
-        .await
-        .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
-    let addr = listener.local_addr()?;
-    #[cfg(feature = "tls")]
-    let tls = tls_setup(&cfg)?;
-    #[cfg(feature = "tls")]
-    let reports_addr = match &tls {
-        Some((l, _, _)) => l.local_addr()?,
-        None => addr,
-    };
-    #[cfg(not(feature = "tls"))]
-    let reports_addr = {
-        anyhow::ensure!(
-            cfg.cluster.tls.is_none(),
-            "[cluster.tls] needs a build of capstan with `--features tls`"
-        );
-        addr
-    };
-    let url = advertise_url(&cfg, reports_addr, cfg.cluster.tls.is_some());
+    let listeners = Listeners::bind(&cfg).await?;
+    let url = advertise_url(&cfg, listeners.reports_addr()?, cfg.cluster.tls.is_some());
     let Cluster {
         coordinator,
         decisions,
@@ -168,57 +117,19 @@ pub async fn run(
     let claim = coordinator.claim();
     pass::attach_history(&mut pools, &history, clock.now());
     pass::attach_usage(&mut pools, &usage, clock.now());
-
-    let collectors = node_collectors(|telemetry, why| match telemetry {
-        Telemetry::Host => tracing::warn!(error = %why, "host telemetry is off"),
-        // Said once: a node without a driver or GPU carries on without GPU telemetry.
-        Telemetry::Gpu => tracing::info!(reason = %why, "GPU telemetry is off"),
-    });
-    if collectors.iter().any(|c| c.name() == "gpu") {
-        tracing::info!("GPU telemetry on (NVML)");
-    }
-
+    let collectors = logged_node_collectors();
     let ingest = Arc::new(Ingest::new(
         ingest_settings(&cfg, token.clone()),
         clock.clone(),
     ));
     let token: Token = Arc::new(std::sync::RwLock::new(token));
     let send_timeout = cfg.agent.interval.min(Duration::from_secs(10));
-    #[cfg(feature = "tls")]
-    let client = crate::cluster::reporter::client(send_timeout, tls.as_ref().map(|t| t.2.clone()))?;
-    #[cfg(not(feature = "tls"))]
-    let client = crate::cluster::reporter::client(send_timeout)?;
+    let client = listeners.reporter_client(send_timeout)?;
     let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client);
+    let addr = listeners.addr;
     tracing::info!("listening on http://{addr}");
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    // With [cluster.tls], reports are taken on their own mutual-TLS listener only.
-    #[cfg(feature = "tls")]
-    let tls_server = tls.map(|(listener, server, _)| {
-        tracing::info!(address = %reports_addr, "taking reports over mutual TLS");
-        tokio::spawn(crate::cluster::tls::serve(
-            listener,
-            server,
-            crate::daemon::http::reports_router(shared.clone(), ingest.clone()),
-            stop_rx.clone(),
-        ))
-    });
-    let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
-    let server = tokio::spawn(
-        axum::serve(
-            // Answers go out at once: agents and scrapers wait on each one.
-            listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            }),
-            crate::daemon::http::router(shared.clone(), plain_reports),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .into_future(),
-    );
-
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let servers = listeners.serve(&cfg, &shared, &ingest, stop_rx);
     tracing::info!(
         node_id = %node_id,
         coordinator = coordinator.name(),
@@ -228,9 +139,12 @@ pub async fn run(
         journal = %journal.dir().display(),
         "capstan agent started"
     );
-    let node_id_copy = node_id.clone();
-    let shared_copy = shared.clone();
     let mut daemon = Daemon {
+        scraper: crate::net::client_builder().build()?,
+        leader: Leader {
+            groups,
+            ..Leader::new(node_id.clone(), pools, journal, shared.clone())
+        },
         cfg,
         source,
         node_id,
@@ -240,12 +154,7 @@ pub async fn run(
         claim,
         notices,
         collectors,
-        scraper: crate::net::client_builder().build()?,
         scrape_failures: Vec::new(),
-        leader: Leader {
-            groups,
-            ..Leader::new(node_id_copy, pools, journal, shared_copy)
-        },
         history,
         usage,
         ingest,
@@ -258,60 +167,187 @@ pub async fn run(
         nodes: BTreeMap::new(),
     };
     daemon.publish_status();
-
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let notifier = Notifier::from_env();
-    notifier.ready(&format!(
-        "serving on http://{addr}; {} pool(s)",
-        daemon.cfg.pools.len()
-    ));
-    // Pinged from this loop only, so a stuck pass stops the pings and systemd restarts us.
-    let watchdog_every = notifier.watchdog_interval();
-    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
-    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // CPU usage is a delta: give the collector one measurable period before the first pass.
-    tokio::time::sleep(HostCollector::WARM_UP).await;
-    let mut ticker = new_ticker(daemon.cfg.agent.interval);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => daemon.tick().await,
-            _ = watchdog.tick(), if watchdog_every.is_some() => notifier.watchdog(),
-            _ = sighup.recv() => {
-                if daemon.reload() {
-                    ticker = new_ticker(daemon.cfg.agent.interval);
-                }
-                notifier.status(&format!(
-                    "serving on http://{addr}; {} pool(s); last reload {}",
-                    daemon.cfg.pools.len(),
-                    daemon.clock.now().format("%Y-%m-%dT%H:%M:%SZ")
-                ));
-            }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-        }
-    }
+    daemon.serve_until_stopped(addr, &notifier).await?;
     notifier.stopping();
     daemon.coordinator.vacate().await;
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "http server task failed"),
-        Err(_) => tracing::warn!("http server did not stop within 5s"),
-    }
-    #[cfg(feature = "tls")]
-    if let Some(server) = tls_server {
-        match tokio::time::timeout(Duration::from_secs(5), server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "reports server ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "reports server task failed"),
-            Err(_) => tracing::warn!("reports server did not stop within 5s"),
-        }
-    }
+    servers.stopped().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This node's name, as its pool's provider lists it (AWS instance id, Azure VM name,
+/// GCE instance name), so the leader matches its report to the pool's instance
+/// (interruption notices, per-instance readings); and the interruption watcher.
+async fn identify(cfg: &ValidatedConfig) -> anyhow::Result<(String, Option<notices::Watcher>)> {
+    let node_id = match (&cfg.agent.node_name, &cfg.agent.interruptions) {
+        (None, Some(settings)) => notices::instance_id(settings)
+            .await
+            .unwrap_or_else(|| node_id(cfg)),
+        _ => node_id(cfg),
+    };
+    let notices = match &cfg.agent.interruptions {
+        Some(settings) => Some(notices::spawn(settings.clone())?),
+        None => None,
+    };
+    Ok((node_id, notices))
+}
+
+/// The journal and the usage history under `agent.state_dir`, created if missing.
+fn open_local_state(
+    cfg: &ValidatedConfig,
+    clock: &dyn Clock,
+) -> anyhow::Result<(Journal, Arc<dyn HistoryStore>)> {
+    let state_dir = &cfg.agent.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create agent.state_dir {}", state_dir.display()))?;
+    let dir = state_dir.join("journal");
+    let journal = Journal::open(
+        dir.clone(),
+        crate::state::journal::Limits::from_config(&cfg.journal),
+        clock.now(),
+    )
+    .with_context(|| format!("cannot open the journal under {}", dir.display()))?;
+    let dir = state_dir.join("usage");
+    let usage: Arc<dyn HistoryStore> = Arc::new(
+        FileHistory::open(&dir)
+            .with_context(|| format!("cannot open the usage history under {}", dir.display()))?,
+    );
+    Ok((journal, usage))
+}
+
+/// This node's collectors, saying in the log which telemetry is off and why.
+fn logged_node_collectors() -> Vec<Box<dyn Collector>> {
+    let collectors = node_collectors(|telemetry, why| match telemetry {
+        Telemetry::Host => tracing::warn!(error = %why, "host telemetry is off"),
+        // Said once: a node without a driver or GPU carries on without GPU telemetry.
+        Telemetry::Gpu => tracing::info!(reason = %why, "GPU telemetry is off"),
+    });
+    if collectors.iter().any(|c| c.name() == "gpu") {
+        tracing::info!("GPU telemetry on (NVML)");
+    }
+    collectors
+}
+
+/// The agent's listeners, bound: `agent.listen`, and with `[cluster.tls]` the
+/// mutual-TLS reports listener.
+struct Listeners {
+    plain: tokio::net::TcpListener,
+    addr: std::net::SocketAddr,
+    #[cfg(feature = "tls")]
+    tls: TlsSetup,
+}
+
+impl Listeners {
+    async fn bind(cfg: &ValidatedConfig) -> anyhow::Result<Self> {
+        let plain = tokio::net::TcpListener::bind(cfg.agent.listen)
+            .await
+            .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
+        let addr = plain.local_addr()?;
+        #[cfg(not(feature = "tls"))]
+        anyhow::ensure!(
+            cfg.cluster.tls.is_none(),
+            "[cluster.tls] needs a build of capstan with `--features tls`"
+        );
+        Ok(Self {
+            plain,
+            addr,
+            #[cfg(feature = "tls")]
+            tls: tls_setup(cfg)?,
+        })
+    }
+
+    /// Where followers send reports: the mutual-TLS listener when there is one.
+    fn reports_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        #[cfg(feature = "tls")]
+        if let Some((listener, _, _)) = &self.tls {
+            return Ok(listener.local_addr()?);
+        }
+        Ok(self.addr)
+    }
+
+    /// The client this node's reports go out with (presenting its certificate with
+    /// `[cluster.tls]`).
+    fn reporter_client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        #[cfg(feature = "tls")]
+        return crate::cluster::reporter::client(timeout, self.tls.as_ref().map(|t| t.2.clone()));
+        #[cfg(not(feature = "tls"))]
+        crate::cluster::reporter::client(timeout)
+    }
+
+    /// Serves the endpoints until `stop` turns true. With `[cluster.tls]`, reports are
+    /// taken on their own mutual-TLS listener only.
+    fn serve(
+        self,
+        cfg: &ValidatedConfig,
+        shared: &Arc<Shared>,
+        ingest: &Arc<Ingest>,
+        stop: watch::Receiver<bool>,
+    ) -> Servers {
+        #[cfg(feature = "tls")]
+        let reports = self.tls.map(|(listener, server, _)| {
+            let address = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(address = %address, "taking reports over mutual TLS");
+            tokio::spawn(crate::cluster::tls::serve(
+                listener,
+                server,
+                http::reports_router(shared.clone(), ingest.clone()),
+                stop.clone(),
+            ))
+        });
+        let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
+        let mut stop = stop;
+        let plain = tokio::spawn(
+            axum::serve(
+                // Answers go out at once: agents and scrapers wait on each one.
+                self.plain.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                }),
+                http::router(shared.clone(), plain_reports),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+        );
+        Servers {
+            plain,
+            #[cfg(feature = "tls")]
+            reports,
+        }
+    }
+}
+
+/// The running HTTP servers.
+struct Servers {
+    plain: tokio::task::JoinHandle<std::io::Result<()>>,
+    #[cfg(feature = "tls")]
+    reports: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Servers {
+    /// Waits (5 s at most each) for the servers to finish once told to stop.
+    async fn stopped(self) {
+        async fn wait(what: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
+            match tokio::time::timeout(Duration::from_secs(5), server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "{what} ended with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "{what} task failed"),
+                Err(_) => tracing::warn!("{what} did not stop within 5s"),
+            }
+        }
+        wait("http server", self.plain).await;
+        #[cfg(feature = "tls")]
+        if let Some(server) = self.reports {
+            wait("reports server", server).await;
+        }
+    }
 }
 
 fn humantime_secs(d: Duration) -> String {
@@ -325,6 +361,50 @@ fn new_ticker(interval: Duration) -> tokio::time::Interval {
 }
 
 impl Daemon {
+    /// Runs a tick every interval, pings systemd's watchdog and reloads on SIGHUP,
+    /// until SIGTERM or SIGINT.
+    async fn serve_until_stopped(
+        &mut self,
+        addr: std::net::SocketAddr,
+        notifier: &Notifier,
+    ) -> anyhow::Result<()> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        notifier.ready(&format!(
+            "serving on http://{addr}; {} pool(s)",
+            self.cfg.pools.len()
+        ));
+        // Pinged from this loop only, so a stuck pass stops the pings and systemd
+        // restarts us.
+        let watchdog_every = notifier.watchdog_interval();
+        let mut watchdog =
+            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // CPU usage is a delta: give the collector one measurable period before the
+        // first pass.
+        tokio::time::sleep(HostCollector::WARM_UP).await;
+        let mut ticker = new_ticker(self.cfg.agent.interval);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick().await,
+                _ = watchdog.tick(), if watchdog_every.is_some() => notifier.watchdog(),
+                _ = sighup.recv() => {
+                    if self.reload() {
+                        ticker = new_ticker(self.cfg.agent.interval);
+                    }
+                    notifier.status(&format!(
+                        "serving on http://{addr}; {} pool(s); last reload {}",
+                        self.cfg.pools.len(),
+                        self.clock.now().format("%Y-%m-%dT%H:%M:%SZ")
+                    ));
+                }
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
+                _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+            }
+        }
+    }
+
     async fn collect(&mut self, now: DateTime<Utc>) {
         let mut report = NodeReport::new(self.node_id.clone(), node_pool(&self.cfg), now);
         report.interruption = self
