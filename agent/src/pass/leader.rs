@@ -14,7 +14,8 @@ use crate::cluster::coordinator::Claim;
 use crate::pass::{self, Action, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
 use crate::state::journal::{self, Journal};
 use crate::telemetry::metrics::{
-    NoLabels, PoolActionLabels, PoolErrorLabels, PoolLabel, PoolMetricLabels,
+    GaugeF, Metrics, NoLabels, PoolActionLabels, PoolErrorLabels, PoolFamily, PoolLabel,
+    PoolMetricLabels,
 };
 use crate::telemetry::status::Shared;
 
@@ -193,9 +194,10 @@ impl Leader {
         budget_ceiling: Option<f64>,
     ) {
         let pool = &mut self.pools[i];
-        let name = pool.config.name.clone();
         let m = &self.shared.metrics;
-        let label = PoolLabel { pool: name.clone() };
+        let label = PoolLabel {
+            pool: pool.config.name.clone(),
+        };
         m.pool_min_nodes
             .get_or_create(&label)
             .set(i64::from(pool.config.min));
@@ -203,167 +205,172 @@ impl Leader {
             .get_or_create(&label)
             .set(i64::from(pool.config.max));
         pool.last_error = result.as_ref().err().map(ToString::to_string);
-        match result {
-            Ok(outcome) => {
-                m.pool_current_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.current));
-                m.pool_desired_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.desired));
-                m.pool_on_demand_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.on_demand));
-                m.pool_spot_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.spot));
-                m.pool_hourly_cost
-                    .get_or_create(&label)
-                    .set(outcome.hourly_cost);
-                m.pool_effective_min_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.bounds.min));
-                m.pool_effective_max_nodes
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.bounds.max));
-                m.pool_emergency
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.emergency));
-                m.pool_flapping
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.frozen_until.is_some()));
-                m.pool_spot_fallback
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.spot_fallback_until.is_some()));
-                m.decisions
-                    .get_or_create(&PoolActionLabels {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => return skipped(m, &label.pool, &e),
+        };
+        export_outcome(m, &label, &outcome);
+        export_targets(m, pool, &outcome);
+        let name = &label.pool;
+        match outcome.action {
+            Action::Failed => {
+                m.provider_errors
+                    .get_or_create(&PoolErrorLabels {
                         pool: name.clone(),
-                        action: outcome.action.as_str().to_owned(),
+                        kind: outcome.error_kind.unwrap_or("unknown").to_owned(),
                     })
                     .inc();
-                m.pool_predictive_active
-                    .get_or_create(&label)
-                    .set(i64::from(outcome.predictive_active));
-                for (k, spec) in pool.policy.targets.iter().enumerate() {
-                    let labels = PoolMetricLabels {
-                        pool: name.clone(),
-                        metric: spec.metric.to_string(),
-                    };
-                    match outcome.forecasts.get(k).copied().flatten() {
-                        Some(f) => {
-                            m.forecast_demand.get_or_create(&labels).set(f);
-                        }
-                        None => {
-                            m.forecast_demand.remove(&labels);
-                        }
-                    }
-                    match outcome.mase.get(k).copied().flatten() {
-                        Some(v) => {
-                            m.forecast_mase.get_or_create(&labels).set(v);
-                        }
-                        None => {
-                            m.forecast_mase.remove(&labels);
-                        }
-                    }
-                }
-                // Anomaly onsets of this pass are among its reasons.
-                for r in &outcome.reasons {
-                    let Reason::Anomaly { metric, .. } = r else {
-                        continue;
-                    };
-                    m.anomalies
-                        .get_or_create(&PoolMetricLabels {
-                            pool: name.clone(),
-                            metric: metric.to_string(),
-                        })
-                        .inc();
-                    tracing::warn!(pool = %name, metric = %metric, "anomaly in demand");
-                }
-                for (spec, sample) in pool.policy.targets.iter().zip(&outcome.samples) {
-                    let labels = PoolMetricLabels {
-                        pool: name.clone(),
-                        metric: spec.metric.to_string(),
-                    };
-                    m.pool_metric_target.get_or_create(&labels).set(spec.value);
-                    match sample {
-                        Some(s) if s.ready > 0 => {
-                            m.pool_metric_value
-                                .get_or_create(&labels)
-                                .set(s.sum / f64::from(s.ready));
-                            m.pool_demand.get_or_create(&labels).set(s.sum);
-                        }
-                        _ => {
-                            m.pool_metric_value.remove(&labels);
-                            m.pool_demand.remove(&labels);
-                        }
-                    }
-                }
-                if outcome.action == Action::Failed {
-                    m.provider_errors
-                        .get_or_create(&PoolErrorLabels {
-                            pool: name.clone(),
-                            kind: outcome.error_kind.unwrap_or("unknown").to_owned(),
-                        })
-                        .inc();
-                    tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
-                } else if outcome.action == Action::Scaled {
-                    tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
-                }
-                let inputs = pool
-                    .policy
-                    .targets
-                    .iter()
-                    .zip(&outcome.samples)
-                    .enumerate()
-                    .map(|(k, (t, s))| journal::Input {
-                        metric: &t.metric,
-                        target: t.value,
-                        sample: *s,
-                        forecast: outcome.forecasts.get(k).copied().flatten(),
-                        mase: outcome.mase.get(k).copied().flatten(),
-                    })
-                    .collect();
-                let entry = journal::Entry {
-                    at: outcome.at,
-                    node_id: &self.node_id,
-                    pool: &name,
-                    current: outcome.current,
-                    desired: outcome.desired,
-                    on_demand: outcome.on_demand,
-                    spot: outcome.spot,
-                    tier: pool.config.tier.as_str(),
-                    hourly_cost: outcome.hourly_cost,
-                    fleet_hourly_cost,
-                    budget_ceiling,
-                    inputs,
-                    reasons: &outcome.reasons,
-                    explain: outcome.reasons.iter().map(ToString::to_string).collect(),
-                    action: outcome.action.as_str(),
-                    detail: outcome.detail.clone(),
-                    group: outcome.group.as_deref(),
-                };
-                if let Err(e) = self.journal.write(&entry) {
-                    m.journal_write_errors.inc();
-                    tracing::error!(error = %e, "cannot write the journal");
-                }
+                tracing::warn!(pool = %name, detail = ?outcome.detail, "scaling call failed");
             }
-            Err(e) => {
-                if let PassError::Describe(err) = &e {
-                    m.provider_errors
-                        .get_or_create(&PoolErrorLabels {
-                            pool: name.clone(),
-                            kind: err.kind().to_owned(),
-                        })
-                        .inc();
-                }
-                m.decisions
-                    .get_or_create(&PoolActionLabels {
-                        pool: name.clone(),
-                        action: Action::Skipped.as_str().to_owned(),
-                    })
-                    .inc();
-                tracing::warn!(pool = %name, error = %e, "no decision this pass");
+            Action::Scaled => {
+                tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
             }
+            _ => {}
         }
+        let inputs = pool
+            .policy
+            .targets
+            .iter()
+            .zip(&outcome.samples)
+            .enumerate()
+            .map(|(k, (t, s))| journal::Input {
+                metric: &t.metric,
+                target: t.value,
+                sample: *s,
+                forecast: outcome.forecasts.get(k).copied().flatten(),
+                mase: outcome.mase.get(k).copied().flatten(),
+            })
+            .collect();
+        let entry = journal::Entry {
+            at: outcome.at,
+            node_id: &self.node_id,
+            pool: name,
+            current: outcome.current,
+            desired: outcome.desired,
+            on_demand: outcome.on_demand,
+            spot: outcome.spot,
+            tier: pool.config.tier.as_str(),
+            hourly_cost: outcome.hourly_cost,
+            fleet_hourly_cost,
+            budget_ceiling,
+            inputs,
+            reasons: &outcome.reasons,
+            explain: outcome.reasons.iter().map(ToString::to_string).collect(),
+            action: outcome.action.as_str(),
+            detail: outcome.detail.clone(),
+            group: outcome.group.as_deref(),
+        };
+        if let Err(e) = self.journal.write(&entry) {
+            m.journal_write_errors.inc();
+            tracing::error!(error = %e, "cannot write the journal");
+        }
+    }
+}
+
+/// A pool the pass could not decide on: counted as skipped (and, when its cloud
+/// failed to describe it, as a provider error).
+fn skipped(m: &Metrics, pool: &str, e: &PassError) {
+    if let PassError::Describe(err) = e {
+        m.provider_errors
+            .get_or_create(&PoolErrorLabels {
+                pool: pool.to_owned(),
+                kind: err.kind().to_owned(),
+            })
+            .inc();
+    }
+    m.decisions
+        .get_or_create(&PoolActionLabels {
+            pool: pool.to_owned(),
+            action: Action::Skipped.as_str().to_owned(),
+        })
+        .inc();
+    tracing::warn!(pool = %pool, error = %e, "no decision this pass");
+}
+
+/// The pool's gauges of this decision: sizes, bounds, cost, the states in force, and
+/// the decision counted by action.
+fn export_outcome(m: &Metrics, label: &PoolLabel, outcome: &pass::PassOutcome) {
+    for (family, value) in [
+        (&m.pool_current_nodes, outcome.current),
+        (&m.pool_desired_nodes, outcome.desired),
+        (&m.pool_on_demand_nodes, outcome.on_demand),
+        (&m.pool_spot_nodes, outcome.spot),
+        (&m.pool_effective_min_nodes, outcome.bounds.min),
+        (&m.pool_effective_max_nodes, outcome.bounds.max),
+    ] {
+        family.get_or_create(label).set(i64::from(value));
+    }
+    for (family, on) in [
+        (&m.pool_emergency, outcome.emergency),
+        (&m.pool_flapping, outcome.frozen_until.is_some()),
+        (&m.pool_spot_fallback, outcome.spot_fallback_until.is_some()),
+        (&m.pool_predictive_active, outcome.predictive_active),
+    ] {
+        family.get_or_create(label).set(i64::from(on));
+    }
+    m.pool_hourly_cost
+        .get_or_create(label)
+        .set(outcome.hourly_cost);
+    m.decisions
+        .get_or_create(&PoolActionLabels {
+            pool: label.pool.clone(),
+            action: outcome.action.as_str().to_owned(),
+        })
+        .inc();
+}
+
+/// Per target: the reading per node and the demand, the target, the forecast and its
+/// error (each removed while it has no value), and the anomaly onsets of this pass.
+fn export_targets(m: &Metrics, pool: &PoolRuntime, outcome: &pass::PassOutcome) {
+    let name = &pool.config.name;
+    let set_or_remove = |family: &PoolFamily<PoolMetricLabels, GaugeF>,
+                         labels: &PoolMetricLabels,
+                         value: Option<f64>| match value {
+        Some(v) => {
+            family.get_or_create(labels).set(v);
+        }
+        None => {
+            family.remove(labels);
+        }
+    };
+    for (k, spec) in pool.policy.targets.iter().enumerate() {
+        let labels = PoolMetricLabels {
+            pool: name.clone(),
+            metric: spec.metric.to_string(),
+        };
+        set_or_remove(
+            &m.forecast_demand,
+            &labels,
+            outcome.forecasts.get(k).copied().flatten(),
+        );
+        set_or_remove(
+            &m.forecast_mase,
+            &labels,
+            outcome.mase.get(k).copied().flatten(),
+        );
+        let Some(sample) = outcome.samples.get(k) else {
+            continue;
+        };
+        m.pool_metric_target.get_or_create(&labels).set(spec.value);
+        let sample = sample.filter(|s| s.ready > 0);
+        set_or_remove(
+            &m.pool_metric_value,
+            &labels,
+            sample.map(|s| s.sum / f64::from(s.ready)),
+        );
+        set_or_remove(&m.pool_demand, &labels, sample.map(|s| s.sum));
+    }
+    // Anomaly onsets of this pass are among its reasons.
+    for r in &outcome.reasons {
+        let Reason::Anomaly { metric, .. } = r else {
+            continue;
+        };
+        m.anomalies
+            .get_or_create(&PoolMetricLabels {
+                pool: name.clone(),
+                metric: metric.to_string(),
+            })
+            .inc();
+        tracing::warn!(pool = %name, metric = %metric, "anomaly in demand");
     }
 }

@@ -27,7 +27,8 @@ fn request_seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 13))
 }
 
-type GaugeF = Gauge<f64, AtomicU64>;
+/// A gauge of floating-point values.
+pub type GaugeF = Gauge<f64, AtomicU64>;
 
 /// A metric as it is registered: a pool family also enrols for
 /// [`Metrics::remove_pool`], everything else is registered as it is.
