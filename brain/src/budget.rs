@@ -314,10 +314,30 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
     };
     let mut notes = Vec::new();
     let trim = policy.enforce == BudgetEnforcement::Trim;
+    fallbacks_within_ceilings(&mut fleet, &order, policy);
+    cap_pools(&mut fleet, trim);
+    let over = cap_fleet(&mut fleet, &order, policy, trim, &mut notes);
+    scale_up(&mut fleet, &order, policy, over);
 
-    // 2. A fallback to on-demand is a cost increase: only within the ceilings.
+    let mut grants = fleet.slots;
+    for (g, d) in grants.iter_mut().zip(demands) {
+        g.on_demand = g.split.on_demand(g.nodes);
+        g.hourly_cost = hourly_cost(g.nodes, &g.split, d.prices.as_ref());
+    }
+    Allocation {
+        fleet_hourly_cost: grants.iter().map(|g| g.hourly_cost).sum(),
+        grants,
+        ceiling: policy.ceiling,
+        over_budget: over,
+        reasons: notes,
+    }
+}
+
+/// 2. A fallback to on-demand is a cost increase: only within the ceilings.
+fn fallbacks_within_ceilings(fleet: &mut Fleet<'_>, order: &[usize], policy: &BudgetPolicy) {
+    let demands = fleet.demands;
     for tier in TRIM_ORDER {
-        for i in fleet.tier(&order, tier) {
+        for i in fleet.tier(order, tier) {
             let d = &demands[i];
             if fleet.slots[i].split == d.normal_split {
                 continue;
@@ -339,8 +359,12 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
             }
         }
     }
+}
 
-    // 3a. Pools above their own ceiling.
+/// 3a. Pools above their own ceiling: trimmed (when the budget trims) no lower than
+/// their floor, and said.
+fn cap_pools(fleet: &mut Fleet<'_>, trim: bool) {
+    let demands = fleet.demands;
     for (i, d) in demands.iter().enumerate() {
         let Some(cap) = d.max_hourly_cost else {
             continue;
@@ -368,43 +392,48 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
                 .push(Reason::PoolOverBudget { cost, ceiling: cap });
         }
     }
+}
 
-    // 3b. A fleet above its ceiling.
-    let mut over = false;
-    if let Some(ceiling) = policy.ceiling {
-        let minimums: f64 = demands
-            .iter()
-            .map(|d| hourly_cost(d.min, &d.normal_split, d.prices.as_ref()))
-            .sum();
-        if minimums > ceiling + EPSILON {
-            notes.push(Reason::MinimumsExceedBudget {
-                cost: minimums,
-                ceiling,
-            });
-        }
-        if trim && fleet.total() > ceiling + EPSILON {
-            trim_fleet(&mut fleet, &order, ceiling);
-        }
-        let total = fleet.total();
-        if total > ceiling + EPSILON {
-            over = true;
-            notes.push(Reason::OverBudget {
-                cost: total,
-                ceiling,
-                enforce: if trim { "trim" } else { "report" }.to_owned(),
-            });
-        }
-    }
-
-    // 4 and 5. Scale-ups, by tier: normal capacity first, then emergency capacity.
-    let pool_cap = |f: &Fleet<'_>, i: usize, to: u32, extra: f64| -> u32 {
-        let d = &demands[i];
-        let n = f.slots[i].nodes;
-        match d.max_hourly_cost {
-            Some(cap) if to > n => f.most_within(i, n, to, cap + extra),
-            _ => to,
-        }
+/// 3b. A fleet above its ceiling: trimmed when the budget trims; whether it is still
+/// over.
+fn cap_fleet(
+    fleet: &mut Fleet<'_>,
+    order: &[usize],
+    policy: &BudgetPolicy,
+    trim: bool,
+    notes: &mut Vec<Reason>,
+) -> bool {
+    let Some(ceiling) = policy.ceiling else {
+        return false;
     };
+    let minimums: f64 = fleet
+        .demands
+        .iter()
+        .map(|d| hourly_cost(d.min, &d.normal_split, d.prices.as_ref()))
+        .sum();
+    if minimums > ceiling + EPSILON {
+        notes.push(Reason::MinimumsExceedBudget {
+            cost: minimums,
+            ceiling,
+        });
+    }
+    if trim && fleet.total() > ceiling + EPSILON {
+        trim_fleet(fleet, order, ceiling);
+    }
+    let total = fleet.total();
+    if total <= ceiling + EPSILON {
+        return false;
+    }
+    notes.push(Reason::OverBudget {
+        cost: total,
+        ceiling,
+        enforce: if trim { "trim" } else { "report" }.to_owned(),
+    });
+    true
+}
+
+/// 4 and 5. Scale-ups, by tier: normal capacity first, then emergency capacity.
+fn scale_up(fleet: &mut Fleet<'_>, order: &[usize], policy: &BudgetPolicy, over: bool) {
     let mut members = Vec::new();
     for emergency in [false, true] {
         let extra = if emergency {
@@ -418,29 +447,8 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
         let mut blocked = over && !emergency;
         for tier in GRANT_ORDER {
             members.clear();
-            for i in fleet.tier(&order, tier) {
-                let d = &demands[i];
-                let n = fleet.slots[i].nodes;
-                if fleet.slots[i].nodes < start(d) {
-                    continue;
-                }
-                let want = match (emergency, d.desired > d.max) {
-                    (false, _) => d.desired.min(d.max.max(n)),
-                    (true, true) => d.desired,
-                    (true, false) => continue,
-                };
-                if want <= n {
-                    continue;
-                }
-                let to = pool_cap(&fleet, i, want, extra);
-                if to < want {
-                    fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
-                        from: want,
-                        to,
-                        ceiling: d.max_hourly_cost.unwrap_or_default(),
-                    });
-                }
-                if to > n {
+            for i in fleet.tier(order, tier) {
+                if let Some(to) = asks(fleet, i, emergency, extra) {
                     members.push((i, to));
                 }
             }
@@ -480,19 +488,37 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
             blocked |= short;
         }
     }
+}
 
-    let mut grants = fleet.slots;
-    for (g, d) in grants.iter_mut().zip(demands) {
-        g.on_demand = g.split.on_demand(g.nodes);
-        g.hourly_cost = hourly_cost(g.nodes, &g.split, d.prices.as_ref());
+/// The size pool `i` asks to grow to in this round (normal or emergency capacity),
+/// within its own ceiling (plus `extra`), if it asks to grow at all.
+fn asks(fleet: &mut Fleet<'_>, i: usize, emergency: bool, extra: f64) -> Option<u32> {
+    let demands = fleet.demands;
+    let d = &demands[i];
+    let n = fleet.slots[i].nodes;
+    if n < start(d) {
+        return None;
     }
-    Allocation {
-        fleet_hourly_cost: grants.iter().map(|g| g.hourly_cost).sum(),
-        grants,
-        ceiling: policy.ceiling,
-        over_budget: over,
-        reasons: notes,
+    let want = match (emergency, d.desired > d.max) {
+        (false, _) => d.desired.min(d.max.max(n)),
+        (true, true) => d.desired,
+        (true, false) => return None,
+    };
+    if want <= n {
+        return None;
     }
+    let to = match d.max_hourly_cost {
+        Some(cap) => fleet.most_within(i, n, want, cap + extra),
+        None => want,
+    };
+    if to < want {
+        fleet.slots[i].reasons.push(Reason::CappedByPoolBudget {
+            from: want,
+            to,
+            ceiling: d.max_hourly_cost.unwrap_or_default(),
+        });
+    }
+    (to > n).then_some(to)
 }
 
 /// Brings the fleet under `ceiling`: basic pools to spot first, then scale-downs from

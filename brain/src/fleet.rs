@@ -266,37 +266,7 @@ fn plan_pool<'a>(
     let normal_split = Split::from_config(config.spot.as_ref());
 
     let Some(view) = input.view else {
-        let n = input.last_known;
-        let split = input.state.spot.split(config.spot.as_ref());
-        let demand = Demand {
-            name: Cow::Borrowed(&config.name),
-            tier: config.tier,
-            current: n,
-            min: n,
-            max: n,
-            desired: n,
-            floor: n,
-            prices: input.prices,
-            split,
-            normal_split,
-            spot_allowed: false,
-            max_hourly_cost: config.max_hourly_cost,
-        };
-        let planned = PoolPlan {
-            current: n,
-            desired: n,
-            on_demand: 0,
-            spot: 0,
-            hourly_cost: 0.0,
-            recommendation: None,
-            bounds,
-            schedules: windows,
-            emergency: false,
-            above_max: false,
-            frozen_until: input.state.flap.frozen(now),
-            reasons,
-        };
-        return (planned, demand);
+        return unviewed(input, bounds, windows, reasons, now);
     };
 
     let state = &mut *input.state;
@@ -325,21 +295,8 @@ fn plan_pool<'a>(
     } else {
         bounds.max
     };
-    // The pool's own policy when its bounds are its configured ones (the common case),
-    // else a copy with this pass's bounds.
-    let adjusted;
-    let policy: &Policy = if bounds.min == input.policy.min && ceiling == input.policy.max {
-        input.policy
-    } else {
-        adjusted = Policy {
-            min: bounds.min,
-            max: ceiling,
-            tolerance: input.policy.tolerance,
-            targets: input.policy.targets.clone(),
-            behavior: input.policy.behavior.clone(),
-        };
-        &adjusted
-    };
+    let policy = bounded(input.policy, bounds.min, ceiling);
+    let policy = policy.as_ref();
     let observed = Observed {
         current: view.current,
         metrics: view.metrics,
@@ -364,38 +321,7 @@ fn plan_pool<'a>(
         decision.recommendation,
         bounds.max,
     ));
-    // Nodes under an interruption notice are about to go: their replacements start
-    // now, within the pool's ceiling (the budget still applies). They are added to
-    // what the planner wants, not to the current size: the pool already holds the
-    // replacements asked for in earlier passes, so a notice that lasts several passes
-    // asks for its replacement once, and when the node is gone the planner's own
-    // figure is all that remains (no overshoot).
-    let planned = decision.desired;
-    let faulty = if config.replace_faulty_gpu_nodes {
-        view.faulty_gpus
-    } else {
-        0
-    };
-    let mut replacing = 0_u32;
-    for (nodes, interrupted) in [(view.interrupted, true), (faulty, false)] {
-        if nodes == 0 {
-            continue;
-        }
-        replacing = replacing.saturating_add(nodes);
-        let want = planned
-            .saturating_add(replacing)
-            .min(ceiling)
-            .max(decision.desired);
-        if want > decision.desired {
-            let (from, to) = (decision.desired, want);
-            reasons.push(if interrupted {
-                Reason::ReplacingInterrupted { nodes, from, to }
-            } else {
-                Reason::ReplacingFaultyGpu { nodes, from, to }
-            });
-            decision.desired = want;
-        }
-    }
+    decision.desired = with_replacements(config, &view, decision.desired, ceiling, &mut reasons);
     let frozen_until = state.flap.frozen(now);
     if let Some(until) = frozen_until {
         let held = view.current.max(bounds.min);
@@ -443,6 +369,104 @@ fn plan_pool<'a>(
         reasons,
     };
     (planned, demand)
+}
+
+/// A pool the pass could not describe: held where it was last seen, and only counted
+/// for cost.
+fn unviewed<'a>(
+    input: &PoolInput<'a>,
+    bounds: Bounds,
+    windows: Vec<ActiveWindow>,
+    reasons: Vec<Reason>,
+    now: DateTime<Utc>,
+) -> (PoolPlan, Demand<'a>) {
+    let config = input.config;
+    let n = input.last_known;
+    let demand = Demand {
+        name: Cow::Borrowed(&config.name),
+        tier: config.tier,
+        current: n,
+        min: n,
+        max: n,
+        desired: n,
+        floor: n,
+        prices: input.prices,
+        split: input.state.spot.split(config.spot.as_ref()),
+        normal_split: Split::from_config(config.spot.as_ref()),
+        spot_allowed: false,
+        max_hourly_cost: config.max_hourly_cost,
+    };
+    let planned = PoolPlan {
+        current: n,
+        desired: n,
+        on_demand: 0,
+        spot: 0,
+        hourly_cost: 0.0,
+        recommendation: None,
+        bounds,
+        schedules: windows,
+        emergency: false,
+        above_max: false,
+        frozen_until: input.state.flap.frozen(now),
+        reasons,
+    };
+    (planned, demand)
+}
+
+/// The pool's own policy when its bounds are its configured ones (the common case),
+/// else a copy with this pass's bounds.
+fn bounded(policy: &Policy, min: u32, max: u32) -> Cow<'_, Policy> {
+    if policy.min == min && policy.max == max {
+        Cow::Borrowed(policy)
+    } else {
+        Cow::Owned(Policy {
+            min,
+            max,
+            ..policy.clone()
+        })
+    }
+}
+
+/// What the pool should hold with the replacements of its leaving nodes.
+///
+/// Nodes under an interruption notice are about to go: their replacements start now,
+/// within the pool's ceiling (the budget still applies). They are added to what the
+/// planner wants, not to the current size: the pool already holds the replacements
+/// asked for in earlier passes, so a notice that lasts several passes asks for its
+/// replacement once, and when the node is gone the planner's own figure is all that
+/// remains (no overshoot). Nodes with a faulty GPU are replaced likewise where the pool
+/// says so.
+fn with_replacements(
+    config: &Pool,
+    view: &View<'_>,
+    planned: u32,
+    ceiling: u32,
+    reasons: &mut Vec<Reason>,
+) -> u32 {
+    let faulty = if config.replace_faulty_gpu_nodes {
+        view.faulty_gpus
+    } else {
+        0
+    };
+    let mut desired = planned;
+    let mut replacing = 0_u32;
+    for (nodes, interrupted) in [(view.interrupted, true), (faulty, false)] {
+        if nodes == 0 {
+            continue;
+        }
+        replacing = replacing.saturating_add(nodes);
+        let want = planned.saturating_add(replacing).min(ceiling).max(desired);
+        if want > desired {
+            let (from, to) = (desired, want);
+            reasons.push(if interrupted {
+                Reason::ReplacingInterrupted { nodes, from, to }
+            } else {
+                Reason::ReplacingFaultyGpu { nodes, from, to }
+            });
+            desired = want;
+        }
+    }
+    desired
 }
 
 /// Plans every pool and allocates the budget over them.
