@@ -23,6 +23,16 @@ pub enum Direction {
     Down,
 }
 
+impl Direction {
+    /// `up` or `down`, as in "scale-up".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
 /// Why a decision came out as it did. Machine-readable; `kind` tags each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -353,6 +363,54 @@ pub enum Reason {
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One sentence per reason, written by subject below.
+        match self {
+            Reason::Target { .. }
+            | Reason::DrivenBy { .. }
+            | Reason::MetricUnavailable { .. }
+            | Reason::QueryFailed { .. }
+            | Reason::ScaleDownBlockedByMissingMetrics { .. }
+            | Reason::NoMetrics
+            | Reason::Stabilized { .. }
+            | Reason::RateLimited { .. }
+            | Reason::ScalingDisabled { .. }
+            | Reason::ClampedToMin { .. }
+            | Reason::ClampedToMax { .. } => self.fmt_planner(f),
+            Reason::Schedule { .. }
+            | Reason::EmergencyStarted { .. }
+            | Reason::EmergencyActive { .. }
+            | Reason::EmergencyEnded { .. }
+            | Reason::Flapping { .. }
+            | Reason::Frozen { .. }
+            | Reason::ReplacingFaultyGpu { .. }
+            | Reason::ReplacingInterrupted { .. }
+            | Reason::AnomalyEmergency { .. } => self.fmt_bounds(f),
+            Reason::GroupShare { .. }
+            | Reason::GroupSpillover { .. }
+            | Reason::GroupRefused { .. } => self.fmt_group(f),
+            Reason::CappedByBudget { .. }
+            | Reason::CappedByEmergencyAllowance { .. }
+            | Reason::CappedByPoolBudget { .. }
+            | Reason::PoolOverBudget { .. }
+            | Reason::OverBudget { .. }
+            | Reason::MinimumsExceedBudget { .. }
+            | Reason::TrimmedByBudget { .. }
+            | Reason::MovedToSpot { .. }
+            | Reason::SpotFallback { .. }
+            | Reason::SpotFallbackOverBudget { .. }
+            | Reason::SpotRetry => self.fmt_money(f),
+            Reason::PredictiveWarmingUp { .. }
+            | Reason::PredictiveFallback { .. }
+            | Reason::Predicted { .. }
+            | Reason::PredictiveRaised { .. }
+            | Reason::Anomaly { .. } => self.fmt_forecast(f),
+        }
+    }
+}
+
+impl Reason {
+    /// The HPA planner's steps.
+    fn fmt_planner(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Target {
                 metric,
@@ -397,11 +455,7 @@ impl std::fmt::Display for Reason {
                 from,
                 to,
             } => {
-                let d = if *direction == Direction::Up {
-                    "up"
-                } else {
-                    "down"
-                };
+                let d = direction.as_str();
                 write!(
                     f,
                     "scale-{d} stabilization window {window_seconds}s: {from} → {to}"
@@ -413,23 +467,22 @@ impl std::fmt::Display for Reason {
                 from,
                 to,
             } => {
-                let d = if *direction == Direction::Up {
-                    "up"
-                } else {
-                    "down"
-                };
+                let d = direction.as_str();
                 write!(f, "scale-{d} rate {policy}: {from} → {to}")
             }
             Reason::ScalingDisabled { direction } => {
-                let d = if *direction == Direction::Up {
-                    "up"
-                } else {
-                    "down"
-                };
+                let d = direction.as_str();
                 write!(f, "scale-{d} disabled")
             }
             Reason::ClampedToMin { from, min } => write!(f, "raised to min: {from} → {min}"),
             Reason::ClampedToMax { from, max } => write!(f, "capped at max: {from} → {max}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+
+    /// Bounds this pass: schedules, emergencies, flapping, replacements of leaving nodes.
+    fn fmt_bounds(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             Reason::Schedule {
                 name,
                 bound,
@@ -474,6 +527,25 @@ impl std::fmt::Display for Reason {
                 "flapping: {reversals} reversals within {window_seconds}s; frozen until {until}"
             ),
             Reason::Frozen { until } => write!(f, "frozen after flapping until {until}"),
+            Reason::ReplacingFaultyGpu { nodes, from, to } => write!(
+                f,
+                "{nodes} node(s) with a faulty GPU (uncorrected ECC errors or a fatal XID): replacing them, {from} → {to}"
+            ),
+            Reason::ReplacingInterrupted { nodes, from, to } => write!(
+                f,
+                "{nodes} node(s) under an interruption notice: replacing them early, {from} → {to}"
+            ),
+            Reason::AnomalyEmergency { metric } => {
+                write!(f, "surge anomaly in {metric} starts emergency capacity")
+            }
+
+            other => write!(f, "{other:?}"),
+        }
+    }
+
+    /// Pool groups.
+    fn fmt_group(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             Reason::GroupShare {
                 group,
                 strategy,
@@ -506,14 +578,13 @@ impl std::fmt::Display for Reason {
                 f,
                 "group {group}: the cloud refused {nodes} node(s) ({cause}); the other members take them"
             ),
-            Reason::ReplacingFaultyGpu { nodes, from, to } => write!(
-                f,
-                "{nodes} node(s) with a faulty GPU (uncorrected ECC errors or a fatal XID): replacing them, {from} → {to}"
-            ),
-            Reason::ReplacingInterrupted { nodes, from, to } => write!(
-                f,
-                "{nodes} node(s) under an interruption notice: replacing them early, {from} → {to}"
-            ),
+            other => write!(f, "{other:?}"),
+        }
+    }
+
+    /// The budget and the spot split.
+    fn fmt_money(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             Reason::CappedByBudget {
                 from,
                 to,
@@ -574,6 +645,13 @@ impl std::fmt::Display for Reason {
                 "{nodes} missing spot nodes not replaced by on-demand: the budget does not allow it"
             ),
             Reason::SpotRetry => write!(f, "spot fallback over; trying spot again"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+
+    /// Forecasts and anomalies.
+    fn fmt_forecast(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             Reason::PredictiveWarmingUp { metric } => {
                 write!(f, "forecast for {metric} warming up; reactive only")
             }
@@ -602,9 +680,7 @@ impl std::fmt::Display for Reason {
                 f,
                 "anomaly in {metric}: demand {value:.1} against {expected:.1} expected (z {z:.1})"
             ),
-            Reason::AnomalyEmergency { metric } => {
-                write!(f, "surge anomaly in {metric} starts emergency capacity")
-            }
+            other => write!(f, "{other:?}"),
         }
     }
 }
