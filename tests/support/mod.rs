@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod configs;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 /// Upper bound for anything we wait on; the agent runs at a 1 s interval.
 pub const PATIENCE: Duration = Duration::from_secs(30);

@@ -1,0 +1,238 @@
+//! End-to-end tests of the leader's `POST /v1/reports`: what it takes, what it
+//! refuses (with the failing field and a counted reason), and mutual TLS. Every agent
+//! listens on 127.0.0.1 with an ephemeral port and is stopped by the test.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+#[test]
+fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-tests\n").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(&config, example()).unwrap();
+    let token_path = token.display().to_string();
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[("CAPSTAN_CLUSTER__TOKEN_FILE", token_path.as_str())],
+    );
+    agent.wait_for("the first pass", |a| {
+        (a.get("/readyz").0 == 200).then_some(())
+    });
+    let report = |node: &str, pool: &str, cpu: &str| {
+        format!(
+            r#"{{"version":1,"node_id":"{node}","pool":"{pool}","at":"2026-01-01T00:00:00Z","host":{{"cpu_percent":{cpu},"cpu_per_core_percent":[],"cores":1,"load":{{"one":0.0,"five":0.0,"fifteen":0.0}},"memory":{{"total_bytes":10,"used_bytes":1,"available_bytes":9}},"swap":{{"total_bytes":0,"used_bytes":0}},"disks":[],"network":[]}}}}"#
+        )
+        .into_bytes()
+    };
+    let ok = Some("t0ken-for-tests");
+    // (what, token, body, status, reason, field)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "wrong token",
+            Some("nope"),
+            report("n1", "local", "50"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "no token",
+            None,
+            report("n1", "local", "50"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "malformed",
+            ok,
+            b"{\"version\":1,".to_vec(),
+            400,
+            "malformed",
+            None,
+        ),
+        (
+            "NaN",
+            ok,
+            report("n1", "local", "NaN"),
+            400,
+            "malformed",
+            Some("host.cpu_percent"),
+        ),
+        (
+            "out of range",
+            ok,
+            report("n1", "local", "250"),
+            422,
+            "invalid",
+            Some("host.cpu_percent"),
+        ),
+        (
+            "unknown pool",
+            ok,
+            report("n1", "nowhere", "50"),
+            422,
+            "unknown_pool",
+            Some("pool"),
+        ),
+        (
+            "oversized",
+            ok,
+            vec![b' '; 70 * 1024],
+            413,
+            "too_large",
+            None,
+        ),
+    ];
+    for (what, token, body, status, reason, field) in &cases {
+        let (code, text) = agent.post("/v1/reports", *token, body.clone());
+        assert_eq!(code, *status, "{what}: {text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        assert_eq!(v["reason"], *reason, "{what}: {text}");
+        assert_eq!(v["field"].as_str(), *field, "{what}: {text}");
+    }
+    // Nothing refused reached the leader's table.
+    let status = agent.status();
+    let reporting = status["pools"][0]["nodes"]["reporting"].clone();
+    assert!(
+        !reporting.as_array().unwrap().iter().any(|n| n == "n1"),
+        "{status}"
+    );
+    let (code, text) = agent.post("/v1/reports", ok, report("n1", "local", "50"));
+    assert_eq!(code, 202, "{text}");
+    let status = agent.wait_for("n1 among the reporting nodes", |a| {
+        let s = a.status();
+        s["pools"][0]["nodes"]["reporting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "n1")
+            .then_some(s)
+    });
+    assert_eq!(status["reports_received"], 1, "{status}");
+    for (_, _, _, _, reason, _) in &cases {
+        assert!(
+            status["reports_rejected"][reason].as_u64().unwrap() >= 1,
+            "{reason}: {status}"
+        );
+    }
+    let (_, metrics) = agent.get("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "capstan_reports_rejected_total{reason=\"unauthorized\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "capstan_reports_received_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // `capstan status` prints the counts and the pool's reporting nodes.
+    let out = Command::new(BIN)
+        .args(["status", "--url", &agent.base])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reports accepted 1  rejected 7"), "{text}");
+    assert!(text.contains("REPORTING"), "{text}");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn with_cluster_tls_reports_need_a_client_certificate_from_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = pki(dir.path(), "cluster");
+    let rogue = pki(dir.path(), "rogue");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tls-token").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[cluster]
+token_file = {token:?}
+
+[cluster.tls]
+listen = "127.0.0.1:0"
+ca_file = {ca:?}
+cert_file = {cert:?}
+key_file = {key:?}
+
+[[pool]]
+name = "local"
+provider = {{ type = "dry-run", initial = 2 }}
+min = 1
+max = 4
+targets = [{{ metric = "cpu.utilization", value = 60 }}]
+"#,
+            token = token.display().to_string(),
+            ca = ours.ca.display().to_string(),
+            cert = ours.cert.display().to_string(),
+            key = ours.key.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config, &dir.path().join("state"));
+    // The reports listener's address is in the advertised URL.
+    let url = agent.wait_for("the advertised https URL", |a| {
+        a.log.lock().unwrap().iter().find_map(|l| {
+            l.split("advertise_url=")
+                .nth(1)
+                .map(|u| u.split_whitespace().next().unwrap_or("").to_owned())
+        })
+    });
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let body = r#"{"version":1,"node_id":"n1","pool":"local","at":"2026-01-01T00:00:00Z"}"#;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let post = |client: reqwest::Client| {
+        rt.block_on(async {
+            client
+                .post(format!("{url}/v1/reports"))
+                .bearer_auth("tls-token")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    assert_eq!(post(tls_client(&ours.ca, Some(&ours))).unwrap(), 202);
+    // No client certificate, or one from another CA: the handshake fails.
+    assert!(post(tls_client(&ours.ca, None)).is_err());
+    assert!(post(tls_client(&ours.ca, Some(&rogue))).is_err());
+    // The plain listener takes no reports when [cluster.tls] is set; it still serves
+    // metrics and status.
+    let (code, _) = agent.post("/v1/reports", Some("tls-token"), body.as_bytes().to_vec());
+    assert_eq!(code, 404);
+    assert_eq!(agent.get("/metrics").0, 200);
+    let status = agent.wait_for("n1 reporting", |a| {
+        let s = a.status();
+        (s["reports_received"] == 1).then_some(s)
+    });
+    assert_eq!(
+        status["leader_url"].as_str(),
+        Some(url.as_str()),
+        "{status}"
+    );
+}
