@@ -185,6 +185,31 @@ impl Money {
     pub fn cost_of(&self, nodes: u32) -> f64 {
         budget::hourly_cost(nodes, &self.split, self.prices.as_ref())
     }
+
+    /// A grant of `nodes` nodes as this member's money has it: split into on-demand
+    /// and spot, and costed (a spill-over's second call in a pass).
+    pub fn grant(&self, nodes: u32) -> MemberGrant {
+        let on_demand = self.split.on_demand(nodes);
+        MemberGrant {
+            nodes,
+            on_demand,
+            spot: nodes - on_demand,
+            hourly_cost: self.cost_of(nodes),
+        }
+    }
+}
+
+/// A member's grant, split and costed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemberGrant {
+    /// Nodes.
+    pub nodes: u32,
+    /// Of which on-demand.
+    pub on_demand: u32,
+    /// Of which spot.
+    pub spot: u32,
+    /// Cost per hour.
+    pub hourly_cost: f64,
 }
 
 /// The shortfall of members whose cloud refused their grant this pass goes to the

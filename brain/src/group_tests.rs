@@ -425,6 +425,29 @@ proptest! {
 }
 
 proptest! {
+    /// A spill-over's second call is planned from the member's money: its split and
+    /// its cost, the same as the budget would give that many nodes.
+    #[test]
+    fn a_members_regrant_is_split_and_costed_as_its_money_says(
+        nodes in 0_u32..500,
+        base in 0_u32..10,
+        percent in 0_u32..=100,
+        cents in prop::option::of(1_u32..500),
+    ) {
+        let money = Money {
+            prices: cents.map(|c| super::budget::Prices { on_demand: f64::from(c) / 100.0, spot: f64::from(c) / 300.0 }),
+            split: Split { base, percent_above_base: percent, spot_cap: None },
+            max_hourly_cost: None,
+        };
+        let grant = money.grant(nodes);
+        prop_assert_eq!(grant.nodes, nodes);
+        prop_assert_eq!(grant.on_demand + grant.spot, nodes);
+        prop_assert_eq!(grant.on_demand, money.split.on_demand(nodes));
+        prop_assert_eq!(grant.hourly_cost, money.cost_of(nodes));
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]

@@ -38,11 +38,13 @@ pub(super) async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()>
         &mut pools,
         &mut groups,
         &fresh,
-        &claim,
-        Mode::PlanOnly,
-        now,
-        cfg.agent.interval,
         &cfg.budget,
+        pass::Turn {
+            claim: &claim,
+            mode: Mode::PlanOnly,
+            now,
+            interval: cfg.agent.interval,
+        },
     )
     .await;
     let planned: Vec<PlannedPool> = pools

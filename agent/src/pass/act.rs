@@ -7,19 +7,21 @@ use super::*;
 /// grant; a member whose cloud refuses it (or whose call fails) gives its shortfall to
 /// the others in the same pass, within `room` (money per hour still free under the
 /// budget ceiling). Returns the group's outcome and the change in the fleet's cost.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn act_group(
     group: &mut GroupRuntime,
     plan: GroupPlan,
     samples: Vec<Option<MetricSample>>,
-    pools: &mut [PoolRuntime],
-    seen: &[Result<Seen, PassError>],
-    planned: &mut [Option<PoolPlan>],
-    results: &mut [Option<Result<PassOutcome, PassError>>],
+    fleet: &mut Acting<'_>,
     room: &mut Option<f64>,
-    claim: &tokio::sync::watch::Receiver<Claim>,
-    (mode, now, interval): (Mode, DateTime<Utc>, std::time::Duration),
+    turn: Turn<'_>,
 ) -> (GroupOutcome, f64) {
+    let Acting {
+        pools,
+        seen,
+        planned,
+        results,
+    } = fleet;
+    let now = turn.now;
     let money: Vec<group::Money> = plan.members.iter().map(|m| m.money).collect();
     let mut rounds = group::Spillover::new(
         plan.strategy,
@@ -39,7 +41,7 @@ pub(super) async fn act_group(
             let pool = &mut pools[i];
             if rounds.first_round() {
                 let Some(p) = planned[i].take() else { continue };
-                let o = act(pool, s, p, claim, mode, now, interval).await;
+                let o = act(pool, s, p, turn).await;
                 if o.action == Action::Scaled {
                     rounds.record(j, group::CallResult::Scaled(o.desired));
                 } else if o.action == Action::Failed && o.desired > o.current {
@@ -60,7 +62,7 @@ pub(super) async fn act_group(
             });
             let mut again = s.clone();
             again.description.desired = rounds.holds()[j];
-            let mut o = act(pool, &again, p, claim, mode, now, interval).await;
+            let mut o = act(pool, &again, p, turn).await;
             o.current = m.slot.current;
             if o.action == Action::Scaled {
                 rounds.record(j, group::CallResult::Scaled(call.nodes));
@@ -87,7 +89,7 @@ pub(super) async fn act_group(
     *room = rounds.room();
     let (granted, refused, spilled_in) = (rounds.granted(), rounds.refused(), rounds.spilled_in());
     let k = plan.members.len();
-    if mode == Mode::Act {
+    if turn.mode == Mode::Act {
         if let Some(n) = plan.recommendation {
             group.history.record_recommendation(n, now);
         }
@@ -140,13 +142,13 @@ pub(super) fn refusers(plan: &GroupPlan, refused: &[u32]) -> String {
 /// A member's plan for a second call this pass: the first outcome's plan with the new
 /// grant split as the member's money says.
 pub(super) fn second_plan(first: &PassOutcome, nodes: u32, money: &group::Money) -> PoolPlan {
-    let on_demand = money.split.on_demand(nodes);
+    let grant = money.grant(nodes);
     PoolPlan {
         current: first.current,
-        desired: nodes,
-        on_demand,
-        spot: nodes - on_demand,
-        hourly_cost: money.cost_of(nodes),
+        desired: grant.nodes,
+        on_demand: grant.on_demand,
+        spot: grant.spot,
+        hourly_cost: grant.hourly_cost,
         recommendation: None,
         bounds: first.bounds,
         schedules: Vec::new(),
@@ -161,11 +163,14 @@ pub(super) async fn act(
     pool: &mut PoolRuntime,
     seen: &Seen,
     planned: PoolPlan,
-    claim: &tokio::sync::watch::Receiver<Claim>,
-    mode: Mode,
-    now: DateTime<Utc>,
-    interval: std::time::Duration,
+    turn: Turn<'_>,
 ) -> PassOutcome {
+    let Turn {
+        claim,
+        mode,
+        now,
+        interval,
+    } = turn;
     let current = seen.description.desired;
     let mut outcome = PassOutcome {
         at: now,

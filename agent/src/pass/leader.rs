@@ -11,7 +11,7 @@ use capstan_config::Budget;
 
 use crate::brain::Reason;
 use crate::cluster::coordinator::Claim;
-use crate::pass::{self, Action, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime};
+use crate::pass::{self, Action, CircuitState, FleetOutcome, Mode, PassError, PoolRuntime, Turn};
 use crate::state::journal::{self, Journal};
 use crate::telemetry::metrics::{
     GaugeF, Metrics, NoLabels, PoolActionLabels, PoolErrorLabels, PoolFamily, PoolLabel,
@@ -79,11 +79,13 @@ impl Leader {
             &mut self.pools,
             &mut self.groups,
             reports,
-            claim,
-            Mode::Act,
-            now,
-            interval,
             budget,
+            Turn {
+                claim,
+                mode: Mode::Act,
+                now,
+                interval,
+            },
         )
         .await;
         self.record_fleet(&outcome);

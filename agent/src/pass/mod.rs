@@ -51,22 +51,41 @@ mod tests;
 use self::{act::*, observe::*};
 pub use self::{handover::*, outcome::*, record::*, runtime::*};
 
+/// What every step of one pass shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn<'c> {
+    /// Whether this agent leads, read right before each provider call.
+    pub claim: &'c tokio::sync::watch::Receiver<Claim>,
+    /// Whether the pass may act at all.
+    pub mode: Mode,
+    /// When the pass runs.
+    pub now: DateTime<Utc>,
+    /// How often passes come.
+    pub interval: std::time::Duration,
+}
+
+/// The fleet as a pass acts on it: the pools, what was seen of each, the plans not yet
+/// acted on, and the outcomes so far (one per pool, by index).
+struct Acting<'a> {
+    pools: &'a mut [PoolRuntime],
+    seen: &'a [Result<Seen, PassError>],
+    planned: &'a mut [Option<PoolPlan>],
+    results: &'a mut [Option<Result<PassOutcome, PassError>>],
+}
+
 /// Runs one pass over every pool: describes each, plans the fleet (schedules,
 /// emergencies, the HPA planner, flap protection, spot fallback, the budget by tier),
 /// and, in [`Mode::Act`] while `claim` says this agent leads, applies each absolute
 /// target that differs from what the pool holds. `reports` are this pass's fresh node
 /// reports, any pool.
-#[allow(clippy::too_many_arguments)]
 pub async fn fleet_pass(
     pools: &mut [PoolRuntime],
     groups: &mut [GroupRuntime],
     reports: &[&NodeReport],
-    claim: &tokio::sync::watch::Receiver<Claim>,
-    mode: Mode,
-    now: DateTime<Utc>,
-    interval: std::time::Duration,
     budget: &Budget,
+    turn: Turn<'_>,
 ) -> FleetOutcome {
+    let Turn { now, interval, .. } = turn;
     let mut seen = Vec::with_capacity(pools.len());
     for pool in pools.iter_mut() {
         let group_targets = pool
@@ -148,7 +167,7 @@ pub async fn fleet_pass(
             continue;
         };
         results.push(Some(match seen {
-            Ok(s) => Ok(act(pool, s, planned, claim, mode, now, interval).await),
+            Ok(s) => Ok(act(pool, s, planned, turn).await),
             Err(e) => Err(e.clone()),
         }));
     }
@@ -157,20 +176,14 @@ pub async fn fleet_pass(
         .budget_ceiling
         .map(|c| (c - plan.fleet_hourly_cost).max(0.0));
     let mut group_outcomes = Vec::with_capacity(groups.len());
+    let mut fleet = Acting {
+        pools,
+        seen: &seen,
+        planned: &mut planned,
+        results: &mut results,
+    };
     for ((group, gp), samples) in groups.iter_mut().zip(plan.groups).zip(group_samples) {
-        let outcome = act_group(
-            group,
-            gp,
-            samples,
-            pools,
-            &seen,
-            &mut planned,
-            &mut results,
-            &mut room,
-            claim,
-            (mode, now, interval),
-        )
-        .await;
+        let outcome = act_group(group, gp, samples, &mut fleet, &mut room, turn).await;
         fleet_hourly_cost += outcome.1;
         group_outcomes.push(outcome.0);
     }

@@ -61,11 +61,13 @@ async fn pass1(
         std::slice::from_mut(pool),
         &mut [],
         reports,
-        claim,
-        mode,
-        now,
-        interval,
         &budget,
+        Turn {
+            claim,
+            mode,
+            now,
+            interval,
+        },
     )
     .await;
     out.pools.remove(0)
@@ -372,11 +374,13 @@ async fn a_pool_that_cannot_be_described_still_counts_against_the_budget() {
             pools,
             &mut [],
             &[&r],
-            &leader(),
-            Mode::Act,
-            now,
-            SECOND,
             budget,
+            Turn {
+                claim: &leader(),
+                mode: Mode::Act,
+                now,
+                interval: SECOND,
+            },
         )
         .await
     }
@@ -587,11 +591,13 @@ async fn group_pass(
         pools,
         groups,
         &[&a, &b],
-        &leader(),
-        Mode::Act,
-        now,
-        SECOND,
         &no_budget(),
+        Turn {
+            claim: &leader(),
+            mode: Mode::Act,
+            now,
+            interval: SECOND,
+        },
     )
     .await
 }
