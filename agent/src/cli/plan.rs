@@ -50,43 +50,7 @@ pub(super) async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()>
     let planned: Vec<PlannedPool> = pools
         .iter()
         .zip(outcome.pools)
-        .map(|(pool, result)| {
-            let name = pool.config.name.clone();
-            let provider = pool.config.provider.kind().to_owned();
-            let tier = pool.config.tier.as_str();
-            match result {
-                Ok(o) => PlannedPool {
-                    name,
-                    provider,
-                    tier,
-                    current: Some(o.current),
-                    desired: Some(o.desired),
-                    on_demand: Some(o.on_demand),
-                    spot: Some(o.spot),
-                    hourly_cost: Some(o.hourly_cost),
-                    min: Some(o.bounds.min),
-                    max: Some(o.bounds.max),
-                    emergency: o.emergency,
-                    reasons: o.reasons,
-                    error: None,
-                },
-                Err(e) => PlannedPool {
-                    name,
-                    provider,
-                    tier,
-                    current: None,
-                    desired: None,
-                    on_demand: None,
-                    spot: None,
-                    hourly_cost: None,
-                    min: None,
-                    max: None,
-                    emergency: false,
-                    reasons: vec![],
-                    error: Some(e.to_string()),
-                },
-            }
-        })
+        .map(|(pool, result)| PlannedPool::new(pool, result))
         .collect();
     let mut out = std::io::stdout().lock();
     if json {
@@ -102,85 +66,137 @@ pub(super) async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()>
             }),
         )?;
         writeln!(out)?;
-    } else {
-        for p in &planned {
-            match (p.current, p.desired) {
-                (Some(c), Some(d)) => {
-                    let verb = if d > c {
-                        "scale up"
-                    } else if d < c {
-                        "scale down"
-                    } else {
-                        "no change"
-                    };
-                    let mut notes = vec![format!("{} tier", p.tier)];
-                    if let (Some(od), Some(spot)) = (p.on_demand, p.spot)
-                        && spot > 0
-                    {
-                        notes.push(format!("{od} on-demand + {spot} spot"));
-                    }
-                    if let Some(cost) = p.hourly_cost.filter(|c| *c > 0.0) {
-                        notes.push(format!("{cost:.2}/h"));
-                    }
-                    writeln!(
-                        out,
-                        "pool {} ({}): {c} → {d} nodes ({verb}); {}",
-                        p.name,
-                        p.provider,
-                        notes.join("; ")
-                    )?;
-                }
-                _ => writeln!(out, "pool {} ({}): no decision", p.name, p.provider)?,
-            }
-            for r in &p.reasons {
-                writeln!(out, "  - {r}")?;
-            }
-            if let Some(e) = &p.error {
-                writeln!(out, "  ! {e}")?;
-            }
+        return Ok(());
+    }
+    for p in &planned {
+        write_pool(&mut out, p)?;
+    }
+    for g in &outcome.groups {
+        write_group(&mut out, g)?;
+    }
+    for r in &outcome.reasons {
+        writeln!(out, "! {r}")?;
+    }
+    match outcome.budget_ceiling {
+        Some(c) => writeln!(
+            out,
+            "fleet: {:.2}/h against a ceiling of {c:.2}/h",
+            outcome.fleet_hourly_cost
+        )?,
+        None if outcome.fleet_hourly_cost > 0.0 => writeln!(
+            out,
+            "fleet: {:.2}/h (no budget ceiling)",
+            outcome.fleet_hourly_cost
+        )?,
+        None => {}
+    }
+    writeln!(out, "(plan only: nothing was changed)")?;
+    Ok(())
+}
+
+impl PlannedPool {
+    fn new(pool: &pass::PoolRuntime, result: Result<pass::PassOutcome, pass::PassError>) -> Self {
+        let name = pool.config.name.clone();
+        let provider = pool.config.provider.kind().to_owned();
+        let tier = pool.config.tier.as_str();
+        match result {
+            Ok(o) => PlannedPool {
+                name,
+                provider,
+                tier,
+                current: Some(o.current),
+                desired: Some(o.desired),
+                on_demand: Some(o.on_demand),
+                spot: Some(o.spot),
+                hourly_cost: Some(o.hourly_cost),
+                min: Some(o.bounds.min),
+                max: Some(o.bounds.max),
+                emergency: o.emergency,
+                reasons: o.reasons,
+                error: None,
+            },
+            Err(e) => PlannedPool {
+                name,
+                provider,
+                tier,
+                current: None,
+                desired: None,
+                on_demand: None,
+                spot: None,
+                hourly_cost: None,
+                min: None,
+                max: None,
+                emergency: false,
+                reasons: vec![],
+                error: Some(e.to_string()),
+            },
         }
-        for g in &outcome.groups {
-            let members = g
-                .members
-                .iter()
-                .map(|m| {
-                    let mut s = format!("{} {}", m.pool, m.granted);
-                    if m.granted != m.share {
-                        s.push_str(&format!(" (share {})", m.share));
-                    }
-                    if let Some(l) = m.limit {
-                        s.push_str(&format!(" [{}]", l.as_str()));
-                    }
-                    s
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+    }
+}
+
+/// A pool's plan in words: the change, its tier, split and cost, then why.
+fn write_pool(out: &mut impl Write, p: &PlannedPool) -> std::io::Result<()> {
+    match (p.current, p.desired) {
+        (Some(c), Some(d)) => {
+            let verb = if d > c {
+                "scale up"
+            } else if d < c {
+                "scale down"
+            } else {
+                "no change"
+            };
+            let mut notes = vec![format!("{} tier", p.tier)];
+            if let (Some(od), Some(spot)) = (p.on_demand, p.spot)
+                && spot > 0
+            {
+                notes.push(format!("{od} on-demand + {spot} spot"));
+            }
+            if let Some(cost) = p.hourly_cost.filter(|c| *c > 0.0) {
+                notes.push(format!("{cost:.2}/h"));
+            }
             writeln!(
                 out,
-                "group {} ({}): {} → {} nodes: {members}",
-                g.group, g.strategy, g.current, g.desired
+                "pool {} ({}): {c} → {d} nodes ({verb}); {}",
+                p.name,
+                p.provider,
+                notes.join("; ")
             )?;
-            for r in &g.reasons {
-                writeln!(out, "  - {r}")?;
+        }
+        _ => writeln!(out, "pool {} ({}): no decision", p.name, p.provider)?,
+    }
+    for r in &p.reasons {
+        writeln!(out, "  - {r}")?;
+    }
+    if let Some(e) = &p.error {
+        writeln!(out, "  ! {e}")?;
+    }
+    Ok(())
+}
+
+/// A group's size and its allocation in words, then why.
+fn write_group(out: &mut impl Write, g: &pass::GroupOutcome) -> std::io::Result<()> {
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let mut s = format!("{} {}", m.pool, m.granted);
+            if m.granted != m.share {
+                s.push_str(&format!(" (share {})", m.share));
             }
-        }
-        for r in &outcome.reasons {
-            writeln!(out, "! {r}")?;
-        }
-        match outcome.budget_ceiling {
-            Some(c) => writeln!(
-                out,
-                "fleet: {:.2}/h against a ceiling of {c:.2}/h",
-                outcome.fleet_hourly_cost
-            )?,
-            None if outcome.fleet_hourly_cost > 0.0 => writeln!(
-                out,
-                "fleet: {:.2}/h (no budget ceiling)",
-                outcome.fleet_hourly_cost
-            )?,
-            None => {}
-        }
-        writeln!(out, "(plan only: nothing was changed)")?;
+            if let Some(l) = m.limit {
+                s.push_str(&format!(" [{}]", l.as_str()));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    writeln!(
+        out,
+        "group {} ({}): {} → {} nodes: {members}",
+        g.group, g.strategy, g.current, g.desired
+    )?;
+    for r in &g.reasons {
+        writeln!(out, "  - {r}")?;
     }
     Ok(())
 }

@@ -93,6 +93,32 @@ struct Daemon {
     nodes: BTreeMap<String, PoolNodes>,
 }
 
+/// A new config, validated, with its token and pools built; `left` are the running
+/// pools it dropped or re-created.
+struct Reloaded {
+    cfg: ValidatedConfig,
+    token: Option<String>,
+    pools: Vec<PoolRuntime>,
+    left: HashMap<String, PoolRuntime>,
+}
+
+/// Says which settings of `new` wait for a restart.
+fn warn_restart_only(old: &ValidatedConfig, new: &ValidatedConfig) {
+    if format!("{:?}", new.cluster.tls) != format!("{:?}", old.cluster.tls) {
+        tracing::warn!("cluster.tls changes take effect at restart");
+    }
+    if new.cluster.coordinator.name() != old.cluster.coordinator.name() {
+        tracing::warn!(
+            old = old.cluster.coordinator.name(),
+            new = new.cluster.coordinator.name(),
+            "cluster.coordinator changes take effect at restart"
+        );
+    }
+    if new.agent.listen != old.agent.listen {
+        tracing::warn!(old = %old.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
+    }
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(
     cfg: ValidatedConfig,
@@ -631,125 +657,120 @@ impl Daemon {
             tracing::warn!("SIGHUP: running on the embedded default config; nothing to reload");
             return false;
         };
-        let outcome = capstan_config::load_for(path, crate::build::config_features())
-            .map_err(|e| e.lines().join("\n"))
-            .and_then(|new| {
-                let token =
-                    read_token(new.cluster.token_file.as_deref()).map_err(|e| format!("{e:#}"))?;
-                Ok((new, token))
+        let path = path.clone();
+        let result = match self.prepare_reload(&path) {
+            Ok(next) => Ok(self.apply_reload(next)),
+            Err(problems) => Err(problems),
+        };
+        let (label, interval_changed) = match &result {
+            Ok(changed) => ("success", *changed),
+            Err(_) => ("failure", false),
+        };
+        self.shared
+            .metrics
+            .config_reloads
+            .get_or_create(&ResultLabel {
+                result: label.to_owned(),
             })
-            .and_then(|(new, token)| {
-                let order: Vec<String> = self
-                    .leader
-                    .pools
-                    .iter()
-                    .map(|p| p.config.name.clone())
-                    .collect();
-                let mut old: HashMap<String, PoolRuntime> = std::mem::take(&mut self.leader.pools)
-                    .into_iter()
-                    .map(|p| (p.config.name.clone(), p))
-                    .collect();
-                match pass::build_pools_with(&new, &mut old, Some(&self.shared.metrics)) {
-                    // What is left in `old` are pools the new config dropped or re-created.
-                    Ok(pools) => Ok((new, token, pools, old)),
-                    Err(e) => {
-                        // Put the running pools back, in their order.
-                        self.leader.pools = order.iter().filter_map(|n| old.remove(n)).collect();
-                        Err(e)
-                    }
-                }
-            });
-        match outcome {
-            Ok((new, token, pools, left)) => {
-                if format!("{:?}", new.cluster.tls) != format!("{:?}", self.cfg.cluster.tls) {
-                    tracing::warn!("cluster.tls changes take effect at restart");
-                }
-                if new.cluster.coordinator.name() != self.cfg.cluster.coordinator.name() {
-                    tracing::warn!(
-                        old = self.cfg.cluster.coordinator.name(),
-                        new = new.cluster.coordinator.name(),
-                        "cluster.coordinator changes take effect at restart"
-                    );
-                }
-                self.ingest.configure(ingest_settings(&new, token.clone()));
-                *self
-                    .token
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
-                for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
-                    self.shared.metrics.remove_pool(&gone.config.name);
-                }
-                if new.agent.listen != self.cfg.agent.listen {
-                    tracing::warn!(old = %self.cfg.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
-                }
-                let interval_changed = new.agent.interval != self.cfg.agent.interval;
-                if new.agent.interruptions != self.cfg.agent.interruptions {
-                    self.notices = None;
-                    match new
-                        .agent
-                        .interruptions
-                        .clone()
-                        .map(crate::daemon::notices::spawn)
-                    {
-                        Some(Ok(w)) => self.notices = Some(w),
-                        Some(Err(e)) => tracing::error!(error = %e, "interruption notices are off"),
-                        None => {}
-                    }
-                    if new.agent.node_name.is_none() {
-                        tracing::warn!(
-                            "the node's name (its instance id or host name) changes at restart"
-                        );
-                    }
-                }
-                self.leader
-                    .journal
-                    .set_limits(crate::state::journal::Limits::from_config(&new.journal));
-                self.leader.pools = pools;
-                let mut old_groups: HashMap<String, pass::GroupRuntime> =
-                    std::mem::take(&mut self.leader.groups)
-                        .into_iter()
-                        .map(|g| (g.config.name.clone(), g))
-                        .collect();
-                self.leader.groups = pass::build_groups(&new, &mut old_groups);
-                for gone in old_groups
-                    .values()
-                    .filter(|g| new.group(&g.config.name).is_none())
-                {
-                    self.shared.metrics.remove_group(
-                        &gone.config.name,
-                        gone.config.members.iter().map(String::as_str),
-                    );
-                }
-                pass::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
-                pass::attach_usage(&mut self.leader.pools, &self.usage, self.clock.now());
-                self.cfg = new;
-                self.shared
-                    .metrics
-                    .config_reloads
-                    .get_or_create(&ResultLabel {
-                        result: "success".to_owned(),
-                    })
-                    .inc();
+            .inc();
+        match result {
+            Ok(_) => {
                 tracing::info!(
                     pools = self.leader.pools.len(),
                     "SIGHUP: configuration reloaded"
                 );
                 self.publish_status();
-                interval_changed
             }
-            Err(problems) => {
-                self.shared
-                    .metrics
-                    .config_reloads
-                    .get_or_create(&ResultLabel {
-                        result: "failure".to_owned(),
-                    })
-                    .inc();
-                tracing::error!(
-                    "SIGHUP: new configuration rejected; keeping the running one:\n{problems}"
-                );
-                false
+            Err(problems) => tracing::error!(
+                "SIGHUP: new configuration rejected; keeping the running one:\n{problems}"
+            ),
+        }
+        interval_changed
+    }
+
+    /// Reads and validates the file, and builds the pools it names (keeping the
+    /// running state of the pools that stay). On any problem, the running pools are
+    /// back in place, in their order, and the problems are returned.
+    fn prepare_reload(&mut self, path: &std::path::Path) -> Result<Reloaded, String> {
+        let new = capstan_config::load_for(path, crate::build::config_features())
+            .map_err(|e| e.lines().join("\n"))?;
+        let token = read_token(new.cluster.token_file.as_deref()).map_err(|e| format!("{e:#}"))?;
+        let order: Vec<String> = self
+            .leader
+            .pools
+            .iter()
+            .map(|p| p.config.name.clone())
+            .collect();
+        let mut old: HashMap<String, PoolRuntime> = std::mem::take(&mut self.leader.pools)
+            .into_iter()
+            .map(|p| (p.config.name.clone(), p))
+            .collect();
+        match pass::build_pools_with(&new, &mut old, Some(&self.shared.metrics)) {
+            // What is left in `old` are pools the new config dropped or re-created.
+            Ok(pools) => Ok(Reloaded {
+                cfg: new,
+                token,
+                pools,
+                left: old,
+            }),
+            Err(e) => {
+                self.leader.pools = order.iter().filter_map(|n| old.remove(n)).collect();
+                Err(e)
             }
         }
+    }
+
+    /// Puts a validated config in force; whether the interval changed.
+    fn apply_reload(&mut self, next: Reloaded) -> bool {
+        let Reloaded {
+            cfg: new,
+            token,
+            pools,
+            left,
+        } = next;
+        warn_restart_only(&self.cfg, &new);
+        self.ingest.configure(ingest_settings(&new, token.clone()));
+        *self
+            .token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+        for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
+            self.shared.metrics.remove_pool(&gone.config.name);
+        }
+        let interval_changed = new.agent.interval != self.cfg.agent.interval;
+        if new.agent.interruptions != self.cfg.agent.interruptions {
+            self.notices = None;
+            match new.agent.interruptions.clone().map(notices::spawn) {
+                Some(Ok(w)) => self.notices = Some(w),
+                Some(Err(e)) => tracing::error!(error = %e, "interruption notices are off"),
+                None => {}
+            }
+            if new.agent.node_name.is_none() {
+                tracing::warn!("the node's name (its instance id or host name) changes at restart");
+            }
+        }
+        self.leader
+            .journal
+            .set_limits(crate::state::journal::Limits::from_config(&new.journal));
+        self.leader.pools = pools;
+        let mut old_groups: HashMap<String, pass::GroupRuntime> =
+            std::mem::take(&mut self.leader.groups)
+                .into_iter()
+                .map(|g| (g.config.name.clone(), g))
+                .collect();
+        self.leader.groups = pass::build_groups(&new, &mut old_groups);
+        for gone in old_groups
+            .values()
+            .filter(|g| new.group(&g.config.name).is_none())
+        {
+            self.shared.metrics.remove_group(
+                &gone.config.name,
+                gone.config.members.iter().map(String::as_str),
+            );
+        }
+        pass::attach_history(&mut self.leader.pools, &self.history, self.clock.now());
+        pass::attach_usage(&mut self.leader.pools, &self.usage, self.clock.now());
+        self.cfg = new;
+        interval_changed
     }
 }
