@@ -38,68 +38,9 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
                 );
                 None
             }
-            Some(e) => {
-                let base = [k("cluster"), k("etcd")];
-                if e.endpoints.is_empty() {
-                    c.report(
-                        &[&base[..], &[k("endpoints")]].concat(),
-                        None,
-                        "needs at least one endpoint",
-                    );
-                }
-                for (i, ep) in e.endpoints.iter().enumerate() {
-                    c.url(
-                        &[&base[..], &[k("endpoints"), Seg::Index(i)]].concat(),
-                        None,
-                        ep,
-                    );
-                }
-                if !e.prefix.starts_with('/') {
-                    c.report(
-                        &[&base[..], &[k("prefix")]].concat(),
-                        None,
-                        "must start with '/'",
-                    );
-                }
-                let ttl = c.duration(
-                    &[&base[..], &[k("lease_ttl")]].concat(),
-                    None,
-                    &e.lease_ttl,
-                    MIN_LEASE,
-                    Duration::from_secs(300),
-                );
-                ttl.map(|lease_ttl| Coordinator::Etcd {
-                    endpoints: e.endpoints.clone(),
-                    prefix: e.prefix.clone(),
-                    lease_ttl,
-                })
-            }
+            Some(e) => check_etcd(c, e),
         },
-        CoordinatorKind::Kubernetes => {
-            let kc = raw.kubernetes.clone().unwrap_or(raw::KubernetesConfig {
-                namespace: None,
-                lease_name: raw::defaults::lease_name(),
-                lease_duration: raw::defaults::lease_ttl(),
-            });
-            let base = [k("cluster"), k("kubernetes")];
-            c.non_empty(
-                &[&base[..], &[k("lease_name")]].concat(),
-                None,
-                &kc.lease_name,
-            );
-            let d = c.duration(
-                &[&base[..], &[k("lease_duration")]].concat(),
-                None,
-                &kc.lease_duration,
-                MIN_LEASE,
-                Duration::from_secs(300),
-            );
-            d.map(|lease_duration| Coordinator::Kubernetes {
-                namespace: kc.namespace.clone(),
-                lease_name: kc.lease_name.clone(),
-                lease_duration,
-            })
-        }
+        CoordinatorKind::Kubernetes => check_kubernetes(c, raw),
     };
     if raw.coordinator != CoordinatorKind::Standalone && raw.token_file.is_none() {
         c.report(
@@ -108,7 +49,93 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
             "is required with an elected leader: agents present the token in it with every report, and the leader refuses reports without it",
         );
     }
-    let tls = match &raw.tls {
+    let tls = check_tls(c, raw);
+    if let (Some(_), Some(url)) = (&raw.tls, &raw.advertise_url)
+        && !url.starts_with("https://")
+    {
+        c.report(
+            &[k("cluster"), k("advertise_url")],
+            None,
+            "must be an https:// URL (of the [cluster.tls] listener) when [cluster.tls] is set",
+        );
+    }
+    Some(Cluster {
+        coordinator: coordinator?,
+        token_file: raw.token_file.clone(),
+        advertise_url: raw.advertise_url.clone(),
+        node_expiry: node_expiry?,
+        tls: tls?,
+    })
+}
+
+/// `[cluster.etcd]`: endpoints, the key prefix, the lease's TTL.
+fn check_etcd(c: &mut Checker<'_>, e: &raw::EtcdConfig) -> Option<Coordinator> {
+    let base = [k("cluster"), k("etcd")];
+    if e.endpoints.is_empty() {
+        c.report(
+            &[&base[..], &[k("endpoints")]].concat(),
+            None,
+            "needs at least one endpoint",
+        );
+    }
+    for (i, ep) in e.endpoints.iter().enumerate() {
+        c.url(
+            &[&base[..], &[k("endpoints"), Seg::Index(i)]].concat(),
+            None,
+            ep,
+        );
+    }
+    if !e.prefix.starts_with('/') {
+        c.report(
+            &[&base[..], &[k("prefix")]].concat(),
+            None,
+            "must start with '/'",
+        );
+    }
+    let ttl = c.duration(
+        &[&base[..], &[k("lease_ttl")]].concat(),
+        None,
+        &e.lease_ttl,
+        MIN_LEASE,
+        Duration::from_secs(300),
+    );
+    ttl.map(|lease_ttl| Coordinator::Etcd {
+        endpoints: e.endpoints.clone(),
+        prefix: e.prefix.clone(),
+        lease_ttl,
+    })
+}
+
+/// `[cluster.kubernetes]` (its defaults when absent): the Lease's name and duration.
+fn check_kubernetes(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Coordinator> {
+    let kc = raw.kubernetes.clone().unwrap_or(raw::KubernetesConfig {
+        namespace: None,
+        lease_name: raw::defaults::lease_name(),
+        lease_duration: raw::defaults::lease_ttl(),
+    });
+    let base = [k("cluster"), k("kubernetes")];
+    c.non_empty(
+        &[&base[..], &[k("lease_name")]].concat(),
+        None,
+        &kc.lease_name,
+    );
+    let d = c.duration(
+        &[&base[..], &[k("lease_duration")]].concat(),
+        None,
+        &kc.lease_duration,
+        MIN_LEASE,
+        Duration::from_secs(300),
+    );
+    d.map(|lease_duration| Coordinator::Kubernetes {
+        namespace: kc.namespace.clone(),
+        lease_name: kc.lease_name.clone(),
+        lease_duration,
+    })
+}
+
+/// `[cluster.tls]`: `Some(None)` without one, `None` when it is invalid.
+fn check_tls(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Option<Option<Tls>> {
+    match &raw.tls {
         None => Some(None),
         Some(t) => match t.listen.parse::<SocketAddr>() {
             Ok(listen) => Some(Some(Tls {
@@ -129,23 +156,7 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
                 None
             }
         },
-    };
-    if let (Some(_), Some(url)) = (&raw.tls, &raw.advertise_url)
-        && !url.starts_with("https://")
-    {
-        c.report(
-            &[k("cluster"), k("advertise_url")],
-            None,
-            "must be an https:// URL (of the [cluster.tls] listener) when [cluster.tls] is set",
-        );
     }
-    Some(Cluster {
-        coordinator: coordinator?,
-        token_file: raw.token_file.clone(),
-        advertise_url: raw.advertise_url.clone(),
-        node_expiry: node_expiry?,
-        tls: tls?,
-    })
 }
 
 pub(super) fn check_budget(c: &mut Checker<'_>, raw: &raw::BudgetConfig) -> Budget {

@@ -12,6 +12,76 @@ pub(super) fn check_pool(
     let at = |rest: &[Seg]| -> Vec<Seg> { [&[k("pool"), Seg::Index(i)][..], rest].concat() };
     let before = c.problems.len();
 
+    check_bounds(c, &at, name, p);
+    check_provider(c, &at(&[k("provider")]), name, &p.provider);
+    let (behavior_name, behavior) = check_behavior(c, &at(&[k("behavior")]), name, &p.behavior);
+
+    if let Some(price) = &p.price {
+        check_price(c, &at, name, price);
+    }
+
+    let spot = p.spot.as_ref().and_then(|s| check_spot(c, &at, name, s));
+
+    if let Some(group) = group {
+        check_member(c, &at, name, p, group);
+    } else if p.targets.is_empty() && p.schedule.is_empty() {
+        c.report(
+            &at(&[k("targets")]),
+            name,
+            "a pool needs at least one target (e.g. { metric = \"cpu.utilization\", value = 70 }) or a schedule",
+        );
+    }
+    let targets: Vec<Target> = p
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(j, t)| check_target(c, &at(&[k("targets"), Seg::Index(j)]), name, t))
+        .collect();
+
+    let predictive = check_predictive(c, &at(&[k("predictive")]), name, &p.predictive);
+    let schedules: Vec<Schedule> = p
+        .schedule
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| check_schedule(c, &at(&[k("schedule"), Seg::Index(j)]), name, p, s))
+        .collect();
+
+    let emergency = check_emergency(c, &at, name, p);
+    let (flap, circuit) = check_flap_and_circuit(c, &at, name, p);
+
+    if c.problems.len() != before {
+        return None;
+    }
+    Some(Pool {
+        name: p.name.clone(),
+        tier: p.tier,
+        provider: p.provider.clone(),
+        min: p.min,
+        max: p.max,
+        emergency_max: p.emergency_max.unwrap_or(p.max),
+        max_hourly_cost: p.max_hourly_cost,
+        replace_faulty_gpu_nodes: p.replace_faulty_gpu_nodes,
+        behavior_name,
+        behavior: behavior?,
+        tolerance: p.tolerance,
+        price: p.price.clone(),
+        spot,
+        targets,
+        predictive: predictive?,
+        schedules,
+        emergency,
+        flap: flap?,
+        circuit: circuit?,
+        group: group.map(str::to_owned),
+    })
+}
+
+/// The path of a key under this pool.
+type At<'a> = dyn Fn(&[Seg]) -> Vec<Seg> + 'a;
+
+/// Bounds and limits: the name, min and max, emergency_max, the pool's own ceiling,
+/// the tolerance.
+fn check_bounds(c: &mut Checker<'_>, at: &At<'_>, name: Option<&str>, p: &raw::PoolConfig) {
     if !valid_pool_name(&p.name) {
         c.report(
             &at(&[k("name")]),
@@ -66,39 +136,16 @@ pub(super) fn check_pool(
             ),
         );
     }
-    check_provider(c, &at(&[k("provider")]), name, &p.provider);
-    let (behavior_name, behavior) = check_behavior(c, &at(&[k("behavior")]), name, &p.behavior);
+}
 
-    if let Some(price) = &p.price {
-        check_price(c, &at, name, price);
-    }
-
-    let spot = p.spot.as_ref().and_then(|s| check_spot(c, &at, name, s));
-
-    if let Some(group) = group {
-        check_member(c, &at, name, p, group);
-    } else if p.targets.is_empty() && p.schedule.is_empty() {
-        c.report(
-            &at(&[k("targets")]),
-            name,
-            "a pool needs at least one target (e.g. { metric = \"cpu.utilization\", value = 70 }) or a schedule",
-        );
-    }
-    let targets: Vec<Target> = p
-        .targets
-        .iter()
-        .enumerate()
-        .filter_map(|(j, t)| check_target(c, &at(&[k("targets"), Seg::Index(j)]), name, t))
-        .collect();
-
-    let predictive = check_predictive(c, &at(&[k("predictive")]), name, &p.predictive);
-    let schedules: Vec<Schedule> = p
-        .schedule
-        .iter()
-        .enumerate()
-        .filter_map(|(j, s)| check_schedule(c, &at(&[k("schedule"), Seg::Index(j)]), name, p, s))
-        .collect();
-
+/// `emergency`: a saturation ratio above 1 for at least one interval, with the
+/// `emergency_max` it may reach.
+fn check_emergency(
+    c: &mut Checker<'_>,
+    at: &At<'_>,
+    name: Option<&str>,
+    p: &raw::PoolConfig,
+) -> Option<Emergency> {
     let emergency = p.emergency.as_ref().map(|e| {
         if !e.threshold.is_finite() || e.threshold <= 1.0 {
             c.report(
@@ -119,7 +166,16 @@ pub(super) fn check_pool(
             "an emergency table needs emergency_max, the most nodes an emergency may reach",
         );
     }
+    emergency
+}
 
+/// `flap` and `circuit`: their windows and counts.
+fn check_flap_and_circuit(
+    c: &mut Checker<'_>,
+    at: &At<'_>,
+    name: Option<&str>,
+    p: &raw::PoolConfig,
+) -> (Option<Flap>, Option<Circuit>) {
     let week = Duration::from_secs(7 * 24 * 3600);
     let flap_window = c.duration(
         &at(&[k("flap"), k("window")]),
@@ -156,43 +212,20 @@ pub(super) fn check_pool(
             "1 would freeze a pool for one ordinary up-and-down; allowed: 0 (off) or at least 2",
         );
     }
-
-    if c.problems.len() != before {
-        return None;
-    }
-    Some(Pool {
-        name: p.name.clone(),
-        tier: p.tier,
-        provider: p.provider.clone(),
-        min: p.min,
-        max: p.max,
-        emergency_max: p.emergency_max.unwrap_or(p.max),
-        max_hourly_cost: p.max_hourly_cost,
-        replace_faulty_gpu_nodes: p.replace_faulty_gpu_nodes,
-        behavior_name,
-        behavior: behavior?,
-        tolerance: p.tolerance,
-        price: p.price.clone(),
-        spot,
-        targets,
-        predictive: predictive?,
-        schedules,
-        emergency,
-        flap: Flap {
+    let flap = match (flap_window, flap_cool_off) {
+        (Some(window), Some(cool_off)) => Some(Flap {
             max_reversals: p.flap.max_reversals,
-            window: flap_window?,
-            cool_off: flap_cool_off?,
-        },
-        circuit: Circuit {
-            failures: p.circuit.failures,
-            max_backoff: circuit_max_backoff?,
-        },
-        group: group.map(str::to_owned),
-    })
+            window,
+            cool_off,
+        }),
+        _ => None,
+    };
+    let circuit = circuit_max_backoff.map(|max_backoff| Circuit {
+        failures: p.circuit.failures,
+        max_backoff,
+    });
+    (flap, circuit)
 }
-
-/// The path of a key under this pool.
-type At<'a> = dyn Fn(&[Seg]) -> Vec<Seg> + 'a;
 
 /// `price`: every amount, and each instance type's shape.
 fn check_price(c: &mut Checker<'_>, at: &At<'_>, name: Option<&str>, price: &raw::PriceConfig) {
