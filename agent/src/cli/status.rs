@@ -26,6 +26,14 @@ pub(super) async fn status(url: &str, json: bool) -> anyhow::Result<()> {
         writeln!(out, "{body}")?;
         return Ok(());
     }
+    write_summary(&mut out, &status)?;
+    writeln!(out)?;
+    write_pools(&mut out, &status)?;
+    Ok(())
+}
+
+/// The agent, its leader, the reports it took and the fleet's cost.
+fn write_summary(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
     writeln!(
         out,
         "node {}  role {}  leader {}  coordinator {}  version {}",
@@ -84,7 +92,11 @@ pub(super) async fn status(url: &str, json: bool) -> anyhow::Result<()> {
         }
         None => {}
     }
-    writeln!(out)?;
+    Ok(())
+}
+
+/// One line per pool, then its stale nodes and open circuits.
+fn write_pools(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<24} {:<9} {:>5} {:>5} {:>8} {:>8} {:>9} {:>6}  {:<8} {:<25} REASON",

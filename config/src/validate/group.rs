@@ -62,35 +62,7 @@ pub(super) fn check_groups<'r>(
                 "a group needs at least one member pool, e.g. members = [\"web-aws\", \"web-azure\"]",
             );
         }
-        for (j, member) in g.members.iter().enumerate() {
-            let path = at(&[k("members"), Seg::Index(j)]);
-            if g.members[..j].contains(member) {
-                c.report(&path, name, format!("\"{member}\" is listed twice"));
-                continue;
-            }
-            if !pool_names.contains(&member.as_str()) {
-                c.report(
-                    &path,
-                    name,
-                    format!(
-                        "\"{member}\" is not a configured pool; configured: {}",
-                        pool_names.join(", ")
-                    ),
-                );
-                continue;
-            }
-            if let Some(&other) = membership.get(member.as_str()) {
-                c.report(
-                    &path,
-                    name,
-                    format!(
-                        "pool \"{member}\" is already a member of group \"{other}\"; a pool belongs to one group at most"
-                    ),
-                );
-            } else {
-                membership.insert(member.as_str(), g.name.as_str());
-            }
-        }
+        check_members(c, &at, g, &pool_names, &mut membership);
         if g.strategy != GroupStrategy::Spread && g.max_skew.is_some() {
             c.report(
                 &at(&[k("max_skew")]),
@@ -145,4 +117,45 @@ pub(super) fn check_groups<'r>(
         }
     }
     (groups, membership)
+}
+
+/// A group's members: each listed once, a configured pool, in no other group.
+fn check_members<'r>(
+    c: &mut Checker<'_>,
+    at: &dyn Fn(&[Seg]) -> Vec<Seg>,
+    g: &'r raw::GroupConfig,
+    pool_names: &[&str],
+    membership: &mut BTreeMap<&'r str, &'r str>,
+) {
+    // The key path names the group; `pool` labels are for pools.
+    let name = None;
+    for (j, member) in g.members.iter().enumerate() {
+        let path = at(&[k("members"), Seg::Index(j)]);
+        if g.members[..j].contains(member) {
+            c.report(&path, name, format!("\"{member}\" is listed twice"));
+            continue;
+        }
+        if !pool_names.contains(&member.as_str()) {
+            c.report(
+                &path,
+                name,
+                format!(
+                    "\"{member}\" is not a configured pool; configured: {}",
+                    pool_names.join(", ")
+                ),
+            );
+            continue;
+        }
+        if let Some(&other) = membership.get(member.as_str()) {
+            c.report(
+                &path,
+                name,
+                format!(
+                    "pool \"{member}\" is already a member of group \"{other}\"; a pool belongs to one group at most"
+                ),
+            );
+        } else {
+            membership.insert(member.as_str(), g.name.as_str());
+        }
+    }
 }
