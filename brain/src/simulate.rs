@@ -69,6 +69,54 @@ pub struct Settings {
     pub hot_per_node: Option<f64>,
 }
 
+/// The simulated pool's nodes: those that serve, and those on their way (the minute
+/// they arrive, how many).
+struct Nodes {
+    ready: u32,
+    pending: std::collections::VecDeque<(i64, u32)>,
+}
+
+impl Nodes {
+    /// Nodes due by minute `m` start serving.
+    fn arrive(&mut self, m: i64) {
+        while self.pending.front().is_some_and(|(at, _)| *at <= m) {
+            if let Some((_, n)) = self.pending.pop_front() {
+                self.ready += n;
+            }
+        }
+    }
+
+    fn on_the_way(&self) -> u32 {
+        self.pending.iter().map(|(_, n)| n).sum()
+    }
+
+    /// From `current` to `desired` nodes: new ones arrive at minute `arrive`; a
+    /// scale-down cancels the latest arrivals first, then removes serving nodes.
+    fn resize(&mut self, current: u32, desired: u32, arrive: i64) {
+        if desired > current {
+            self.pending.push_back((arrive, desired - current));
+            return;
+        }
+        let mut remove = current - desired;
+        while remove > 0 {
+            match self.pending.back_mut() {
+                Some((_, n)) if *n > remove => {
+                    *n -= remove;
+                    remove = 0;
+                }
+                Some((_, n)) => {
+                    remove -= *n;
+                    self.pending.pop_back();
+                }
+                None => {
+                    self.ready -= remove.min(self.ready);
+                    remove = 0;
+                }
+            }
+        }
+    }
+}
+
 /// Runs the pool `config` against `demand` (one value a minute from `start`).
 pub fn run(
     config: &Pool,
@@ -89,9 +137,10 @@ pub fn run(
     let prices = fleet::prices(config.price.as_ref(), [], None);
     let delay = i64::from(settings.delay_minutes);
 
-    // Nodes that serve, and nodes on their way: (minute they arrive, count).
-    let mut ready: u32 = config.min;
-    let mut pending: std::collections::VecDeque<(i64, u32)> = Default::default();
+    let mut nodes = Nodes {
+        ready: config.min,
+        pending: Default::default(),
+    };
     let mut metrics = Metrics {
         node_hours: 0.0,
         cost: 0.0,
@@ -110,12 +159,8 @@ pub fn run(
         let m = i64::try_from(m).unwrap_or(i64::MAX);
         let minute = start_minute + m;
         let now = start + chrono::Duration::minutes(m);
-        while pending.front().is_some_and(|(at, _)| *at <= m) {
-            if let Some((_, n)) = pending.pop_front() {
-                ready += n;
-            }
-        }
-        let on_the_way: u32 = pending.iter().map(|(_, n)| n).sum();
+        nodes.arrive(m);
+        let (ready, on_the_way) = (nodes.ready, nodes.on_the_way());
         let current = ready + on_the_way;
 
         // What the agents would report: the target's readings summed over ready nodes.
@@ -173,30 +218,11 @@ pub fn run(
         if p.desired != current {
             metrics.actions += 1;
             history.record_scale(current, p.desired, now);
-            if p.desired > current {
-                pending.push_back((m + delay, p.desired - current));
-            } else {
-                let mut remove = current - p.desired;
-                while remove > 0 {
-                    match pending.back_mut() {
-                        Some((_, n)) if *n > remove => {
-                            *n -= remove;
-                            remove = 0;
-                        }
-                        Some((_, n)) => {
-                            remove -= *n;
-                            pending.pop_back();
-                        }
-                        None => {
-                            ready -= remove.min(ready);
-                            remove = 0;
-                        }
-                    }
-                }
-            }
+            nodes.resize(current, p.desired, m + delay);
         }
 
-        let billed: u32 = ready + pending.iter().map(|(_, n)| n).sum::<u32>();
+        let ready = nodes.ready;
+        let billed: u32 = ready + nodes.on_the_way();
         metrics.node_hours += f64::from(billed) / 60.0;
         metrics.cost += p.hourly_cost * f64::from(billed) / f64::from(p.desired.max(1)) / 60.0;
         let served = f64::from(ready) * x;
