@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_autoscaling::types::{InstancesDistribution, LifecycleState, MixedInstancesPolicy};
 use tokio::sync::{Mutex, OnceCell};
 
