@@ -261,7 +261,8 @@ fn plan_pool<'a>(
     };
     let windows = calendar.active(&config.schedules);
     let bounds = schedule::bounds(base, &windows);
-    let mut reasons = Vec::with_capacity(12);
+    // Most pools say 4 to 6 things a pass; a larger buffer is memory every pass touches.
+    let mut reasons = Vec::with_capacity(6);
     reasons.extend(schedule_reasons(base, bounds, &windows));
     let normal_split = Split::from_config(config.spot.as_ref());
 
@@ -617,7 +618,12 @@ pub fn plan_fleet_with_groups<'a>(
         .iter()
         .map(|g| plan_group(g, inputs, &mut calendar, now))
         .collect();
-    let mut shares: Vec<Option<(u32, Reason)>> = vec![None; inputs.len()];
+    // A member's share of its group's size, by pool index (none without groups).
+    let mut shares: Vec<Option<(u32, Reason)>> = if group_plans.is_empty() {
+        Vec::new()
+    } else {
+        vec![None; inputs.len()]
+    };
     for g in &group_plans {
         for m in &g.members {
             if let Some(slot) = shares.get_mut(m.index) {
@@ -637,8 +643,11 @@ pub fn plan_fleet_with_groups<'a>(
     }
     let (mut pools, demands): (Vec<PoolPlan>, Vec<Demand<'_>>) = inputs
         .iter_mut()
-        .zip(shares)
-        .map(|(i, share)| plan_pool(i, share, &mut calendar, now))
+        .enumerate()
+        .map(|(k, i)| {
+            let share = shares.get_mut(k).and_then(Option::take);
+            plan_pool(i, share, &mut calendar, now)
+        })
         .unzip();
     let Allocation {
         grants,
