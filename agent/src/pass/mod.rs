@@ -5,9 +5,11 @@
 //! - `observe.rs`: describing each pool and aggregating its reports; `promql.rs`
 //!   for PromQL targets;
 //! - `act.rs`: a pool's cloud call and a group's spill-over rounds, through
-//!   `instrumented.rs`, which counts and times every provider call;
-//! - `runtime.rs`: what each pool and group keeps between passes, the circuit
-//!   breaker, building providers; `record.rs`: demand and usage history;
+//!   `instrumented.rs`, which counts and times every provider call; `circuit.rs`: the
+//!   back-off after failed calls and the circuit breaker;
+//! - `runtime.rs`: what each pool and group keeps between passes, building providers;
+//!   `handover.rs`: a pool's memory saved for the next leader and restored from it;
+//!   `record.rs`: demand and usage history;
 //! - `outcome.rs`: what a pass says it did (a typed `Action` per pool);
 //! - `leader.rs`: the leader's tick around the pass: journal, metrics and log.
 
@@ -37,6 +39,7 @@ use crate::cluster::coordinator::Claim;
 use crate::state::demand::HistoryStore;
 
 mod act;
+mod circuit;
 mod handover;
 pub mod instrumented;
 pub mod leader;
@@ -49,7 +52,7 @@ mod runtime;
 mod tests;
 
 use self::{act::*, observe::*};
-pub use self::{handover::*, outcome::*, record::*, runtime::*};
+pub use self::{circuit::*, handover::*, outcome::*, record::*, runtime::*};
 
 /// What every step of one pass shares.
 #[derive(Debug, Clone, Copy)]

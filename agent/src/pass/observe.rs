@@ -1,43 +1,6 @@
-//! Observing a pool: describing it at its cloud, aggregating its reports and scrapes,
-//! and classifying provider failures.
+//! Observing a pool: describing it at its cloud, aggregating its reports and scrapes.
 
 use super::*;
-
-pub(super) fn provider_failure(
-    pool: &mut PoolRuntime,
-    err: &ProviderError,
-    now: DateTime<Utc>,
-    interval: std::time::Duration,
-) {
-    pool.memory.failures = pool.memory.failures.saturating_add(1);
-    pool.last_failure = Some(err.to_string());
-    let most = chrono::Duration::from_std(pool.config.circuit.max_backoff)
-        .unwrap_or(chrono::Duration::minutes(5));
-    let base = chrono::Duration::from_std(interval).unwrap_or(most);
-    let backoff = base
-        * 2i32
-            .saturating_pow(pool.memory.failures.min(16))
-            .min(1 << 16);
-    let wait = match err {
-        ProviderError::Throttled {
-            retry_after: Some(hint),
-            ..
-        } => chrono::Duration::from_std(*hint)
-            .unwrap_or(most)
-            .max(backoff),
-        _ => backoff,
-    };
-    pool.memory.retry_at = Some(now + wait.min(most));
-    if pool.memory.failures == pool.config.circuit.failures {
-        tracing::warn!(
-            pool = %pool.config.name,
-            failures = pool.memory.failures,
-            error = %err,
-            until = %pool.memory.retry_at.unwrap_or(now),
-            "circuit open: no calls to this pool's provider until then, then one try"
-        );
-    }
-}
 
 /// What describing a pool gave.
 #[derive(Clone)]

@@ -68,7 +68,7 @@ pub(super) fn track_demand(
             .map(|s| s.sum)
     });
     if let Some((m, point)) = pool.minute.add(now.timestamp().div_euclid(60), demand) {
-        if let Some(store) = &pool.history_store
+        if let Some(store) = &pool.demand_store
             && let Err(e) = store.append(&pool.config.name, &(m, point.clone()))
         {
             tracing::warn!(pool = %pool.config.name, error = %e, "cannot write demand history");
@@ -134,8 +134,8 @@ pub fn attach_history(
     store: &Arc<dyn HistoryStore>,
     now: DateTime<Utc>,
 ) {
-    for pool in pools.iter_mut().filter(|p| p.history_store.is_none()) {
-        pool.history_store = Some(store.clone());
+    for pool in pools.iter_mut().filter(|p| p.demand_store.is_none()) {
+        pool.demand_store = Some(store.clone());
         if !pool.predictor.enabled() {
             continue;
         }

@@ -1,31 +1,8 @@
-//! What the loop keeps per pool and per group between passes, the circuit breaker, and
-//! building each pool's provider from its config.
+//! What the loop keeps per pool and per group between passes, and building each pool's
+//! provider from its config.
 
 use super::*;
 use crate::state::memory::Memory;
-
-/// The actuator's circuit breaker for one pool's cloud calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Calls go through (after a short backoff following a failure).
-    Closed,
-    /// `circuit.failures` calls in a row failed: no calls until the backoff ends.
-    Open,
-    /// The backoff ended: the next pass tries once; success closes the circuit, a
-    /// failure opens it again for longer.
-    HalfOpen,
-}
-
-impl CircuitState {
-    /// As written in status and logs.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-        }
-    }
-}
 
 /// The provider types this build can drive.
 pub const BUILT_IN_PROVIDERS: &[&str] = &[
@@ -128,7 +105,7 @@ pub struct PoolRuntime {
     /// accumulated.
     pub minute: MinuteMeans,
     /// Where demand history is kept (the daemon's; `capstan plan` keeps none).
-    pub history_store: Option<Arc<dyn HistoryStore>>,
+    pub demand_store: Option<Arc<dyn HistoryStore>>,
     /// Usage (each field of [`aggregate::usage`]) of the minute being accumulated.
     pub usage: MinuteMeans,
     /// Where usage history is kept, for `capstan rightsizing` (the daemon's).
@@ -144,27 +121,6 @@ pub struct PoolRuntime {
 }
 
 impl PoolRuntime {
-    /// The circuit breaker's state at `now`.
-    pub fn circuit(&self, now: DateTime<Utc>) -> CircuitState {
-        if self.memory.failures < self.config.circuit.failures {
-            CircuitState::Closed
-        } else if self.memory.retry_at.is_some_and(|at| at > now) {
-            CircuitState::Open
-        } else {
-            CircuitState::HalfOpen
-        }
-    }
-
-    /// A call succeeded: the circuit closes.
-    pub(super) fn succeeded(&mut self) {
-        if self.memory.failures >= self.config.circuit.failures {
-            tracing::info!(pool = %self.config.name, "circuit closed: the provider answers again");
-        }
-        self.memory.failures = 0;
-        self.memory.retry_at = None;
-        self.last_failure = None;
-    }
-
     /// Forgets what the forecasts learned, and the history store, so that attaching
     /// it again (`attach_history`) replays the history into a fresh predictor: after
     /// its settings or targets changed, or when another leader's history is to be
@@ -172,7 +128,7 @@ impl PoolRuntime {
     pub fn restart_forecasts(&mut self) {
         self.predictor = Predictor::new(&self.config.predictive, self.policy.targets.len());
         self.minute = MinuteMeans::default();
-        self.history_store = None;
+        self.demand_store = None;
     }
 
     /// A pool with fresh state.
@@ -181,7 +137,7 @@ impl PoolRuntime {
             policy: Policy::from(&config),
             predictor: Predictor::new(&config.predictive, config.targets.len()),
             minute: MinuteMeans::default(),
-            history_store: None,
+            demand_store: None,
             usage: MinuteMeans::default(),
             usage_store: None,
             config,
