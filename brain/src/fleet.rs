@@ -296,8 +296,8 @@ fn plan_pool<'a>(
     } else {
         bounds.max
     };
-    let policy = bounded(input.policy, bounds.min, ceiling);
-    let policy = policy.as_ref();
+    let policy = input.policy;
+    let within = (bounds.min, ceiling);
     let observed = Observed {
         current: view.current,
         metrics: view.metrics,
@@ -314,7 +314,7 @@ fn plan_pool<'a>(
                 reasons: std::mem::take(&mut reasons),
             }
         }
-        None => planner::plan_with(&observed, policy, now, std::mem::take(&mut reasons)),
+        None => planner::plan_within(&observed, policy, within, now, std::mem::take(&mut reasons)),
     };
     reasons = std::mem::take(&mut decision.reasons);
     reasons.extend(state.emergency.after_plan(
@@ -347,7 +347,7 @@ fn plan_pool<'a>(
         floor: if frozen_until.is_some() {
             decision.desired
         } else {
-            planner::lowest_allowed(&observed, policy, now)
+            planner::lowest_allowed_above(&observed, policy, bounds.min, now)
         },
         prices: input.prices,
         split: state.spot.split(config.spot.as_ref()),
@@ -412,20 +412,6 @@ fn unviewed<'a>(
         reasons,
     };
     (planned, demand)
-}
-
-/// The pool's own policy when its bounds are its configured ones (the common case),
-/// else a copy with this pass's bounds.
-fn bounded(policy: &Policy, min: u32, max: u32) -> Cow<'_, Policy> {
-    if policy.min == min && policy.max == max {
-        Cow::Borrowed(policy)
-    } else {
-        Cow::Owned(Policy {
-            min,
-            max,
-            ..policy.clone()
-        })
-    }
 }
 
 /// What the pool should hold with the replacements of its leaving nodes.
@@ -522,18 +508,11 @@ fn slot<'a>(
         history: view.history,
         predicted: None,
     };
-    let policy = Policy {
-        min: bounds.min,
-        max: bounds.max,
-        tolerance: input.policy.tolerance,
-        targets: Vec::new(),
-        behavior: input.policy.behavior.clone(),
-    };
     let frozen = input.state.flap.frozen(now).is_some();
     let floor = if frozen {
         view.current.max(bounds.min)
     } else {
-        planner::lowest_allowed(&observed, &policy, now)
+        planner::lowest_allowed_above(&observed, input.policy, bounds.min, now)
     };
     let slot = Slot {
         current: view.current,

@@ -225,6 +225,18 @@ pub fn plan_with(
     observed: &Observed<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
+    reasons: Vec<Reason>,
+) -> Decision {
+    plan_within(observed, policy, (policy.min, policy.max), now, reasons)
+}
+
+/// [`plan_with`] between `(min, max)`, this pass's bounds (after schedules and an
+/// emergency), in place of the policy's own: the policy is not copied to change them.
+pub fn plan_within(
+    observed: &Observed<'_>,
+    policy: &Policy,
+    (min, max): (u32, u32),
+    now: DateTime<Utc>,
     mut reasons: Vec<Reason>,
 ) -> Decision {
     let current = observed.current;
@@ -232,20 +244,17 @@ pub fn plan_with(
     // Above max (an emergency ended, a schedule lowered max) the pool returns to max
     // at its normal scale-down rate, so a bound that moves never drops hundreds of
     // nodes at once; with scale-down disabled it goes straight there.
-    if current > policy.max {
-        reasons.push(Reason::ClampedToMax {
-            from: current,
-            max: policy.max,
-        });
+    if current > max {
+        reasons.push(Reason::ClampedToMax { from: current, max });
         let rules = &policy.behavior.scale_down;
-        let mut desired = policy.max;
+        let mut desired = max;
         if rules.select_policy != SelectPolicy::Disabled {
             let limit = rate_limit(observed, rules, Direction::Down, now).min(current);
-            if limit > policy.max {
+            if limit > max {
                 reasons.push(Reason::RateLimited {
                     direction: Direction::Down,
                     policy: describe_rules(rules),
-                    from: policy.max,
+                    from: max,
                     to: limit,
                 });
                 desired = limit;
@@ -259,14 +268,11 @@ pub fn plan_with(
         };
     }
     // Below min, the pool moves straight to min, whatever the metrics say (as HPA).
-    if current < policy.min {
-        reasons.push(Reason::ClampedToMin {
-            from: current,
-            min: policy.min,
-        });
+    if current < min {
+        reasons.push(Reason::ClampedToMin { from: current, min });
         return Decision {
             current,
-            desired: policy.min,
+            desired: min,
             recommendation: None,
             reasons,
         };
@@ -281,7 +287,7 @@ pub fn plan_with(
         };
     };
     let stabilized = stabilize(observed, policy, raw, now, &mut reasons);
-    let desired = limit_rate(observed, policy, stabilized, now, &mut reasons);
+    let desired = limit_rate(observed, policy, (min, max), stabilized, now, &mut reasons);
     Decision {
         current,
         desired,
@@ -575,6 +581,7 @@ fn rate_limit(
 fn limit_rate(
     observed: &Observed<'_>,
     policy: &Policy,
+    (min, max): (u32, u32),
     desired: u32,
     now: DateTime<Utc>,
     reasons: &mut Vec<Reason>,
@@ -589,7 +596,7 @@ fn limit_rate(
             return current;
         }
         let limit = rate_limit(observed, rules, Direction::Up, now).max(current);
-        if limit < policy.max {
+        if limit < max {
             if desired > limit {
                 reasons.push(Reason::RateLimited {
                     direction: Direction::Up,
@@ -599,12 +606,9 @@ fn limit_rate(
                 });
                 return limit;
             }
-        } else if desired > policy.max {
-            reasons.push(Reason::ClampedToMax {
-                from: desired,
-                max: policy.max,
-            });
-            return policy.max;
+        } else if desired > max {
+            reasons.push(Reason::ClampedToMax { from: desired, max });
+            return max;
         }
         desired
     } else if desired < current {
@@ -616,7 +620,7 @@ fn limit_rate(
             return current;
         }
         let limit = rate_limit(observed, rules, Direction::Down, now).min(current);
-        if limit > policy.min {
+        if limit > min {
             if desired < limit {
                 reasons.push(Reason::RateLimited {
                     direction: Direction::Down,
@@ -626,12 +630,9 @@ fn limit_rate(
                 });
                 return limit;
             }
-        } else if desired < policy.min {
-            reasons.push(Reason::ClampedToMin {
-                from: desired,
-                min: policy.min,
-            });
-            return policy.min;
+        } else if desired < min {
+            reasons.push(Reason::ClampedToMin { from: desired, min });
+            return min;
         }
         desired
     } else {
@@ -642,13 +643,23 @@ fn limit_rate(
 /// The lowest size the pool's scale-down rules allow this pass, never below `min`:
 /// what a budget trim may take the pool down to.
 pub fn lowest_allowed(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> u32 {
+    lowest_allowed_above(observed, policy, policy.min, now)
+}
+
+/// [`lowest_allowed`], never below `min` (this pass's, in place of the policy's own).
+pub fn lowest_allowed_above(
+    observed: &Observed<'_>,
+    policy: &Policy,
+    min: u32,
+    now: DateTime<Utc>,
+) -> u32 {
     let rules = &policy.behavior.scale_down;
     if rules.select_policy == SelectPolicy::Disabled {
-        return observed.current.max(policy.min);
+        return observed.current.max(min);
     }
     rate_limit(observed, rules, Direction::Down, now)
         .min(observed.current)
-        .max(policy.min)
+        .max(min)
 }
 
 /// The on-demand share of `capacity` under a spot split, as the clouds define it:
