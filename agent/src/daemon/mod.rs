@@ -38,10 +38,12 @@ use crate::telemetry::status::{LastDecision, PoolStatus, Shared, Status};
 pub mod http;
 mod node;
 pub mod notices;
+mod serve;
 mod setup;
 pub mod workload;
 
 pub use self::node::*;
+use self::serve::Listeners;
 pub use self::setup::*;
 
 /// Where the running config came from, for reloads.
@@ -254,126 +256,6 @@ fn logged_node_collectors() -> Vec<Box<dyn Collector>> {
         tracing::info!("GPU telemetry on (NVML)");
     }
     collectors
-}
-
-/// The agent's listeners, bound: `agent.listen`, and with `[cluster.tls]` the
-/// mutual-TLS reports listener.
-struct Listeners {
-    plain: tokio::net::TcpListener,
-    addr: std::net::SocketAddr,
-    #[cfg(feature = "tls")]
-    tls: TlsSetup,
-}
-
-impl Listeners {
-    async fn bind(cfg: &ValidatedConfig) -> anyhow::Result<Self> {
-        let plain = tokio::net::TcpListener::bind(cfg.agent.listen)
-            .await
-            .with_context(|| format!("cannot listen on agent.listen {}", cfg.agent.listen))?;
-        let addr = plain.local_addr()?;
-        #[cfg(not(feature = "tls"))]
-        anyhow::ensure!(
-            cfg.cluster.tls.is_none(),
-            "[cluster.tls] needs a build of capstan with `--features tls`"
-        );
-        Ok(Self {
-            plain,
-            addr,
-            #[cfg(feature = "tls")]
-            tls: tls_setup(cfg)?,
-        })
-    }
-
-    /// Where followers send reports: the mutual-TLS listener when there is one.
-    fn reports_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
-        #[cfg(feature = "tls")]
-        if let Some((listener, _, _)) = &self.tls {
-            return Ok(listener.local_addr()?);
-        }
-        Ok(self.addr)
-    }
-
-    /// The client this node's reports go out with (presenting its certificate with
-    /// `[cluster.tls]`).
-    fn reporter_client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-        #[cfg(feature = "tls")]
-        return crate::cluster::reporter::client(timeout, self.tls.as_ref().map(|t| t.2.clone()));
-        #[cfg(not(feature = "tls"))]
-        crate::cluster::reporter::client(timeout)
-    }
-
-    /// Serves the endpoints until `stop` turns true. With `[cluster.tls]`, reports are
-    /// taken on their own mutual-TLS listener only.
-    fn serve(
-        self,
-        cfg: &ValidatedConfig,
-        shared: &Arc<Shared>,
-        ingest: &Arc<Ingest>,
-        stop: watch::Receiver<bool>,
-    ) -> Servers {
-        #[cfg(feature = "tls")]
-        let reports = self.tls.map(|(listener, server, _)| {
-            let address = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            tracing::info!(address = %address, "taking reports over mutual TLS");
-            tokio::spawn(crate::cluster::tls::serve(
-                listener,
-                server,
-                http::reports_router(shared.clone(), ingest.clone()),
-                stop.clone(),
-            ))
-        });
-        let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
-        let mut stop = stop;
-        let plain = tokio::spawn(
-            axum::serve(
-                // Answers go out at once: agents and scrapers wait on each one.
-                self.plain.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                }),
-                http::router(shared.clone(), plain_reports),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-        );
-        Servers {
-            plain,
-            #[cfg(feature = "tls")]
-            reports,
-        }
-    }
-}
-
-/// The running HTTP servers.
-struct Servers {
-    plain: tokio::task::JoinHandle<std::io::Result<()>>,
-    #[cfg(feature = "tls")]
-    reports: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Servers {
-    /// Waits (5 s at most each) for the servers to finish once told to stop.
-    async fn stopped(self) {
-        async fn wait(what: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
-            match tokio::time::timeout(Duration::from_secs(5), server).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "{what} ended with an error"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "{what} task failed"),
-                Err(_) => tracing::warn!("{what} did not stop within 5s"),
-            }
-        }
-        wait("http server", self.plain).await;
-        #[cfg(feature = "tls")]
-        if let Some(server) = self.reports {
-            wait("reports server", server).await;
-        }
-    }
 }
 
 fn humantime_secs(d: Duration) -> String {

@@ -1,0 +1,391 @@
+//! Why a decision came out as it did: the vocabulary every part of the brain (the
+//! planner, budgets, spot, schedules, emergencies, groups, predictive scaling) uses
+//! to explain itself, and its one-line rendering for people.
+//!
+//! It is a module of its own so that the modules that produce reasons depend on it,
+//! not on each other.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use capstan_config::Tier;
+
+mod display;
+
+/// A metric's name in reasons and targets: shared, so reasons cost no allocation.
+pub type Metric = std::sync::Arc<str>;
+
+/// Scaling direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Adding nodes.
+    Up,
+    /// Removing nodes.
+    Down,
+}
+
+impl Direction {
+    /// `up` or `down`, as in "scale-up".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// Why a decision came out as it did. Machine-readable; `kind` tags each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// One target's proposal.
+    Target {
+        /// Metric.
+        metric: Metric,
+        /// Average per ready node that reported.
+        value: f64,
+        /// Target per node.
+        target: f64,
+        /// value / target.
+        ratio: f64,
+        /// Nodes this target asks for.
+        proposed: u32,
+        /// Ready nodes that reported.
+        ready: u32,
+        /// Ready nodes that did not report.
+        missing: u32,
+        /// Nodes not ready.
+        unready: u32,
+        /// The ratio was within tolerance, or the missing-metric correction cancelled
+        /// the change, so this target asks for no change.
+        no_change: bool,
+    },
+    /// The target that set the recommendation (the largest proposal).
+    DrivenBy {
+        /// Metric.
+        metric: Metric,
+        /// Its proposal.
+        proposed: u32,
+    },
+    /// A target had no readings at all.
+    MetricUnavailable {
+        /// Metric.
+        metric: Metric,
+    },
+    /// A PromQL target's query gave no usable value.
+    QueryFailed {
+        /// The query.
+        query: String,
+        /// Why, e.g. "the query returned no data".
+        error: String,
+    },
+    /// Some targets were unavailable and the rest proposed a scale-down, which HPA skips.
+    ScaleDownBlockedByMissingMetrics {
+        /// What the available targets proposed.
+        proposed: u32,
+    },
+    /// No target had readings; the pool keeps its size.
+    NoMetrics,
+    /// A stabilization window held the recommendation back.
+    Stabilized {
+        /// Window direction.
+        direction: Direction,
+        /// Window length in seconds.
+        window_seconds: u64,
+        /// Raw recommendation.
+        from: u32,
+        /// After the window.
+        to: u32,
+    },
+    /// A rate policy limited the change.
+    RateLimited {
+        /// Direction.
+        direction: Direction,
+        /// The policies and how they were combined, e.g. `max(percent 100/15s, nodes 4/15s)`.
+        policy: String,
+        /// Wanted.
+        from: u32,
+        /// Allowed.
+        to: u32,
+    },
+    /// Scaling in this direction is disabled.
+    ScalingDisabled {
+        /// Direction.
+        direction: Direction,
+    },
+    /// Raised to `min`.
+    ClampedToMin {
+        /// Wanted.
+        from: u32,
+        /// The floor.
+        min: u32,
+    },
+    /// Lowered to `max`.
+    ClampedToMax {
+        /// Wanted.
+        from: u32,
+        /// The ceiling.
+        max: u32,
+    },
+    /// An active schedule window set a bound.
+    Schedule {
+        /// The window.
+        name: String,
+        /// `min` or `max`.
+        bound: String,
+        /// The pool's own value.
+        from: u32,
+        /// The value while the window is active.
+        to: u32,
+        /// When the window ends.
+        until: DateTime<Utc>,
+    },
+    /// Saturation lasted long enough: the pool may grow to `emergency_max`.
+    EmergencyStarted {
+        /// The worst ratio of reading to target.
+        saturation: f64,
+        /// The configured threshold.
+        threshold: f64,
+        /// Saturated passes in a row.
+        intervals: u32,
+        /// The ceiling during the emergency.
+        emergency_max: u32,
+    },
+    /// An emergency is in force.
+    EmergencyActive {
+        /// When it started.
+        since: DateTime<Utc>,
+        /// The ceiling during the emergency.
+        emergency_max: u32,
+    },
+    /// The emergency ended; capacity above `max` drains at the scale-down rate.
+    EmergencyEnded {
+        /// Passes in a row that needed no emergency capacity.
+        intervals: u32,
+    },
+    /// The pool reversed direction too often and is frozen.
+    Flapping {
+        /// Reversals counted.
+        reversals: u32,
+        /// The window they were counted in, in seconds.
+        window_seconds: u64,
+        /// End of the freeze.
+        until: DateTime<Utc>,
+    },
+    /// The pool is frozen after flapping and keeps its size.
+    Frozen {
+        /// End of the freeze.
+        until: DateTime<Utc>,
+    },
+    /// Nodes with a faulty GPU (uncorrected ECC errors, a fatal XID) are replaced.
+    ReplacingFaultyGpu {
+        /// Nodes with a faulty GPU.
+        nodes: u32,
+        /// Desired before.
+        from: u32,
+        /// Desired with their replacements.
+        to: u32,
+    },
+    /// Nodes under an interruption notice are replaced before they go.
+    ReplacingInterrupted {
+        /// Nodes with a notice.
+        nodes: u32,
+        /// Desired before.
+        from: u32,
+        /// Desired with their replacements.
+        to: u32,
+    },
+    /// The fleet's budget ceiling limited a scale-up.
+    CappedByBudget {
+        /// Wanted.
+        from: u32,
+        /// Granted.
+        to: u32,
+        /// The pool's tier.
+        tier: Tier,
+        /// The fleet ceiling per hour.
+        ceiling: f64,
+    },
+    /// Emergency capacity was limited by the budget's emergency allowance.
+    CappedByEmergencyAllowance {
+        /// Wanted.
+        from: u32,
+        /// Granted.
+        to: u32,
+        /// The allowance per hour above the ceiling.
+        allowance: f64,
+    },
+    /// The pool's own ceiling limited it.
+    CappedByPoolBudget {
+        /// Wanted.
+        from: u32,
+        /// Granted.
+        to: u32,
+        /// The pool's ceiling per hour.
+        ceiling: f64,
+    },
+    /// The pool costs more than its own ceiling (prices rose) and is not trimmed.
+    PoolOverBudget {
+        /// Its cost per hour.
+        cost: f64,
+        /// Its ceiling per hour.
+        ceiling: f64,
+    },
+    /// The fleet costs more than its ceiling; scale-ups are blocked.
+    OverBudget {
+        /// Fleet cost per hour.
+        cost: f64,
+        /// The ceiling per hour.
+        ceiling: f64,
+        /// `report` or `trim`.
+        enforce: String,
+    },
+    /// Every pool's `min` alone costs more than the ceiling; the minimums are kept.
+    MinimumsExceedBudget {
+        /// Cost per hour of the minimums.
+        cost: f64,
+        /// The ceiling per hour.
+        ceiling: f64,
+    },
+    /// Scaled down to bring the fleet back under its ceiling.
+    TrimmedByBudget {
+        /// Before.
+        from: u32,
+        /// After.
+        to: u32,
+        /// The pool's tier.
+        tier: Tier,
+    },
+    /// Moved to spot to bring the fleet back under its ceiling.
+    MovedToSpot {
+        /// On-demand nodes before.
+        on_demand_from: u32,
+        /// On-demand nodes after.
+        on_demand_to: u32,
+    },
+    /// Spot capacity is missing: the missing spot nodes are planned as on-demand.
+    SpotFallback {
+        /// Nodes moved to on-demand.
+        nodes: u32,
+        /// Minutes until spot is tried again.
+        minutes: u64,
+        /// What refused it.
+        cause: String,
+    },
+    /// The on-demand replacement of missing spot nodes does not fit the budget.
+    SpotFallbackOverBudget {
+        /// On-demand nodes not added.
+        nodes: u32,
+    },
+    /// The fallback ended; spot is tried again.
+    SpotRetry,
+    /// The forecast for a target is not trusted yet (warming up).
+    PredictiveWarmingUp {
+        /// Metric.
+        metric: Metric,
+    },
+    /// The forecast did worse than "no change" over the last day: reactive only.
+    PredictiveFallback {
+        /// Metric.
+        metric: Metric,
+        /// Trailing-day MASE.
+        mase: f64,
+    },
+    /// Predictive scaling's ask for one target.
+    Predicted {
+        /// Metric.
+        metric: Metric,
+        /// Forecast demand when capacity asked for now is ready.
+        demand: f64,
+        /// The provisioning lead time, in minutes.
+        lead_minutes: u64,
+        /// Nodes that demand needs.
+        nodes: u32,
+    },
+    /// Predictive scaling raised the recommendation above the reactive one.
+    PredictiveRaised {
+        /// The reactive recommendation.
+        from: u32,
+        /// The predictive one.
+        to: u32,
+    },
+    /// An anomaly in a target's demand.
+    Anomaly {
+        /// Metric.
+        metric: Metric,
+        /// The demand seen.
+        value: f64,
+        /// The demand forecast for it.
+        expected: f64,
+        /// Robust z-score of the residual.
+        z: f64,
+    },
+    /// A surge anomaly started emergency capacity (`anomaly_triggers_emergency`).
+    AnomalyEmergency {
+        /// Metric.
+        metric: Metric,
+    },
+    /// This pool's share of its group's size.
+    GroupShare {
+        /// The group.
+        group: String,
+        /// Its strategy.
+        strategy: String,
+        /// The group's size this pass.
+        group_desired: u32,
+        /// This member's share of it.
+        share: u32,
+        /// Money per node-hour here, when priced.
+        price: Option<f64>,
+        /// What holds the share where it is (`max`, `min`, `scale_down_rate`,
+        /// `unavailable`), if anything.
+        limit: Option<Limit>,
+    },
+    /// Another member of the group could not take its share this pass; this pool takes
+    /// part of it.
+    GroupSpillover {
+        /// The group.
+        group: String,
+        /// The member that could not take it.
+        from: String,
+        /// Nodes taken over here.
+        nodes: u32,
+    },
+    /// This pool's cloud refused its share; the group gives it to the other members.
+    GroupRefused {
+        /// The group.
+        group: String,
+        /// Nodes it could not take.
+        nodes: u32,
+        /// What refused it.
+        cause: String,
+    },
+}
+
+/// What set a member's share at its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// The member is at its `max`.
+    Max,
+    /// The member is at its `min`.
+    Min,
+    /// The member's scale-down rate holds it (capacity leaves it at that rate).
+    ScaleDownRate,
+    /// The member may not grow this pass (not described, backing off, circuit open,
+    /// capacity refused, or frozen).
+    Unavailable,
+}
+
+impl Limit {
+    /// As written in reasons.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Max => "max",
+            Self::Min => "min",
+            Self::ScaleDownRate => "scale-down rate",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
