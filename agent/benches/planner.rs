@@ -2,7 +2,8 @@
 //! 10,000 to show how the cost grows: the HPA planner alone, and the whole fleet pass
 //! (schedules, emergencies, spot, and the budget allocator under a binding ceiling).
 //!
-//! `cargo bench -p capstan --features full --bench planner`
+//! `cargo bench -p capstan --features full --bench planner`; other sizes with
+//! `PLANNER_SIZES=1000,2000,4000,10000,20000,40000`.
 
 use std::hint::black_box;
 
@@ -95,11 +96,18 @@ fn fleet(n: u32) -> Vec<Pool> {
         .collect()
 }
 
-/// The sizes measured: the goal's 1,000 pools, and 10,000 to show how cost grows.
-const SIZES: [u32; 2] = [1000, 10_000];
+/// The sizes measured: the goal's 1,000 pools, and 10,000 to show how cost grows; or
+/// those in `PLANNER_SIZES` (e.g. `PLANNER_SIZES=1000,4000,10000,40000`) for a sweep.
+fn sizes() -> Vec<u32> {
+    std::env::var("PLANNER_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u32>| !v.is_empty())
+        .unwrap_or_else(|| vec![1000, 10_000])
+}
 
 fn planning_pass(c: &mut Criterion) {
-    for n in SIZES {
+    for n in sizes() {
         planning_pass_of(c, n);
     }
 }
@@ -149,7 +157,7 @@ fn fleet_config(n: u32) -> capstan_config::ValidatedConfig {
 }
 
 fn fleet_pass(c: &mut Criterion) {
-    for n in SIZES {
+    for n in sizes() {
         fleet_pass_of(c, n);
     }
 }
