@@ -437,8 +437,10 @@ fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
     // rule counts the period from 2 nodes, which would allow 1 at once: wait it out.)
     std::thread::sleep(Duration::from_millis(2500));
     demand.store(30.0_f64.to_bits(), Ordering::Relaxed);
-    agent.wait_for("the ASG at 1 node", |_| {
-        (desired(&moto.url) == 1).then_some(())
+    // The proxy records a call once moto has answered it, so moto can show the new
+    // size a moment before the record of the call that set it: wait for both.
+    agent.wait_for("the ASG at 1 node, and the call that set it", |_| {
+        (desired(&moto.url) == 1 && proxy.desired_calls().last() == Some(&1)).then_some(())
     });
     let calls = proxy.desired_calls();
     assert_eq!(
