@@ -347,7 +347,7 @@ fn plan_pool<'a>(
         floor: if frozen_until.is_some() {
             decision.desired
         } else {
-            planner::lowest_allowed_above(&observed, policy, bounds.min, now)
+            planner::lowest_allowed(&observed, policy, bounds.min, now)
         },
         prices: input.prices,
         split: state.spot.split(config.spot.as_ref()),
@@ -512,7 +512,7 @@ fn slot<'a>(
     let floor = if frozen {
         view.current.max(bounds.min)
     } else {
-        planner::lowest_allowed_above(&observed, input.policy, bounds.min, now)
+        planner::lowest_allowed(&observed, input.policy, bounds.min, now)
     };
     let slot = Slot {
         current: view.current,

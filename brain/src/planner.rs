@@ -216,22 +216,19 @@ pub struct Decision {
 
 /// Plans one pool: HPA's `computeReplicasForMetrics` then `normalizeDesiredReplicasWithBehaviors`.
 pub fn plan(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> Decision {
-    plan_with(observed, policy, now, Vec::with_capacity(8))
+    plan_within(
+        observed,
+        policy,
+        (policy.min, policy.max),
+        now,
+        Vec::with_capacity(8),
+    )
 }
 
-/// [`plan`], appending its reasons to `reasons` (which the decision then holds), so a
+/// [`plan`] between `(min, max)`, this pass's bounds (after schedules and an
+/// emergency), in place of the policy's own, so the policy is not copied to change
+/// them; its reasons are appended to `reasons` (which the decision then holds), so a
 /// caller that has reasons of its own needs no second buffer.
-pub fn plan_with(
-    observed: &Observed<'_>,
-    policy: &Policy,
-    now: DateTime<Utc>,
-    reasons: Vec<Reason>,
-) -> Decision {
-    plan_within(observed, policy, (policy.min, policy.max), now, reasons)
-}
-
-/// [`plan_with`] between `(min, max)`, this pass's bounds (after schedules and an
-/// emergency), in place of the policy's own: the policy is not copied to change them.
 pub fn plan_within(
     observed: &Observed<'_>,
     policy: &Policy,
@@ -642,12 +639,7 @@ fn limit_rate(
 
 /// The lowest size the pool's scale-down rules allow this pass, never below `min`:
 /// what a budget trim may take the pool down to.
-pub fn lowest_allowed(observed: &Observed<'_>, policy: &Policy, now: DateTime<Utc>) -> u32 {
-    lowest_allowed_above(observed, policy, policy.min, now)
-}
-
-/// [`lowest_allowed`], never below `min` (this pass's, in place of the policy's own).
-pub fn lowest_allowed_above(
+pub fn lowest_allowed(
     observed: &Observed<'_>,
     policy: &Policy,
     min: u32,

@@ -46,11 +46,6 @@ pub struct ActiveWindow {
     pub max: Option<u32>,
 }
 
-/// The start of the activation of `schedule` that covers `now`, if one does.
-pub fn active_since(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    covering(schedule, last_firing(schedule, now)?, now)
-}
-
 /// The last time `schedule` fired at or before `now`.
 fn last_firing(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = now.with_timezone(&schedule.timezone);
@@ -66,11 +61,6 @@ fn covering(
 ) -> Option<DateTime<Utc>> {
     let duration = chrono::Duration::from_std(schedule.duration).ok()?;
     (now < fired + duration).then_some(fired)
-}
-
-/// The windows of `schedules` active at `now`, in config order.
-pub fn active(schedules: &[Schedule], now: DateTime<Utc>) -> Vec<ActiveWindow> {
-    Firings::new(now).active(schedules)
 }
 
 /// One pass's view of the calendar. Pools of a fleet often share a schedule (the same
@@ -151,6 +141,12 @@ mod tests {
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    /// The start of the activation of one schedule that covers `now`, if one does:
+    /// each schedule on its own, the reference the pass's calendar must agree with.
+    fn active_since(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        covering(schedule, last_firing(schedule, now)?, now)
     }
 
     fn is_active(s: &Schedule, at: DateTime<Utc>) -> bool {
