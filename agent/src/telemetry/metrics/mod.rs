@@ -19,8 +19,8 @@ mod pool_family;
 mod tests;
 
 pub use self::labels::*;
+use self::pool_family::PoolSeries;
 pub use self::pool_family::{PoolFamily, PoolScoped};
-use self::pool_family::{PoolSeries, register_pool};
 
 fn request_seconds() -> Histogram {
     // 5 ms … about 20 s: a cloud call, retries included.
@@ -40,36 +40,6 @@ trait Declared {
         name: &str,
         help: &str,
     );
-}
-
-impl<L, M> Declared for PoolFamily<L, M>
-where
-    L: PoolScoped
-        + EncodeLabelSet
-        + Clone
-        + std::hash::Hash
-        + Eq
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    M: prometheus_client::metrics::TypedMetric
-        + prometheus_client::encoding::EncodeMetric
-        + Default
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    fn register(
-        &self,
-        r: &mut Registry,
-        pools: &mut Vec<Box<dyn PoolSeries>>,
-        name: &str,
-        help: &str,
-    ) {
-        register_pool(r, pools, name, help, self);
-    }
 }
 
 macro_rules! declared_as_is {

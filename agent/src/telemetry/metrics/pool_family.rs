@@ -115,14 +115,9 @@ where
     }
 }
 
-/// Registers a pool family and enrols it for [`Metrics::remove_pool`].
-pub(super) fn register_pool<L, M>(
-    r: &mut Registry,
-    pool_series: &mut Vec<Box<dyn PoolSeries>>,
-    name: &str,
-    help: &str,
-    family: &PoolFamily<L, M>,
-) where
+/// A pool family registers its series and enrols for [`Metrics::remove_pool`].
+impl<L, M> Declared for PoolFamily<L, M>
+where
     L: PoolScoped
         + EncodeLabelSet
         + Clone
@@ -140,6 +135,14 @@ pub(super) fn register_pool<L, M>(
         + Sync
         + 'static,
 {
-    r.register(name, help, family.series());
-    pool_series.push(Box::new(family.clone()));
+    fn register(
+        &self,
+        r: &mut Registry,
+        pools: &mut Vec<Box<dyn PoolSeries>>,
+        name: &str,
+        help: &str,
+    ) {
+        r.register(name, help, self.series());
+        pools.push(Box::new(self.clone()));
+    }
 }
