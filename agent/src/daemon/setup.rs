@@ -136,8 +136,8 @@ pub(super) async fn open_cluster(
             // One client for the decision state and the demand history.
             let client = settings.client().await.with_context(reach)?;
             let history = crate::cluster::etcd::EtcdHistory::start(client.clone(), prefix);
-            let store = crate::cluster::etcd::EtcdDecisions::new(client, prefix);
             let etcd = crate::cluster::etcd::EtcdCoordinator::start(settings);
+            let store = crate::cluster::etcd::EtcdDecisions::new(client, prefix, etcd.fence());
             Cluster {
                 coordinator: Box::new(etcd),
                 decisions: Arc::new(store),
@@ -155,10 +155,12 @@ pub(super) async fn open_cluster(
                 .clone()
                 .unwrap_or_else(crate::cluster::kubernetes::pod_namespace);
             let client = crate::cluster::kubernetes::client().await?;
+            let identity = crate::cluster::kubernetes::holder_identity(node_id);
             let store = crate::cluster::kubernetes::LeaseDecisions::new(
                 client.clone(),
                 &namespace,
                 lease_name,
+                &identity,
             );
             let kube = crate::cluster::kubernetes::KubeCoordinator::start(
                 client,
@@ -167,6 +169,7 @@ pub(super) async fn open_cluster(
                     lease_name: lease_name.clone(),
                     duration: *lease_duration,
                     node_id: node_id.to_owned(),
+                    identity,
                     url: Some(url.to_owned()),
                 },
                 clock.clone(),
