@@ -531,3 +531,75 @@ fn followers_report_to_the_leader_over_mutual_tls() {
         }
     }
 }
+
+/// A deposed leader's decision-state write is refused by etcd itself: the store's
+/// transaction puts only while the writer's election key still exists with the revision
+/// it was elected at. The key goes as the lease is revoked behind the leader's back (as
+/// when it expires on the server while the leader is paused); the write right after,
+/// before the leader's session has noticed anything, is refused and changes nothing,
+/// and the next leader's write goes through.
+#[test]
+fn a_deposed_leaders_decision_state_write_is_refused_by_etcd() {
+    use capstan::cluster::etcd::{EtcdCoordinator, EtcdDecisions, EtcdSettings};
+    use capstan::state::memory::DecisionStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(1, dir.path());
+    let settings = |node: &str| EtcdSettings {
+        endpoints: etcd.endpoints(),
+        prefix: "/capstan".into(),
+        // Long enough that the session's next keep-alive (a third of it) comes well
+        // after the write under test.
+        lease_ttl: Duration::from_secs(30),
+        node_id: node.into(),
+        url: None,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let leads = |c: &EtcdCoordinator| {
+            let mut rx = c.claim();
+            async move {
+                tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|c| c.is_leader))
+                    .await
+                    .expect("elected")
+                    .unwrap();
+            }
+        };
+        use capstan::cluster::coordinator::Coordinator;
+        let a = EtcdCoordinator::start(settings("a"));
+        leads(&a).await;
+        let mut client = settings("a").client().await.unwrap();
+        let store = EtcdDecisions::new(client.clone(), "/capstan", a.fence());
+        store.save("web", b"{\"by\":\"a\"}").await.unwrap();
+
+        // a's election key goes with its lease.
+        let keys = client
+            .get(
+                "/capstan/leader",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        let lease = keys.kvs().first().expect("a's election key").lease();
+        client.lease_revoke(lease).await.unwrap();
+
+        let e = store
+            .save("web", b"{\"by\":\"a, deposed\"}")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("election key is gone"), "{e}");
+        assert_eq!(
+            store.load("web").await.unwrap().as_deref(),
+            Some(&b"{\"by\":\"a\"}"[..])
+        );
+
+        // The next leader writes.
+        let b = EtcdCoordinator::start(settings("b"));
+        leads(&b).await;
+        let by_b = EtcdDecisions::new(client.clone(), "/capstan", b.fence());
+        by_b.save("web", b"{\"by\":\"b\"}").await.unwrap();
+        assert!(store.save("web", b"{}").await.is_err());
+        b.vacate().await;
+        a.vacate().await;
+    });
+}

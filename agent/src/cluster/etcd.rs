@@ -11,11 +11,18 @@
 //! past the claim, or another agent's key at the head of the election ends the session;
 //! a new one starts after a short back-off. On shutdown the leader resigns and revokes
 //! its lease, so the next leader is elected at once rather than after the TTL.
+//!
+//! Decision-state writes are fenced ([`EtcdDecisions`]): each is a transaction that puts
+//! only if this agent's election key still exists with the creation revision it was
+//! elected with, so a leader whose lease expired (paused, partitioned) writes nothing
+//! over its successor's state.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, LeaderKey, ResignOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, LeaderKey, ResignOptions, Txn, TxnOp,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -89,7 +96,27 @@ pub struct EtcdCoordinator {
     held: Arc<Mutex<Option<Held>>>,
 }
 
+/// This agent's key in the election while it leads: what its decision-state writes
+/// are conditional on. Shared with the coordinator's session, cleared when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct Fence(Arc<Mutex<Option<Held>>>);
+
+impl Fence {
+    fn leader_key(&self) -> Option<LeaderKey> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|h| h.1.clone())
+    }
+}
+
 impl EtcdCoordinator {
+    /// What this coordinator's decision store fences its writes with.
+    pub fn fence(&self) -> Fence {
+        Fence(self.held.clone())
+    }
+
     /// Starts campaigning.
     pub fn start(settings: EtcdSettings) -> Self {
         let held = Arc::new(Mutex::new(None));
@@ -290,19 +317,22 @@ impl Coordinator for EtcdCoordinator {
     }
 }
 
-/// Decision state in etcd, one key per pool under `<prefix>/state/`.
+/// Decision state in etcd, one key per pool under `<prefix>/state/`, written only by
+/// the leader, in a transaction conditional on its election key ([`Fence`]).
 #[derive(Clone)]
 pub struct EtcdDecisions {
     client: Client,
     prefix: String,
+    fence: Fence,
 }
 
 impl EtcdDecisions {
-    /// The store under `<prefix>/state/`.
-    pub fn new(client: Client, prefix: &str) -> Self {
+    /// The store under `<prefix>/state/`, written while `fence` holds a leader key.
+    pub fn new(client: Client, prefix: &str, fence: Fence) -> Self {
         Self {
             client,
             prefix: format!("{}/state/", prefix.trim_end_matches('/')),
+            fence,
         }
     }
 }
@@ -324,9 +354,27 @@ impl DecisionStore for EtcdDecisions {
     }
 
     async fn save(&self, pool: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let leader = self
+            .fence
+            .leader_key()
+            .ok_or_else(|| anyhow::anyhow!("not saved: this agent does not lead"))?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                leader.key(),
+                CompareOp::Equal,
+                leader.rev(),
+            )])
+            .and_then([TxnOp::put(
+                format!("{}{pool}", self.prefix),
+                bytes.to_vec(),
+                None,
+            )]);
         let mut c = self.client.clone();
-        c.put(format!("{}{pool}", self.prefix), bytes.to_vec(), None)
-            .await?;
+        let answer = c.txn(txn).await?;
+        anyhow::ensure!(
+            answer.succeeded(),
+            "not saved: this agent's election key is gone (its lease expired; another agent may lead)"
+        );
         Ok(())
     }
 }

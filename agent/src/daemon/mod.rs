@@ -431,9 +431,11 @@ impl Daemon {
                     &self.cfg.budget,
                 )
                 .await;
-            // Only while still leading: a deposed leader must not overwrite its
-            // successor's state.
-            if self.claim.borrow().is_leader {
+            // Only while the claim still lets this agent act: a deposed (or not yet
+            // confirmed) leader must not overwrite its successor's state. The stores
+            // fence the write itself too (an etcd transaction, a Lease precondition).
+            let may_act = self.claim.borrow().may_act(tokio::time::Instant::now());
+            if may_act.is_ok() {
                 for (pool, e) in
                     pass::save_changed(&*self.decisions, &self.leader.pools, &mut self.saved).await
                 {

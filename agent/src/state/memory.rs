@@ -6,7 +6,7 @@
 //! coordinator. A new leader so respects the windows and cooldowns its predecessor
 //! started, and does not repeat a scale-up it just made.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -119,9 +119,57 @@ impl DecisionStore for FileDecisions {
 
     async fn save(&self, pool: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let path = self.path(pool);
-        let tmp = path.with_extension("json.tmp");
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
-        Ok(())
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || replace_durably(&path, &bytes))
+            .await?
+            .map_err(|(path, e)| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash or power loss leaves either the old
+/// file or the new one, never a torn one or none: write a temporary file beside it,
+/// fsync it, rename it over `path`, fsync the directory. The error names the file.
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> Result<(), (PathBuf, std::io::Error)> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let at = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| (p, e)
+    };
+    let mut file = std::fs::File::create(&tmp).map_err(at(&tmp))?;
+    file.write_all(bytes).map_err(at(&tmp))?;
+    file.sync_all().map_err(at(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(at(path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_save_replaces_the_file_whole_and_a_failed_one_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileDecisions::open(dir.path().join("decisions")).unwrap();
+        store.save("web", b"{\"v\":1}").await.unwrap();
+        store.save("web", b"{\"v\":2}").await.unwrap();
+        assert_eq!(
+            store.load("web").await.unwrap().as_deref(),
+            Some(&b"{\"v\":2}"[..])
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("decisions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["web.json"], "a temporary file was left behind");
+
+        // The directory is gone: the save fails, and says where.
+        std::fs::remove_dir_all(dir.path().join("decisions")).unwrap();
+        let e = store.save("web", b"{}").await.unwrap_err().to_string();
+        assert!(e.contains("decisions/web.tmp"), "{e}");
     }
 }
