@@ -5,7 +5,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::{CapacityTarget, NodePoolProvider, PoolDescription, ProviderError};
+use crate::{
+    Applied, CapacityTarget, Fence, NodePoolProvider, OperationHandle, PoolDescription,
+    ProviderError,
+};
 
 /// Records every call; errors queued with [`FakeProvider::fail_next_apply`] or
 /// [`FakeProvider::fail_next_describe`] are returned by the next calls, in order.
@@ -21,6 +24,12 @@ struct Inner {
     apply_calls: Vec<CapacityTarget>,
     next_describe_err: VecDeque<ProviderError>,
     next_apply_err: VecDeque<ProviderError>,
+    /// For each of the next submits: it starts an operation that answers "running" to
+    /// this many polls before it is done.
+    next_operations: VecDeque<usize>,
+    /// Operations started: id → polls left before done.
+    operations: Vec<(String, usize)>,
+    poll_calls: usize,
 }
 
 impl FakeProvider {
@@ -33,6 +42,9 @@ impl FakeProvider {
                 apply_calls: Vec::new(),
                 next_describe_err: VecDeque::new(),
                 next_apply_err: VecDeque::new(),
+                next_operations: VecDeque::new(),
+                operations: Vec::new(),
+                poll_calls: 0,
             }),
         }
     }
@@ -46,6 +58,17 @@ impl FakeProvider {
     /// Queues an error for the next `apply`.
     pub fn fail_next_apply(&self, err: ProviderError) {
         self.lock().next_apply_err.push_back(err);
+    }
+
+    /// The next `submit` starts an operation (as Azure's and GKE's do) that stays
+    /// running for `polls` polls, then is done.
+    pub fn run_next_apply_as_operation(&self, polls: usize) {
+        self.lock().next_operations.push_back(polls);
+    }
+
+    /// How often `poll` was called.
+    pub fn poll_calls(&self) -> usize {
+        self.lock().poll_calls
     }
 
     /// Queues an error for the next `describe`.
@@ -75,6 +98,9 @@ impl FakeProvider {
         inner.apply_calls.clear();
         inner.next_apply_err.clear();
         inner.next_describe_err.clear();
+        inner.next_operations.clear();
+        inner.operations.clear();
+        inner.poll_calls = 0;
     }
 }
 
@@ -101,6 +127,47 @@ impl NodePoolProvider for FakeProvider {
         }
         inner.description.desired = target.capacity;
         Ok(())
+    }
+
+    async fn submit(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        fence.admit()?;
+        self.apply(target).await?;
+        let mut inner = self.lock();
+        Ok(match inner.next_operations.pop_front() {
+            Some(polls) => {
+                let id = format!("op-{}", inner.apply_calls.len());
+                inner.operations.push((id.clone(), polls));
+                Applied::Running(OperationHandle {
+                    id,
+                    via: String::new(),
+                })
+            }
+            None => Applied::Done,
+        })
+    }
+
+    async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
+        let mut inner = self.lock();
+        inner.poll_calls += 1;
+        let Some(left) = inner
+            .operations
+            .iter_mut()
+            .find(|(id, _)| *id == op.id)
+            .map(|(_, left)| left)
+        else {
+            return Err(ProviderError::NotFound {
+                resource: format!("operation {}", op.id),
+            });
+        };
+        if *left == 0 {
+            return Ok(Applied::Done);
+        }
+        *left -= 1;
+        Ok(Applied::Running(op.clone()))
     }
 }
 

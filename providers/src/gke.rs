@@ -11,7 +11,10 @@
 //!   autoscalers must not fight), then for each group `instanceGroupManagers.get`
 //!   (target size) and `listManagedInstances` (the instances and what is happening to
 //!   them). The pool's size is the sum over every group.
-//! - apply: `nodePools.setSize`, then `operations.get` until the operation is `DONE`.
+//! - apply: `nodePools.setSize`, then `operations.get` until the operation is `DONE`
+//!   (`submit` returns the operation as an [`OperationHandle`] as soon as GKE accepted
+//!   the resize, and `poll` looks at it once; a split pool's second node pool is
+//!   resized by the next `submit`, once the first is done).
 //!   GKE's size is per zone (each zone's group gets the same size), so a node pool in
 //!   `z` zones is sized in steps of `z`: the per-zone size is the target divided by
 //!   the zones, rounded up, so the pool never holds less than planned. Nothing is sent
@@ -38,8 +41,8 @@ use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
-    CapacityTarget, Health, Instance, Lifecycle, Market, NodePoolProvider, PoolDescription,
-    ProviderError,
+    Applied, CapacityTarget, Fence, Health, Instance, Lifecycle, Market, NodePoolProvider,
+    OperationHandle, PoolDescription, ProviderError, Unfenced,
 };
 
 /// Every API method this module calls, with the IAM permission it needs.
@@ -286,50 +289,99 @@ impl GkeProvider {
         })
     }
 
-    async fn wait(
+    /// Where an operation stands: done (or failed, as its error), or still running.
+    fn state_of(
+        op: &google_cloud_container_v1::model::Operation,
+        name: &str,
+    ) -> Result<Applied, ProviderError> {
+        match op.status {
+            OperationStatus::Done => match &op.error {
+                Some(e) if e.code != 0 => Err(operation_error(e.code, &e.message)),
+                _ => Ok(Applied::Done),
+            },
+            OperationStatus::Aborting => Err(ProviderError::Transient {
+                message: format!("operation {} is aborting", op.name),
+            }),
+            _ => Ok(Applied::Running(OperationHandle {
+                id: name.to_owned(),
+                via: String::new(),
+            })),
+        }
+    }
+
+    /// Resizes the first node pool that does not hold its share of `target`, behind
+    /// `fence`: `Running` with the resize's operation while GKE carries it out (the
+    /// next node pool is resized by a later call, once this one is done), `Done` when
+    /// every node pool holds its share.
+    async fn send_target(
         &self,
-        mut op: google_cloud_container_v1::model::Operation,
-    ) -> Result<(), ProviderError> {
-        let clients = self.clients().await?;
-        let name = format!(
-            "projects/{}/locations/{}/operations/{}",
-            self.settings.project, self.settings.location, op.name
-        );
-        let mut waited = Duration::ZERO;
-        loop {
-            match op.status {
-                OperationStatus::Done => {
-                    return match &op.error {
-                        Some(e) if e.code != 0 => Err(operation_error(e.code, &e.message)),
-                        _ => Ok(()),
-                    };
-                }
-                OperationStatus::Aborting => {
-                    return Err(ProviderError::Transient {
-                        message: format!("operation {} is aborting", op.name),
-                    });
-                }
-                _ => {}
-            }
-            if waited >= self.settings.operation_timeout {
-                return Err(ProviderError::Transient {
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        let split = self.settings.spot_node_pool.is_some();
+        let mut seen = self.seen.lock().await.clone();
+        for (node_pool, is_spot_pool) in self.node_pools() {
+            let nodes = match (split, is_spot_pool) {
+                (false, _) => target.capacity,
+                (true, false) => target.on_demand,
+                (true, true) => target.spot(),
+            };
+            let np = match seen.iter().position(|s| s.node_pool == node_pool) {
+                Some(i) => seen.swap_remove(i),
+                None => self.read(node_pool, is_spot_pool, None).await?,
+            };
+            let zones = u32::try_from(np.groups.len()).unwrap_or(u32::MAX).max(1);
+            let per_zone = nodes.div_ceil(zones);
+            if per_zone > MAX_PER_ZONE {
+                return Err(ProviderError::Validation {
                     message: format!(
-                        "operation {} was still running after {}s; the next pass sees its outcome",
-                        op.name,
-                        self.settings.operation_timeout.as_secs()
+                        "node pool {node_pool}: {nodes} nodes in {zones} zone(s) is more than GKE's {MAX_PER_ZONE} per zone"
                     ),
                 });
             }
-            tokio::time::sleep(self.settings.operation_poll).await;
-            waited += self.settings.operation_poll;
-            op = clients
+            if !np.target_sizes.is_empty() && np.target_sizes.iter().all(|s| *s == per_zone) {
+                continue;
+            }
+            let clients = self.clients().await?;
+            let name = self.settings.pool_name(node_pool);
+            // What was seen is stale from here on, whatever the outcome.
+            self.seen.lock().await.clear();
+            fence.admit()?;
+            let op = clients
                 .container
-                .get_operation()
+                .set_node_pool_size()
                 .set_name(&name)
+                .set_node_count(i32::try_from(per_zone).unwrap_or(i32::MAX))
                 .send()
                 .await
                 .map_err(|e| map_error(&e, &name))?;
+            let applied = Self::state_of(&op, &self.operation_name(&op.name))?;
+            if applied != Applied::Done {
+                return Ok(applied);
+            }
         }
+        Ok(Applied::Done)
+    }
+
+    /// An operation's full resource name, as `operations.get` takes it.
+    fn operation_name(&self, op: &str) -> String {
+        format!(
+            "projects/{}/locations/{}/operations/{op}",
+            self.settings.project, self.settings.location
+        )
+    }
+
+    /// One look at an operation.
+    async fn look(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
+        let clients = self.clients().await?;
+        let found = clients
+            .container
+            .get_operation()
+            .set_name(&op.id)
+            .send()
+            .await
+            .map_err(|e| map_error(&e, &op.id))?;
+        Self::state_of(&found, &op.id)
     }
 }
 
@@ -364,45 +416,41 @@ impl NodePoolProvider for GkeProvider {
     }
 
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
-        let split = self.settings.spot_node_pool.is_some();
-        let mut seen = self.seen.lock().await.clone();
-        for (node_pool, is_spot_pool) in self.node_pools() {
-            let nodes = match (split, is_spot_pool) {
-                (false, _) => target.capacity,
-                (true, false) => target.on_demand,
-                (true, true) => target.spot(),
-            };
-            let np = match seen.iter().position(|s| s.node_pool == node_pool) {
-                Some(i) => seen.swap_remove(i),
-                None => self.read(node_pool, is_spot_pool, None).await?,
-            };
-            let zones = u32::try_from(np.groups.len()).unwrap_or(u32::MAX).max(1);
-            let per_zone = nodes.div_ceil(zones);
-            if per_zone > MAX_PER_ZONE {
-                return Err(ProviderError::Validation {
-                    message: format!(
-                        "node pool {node_pool}: {nodes} nodes in {zones} zone(s) is more than GKE's {MAX_PER_ZONE} per zone"
-                    ),
-                });
+        // Each node pool's resize followed to its end, then the next (the tools; the
+        // agent's pass submits and polls instead).
+        let mut waited = Duration::ZERO;
+        while let Applied::Running(mut op) = self.send_target(target, &Unfenced).await? {
+            loop {
+                if waited >= self.settings.operation_timeout {
+                    return Err(ProviderError::Transient {
+                        message: format!(
+                            "operation {} was still running after {}s; the next pass sees its outcome",
+                            op.id,
+                            self.settings.operation_timeout.as_secs()
+                        ),
+                    });
+                }
+                tokio::time::sleep(self.settings.operation_poll).await;
+                waited += self.settings.operation_poll;
+                match self.look(&op).await? {
+                    Applied::Done => break,
+                    Applied::Running(next) => op = next,
+                }
             }
-            if !np.target_sizes.is_empty() && np.target_sizes.iter().all(|s| *s == per_zone) {
-                continue;
-            }
-            let clients = self.clients().await?;
-            let name = self.settings.pool_name(node_pool);
-            // What was seen is stale from here on, whatever the outcome.
-            self.seen.lock().await.clear();
-            let op = clients
-                .container
-                .set_node_pool_size()
-                .set_name(&name)
-                .set_node_count(i32::try_from(per_zone).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| map_error(&e, &name))?;
-            self.wait(op).await?;
         }
         Ok(())
+    }
+
+    async fn submit(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        self.send_target(target, fence).await
+    }
+
+    async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
+        self.look(op).await
     }
 }
 

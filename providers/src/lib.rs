@@ -1,7 +1,13 @@
 //! Node-pool providers for Capstan.
 //!
 //! A [`NodePoolProvider`] is two calls: [`describe`](NodePoolProvider::describe) a pool
-//! and [`apply`](NodePoolProvider::apply) an absolute [`CapacityTarget`]. Errors are a
+//! and [`apply`](NodePoolProvider::apply) an absolute [`CapacityTarget`]. The agent
+//! applies in two steps instead, so that no pass waits on a cloud operation:
+//! [`submit`](NodePoolProvider::submit) sends the mutating requests, each checked
+//! against a [`Fence`] right before it goes out, and returns once the cloud has
+//! accepted them: [`Applied::Done`] where the call completes when it returns (AWS), or
+//! [`Applied::Running`] with an [`OperationHandle`] that later passes
+//! [`poll`](NodePoolProvider::poll) (an Azure scale-set update, a GKE resize). Errors are a
 //! typed [`ProviderError`] whose variants the agent branches on. Each cloud lives
 //! behind its own cargo feature; [`dry_run::DryRunProvider`] records what it is told
 //! and acts on nothing, and [`fake::FakeProvider`] is the recording fake for tests.
@@ -175,6 +181,13 @@ pub enum ProviderError {
         /// Why.
         message: String,
     },
+    /// A mutating request was not sent: the [`Fence`] refused it (this agent may no
+    /// longer act: its lease lapsed, or another agent leads).
+    #[error("not sent: {message}")]
+    Fenced {
+        /// Why the fence refused.
+        message: String,
+    },
 }
 
 impl ProviderError {
@@ -187,7 +200,7 @@ impl ProviderError {
     }
 
     /// Every value [`ProviderError::kind`] can return.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "throttled",
         "insufficient_capacity",
         "not_found",
@@ -195,6 +208,7 @@ impl ProviderError {
         "validation",
         "transient",
         "unsupported",
+        "fenced",
     ];
 
     /// A short label for metrics and reasons.
@@ -207,8 +221,55 @@ impl ProviderError {
             Self::Validation { .. } => "validation",
             Self::Transient { .. } => "transient",
             Self::Unsupported { .. } => "unsupported",
+            Self::Fenced { .. } => "fenced",
         }
     }
+}
+
+/// Whether a mutating request may go out now. The agent's fence is the leader's claim:
+/// a provider checks it right before each mutating request it sends, so a leader whose
+/// lease lapsed in the middle of an apply sends nothing more.
+pub trait Fence: Send + Sync {
+    /// `Ok` when a mutating request may be sent now; otherwise why not.
+    fn check(&self) -> Result<(), String>;
+
+    /// [`Fence::check`] as the error a provider returns.
+    fn admit(&self) -> Result<(), ProviderError> {
+        self.check()
+            .map_err(|message| ProviderError::Fenced { message })
+    }
+}
+
+/// No fence: every request may go (the tools, and tests of a provider alone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unfenced;
+
+impl Fence for Unfenced {
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A cloud operation that goes on after the call that started it returned: enough to
+/// poll it again, from this process or, after a failover, from the next leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationHandle {
+    /// The cloud's name for it: an Azure operation-status URL, a GKE operation's name.
+    pub id: String,
+    /// How the provider polls it, when it has more than one way (Azure:
+    /// `azure-asyncoperation` or `location`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub via: String,
+}
+
+/// Where an apply stands once [`NodePoolProvider::submit`] or
+/// [`NodePoolProvider::poll`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The cloud holds the target (it was accepted, and there is nothing to follow).
+    Done,
+    /// The cloud accepted it and is still carrying it out; poll the handle.
+    Running(OperationHandle),
 }
 
 /// A node pool in some cloud.
@@ -220,8 +281,31 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
     /// Reads the pool's bounds, desired capacity and instances.
     async fn describe(&self) -> Result<PoolDescription, ProviderError>;
 
-    /// Sets the pool's absolute capacity and on-demand/spot split.
+    /// Sets the pool's absolute capacity and on-demand/spot split, and follows any
+    /// operation the cloud starts until it ends (the tools and provider tests use it;
+    /// the agent's pass uses [`NodePoolProvider::submit`]).
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError>;
+
+    /// Sends what `apply` sends, checking `fence` right before each mutating request,
+    /// and returns once the cloud has accepted it: [`Applied::Running`] when the cloud
+    /// goes on with an operation to [`poll`](NodePoolProvider::poll). The default is
+    /// `apply` behind one check, for providers whose apply is a single request.
+    async fn submit(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        fence.admit()?;
+        self.apply(target).await.map(|()| Applied::Done)
+    }
+
+    /// How the operation behind `op` is going: [`Applied::Done`] once it succeeded,
+    /// [`Applied::Running`] while it goes on, the cloud's error when it failed. The
+    /// default, for providers that never return a handle, says it is done.
+    async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
+        let _ = op;
+        Ok(Applied::Done)
+    }
 
     /// The live spot price per node-hour, where the cloud publishes one (AWS); `None`
     /// where it does not, and the configured price applies.
@@ -290,6 +374,7 @@ mod tests {
             ProviderError::Validation { message: m() },
             ProviderError::Transient { message: m() },
             ProviderError::Unsupported { message: m() },
+            ProviderError::Fenced { message: m() },
         ];
         let kinds: Vec<&str> = all.iter().map(ProviderError::kind).collect();
         assert_eq!(kinds, ProviderError::KINDS);

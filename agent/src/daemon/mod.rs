@@ -26,14 +26,14 @@ use crate::cluster::coordinator::{Coordinator, Standalone};
 use crate::cluster::ingest::{self, Ingest};
 use crate::cluster::reporter::{Reporter, Token};
 use crate::pass::leader::Leader;
-use crate::pass::{self, PoolRuntime};
+use crate::pass::{self, Action, PoolRuntime};
 use crate::state::demand::{FileHistory, HistoryStore};
 use crate::state::journal::Journal;
 use crate::state::memory::{DecisionStore, FileDecisions};
 use crate::telemetry::metrics::{CollectorLabel, ResultLabel};
 use crate::telemetry::sdnotify::Notifier;
 use crate::telemetry::status::PoolNodes;
-use crate::telemetry::status::{LastDecision, PoolStatus, Shared, Status};
+use crate::telemetry::status::{LastDecision, OperationStatus, PoolStatus, Shared, Status};
 
 pub mod http;
 mod node;
@@ -283,8 +283,9 @@ impl Daemon {
             "serving on http://{addr}; {} pool(s)",
             self.cfg.pools.len()
         ));
-        // Pinged from this loop only, so a stuck pass stops the pings and systemd
-        // restarts us.
+        // Pinged from this loop only, so a stuck loop stops the pings and systemd
+        // restarts us. A slow cloud does not hold the loop: its operations run beside
+        // the pass (`pass::operation`), and each describe is bounded.
         let watchdog_every = notifier.watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
@@ -295,7 +296,15 @@ impl Daemon {
         let mut ticker = new_ticker(self.cfg.agent.interval);
         loop {
             tokio::select! {
-                _ = ticker.tick() => self.tick().await,
+                _ = ticker.tick() => {
+                    // A signal ends a pass in progress: the cloud carries on with any
+                    // operation in flight, and the decision state already says so.
+                    tokio::select! {
+                        () = self.tick() => {}
+                        _ = sigterm.recv() => { tracing::info!("SIGTERM during a pass: stopping"); return Ok(()); }
+                        _ = sigint.recv() => { tracing::info!("SIGINT during a pass: stopping"); return Ok(()); }
+                    }
+                }
                 _ = watchdog.tick(), if watchdog_every.is_some() => notifier.watchdog(),
                 _ = sighup.recv() => {
                     if self.reload() {
@@ -517,10 +526,18 @@ impl Daemon {
                         action: l.action.as_str().to_owned(),
                         reasons: l.reasons.clone(),
                     }),
-                    error: p
-                        .last_error
-                        .clone()
-                        .or_else(|| p.last.as_ref().and_then(|l| l.detail.clone())),
+                    error: p.last_error.clone().or_else(|| {
+                        p.last
+                            .as_ref()
+                            .filter(|l| matches!(l.action, Action::Failed | Action::Skipped))
+                            .and_then(|l| l.detail.clone())
+                    }),
+                    operation: p.memory.operation.as_ref().map(|op| OperationStatus {
+                        id: op.id().to_owned(),
+                        started_at: op.started_at,
+                        target: op.target.capacity,
+                        on_demand: op.target.on_demand,
+                    }),
                     nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
                     circuit: p.circuit(now).as_str().to_owned(),
                     consecutive_failures: p.memory.failures,

@@ -187,6 +187,7 @@ pub(super) async fn act(
         action: Action::None,
         detail: None,
         error_kind: None,
+        operation_seconds: None,
         samples: seen.samples.clone(),
         forecasts: seen.outlook.forecasts.clone(),
         mase: seen.outlook.mase.clone(),
@@ -200,6 +201,11 @@ pub(super) async fn act(
     }
     if let Some(nodes) = planned.recommendation {
         pool.memory.history.record_recommendation(nodes, now);
+    }
+    // A pool with an operation in flight is sent nothing new until it ends.
+    if pool.memory.operation.is_some() && follow(pool, seen, &mut outcome, turn).await {
+        pool.last = Some(outcome.clone());
+        return outcome;
     }
     let target = CapacityTarget {
         capacity: planned.desired,
@@ -215,8 +221,9 @@ pub(super) async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
-    // Checked right before the cloud call: only the leader acts, and only while its
-    // lease is confirmed beyond the safety margin.
+    // Checked before the call is started, and again by the provider right before each
+    // mutating request: only the leader acts, and only while its lease is confirmed
+    // beyond the safety margin.
     let may_act = claim.borrow().may_act(tokio::time::Instant::now());
     if let Err(why) = may_act {
         outcome.action = Action::Skipped;
@@ -224,48 +231,161 @@ pub(super) async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
-    match pool.provider.apply(&target).await {
-        Ok(()) => {
-            pool.memory
-                .history
-                .record_scale(current, planned.desired, now);
-            pool.memory.last_target = Some(target);
-            pool.succeeded();
-            outcome.action = Action::Scaled;
-            let direction = match planned.desired.cmp(&current) {
-                std::cmp::Ordering::Greater => Some(Direction::Up),
-                std::cmp::Ordering::Less => Some(Direction::Down),
-                std::cmp::Ordering::Equal => None,
-            };
-            if let Some(d) = direction {
-                outcome
-                    .reasons
-                    .extend(pool.memory.state.flap.record(&pool.config.flap, d, now));
-                outcome.frozen_until = pool.memory.state.flap.frozen(now);
-            }
+    operation::start_submit(pool, target, current, claim, now);
+    match operation::standing(pool, operation::submit_grace(interval)).await {
+        operation::Standing::Done => {
+            pool.memory.operation = None;
+            applied(pool, current, target, now, &mut outcome);
         }
-        Err(e) => {
-            if let ProviderError::InsufficientCapacity { message } = &e {
-                let running = running_spot(&seen.description);
-                let missing = target.spot().saturating_sub(running);
-                if let Some(r) = pool.memory.state.spot.refused(
-                    pool.config.spot.as_ref(),
-                    missing,
-                    running,
-                    message,
-                    now,
-                ) {
-                    outcome.reasons.push(r);
-                    outcome.spot_fallback_until =
-                        pool.memory.state.spot.fallback.as_ref().map(|f| f.until);
-                }
-            }
-            provider_failure(pool, &e, now, interval);
-            outcome.action = Action::Failed;
-            outcome.detail = Some(e.to_string());
-            outcome.error_kind = Some(e.kind());
+        operation::Standing::Failed(e) => {
+            pool.memory.operation = None;
+            failed(pool, seen, &target, &e, turn, &mut outcome);
+        }
+        operation::Standing::Running | operation::Standing::Unknown => {
+            let id = pool
+                .memory
+                .operation
+                .as_ref()
+                .map_or("call", |op| op.id())
+                .to_owned();
+            outcome.action = Action::Submitted;
+            outcome.detail = Some(format!(
+                "operation {id} submitted: {} nodes ({} on-demand); the cloud carries it out and later passes follow it",
+                target.capacity, target.on_demand
+            ));
         }
     }
     pool.last = Some(outcome.clone());
     outcome
+}
+
+/// Follows the operation in flight for `pool`: `true` while it runs (or when it ended
+/// this pass), so no new target is sent; `false` when its outcome cannot be known (the
+/// process that submitted it is gone) and the pass may plan from what the cloud shows.
+async fn follow(
+    pool: &mut PoolRuntime,
+    seen: &Seen,
+    outcome: &mut PassOutcome,
+    turn: Turn<'_>,
+) -> bool {
+    let standing = operation::standing(pool, Duration::ZERO).await;
+    let Some(op) = pool.memory.operation.clone() else {
+        return false;
+    };
+    let age = operation::age(&op, turn.now);
+    match standing {
+        operation::Standing::Running if age < OPERATION_TIMEOUT => {
+            outcome.action = Action::InFlight;
+            outcome.detail = Some(format!(
+                "operation {} in flight for {}s (target {} nodes); no new target until it ends",
+                op.id(),
+                age.as_secs(),
+                op.target.capacity
+            ));
+        }
+        operation::Standing::Running => {
+            operation::abandon(pool);
+            let e = ProviderError::Transient {
+                message: format!(
+                    "operation {} was still running after {}s; no longer followed (the cloud may carry on, and the next pass sees what it did)",
+                    op.id(),
+                    age.as_secs()
+                ),
+            };
+            failed(pool, seen, &op.target, &e, turn, outcome);
+            outcome.operation_seconds = Some(age.as_secs_f64());
+        }
+        operation::Standing::Done => {
+            pool.memory.operation = None;
+            applied(pool, op.from, op.target, op.started_at, outcome);
+            outcome.desired = op.target.capacity;
+            outcome.on_demand = op.target.on_demand;
+            outcome.spot = op.target.spot();
+            outcome.detail = Some(format!(
+                "operation {} done after {}s: {} to {} nodes",
+                op.id(),
+                age.as_secs(),
+                op.from,
+                op.target.capacity
+            ));
+            outcome.operation_seconds = Some(age.as_secs_f64());
+        }
+        operation::Standing::Failed(e) => {
+            pool.memory.operation = None;
+            failed(pool, seen, &op.target, &e, turn, outcome);
+            outcome.operation_seconds = Some(age.as_secs_f64());
+        }
+        operation::Standing::Unknown => {
+            pool.memory.operation = None;
+            tracing::warn!(
+                pool = %pool.config.name,
+                target = op.target.capacity,
+                "a submission from before a restart has no outcome on record; planning from what the cloud shows"
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// Records a target the cloud carried out: the scale event (at `at`, when it was
+/// submitted), the last target, the circuit closed, and flap protection.
+fn applied(
+    pool: &mut PoolRuntime,
+    from: u32,
+    target: CapacityTarget,
+    at: DateTime<Utc>,
+    outcome: &mut PassOutcome,
+) {
+    pool.memory.history.record_scale(from, target.capacity, at);
+    pool.memory.last_target = Some(target);
+    pool.succeeded();
+    outcome.action = Action::Scaled;
+    let direction = match target.capacity.cmp(&from) {
+        std::cmp::Ordering::Greater => Some(Direction::Up),
+        std::cmp::Ordering::Less => Some(Direction::Down),
+        std::cmp::Ordering::Equal => None,
+    };
+    if let Some(d) = direction {
+        outcome
+            .reasons
+            .extend(pool.memory.state.flap.record(&pool.config.flap, d, at));
+        outcome.frozen_until = pool.memory.state.flap.frozen(outcome.at);
+    }
+}
+
+/// Records a target the cloud refused or that failed: spot fallback on a capacity
+/// error, the back-off and circuit. A request the fence stopped is a skip (nothing
+/// failed at the cloud; this agent may no longer act).
+fn failed(
+    pool: &mut PoolRuntime,
+    seen: &Seen,
+    target: &CapacityTarget,
+    e: &ProviderError,
+    turn: Turn<'_>,
+    outcome: &mut PassOutcome,
+) {
+    if let ProviderError::Fenced { .. } = e {
+        outcome.action = Action::Skipped;
+        outcome.detail = Some(e.to_string());
+        return;
+    }
+    if let ProviderError::InsufficientCapacity { message } = e {
+        let running = running_spot(&seen.description);
+        let missing = target.spot().saturating_sub(running);
+        if let Some(r) = pool.memory.state.spot.refused(
+            pool.config.spot.as_ref(),
+            missing,
+            running,
+            message,
+            turn.now,
+        ) {
+            outcome.reasons.push(r);
+            outcome.spot_fallback_until = pool.memory.state.spot.fallback.as_ref().map(|f| f.until);
+        }
+    }
+    provider_failure(pool, e, turn.now, turn.interval);
+    outcome.action = Action::Failed;
+    outcome.detail = Some(e.to_string());
+    outcome.error_kind = Some(e.kind());
 }

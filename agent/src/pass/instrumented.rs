@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use capstan_providers::{
-    CapacityTarget, InstanceShape, NodePoolProvider, PoolDescription, ProviderError,
+    Applied, CapacityTarget, Fence, InstanceShape, NodePoolProvider, OperationHandle,
+    PoolDescription, ProviderError,
 };
 
 use prometheus_client::metrics::counter::Counter;
@@ -75,6 +76,20 @@ impl NodePoolProvider for Instrumented {
 
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
         self.observe("apply", self.inner.apply(target)).await
+    }
+
+    async fn submit(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        // Counted as `apply`, as before operations were followed across passes.
+        self.observe("apply", self.inner.submit(target, fence))
+            .await
+    }
+
+    async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
+        self.observe("poll", self.inner.poll(op)).await
     }
 
     async fn spot_price(&self) -> Result<Option<f64>, ProviderError> {

@@ -15,7 +15,7 @@ use crate::pass::{self, Action, CircuitState, FleetOutcome, Mode, PassError, Poo
 use crate::state::journal::{self, Journal};
 use crate::telemetry::metrics::{
     GaugeF, Metrics, NoLabels, PoolActionLabels, PoolErrorLabels, PoolFamily, PoolLabel,
-    PoolMetricLabels,
+    PoolMetricLabels, ProviderLabel,
 };
 use crate::telemetry::status::Shared;
 
@@ -105,6 +105,9 @@ impl Leader {
             m.pool_consecutive_failures
                 .get_or_create(&label)
                 .set(i64::from(pool.memory.failures));
+            m.pool_operation_in_flight
+                .get_or_create(&label)
+                .set(i64::from(pool.memory.operation.is_some()));
         }
         self.shared.metrics.planning_passes.inc();
         self.fleet
@@ -212,6 +215,13 @@ impl Leader {
             Err(e) => return skipped(m, &label.pool, &e),
         };
         export_outcome(m, &label, &outcome);
+        if let Some(seconds) = outcome.operation_seconds {
+            m.operation_seconds
+                .get_or_create(&ProviderLabel {
+                    provider: pool.provider.kind().to_owned(),
+                })
+                .observe(seconds);
+        }
         export_targets(m, pool, &outcome);
         let name = &label.pool;
         match outcome.action {
@@ -226,6 +236,9 @@ impl Leader {
             }
             Action::Scaled => {
                 tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
+            }
+            Action::Submitted => {
+                tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, detail = ?outcome.detail, "submitted; the cloud carries it out");
             }
             _ => {}
         }

@@ -5,7 +5,9 @@
 //! - `observe.rs`: describing each pool and aggregating its reports; `promql.rs`
 //!   for PromQL targets;
 //! - `act.rs`: a pool's cloud call and a group's spill-over rounds, through
-//!   `instrumented.rs`, which counts and times every provider call; `circuit.rs`: the
+//!   `instrumented.rs`, which counts and times every provider call; `operation.rs`:
+//!   each call runs beside the pass as an operation in flight (fenced by the claim,
+//!   bounded by its lease, followed across passes and leaders); `circuit.rs`: the
 //!   back-off after failed calls and the circuit breaker;
 //! - `runtime.rs`: what each pool and group keeps between passes, building providers;
 //!   `handover.rs`: a pool's memory saved for the next leader and restored from it;
@@ -44,6 +46,9 @@ mod handover;
 pub mod instrumented;
 pub mod leader;
 mod observe;
+pub mod operation;
+#[cfg(test)]
+mod operation_tests;
 mod outcome;
 pub mod promql;
 mod record;

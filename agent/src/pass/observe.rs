@@ -22,6 +22,15 @@ pub(super) struct Seen {
     pub(super) group_samples: Vec<Option<MetricSample>>,
 }
 
+/// How long a pass waits for one pool's description: the interval, between 2 and 30 s.
+/// A cloud endpoint that hangs holds the pass this long once, then the pool backs off.
+pub(super) fn describe_timeout(interval: std::time::Duration) -> std::time::Duration {
+    interval.clamp(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(30),
+    )
+}
+
 /// Describes `pool` and aggregates its reports: samples of its own targets and, for a
 /// group member, of its group's (`group_targets`).
 pub(super) async fn observe(
@@ -41,7 +50,18 @@ pub(super) async fn observe(
                 .unwrap_or_else(|| "not recorded".to_owned()),
         });
     }
-    let description = match pool.provider.describe().await {
+    let limit = describe_timeout(interval);
+    let described = tokio::time::timeout(limit, pool.provider.describe())
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProviderError::Transient {
+                message: format!(
+                    "describe did not answer within {}s; left for later passes",
+                    limit.as_secs()
+                ),
+            })
+        });
+    let description = match described {
         Ok(d) => d,
         Err(e) => {
             provider_failure(pool, &e, now, interval);

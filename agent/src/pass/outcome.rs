@@ -60,6 +60,11 @@ pub enum Action {
     Scaled,
     /// The cloud call failed.
     Failed,
+    /// The new target was sent and the cloud accepted it; it carries it out as an
+    /// operation that later passes follow.
+    Submitted,
+    /// An operation is in flight for the pool: no new target until it ends.
+    InFlight,
 }
 
 impl Action {
@@ -71,6 +76,8 @@ impl Action {
             Self::Skipped => "skipped",
             Self::Scaled => "scaled",
             Self::Failed => "failed",
+            Self::Submitted => "submitted",
+            Self::InFlight => "in_flight",
         }
     }
 }
@@ -112,6 +119,9 @@ pub struct PassOutcome {
     pub detail: Option<String>,
     /// The provider error's kind when the action failed.
     pub error_kind: Option<&'static str>,
+    /// When an operation ended this pass: how long it took from its submission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_seconds: Option<f64>,
     /// The decision's reasons.
     pub reasons: Vec<Reason>,
     /// One sample per target.

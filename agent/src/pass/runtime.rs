@@ -16,7 +16,7 @@ pub const BUILT_IN_PROVIDERS: &[&str] = &[
 ];
 
 /// How long a cloud's long-running operation (an Azure scale-set update, a GKE
-/// resize) is followed before the call gives up; the next pass sees its outcome.
+/// resize) is followed before it is given up on; the next pass sees its outcome.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Builds the provider a pool is configured with.
@@ -118,6 +118,9 @@ pub struct PoolRuntime {
     pub last_failure: Option<String>,
     /// What the pool's instance types offer, where the cloud has a catalogue.
     pub instance_types: Vec<capstan_providers::InstanceShape>,
+    /// The provider call running beside the pass for the operation in
+    /// `memory.operation` (its submission, or a poll), if one is running here.
+    pub call: Option<operation::Call>,
 }
 
 impl PoolRuntime {
@@ -147,6 +150,7 @@ impl PoolRuntime {
             last_error: None,
             last_failure: None,
             instance_types: Vec::new(),
+            call: None,
         }
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 use capstan_providers::fake::FakeProvider;
 use chrono::TimeZone;
 
-fn config() -> ValidatedConfig {
+pub(super) fn config() -> ValidatedConfig {
     let text = r#"
         [[pool]]
         name = "web"
@@ -16,11 +16,11 @@ fn config() -> ValidatedConfig {
     capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty()).unwrap()
 }
 
-fn report(cpu: f64, at: DateTime<Utc>) -> NodeReport {
+pub(super) fn report(cpu: f64, at: DateTime<Utc>) -> NodeReport {
     crate::testutil::cpu_report("host", "web", cpu, at)
 }
 
-fn fake(desired: u32) -> Arc<FakeProvider> {
+pub(super) fn fake(desired: u32) -> Arc<FakeProvider> {
     Arc::new(FakeProvider::new(PoolDescription {
         min: 1,
         max: 10,
@@ -29,7 +29,7 @@ fn fake(desired: u32) -> Arc<FakeProvider> {
     }))
 }
 
-fn leader() -> tokio::sync::watch::Receiver<Claim> {
+pub(super) fn leader() -> tokio::sync::watch::Receiver<Claim> {
     tokio::sync::watch::channel(Claim {
         is_leader: true,
         ..Claim::default()
@@ -37,9 +37,9 @@ fn leader() -> tokio::sync::watch::Receiver<Claim> {
     .1
 }
 
-const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn no_budget() -> Budget {
+pub(super) fn no_budget() -> Budget {
     Budget {
         max_hourly_cost: None,
         emergency_allowance: 0.0,
@@ -48,7 +48,7 @@ fn no_budget() -> Budget {
 }
 
 /// One pass over a fleet of one pool.
-async fn pass1(
+pub(super) async fn pass1(
     pool: &mut PoolRuntime,
     reports: &[&NodeReport],
     claim: &tokio::sync::watch::Receiver<Claim>,
@@ -81,6 +81,8 @@ fn actions_are_written_as_the_journal_and_metrics_always_wrote_them() {
         (Action::Skipped, "skipped"),
         (Action::Scaled, "scaled"),
         (Action::Failed, "failed"),
+        (Action::Submitted, "submitted"),
+        (Action::InFlight, "in_flight"),
     ] {
         assert_eq!(a.as_str(), s);
         assert_eq!(a.to_string(), s);

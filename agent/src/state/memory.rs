@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use capstan_providers::CapacityTarget;
+use capstan_providers::{CapacityTarget, OperationHandle};
 
 use crate::brain::fleet::PoolState;
 use crate::brain::planner::History;
@@ -34,6 +34,32 @@ pub struct Memory {
     pub retry_at: Option<DateTime<Utc>>,
     /// The last target applied.
     pub last_target: Option<CapacityTarget>,
+    /// The cloud operation in flight for this pool, if any: a new leader goes on
+    /// polling it rather than submitting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+}
+
+/// A target submitted to the cloud whose end has not been seen yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// The cloud's handle, once the submission returned one (Azure, GKE); `None` while
+    /// the submitting call itself is under way, or for a cloud with nothing to follow.
+    pub handle: Option<OperationHandle>,
+    /// When it was submitted.
+    pub started_at: DateTime<Utc>,
+    /// What was submitted.
+    pub target: CapacityTarget,
+    /// The pool's size when it was submitted.
+    pub from: u32,
+}
+
+impl Operation {
+    /// What `/v1/status` and the journal call it: the cloud's handle, or `"call"`
+    /// while the submitting call has not returned.
+    pub fn id(&self) -> &str {
+        self.handle.as_ref().map_or("call", |h| h.id.as_str())
+    }
 }
 
 impl Default for Memory {
@@ -45,6 +71,7 @@ impl Default for Memory {
             failures: 0,
             retry_at: None,
             last_target: None,
+            operation: None,
         }
     }
 }

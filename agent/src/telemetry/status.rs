@@ -120,6 +120,25 @@ pub struct PoolStatus {
     /// Nodes whose last report is fresh, and nodes silent for three intervals (leader).
     #[serde(default)]
     pub nodes: PoolNodes,
+    /// The cloud operation in flight for the pool (no new target is sent until it
+    /// ends), or `null`.
+    #[serde(default)]
+    pub operation: Option<OperationStatus>,
+}
+
+/// A cloud operation in flight, as `/v1/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    /// The cloud's handle (an Azure operation URL, a GKE operation name), or `call`
+    /// while the submitting call has not returned.
+    pub id: String,
+    /// When it was submitted.
+    pub started_at: DateTime<Utc>,
+    /// The nodes it asks for.
+    pub target: u32,
+    /// Of which on-demand.
+    #[serde(default)]
+    pub on_demand: u32,
 }
 
 /// The last decision of a pool.
@@ -127,7 +146,7 @@ pub struct PoolStatus {
 pub struct LastDecision {
     /// When.
     pub at: DateTime<Utc>,
-    /// `none`, `scaled`, `skipped` or `failed`.
+    /// `none`, `scaled`, `submitted`, `in_flight`, `skipped` or `failed`.
     #[serde(default)]
     pub action: String,
     /// Why.

@@ -337,19 +337,14 @@ pub fn distribution(target: &CapacityTarget) -> (i32, i32) {
     }
 }
 
-#[async_trait]
-impl NodePoolProvider for AwsProvider {
-    fn kind(&self) -> &'static str {
-        "aws"
-    }
-
-    async fn describe(&self) -> Result<PoolDescription, ProviderError> {
-        let (description, group) = self.describe_group().await?;
-        *self.group.lock().await = Some(group);
-        Ok(description)
-    }
-
-    async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
+impl AwsProvider {
+    /// `UpdateAutoScalingGroup` (a raised `MaxSize`, a new spot split) when needed, then
+    /// `SetDesiredCapacity`; `fence` is checked right before each of them.
+    async fn send_target(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn crate::Fence,
+    ) -> Result<(), ProviderError> {
         let group = self.group().await?;
         let capacity = i32::try_from(target.capacity).map_err(|_| ProviderError::Validation {
             message: format!("capacity {} is out of range", target.capacity),
@@ -406,11 +401,13 @@ impl NodePoolProvider for AwsProvider {
             }
             // Whatever happens next, the group is read again before the next apply.
             *self.group.lock().await = None;
+            fence.admit()?;
             update
                 .send()
                 .await
                 .map_err(|e| map_error("UpdateAutoScalingGroup", e))?;
         }
+        fence.admit()?;
         clients
             .asg
             .set_desired_capacity()
@@ -421,6 +418,33 @@ impl NodePoolProvider for AwsProvider {
             .await
             .map_err(|e| map_error("SetDesiredCapacity", e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl NodePoolProvider for AwsProvider {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn describe(&self) -> Result<PoolDescription, ProviderError> {
+        let (description, group) = self.describe_group().await?;
+        *self.group.lock().await = Some(group);
+        Ok(description)
+    }
+
+    async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
+        self.send_target(target, &crate::Unfenced).await
+    }
+
+    async fn submit(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn crate::Fence,
+    ) -> Result<crate::Applied, ProviderError> {
+        // An Auto Scaling group takes a new desired capacity at once: nothing to follow.
+        self.send_target(target, fence).await?;
+        Ok(crate::Applied::Done)
     }
 
     #[cfg(feature = "aws-ec2")]

@@ -12,9 +12,10 @@
 //! - apply: `PATCH` of `sku.capacity` and, for a Flexible set of a pool with spot
 //!   settings, `properties.priorityMixPolicy` (`baseRegularPriorityCount` = the planned
 //!   on-demand nodes, `regularPriorityPercentageAboveBase` = 0, or 100 with no spot).
-//!   The long-running operation is followed to its end through `Azure-AsyncOperation`
-//!   (or `Location`) polling, at the server's `Retry-After`. Nothing is sent when the
-//!   set already has the target.
+//!   The long-running operation is an [`OperationHandle`] (its `Azure-AsyncOperation`,
+//!   or `Location`, URL): `submit` returns it as soon as ARM accepted the PATCH, and
+//!   `poll` looks at it once; `apply` follows it to its end at the server's
+//!   `Retry-After`. Nothing is sent when the set already has the target.
 //! - errors: 429 is `throttled` with the server's `Retry-After`; `AllocationFailed`,
 //!   `SkuNotAvailable` and their kin are `insufficient_capacity`; 404 `not_found`;
 //!   401/403 and credentials that cannot be had `auth`; 409 and 5xx `transient`.
@@ -45,8 +46,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
-    CapacityTarget, Health, Instance, Lifecycle, Market, NodePoolProvider, PoolDescription,
-    ProviderError,
+    Applied, CapacityTarget, Fence, Health, Instance, Lifecycle, Market, NodePoolProvider,
+    OperationHandle, PoolDescription, ProviderError, Unfenced,
 };
 
 /// The Compute API version every call names.
@@ -317,50 +318,112 @@ impl AzureProvider {
         Ok(instances)
     }
 
-    /// Follows a long-running operation to its end.
-    async fn follow(&self, response: &RawResponse) -> Result<(), ProviderError> {
-        let async_op = header(response, "azure-asyncoperation");
-        let location = header(response, "location");
-        let (url, via_status) = match (async_op, location) {
-            (Some(u), _) => (u, true),
-            (None, Some(u)) => (u, false),
-            (None, None) => return Ok(()),
-        };
-        let url = Url::parse(&url).map_err(|e| ProviderError::Transient {
-            message: format!("bad operation URL {url}: {e}"),
-        })?;
-        let mut wait = retry_after(response).unwrap_or(DEFAULT_POLL);
-        let mut waited = Duration::ZERO;
-        loop {
-            let pause = wait.clamp(MIN_POLL, MAX_POLL);
-            if waited + pause > self.settings.operation_timeout {
-                return Err(ProviderError::Transient {
-                    message: format!(
-                        "the scale set's update was still running after {}s; the next pass sees its outcome",
-                        self.settings.operation_timeout.as_secs()
-                    ),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            waited += pause;
-            let poll = self.send(Request::new(url.clone(), Method::Get)).await?;
-            if u16::from(poll.status()) == 202 {
-                wait = retry_after(&poll).unwrap_or(DEFAULT_POLL);
-                continue;
-            }
-            let poll = self.success(poll)?;
-            if !via_status {
-                return Ok(());
-            }
-            let body = json_body(&poll)?;
-            match body["status"].as_str().unwrap_or("") {
-                "Succeeded" => return Ok(()),
-                "Failed" | "Canceled" => return Err(operation_error(&body)),
-                _ => wait = retry_after(&poll).unwrap_or(DEFAULT_POLL),
-            }
+    /// The operation a PATCH's answer starts, if any: where to poll it.
+    fn operation_of(response: &RawResponse) -> Option<OperationHandle> {
+        match (
+            header(response, "azure-asyncoperation"),
+            header(response, "location"),
+        ) {
+            (Some(id), _) => Some(OperationHandle {
+                id,
+                via: VIA_STATUS.to_owned(),
+            }),
+            (None, Some(id)) => Some(OperationHandle {
+                id,
+                via: VIA_LOCATION.to_owned(),
+            }),
+            (None, None) => None,
         }
     }
+
+    /// One look at an operation: whether it is done, and the service's hint for when
+    /// to look again.
+    async fn look(
+        &self,
+        op: &OperationHandle,
+    ) -> Result<(Applied, Option<Duration>), ProviderError> {
+        let url = Url::parse(&op.id).map_err(|e| ProviderError::Transient {
+            message: format!("bad operation URL {}: {e}", op.id),
+        })?;
+        let poll = self.send(Request::new(url, Method::Get)).await?;
+        let hint = retry_after(&poll);
+        if u16::from(poll.status()) == 202 {
+            return Ok((Applied::Running(op.clone()), hint));
+        }
+        let poll = self.success(poll)?;
+        if op.via != VIA_STATUS {
+            // A Location URL answers 202 while running and the result once done.
+            return Ok((Applied::Done, hint));
+        }
+        let body = json_body(&poll)?;
+        match body["status"].as_str().unwrap_or("") {
+            "Succeeded" => Ok((Applied::Done, hint)),
+            "Failed" | "Canceled" => Err(operation_error(&body)),
+            _ => Ok((Applied::Running(op.clone()), hint)),
+        }
+    }
+
+    /// The PATCH that sets the scale set's capacity (and spot mix), behind `fence`:
+    /// what it started, and the service's hint for when to poll.
+    async fn send_target(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<(Applied, Option<Duration>), ProviderError> {
+        if target.capacity > MAX_CAPACITY {
+            return Err(ProviderError::Validation {
+                message: format!(
+                    "a scale set holds at most {MAX_CAPACITY} VMs; asked for {}",
+                    target.capacity
+                ),
+            });
+        }
+        let seen = match self.seen.lock().await.clone() {
+            Some(s) => s,
+            None => self.scale_set().await?,
+        };
+        let mix = (self.settings.manage_split && seen.flexible).then(|| {
+            let above = if target.spot() == 0 { 100 } else { 0 };
+            (target.on_demand, above)
+        });
+        let capacity_changes = seen.capacity != target.capacity;
+        let mix_changes = mix.is_some() && mix != seen.mix;
+        if !capacity_changes && !mix_changes {
+            return Ok((Applied::Done, None));
+        }
+        if self.settings.manage_split && !seen.flexible && target.spot() > 0 {
+            tracing::debug!(
+                scale_set = %self.settings.scale_set,
+                "a Uniform scale set has one priority for all its VMs; the spot split is not applied"
+            );
+        }
+        let mut body = json!({ "sku": { "capacity": target.capacity } });
+        if let Some((base, above)) = mix.filter(|_| mix_changes) {
+            body["properties"] = json!({
+                "priorityMixPolicy": {
+                    "baseRegularPriorityCount": base,
+                    "regularPriorityPercentageAboveBase": above,
+                }
+            });
+        }
+        let mut request = Request::new(self.scale_set_url()?, Method::Patch);
+        request.insert_header("content-type", "application/json");
+        request.set_body(body.to_string());
+        // What was seen is stale from here on, whatever the outcome.
+        *self.seen.lock().await = None;
+        fence.admit()?;
+        let response = self.success(self.send(request).await?)?;
+        Ok(match Self::operation_of(&response) {
+            Some(op) => (Applied::Running(op), retry_after(&response)),
+            None => (Applied::Done, None),
+        })
+    }
 }
+
+/// How an operation handle is polled: its `Azure-AsyncOperation` status URL, or its
+/// `Location` URL.
+const VIA_STATUS: &str = "azure-asyncoperation";
+const VIA_LOCATION: &str = "location";
 
 const DEFAULT_POLL: Duration = Duration::from_secs(5);
 const MIN_POLL: Duration = Duration::from_millis(200);
@@ -386,49 +449,37 @@ impl NodePoolProvider for AzureProvider {
     }
 
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
-        if target.capacity > MAX_CAPACITY {
-            return Err(ProviderError::Validation {
-                message: format!(
-                    "a scale set holds at most {MAX_CAPACITY} VMs; asked for {}",
-                    target.capacity
-                ),
-            });
+        // The operation is followed to its end here (the tools); the agent's pass
+        // submits and polls instead.
+        let (mut applied, mut hint) = self.send_target(target, &Unfenced).await?;
+        let mut waited = Duration::ZERO;
+        while let Applied::Running(op) = applied {
+            let pause = hint.unwrap_or(DEFAULT_POLL).clamp(MIN_POLL, MAX_POLL);
+            if waited + pause > self.settings.operation_timeout {
+                return Err(ProviderError::Transient {
+                    message: format!(
+                        "the scale set's update was still running after {}s; the next pass sees its outcome",
+                        self.settings.operation_timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            (applied, hint) = self.look(&op).await?;
         }
-        let seen = match self.seen.lock().await.clone() {
-            Some(s) => s,
-            None => self.scale_set().await?,
-        };
-        let mix = (self.settings.manage_split && seen.flexible).then(|| {
-            let above = if target.spot() == 0 { 100 } else { 0 };
-            (target.on_demand, above)
-        });
-        let capacity_changes = seen.capacity != target.capacity;
-        let mix_changes = mix.is_some() && mix != seen.mix;
-        if !capacity_changes && !mix_changes {
-            return Ok(());
-        }
-        if self.settings.manage_split && !seen.flexible && target.spot() > 0 {
-            tracing::debug!(
-                scale_set = %self.settings.scale_set,
-                "a Uniform scale set has one priority for all its VMs; the spot split is not applied"
-            );
-        }
-        let mut body = json!({ "sku": { "capacity": target.capacity } });
-        if let Some((base, above)) = mix.filter(|_| mix_changes) {
-            body["properties"] = json!({
-                "priorityMixPolicy": {
-                    "baseRegularPriorityCount": base,
-                    "regularPriorityPercentageAboveBase": above,
-                }
-            });
-        }
-        let mut request = Request::new(self.scale_set_url()?, Method::Patch);
-        request.insert_header("content-type", "application/json");
-        request.set_body(body.to_string());
-        // What was seen is stale from here on, whatever the outcome.
-        *self.seen.lock().await = None;
-        let response = self.success(self.send(request).await?)?;
-        self.follow(&response).await
+        Ok(())
+    }
+
+    async fn submit(
+        &self,
+        target: &CapacityTarget,
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        Ok(self.send_target(target, fence).await?.0)
+    }
+
+    async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
+        Ok(self.look(op).await?.0)
     }
 }
 

@@ -54,6 +54,13 @@ pub struct ProviderRequestLabels {
     pub outcome: String,
 }
 
+/// `{provider}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    /// Provider type, e.g. `azure`.
+    pub provider: String,
+}
+
 /// `{provider, operation}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderOperationLabels {

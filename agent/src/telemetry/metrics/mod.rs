@@ -27,6 +27,12 @@ fn request_seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 13))
 }
 
+fn operation_seconds() -> Histogram {
+    // 50 ms … about 28 min: from a call that completes when it returns to a scale-set
+    // update that runs for many minutes.
+    Histogram::new(exponential_buckets(0.05, 2.0, 16))
+}
+
 /// A gauge of floating-point values.
 pub type GaugeF = Gauge<f64, AtomicU64>;
 
@@ -275,6 +281,15 @@ declare_metrics! {
     provider_request_seconds: HistogramFamily<ProviderOperationLabels> = histogram "provider_request_duration_seconds",
         "How long provider calls took, the SDK's retries included",
         Family::new_with_constructor(request_seconds);
+    /// `capstan_pool_operation_in_flight{pool}`: 1 while a cloud operation the pool's
+    /// last target started is in flight (the pool gets no new target until it ends).
+    pool_operation_in_flight: PoolFamily<PoolLabel, Gauge> = gauge "pool_operation_in_flight",
+        "1 while a cloud operation for the pool is in flight (no new target is sent until it ends)";
+    /// `capstan_operation_duration_seconds{provider}`: from submitting a target until
+    /// the cloud said it was done (or failed), polls included.
+    operation_seconds: HistogramFamily<ProviderLabel> = histogram "operation_duration_seconds",
+        "How long cloud operations took from submission to their end, by provider",
+        Family::new_with_constructor(operation_seconds);
     /// `capstan_gpu_utilization_percent{gpu,uuid}`.
     gpu_utilization: Family<GpuLabels, GaugeF> = gauge "gpu_utilization_percent",
         "Percent of time a kernel ran on the GPU";

@@ -45,6 +45,11 @@ fn populated() -> Metrics {
             operation: "apply".into(),
         })
         .observe(0.1);
+    m.operation_seconds
+        .get_or_create(&ProviderLabel {
+            provider: "azure".into(),
+        })
+        .observe(42.0);
     m.config_reloads
         .get_or_create(&ResultLabel {
             result: "success".into(),
@@ -91,6 +96,7 @@ fn populated() -> Metrics {
         &m.pool_predictive_active,
         &m.pool_nodes_reporting,
         &m.pool_nodes_stale,
+        &m.pool_operation_in_flight,
     ] {
         f.get_or_create(&p).set(0);
     }
