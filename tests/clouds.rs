@@ -718,3 +718,166 @@ fn capstan_run_scales_an_azure_pool_and_a_gke_pool_from_one_process() {
         gcp.seen()
     );
 }
+
+/// Slow clouds, end to end: an Azure scale-set update that the cloud keeps "running"
+/// holds only its own pool. The agent (interval 1 s, systemd's watchdog at 3 s on a
+/// test socket) keeps deciding its other pool every interval, keeps pinging the
+/// watchdog, stays healthy, journals the slow pool `in_flight` and sends it nothing
+/// more; SIGTERM ends it within 2 s. A new process polls the same operation instead
+/// of submitting another, and records its end.
+#[test]
+fn a_slow_cloud_operation_holds_only_its_pool_and_outlives_a_restart() {
+    use std::os::unix::net::UnixDatagram;
+
+    let dir = tempfile::tempdir().unwrap();
+    let arm = FakeArm::start(dir.path(), "gpu", 1, true, false);
+    // Running until the test ends it.
+    arm.state.lock().unwrap().polls = u32::MAX;
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[pool]]
+name = "azure-gpu"
+provider = {{ type = "azure", subscription_id = "{sub}", resource_group = "{rg}", scale_set = "gpu", endpoint = "{arm}", credential = "environment", authority_host = "{arm}", ca_file = "{ca}" }}
+min = 3
+max = 8
+targets = [{{ metric = "cpu.utilization", value = 50 }}]
+
+[[pool]]
+name = "steady"
+provider = {{ type = "dry-run", initial = 2 }}
+min = 1
+max = 5
+targets = [{{ metric = "cpu.utilization", value = 50 }}]
+"#,
+            sub = arm::SUBSCRIPTION,
+            rg = arm::RESOURCE_GROUP,
+            arm = arm.url,
+            ca = arm.ca.display(),
+        ),
+    )
+    .unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let notify_path = notify.display().to_string();
+    let env = [
+        ("AZURE_TENANT_ID", arm::TENANT),
+        ("AZURE_CLIENT_ID", arm::CLIENT_ID),
+        ("AZURE_CLIENT_SECRET", arm::CLIENT_SECRET),
+        ("NOTIFY_SOCKET", notify_path.as_str()),
+        ("WATCHDOG_USEC", "3000000"),
+    ];
+    let state = dir.path().join("state");
+    let lines_of = |agent: &Agent, pool: &str, action: &str| {
+        agent
+            .journal_lines()
+            .iter()
+            .filter(|l| l["pool"] == pool && (action.is_empty() || l["action"] == action))
+            .count()
+    };
+    let mut agent = Agent::start_with(&config, &state, &env);
+    // Below its min, the Azure pool is sent 3 nodes once; the cloud keeps at it.
+    agent.wait_for("the Azure pool in flight", |a| {
+        (lines_of(a, "azure-gpu", "in_flight") >= 2).then_some(())
+    });
+    assert_eq!(lines_of(&agent, "azure-gpu", "submitted"), 1);
+
+    // Five seconds of a slow cloud.
+    let steady_before = lines_of(&agent, "steady", "");
+    let mut pings = 0;
+    let mut healthy = 0;
+    let window = std::time::Instant::now();
+    #[allow(clippy::disallowed_methods)]
+    while window.elapsed() < Duration::from_secs(5) {
+        let mut buf = [0_u8; 256];
+        if let Ok(n) = socket.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
+        {
+            pings += 1;
+        }
+        if agent.get("/healthz").0 == 200 {
+            healthy += 1;
+        } else {
+            panic!("/healthz failed while an operation was in flight");
+        }
+    }
+    let steady = lines_of(&agent, "steady", "") - steady_before;
+    assert!(
+        steady >= 4,
+        "the other pool was decided {steady} times in 5 s"
+    );
+    assert!(
+        pings >= 2,
+        "{pings} watchdog pings in 5 s (every 1.5 s expected)"
+    );
+    assert!(healthy > 0);
+    assert_eq!(arm.patches().len(), 1, "a second target while in flight");
+    let status = agent.status();
+    let op = &status["pools"][0]["operation"];
+    assert!(
+        op["id"].as_str().unwrap_or("").contains("/operations/"),
+        "{status:#}"
+    );
+    assert_eq!(op["target"], 3);
+    assert!(status["pools"][1]["operation"].is_null());
+    let (_, metrics) = agent.get("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"capstan_pool_operation_in_flight{pool="azure-gpu"}"#
+        ),
+        Some(1.0)
+    );
+
+    // SIGTERM with the operation in flight: out within 2 s.
+    #[allow(clippy::disallowed_methods)]
+    let stopping = std::time::Instant::now();
+    agent.signal("TERM");
+    assert!(agent.wait_exit().success());
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+
+    // A new process picks the operation up from the decision state: it polls, and
+    // submits nothing.
+    let polls = arm.polls_answered();
+    let agent = Agent::start_with(&config, &state, &env);
+    agent.wait_for("the new process polling the operation", |_| {
+        (arm.polls_answered() > polls + 1).then_some(())
+    });
+    assert_eq!(arm.patches().len(), 1, "the new process submitted again");
+    // The cloud finishes; the end is recorded with the operation's target.
+    arm.finish_operations();
+    agent.wait_for("the operation's end in the journal", |a| {
+        a.journal_lines()
+            .iter()
+            .any(|l| {
+                l["pool"] == "azure-gpu"
+                    && l["action"] == "scaled"
+                    && l["detail"].as_str().unwrap_or("").contains("done after")
+            })
+            .then_some(())
+    });
+    assert_eq!(arm.capacity(), 3);
+    assert_eq!(arm.patches().len(), 1);
+    let (_, metrics) = agent.get("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"capstan_pool_operation_in_flight{pool="azure-gpu"}"#
+        ),
+        Some(0.0)
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"capstan_operation_duration_seconds_count{provider="azure"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}

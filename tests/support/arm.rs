@@ -214,6 +214,23 @@ impl FakeArm {
             .collect()
     }
 
+    /// Every operation still running ends at its next poll.
+    pub fn finish_operations(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.polls = 0;
+        for op in s.ops.values_mut() {
+            op.polls_left = 0;
+        }
+    }
+
+    /// Operation polls answered so far.
+    pub fn polls_answered(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == "GET" && s.path.contains("/operations/"))
+            .count()
+    }
+
     pub fn set_fault(&self, fault: Option<PatchFault>) {
         self.state.lock().unwrap().fault = fault;
     }

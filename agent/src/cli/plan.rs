@@ -39,12 +39,7 @@ pub(super) async fn plan(cfg: ValidatedConfig, json: bool) -> anyhow::Result<()>
         &mut groups,
         &fresh,
         &cfg.budget,
-        pass::Turn {
-            claim: &claim,
-            mode: Mode::PlanOnly,
-            now,
-            interval: cfg.agent.interval,
-        },
+        pass::Turn::new(&claim, Mode::PlanOnly, now, cfg.agent.interval),
     )
     .await;
     let planned: Vec<PlannedPool> = pools

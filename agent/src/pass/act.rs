@@ -170,6 +170,7 @@ pub(super) async fn act(
         mode,
         now,
         interval,
+        ..
     } = turn;
     let current = seen.description.desired;
     let mut outcome = PassOutcome {
@@ -231,6 +232,19 @@ pub(super) async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
+    // Written down, durably, before anything is sent: no action without its record.
+    if let Some(record) = turn.record {
+        let mut line = outcome.clone();
+        line.action = Action::Submitted;
+        if let Err(e) = record.submitting(pool, &line, turn.fleet) {
+            outcome.action = Action::Skipped;
+            outcome.detail = Some(format!(
+                "not sent: the journal could not record it first ({e})"
+            ));
+            pool.last = Some(outcome.clone());
+            return outcome;
+        }
+    }
     operation::start_submit(pool, target, current, claim, now);
     match operation::standing(pool, operation::submit_grace(interval)).await {
         operation::Standing::Done => {
@@ -248,7 +262,7 @@ pub(super) async fn act(
                 .as_ref()
                 .map_or("call", |op| op.id())
                 .to_owned();
-            outcome.action = Action::Submitted;
+            outcome.action = Action::InFlight;
             outcome.detail = Some(format!(
                 "operation {id} submitted: {} nodes ({} on-demand); the cloud carries it out and later passes follow it",
                 target.capacity, target.on_demand

@@ -75,19 +75,23 @@ impl Leader {
         interval: std::time::Duration,
         budget: &Budget,
     ) -> FleetSummary {
+        let recorder = Recorder {
+            journal: std::sync::Mutex::new(&mut self.journal),
+            node_id: &self.node_id,
+            metrics: &self.shared.metrics,
+        };
         let outcome = pass::fleet_pass(
             &mut self.pools,
             &mut self.groups,
             reports,
             budget,
             Turn {
-                claim,
-                mode: Mode::Act,
-                now,
-                interval,
+                record: Some(&recorder),
+                ..Turn::new(claim, Mode::Act, now, interval)
             },
         )
         .await;
+        drop(recorder);
         self.record_fleet(&outcome);
         for g in &outcome.groups {
             self.record_group(g);
@@ -237,48 +241,90 @@ impl Leader {
             Action::Scaled => {
                 tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, "scaled");
             }
-            Action::Submitted => {
-                tracing::info!(pool = %name, from = outcome.current, to = outcome.desired, detail = ?outcome.detail, "submitted; the cloud carries it out");
-            }
             _ => {}
         }
-        let inputs = pool
-            .policy
-            .targets
-            .iter()
-            .zip(&outcome.samples)
-            .enumerate()
-            .map(|(k, (t, s))| journal::Input {
-                metric: &t.metric,
-                target: t.value,
-                sample: *s,
-                forecast: outcome.forecasts.get(k).copied().flatten(),
-                mase: outcome.mase.get(k).copied().flatten(),
-            })
-            .collect();
-        let entry = journal::Entry {
-            at: outcome.at,
-            node_id: &self.node_id,
-            pool: name,
-            current: outcome.current,
-            desired: outcome.desired,
-            on_demand: outcome.on_demand,
-            spot: outcome.spot,
-            tier: pool.config.tier.as_str(),
-            hourly_cost: outcome.hourly_cost,
-            fleet_hourly_cost,
-            budget_ceiling,
-            inputs,
-            reasons: &outcome.reasons,
-            explain: outcome.reasons.iter().map(ToString::to_string).collect(),
-            action: outcome.action.as_str(),
-            detail: outcome.detail.clone(),
-            group: outcome.group.as_deref(),
-        };
+        let entry = entry(
+            &self.node_id,
+            pool,
+            &outcome,
+            (fleet_hourly_cost, budget_ceiling),
+        );
         if let Err(e) = self.journal.write(&entry) {
             m.journal_write_errors.inc();
             tracing::error!(error = %e, "cannot write the journal");
         }
+    }
+}
+
+/// A pool's journal line for `outcome`.
+fn entry<'a>(
+    node_id: &'a str,
+    pool: &'a PoolRuntime,
+    outcome: &'a pass::PassOutcome,
+    (fleet_hourly_cost, budget_ceiling): (f64, Option<f64>),
+) -> journal::Entry<'a> {
+    let inputs = pool
+        .policy
+        .targets
+        .iter()
+        .zip(&outcome.samples)
+        .enumerate()
+        .map(|(k, (t, s))| journal::Input {
+            metric: &t.metric,
+            target: t.value,
+            sample: *s,
+            forecast: outcome.forecasts.get(k).copied().flatten(),
+            mase: outcome.mase.get(k).copied().flatten(),
+        })
+        .collect();
+    journal::Entry {
+        at: outcome.at,
+        node_id,
+        pool: &pool.config.name,
+        current: outcome.current,
+        desired: outcome.desired,
+        on_demand: outcome.on_demand,
+        spot: outcome.spot,
+        tier: pool.config.tier.as_str(),
+        hourly_cost: outcome.hourly_cost,
+        fleet_hourly_cost,
+        budget_ceiling,
+        inputs,
+        reasons: &outcome.reasons,
+        explain: outcome.reasons.iter().map(ToString::to_string).collect(),
+        action: outcome.action.as_str(),
+        detail: outcome.detail.clone(),
+        group: outcome.group.as_deref(),
+    }
+}
+
+/// The leader's journal as the pass's [`pass::Record`]: each action's `submitted`
+/// line reaches the disk (`fdatasync`) before its first request is sent; a line that
+/// cannot be written is counted, and its action not sent.
+#[derive(Debug)]
+struct Recorder<'a> {
+    journal: std::sync::Mutex<&'a mut Journal>,
+    node_id: &'a str,
+    metrics: &'a Metrics,
+}
+
+impl pass::Record for Recorder<'_> {
+    fn submitting(
+        &self,
+        pool: &PoolRuntime,
+        outcome: &pass::PassOutcome,
+        fleet: (f64, Option<f64>),
+    ) -> Result<(), String> {
+        let line = entry(self.node_id, pool, outcome, fleet);
+        let mut journal = self
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        journal.write_durably(&line).map_err(|e| {
+            self.metrics.journal_write_errors.inc();
+            tracing::error!(pool = %pool.config.name, error = %e, "cannot write the journal; the action is not sent");
+            e.to_string()
+        })
     }
 }
 
@@ -387,5 +433,121 @@ fn export_targets(m: &Metrics, pool: &PoolRuntime, outcome: &pass::PassOutcome) 
             })
             .inc();
         tracing::warn!(pool = %name, metric = %metric, "anomaly in demand");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::coordinator::{Coordinator, Standalone};
+    use crate::state::journal::Limits;
+    use capstan_providers::fake::FakeProvider;
+    use capstan_providers::{CapacityTarget, PoolDescription};
+    use chrono::TimeZone;
+
+    const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn leader_over(dir: &std::path::Path, f: Arc<FakeProvider>) -> Leader {
+        let cfg = capstan_config::from_str(
+            "t.toml".as_ref(),
+            r#"
+            [[pool]]
+            name = "web"
+            provider = { type = "dry-run", initial = 2 }
+            min = 1
+            max = 10
+            targets = [{ metric = "cpu.utilization", value = 50 }]
+            "#,
+            std::iter::empty(),
+        )
+        .unwrap();
+        let pool = PoolRuntime::new(cfg.pools[0].clone(), f);
+        let journal = Journal::open(
+            dir.to_path_buf(),
+            Limits {
+                retention_days: 30,
+                max_bytes: None,
+                stdout: false,
+            },
+            t0(),
+        )
+        .unwrap();
+        let shared = Arc::new(Shared::new(std::time::Duration::from_secs(60)));
+        Leader::new("n1".into(), vec![pool], journal, shared)
+    }
+
+    fn fake() -> Arc<FakeProvider> {
+        Arc::new(FakeProvider::new(PoolDescription {
+            min: 1,
+            max: 10,
+            desired: 2,
+            instances: vec![],
+        }))
+    }
+
+    async fn busy_pass(leader: &mut Leader) {
+        let claim = Standalone::new("n1", None).claim();
+        let r = crate::testutil::cpu_report("n1", "web", 100.0, t0());
+        let budget = Budget {
+            max_hourly_cost: None,
+            emergency_allowance: 0.0,
+            enforce: capstan_config::BudgetEnforcement::Report,
+        };
+        leader.pass(&[&r], &claim, t0(), SECOND, &budget).await;
+    }
+
+    #[tokio::test]
+    async fn an_action_is_journaled_as_submitted_before_it_is_sent_and_its_outcome_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fake();
+        let mut leader = leader_over(dir.path(), f.clone());
+        busy_pass(&mut leader).await;
+        assert_eq!(f.apply_calls(), [CapacityTarget::on_demand(4)]);
+        let text =
+            std::fs::read_to_string(journal::file_for(dir.path(), t0().date_naive())).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let actions: Vec<&str> = lines
+            .iter()
+            .map(|l| l["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["submitted", "scaled"]);
+        assert_eq!(
+            (lines[0]["current"].as_u64(), lines[0]["desired"].as_u64()),
+            (Some(2), Some(4))
+        );
+    }
+
+    /// The journal's file is `/dev/full`: its `submitted` line cannot be written, so
+    /// the target is not sent, and the failure is counted.
+    #[tokio::test]
+    async fn an_action_whose_record_cannot_be_written_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            "/dev/full",
+            journal::file_for(dir.path(), t0().date_naive()),
+        )
+        .unwrap();
+        let f = fake();
+        let mut leader = leader_over(dir.path(), f.clone());
+        busy_pass(&mut leader).await;
+        assert!(f.apply_calls().is_empty(), "sent without its record");
+        let last = leader.pools[0].last.clone().unwrap();
+        assert_eq!(last.action, Action::Skipped);
+        assert!(
+            last.detail
+                .as_deref()
+                .unwrap_or("")
+                .contains("journal could not record it"),
+            "{:?}",
+            last.detail
+        );
+        assert!(leader.shared.metrics.journal_write_errors.get() >= 1);
     }
 }

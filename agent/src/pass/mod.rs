@@ -70,6 +70,44 @@ pub struct Turn<'c> {
     pub now: DateTime<Utc>,
     /// How often passes come.
     pub interval: std::time::Duration,
+    /// Where each action is written down, durably, before it is sent (the daemon's
+    /// journal); `None`: not written down (`capstan plan`, tests).
+    pub record: Option<&'c dyn Record>,
+    /// The fleet's planned cost per hour and its ceiling, for the record (the pass
+    /// sets it once it has planned).
+    pub fleet: (f64, Option<f64>),
+}
+
+impl<'c> Turn<'c> {
+    /// A pass at `now` that records nothing before acting.
+    pub fn new(
+        claim: &'c tokio::sync::watch::Receiver<Claim>,
+        mode: Mode,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> Self {
+        Self {
+            claim,
+            mode,
+            now,
+            interval,
+            record: None,
+            fleet: (0.0, None),
+        }
+    }
+}
+
+/// Writes an action down before it is sent.
+pub trait Record: Sync + std::fmt::Debug {
+    /// Records, durably, that `outcome` (action `submitted`) is about to be sent for
+    /// `pool`, with the fleet's planned cost and ceiling; an error means it must not
+    /// be sent.
+    fn submitting(
+        &self,
+        pool: &PoolRuntime,
+        outcome: &PassOutcome,
+        fleet: (f64, Option<f64>),
+    ) -> Result<(), String>;
 }
 
 /// The fleet as a pass acts on it: the pools, what was seen of each, the plans not yet
@@ -162,6 +200,10 @@ pub async fn fleet_pass(
         )
     };
 
+    let turn = Turn {
+        fleet: (plan.fleet_hourly_cost, plan.budget_ceiling),
+        ..turn
+    };
     let mut planned: Vec<Option<PoolPlan>> = plan.pools.into_iter().map(Some).collect();
     let mut results: Vec<Option<Result<PassOutcome, PassError>>> = Vec::with_capacity(pools.len());
     for (i, (pool, seen)) in pools.iter_mut().zip(&seen).enumerate() {

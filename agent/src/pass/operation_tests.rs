@@ -84,12 +84,7 @@ async fn pass_all(
         &mut [],
         reports,
         &no_budget(),
-        Turn {
-            claim: &claim,
-            mode: Mode::Act,
-            now,
-            interval: SECOND,
-        },
+        Turn::new(&claim, Mode::Act, now, SECOND),
     )
     .await;
     out.pools.into_iter().map(Result::unwrap).collect()
@@ -121,7 +116,7 @@ async fn a_hanging_cloud_holds_only_its_own_pool() {
     assert_eq!(
         held,
         [
-            Action::Submitted,
+            Action::InFlight,
             Action::InFlight,
             Action::InFlight,
             Action::InFlight
@@ -163,7 +158,7 @@ async fn an_operation_is_followed_to_its_end_and_recorded_then() {
     assert_eq!(
         seen,
         [
-            (Action::Submitted, false),
+            (Action::InFlight, false),
             (Action::InFlight, false),
             (Action::InFlight, false),
             (Action::Scaled, true),
@@ -186,7 +181,7 @@ async fn a_new_leader_polls_the_operation_in_flight_instead_of_submitting_anothe
     let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, t0(), SECOND)
         .await
         .unwrap();
-    assert_eq!(out.action, Action::Submitted);
+    assert_eq!(out.action, Action::InFlight);
     // The leader goes away; its decision state holds the operation's handle.
     let saved = pool.memory.encode();
     drop(pool);
@@ -311,7 +306,7 @@ async fn no_request_goes_out_once_the_claim_lapses_or_moves() {
     let out = pass1(&mut pool, &[&r], &claim, Mode::Act, later, SECOND)
         .await
         .unwrap();
-    assert_eq!(out.action, Action::Submitted, "{:?}", out.detail);
+    assert_eq!(out.action, Action::InFlight, "{:?}", out.detail);
     taken.await.unwrap();
     // The call reached the fence after the claim moved; the next pass reads that.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;

@@ -62,12 +62,7 @@ pub(super) async fn pass1(
         &mut [],
         reports,
         &budget,
-        Turn {
-            claim,
-            mode,
-            now,
-            interval,
-        },
+        Turn::new(claim, mode, now, interval),
     )
     .await;
     out.pools.remove(0)
@@ -377,12 +372,7 @@ async fn a_pool_that_cannot_be_described_still_counts_against_the_budget() {
             &mut [],
             &[&r],
             budget,
-            Turn {
-                claim: &leader(),
-                mode: Mode::Act,
-                now,
-                interval: SECOND,
-            },
+            Turn::new(&leader(), Mode::Act, now, SECOND),
         )
         .await
     }
@@ -594,12 +584,7 @@ async fn group_pass(
         groups,
         &[&a, &b],
         &no_budget(),
-        Turn {
-            claim: &leader(),
-            mode: Mode::Act,
-            now,
-            interval: SECOND,
-        },
+        Turn::new(&leader(), Mode::Act, now, SECOND),
     )
     .await
 }

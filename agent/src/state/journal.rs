@@ -43,7 +43,8 @@ pub struct Entry<'a> {
     pub reasons: &'a [Reason],
     /// The same reasons in words, e.g. "capped by budget: 12 → 9 (basic tier, …)".
     pub explain: Vec<String>,
-    /// `none`, `scaled`, `skipped` or `failed`.
+    /// `none`, `scaled`, `skipped`, `failed`; `submitted` (written to disk before the
+    /// target is sent), `in_flight` (an operation the cloud is carrying out).
     pub action: &'a str,
     /// Error or skip reason when the action was not taken.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,21 +192,32 @@ impl Journal {
 
     /// Writes one entry, to the file of the entry's day, and flushes it.
     pub fn write(&mut self, entry: &Entry<'_>) -> std::io::Result<()> {
-        self.write_line(entry.at, entry)
+        self.write_line(entry.at, entry, false)
+    }
+
+    /// Writes one entry and waits until it is on the disk (`fdatasync`): for an action
+    /// about to be sent, whose record must outlive a crash right after it.
+    pub fn write_durably(&mut self, entry: &Entry<'_>) -> std::io::Result<()> {
+        self.write_line(entry.at, entry, true)
     }
 
     /// Writes one group's entry.
     pub fn write_group<M: Serialize>(&mut self, entry: &GroupEntry<'_, M>) -> std::io::Result<()> {
-        self.write_line(entry.at, entry)
+        self.write_line(entry.at, entry, false)
     }
 
-    fn write_line(&mut self, at: DateTime<Utc>, entry: &impl Serialize) -> std::io::Result<()> {
+    fn write_line(
+        &mut self,
+        at: DateTime<Utc>,
+        entry: &impl Serialize,
+        durable: bool,
+    ) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
         // The disk first: a line on standard output is already on disk (a reader of the
         // stream that then looks at the files finds it). A failed disk write still goes
         // to standard output, where a log pipeline keeps it.
-        let written = self.write_to_disk(at, &line);
+        let written = self.write_to_disk(at, &line, durable);
         if self.limits.stdout {
             // The same bytes as on disk; a closed stdout must not stop the journal.
             let mut out = std::io::stdout().lock();
@@ -216,7 +228,12 @@ impl Journal {
         written
     }
 
-    fn write_to_disk(&mut self, at: DateTime<Utc>, line: &[u8]) -> std::io::Result<()> {
+    fn write_to_disk(
+        &mut self,
+        at: DateTime<Utc>,
+        line: &[u8],
+        durable: bool,
+    ) -> std::io::Result<()> {
         let day = at.date_naive();
         if self.open.as_ref().is_none_or(|o| o.day != day) {
             self.open_day(day)?;
@@ -238,6 +255,9 @@ impl Journal {
         if let Some(o) = self.open.as_mut() {
             o.file.write_all(line)?;
             o.file.flush()?;
+            if durable {
+                o.file.get_ref().sync_data()?;
+            }
             o.bytes += line.len() as u64;
             self.total += line.len() as u64;
         }
