@@ -91,7 +91,6 @@ impl Leader {
             },
         )
         .await;
-        drop(recorder);
         self.record_fleet(&outcome);
         for g in &outcome.groups {
             self.record_group(g);
