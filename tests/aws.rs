@@ -308,6 +308,20 @@ fn asg_lifecycle_through_the_real_sdk() {
         // (moto forgets the MixedInstancesPolicy on any update; AWS keeps it.)
         let (desired, max, _) = read_group(&moto.url, "web").await;
         assert_eq!((desired, max), (8, 8));
+        // Back under the pool's max, MaxSize returns to what it was: the group's tag
+        // remembers it, so another provider (a new leader) lowers it as well.
+        let next = provider(&moto.url, "web");
+        next.describe().await.unwrap();
+        next.apply(&CapacityTarget::on_demand(5)).await.unwrap();
+        let (desired, max, _) = read_group(&moto.url, "web").await;
+        assert_eq!(
+            (desired, max),
+            (5, 6),
+            "MaxSize stays raised after the emergency"
+        );
+        next.describe().await.unwrap();
+        next.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+        assert_eq!(read_group(&moto.url, "web").await.1, 6);
 
         // The spot price: moto's is a fixed dummy, but it comes through the real parser.
         let price = p.spot_price().await.unwrap().expect("a spot price");

@@ -22,11 +22,13 @@ pub(super) struct Seen {
     pub(super) group_samples: Vec<Option<MetricSample>>,
 }
 
-/// How long a pass waits for one pool's description: the interval, between 2 and 30 s.
-/// A cloud endpoint that hangs holds the pass this long once, then the pool backs off.
+/// How long a pass waits for one pool's description: the interval, between 10 and
+/// 30 s (room for the SDKs' own retries of a throttled call). A cloud endpoint that
+/// hangs holds the pass this long once; then the pool backs off and the next passes
+/// skip it until its retry.
 pub(super) fn describe_timeout(interval: std::time::Duration) -> std::time::Duration {
     interval.clamp(
-        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(10),
         std::time::Duration::from_secs(30),
     )
 }

@@ -12,7 +12,11 @@
 //!   planned), then `SetDesiredCapacity` with the absolute target. The policy update
 //!   names only the `InstancesDistribution` (a partial update, as AWS allows), so it
 //!   needs no permission on the group's launch template. A pool without spot settings
-//!   leaves the group's distribution as it is.
+//!   leaves the group's distribution as it is. An emergency above the group's
+//!   `MaxSize` raises it, after recording the old value in the group's tag
+//!   [`MAX_BEFORE_EMERGENCY_TAG`]; once a target is back under it, `MaxSize` returns
+//!   to it and the tag is deleted (by whichever leader sees that). Each mutating
+//!   request is checked against the agent's fence right before it is sent.
 //! - spot price: `DescribeSpotPriceHistory` for the group's types and zones, the latest
 //!   price per type and zone, averaged; cached for [`PRICE_TTL`].
 //! - instance types: `DescribeInstanceTypes`, cached for the provider's life.
@@ -44,6 +48,8 @@ pub const OPERATIONS: &[&str] = &[
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:SetDesiredCapacity",
     "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:CreateOrUpdateTags",
+    "autoscaling:DeleteTags",
     #[cfg(feature = "aws-ec2")]
     "ec2:DescribeInstances",
     #[cfg(feature = "aws-ec2")]
@@ -75,10 +81,16 @@ struct Clients {
     ec2: aws_sdk_ec2::Client,
 }
 
+/// The group tag that remembers its `MaxSize` from before an emergency raised it, so
+/// that whichever leader sees the pool back under its max lowers it again.
+pub const MAX_BEFORE_EMERGENCY_TAG: &str = "capstan.io/max-size-before-emergency";
+
 /// What the last describe saw of the group, which apply and the price lookup reuse.
 #[derive(Debug, Clone)]
 struct Group {
     max: u32,
+    /// [`MAX_BEFORE_EMERGENCY_TAG`], while an emergency's raise stands.
+    max_before_emergency: Option<u32>,
     mixed: Option<MixedInstancesPolicy>,
     #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
     types: BTreeSet<String>,
@@ -230,8 +242,15 @@ impl AwsProvider {
             desired: count(g.desired_capacity()),
             instances,
         };
+        let max_before_emergency = g
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(MAX_BEFORE_EMERGENCY_TAG))
+            .and_then(|t| t.value())
+            .and_then(|v| v.parse().ok());
         let group = Group {
             max: description.max,
+            max_before_emergency,
             mixed,
             types,
             zones,
@@ -272,6 +291,37 @@ impl AwsProvider {
             if token.is_none() {
                 return Ok(spot);
             }
+        }
+    }
+
+    /// Sets [`MAX_BEFORE_EMERGENCY_TAG`] to `max`, or deletes it.
+    async fn tag_max_before_emergency(&self, max: Option<u32>) -> Result<(), ProviderError> {
+        use aws_sdk_autoscaling::types::Tag;
+        let tag = Tag::builder()
+            .resource_id(&self.settings.asg)
+            .resource_type("auto-scaling-group")
+            .key(MAX_BEFORE_EMERGENCY_TAG)
+            .set_value(max.map(|m| m.to_string()))
+            .propagate_at_launch(false)
+            .build();
+        let clients = self.clients().await;
+        match max {
+            Some(_) => clients
+                .asg
+                .create_or_update_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| map_error("CreateOrUpdateTags", e)),
+            None => clients
+                .asg
+                .delete_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| map_error("DeleteTags", e)),
         }
     }
 
@@ -358,6 +408,10 @@ impl AwsProvider {
             });
         }
         let raise_max = target.capacity > group.max;
+        // Back under the max it had before an emergency: lower MaxSize to it again.
+        let lower_max = group.max_before_emergency.filter(|before| {
+            !target.emergency && *before < group.max && target.capacity <= *before
+        });
         let new_mix = match &group.mixed {
             _ if !self.settings.manage_split => None,
             Some(mixed) => {
@@ -388,13 +442,22 @@ impl AwsProvider {
             }
         };
         let clients = self.clients().await;
-        if raise_max || new_mix.is_some() {
+        if raise_max && group.max_before_emergency.is_none() {
+            // Remembered on the group before it is raised, for whichever leader
+            // lowers it again.
+            fence.admit()?;
+            self.tag_max_before_emergency(Some(group.max)).await?;
+        }
+        if raise_max || lower_max.is_some() || new_mix.is_some() {
             let mut update = clients
                 .asg
                 .update_auto_scaling_group()
                 .auto_scaling_group_name(&self.settings.asg);
             if raise_max {
                 update = update.max_size(capacity);
+            }
+            if let Some(before) = lower_max {
+                update = update.max_size(i32::try_from(before).unwrap_or(i32::MAX));
             }
             if let Some(mix) = new_mix {
                 update = update.mixed_instances_policy(mix);
@@ -406,6 +469,10 @@ impl AwsProvider {
                 .send()
                 .await
                 .map_err(|e| map_error("UpdateAutoScalingGroup", e))?;
+        }
+        if lower_max.is_some() {
+            fence.admit()?;
+            self.tag_max_before_emergency(None).await?;
         }
         fence.admit()?;
         clients
