@@ -387,6 +387,67 @@ fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_
     assert!(log.contains("no longer leading"), "{log}");
 }
 
+/// Paused leader: SIGSTOP the leader, wait until the other agent leads and has acted,
+/// move the pool again (so both want to act), then SIGCONT the old one. Its lease ran
+/// out while it slept: it sends no provider call after it wakes, and steps down. Five
+/// rounds; every call is attributed to its sender by pid (the dry-run pool's call log).
+#[test]
+fn a_paused_leader_sends_nothing_after_it_wakes_and_steps_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(1, dir.path());
+    let cluster = Cluster::start(dir.path(), &etcd.endpoints(), "2s", 2);
+    let mut expected = 0;
+    let mut after_wake = 0;
+    let mut steps_down = Vec::new();
+    for round in 0..5 {
+        let leader = cluster.leader();
+        let old = cluster.agents[leader].as_ref().unwrap();
+        let pid = old.pid();
+        cluster.shrink();
+        expected += 1;
+        let calls = cluster.wait_calls(expected);
+        assert_eq!(calls[expected - 1].pid, pid, "round {round}: {calls:?}");
+
+        old.signal("STOP");
+        cluster.shrink();
+        expected += 1;
+        let calls = cluster.wait_calls(expected);
+        assert_ne!(
+            calls[expected - 1].pid,
+            pid,
+            "round {round}: the paused leader acted"
+        );
+
+        // Both want to act now; the old one wakes into an expired lease.
+        cluster.shrink();
+        old.signal("CONT");
+        let woke = now();
+        let before = cluster.calls().len();
+        old.wait_for("the woken leader to step down", |a| {
+            (a.status()["role"] == "follower").then_some(())
+        });
+        steps_down.push(woke.elapsed());
+        expected += 1;
+        cluster.wait_calls(expected);
+        std::thread::sleep(Duration::from_secs(2));
+        let calls = cluster.calls();
+        after_wake += calls[before..].iter().filter(|c| c.pid == pid).count();
+        assert_eq!(
+            calls.len(),
+            expected,
+            "round {round}: {calls:?}\n{}",
+            cluster.logs()
+        );
+    }
+    steps_down.sort();
+    eprintln!(
+        "paused leader (SIGSTOP until the other agent acted, then SIGCONT), lease_ttl 2s, interval 1s, 5 rounds: {after_wake} provider calls from a woken leader; stepped down after SIGCONT in median {:.2}s, worst {:.2}s",
+        steps_down[steps_down.len() / 2].as_secs_f64(),
+        steps_down[steps_down.len() - 1].as_secs_f64()
+    );
+    assert_eq!(after_wake, 0, "a woken leader acted");
+}
+
 #[test]
 fn the_agents_carry_on_when_the_etcd_leader_member_is_killed() {
     let dir = tempfile::tempdir().unwrap();
