@@ -174,6 +174,39 @@ fn azure_location_polling_is_followed_to_the_end() {
     );
 }
 
+/// An update names the ETag of the read it was planned from; if the set changed in
+/// between, ARM refuses it (412) and nothing is retried blindly: the next call reads
+/// the set again and plans from what it holds.
+#[test]
+fn azure_updates_are_conditional_on_the_read_they_were_planned_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeArm::start(dir.path(), "web", 2, false, false);
+    fake.state.lock().unwrap().polls = 0;
+    let p = azure(&fake, "web", arm::CLIENT_SECRET, false);
+    runtime().block_on(async {
+        p.describe().await.unwrap();
+        // Someone else updates the set after Capstan read it.
+        fake.touch();
+        let e = p.apply(&CapacityTarget::on_demand(4)).await.unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Transient { message } if message.contains("412")),
+            "{e}"
+        );
+        assert_eq!(fake.capacity(), 2, "a conflicting update went through");
+        assert_eq!(fake.patches().len(), 0);
+        // Read again, planned again: it goes through.
+        p.describe().await.unwrap();
+        p.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+    });
+    assert_eq!(fake.capacity(), 4);
+    let if_match = fake.state.lock().unwrap().if_match.clone();
+    assert_eq!(
+        if_match,
+        [Some("\"1\"".to_owned()), Some("\"2\"".to_owned())],
+        "each PATCH names the ETag it was planned from"
+    );
+}
+
 #[test]
 fn azure_errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();

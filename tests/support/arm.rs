@@ -106,6 +106,10 @@ pub struct ArmState {
     pub fault: Option<PatchFault>,
     pub seen: Vec<Seen>,
     pub tokens_issued: u32,
+    /// The scale set's ETag: changes with every accepted update.
+    pub etag: u32,
+    /// `If-Match` of every PATCH, in order.
+    pub if_match: Vec<Option<String>>,
     ops: BTreeMap<String, Operation>,
     next_op: u32,
     base: String,
@@ -163,6 +167,8 @@ impl FakeArm {
             fault: None,
             seen: Vec::new(),
             tokens_issued: 0,
+            etag: 1,
+            if_match: Vec::new(),
             ops: BTreeMap::new(),
             next_op: 0,
             base: url.clone(),
@@ -212,6 +218,11 @@ impl FakeArm {
             .filter(|s| s.method == "PATCH" && (s.status == 200 || s.status == 202))
             .map(|s| s.body)
             .collect()
+    }
+
+    /// Someone else updates the scale set: its ETag changes.
+    pub fn touch(&self) {
+        self.state.lock().unwrap().etag += 1;
     }
 
     /// Every operation still running ends at its next poll.
@@ -379,7 +390,27 @@ fn route(
             }
             json_response(StatusCode::OK, flexible_vms(s))
         }
-        (Method::PATCH, p) if p == set_path => patch(s, body),
+        (Method::PATCH, p) if p == set_path => {
+            // ARM's optimistic concurrency: an update names the ETag it was planned
+            // against, and is refused once the set has changed.
+            let if_match = headers
+                .get("if-match")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            s.if_match.push(if_match.clone());
+            if if_match.is_some_and(|m| m != format!("\"{}\"", s.etag)) {
+                return arm_error(
+                    StatusCode::PRECONDITION_FAILED,
+                    "PreconditionFailed",
+                    "The resource has been modified since it was read (ETag mismatch).",
+                );
+            }
+            let response = patch(s, body);
+            if response.status().is_success() {
+                s.etag += 1;
+            }
+            response
+        }
         (Method::GET, p) if p.starts_with(&ops_prefix) => {
             let id = &p[ops_prefix.len()..];
             poll(s, id)
@@ -417,7 +448,7 @@ fn scale_set_body(s: &ArmState) -> Value {
         "type": "Microsoft.Compute/virtualMachineScaleSets",
         "location": "westus",
         "sku": {"name": "Standard_D2s_v3", "tier": "Standard", "capacity": set.capacity},
-        "etag": "\"1\"",
+        "etag": format!("\"{}\"", s.etag),
         "properties": props,
     })
 }

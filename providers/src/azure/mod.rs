@@ -15,7 +15,9 @@
 //!   The long-running operation is an [`OperationHandle`] (its `Azure-AsyncOperation`,
 //!   or `Location`, URL): `submit` returns it as soon as ARM accepted the PATCH, and
 //!   `poll` looks at it once; `apply` follows it to its end at the server's
-//!   `Retry-After`. Nothing is sent when the set already has the target.
+//!   `Retry-After`. Nothing is sent when the set already has the target. The PATCH
+//!   carries `If-Match` with the ETag of the read it was planned from: a 412 (the set
+//!   changed since) is a conflict, not retried: the next pass reads and plans again.
 //! - errors: 429 is `throttled` with the server's `Retry-After`; `AllocationFailed`,
 //!   `SkuNotAvailable` and their kin are `insufficient_capacity`; 404 `not_found`;
 //!   401/403 and credentials that cannot be had `auth`; 409 and 5xx `transient`.
@@ -182,6 +184,8 @@ struct Seen {
     spot_profile: bool,
     /// `(baseRegularPriorityCount, regularPriorityPercentageAboveBase)`.
     mix: Option<(u32, u32)>,
+    /// The ETag the set was read with: the update planned from it is sent `If-Match`.
+    etag: Option<String>,
 }
 
 /// A VM Scale Set as a node pool.
@@ -408,11 +412,26 @@ impl AzureProvider {
         }
         let mut request = Request::new(self.scale_set_url()?, Method::Patch);
         request.insert_header("content-type", "application/json");
+        if let Some(etag) = &seen.etag {
+            // Planned from what was read: refused (412) if the set changed since.
+            request.insert_header("if-match", etag.clone());
+        }
         request.set_body(body.to_string());
         // What was seen is stale from here on, whatever the outcome.
         *self.seen.lock().await = None;
         fence.admit()?;
-        let response = self.success(self.send(request).await?)?;
+        let response = self.send(request).await?;
+        if u16::from(response.status()) == 412 {
+            // A conflict, not a failure to retry: the next pass reads the set again
+            // and plans from what it holds then.
+            return Err(ProviderError::Transient {
+                message: format!(
+                    "{}: the scale set changed since it was read (412 Precondition Failed); read again and planned from it next pass",
+                    self.settings.scale_set
+                ),
+            });
+        }
+        let response = self.success(response)?;
         Ok(match Self::operation_of(&response) {
             Some(op) => (Applied::Running(op), retry_after(&response)),
             None => (Applied::Done, None),

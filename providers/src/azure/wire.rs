@@ -117,6 +117,7 @@ pub(super) fn parse_scale_set(body: &Value) -> Result<Seen, ProviderError> {
         flexible: props["orchestrationMode"].as_str() == Some("Flexible"),
         spot_profile: is_spot(props["virtualMachineProfile"]["priority"].as_str()),
         mix,
+        etag: body["etag"].as_str().map(str::to_owned),
     })
 }
 
