@@ -52,6 +52,7 @@ fn fleet(rt: &tokio::runtime::Runtime, held: bool, now: DateTime<Utc>) -> Vec<Po
         .enumerate()
         .map(|(i, cfg)| {
             let fake = Arc::new(FakeProvider::new(PoolDescription {
+                steps: Default::default(),
                 min: 1,
                 max: 50,
                 desired: 4,

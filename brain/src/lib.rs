@@ -20,6 +20,7 @@ pub mod reason;
 pub mod schedule;
 pub mod simulate;
 pub mod spot;
+pub mod steps;
 
 #[cfg(test)]
 mod budget_tests;

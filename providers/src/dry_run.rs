@@ -179,6 +179,7 @@ impl NodePoolProvider for DryRunProvider {
             })
             .collect();
         Ok(PoolDescription {
+            steps: Default::default(),
             min: self.min,
             max: self.max.max(t.capacity),
             desired: t.capacity,

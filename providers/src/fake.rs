@@ -178,6 +178,7 @@ mod tests {
     #[tokio::test]
     async fn records_calls_and_returns_queued_errors_in_order() {
         let p = FakeProvider::new(PoolDescription {
+            steps: Default::default(),
             min: 0,
             max: 5,
             desired: 1,

@@ -406,8 +406,20 @@ impl NodePoolProvider for GkeProvider {
             .fold(0_u32, |sum, s| sum.saturating_add(*s));
         let groups = seen.iter().map(|np| np.groups.len()).sum::<usize>();
         let max = MAX_PER_ZONE.saturating_mul(u32::try_from(groups).unwrap_or(u32::MAX));
+        // One node pool moves in steps of its zones (each zone's group gets the same
+        // size). A split pool's two node pools are sized apart, each rounded up per
+        // zone: stepping its total does not make each part a multiple, so it plans
+        // node by node.
+        let step = match seen.as_slice() {
+            [only] => u32::try_from(only.groups.len()).unwrap_or(1).max(1),
+            _ => 1,
+        };
         *self.seen.lock().await = seen;
         Ok(PoolDescription {
+            steps: crate::Steps {
+                step,
+                no_split: None,
+            },
             min: 0,
             max,
             desired,

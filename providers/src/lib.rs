@@ -94,6 +94,31 @@ pub struct PoolDescription {
     pub desired: u32,
     /// Instances, in any state.
     pub instances: Vec<Instance>,
+    /// The sizes it can hold and whether it takes a split.
+    #[serde(default)]
+    pub steps: Steps,
+}
+
+/// What a pool can be asked to hold: the planner plans within it, so what is applied is
+/// what was planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Steps {
+    /// It holds multiples of this many nodes (a GKE node pool in 3 zones: 3, as each
+    /// zone gets the same size).
+    pub step: u32,
+    /// Why it cannot hold an on-demand/spot split, when it cannot (a Uniform scale set
+    /// has one priority for all its VMs): it is then planned and billed all on-demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_split: Option<String>,
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Self {
+            step: 1,
+            no_split: None,
+        }
+    }
 }
 
 impl PoolDescription {

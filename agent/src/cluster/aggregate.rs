@@ -289,6 +289,7 @@ mod tests {
     #[test]
     fn matched_instances_follow_hpa_missing_and_unready_rules() {
         let d = PoolDescription {
+            steps: Default::default(),
             min: 1,
             max: 10,
             desired: 4,
@@ -317,6 +318,7 @@ mod tests {
     #[test]
     fn unmatched_reports_are_a_sample_of_the_pool() {
         let d = PoolDescription {
+            steps: Default::default(),
             min: 1,
             max: 10,
             desired: 3,
@@ -351,6 +353,7 @@ mod tests {
             r
         };
         let d = PoolDescription {
+            steps: Default::default(),
             min: 1,
             max: 10,
             desired: 3,
@@ -399,6 +402,7 @@ mod tests {
         three.gpus = vec![gpu(10.0), gpu(10.0), gpu(10.0)];
         let none = report("cpu-only", 0.0);
         let d = PoolDescription {
+            steps: Default::default(),
             min: 1,
             max: 10,
             desired: 2,

@@ -115,6 +115,7 @@ mod tests {
     #[tokio::test]
     async fn every_call_is_counted_by_outcome_and_timed() {
         let fake = Arc::new(FakeProvider::new(PoolDescription {
+            steps: Default::default(),
             min: 0,
             max: 5,
             desired: 1,

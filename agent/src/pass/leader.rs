@@ -481,6 +481,7 @@ mod tests {
 
     fn fake() -> Arc<FakeProvider> {
         Arc::new(FakeProvider::new(PoolDescription {
+            steps: Default::default(),
             min: 1,
             max: 10,
             desired: 2,

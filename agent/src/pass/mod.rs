@@ -145,6 +145,7 @@ pub async fn fleet_pass(
 
     let members = group_members(pools, groups);
     let group_samples = observe_groups(pools, groups, &members, &seen, now).await;
+    unsplit_where_the_cloud_cannot_split(pools, &seen);
 
     let plan = {
         let group_inputs: Vec<GroupInput<'_>> = groups
@@ -159,39 +160,7 @@ pub async fn fleet_pass(
                 members,
             })
             .collect();
-        let mut inputs: Vec<PoolInput<'_>> = pools
-            .iter_mut()
-            .zip(&seen)
-            .map(|(pool, seen)| {
-                let seen = seen.as_ref().ok();
-                let last_known = last_known(pool);
-                let prices = brain::fleet::prices(
-                    pool.config.price.as_ref(),
-                    seen.into_iter()
-                        .flat_map(|s| s.description.in_service())
-                        .map(|i| i.instance_type.as_deref()),
-                    seen.and_then(|s| s.live_spot),
-                );
-                PoolInput {
-                    config: &pool.config,
-                    policy: &pool.policy,
-                    prices,
-                    state: &mut pool.memory.state,
-                    view: seen.map(|s| View {
-                        current: s.description.desired,
-                        metrics: &s.samples,
-                        history: &pool.memory.history,
-                        running_spot: running_spot(&s.description),
-                        asked_spot: pool.memory.last_target.map(|t| t.spot()),
-                        outlook: Some(&s.outlook),
-                        surge: s.surge.as_deref(),
-                        interrupted: s.interrupted,
-                        faulty_gpus: s.faulty_gpus,
-                    }),
-                    last_known,
-                }
-            })
-            .collect();
+        let mut inputs = pool_inputs(pools, &seen);
         brain::fleet::plan_fleet_with_groups(
             &mut inputs,
             &group_inputs,
@@ -200,11 +169,16 @@ pub async fn fleet_pass(
         )
     };
 
+    let mut planned: Vec<Option<PoolPlan>> = plan.pools.into_iter().map(Some).collect();
+    let mut room = plan
+        .budget_ceiling
+        .map(|c| (c - plan.fleet_hourly_cost).max(0.0));
+    let mut fleet_hourly_cost =
+        plan.fleet_hourly_cost + fit_to_clouds(pools, &seen, &mut planned, &mut room);
     let turn = Turn {
-        fleet: (plan.fleet_hourly_cost, plan.budget_ceiling),
+        fleet: (fleet_hourly_cost, plan.budget_ceiling),
         ..turn
     };
-    let mut planned: Vec<Option<PoolPlan>> = plan.pools.into_iter().map(Some).collect();
     let mut results: Vec<Option<Result<PassOutcome, PassError>>> = Vec::with_capacity(pools.len());
     for (i, (pool, seen)) in pools.iter_mut().zip(&seen).enumerate() {
         // Group members are acted on with their group, below.
@@ -221,10 +195,6 @@ pub async fn fleet_pass(
             Err(e) => Err(e.clone()),
         }));
     }
-    let mut fleet_hourly_cost = plan.fleet_hourly_cost;
-    let mut room = plan
-        .budget_ceiling
-        .map(|c| (c - plan.fleet_hourly_cost).max(0.0));
     let mut group_outcomes = Vec::with_capacity(groups.len());
     let mut fleet = Acting {
         pools,
@@ -256,6 +226,89 @@ pub async fn fleet_pass(
         over_budget: plan.over_budget,
         reasons: plan.reasons,
     }
+}
+
+/// Each pool's inputs to the fleet's plan: its config (without spot settings where its
+/// cloud cannot split), prices, state and what was seen of it.
+fn pool_inputs<'a>(
+    pools: &'a mut [PoolRuntime],
+    seen: &'a [Result<Seen, PassError>],
+) -> Vec<PoolInput<'a>> {
+    pools
+        .iter_mut()
+        .zip(seen)
+        .map(|(pool, seen)| {
+            let seen = seen.as_ref().ok();
+            let last_known = last_known(pool);
+            let prices = brain::fleet::prices(
+                pool.config.price.as_ref(),
+                seen.into_iter()
+                    .flat_map(|s| s.description.in_service())
+                    .map(|i| i.instance_type.as_deref()),
+                seen.and_then(|s| s.live_spot),
+            );
+            PoolInput {
+                config: pool.unsplit.as_ref().unwrap_or(&pool.config),
+                policy: &pool.policy,
+                prices,
+                state: &mut pool.memory.state,
+                view: seen.map(|s| View {
+                    current: s.description.desired,
+                    metrics: &s.samples,
+                    history: &pool.memory.history,
+                    running_spot: running_spot(&s.description),
+                    asked_spot: pool.memory.last_target.map(|t| t.spot()),
+                    outlook: Some(&s.outlook),
+                    surge: s.surge.as_deref(),
+                    interrupted: s.interrupted,
+                    faulty_gpus: s.faulty_gpus,
+                }),
+                last_known,
+            }
+        })
+        .collect()
+}
+
+/// A pool whose cloud cannot hold a split (a Uniform scale set) is planned without one:
+/// all on-demand, and billed so.
+fn unsplit_where_the_cloud_cannot_split(
+    pools: &mut [PoolRuntime],
+    seen: &[Result<Seen, PassError>],
+) {
+    for (pool, seen) in pools.iter_mut().zip(seen) {
+        let no_split = seen
+            .as_ref()
+            .is_ok_and(|s| s.description.steps.no_split.is_some());
+        pool.unsplit = (no_split && pool.config.spot.is_some()).then(|| Pool {
+            spot: None,
+            ..pool.config.clone()
+        });
+    }
+}
+
+/// What is applied is what was planned: each plan fitted to the sizes its pool can
+/// hold (group members hold their group's allocation, node by node), within `room`
+/// (money per hour left under the ceiling); a pool planned without its split says
+/// why. Returns the change in the fleet's cost per hour.
+fn fit_to_clouds(
+    pools: &[PoolRuntime],
+    seen: &[Result<Seen, PassError>],
+    planned: &mut [Option<PoolPlan>],
+    room: &mut Option<f64>,
+) -> f64 {
+    let mut delta = 0.0;
+    for ((p, seen), pool) in planned.iter_mut().zip(seen).zip(pools) {
+        let (Some(p), Ok(s)) = (p.as_mut(), seen) else {
+            continue;
+        };
+        if let (Some(why), Some(_)) = (&s.description.steps.no_split, &pool.unsplit) {
+            p.reasons.push(Reason::SplitNotApplied { why: why.clone() });
+        }
+        if pool.config.group.is_none() {
+            delta += brain::steps::fit(p, s.description.steps.step, room);
+        }
+    }
+    delta
 }
 
 /// Where a pool that cannot be described is counted: its last known size, or, never

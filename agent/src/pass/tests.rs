@@ -22,6 +22,7 @@ pub(super) fn report(cpu: f64, at: DateTime<Utc>) -> NodeReport {
 
 pub(super) fn fake(desired: u32) -> Arc<FakeProvider> {
     Arc::new(FakeProvider::new(PoolDescription {
+        steps: Default::default(),
         min: 1,
         max: 10,
         desired,
@@ -684,4 +685,129 @@ fn minute_means_close_a_minute_when_the_next_begins() {
         m.add(12, [None, None].into_iter()),
         Some((9, vec![Some(7.0), Some(1.0)]))
     );
+}
+
+fn stepped_fake(desired: u32, steps: capstan_providers::Steps) -> Arc<FakeProvider> {
+    Arc::new(FakeProvider::new(PoolDescription {
+        steps,
+        min: 0,
+        max: 100,
+        desired,
+        instances: vec![],
+    }))
+}
+
+/// A GKE node pool across 3 zones holds multiples of 3: the plan is fitted to one,
+/// up within max and the budget, else down, so the cloud never rounds above either.
+#[tokio::test]
+async fn a_pool_in_steps_of_3_is_planned_in_multiples_of_3_within_max_and_budget() {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let three = capstan_providers::Steps {
+        step: 3,
+        no_split: None,
+    };
+    let config = |max: u32, ceiling: &str| {
+        capstan_config::from_str(
+            "t.toml".as_ref(),
+            &format!(
+                r#"
+                {ceiling}
+                [[pool]]
+                name = "web"
+                provider = {{ type = "dry-run", initial = 3 }}
+                min = 3
+                max = {max}
+                behavior = "aggressive"
+                price = {{ on_demand = 1.0 }}
+                targets = [{{ metric = "cpu.utilization", value = 50 }}]
+                "#
+            ),
+            std::iter::empty(),
+        )
+        .unwrap()
+    };
+    // 3 nodes at 70 % against 50: HPA asks for 5; the pool holds 6.
+    for (max, ceiling, want) in [
+        (10, "", 6),
+        // 6 is above max: down to the multiple below.
+        (5, "", 3),
+        // 6 costs more than the ceiling leaves: down.
+        (10, "[budget]\nmax_hourly_cost = 5.5", 3),
+    ] {
+        let cfg = config(max, ceiling);
+        let f = stepped_fake(3, three.clone());
+        let mut pool = PoolRuntime::new(cfg.pools[0].clone(), f.clone());
+        let r = report(70.0, now);
+        let mut out = fleet_pass(
+            std::slice::from_mut(&mut pool),
+            &mut [],
+            &[&r],
+            &cfg.budget,
+            Turn::new(&leader(), Mode::Act, now, SECOND),
+        )
+        .await;
+        let out = out.pools.remove(0).unwrap();
+        assert_eq!(
+            out.desired, want,
+            "max {max} {ceiling:?}: {:?}",
+            out.reasons
+        );
+        assert!(
+            f.apply_calls()
+                .iter()
+                .all(|t| t.capacity % 3 == 0 && t.capacity <= max),
+            "{:?}",
+            f.apply_calls()
+        );
+        if want != 3 {
+            assert!(
+                out.reasons
+                    .iter()
+                    .any(|r| r.to_string() == "fitted to the pool's steps of 3 nodes: 5 → 6"),
+                "{:?}",
+                out.reasons
+            );
+        }
+    }
+}
+
+/// A Uniform scale set has one priority for all its VMs: a pool with spot settings on
+/// it is planned and billed all on-demand, and says why.
+#[tokio::test]
+async fn a_pool_that_cannot_split_is_planned_and_billed_on_demand() {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let f = stepped_fake(
+        2,
+        capstan_providers::Steps {
+            step: 1,
+            no_split: Some("a Uniform scale set has one priority for all its VMs".into()),
+        },
+    );
+    let config = pool_from(
+        r#"
+        [[pool]]
+        name = "web"
+        provider = { type = "dry-run", initial = 2 }
+        min = 1
+        max = 10
+        behavior = "aggressive"
+        price = { on_demand = 3.0, spot = 1.0 }
+        spot = { on_demand_base = 1, on_demand_percent_above_base = 0 }
+        targets = [{ metric = "cpu.utilization", value = 50 }]
+        "#,
+    );
+    let mut pool = PoolRuntime::new(config, f.clone());
+    let r = report(100.0, now);
+    let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, now, SECOND)
+        .await
+        .unwrap();
+    assert_eq!((out.desired, out.on_demand, out.spot), (4, 4, 0));
+    assert!((out.hourly_cost - 12.0).abs() < 1e-9, "{}", out.hourly_cost);
+    assert!(
+        out.reasons.iter().any(|r| r.to_string()
+            == "spot split not applied (a Uniform scale set has one priority for all its VMs): planned and billed on-demand"),
+        "{:?}",
+        out.reasons
+    );
+    assert_eq!(f.apply_calls(), [CapacityTarget::on_demand(4)]);
 }

@@ -40,7 +40,9 @@ impl std::fmt::Display for Reason {
             | Reason::MovedToSpot { .. }
             | Reason::SpotFallback { .. }
             | Reason::SpotFallbackOverBudget { .. }
-            | Reason::SpotRetry => self.fmt_money(f),
+            | Reason::SpotRetry
+            | Reason::Stepped { .. }
+            | Reason::SplitNotApplied { .. } => self.fmt_money(f),
             Reason::PredictiveWarmingUp { .. }
             | Reason::PredictiveFallback { .. }
             | Reason::Predicted { .. }
@@ -287,6 +289,14 @@ impl Reason {
                 "{nodes} missing spot nodes not replaced by on-demand: the budget does not allow it"
             ),
             Reason::SpotRetry => write!(f, "spot fallback over; trying spot again"),
+            Reason::Stepped { from, to, step } => write!(
+                f,
+                "fitted to the pool's steps of {step} nodes: {from} → {to}"
+            ),
+            Reason::SplitNotApplied { why } => write!(
+                f,
+                "spot split not applied ({why}): planned and billed on-demand"
+            ),
             other => write!(f, "{other:?}"),
         }
     }

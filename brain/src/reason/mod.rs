@@ -361,6 +361,21 @@ pub enum Reason {
         /// What refused it.
         cause: String,
     },
+    /// The pool holds only multiples of `step` nodes (a GKE node pool across zones):
+    /// the plan was fitted to one, up within max and the budget, else down.
+    Stepped {
+        /// The plan before.
+        from: u32,
+        /// The multiple of `step` planned.
+        to: u32,
+        /// The pool's step.
+        step: u32,
+    },
+    /// The pool cannot hold an on-demand/spot split: planned and billed all on-demand.
+    SplitNotApplied {
+        /// Why not (e.g. a Uniform scale set has one priority for all its VMs).
+        why: String,
+    },
 }
 
 /// What set a member's share at its value.

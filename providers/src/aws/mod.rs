@@ -237,6 +237,7 @@ impl AwsProvider {
             .collect();
         instances.sort_by(|a, b| a.id.cmp(&b.id));
         let description = PoolDescription {
+            steps: Default::default(),
             min: count(g.min_size()),
             max: count(g.max_size()),
             desired: count(g.desired_capacity()),

@@ -458,8 +458,14 @@ impl NodePoolProvider for AzureProvider {
         let seen = self.scale_set().await?;
         let instances = self.instances(&seen).await?;
         let desired = seen.capacity;
+        let steps = crate::Steps {
+            step: 1,
+            no_split: (!seen.flexible)
+                .then(|| "a Uniform scale set has one priority for all its VMs".to_owned()),
+        };
         *self.seen.lock().await = Some(seen);
         Ok(PoolDescription {
+            steps,
             min: 0,
             max: MAX_CAPACITY,
             desired,
