@@ -858,3 +858,66 @@ mod imds {
         }
     }
 }
+
+/// A slow AWS: the proxy holds every `SetDesiredCapacity` for 40 s. The held call
+/// holds only its own pool: the dry-run pool beside it is decided every interval, the
+/// ASG pool is journaled `in_flight` and sent nothing more, and SIGTERM ends the agent
+/// within 2 s with the call still held.
+#[test]
+fn a_held_aws_call_holds_only_its_pool_and_sigterm_ends_the_agent_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (moto, proxy) = plain_group(dir.path(), 1);
+    proxy.set_rule(|_, action| {
+        (action == "SetDesiredCapacity").then_some(Fault::Delay(Duration::from_secs(40)))
+    });
+    // 120 over the nodes against 30 per node: 4 nodes wanted.
+    let demand = spread_demand(&moto.url, Arc::new(AtomicU64::new(120.0_f64.to_bits())));
+    let config = write_config(
+        dir.path(),
+        &proxy.url,
+        demand,
+        r#"
+[agent]
+pool = "web"
+
+[[pool]]
+name = "steady"
+provider = { type = "dry-run", initial = 2 }
+min = 1
+max = 5
+targets = [{ metric = "cpu.utilization", value = 50 }]
+"#,
+    );
+    let mut agent = start_agent(&config, &dir.path().join("state"), &moto_env(dir.path()));
+    let lines = |a: &Agent, pool: &str, action: &str| {
+        a.journal_lines()
+            .iter()
+            .filter(|l| l["pool"] == pool && (action.is_empty() || l["action"] == action))
+            .count()
+    };
+    agent.wait_for("the ASG pool in flight", |a| {
+        (lines(a, "web", "in_flight") >= 2).then_some(())
+    });
+    let steady = lines(&agent, "steady", "");
+    std::thread::sleep(Duration::from_secs(4));
+    let decided = lines(&agent, "steady", "") - steady;
+    assert!(
+        decided >= 3,
+        "the other pool was decided {decided} times in 4 s"
+    );
+    let held: Vec<(String, Fault)> = proxy
+        .faults()
+        .into_iter()
+        .filter(|(a, _)| a == "SetDesiredCapacity")
+        .collect();
+    assert_eq!(held.len(), 1, "a second call while one is held: {held:?}");
+    assert_eq!(lines(&agent, "web", "submitted"), 1);
+    assert_eq!(desired(&moto.url), 1, "the held call reached moto");
+
+    #[allow(clippy::disallowed_methods)]
+    let stopping = std::time::Instant::now();
+    agent.signal("TERM");
+    assert!(agent.wait_exit().success());
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+}

@@ -824,8 +824,8 @@ targets = [{{ metric = "cpu.utilization", value = 50 }}]
     let steady_before = lines_of(&agent, "steady", "");
     let mut pings = 0;
     let mut healthy = 0;
-    let window = std::time::Instant::now();
     #[allow(clippy::disallowed_methods)]
+    let window = std::time::Instant::now();
     while window.elapsed() < Duration::from_secs(5) {
         let mut buf = [0_u8; 256];
         if let Ok(n) = socket.recv(&mut buf)
