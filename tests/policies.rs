@@ -146,12 +146,31 @@ async fn three_tiers_through_a_surge_stay_under_a_binding_budget() {
         "{text}"
     );
 
-    // Read the journal back, one line per pool per pass.
+    // Read the journal back: each action's `submitted` line (on disk before its
+    // request went out) is followed by its outcome in the same pass; the outcomes are
+    // one line per pool per pass.
     let file = dir.path().join("journal/decisions-2026-11-27.jsonl");
-    let lines: Vec<Value> = std::fs::read_to_string(&file)
+    let all: Vec<Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let submitted: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i]["action"] == "submitted")
+        .collect();
+    assert!(!submitted.is_empty());
+    for &i in &submitted {
+        let line = &all[i];
+        assert!(
+            all[i + 1..].iter().any(|n| n["pool"] == line["pool"]
+                && n["at"] == line["at"]
+                && n["action"] != "submitted"),
+            "no outcome after {line}"
+        );
+    }
+    let lines: Vec<Value> = all
+        .into_iter()
+        .filter(|l| l["action"] != "submitted")
         .collect();
     assert_eq!(lines.len(), 3 * usize::try_from(pass).unwrap());
 
