@@ -262,6 +262,17 @@ fn humantime_secs(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
+/// The first of SIGTERM and SIGINT to arrive, by name.
+async fn stop_signal(
+    sigterm: &mut tokio::signal::unix::Signal,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> &'static str {
+    tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    }
+}
+
 fn new_ticker(interval: Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval(interval);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -301,8 +312,10 @@ impl Daemon {
                     // operation in flight, and the decision state already says so.
                     tokio::select! {
                         () = self.tick() => {}
-                        _ = sigterm.recv() => { tracing::info!("SIGTERM during a pass: stopping"); return Ok(()); }
-                        _ = sigint.recv() => { tracing::info!("SIGINT during a pass: stopping"); return Ok(()); }
+                        name = stop_signal(&mut sigterm, &mut sigint) => {
+                            tracing::info!("{name} during a pass: stopping");
+                            return Ok(());
+                        }
                     }
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => notifier.watchdog(),
@@ -316,8 +329,10 @@ impl Daemon {
                         self.clock.now().format("%Y-%m-%dT%H:%M:%SZ")
                     ));
                 }
-                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
-                _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+                name = stop_signal(&mut sigterm, &mut sigint) => {
+                    tracing::info!("{name}: stopping");
+                    return Ok(());
+                }
             }
         }
     }

@@ -439,32 +439,16 @@ fn export_targets(m: &Metrics, pool: &PoolRuntime, outcome: &pass::PassOutcome) 
 mod tests {
     use super::*;
     use crate::cluster::coordinator::{Coordinator, Standalone};
+    use crate::pass::tests::{FakeProvider, SECOND, TimeZone, config, fake, no_budget, report};
     use crate::state::journal::Limits;
-    use capstan_providers::fake::FakeProvider;
-    use capstan_providers::{CapacityTarget, PoolDescription};
-    use chrono::TimeZone;
-
-    const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+    use capstan_providers::CapacityTarget;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
     }
 
     fn leader_over(dir: &std::path::Path, f: Arc<FakeProvider>) -> Leader {
-        let cfg = capstan_config::from_str(
-            "t.toml".as_ref(),
-            r#"
-            [[pool]]
-            name = "web"
-            provider = { type = "dry-run", initial = 2 }
-            min = 1
-            max = 10
-            targets = [{ metric = "cpu.utilization", value = 50 }]
-            "#,
-            std::iter::empty(),
-        )
-        .unwrap();
-        let pool = PoolRuntime::new(cfg.pools[0].clone(), f);
+        let pool = PoolRuntime::new(config().pools.remove(0), f);
         let journal = Journal::open(
             dir.to_path_buf(),
             Limits {
@@ -479,31 +463,16 @@ mod tests {
         Leader::new("n1".into(), vec![pool], journal, shared)
     }
 
-    fn fake() -> Arc<FakeProvider> {
-        Arc::new(FakeProvider::new(PoolDescription {
-            steps: Default::default(),
-            min: 1,
-            max: 10,
-            desired: 2,
-            instances: vec![],
-        }))
-    }
-
     async fn busy_pass(leader: &mut Leader) {
         let claim = Standalone::new("n1", None).claim();
-        let r = crate::testutil::cpu_report("n1", "web", 100.0, t0());
-        let budget = Budget {
-            max_hourly_cost: None,
-            emergency_allowance: 0.0,
-            enforce: capstan_config::BudgetEnforcement::Report,
-        };
-        leader.pass(&[&r], &claim, t0(), SECOND, &budget).await;
+        let r = report(100.0, t0());
+        leader.pass(&[&r], &claim, t0(), SECOND, &no_budget()).await;
     }
 
     #[tokio::test]
     async fn an_action_is_journaled_as_submitted_before_it_is_sent_and_its_outcome_follows() {
         let dir = tempfile::tempdir().unwrap();
-        let f = fake();
+        let f = fake(2);
         let mut leader = leader_over(dir.path(), f.clone());
         busy_pass(&mut leader).await;
         assert_eq!(f.apply_calls(), [CapacityTarget::on_demand(4)]);
@@ -534,7 +503,7 @@ mod tests {
             journal::file_for(dir.path(), t0().date_naive()),
         )
         .unwrap();
-        let f = fake();
+        let f = fake(2);
         let mut leader = leader_over(dir.path(), f.clone());
         busy_pass(&mut leader).await;
         assert!(f.apply_calls().is_empty(), "sent without its record");

@@ -47,8 +47,6 @@ pub mod instrumented;
 pub mod leader;
 mod observe;
 pub mod operation;
-#[cfg(test)]
-mod operation_tests;
 mod outcome;
 pub mod promql;
 mod record;
@@ -145,7 +143,7 @@ pub async fn fleet_pass(
 
     let members = group_members(pools, groups);
     let group_samples = observe_groups(pools, groups, &members, &seen, now).await;
-    unsplit_where_the_cloud_cannot_split(pools, &seen);
+    let unsplit = unsplit_where_the_cloud_cannot_split(pools, &seen);
 
     let plan = {
         let group_inputs: Vec<GroupInput<'_>> = groups
@@ -160,7 +158,7 @@ pub async fn fleet_pass(
                 members,
             })
             .collect();
-        let mut inputs = pool_inputs(pools, &seen);
+        let mut inputs = pool_inputs(pools, &seen, &unsplit);
         brain::fleet::plan_fleet_with_groups(
             &mut inputs,
             &group_inputs,
@@ -174,7 +172,7 @@ pub async fn fleet_pass(
         .budget_ceiling
         .map(|c| (c - plan.fleet_hourly_cost).max(0.0));
     let mut fleet_hourly_cost =
-        plan.fleet_hourly_cost + fit_to_clouds(pools, &seen, &mut planned, &mut room);
+        plan.fleet_hourly_cost + fit_to_clouds(pools, &seen, &unsplit, &mut planned, &mut room);
     let turn = Turn {
         fleet: (fleet_hourly_cost, plan.budget_ceiling),
         ..turn
@@ -228,16 +226,18 @@ pub async fn fleet_pass(
     }
 }
 
-/// Each pool's inputs to the fleet's plan: its config (without spot settings where its
-/// cloud cannot split), prices, state and what was seen of it.
+/// Each pool's inputs to the fleet's plan: its config (`unsplit`'s, without spot
+/// settings, where its cloud cannot split), prices, state and what was seen of it.
 fn pool_inputs<'a>(
     pools: &'a mut [PoolRuntime],
     seen: &'a [Result<Seen, PassError>],
+    unsplit: &'a [Option<Pool>],
 ) -> Vec<PoolInput<'a>> {
     pools
         .iter_mut()
         .zip(seen)
-        .map(|(pool, seen)| {
+        .zip(unsplit)
+        .map(|((pool, seen), unsplit)| {
             let seen = seen.as_ref().ok();
             let last_known = last_known(pool);
             let prices = brain::fleet::prices(
@@ -248,7 +248,7 @@ fn pool_inputs<'a>(
                 seen.and_then(|s| s.live_spot),
             );
             PoolInput {
-                config: pool.unsplit.as_ref().unwrap_or(&pool.config),
+                config: unsplit.as_ref().unwrap_or(&pool.config),
                 policy: &pool.policy,
                 prices,
                 state: &mut pool.memory.state,
@@ -269,21 +269,26 @@ fn pool_inputs<'a>(
         .collect()
 }
 
-/// A pool whose cloud cannot hold a split (a Uniform scale set) is planned without one:
-/// all on-demand, and billed so.
+/// Per pool, the config it is planned with this pass when its cloud cannot hold its
+/// split (a Uniform scale set): its own without spot settings, so it is planned and
+/// billed all on-demand. `None`: its own config.
 fn unsplit_where_the_cloud_cannot_split(
-    pools: &mut [PoolRuntime],
+    pools: &[PoolRuntime],
     seen: &[Result<Seen, PassError>],
-) {
-    for (pool, seen) in pools.iter_mut().zip(seen) {
-        let no_split = seen
-            .as_ref()
-            .is_ok_and(|s| s.description.steps.no_split.is_some());
-        pool.unsplit = (no_split && pool.config.spot.is_some()).then(|| Pool {
-            spot: None,
-            ..pool.config.clone()
-        });
-    }
+) -> Vec<Option<Pool>> {
+    pools
+        .iter()
+        .zip(seen)
+        .map(|(pool, seen)| {
+            let no_split = seen
+                .as_ref()
+                .is_ok_and(|s| s.description.steps.no_split.is_some());
+            (no_split && pool.config.spot.is_some()).then(|| Pool {
+                spot: None,
+                ..pool.config.clone()
+            })
+        })
+        .collect()
 }
 
 /// What is applied is what was planned: each plan fitted to the sizes its pool can
@@ -293,15 +298,16 @@ fn unsplit_where_the_cloud_cannot_split(
 fn fit_to_clouds(
     pools: &[PoolRuntime],
     seen: &[Result<Seen, PassError>],
+    unsplit: &[Option<Pool>],
     planned: &mut [Option<PoolPlan>],
     room: &mut Option<f64>,
 ) -> f64 {
     let mut delta = 0.0;
-    for ((p, seen), pool) in planned.iter_mut().zip(seen).zip(pools) {
+    for (((p, seen), pool), unsplit) in planned.iter_mut().zip(seen).zip(pools).zip(unsplit) {
         let (Some(p), Ok(s)) = (p.as_mut(), seen) else {
             continue;
         };
-        if let (Some(why), Some(_)) = (&s.description.steps.no_split, &pool.unsplit) {
+        if let (Some(why), Some(_)) = (&s.description.steps.no_split, unsplit) {
             p.reasons.push(Reason::SplitNotApplied { why: why.clone() });
         }
         if pool.config.group.is_none() {

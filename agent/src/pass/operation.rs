@@ -110,15 +110,9 @@ pub(super) async fn standing(pool: &mut PoolRuntime, wait: Duration) -> Standing
             None => Standing::Unknown,
         };
     };
-    let joined = if call.is_finished() {
-        call.await
-    } else if wait.is_zero() {
+    // The call is looked at once even with no wait: a finished one answers at once.
+    let Ok(joined) = tokio::time::timeout(wait, &mut *call).await else {
         return Standing::Running;
-    } else {
-        match tokio::time::timeout(wait, &mut *call).await {
-            Ok(joined) => joined,
-            Err(_) => return Standing::Running,
-        }
     };
     pool.call = None;
     match joined {
@@ -144,9 +138,9 @@ pub(super) fn age(op: &Operation, now: DateTime<Utc>) -> Duration {
 
 /// Gives up on `pool`'s operation: stops following it here (the cloud may carry on;
 /// the next pass's description shows what it did).
-pub(super) fn abandon(pool: &mut PoolRuntime) -> Option<Operation> {
+pub(super) fn abandon(pool: &mut PoolRuntime) {
     if let Some(call) = pool.call.take() {
         call.abort();
     }
-    pool.memory.operation.take()
+    pool.memory.operation = None;
 }

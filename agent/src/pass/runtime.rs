@@ -121,9 +121,6 @@ pub struct PoolRuntime {
     /// The provider call running beside the pass for the operation in
     /// `memory.operation` (its submission, or a poll), if one is running here.
     pub call: Option<operation::Call>,
-    /// Its config without spot settings, while its cloud says it cannot hold a split
-    /// (a Uniform scale set): what it is planned with then.
-    pub unsplit: Option<Pool>,
 }
 
 impl PoolRuntime {
@@ -154,7 +151,6 @@ impl PoolRuntime {
             last_failure: None,
             instance_types: Vec::new(),
             call: None,
-            unsplit: None,
         }
     }
 }

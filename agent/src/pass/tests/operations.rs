@@ -2,11 +2,8 @@
 //! followed to its end across passes and leaders, and the fence stops requests a
 //! deposed leader would send.
 
-use super::tests::{SECOND, config, fake, leader, no_budget, pass1, report};
 use super::*;
-use capstan_providers::fake::FakeProvider;
 use capstan_providers::{Applied, Fence, OperationHandle};
-use chrono::TimeZone;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
