@@ -63,19 +63,7 @@ mod tests {
     async fn memory_survives_the_file_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileDecisions::open(dir.path().join("decisions")).unwrap();
-        let cfg = capstan_config::from_str(
-            "t.toml".as_ref(),
-            r#"
-            [[pool]]
-            name = "web"
-            provider = { type = "dry-run", initial = 2 }
-            min = 1
-            max = 10
-            targets = [{ metric = "cpu.utilization", value = 60 }]
-            "#,
-            std::iter::empty(),
-        )
-        .unwrap();
+        let cfg = crate::pass::tests::config();
         let provider = crate::pass::build_provider(&cfg.pools[0]).unwrap();
         let mut pool = PoolRuntime::new(cfg.pools[0].clone(), provider.clone());
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
