@@ -3,6 +3,7 @@
 //! pool's max and the money left under the ceiling, so what the cloud is asked for is
 //! what was planned and never rounds above either.
 
+use crate::budget::Prices;
 use crate::fleet::PoolPlan;
 use crate::reason::Reason;
 
@@ -55,6 +56,91 @@ pub fn fit(plan: &mut PoolPlan, step: u32, room: &mut Option<f64>) -> f64 {
     delta
 }
 
+/// Fits a split plan to a pool whose two parts are sized apart, each in multiples of
+/// its own step (a GKE pool over an on-demand node pool in `steps.0` zones and a spot
+/// one in `steps.1`). The on-demand part goes one step down or up, and the spot part
+/// fills the rest of the plan's size, one step down or up: of those sizes within the
+/// pool's min and max (above max: within the size planned), the cheapest that is
+/// affordable under `room`, holds the planned size and keeps the planned on-demand
+/// nodes (the spot policy's floor); else the cheapest affordable that holds the size;
+/// else the largest affordable; with none affordable, the cheapest (the min is the one
+/// thing the budget cannot cut). Without prices nothing costs anything and the
+/// smallest such size wins. With no such size the plan is left as it is. Returns the
+/// change in cost per hour.
+pub fn fit_parts(
+    plan: &mut PoolPlan,
+    steps: (u32, u32),
+    prices: Option<&Prices>,
+    room: &mut Option<f64>,
+) -> f64 {
+    let (a, b) = (steps.0.max(1), steps.1.max(1));
+    let (od, spot, total) = (plan.on_demand, plan.spot, plan.desired);
+    if od.is_multiple_of(a) && spot.is_multiple_of(b) {
+        return 0.0;
+    }
+    let max = if plan.above_max {
+        total
+    } else {
+        plan.bounds.max
+    };
+    let cost =
+        |o: u32, s: u32| prices.map_or(0.0, |p| f64::from(o) * p.on_demand + f64::from(s) * p.spot);
+    let before = cost(od, spot);
+    let mut candidates = Vec::with_capacity(4);
+    for o in [od / a * a, od.div_ceil(a).saturating_mul(a)] {
+        let rest = total.saturating_sub(o);
+        for s in [rest / b * b, rest.div_ceil(b).saturating_mul(b)] {
+            let n = o.saturating_add(s);
+            if n >= plan.bounds.min && n <= max && !candidates.contains(&(o, s)) {
+                candidates.push((o, s));
+            }
+        }
+    }
+    let affordable = |o: u32, s: u32| room.is_none_or(|r| cost(o, s) - before <= r + 1e-9);
+    let cheapest = |c: &(u32, u32)| (cost(c.0, c.1), c.0 + c.1);
+    let by_cost = |x: &(u32, u32), y: &(u32, u32)| cheapest(x).partial_cmp(&cheapest(y));
+    let within: Vec<(u32, u32)> = candidates
+        .iter()
+        .copied()
+        .filter(|&(o, s)| affordable(o, s))
+        .collect();
+    let holds = |&(o, s): &(u32, u32)| o + s >= total;
+    let chosen = if within.is_empty() {
+        candidates
+            .iter()
+            .copied()
+            .min_by(|x, y| by_cost(x, y).unwrap_or(std::cmp::Ordering::Equal))
+    } else {
+        let pick = |keep: &dyn Fn(&(u32, u32)) -> bool| {
+            within
+                .iter()
+                .copied()
+                .filter(|c| keep(c))
+                .min_by(|x, y| by_cost(x, y).unwrap_or(std::cmp::Ordering::Equal))
+        };
+        pick(&|c| holds(c) && c.0 >= od)
+            .or_else(|| pick(&holds))
+            .or_else(|| within.iter().copied().max_by_key(|&(o, s)| (o + s, o)))
+    };
+    let Some((o, s)) = chosen else {
+        return 0.0;
+    };
+    let delta = cost(o, s) - before;
+    plan.on_demand = o;
+    plan.spot = s;
+    plan.desired = o + s;
+    plan.hourly_cost += delta;
+    if let Some(r) = room.as_mut() {
+        *r = (*r - delta).max(0.0);
+    }
+    plan.reasons.push(Reason::SteppedParts {
+        from: (od, spot),
+        to: (o, s),
+        steps: (a, b),
+    });
+    delta
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +189,105 @@ mod tests {
         assert!(p.reasons.is_empty());
     }
 
+    fn split_plan(od: u32, spot: u32, min: u32, max: u32, prices: &Prices) -> PoolPlan {
+        let mut p = plan(od + spot, spot, min, max, 0.0);
+        p.hourly_cost = f64::from(od) * prices.on_demand + f64::from(spot) * prices.spot;
+        p
+    }
+
+    const PRICES: Prices = Prices {
+        on_demand: 3.0,
+        spot: 1.0,
+    };
+
+    #[test]
+    fn each_part_to_its_own_step_keeping_the_on_demand_floor() {
+        // On-demand node pool in 3 zones, spot in 2: 1 + 2 → 3 + 0 holds 3 nodes and
+        // keeps the on-demand node.
+        let mut p = split_plan(1, 2, 1, 10, &PRICES);
+        let delta = fit_parts(&mut p, (3, 2), Some(&PRICES), &mut None);
+        assert_eq!((p.on_demand, p.spot, p.desired), (3, 0, 3));
+        assert!((delta - 4.0).abs() < 1e-9 && (p.hourly_cost - 9.0).abs() < 1e-9);
+        assert_eq!(
+            p.reasons,
+            vec![Reason::SteppedParts {
+                from: (1, 2),
+                to: (3, 0),
+                steps: (3, 2)
+            }]
+        );
+        // Too dear for the money left: spot holds the size instead (0 + 4, 1 cheaper).
+        let mut room = Some(2.0);
+        let mut p = split_plan(1, 2, 1, 10, &PRICES);
+        fit_parts(&mut p, (3, 2), Some(&PRICES), &mut room);
+        assert_eq!((p.on_demand, p.spot), (0, 4));
+        assert_eq!(room, Some(3.0));
+        // Not past max: 5 + 5 in steps of 3 would be 6 + 6; max 9 leaves 3 + 6 and
+        // 6 + 3, and the one that keeps the on-demand nodes wins.
+        let mut p = split_plan(5, 5, 1, 9, &PRICES);
+        fit_parts(&mut p, (3, 3), Some(&PRICES), &mut None);
+        assert_eq!((p.on_demand, p.spot), (6, 3));
+        // Already multiples: nothing changes, no reason.
+        let mut p = split_plan(3, 4, 1, 10, &PRICES);
+        assert_eq!(fit_parts(&mut p, (3, 2), Some(&PRICES), &mut None), 0.0);
+        assert!(p.reasons.is_empty());
+        // No size fits between min and max: left as planned.
+        let mut p = split_plan(1, 1, 2, 2, &PRICES);
+        fit_parts(&mut p, (3, 3), Some(&PRICES), &mut None);
+        assert_eq!((p.on_demand, p.spot), (1, 1));
+    }
+
+    proptest! {
+        /// Over sizes, both parts' zones and prices: each part a multiple of its step,
+        /// never above max, never under min, never costing more than the money left
+        /// when a size within it exists, and the hourly cost the parts' prices.
+        #[test]
+        fn fitted_parts_stay_within_max_the_ceiling_and_min(
+            min in 0_u32..20,
+            span in 0_u32..40,
+            at in 0_u32..40,
+            spot_share in 0.0_f64..1.0,
+            steps in (1_u32..5, 1_u32..5),
+            on_demand in 0.01_f64..10.0,
+            spot_price in 0.01_f64..10.0,
+            room in proptest::option::of(0.0_f64..30.0),
+        ) {
+            let prices = Prices { on_demand, spot: spot_price };
+            let max = min + span;
+            let desired = (min + at).min(max).max(1);
+            prop_assume!(desired >= min && desired <= max);
+            let spot = (f64::from(desired) * spot_share) as u32;
+            let mut p = split_plan(desired - spot, spot, min, max, &prices);
+            let before = p.hourly_cost;
+            let mut left = room;
+            let delta = fit_parts(&mut p, steps, Some(&prices), &mut left);
+            prop_assert_eq!(p.on_demand + p.spot, p.desired);
+            prop_assert!(p.desired <= max);
+            prop_assert!((p.hourly_cost - before - delta).abs() < 1e-6);
+            let cost = f64::from(p.on_demand) * on_demand + f64::from(p.spot) * spot_price;
+            prop_assert!((p.hourly_cost - cost).abs() < 1e-6);
+            if p.reasons.is_empty() {
+                prop_assert_eq!((p.on_demand, p.spot), (desired - spot, spot));
+            } else {
+                prop_assert_eq!(p.on_demand % steps.0, 0);
+                prop_assert_eq!(p.spot % steps.1, 0);
+                prop_assert!(p.desired >= min);
+                prop_assert!(p.desired.abs_diff(desired) < steps.0 + steps.1);
+            }
+            // Over the money left only for the min: the size with both parts
+            // rounded down (no dearer than the plan while spot is no dearer than
+            // on-demand) is under it.
+            if let Some(r) = room
+                && delta > r + 1e-6
+                && spot_price <= on_demand
+            {
+                let o = (desired - spot) / steps.0 * steps.0;
+                let low = o + (desired - o) / steps.1 * steps.1;
+                prop_assert!(low < min, "{} over the {} left", delta, r);
+            }
+        }
+    }
+
     proptest! {
         /// Over sizes, zones and prices: the fitted plan is a multiple of the step
         /// within one step of the plan, never above max, never costs more than the
@@ -119,7 +304,7 @@ mod tests {
         ) {
             let max = min + span;
             let desired = (min + at).min(max).max(1);
-            prop_assume!(desired >= min);
+            prop_assume!(desired >= min && desired <= max);
             let spot = (f64::from(desired) * spot_share) as u32;
             let mut p = plan(desired, spot, min, max, price);
             let mut left = room;

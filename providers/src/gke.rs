@@ -16,9 +16,11 @@
 //!   the resize, and `poll` looks at it once; a split pool's second node pool is
 //!   resized by the next `submit`, once the first is done).
 //!   GKE's size is per zone (each zone's group gets the same size), so a node pool in
-//!   `z` zones is sized in steps of `z`: the per-zone size is the target divided by
-//!   the zones, rounded up, so the pool never holds less than planned. Nothing is sent
-//!   when every group already has that size.
+//!   `z` zones holds multiples of `z`, and describe says so (`Steps`: a split pool's
+//!   on-demand and spot parts each in the steps of its own node pool), so the agent
+//!   plans within them. A target that is not a multiple anyway (the tools) is rounded
+//!   up per zone, so the pool never holds less than asked. Nothing is sent when every
+//!   group already has that size.
 //! - errors: HTTP 429 `throttled`; `RESOURCE_EXHAUSTED` (a stockout or quota, also
 //!   inside a failed operation) `insufficient_capacity`; 404 `not_found`;
 //!   401/403 and credentials that cannot be had `auth`; `FAILED_PRECONDITION` (another
@@ -406,20 +408,23 @@ impl NodePoolProvider for GkeProvider {
             .fold(0_u32, |sum, s| sum.saturating_add(*s));
         let groups = seen.iter().map(|np| np.groups.len()).sum::<usize>();
         let max = MAX_PER_ZONE.saturating_mul(u32::try_from(groups).unwrap_or(u32::MAX));
-        // One node pool moves in steps of its zones (each zone's group gets the same
-        // size). A split pool's two node pools are sized apart, each rounded up per
-        // zone: stepping its total does not make each part a multiple, so it plans
-        // node by node.
-        let step = match seen.as_slice() {
-            [only] => u32::try_from(only.groups.len()).unwrap_or(1).max(1),
-            _ => 1,
+        // A node pool moves in steps of its zones (each zone's group gets the same
+        // size); a split pool's two node pools are sized apart, each in its own steps.
+        let zones = |np: &NodePoolSeen| u32::try_from(np.groups.len()).unwrap_or(1).max(1);
+        let steps = match seen.as_slice() {
+            [only] => crate::Steps {
+                step: zones(only),
+                ..Default::default()
+            },
+            [on_demand, spot] => crate::Steps {
+                parts: Some((zones(on_demand), zones(spot))),
+                ..Default::default()
+            },
+            _ => crate::Steps::default(),
         };
         *self.seen.lock().await = seen;
         Ok(PoolDescription {
-            steps: crate::Steps {
-                step,
-                no_split: None,
-            },
+            steps,
             min: 0,
             max,
             desired,

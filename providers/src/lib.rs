@@ -106,6 +106,11 @@ pub struct Steps {
     /// It holds multiples of this many nodes (a GKE node pool in 3 zones: 3, as each
     /// zone gets the same size).
     pub step: u32,
+    /// A pool whose on-demand and spot parts are sized apart (a GKE pool over an
+    /// on-demand node pool and a spot one, each across zones): each part's step,
+    /// `(on_demand, spot)`. `step` is then 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<(u32, u32)>,
     /// Why it cannot hold an on-demand/spot split, when it cannot (a Uniform scale set
     /// has one priority for all its VMs): it is then planned and billed all on-demand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +121,7 @@ impl Default for Steps {
     fn default() -> Self {
         Self {
             step: 1,
+            parts: None,
             no_split: None,
         }
     }

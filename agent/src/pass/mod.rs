@@ -240,13 +240,7 @@ fn pool_inputs<'a>(
         .map(|((pool, seen), unsplit)| {
             let seen = seen.as_ref().ok();
             let last_known = last_known(pool);
-            let prices = brain::fleet::prices(
-                pool.config.price.as_ref(),
-                seen.into_iter()
-                    .flat_map(|s| s.description.in_service())
-                    .map(|i| i.instance_type.as_deref()),
-                seen.and_then(|s| s.live_spot),
-            );
+            let prices = prices_of(pool, seen);
             PoolInput {
                 config: unsplit.as_ref().unwrap_or(&pool.config),
                 policy: &pool.policy,
@@ -267,6 +261,18 @@ fn pool_inputs<'a>(
             }
         })
         .collect()
+}
+
+/// A pool's prices this pass: its configured ones by the instance types in service,
+/// and the live spot price where the cloud gave one.
+fn prices_of(pool: &PoolRuntime, seen: Option<&Seen>) -> Option<brain::budget::Prices> {
+    brain::fleet::prices(
+        pool.config.price.as_ref(),
+        seen.into_iter()
+            .flat_map(|s| s.description.in_service())
+            .map(|i| i.instance_type.as_deref()),
+        seen.and_then(|s| s.live_spot),
+    )
 }
 
 /// Per pool, the config it is planned with this pass when its cloud cannot hold its
@@ -310,9 +316,15 @@ fn fit_to_clouds(
         if let (Some(why), Some(_)) = (&s.description.steps.no_split, unsplit) {
             p.reasons.push(Reason::SplitNotApplied { why: why.clone() });
         }
-        if pool.config.group.is_none() {
-            delta += brain::steps::fit(p, s.description.steps.step, room);
+        if pool.config.group.is_some() {
+            continue;
         }
+        delta += match s.description.steps.parts {
+            Some(parts) => {
+                brain::steps::fit_parts(p, parts, prices_of(pool, Some(s)).as_ref(), room)
+            }
+            None => brain::steps::fit(p, s.description.steps.step, room),
+        };
     }
     delta
 }

@@ -42,6 +42,7 @@ impl std::fmt::Display for Reason {
             | Reason::SpotFallbackOverBudget { .. }
             | Reason::SpotRetry
             | Reason::Stepped { .. }
+            | Reason::SteppedParts { .. }
             | Reason::SplitNotApplied { .. } => self.fmt_money(f),
             Reason::PredictiveWarmingUp { .. }
             | Reason::PredictiveFallback { .. }
@@ -292,6 +293,11 @@ impl Reason {
             Reason::Stepped { from, to, step } => write!(
                 f,
                 "fitted to the pool's steps of {step} nodes: {from} → {to}"
+            ),
+            Reason::SteppedParts { from, to, steps } => write!(
+                f,
+                "fitted to the node pools' steps ({} on-demand, {} spot nodes): {}+{} → {}+{} on-demand+spot",
+                steps.0, steps.1, from.0, from.1, to.0, to.1
             ),
             Reason::SplitNotApplied { why } => write!(
                 f,

@@ -371,6 +371,17 @@ pub enum Reason {
         /// The pool's step.
         step: u32,
     },
+    /// The pool's on-demand and spot parts are sized apart, each in multiples of its
+    /// own step (a GKE pool over two node pools across zones): each part was fitted to
+    /// one, within max and the budget.
+    SteppedParts {
+        /// (on-demand, spot) before.
+        from: (u32, u32),
+        /// (on-demand, spot) planned.
+        to: (u32, u32),
+        /// (on-demand, spot) steps.
+        steps: (u32, u32),
+    },
     /// The pool cannot hold an on-demand/spot split: planned and billed all on-demand.
     SplitNotApplied {
         /// Why not (e.g. a Uniform scale set has one priority for all its VMs).

@@ -459,9 +459,9 @@ impl NodePoolProvider for AzureProvider {
         let instances = self.instances(&seen).await?;
         let desired = seen.capacity;
         let steps = crate::Steps {
-            step: 1,
             no_split: (!seen.flexible)
                 .then(|| "a Uniform scale set has one priority for all its VMs".to_owned()),
+            ..Default::default()
         };
         *self.seen.lock().await = Some(seen);
         Ok(PoolDescription {

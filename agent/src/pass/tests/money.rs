@@ -153,7 +153,7 @@ async fn a_pool_in_steps_of_3_is_planned_in_multiples_of_3_within_max_and_budget
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let three = capstan_providers::Steps {
         step: 3,
-        no_split: None,
+        ..Default::default()
     };
     let config = |max: u32, ceiling: &str| {
         capstan_config::from_str(
@@ -228,8 +228,8 @@ async fn a_pool_that_cannot_split_is_planned_and_billed_on_demand() {
     let f = stepped_fake(
         2,
         capstan_providers::Steps {
-            step: 1,
             no_split: Some("a Uniform scale set has one priority for all its VMs".into()),
+            ..Default::default()
         },
     );
     let config = pool_from(
@@ -259,4 +259,81 @@ async fn a_pool_that_cannot_split_is_planned_and_billed_on_demand() {
         out.reasons
     );
     assert_eq!(f.apply_calls(), [CapacityTarget::on_demand(4)]);
+}
+
+/// A GKE pool over an on-demand node pool in 3 zones and a spot one in 2: each part is
+/// planned in its own node pool's steps, within max and the budget, so what is sent is
+/// what was planned and billed.
+#[tokio::test]
+async fn a_pool_split_over_two_stepped_node_pools_is_planned_in_each_ones_steps() {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let config = |ceiling: &str| {
+        capstan_config::from_str(
+            "t.toml".as_ref(),
+            &format!(
+                r#"
+                {ceiling}
+                [[pool]]
+                name = "web"
+                provider = {{ type = "dry-run", initial = 3 }}
+                min = 1
+                max = 10
+                behavior = "aggressive"
+                price = {{ on_demand = 3.0, spot = 1.0 }}
+                spot = {{ on_demand_base = 1, on_demand_percent_above_base = 0 }}
+                targets = [{{ metric = "cpu.utilization", value = 50 }}]
+                "#
+            ),
+            std::iter::empty(),
+        )
+        .unwrap()
+    };
+    // 3 nodes at 70 % against 50: HPA asks for 5, the spot policy 1 on-demand + 4 spot;
+    // the on-demand node pool holds 0 or 3, so 3 + 2 (11 an hour) keeps the on-demand
+    // floor and the size. At 100 %, 6: 1 + 5; 3 + 4 holds it (9 + 4 = 13 an hour), 0 + 6
+    // too (6 an hour) but without the on-demand floor.
+    for (cpu, ceiling, want, cost) in [
+        (70.0, "", (3, 2), 11.0),
+        (100.0, "", (3, 4), 13.0),
+        // 13 an hour is over the ceiling: the spot node pool holds the size.
+        (100.0, "[budget]\nmax_hourly_cost = 10.0", (0, 6), 6.0),
+    ] {
+        let cfg = config(ceiling);
+        let f = stepped_fake(
+            3,
+            capstan_providers::Steps {
+                parts: Some((3, 2)),
+                ..Default::default()
+            },
+        );
+        let mut pool = PoolRuntime::new(cfg.pools[0].clone(), f.clone());
+        let r = report(cpu, now);
+        let mut out = fleet_pass(
+            std::slice::from_mut(&mut pool),
+            &mut [],
+            &[&r],
+            &cfg.budget,
+            Turn::new(&leader(), Mode::Act, now, SECOND),
+        )
+        .await;
+        let out = out.pools.remove(0).unwrap();
+        assert_eq!(
+            (out.on_demand, out.spot),
+            want,
+            "{cpu} % {ceiling:?}: {:?}",
+            out.reasons
+        );
+        assert!(
+            (out.hourly_cost - cost).abs() < 1e-9,
+            "{cpu} % {ceiling:?}: {} an hour",
+            out.hourly_cost
+        );
+        assert!(
+            f.apply_calls()
+                .iter()
+                .all(|t| t.on_demand % 3 == 0 && t.spot() % 2 == 0 && t.capacity <= 10),
+            "{:?}",
+            f.apply_calls()
+        );
+    }
 }
