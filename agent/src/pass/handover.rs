@@ -6,10 +6,16 @@ use super::PoolRuntime;
 use crate::state::memory::{DecisionStore, Memory};
 
 /// Loads every pool's memory from `store` into `pools`; a pool without stored state,
-/// or with unreadable state (said in the log), keeps what it has.
+/// or with unreadable state (said in the log), keeps what it has. A provider call
+/// still held from an earlier term is dropped: its answer belongs to that term's
+/// operation, not to the one the stored state names (which is polled afresh, or, with
+/// no handle, planned from what the cloud shows).
 pub async fn restore_all(store: &dyn DecisionStore, pools: &mut [PoolRuntime]) -> usize {
     let mut restored = 0;
     for pool in pools.iter_mut() {
+        if let Some(call) = pool.call.take() {
+            call.abort();
+        }
         match store.load(&pool.config.name).await {
             Ok(Some(bytes)) => match Memory::decode(&bytes) {
                 Ok(m) => {
@@ -92,5 +98,53 @@ mod tests {
         )];
         assert_eq!(restore_all(&store, &mut fresh).await, 0);
         assert!(fresh[0].memory.history.scale_up_events.is_empty());
+    }
+
+    /// A leader that lost its claim with a call in flight and leads again later: the
+    /// call's answer (here a refusal by the fence) is not taken for the operation the
+    /// stored state names, which another leader submitted.
+    #[tokio::test]
+    async fn a_call_from_an_earlier_term_is_dropped_when_leading_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileDecisions::open(dir.path().join("decisions")).unwrap();
+        let cfg = crate::pass::tests::config();
+        let provider = crate::pass::build_provider(&cfg.pools[0]).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
+        let mut other = PoolRuntime::new(cfg.pools[0].clone(), provider.clone());
+        other.memory.operation = Some(crate::state::memory::Operation {
+            handle: Some(capstan_providers::OperationHandle {
+                id: "operations/theirs".into(),
+                via: String::new(),
+            }),
+            started_at: now,
+            target: CapacityTarget::on_demand(4),
+            from: 2,
+        });
+        let mut saved = std::collections::HashMap::new();
+        assert!(
+            save_changed(&store, std::slice::from_ref(&other), &mut saved)
+                .await
+                .is_empty()
+        );
+
+        let mut pools = [PoolRuntime::new(cfg.pools[0].clone(), provider)];
+        pools[0].call = Some(tokio::spawn(async {
+            Err(capstan_providers::ProviderError::Fenced {
+                message: "lease ran out".into(),
+            })
+        }));
+        assert_eq!(restore_all(&store, &mut pools).await, 1);
+        assert!(pools[0].call.is_none());
+        // The stored operation is followed by a poll of its own handle.
+        let standing =
+            crate::pass::operation::standing(&mut pools[0], std::time::Duration::ZERO).await;
+        assert!(
+            matches!(standing, crate::pass::operation::Standing::Running),
+            "{standing:?}"
+        );
+        assert_eq!(
+            pools[0].memory.operation.as_ref().map(|o| o.id()),
+            Some("operations/theirs")
+        );
     }
 }
