@@ -8,6 +8,9 @@
 //! capacity above max is accepted (so the provider's own refusal is what is tested);
 //! concurrent calls occasionally fail (each test drives one moto with sequential calls).
 
+#[cfg(feature = "etcd")]
+#[path = "support/etcd.rs"]
+mod etcd;
 #[path = "support/moto.rs"]
 mod moto;
 mod support;
@@ -920,4 +923,196 @@ targets = [{ metric = "cpu.utilization", value = 50 }]
     assert!(agent.wait_exit().success());
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+}
+
+/// Sets the group's desired capacity behind the agents' backs (straight to moto).
+#[cfg(feature = "etcd")]
+fn set_desired(url: &str, n: i32) {
+    runtime().block_on(async {
+        aws_sdk_autoscaling::Client::new(&sdk(url))
+            .set_desired_capacity()
+            .auto_scaling_group_name("web")
+            .desired_capacity(n)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// A request that changes the group (not a Describe).
+#[cfg(feature = "etcd")]
+fn mutating(action: &str) -> bool {
+    !action.is_empty() && !action.starts_with("Describe")
+}
+
+/// Paused leader, on moto: real etcd, two agents, one ASG; each agent reaches moto
+/// through its own counting proxy, so every request is attributed to its sender. The
+/// leader is SIGSTOPped; once the other agent leads and has acted, the group is moved
+/// again (so both want to act) and the old one gets SIGCONT. It must send no mutating
+/// request after it wakes, and step down. Five rounds; then two more in which the
+/// leader is stopped while its `SetDesiredCapacity` is held in its proxy (the network
+/// delivers it late): nothing more leaves it after its deadline either.
+#[cfg(feature = "etcd")]
+#[test]
+fn a_paused_leader_sends_no_request_after_it_wakes_and_steps_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = etcd::Etcd::start(1, dir.path());
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    runtime().block_on(create_group(
+        &moto.url,
+        "web",
+        (1, 6, 3),
+        &["m5.large"],
+        false,
+    ));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "paused-leader-token\n").unwrap();
+    let proxies = [Proxy::start(&moto.url), Proxy::start(&moto.url)];
+    let env = moto_env(dir.path());
+    let agents: Vec<Agent> = proxies
+        .iter()
+        .enumerate()
+        .map(|(i, proxy)| {
+            let config = dir.path().join(format!("agent-{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    r#"
+[agent]
+node_name = "agent-{i}"
+pool = "web"
+
+[cluster]
+coordinator = "etcd"
+token_file = {token:?}
+
+[cluster.etcd]
+endpoints = {endpoints:?}
+prefix = "/capstan-paused"
+lease_ttl = "2s"
+
+[[pool]]
+name = "web"
+provider = {{ type = "aws", region = "{REGION}", asg = "web", endpoint_url = "{url}" }}
+min = 3
+max = 6
+targets = [{{ metric = "cpu.utilization", value = 100 }}]
+"#,
+                    token = token.display().to_string(),
+                    endpoints = etcd.endpoints(),
+                    url = proxy.url,
+                ),
+            )
+            .unwrap();
+            start_agent(&config, &dir.path().join(format!("state-{i}")), &env)
+        })
+        .collect();
+    let leader = || {
+        etcd::wait("exactly one leader", || {
+            let leaders: Vec<usize> = (0..agents.len())
+                .filter(|&i| agents[i].status()["role"] == "leader")
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+    };
+    let sent = |i: usize| {
+        proxies[i]
+            .arrivals()
+            .into_iter()
+            .filter(|(_, a)| mutating(a))
+            .collect::<Vec<_>>()
+    };
+    // Waits as etcd::wait does, and on a timeout says what each agent logged.
+    let until = |what: &str, f: &mut dyn FnMut() -> bool| {
+        for _ in 0..PATIENCE.as_millis() / STEP.as_millis() {
+            if f() {
+                return;
+            }
+            std::thread::sleep(STEP);
+        }
+        let logs: Vec<String> = agents
+            .iter()
+            .map(|a| a.log.lock().unwrap().join("\n"))
+            .collect();
+        panic!("timed out waiting for {what}\n{}", logs.join("\n----\n"));
+    };
+    let restored = |what: &str, by: usize, before: usize| {
+        until(what, &mut || {
+            sent(by).len() > before && desired(&moto.url) == 3
+        });
+    };
+
+    let mut after_deadline = Vec::new();
+    let mut steps_down = Vec::new();
+    let mut held_late = 0;
+    for round in 0..7 {
+        let held = round >= 5;
+        let what = |w: &str| format!("round {round}: {w}");
+        let old = leader();
+        let other = 1 - old;
+        // The leader puts the group back to its min…
+        let before = sent(old).len();
+        if held {
+            let mut once = false;
+            proxies[old].set_rule(move |_, action| {
+                (action == "SetDesiredCapacity" && !std::mem::replace(&mut once, true))
+                    .then_some(Fault::Hold)
+            });
+            let faults = proxies[old].faults().len();
+            set_desired(&moto.url, 1);
+            until(&what("the leader's request held in its proxy"), &mut || {
+                proxies[old].faults().len() > faults
+            });
+        } else {
+            set_desired(&moto.url, 1);
+            restored(&what("the leader to restore the group"), old, before);
+        }
+        // …and is stopped (with its request held in the network, in the last rounds).
+        agents[old].signal("STOP");
+        let stopped = etcd::now();
+        set_desired(&moto.url, 1);
+        let before = sent(other).len();
+        restored(&what("the other agent to lead and act"), other, before);
+        // Both want to act now; the old one wakes into an expired lease.
+        set_desired(&moto.url, 1);
+        let before = sent(other).len();
+        agents[old].signal("CONT");
+        let woke = etcd::now();
+        agents[old].wait_for("the woken leader to step down", |a| {
+            (a.status()["role"] == "follower").then_some(())
+        });
+        steps_down.push(woke.elapsed());
+        restored(&what("the new leader to restore the group"), other, before);
+        std::thread::sleep(Duration::from_secs(2));
+        let late: Vec<String> = sent(old)
+            .into_iter()
+            .filter(|(at, _)| *at > stopped)
+            .map(|(_, a)| a)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "round {round}: the woken leader sent {late:?}\n{}",
+            agents[old].log.lock().unwrap().join("\n")
+        );
+        after_deadline.push(late.len());
+        if held {
+            // The network delivers the held request at last (moto holds 3 already).
+            let delivered = proxies[old].seen().len();
+            proxies[old].release();
+            until(&what("the held request delivered"), &mut || {
+                proxies[old].seen().len() > delivered
+            });
+            held_late += 1;
+            proxies[old].set_rule(|_, _| None);
+            until(&what("the group at 3"), &mut || desired(&moto.url) == 3);
+        }
+    }
+    steps_down.sort();
+    let requests = sent(0).len() + sent(1).len();
+    eprintln!(
+        "paused leader on moto (SIGSTOP until the other agent acted, then SIGCONT), lease_ttl 2s, interval 1s, 7 rounds (2 with its SetDesiredCapacity held in its proxy until the round's end): {} mutating requests from a woken leader after its deadline, of {requests} in all; {held_late} held requests delivered late by the proxy; stepped down after SIGCONT in median {:.2}s, worst {:.2}s",
+        after_deadline.iter().sum::<usize>(),
+        steps_down[steps_down.len() / 2].as_secs_f64(),
+        steps_down[steps_down.len() - 1].as_secs_f64()
+    );
 }

@@ -413,6 +413,8 @@ fn gke_node_pools_describe_scale_and_spot_split() {
     rt.block_on(async {
         let d = p.describe().await.unwrap();
         assert_eq!((d.desired, d.max), (2, 4000));
+        // Each node pool in 2 zones: each part moves in steps of 2.
+        assert_eq!((d.steps.step, d.steps.parts), (1, Some((2, 2))));
         assert_eq!(d.instances.len(), 2);
         assert!(d.instances.iter().all(|i| i.market == Market::OnDemand));
         assert_eq!(d.instances[0].zone.as_deref(), Some("us-central1-a"));
@@ -752,20 +754,25 @@ fn capstan_run_scales_an_azure_pool_and_a_gke_pool_from_one_process() {
     );
 }
 
-/// Slow clouds, end to end: an Azure scale-set update that the cloud keeps "running"
-/// holds only its own pool. The agent (interval 1 s, systemd's watchdog at 3 s on a
-/// test socket) keeps deciding its other pool every interval, keeps pinging the
-/// watchdog, stays healthy, journals the slow pool `in_flight` and sends it nothing
-/// more; SIGTERM ends it within 2 s. A new process polls the same operation instead
-/// of submitting another, and records its end.
+/// Slow clouds, end to end: an Azure scale-set update and a GKE resize that the
+/// clouds keep "running" (for the whole test, over a minute) hold only their own pools.
+/// The agent (interval 1 s, systemd's watchdog at 3 s on a test socket) keeps deciding
+/// its other pool every interval for 60 s, keeps pinging the watchdog, stays healthy,
+/// journals the slow pools `in_flight` and sends them nothing more; SIGTERM ends it
+/// within 2 s. A new process polls the same operations instead of submitting others,
+/// and records their ends.
 #[test]
 fn a_slow_cloud_operation_holds_only_its_pool_and_outlives_a_restart() {
     use std::os::unix::net::UnixDatagram;
 
     let dir = tempfile::tempdir().unwrap();
     let arm = FakeArm::start(dir.path(), "gpu", 1, true, false);
-    // Running until the test ends it.
+    let gcp = FakeGcp::start(vec![pool("od", false, &ZONES[..1], 1)]);
+    // Running until the test ends them.
     arm.state.lock().unwrap().polls = u32::MAX;
+    gcp.state.lock().unwrap().polls = u32::MAX;
+    let adc = dir.path().join("adc.json");
+    std::fs::write(&adc, gcp.credentials_json(gcp::REFRESH_TOKEN).to_string()).unwrap();
     let config = dir.path().join("capstan.toml");
     std::fs::write(
         &config,
@@ -775,6 +782,13 @@ fn a_slow_cloud_operation_holds_only_its_pool_and_outlives_a_restart() {
 name = "azure-gpu"
 provider = {{ type = "azure", subscription_id = "{sub}", resource_group = "{rg}", scale_set = "gpu", endpoint = "{arm}", credential = "environment", authority_host = "{arm}", ca_file = "{ca}" }}
 min = 3
+max = 8
+targets = [{{ metric = "cpu.utilization", value = 50 }}]
+
+[[pool]]
+name = "gke-web"
+provider = {{ type = "gke", project = "{project}", location = "{location}", cluster = "{cluster}", node_pool = "od", endpoint = "{gcp}" }}
+min = 2
 max = 8
 targets = [{{ metric = "cpu.utilization", value = 50 }}]
 
@@ -789,6 +803,10 @@ targets = [{{ metric = "cpu.utilization", value = 50 }}]
             rg = arm::RESOURCE_GROUP,
             arm = arm.url,
             ca = arm.ca.display(),
+            project = gcp::PROJECT,
+            location = gcp::LOCATION,
+            cluster = gcp::CLUSTER,
+            gcp = gcp.url,
         ),
     )
     .unwrap();
@@ -798,10 +816,12 @@ targets = [{{ metric = "cpu.utilization", value = 50 }}]
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let notify_path = notify.display().to_string();
+    let adc_path = adc.display().to_string();
     let env = [
         ("AZURE_TENANT_ID", arm::TENANT),
         ("AZURE_CLIENT_ID", arm::CLIENT_ID),
         ("AZURE_CLIENT_SECRET", arm::CLIENT_SECRET),
+        ("GOOGLE_APPLICATION_CREDENTIALS", adc_path.as_str()),
         ("NOTIFY_SOCKET", notify_path.as_str()),
         ("WATCHDOG_USEC", "3000000"),
     ];
@@ -814,19 +834,23 @@ targets = [{{ metric = "cpu.utilization", value = 50 }}]
             .count()
     };
     let mut agent = Agent::start_with(&config, &state, &env);
-    // Below its min, the Azure pool is sent 3 nodes once; the cloud keeps at it.
-    agent.wait_for("the Azure pool in flight", |a| {
-        (lines_of(a, "azure-gpu", "in_flight") >= 2).then_some(())
+    // Below their mins, the Azure pool is sent 3 nodes and the GKE pool 2, once each;
+    // the clouds keep at it.
+    agent.wait_for("both slow pools in flight", |a| {
+        (lines_of(a, "azure-gpu", "in_flight") >= 2 && lines_of(a, "gke-web", "in_flight") >= 2)
+            .then_some(())
     });
     assert_eq!(lines_of(&agent, "azure-gpu", "submitted"), 1);
+    assert_eq!(lines_of(&agent, "gke-web", "submitted"), 1);
 
-    // Five seconds of a slow cloud.
+    // A minute of slow clouds: longer than the watchdog (3 s) and `/healthz`'s
+    // tolerance (3 intervals + 10 s) many times over.
     let steady_before = lines_of(&agent, "steady", "");
     let mut pings = 0;
     let mut healthy = 0;
     #[allow(clippy::disallowed_methods)]
     let window = std::time::Instant::now();
-    while window.elapsed() < Duration::from_secs(5) {
+    while window.elapsed() < Duration::from_secs(60) {
         let mut buf = [0_u8; 256];
         if let Ok(n) = socket.recv(&mut buf)
             && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
@@ -836,38 +860,64 @@ targets = [{{ metric = "cpu.utilization", value = 50 }}]
         if agent.get("/healthz").0 == 200 {
             healthy += 1;
         } else {
-            panic!("/healthz failed while an operation was in flight");
+            panic!("/healthz failed {:?} into the operations", window.elapsed());
         }
     }
     let steady = lines_of(&agent, "steady", "") - steady_before;
-    assert!(
-        steady >= 4,
-        "the other pool was decided {steady} times in 5 s"
+    eprintln!(
+        "slow clouds (Azure and GKE operations running, interval 1 s), 60 s: the other pool decided {steady} times, {pings} watchdog pings, /healthz 200 {healthy} times"
     );
     assert!(
-        pings >= 2,
-        "{pings} watchdog pings in 5 s (every 1.5 s expected)"
+        steady >= 50,
+        "the other pool was decided {steady} times in 60 s"
+    );
+    assert!(
+        pings >= 30,
+        "{pings} watchdog pings in 60 s (every 1.5 s expected)"
     );
     assert!(healthy > 0);
-    assert_eq!(arm.patches().len(), 1, "a second target while in flight");
+    assert_eq!(
+        arm.patches().len(),
+        1,
+        "a second Azure target while in flight"
+    );
+    assert_eq!(
+        gcp.set_sizes(),
+        [("od".to_owned(), 2)],
+        "a second GKE resize while in flight"
+    );
+    assert!(lines_of(&agent, "gke-web", "in_flight") >= 50);
     let status = agent.status();
-    let op = &status["pools"][0]["operation"];
+    let pools = status["pools"].as_array().unwrap();
+    let by_name = |name: &str| pools.iter().find(|p| p["name"] == name).unwrap();
+    let op = &by_name("azure-gpu")["operation"];
     assert!(
         op["id"].as_str().unwrap_or("").contains("/operations/"),
         "{status:#}"
     );
     assert_eq!(op["target"], 3);
-    assert!(status["pools"][1]["operation"].is_null());
-    let (_, metrics) = agent.get("/metrics");
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"capstan_pool_operation_in_flight{pool="azure-gpu"}"#
-        ),
-        Some(1.0)
+    let op = &by_name("gke-web")["operation"];
+    assert!(
+        op["id"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/operations/operation-"),
+        "{status:#}"
     );
+    assert_eq!(op["target"], 2);
+    assert!(by_name("steady")["operation"].is_null());
+    let (_, metrics) = agent.get("/metrics");
+    for pool in ["azure-gpu", "gke-web"] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!(r#"capstan_pool_operation_in_flight{{pool="{pool}"}}"#)
+            ),
+            Some(1.0)
+        );
+    }
 
-    // SIGTERM with the operation in flight: out within 2 s.
+    // SIGTERM with the operations in flight: out within 2 s.
     #[allow(clippy::disallowed_methods)]
     let stopping = std::time::Instant::now();
     agent.signal("TERM");
@@ -875,42 +925,50 @@ targets = [{{ metric = "cpu.utilization", value = 50 }}]
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
 
-    // A new process picks the operation up from the decision state: it polls, and
-    // submits nothing.
-    let polls = arm.polls_answered();
+    // A new process picks the operations up from the decision state: it polls them,
+    // and submits nothing.
+    let (azure_polls, gke_polls) = (arm.polls_answered(), gcp.polls_answered());
     let agent = Agent::start_with(&config, &state, &env);
-    agent.wait_for("the new process polling the operation", |_| {
-        (arm.polls_answered() > polls + 1).then_some(())
+    agent.wait_for("the new process polling both operations", |_| {
+        (arm.polls_answered() > azure_polls + 1 && gcp.polls_answered() > gke_polls + 1)
+            .then_some(())
     });
     assert_eq!(arm.patches().len(), 1, "the new process submitted again");
-    // The cloud finishes; the end is recorded with the operation's target.
+    assert_eq!(gcp.set_sizes().len(), 1, "the new process resized again");
+    // The clouds finish; each end is recorded with its operation's target.
     arm.finish_operations();
-    agent.wait_for("the operation's end in the journal", |a| {
-        a.journal_lines()
-            .iter()
-            .any(|l| {
-                l["pool"] == "azure-gpu"
+    gcp.finish_operations();
+    agent.wait_for("both operations' ends in the journal", |a| {
+        let lines = a.journal_lines();
+        let done = |pool: &str| {
+            lines.iter().any(|l| {
+                l["pool"] == pool
                     && l["action"] == "scaled"
                     && l["detail"].as_str().unwrap_or("").contains("done after")
             })
-            .then_some(())
+        };
+        (done("azure-gpu") && done("gke-web")).then_some(())
     });
     assert_eq!(arm.capacity(), 3);
+    assert_eq!(gcp.nodes("od"), 2);
     assert_eq!(arm.patches().len(), 1);
+    assert_eq!(gcp.set_sizes().len(), 1);
     let (_, metrics) = agent.get("/metrics");
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"capstan_pool_operation_in_flight{pool="azure-gpu"}"#
-        ),
-        Some(0.0)
-    );
-    assert!(
-        metric(
-            &metrics,
-            r#"capstan_operation_duration_seconds_count{provider="azure"}"#
-        )
-        .is_some_and(|n| n >= 1.0),
-        "{metrics}"
-    );
+    for (pool, provider) in [("azure-gpu", "azure"), ("gke-web", "gke")] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!(r#"capstan_pool_operation_in_flight{{pool="{pool}"}}"#)
+            ),
+            Some(0.0)
+        );
+        assert!(
+            metric(
+                &metrics,
+                &format!(r#"capstan_operation_duration_seconds_count{{provider="{provider}"}}"#)
+            )
+            .is_some_and(|n| n >= 1.0),
+            "{metrics}"
+        );
+    }
 }

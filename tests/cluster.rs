@@ -7,151 +7,17 @@
 //! pool below `min` by writing the state file, and the leader must put it back, once.
 //! Everything listens on 127.0.0.1 with ephemeral ports, and every process is stopped.
 
+#[path = "support/etcd.rs"]
+mod etcd;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use etcd::{Etcd, now, wait};
 use support::*;
 
 const TOKEN: &str = "cluster-test-token";
-
-/// Wall time: the test measures real processes (failover, stepping down), which no
-/// injected clock reaches.
-fn now() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
-}
-
-fn etcd_binary() -> &'static str {
-    let found = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "etcd not found: install Debian's etcd-server (scripts/test.sh does)"
-    );
-    "etcd"
-}
-
-/// An etcd cluster on loopback; every member is killed on drop.
-struct Etcd {
-    members: Vec<Member>,
-}
-
-struct Member {
-    name: String,
-    client: String,
-    child: Option<Child>,
-}
-
-impl Etcd {
-    fn start(n: usize, dir: &Path) -> Etcd {
-        let bin = etcd_binary();
-        let peers: Vec<(String, String, String)> = (0..n)
-            .map(|i| {
-                (
-                    format!("m{i}"),
-                    format!("http://127.0.0.1:{}", free_port()),
-                    format!("http://127.0.0.1:{}", free_port()),
-                )
-            })
-            .collect();
-        let initial = peers
-            .iter()
-            .map(|(name, _, peer)| format!("{name}={peer}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let members = peers
-            .into_iter()
-            .map(|(name, client, peer)| {
-                let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-                let child = Command::new(bin)
-                    .args(["--name", &name])
-                    .arg("--data-dir")
-                    .arg(dir.join(&name))
-                    .args(["--listen-client-urls", &client])
-                    .args(["--advertise-client-urls", &client])
-                    .args(["--listen-peer-urls", &peer])
-                    .args(["--initial-advertise-peer-urls", &peer])
-                    .args(["--initial-cluster", &initial])
-                    .args(["--initial-cluster-state", "new"])
-                    .args(["--initial-cluster-token", "capstan-test"])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("start etcd");
-                Member {
-                    name,
-                    client,
-                    child: Some(child),
-                }
-            })
-            .collect();
-        let etcd = Etcd { members };
-        wait("etcd healthy", || {
-            etcd.members
-                .iter()
-                .all(|m| http_get(&format!("{}/health", m.client)).contains("\"true\""))
-                .then_some(())
-        });
-        etcd
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.client.clone()).collect()
-    }
-
-    /// The member that leads the etcd cluster now.
-    fn leader(&self) -> usize {
-        wait("an etcd leader", || {
-            self.members.iter().position(|m| {
-                m.child.is_some()
-                    && http_get(&format!("{}/metrics", m.client))
-                        .lines()
-                        .any(|l| l.trim() == "etcd_server_is_leader 1")
-            })
-        })
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.members[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn kill_all(&mut self) {
-        for i in 0..self.members.len() {
-            self.kill(i);
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill_all();
-    }
-}
-
-fn http_get(url: &str) -> String {
-    request(reqwest::Method::GET, url, None, Vec::new()).1
-}
-
-/// Polls `f` every 100 ms for at most [`PATIENCE`].
-fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = now();
-    while start.elapsed() < PATIENCE {
-        if let Some(v) = f() {
-            return v;
-        }
-        std::thread::sleep(STEP);
-    }
-    panic!("timed out waiting for {what}");
-}
 
 /// One applied target, from the state file's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -385,67 +251,6 @@ fn a_killed_leader_is_replaced_without_double_actuation_and_without_etcd_nobody_
     );
     let log = agent.log.lock().unwrap().join("\n");
     assert!(log.contains("no longer leading"), "{log}");
-}
-
-/// Paused leader: SIGSTOP the leader, wait until the other agent leads and has acted,
-/// move the pool again (so both want to act), then SIGCONT the old one. Its lease ran
-/// out while it slept: it sends no provider call after it wakes, and steps down. Five
-/// rounds; every call is attributed to its sender by pid (the dry-run pool's call log).
-#[test]
-fn a_paused_leader_sends_nothing_after_it_wakes_and_steps_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(1, dir.path());
-    let cluster = Cluster::start(dir.path(), &etcd.endpoints(), "2s", 2);
-    let mut expected = 0;
-    let mut after_wake = 0;
-    let mut steps_down = Vec::new();
-    for round in 0..5 {
-        let leader = cluster.leader();
-        let old = cluster.agents[leader].as_ref().unwrap();
-        let pid = old.pid();
-        cluster.shrink();
-        expected += 1;
-        let calls = cluster.wait_calls(expected);
-        assert_eq!(calls[expected - 1].pid, pid, "round {round}: {calls:?}");
-
-        old.signal("STOP");
-        cluster.shrink();
-        expected += 1;
-        let calls = cluster.wait_calls(expected);
-        assert_ne!(
-            calls[expected - 1].pid,
-            pid,
-            "round {round}: the paused leader acted"
-        );
-
-        // Both want to act now; the old one wakes into an expired lease.
-        cluster.shrink();
-        old.signal("CONT");
-        let woke = now();
-        let before = cluster.calls().len();
-        old.wait_for("the woken leader to step down", |a| {
-            (a.status()["role"] == "follower").then_some(())
-        });
-        steps_down.push(woke.elapsed());
-        expected += 1;
-        cluster.wait_calls(expected);
-        std::thread::sleep(Duration::from_secs(2));
-        let calls = cluster.calls();
-        after_wake += calls[before..].iter().filter(|c| c.pid == pid).count();
-        assert_eq!(
-            calls.len(),
-            expected,
-            "round {round}: {calls:?}\n{}",
-            cluster.logs()
-        );
-    }
-    steps_down.sort();
-    eprintln!(
-        "paused leader (SIGSTOP until the other agent acted, then SIGCONT), lease_ttl 2s, interval 1s, 5 rounds: {after_wake} provider calls from a woken leader; stepped down after SIGCONT in median {:.2}s, worst {:.2}s",
-        steps_down[steps_down.len() / 2].as_secs_f64(),
-        steps_down[steps_down.len() - 1].as_secs_f64()
-    );
-    assert_eq!(after_wake, 0, "a woken leader acted");
 }
 
 #[test]

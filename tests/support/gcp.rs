@@ -164,6 +164,23 @@ impl FakeGcp {
     pub fn set_fault(&self, fault: Option<SizeFault>) {
         self.state.lock().unwrap().fault = fault;
     }
+
+    /// Every operation running now, and every later one, is `DONE` at its next poll.
+    pub fn finish_operations(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.polls = 0;
+        for op in s.ops.values_mut() {
+            op.polls_left = 0;
+        }
+    }
+
+    /// Operation polls answered so far.
+    pub fn polls_answered(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.rpc == "container.projects.locations.operations.get")
+            .count()
+    }
 }
 
 fn google_error(status: StatusCode, grpc: &str, message: &str) -> Response {

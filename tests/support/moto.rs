@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{PATIENCE, STEP, free_port, request};
 
@@ -90,6 +90,9 @@ pub enum Fault {
     Drop,
     /// Forwards the request after this long.
     Delay(Duration),
+    /// Forwards the request once the test calls [`Proxy::release`] (at most a minute):
+    /// a request held in the network.
+    Hold,
 }
 
 /// One request that reached moto.
@@ -106,6 +109,8 @@ type Rule = Box<dyn FnMut(u64, &str) -> Option<Fault> + Send>;
 struct ProxyState {
     rule: Rule,
     count: u64,
+    arrived: Vec<(Instant, String)>,
+    released: bool,
     seen: Vec<Seen>,
     faults: Vec<(String, Fault)>,
 }
@@ -129,6 +134,8 @@ impl Proxy {
         let state = Arc::new(Mutex::new(ProxyState {
             rule: Box::new(|_, _| None),
             count: 0,
+            arrived: Vec::new(),
+            released: false,
             seen: Vec::new(),
             faults: Vec::new(),
         }));
@@ -147,8 +154,23 @@ impl Proxy {
     }
 
     /// `rule(n, action)` decides the fault of the n-th request (from 0).
+    /// Held requests are held again from here on, until the next [`Proxy::release`].
     pub fn set_rule(&self, rule: impl FnMut(u64, &str) -> Option<Fault> + Send + 'static) {
-        self.state.lock().unwrap().rule = Box::new(rule);
+        let mut s = self.state.lock().unwrap();
+        s.rule = Box::new(rule);
+        s.released = false;
+    }
+
+    /// Every request the proxy received (whatever it then did with it): when it
+    /// arrived, and its action.
+    pub fn arrivals(&self) -> Vec<(Instant, String)> {
+        self.state.lock().unwrap().arrived.clone()
+    }
+
+    /// Lets every request held by [`Fault::Hold`] go on to moto (and any later one
+    /// through at once).
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
     }
 
     /// Requests that reached moto, in order.
@@ -204,8 +226,11 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<ProxyState>) -> std::i
     reader.read_exact(&mut body)?;
     let params = form(&String::from_utf8_lossy(&body));
     let action = params.get("Action").cloned().unwrap_or_default();
+    #[allow(clippy::disallowed_methods)]
+    let arrived = Instant::now();
     let fault = {
         let mut s = state.lock().unwrap();
+        s.arrived.push((arrived, action.clone()));
         let n = s.count;
         s.count += 1;
         let fault = (s.rule)(n, &action);
@@ -235,6 +260,14 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<ProxyState>) -> std::i
             return Ok(());
         }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
+        Some(Fault::Hold) => {
+            for _ in 0..3000 {
+                if state.lock().unwrap().released {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         None => {}
     }
     let mut up = TcpStream::connect(upstream)?;

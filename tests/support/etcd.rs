@@ -1,0 +1,146 @@
+//! A real etcd cluster on loopback for the tests (Debian `etcd-server`, which
+//! scripts/test.sh installs): every member on ephemeral ports, killed on drop.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use super::{PATIENCE, STEP, free_port, request};
+
+/// Wall time: the tests measure real processes (failover, stepping down), which no
+/// injected clock reaches.
+pub fn now() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}
+
+fn etcd_binary() -> &'static str {
+    let found = Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "etcd not found: install Debian's etcd-server (scripts/test.sh does)"
+    );
+    "etcd"
+}
+
+/// An etcd cluster on loopback; every member is killed on drop.
+pub struct Etcd {
+    pub members: Vec<Member>,
+}
+
+pub struct Member {
+    pub name: String,
+    client: String,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    pub fn start(n: usize, dir: &Path) -> Etcd {
+        let bin = etcd_binary();
+        let peers: Vec<(String, String, String)> = (0..n)
+            .map(|i| {
+                (
+                    format!("m{i}"),
+                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("http://127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let initial = peers
+            .iter()
+            .map(|(name, _, peer)| format!("{name}={peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = peers
+            .into_iter()
+            .map(|(name, client, peer)| {
+                let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+                let child = Command::new(bin)
+                    .args(["--name", &name])
+                    .arg("--data-dir")
+                    .arg(dir.join(&name))
+                    .args(["--listen-client-urls", &client])
+                    .args(["--advertise-client-urls", &client])
+                    .args(["--listen-peer-urls", &peer])
+                    .args(["--initial-advertise-peer-urls", &peer])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-state", "new"])
+                    .args(["--initial-cluster-token", "capstan-test"])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start etcd");
+                Member {
+                    name,
+                    client,
+                    child: Some(child),
+                }
+            })
+            .collect();
+        let etcd = Etcd { members };
+        wait("etcd healthy", || {
+            etcd.members
+                .iter()
+                .all(|m| http_get(&format!("{}/health", m.client)).contains("\"true\""))
+                .then_some(())
+        });
+        etcd
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client.clone()).collect()
+    }
+
+    /// The member that leads the etcd cluster now.
+    pub fn leader(&self) -> usize {
+        wait("an etcd leader", || {
+            self.members.iter().position(|m| {
+                m.child.is_some()
+                    && http_get(&format!("{}/metrics", m.client))
+                        .lines()
+                        .any(|l| l.trim() == "etcd_server_is_leader 1")
+            })
+        })
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+pub fn http_get(url: &str) -> String {
+    request(reqwest::Method::GET, url, None, Vec::new()).1
+}
+
+/// Polls `f` every 100 ms for at most [`PATIENCE`].
+pub fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = now();
+    while start.elapsed() < PATIENCE {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(STEP);
+    }
+    panic!("timed out waiting for {what}");
+}
