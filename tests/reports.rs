@@ -30,7 +30,12 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
         )
         .into_bytes()
     };
-    let ok = Some("t0ken-for-tests");
+    // Per-node tokens (the default `cluster.auth`): n1's own.
+    let n1 = node_token("t0ken-for-tests", "n1");
+    let ok = Some(n1.as_str());
+    let workload = |node: &str, value: &str| {
+        format!(r#"{{"version":1,"node_id":"{node}","pool":"local","at":"2026-01-01T00:00:00Z","workload":{{"queue":{value}}}}}"#).into_bytes()
+    };
     // (what, token, body, status, reason, field)
     type Case<'a> = (
         &'a str,
@@ -56,6 +61,30 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
             401,
             "unauthorized",
             None,
+        ),
+        (
+            "the cluster secret itself",
+            Some("t0ken-for-tests"),
+            report("n1", "local", "50"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "n1's token, reporting as n2",
+            ok,
+            report("n2", "local", "50"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "a negative workload value",
+            ok,
+            workload("n1", "-3"),
+            422,
+            "invalid",
+            Some("workload[\"queue\"]"),
         ),
         (
             "malformed",
@@ -106,11 +135,30 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
         assert_eq!(v["reason"], *reason, "{what}: {text}");
         assert_eq!(v["field"].as_str(), *field, "{what}: {text}");
     }
+    // n1, naming itself, reporting as n2: its token is proven n1's, so it is refused
+    // as another node (403), as often as it tries; n2's own reports are still taken.
+    for _ in 0..5 {
+        let (code, text) = agent.report_as("n1", &n1, report("n2", "local", "50"));
+        assert_eq!(code, 403, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["reason"].as_str(), v["field"].as_str()),
+            (Some("wrong_node"), Some("node_id")),
+            "{text}"
+        );
+    }
+    // Claiming n2 with n1's token is refused before the body is read.
+    let (code, _) = agent.report_as("n2", &n1, report("n2", "local", "50"));
+    assert_eq!(code, 401);
     // Nothing refused reached the leader's table.
     let status = agent.status();
     let reporting = status["pools"][0]["nodes"]["reporting"].clone();
     assert!(
-        !reporting.as_array().unwrap().iter().any(|n| n == "n1"),
+        !reporting
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "n1" || n == "n2"),
         "{status}"
     );
     let (code, text) = agent.post("/v1/reports", ok, report("n1", "local", "50"));
@@ -137,7 +185,15 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
             &metrics,
             "capstan_reports_rejected_total{reason=\"unauthorized\"}"
         ),
-        Some(2.0),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "capstan_reports_rejected_total{reason=\"wrong_node\"}"
+        ),
+        Some(5.0),
         "{metrics}"
     );
     assert_eq!(
@@ -151,8 +207,14 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("reports accepted 1  rejected 7"), "{text}");
+    assert!(text.contains("reports accepted 1  rejected 16"), "{text}");
     assert!(text.contains("REPORTING"), "{text}");
+    // n2 itself: the five reports under its name spent none of its rate limit.
+    let n2 = node_token("t0ken-for-tests", "n2");
+    for _ in 0..3 {
+        let (code, text) = agent.report_as("n2", &n2, report("n2", "local", "50"));
+        assert_eq!(code, 202, "{text}");
+    }
 }
 
 #[cfg(feature = "tls")]
@@ -210,7 +272,7 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
         rt.block_on(async {
             client
                 .post(format!("{url}/v1/reports"))
-                .bearer_auth("tls-token")
+                .bearer_auth(node_token("tls-token", "n1"))
                 .body(body)
                 .send()
                 .await
@@ -223,7 +285,11 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
     assert!(post(tls_client(&ours.ca, Some(&rogue))).is_err());
     // The plain listener takes no reports when [cluster.tls] is set; it still serves
     // metrics and status.
-    let (code, _) = agent.post("/v1/reports", Some("tls-token"), body.as_bytes().to_vec());
+    let (code, _) = agent.post(
+        "/v1/reports",
+        Some(&node_token("tls-token", "n1")),
+        body.as_bytes().to_vec(),
+    );
     assert_eq!(code, 404);
     assert_eq!(agent.get("/metrics").0, 200);
     let status = agent.wait_for("n1 reporting", |a| {
@@ -234,5 +300,47 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
         status["leader_url"].as_str(),
         Some(url.as_str()),
         "{status}"
+    );
+}
+
+/// `cluster.auth = "shared-token"` (the upgrade path): the token itself is taken from
+/// any node, for any node id, and the leader says in its log what that allows.
+#[test]
+fn a_shared_token_still_works_where_it_is_asked_for_and_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "shared-t0ken\n").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(&config, example()).unwrap();
+    let token_path = token.display().to_string();
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[
+            ("CAPSTAN_CLUSTER__TOKEN_FILE", token_path.as_str()),
+            ("CAPSTAN_CLUSTER__AUTH", "shared-token"),
+        ],
+    );
+    for node in ["n1", "n2"] {
+        let body = format!(
+            r#"{{"version":1,"node_id":"{node}","pool":"local","at":"2026-01-01T00:00:00Z"}}"#
+        );
+        let (code, text) = agent.post("/v1/reports", Some("shared-t0ken"), body.into_bytes());
+        assert_eq!(code, 202, "{node}: {text}");
+    }
+    let body = br#"{"version":1,"node_id":"n1","pool":"local","at":"2026-01-01T00:00:00Z"}"#;
+    let (code, _) = agent.post(
+        "/v1/reports",
+        Some(&node_token("shared-t0ken", "n1")),
+        body.to_vec(),
+    );
+    assert_eq!(
+        code, 401,
+        "a per-node token where the shared one is asked for"
+    );
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("cluster.auth = \"shared-token\"") && log.contains("report as any node"),
+        "{log}"
     );
 }

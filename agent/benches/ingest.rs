@@ -7,6 +7,10 @@
 //! agents send. Every answer must be 202; the figure is accepted reports per second.
 //! Goal: ≥ 50,000/s on the 2-core machine.
 //!
+//! Both ways a leader knows a report's sender are measured in the same run, each on a
+//! leader of its own: `shared-token` (one token, compared) and `node-hmac` (each node's
+//! own token, the HMAC-SHA256 of its id, recomputed per report).
+//!
 //! `cargo bench -p capstan --features full --bench ingest [-- NODES]` (default 100,000 nodes, two
 //! passes per shape).
 
@@ -18,16 +22,23 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "bench-token";
+/// The `cluster.auth` modes measured, in order.
+const AUTHS: [&str; 2] = ["shared-token", "node-hmac"];
 /// (connections, requests in flight per connection).
 const SHAPES: [(usize, usize); 2] = [(16, 32), (64, 1)];
 
-fn report(i: usize) -> Vec<u8> {
+fn report(i: usize, auth: &str) -> Vec<u8> {
     let cpu = (i % 97) as f64;
     let body = format!(
         r#"{{"version":1,"node_id":"node-{i:06}","pool":"bench","at":"2026-11-28T00:00:00Z","host":{{"cpu_percent":{cpu},"cpu_per_core_percent":[{cpu},{cpu},{cpu},{cpu}],"cores":4,"load":{{"one":1.5,"five":1.2,"fifteen":1.0}},"memory":{{"total_bytes":16000000000,"used_bytes":8000000000,"available_bytes":7000000000}},"swap":{{"total_bytes":0,"used_bytes":0}},"disks":[{{"mount_point":"/","total_bytes":100000000000,"available_bytes":50000000000}}],"network":[{{"interface":"eth0","rx_bytes_per_second":125000.0,"tx_bytes_per_second":98000.0}}]}},"workload":{{"requests_per_second":4800.0}}}}"#
     );
+    let node = format!("node-{i:06}");
+    let bearer = match auth {
+        "node-hmac" => capstan::cluster::identity::node_token(TOKEN, &node),
+        _ => TOKEN.to_owned(),
+    };
     format!(
-        "POST /v1/reports HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST /v1/reports HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {bearer}\r\nx-capstan-node: {node}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -112,6 +123,17 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(100_000);
+    let mut summary = Vec::new();
+    for auth in AUTHS {
+        summary.extend(measure(nodes, auth));
+    }
+    for line in summary {
+        println!("{line}");
+    }
+}
+
+/// One leader with `cluster.auth = auth`, both shapes of load; the summary lines.
+fn measure(nodes: usize, auth: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).unwrap();
@@ -127,6 +149,7 @@ state_dir = {state:?}
 
 [cluster]
 token_file = {token:?}
+auth = "{auth}"
 node_expiry = "5m"
 
 [[pool]]
@@ -167,7 +190,7 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
         .parse()
         .unwrap();
 
-    let requests = Arc::new((0..nodes).map(report).collect::<Vec<_>>());
+    let requests = Arc::new((0..nodes).map(|i| report(i, auth)).collect::<Vec<_>>());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -187,7 +210,7 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
             assert_eq!(bad, 0, "{shape:?} pass {p}: {bad} reports refused");
             let r = nodes as f64 / secs;
             println!(
-                "{} connections × {} in flight, pass {p}: {nodes} reports from {nodes} nodes in {secs:.2} s: {r:.0} reports/s",
+                "{auth}: {} connections × {} in flight, pass {p}: {nodes} reports from {nodes} nodes in {secs:.2} s: {r:.0} reports/s",
                 shape.0, shape.1
             );
             rate = rate.max(r);
@@ -204,10 +227,16 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
         .unwrap_or_default();
     let _ = leader.kill();
     let _ = leader.wait();
-    for ((connections, pipeline), rate) in best {
-        println!(
-            "leader ingest: {rate:.0} reports/s with {connections} connections × {pipeline} in flight (best of 2 passes)"
-        );
-    }
-    println!("leader peak RSS {hwm} with {nodes} nodes in its table; goal ≥ 50000 reports/s");
+    let mut lines: Vec<String> = best
+        .into_iter()
+        .map(|((connections, pipeline), rate)| {
+            format!(
+                "leader ingest, {auth}: {rate:.0} reports/s with {connections} connections × {pipeline} in flight (best of 2 passes)"
+            )
+        })
+        .collect();
+    lines.push(format!(
+        "leader peak RSS {hwm} ({auth}) with {nodes} nodes in its table; goal ≥ 50000 reports/s"
+    ));
+    lines
 }

@@ -68,6 +68,8 @@ pub struct Scrape {
     pub name: String,
     /// Timeout.
     pub timeout: Duration,
+    /// The values a node may report: at least `min`, at most `max` when set.
+    pub range: (f64, Option<f64>),
 }
 
 impl ValidatedConfig {
@@ -148,8 +150,12 @@ pub struct Interruptions {
 pub struct Cluster {
     /// The coordinator and its settings.
     pub coordinator: Coordinator,
-    /// Bearer token file for reports.
+    /// The cluster secret or shared token, for reports.
     pub token_file: Option<PathBuf>,
+    /// How a report's sender is known.
+    pub auth: crate::raw::ClusterAuth,
+    /// Most nodes in the leader's table.
+    pub max_nodes: usize,
     /// URL other agents use to reach this one when it leads.
     pub advertise_url: Option<String>,
     /// When a silent node drops out of its pool.

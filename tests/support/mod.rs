@@ -37,6 +37,17 @@ pub fn request(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, String) {
+    request_with(method, url, token, &[], body)
+}
+
+/// [`request`] with more headers.
+pub fn request_with(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,6 +58,9 @@ pub fn request(
             .build()
             .unwrap();
         let mut req = client.request(method, url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if !body.is_empty() {
             req = req.header("content-type", "application/json").body(body);
         }
@@ -131,6 +145,17 @@ impl Agent {
             reqwest::Method::POST,
             &format!("{}{path}", self.base),
             token,
+            body,
+        )
+    }
+
+    /// POSTs a report as node `node` names itself (`X-Capstan-Node`), with `token`.
+    pub fn report_as(&self, node: &str, token: &str, body: Vec<u8>) -> (u16, String) {
+        request_with(
+            reqwest::Method::POST,
+            &format!("{}/v1/reports", self.base),
+            Some(token),
+            &[("x-capstan-node", node)],
             body,
         )
     }
@@ -309,4 +334,17 @@ pub fn http_endpoint(
         }
     });
     port
+}
+
+/// A node's report token under `cluster.auth = "node-hmac"`: the lowercase hex of
+/// HMAC-SHA256(secret, node_id), computed here independently of the agent.
+pub fn node_token(secret: &str, node_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(node_id.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

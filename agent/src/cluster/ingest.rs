@@ -7,13 +7,15 @@
 //!
 //! | check | status | reason |
 //! |---|---|---|
-//! | bearer token (constant-time compare) | 401, or 403 without `cluster.token_file` | `unauthorized` |
+//! | bearer token (constant-time compare), from the headers before the body is read: the shared token, or the token of the node `X-Capstan-Node` names ([`identity`]) | 401, or 403 without `cluster.token_file` | `unauthorized` |
 //! | size, at most [`MAX_REPORT_BYTES`] | 413 | `too_large` |
 //! | JSON of the report's shape | 400 | `malformed` |
 //! | encoding version | 400 | `unsupported_version` |
-//! | finite, in-range numbers, sane names and sizes, `at` not in the future | 422 | `invalid` |
+//! | per-node tokens: the report's `node_id` is the node the token is for | 403 | `wrong_node` |
+//! | finite, in-range numbers (a workload value within its `[[scrape]]` `min`/`max`, 0 and up by default), sane names and sizes, `at` not in the future | 422 | `invalid` |
 //! | a pool the leader knows | 422 | `unknown_pool` |
-//! | at most [`REPORTS_PER_INTERVAL`] per node per interval | 429 | `rate_limited` |
+//! | at most [`REPORTS_PER_INTERVAL`] per node per interval (only that node's own reports count) | 429 | `rate_limited` |
+//! | a node already in the table, or room for one more (`cluster.max_nodes`) | 503 | `table_full` |
 //!
 //! A refused report changes nothing. The table keeps each node's latest report with the
 //! leader's time of receipt (node clocks may be off): a node silent for three intervals
@@ -29,7 +31,10 @@ use serde::Serialize;
 
 use capstan_collectors::{NodeReport, ReportError};
 
+use capstan_config::raw::ClusterAuth;
+
 use crate::clock::Clock;
+use crate::cluster::identity::{self, same_token};
 use crate::telemetry::metrics::{Metrics, PoolLabel, ReasonLabel};
 use crate::telemetry::status::PoolNodes;
 
@@ -82,8 +87,16 @@ impl Rejection {
 /// What ingest checks against; replaced on reload.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
-    /// The bearer token reports must carry; `None` refuses every report.
+    /// The cluster secret (`node-hmac`) or the shared token reports must carry; `None`
+    /// refuses every report.
     pub token: Option<String>,
+    /// How the sender of a report is known.
+    pub auth: ClusterAuth,
+    /// Most nodes in the table (0: no limit).
+    pub max_nodes: usize,
+    /// Each workload metric's allowed values (`[[scrape]]` `min`, `max`); a metric not
+    /// listed takes 0 and up.
+    pub workload_ranges: HashMap<String, (f64, Option<f64>)>,
     /// Pools the leader plans.
     pub pools: HashSet<String>,
     /// The agents' interval: rate limit window and staleness unit.
@@ -109,13 +122,16 @@ pub struct Ingest {
     clock: Arc<dyn Clock>,
 }
 
-/// Compares without an early exit, so the time taken says nothing about the token.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
+/// Who sent a report, as far as the request's headers show before its body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// Any node: it presented the shared token (`cluster.auth = "shared-token"`).
+    AnyNode,
+    /// This node: the request named it, and its token is this node's.
+    Node(String),
+    /// A per-node token from a request that named no node (an agent from before the
+    /// header): checked against the report's `node_id` once the body is read.
+    Unnamed(String),
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -165,11 +181,15 @@ impl Ingest {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Checks and stores one report from the wire. `authorization` is the request's
-    /// `Authorization` header; `body` its bytes.
-    pub fn accept(&self, authorization: Option<&str>, body: &[u8]) -> Result<(), Rejection> {
+    /// Checks a request's credentials from its headers, before its body is read:
+    /// `authorization` is its `Authorization` header, `node` its `X-Capstan-Node`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        node: Option<&str>,
+    ) -> Result<Sender, Rejection> {
         let settings = self.settings();
-        let Some(token) = settings.token.as_deref() else {
+        let Some(secret) = settings.token.as_deref() else {
             return Err(Rejection::new(
                 403,
                 "unauthorized",
@@ -180,21 +200,86 @@ impl Ingest {
         let presented = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !same_token(presented.as_bytes(), token.as_bytes()) {
-            return Err(Rejection::new(
+        let wrong = || {
+            Rejection::new(
                 401,
                 "unauthorized",
                 None,
                 "missing or wrong bearer token".to_owned(),
-            ));
+            )
+        };
+        match (settings.auth, node) {
+            (ClusterAuth::SharedToken, _) => same_token(presented.as_bytes(), secret.as_bytes())
+                .then_some(Sender::AnyNode)
+                .ok_or_else(wrong),
+            (ClusterAuth::NodeHmac, Some(node)) => {
+                let expected = identity::node_token(secret, node);
+                same_token(presented.as_bytes(), expected.as_bytes())
+                    .then(|| Sender::Node(node.to_owned()))
+                    .ok_or_else(wrong)
+            }
+            (ClusterAuth::NodeHmac, None) if presented.is_empty() => Err(wrong()),
+            (ClusterAuth::NodeHmac, None) => Ok(Sender::Unnamed(presented.to_owned())),
         }
+    }
+
+    /// Checks and stores one report from the wire: [`Ingest::authenticate`], then
+    /// [`Ingest::take`].
+    pub fn accept(
+        &self,
+        authorization: Option<&str>,
+        node: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        let sender = self.authenticate(authorization, node)?;
+        self.take(&sender, body)
+    }
+
+    /// Checks and stores the report in `body` from `sender` (as
+    /// [`Ingest::authenticate`] found it).
+    pub fn take(&self, sender: &Sender, body: &[u8]) -> Result<(), Rejection> {
+        let settings = self.settings();
         if body.len() > MAX_REPORT_BYTES {
             return Err(too_large(Some(body.len())));
         }
         let report = decode(body)?;
+        let from_another = match sender {
+            Sender::AnyNode => false,
+            Sender::Node(node) => *node != report.node_id,
+            Sender::Unnamed(presented) => {
+                // Unnamed, a token that is not this node's may be garbage as well as
+                // another node's: refused as a wrong token.
+                let expected =
+                    identity::node_token(settings.token.as_deref().unwrap_or(""), &report.node_id);
+                if !same_token(presented.as_bytes(), expected.as_bytes()) {
+                    return Err(Rejection::new(
+                        401,
+                        "unauthorized",
+                        None,
+                        format!(
+                            "missing or wrong bearer token for node {:?}",
+                            report.node_id
+                        ),
+                    ));
+                }
+                false
+            }
+        };
+        if from_another {
+            return Err(Rejection::new(
+                403,
+                "wrong_node",
+                Some("node_id"),
+                format!(
+                    "this request's token is not node {:?}'s: a node reports only as itself",
+                    report.node_id
+                ),
+            ));
+        }
         let now = self.clock.now();
         validate(&report, &settings.pools, now)?;
-        self.store(report, now, Some(settings.interval))
+        workload_in_range(&report, &settings.workload_ranges)?;
+        self.store(report, now, Some((settings.interval, settings.max_nodes)))
     }
 
     /// Stores this agent's own report (no token, no rate limit).
@@ -204,14 +289,31 @@ impl Ingest {
         let _ = self.store(report, now, None);
     }
 
+    /// Stores `report`; from the wire (`limits`: the interval, the table's cap), only
+    /// within the node's rate and the table's room.
     fn store(
         &self,
         report: NodeReport,
         now: DateTime<Utc>,
-        rate_window: Option<Duration>,
+        limits: Option<(Duration, usize)>,
     ) -> Result<(), Rejection> {
         let mut nodes = self.lock_nodes();
-        let window = match (nodes.get(&report.node_id), rate_window) {
+        if let Some((_, max_nodes)) = limits
+            && max_nodes > 0
+            && nodes.len() >= max_nodes
+            && !nodes.contains_key(&report.node_id)
+        {
+            return Err(Rejection::new(
+                503,
+                "table_full",
+                Some("node_id"),
+                format!(
+                    "the leader already holds {max_nodes} nodes (cluster.max_nodes); node {:?} is not one of them",
+                    report.node_id
+                ),
+            ));
+        }
+        let window = match (nodes.get(&report.node_id), limits.map(|(i, _)| i)) {
             (Some(e), Some(interval)) => {
                 let (start, count) = e.window;
                 if now - start < to_chrono(interval) {
@@ -512,6 +614,28 @@ pub fn validate(
     }
 }
 
+/// Each workload value within its metric's declared range (0 and up when undeclared):
+/// a negative or huge value would send a pool to its min or past its max.
+pub fn workload_in_range(
+    report: &NodeReport,
+    ranges: &HashMap<String, (f64, Option<f64>)>,
+) -> Result<(), Rejection> {
+    for (k, v) in &report.workload {
+        let (lo, hi) = ranges.get(k).copied().unwrap_or((0.0, None));
+        if *v < lo || hi.is_some_and(|hi| *v > hi) {
+            let allowed = match hi {
+                Some(hi) => format!("{lo} to {hi}"),
+                None => format!("{lo} and up"),
+            };
+            return Err(Rejection::invalid(
+                format!("workload[{k:?}]"),
+                format!("{v} is out of range; allowed: {allowed} (the [[scrape]]'s min and max)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn sorted(pools: &HashSet<String>) -> Vec<&str> {
     let mut v: Vec<&str> = pools.iter().map(String::as_str).collect();
     v.sort_unstable();
@@ -527,9 +651,11 @@ mod tests {
         Ingest::new(
             Settings {
                 token: Some("s3cret".into()),
+                auth: ClusterAuth::SharedToken,
                 pools: ["web".to_owned()].into(),
                 interval: Duration::from_secs(10),
                 node_expiry: Duration::from_secs(300),
+                ..Settings::default()
             },
             clock.clone(),
         )
@@ -618,7 +744,7 @@ mod tests {
             ),
         ];
         for (auth, body, status, reason, field) in cases {
-            let r = i.accept(auth, &body).unwrap_err();
+            let r = i.accept(auth, None, &body).unwrap_err();
             assert_eq!(
                 (r.status, r.reason, r.field.as_deref()),
                 (status, reason, field),
@@ -647,26 +773,32 @@ mod tests {
         let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
         let i = ingest(&clock);
         for _ in 0..REPORTS_PER_INTERVAL {
-            i.accept(AUTH, &report("a", clock.now()).encode()).unwrap();
+            i.accept(AUTH, None, &report("a", clock.now()).encode())
+                .unwrap();
         }
         let e = i
-            .accept(AUTH, &report("a", clock.now()).encode())
+            .accept(AUTH, None, &report("a", clock.now()).encode())
             .unwrap_err();
         assert_eq!((e.status, e.reason), (429, "rate_limited"));
         // Another node is not held back by the first.
-        i.accept(AUTH, &report("b", clock.now()).encode()).unwrap();
+        i.accept(AUTH, None, &report("b", clock.now()).encode())
+            .unwrap();
         clock.advance(Duration::from_secs(10));
-        i.accept(AUTH, &report("a", clock.now()).encode()).unwrap();
+        i.accept(AUTH, None, &report("a", clock.now()).encode())
+            .unwrap();
     }
 
     #[test]
     fn silent_nodes_go_stale_then_drop_out() {
         let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
         let i = ingest(&clock);
-        i.accept(AUTH, &report("a", clock.now()).encode()).unwrap();
-        i.accept(AUTH, &report("b", clock.now()).encode()).unwrap();
+        i.accept(AUTH, None, &report("a", clock.now()).encode())
+            .unwrap();
+        i.accept(AUTH, None, &report("b", clock.now()).encode())
+            .unwrap();
         clock.advance(Duration::from_secs(20));
-        i.accept(AUTH, &report("b", clock.now()).encode()).unwrap();
+        i.accept(AUTH, None, &report("b", clock.now()).encode())
+            .unwrap();
         clock.advance(Duration::from_secs(11));
         // a: silent 31 s > 3 intervals; b: 11 s.
         let now = clock.now();
@@ -685,12 +817,126 @@ mod tests {
         assert!(nodes["web"].reporting.is_empty() && nodes["web"].stale.is_empty());
     }
 
+    fn node_ingest(clock: &Arc<ManualClock>, max_nodes: usize) -> Ingest {
+        Ingest::new(
+            Settings {
+                token: Some("cluster-secret".into()),
+                auth: ClusterAuth::NodeHmac,
+                max_nodes,
+                pools: ["web".to_owned()].into(),
+                interval: Duration::from_secs(10),
+                node_expiry: Duration::from_secs(300),
+                workload_ranges: [("rps".to_owned(), (0.0, Some(10_000.0)))].into(),
+            },
+            clock.clone(),
+        )
+    }
+
+    fn bearer(node: &str) -> String {
+        format!("Bearer {}", identity::node_token("cluster-secret", node))
+    }
+
+    /// Per-node tokens: n1's token reports as n1 only, with or without the header
+    /// that names it; reporting as n2 is refused (403 when the header shows the token is
+    /// n1's, 401 without it) and spends none of n2's quota.
     #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token(b"abc", b"abc"));
-        assert!(!same_token(b"abc", b"abd"));
-        assert!(!same_token(b"ab", b"abc"));
-        assert!(!same_token(b"abc", b"ab"));
-        assert!(!same_token(b"", b"a"));
+    fn a_node_reports_only_as_itself() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = node_ingest(&clock, 0);
+        let now = clock.now();
+        let n1 = bearer("n1");
+        i.accept(Some(&n1), Some("n1"), &report("n1", now).encode())
+            .unwrap();
+        i.accept(Some(&n1), None, &report("n1", now).encode())
+            .unwrap();
+        // n1's token, as n2: named in the header, or only in the body.
+        for _ in 0..10 {
+            let e = i
+                .accept(Some(&n1), Some("n1"), &report("n2", now).encode())
+                .unwrap_err();
+            assert_eq!(
+                (e.status, e.reason, e.field.as_deref()),
+                (403, "wrong_node", Some("node_id"))
+            );
+            let e = i
+                .accept(Some(&n1), None, &report("n2", now).encode())
+                .unwrap_err();
+            assert_eq!((e.status, e.reason), (401, "unauthorized"));
+            // Claiming n2 in the header with n1's token fails before the body.
+            let e = i.authenticate(Some(&n1), Some("n2")).unwrap_err();
+            assert_eq!((e.status, e.reason), (401, "unauthorized"));
+        }
+        // n2's own reports are still taken: the flood spent none of its quota.
+        i.accept(Some(&bearer("n2")), Some("n2"), &report("n2", now).encode())
+            .unwrap();
+        // The cluster secret itself is not a token.
+        let e = i
+            .accept(
+                Some("Bearer cluster-secret"),
+                Some("n1"),
+                &report("n1", now).encode(),
+            )
+            .unwrap_err();
+        assert_eq!(e.status, 401);
+        assert_eq!(i.authenticate(None, None).unwrap_err().status, 401);
+    }
+
+    /// The table holds at most `max_nodes`: a new node past it is refused (503), known
+    /// nodes keep reporting, and this agent's own report always fits.
+    #[test]
+    fn the_node_table_stays_at_its_cap() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = node_ingest(&clock, 3);
+        let now = clock.now();
+        for n in ["a", "b", "c"] {
+            i.accept(Some(&bearer(n)), Some(n), &report(n, now).encode())
+                .unwrap();
+        }
+        for n in 0..100 {
+            let id = format!("made-up-{n}");
+            let e = i
+                .accept(Some(&bearer(&id)), Some(&id), &report(&id, now).encode())
+                .unwrap_err();
+            assert_eq!((e.status, e.reason), (503, "table_full"));
+        }
+        clock.advance(Duration::from_secs(10));
+        i.accept(
+            Some(&bearer("a")),
+            Some("a"),
+            &report("a", clock.now()).encode(),
+        )
+        .unwrap();
+        i.insert_local(report("leader", clock.now()));
+        assert_eq!(i.fresh(clock.now()).len(), 4);
+    }
+
+    /// A workload value outside its `[[scrape]]` range (0 and up when undeclared) is
+    /// refused with the field named.
+    #[test]
+    fn workload_values_stay_in_their_declared_range() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = node_ingest(&clock, 0);
+        let now = clock.now();
+        for (metric, value, ok) in [
+            ("rps", -1.0, false),
+            ("rps", 10_001.0, false),
+            ("rps", 10_000.0, true),
+            ("queue", -0.5, false),
+            ("queue", 1e12, true),
+        ] {
+            let mut r = report("n1", now);
+            r.workload.clear();
+            r.workload.insert(metric.into(), value);
+            let got = i.accept(Some(&bearer("n1")), Some("n1"), &r.encode());
+            match (ok, got) {
+                (true, Ok(())) => {}
+                (false, Err(e)) => {
+                    assert_eq!((e.status, e.reason), (422, "invalid"));
+                    assert_eq!(e.field, Some(format!("workload[{metric:?}]")), "{e:?}");
+                }
+                (_, got) => panic!("{metric} = {value}: {got:?}"),
+            }
+            clock.advance(Duration::from_secs(10));
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The node role: this agent's report goes to the leader every interval, as
-//! `POST <leader_url>/v1/reports` with the bearer token from `cluster.token_file`.
+//! `POST <leader_url>/v1/reports` with this node's bearer token (derived from
+//! `cluster.token_file` as `cluster.auth` says; see [`crate::cluster::identity`]) and
+//! its node id in `X-Capstan-Node`.
 //!
 //! The leader is whoever the coordinator's claim names, read at each send, so reports
 //! follow leadership when it moves. Only the latest report waits: the hand-over is a
@@ -16,6 +18,7 @@ use tokio::sync::watch;
 use capstan_collectors::NodeReport;
 
 use crate::cluster::coordinator::Claim;
+use crate::cluster::identity::{Credential, NODE_HEADER};
 use crate::telemetry::metrics::ResultLabel;
 use crate::telemetry::status::Shared;
 
@@ -40,8 +43,8 @@ pub struct Reporter {
     tx: watch::Sender<Option<NodeReport>>,
 }
 
-/// The token this node presents; replaced on reload.
-pub type Token = Arc<RwLock<Option<String>>>;
+/// What this node presents; replaced on reload.
+pub type Token = Arc<RwLock<Option<Credential>>>;
 
 impl Reporter {
     /// Starts the sending task on `client` (plain, or with this agent's certificate for
@@ -96,15 +99,17 @@ async fn send_loop(
             tracing::debug!("no leader known; report not sent");
             continue;
         };
-        let token = token
+        let bearer = token
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|c| c.bearer(&report.node_id))
             .unwrap_or_default();
         let endpoint = format!("{}/v1/reports", url.trim_end_matches('/'));
         let sent = client
             .post(&endpoint)
-            .bearer_auth(token)
+            .bearer_auth(bearer)
+            .header(NODE_HEADER, &report.node_id)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(report.encode())
             .send()

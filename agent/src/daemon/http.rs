@@ -14,7 +14,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::cluster::ingest::{self, Ingest, MAX_REPORT_BYTES};
+use crate::cluster::identity::NODE_HEADER;
+use crate::cluster::ingest::{self, Ingest, MAX_REPORT_BYTES, Sender};
 use crate::telemetry::status::Shared;
 
 /// The router.
@@ -33,24 +34,52 @@ pub fn router(shared: Arc<Shared>, ingest: Option<Arc<Ingest>>) -> Router {
 
 /// `POST /v1/reports` alone (for the mutual-TLS listener).
 pub fn reports_router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
+    let state = (ingest, shared);
     Router::new()
         .route("/v1/reports", post(reports))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
-        .with_state((ingest, shared))
+        // Outermost: the credentials are checked before anything reads the body.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .with_state(state)
+}
+
+/// Checks a report's credentials from its headers alone; a request that fails is
+/// answered without its body being read.
+async fn authenticate(
+    State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    match ingest.authenticate(text(header::AUTHORIZATION.as_str()), text(NODE_HEADER)) {
+        Ok(sender) => {
+            request.extensions_mut().insert(sender);
+            next.run(request).await
+        }
+        Err(r) => refuse(&shared, &r),
+    }
+}
+
+/// A refusal, counted, as JSON (`{"reason", "field", "error"}`) with its status.
+fn refuse(shared: &Shared, r: &ingest::Rejection) -> Response {
+    ingest::count(&shared.metrics, r);
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, axum::Json(r)).into_response()
 }
 
 /// `POST /v1/reports`: 202 when the report is taken, else the refusal as JSON
 /// (`{"reason", "field", "error"}`) with its status.
 async fn reports(
     State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
-    headers: axum::http::HeaderMap,
+    axum::Extension(sender): axum::Extension<Sender>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     let outcome = match body {
-        Ok(body) => ingest.accept(auth, &body),
+        Ok(body) => ingest.take(&sender, &body),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ingest::too_large(None)),
         Err(e) => Err(ingest::Rejection {
             status: 400,
@@ -64,11 +93,7 @@ async fn reports(
             shared.metrics.reports_received.inc();
             StatusCode::ACCEPTED.into_response()
         }
-        Err(r) => {
-            ingest::count(&shared.metrics, &r);
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, axum::Json(r)).into_response()
-        }
+        Err(r) => refuse(&shared, &r),
     }
 }
 

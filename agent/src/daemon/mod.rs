@@ -150,7 +150,7 @@ pub async fn run(
         ingest_settings(&cfg, token.clone()),
         clock.clone(),
     ));
-    let token: Token = Arc::new(std::sync::RwLock::new(token));
+    let token: Token = Arc::new(std::sync::RwLock::new(credential(&cfg, token)));
     let send_timeout = cfg.agent.interval.min(Duration::from_secs(10));
     let client = listeners.reporter_client(send_timeout)?;
     let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client);
@@ -649,7 +649,7 @@ impl Daemon {
         *self
             .token
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = credential(&new, token);
         for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
             self.shared.metrics.remove_pool(&gone.config.name);
         }

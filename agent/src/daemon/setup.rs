@@ -26,10 +26,35 @@ pub fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<Strin
 pub(super) fn ingest_settings(cfg: &ValidatedConfig, token: Option<String>) -> ingest::Settings {
     ingest::Settings {
         token,
+        auth: cfg.cluster.auth,
+        max_nodes: cfg.cluster.max_nodes,
+        workload_ranges: cfg
+            .scrapes
+            .iter()
+            .map(|s| (s.name.clone(), s.range))
+            .collect(),
         pools: cfg.pools.iter().map(|p| p.name.clone()).collect(),
         interval: cfg.agent.interval,
         node_expiry: cfg.cluster.node_expiry,
     }
+}
+
+/// What this node presents to the leader: `token`, as `cfg.cluster.auth` says. Says
+/// in the log when every node may report as any other.
+pub(super) fn credential(
+    cfg: &ValidatedConfig,
+    token: Option<String>,
+) -> Option<crate::cluster::identity::Credential> {
+    let secret = token?;
+    if cfg.cluster.auth == capstan_config::raw::ClusterAuth::SharedToken {
+        tracing::warn!(
+            "cluster.auth = \"shared-token\": every node presents the same token, and anyone holding it can report as any node; switch to \"node-hmac\" (the default) once every agent is upgraded"
+        );
+    }
+    Some(crate::cluster::identity::Credential {
+        auth: cfg.cluster.auth,
+        secret,
+    })
 }
 
 /// Where other agents reach this one: `cluster.advertise_url`, else the address it

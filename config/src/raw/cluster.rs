@@ -17,6 +17,22 @@ pub enum CoordinatorKind {
     Kubernetes,
 }
 
+/// How the leader knows which node sent a report.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterAuth {
+    /// Each node presents its own token, the lowercase hex of HMAC-SHA256 of its node
+    /// id under the cluster secret in `token_file`, and may report only as that node:
+    /// a token read on the wire speaks for one node.
+    #[default]
+    NodeHmac,
+    /// Every node presents `token_file`'s content, and may report as any node (the
+    /// upgrade path from releases before per-node tokens).
+    SharedToken,
+}
+
 /// `[cluster]`: coordination between agents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,9 +40,18 @@ pub struct ClusterConfig {
     /// `standalone` (default), `etcd` or `kubernetes`.
     #[serde(default)]
     pub coordinator: CoordinatorKind,
-    /// File holding the bearer token agents present to the leader. Never the token itself.
+    /// File holding the cluster secret (with `auth = "node-hmac"`) or the shared bearer
+    /// token (`auth = "shared-token"`). Never the secret itself.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// `node-hmac` (default: per-node tokens derived from the cluster secret) or
+    /// `shared-token` (one token for every node).
+    #[serde(default)]
+    pub auth: ClusterAuth,
+    /// Most nodes the leader keeps reports of; reports from new nodes past it are
+    /// refused (503) and counted, known nodes keep reporting.
+    #[serde(default = "defaults::max_nodes")]
+    pub max_nodes: u32,
     /// URL at which other agents reach this agent when it leads, e.g. `"http://10.0.0.5:9464"`.
     #[serde(default)]
     pub advertise_url: Option<String>,
@@ -65,6 +90,8 @@ impl Default for ClusterConfig {
         Self {
             coordinator: CoordinatorKind::default(),
             token_file: None,
+            auth: ClusterAuth::default(),
+            max_nodes: defaults::max_nodes(),
             advertise_url: None,
             node_expiry: defaults::node_expiry(),
             etcd: None,

@@ -19,6 +19,10 @@ pub fn interval() -> String {
 pub fn state_dir() -> PathBuf {
     PathBuf::from("/var/lib/capstan")
 }
+/// `cluster.max_nodes`.
+pub fn max_nodes() -> u32 {
+    20_000
+}
 /// `cluster.node_expiry`.
 pub fn node_expiry() -> String {
     "5m".to_owned()

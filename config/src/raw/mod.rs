@@ -128,6 +128,13 @@ pub struct ScrapeConfig {
     /// Give up on the endpoint after this long.
     #[serde(default = "defaults::scrape_timeout")]
     pub timeout: String,
+    /// The lowest value a node may report for this metric (default 0): the leader
+    /// refuses a report with less (422, naming the field).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// The highest value a node may report for this metric (default: none).
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 /// How a scrape's samples are combined.

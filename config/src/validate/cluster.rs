@@ -49,6 +49,13 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
             "is required with an elected leader: agents present the token in it with every report, and the leader refuses reports without it",
         );
     }
+    if raw.max_nodes == 0 {
+        c.report(
+            &[k("cluster"), k("max_nodes")],
+            None,
+            "must be at least 1: the leader's table holds its own node",
+        );
+    }
     let tls = check_tls(c, raw);
     if let (Some(_), Some(url)) = (&raw.tls, &raw.advertise_url)
         && !url.starts_with("https://")
@@ -62,6 +69,8 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
     Some(Cluster {
         coordinator: coordinator?,
         token_file: raw.token_file.clone(),
+        auth: raw.auth,
+        max_nodes: usize::try_from(raw.max_nodes).unwrap_or(usize::MAX),
         advertise_url: raw.advertise_url.clone(),
         node_expiry: node_expiry?,
         tls: tls?,

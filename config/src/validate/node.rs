@@ -52,7 +52,26 @@ pub(super) fn check_scrapes(c: &mut Checker<'_>, raw: &[raw::ScrapeConfig]) -> V
             Duration::from_millis(100),
             Duration::from_secs(60),
         );
-        if let (Some(timeout), true, true) = (timeout, series_ok, name_ok) {
+        let min = s.min.unwrap_or(0.0);
+        let mut range_ok = true;
+        for (key, v) in [("min", Some(min)), ("max", s.max)] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                c.report(&at(key), None, "must be a finite number");
+                range_ok = false;
+            }
+        }
+        if let Some(max) = s.max
+            && range_ok
+            && max < min
+        {
+            c.report(
+                &at("max"),
+                None,
+                format!("{max} is below min ({min}): no value could be reported"),
+            );
+            range_ok = false;
+        }
+        if let (Some(timeout), true, true, true) = (timeout, series_ok, name_ok, range_ok) {
             out.push(Scrape {
                 url: s.url.clone(),
                 series: s.series.clone(),
@@ -60,6 +79,7 @@ pub(super) fn check_scrapes(c: &mut Checker<'_>, raw: &[raw::ScrapeConfig]) -> V
                 aggregate: s.aggregate,
                 name,
                 timeout,
+                range: (min, s.max),
             });
         }
     }

@@ -104,14 +104,16 @@ pub struct ReasonLabel {
 }
 
 /// Every `reason` label of `capstan_reports_rejected_total`.
-pub const REJECT_REASONS: [&str; 7] = [
+pub const REJECT_REASONS: [&str; 9] = [
     "unauthorized",
     "too_large",
     "malformed",
     "unsupported_version",
+    "wrong_node",
     "invalid",
     "unknown_pool",
     "rate_limited",
+    "table_full",
 ];
 
 /// `{gpu, uuid}`.

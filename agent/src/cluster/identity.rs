@@ -1,0 +1,92 @@
+//! Which node a report comes from (`cluster.auth`).
+//!
+//! With `node-hmac` (the default) each node presents its own token: the lowercase hex
+//! of HMAC-SHA256 of its node id under the cluster secret (`cluster.token_file`'s
+//! content, trailing newline stripped). The leader recomputes it, so a token read on
+//! the wire, or taken from one node, speaks for that node only. A node presents its id
+//! in the `X-Capstan-Node` header too, so the leader checks the token before it reads
+//! the body, and then that the report names the same node. With `shared-token` every
+//! node presents the same token and may report as any node.
+
+use capstan_config::raw::ClusterAuth;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// The header a node names itself in.
+pub const NODE_HEADER: &str = "x-capstan-node";
+
+/// `node_id`'s token under `secret`: lowercase hex of HMAC-SHA256(secret, node_id).
+pub fn node_token(secret: &str, node_id: &str) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+    mac.update(node_id.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+pub fn same_token(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// What this node presents to the leader (replaced on reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// How the leader checks it.
+    pub auth: ClusterAuth,
+    /// `cluster.token_file`'s content: the cluster secret, or the shared token.
+    pub secret: String,
+}
+
+impl Credential {
+    /// The bearer token for a report from `node_id`.
+    pub fn bearer(&self, node_id: &str) -> String {
+        match self.auth {
+            ClusterAuth::NodeHmac => node_token(&self.secret, node_id),
+            ClusterAuth::SharedToken => self.secret.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4231's test case 2 (HMAC-SHA256 of "what do ya want for nothing?" under
+    /// "Jefe"), so any other implementation derives the same tokens.
+    #[test]
+    fn node_tokens_are_rfc_4231_hmac_sha256_in_lowercase_hex() {
+        assert_eq!(
+            node_token("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let c = Credential {
+            auth: ClusterAuth::NodeHmac,
+            secret: "s3cret".into(),
+        };
+        assert_ne!(c.bearer("n1"), c.bearer("n2"));
+        assert_eq!(c.bearer("n1"), node_token("s3cret", "n1"));
+        let shared = Credential {
+            auth: ClusterAuth::SharedToken,
+            ..c
+        };
+        assert_eq!(shared.bearer("n1"), "s3cret");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abc", b"abd"));
+        assert!(!same_token(b"abc", b"ab"));
+        assert!(!same_token(b"ab", b"abc"));
+        assert!(!same_token(b"", b"a"));
+    }
+}
