@@ -361,7 +361,8 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
 fn followers_report_to_the_leader_over_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(1, dir.path());
-    let p = pki(dir.path(), "cluster");
+    // One certificate for the three agents, naming each of them.
+    let p = pki_for_nodes(dir.path(), "cluster", &["agent-0", "agent-1", "agent-2"]);
     let tls = format!(
         "\n[cluster.tls]\nlisten = \"127.0.0.1:0\"\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
         p.ca.display().to_string(),

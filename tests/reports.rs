@@ -221,8 +221,8 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
 #[test]
 fn with_cluster_tls_reports_need_a_client_certificate_from_the_cluster_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = pki(dir.path(), "cluster");
-    let rogue = pki(dir.path(), "rogue");
+    let ours = pki_for_nodes(dir.path(), "cluster", &["n1"]);
+    let rogue = pki_for_nodes(dir.path(), "rogue", &["n1"]);
     let token = dir.path().join("token");
     std::fs::write(&token, "tls-token").unwrap();
     let config = dir.path().join("capstan.toml");
@@ -280,6 +280,24 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
         })
     };
     assert_eq!(post(tls_client(&ours.ca, Some(&ours))).unwrap(), 202);
+    // The certificate names n1 only: with n2's own valid token, a report as n2 is
+    // still refused (403 wrong_node).
+    let as_n2 = rt.block_on(async {
+        tls_client(&ours.ca, Some(&ours))
+            .post(format!("{url}/v1/reports"))
+            .bearer_auth(node_token("tls-token", "n2"))
+            .header("x-capstan-node", "n2")
+            .body(body.replace("\"n1\"", "\"n2\""))
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(as_n2.status().as_u16(), 403);
+    let text = rt.block_on(as_n2.text()).unwrap();
+    assert!(
+        text.contains("wrong_node") && text.contains("client certificate"),
+        "{text}"
+    );
     // No client certificate, or one from another CA: the handshake fails.
     assert!(post(tls_client(&ours.ca, None)).is_err());
     assert!(post(tls_client(&ours.ca, Some(&rogue))).is_err());

@@ -251,9 +251,16 @@ pub struct Pki {
 
 #[cfg(feature = "tls")]
 pub fn pki(dir: &Path, name: &str) -> Pki {
+    pki_for_nodes(dir, name, &[])
+}
+
+/// [`pki`] whose leaf also names `nodes` (URIs `capstan://node/<id>`): the nodes an
+/// agent presenting it may report as.
+#[cfg(feature = "tls")]
+pub fn pki_for_nodes(dir: &Path, name: &str, nodes: &[&str]) -> Pki {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
+        KeyPair, KeyUsagePurpose, SanType,
     };
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -266,6 +273,11 @@ pub fn pki(dir: &Path, name: &str) -> Pki {
     let key = KeyPair::generate().unwrap();
     let mut leaf =
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    for node in nodes {
+        leaf.subject_alt_names.push(SanType::URI(
+            format!("capstan://node/{node}").try_into().unwrap(),
+        ));
+    }
     leaf.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,

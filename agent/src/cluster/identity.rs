@@ -7,6 +7,10 @@
 //! in the `X-Capstan-Node` header too, so the leader checks the token before it reads
 //! the body, and then that the report names the same node. With `shared-token` every
 //! node presents the same token and may report as any node.
+//!
+//! Over mutual TLS (`[cluster.tls]`) the client certificate also says who may report:
+//! a report's `node_id` must be one of the names its subject alternative names give, a
+//! DNS name or a URI `capstan://node/<id>` ([`certificate_nodes`]).
 
 use capstan_config::raw::ClusterAuth;
 use hmac::{Hmac, KeyInit, Mac};
@@ -35,6 +39,32 @@ pub fn same_token(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ b.get(i).copied().unwrap_or(0);
     }
     diff == 0
+}
+
+/// The URI a certificate names a node with: `capstan://node/<id>`.
+pub const NODE_URI: &str = "capstan://node/";
+
+/// The node ids a DER client certificate names: its DNS subject alternative names, and
+/// the ids of its `capstan://node/<id>` URIs. None when it cannot be read.
+#[cfg(feature = "tls")]
+pub fn certificate_nodes(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            GeneralName::URI(uri) => uri.strip_prefix(NODE_URI).map(str::to_owned),
+            _ => None,
+        })
+        .filter(|id| !id.is_empty())
+        .collect()
 }
 
 /// What this node presents to the leader (replaced on reload).
@@ -79,6 +109,27 @@ mod tests {
             ..c
         };
         assert_eq!(shared.bearer("n1"), "s3cret");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_certificate_names_its_dns_names_and_node_uris() {
+        use rcgen::{CertificateParams, KeyPair, SanType};
+        let mut params =
+            CertificateParams::new(vec!["node-a.internal".to_owned(), "10.0.0.5".to_owned()])
+                .unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::URI("capstan://node/i-0abc123".try_into().unwrap()));
+        params
+            .subject_alt_names
+            .push(SanType::URI("https://example.com/x".try_into().unwrap()));
+        let cert = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        assert_eq!(
+            certificate_nodes(cert.der()),
+            ["node-a.internal", "i-0abc123"]
+        );
+        assert!(certificate_nodes(b"not a certificate").is_empty());
     }
 
     #[test]

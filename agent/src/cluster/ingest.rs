@@ -232,12 +232,18 @@ impl Ingest {
         body: &[u8],
     ) -> Result<(), Rejection> {
         let sender = self.authenticate(authorization, node)?;
-        self.take(&sender, body)
+        self.take(&sender, None, body)
     }
 
     /// Checks and stores the report in `body` from `sender` (as
-    /// [`Ingest::authenticate`] found it).
-    pub fn take(&self, sender: &Sender, body: &[u8]) -> Result<(), Rejection> {
+    /// [`Ingest::authenticate`] found it); over mutual TLS, `certified` are the nodes
+    /// the client certificate names, and the report must be one of them.
+    pub fn take(
+        &self,
+        sender: &Sender,
+        certified: Option<&[String]>,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
         let settings = self.settings();
         if body.len() > MAX_REPORT_BYTES {
             return Err(too_large(Some(body.len())));
@@ -265,6 +271,19 @@ impl Ingest {
                 false
             }
         };
+        if let Some(names) = certified
+            && !names.contains(&report.node_id)
+        {
+            return Err(Rejection::new(
+                403,
+                "wrong_node",
+                Some("node_id"),
+                format!(
+                    "the client certificate names {names:?}, not node {:?}: a node reports only as itself",
+                    report.node_id
+                ),
+            ));
+        }
         if from_another {
             return Err(Rejection::new(
                 403,
@@ -879,6 +898,24 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status, 401);
         assert_eq!(i.authenticate(None, None).unwrap_err().status, 401);
+    }
+
+    /// Over mutual TLS, a report is taken only as a node the client certificate names.
+    #[test]
+    fn a_certified_node_reports_only_as_a_name_in_its_certificate() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = node_ingest(&clock, 0);
+        let now = clock.now();
+        let n1 = bearer("n1");
+        let sender = i.authenticate(Some(&n1), Some("n1")).unwrap();
+        let names = ["n1".to_owned()];
+        i.take(&sender, Some(&names), &report("n1", now).encode())
+            .unwrap();
+        let others = ["n2".to_owned()];
+        let e = i
+            .take(&sender, Some(&others), &report("n1", now).encode())
+            .unwrap_err();
+        assert_eq!((e.status, e.reason), (403, "wrong_node"));
     }
 
     /// The table holds at most `max_nodes`: a new node past it is refused (503), known

@@ -1,8 +1,9 @@
 //! Node reports over mutual TLS (`[cluster.tls]`, feature `tls`; rustls with ring).
 //!
 //! The leader serves `POST /v1/reports` on a listener of its own, `cluster.tls.listen`,
-//! and only there: a client must present a certificate that `ca_file` signed, and the
-//! bearer token still applies. Every agent presents `cert_file` when it reports, and
+//! and only there: a client must present a certificate that `ca_file` signed, a report
+//! is taken only as a node that certificate names
+//! ([`crate::cluster::identity::certificate_nodes`]), and the bearer token still applies. Every agent presents `cert_file` when it reports, and
 //! checks the leader's certificate against the same CA and the host of the leader's
 //! `advertise_url` (so each agent's certificate names its advertised host or IP).
 //! `/metrics`, the health endpoints and `/v1/status` stay on `agent.listen`, in plain

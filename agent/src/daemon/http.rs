@@ -76,10 +76,21 @@ fn refuse(shared: &Shared, r: &ingest::Rejection) -> Response {
 async fn reports(
     State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
     axum::Extension(sender): axum::Extension<Sender>,
+    #[cfg(feature = "tls")] tls: Option<axum::Extension<Arc<axum_server::tls::TlsInfo>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Over mutual TLS, the nodes the client certificate names.
+    #[cfg(feature = "tls")]
+    let certified: Option<Vec<String>> = tls.map(|axum::Extension(info)| {
+        info.peer_certificates
+            .first()
+            .map(|der| crate::cluster::identity::certificate_nodes(der))
+            .unwrap_or_default()
+    });
+    #[cfg(not(feature = "tls"))]
+    let certified: Option<Vec<String>> = None;
     let outcome = match body {
-        Ok(body) => ingest.take(&sender, &body),
+        Ok(body) => ingest.take(&sender, certified.as_deref(), &body),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ingest::too_large(None)),
         Err(e) => Err(ingest::Rejection {
             status: 400,
