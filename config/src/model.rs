@@ -266,6 +266,8 @@ pub struct Pool {
     pub spot: Option<Spot>,
     /// Targets.
     pub targets: Vec<Target>,
+    /// How the nodes' reports of a target are combined.
+    pub aggregate: crate::raw::PoolAggregate,
     /// Predictive settings.
     pub predictive: Predictive,
     /// Schedules.

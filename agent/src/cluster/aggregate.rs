@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use capstan_collectors::{GpuMetrics, NodeReport};
+use capstan_config::raw::PoolAggregate;
 use capstan_config::{Metric, Pool, TargetSource};
 use capstan_providers::{Lifecycle, PoolDescription};
 
@@ -140,18 +141,26 @@ fn weigh_by_gpus(metric: &Metric, counted: &[&NodeReport], s: &mut MetricSample)
 /// without a reading is *missing*, a pending one is *unready*. When none matches (a
 /// dry-run pool, whose instances are imaginary, or agents named otherwise) the
 /// reporting nodes are taken as a sample of the pool: their average stands for every
-/// in-service node, and nothing counts as missing.
+/// in-service node, and nothing counts as missing. With `aggregate = "trimmed-mean"`
+/// the average leaves out the highest and lowest tenth of the nodes ([`trimmed`]).
 pub fn samples(
     pool: &Pool,
     description: &PoolDescription,
     reports: &[&NodeReport],
 ) -> Vec<Option<MetricSample>> {
-    samples_for(&pool.targets, description, reports)
+    samples_for(&pool.targets, pool.aggregate, description, reports)
+}
+
+/// How many of `n` values [`PoolAggregate::TrimmedMean`] leaves out at each end: a
+/// tenth, and at least one once there are three.
+pub fn trimmed(n: usize) -> usize {
+    if n < 3 { 0 } else { (n / 10).max(1) }
 }
 
 /// [`samples`] for any list of targets (a group's, over one member).
 pub fn samples_for(
     targets: &[capstan_config::Target],
+    aggregate: PoolAggregate,
     description: &PoolDescription,
     reports: &[&NodeReport],
 ) -> Vec<Option<MetricSample>> {
@@ -172,18 +181,17 @@ pub fn samples_for(
                 return None;
             };
             let mut s = MetricSample::default();
-            let mut counted: Vec<&NodeReport> = Vec::new();
+            let mut counted: Vec<(&NodeReport, f64)> = Vec::new();
             if matched {
                 for inst in &description.instances {
                     match inst.lifecycle {
                         Lifecycle::InService => {
                             let report = by_id.get(inst.id.as_str()).copied();
                             match report.and_then(|r| metric_value(r, metric).map(|v| (r, v))) {
-                                Some((r, v)) => {
-                                    s.sum += v;
+                                Some(rv) => {
                                     s.ready += 1;
                                     s.reporting += 1;
-                                    counted.push(r);
+                                    counted.push(rv);
                                 }
                                 None => s.missing += 1,
                             }
@@ -193,14 +201,12 @@ pub fn samples_for(
                     }
                 }
             } else {
-                for (r, v) in reports
-                    .iter()
-                    .filter_map(|r| metric_value(r, metric).map(|v| (*r, v)))
-                {
-                    s.sum += v;
-                    s.reporting += 1;
-                    counted.push(r);
-                }
+                counted.extend(
+                    reports
+                        .iter()
+                        .filter_map(|r| metric_value(r, metric).map(|v| (*r, v))),
+                );
+                s.reporting = u32::try_from(counted.len()).unwrap_or(u32::MAX);
                 let in_service =
                     u32::try_from(description.in_service().count()).unwrap_or(u32::MAX);
                 let represented = if description.instances.is_empty() {
@@ -209,11 +215,27 @@ pub fn samples_for(
                     in_service
                 };
                 if s.reporting > 0 && represented > 0 {
-                    s.sum = s.sum / f64::from(s.reporting) * f64::from(represented);
                     s.ready = represented;
                 }
             }
-            weigh_by_gpus(metric, &counted, &mut s);
+            // The nodes whose readings count: all of them, or with a trimmed mean all
+            // but the highest and lowest tenth.
+            if aggregate == PoolAggregate::TrimmedMean {
+                counted.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let k = trimmed(counted.len());
+                counted = counted[k..counted.len() - k].to_vec();
+            }
+            let sum: f64 = counted.iter().map(|(_, v)| v).sum();
+            let n = u32::try_from(counted.len()).unwrap_or(u32::MAX);
+            s.sum = if n == s.ready {
+                sum
+            } else if n > 0 {
+                sum / f64::from(n) * f64::from(s.ready)
+            } else {
+                0.0
+            };
+            let kept: Vec<&NodeReport> = counted.iter().map(|(r, _)| *r).collect();
+            weigh_by_gpus(metric, &kept, &mut s);
             (s.ready > 0).then_some(s)
         })
         .collect()
@@ -313,6 +335,39 @@ mod tests {
             })
         );
         assert_eq!(s[1], None, "nobody reports workload.rps");
+    }
+
+    /// Under `trimmed-mean` the highest and lowest tenth of the readings (one each of
+    /// three) are left out, so one node's huge value does not move the pool's.
+    #[test]
+    fn a_trimmed_mean_leaves_a_liar_out() {
+        let d = PoolDescription {
+            steps: Default::default(),
+            min: 1,
+            max: 10,
+            desired: 3,
+            instances: vec![
+                instance("a", Lifecycle::InService),
+                instance("b", Lifecycle::InService),
+                instance("c", Lifecycle::InService),
+            ],
+        };
+        let rps = |id: &str, v: f64| {
+            let mut r = report(id, 50.0);
+            r.workload.insert("rps".into(), v);
+            r
+        };
+        let (a, b, liar) = (rps("a", 90.0), rps("b", 100.0), rps("c", 1e9));
+        let mut p = pool();
+        let mean = samples(&p, &d, &[&a, &b, &liar])[1].unwrap();
+        assert!(mean.sum > 1e8, "{mean:?}");
+        p.aggregate = PoolAggregate::TrimmedMean;
+        let t = samples(&p, &d, &[&a, &b, &liar])[1].unwrap();
+        assert_eq!((t.sum, t.ready, t.reporting), (300.0, 3, 3), "{t:?}");
+        assert_eq!(
+            (trimmed(2), trimmed(3), trimmed(19), trimmed(20)),
+            (0, 1, 1, 2)
+        );
     }
 
     #[test]

@@ -111,7 +111,12 @@ pub(super) async fn observe(
         &mut samples,
     )
     .await;
-    let group_samples = aggregate::samples_for(group_targets, &description, &pool_reports);
+    let group_samples = aggregate::samples_for(
+        group_targets,
+        pool.config.aggregate,
+        &description,
+        &pool_reports,
+    );
     let interrupted = aggregate::interrupted(&description, &pool_reports);
     let faulty_gpus = aggregate::faulty_gpus(&description, &pool_reports);
     pool.memory.history.prune(&pool.policy.behavior, now);

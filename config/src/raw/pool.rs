@@ -79,6 +79,11 @@ pub struct PoolConfig {
     /// Metrics to track; the pool is sized for the most demanding one.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// How the nodes' reports of a target become the pool's value: `mean` (default,
+    /// HPA's rule) or `trimmed-mean` (the highest and lowest tenth of the nodes, at
+    /// least one each with three or more, left out: one lying node cannot move it).
+    #[serde(default)]
+    pub aggregate: PoolAggregate,
     /// Forecast-based scaling.
     #[serde(default)]
     pub predictive: PredictiveConfig,
@@ -230,4 +235,18 @@ pub struct DryRunProviderConfig {
     /// `capstan rightsizing`).
     #[serde(default)]
     pub instance_type: Option<String>,
+}
+
+/// How a pool's reports of a target are combined.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolAggregate {
+    /// The mean over the reporting nodes (HPA's rule).
+    #[default]
+    Mean,
+    /// The mean with the highest and lowest tenth of the nodes (at least one each, with
+    /// three nodes or more) left out.
+    TrimmedMean,
 }

@@ -67,6 +67,7 @@ pub(super) fn check_pool(
         price: p.price.clone(),
         spot,
         targets,
+        aggregate: p.aggregate,
         predictive: predictive?,
         schedules,
         emergency,

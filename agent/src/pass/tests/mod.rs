@@ -277,3 +277,39 @@ pub(super) fn pool_from(text: &str) -> Pool {
         .pools
         .remove(0)
 }
+
+/// One lying node among three: under `mean` (HPA's rule) it sends the pool to max in
+/// one pass; under `trimmed-mean` the pool stays where the honest nodes put it.
+#[tokio::test]
+async fn one_liar_cannot_take_a_trimmed_mean_pool_to_max() {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let reports: Vec<NodeReport> = [("a", 90.0), ("b", 100.0), ("liar", 1e9)]
+        .into_iter()
+        .map(|(id, rps)| {
+            let mut r = NodeReport::new(id, Some("web".into()), now);
+            r.workload.insert("rps".into(), rps);
+            r
+        })
+        .collect();
+    let refs: Vec<&NodeReport> = reports.iter().collect();
+    for (aggregate, want) in [("mean", 10), ("trimmed-mean", 3)] {
+        let f = fake(3);
+        let config = pool_from(&format!(
+            r#"
+            [[pool]]
+            name = "web"
+            provider = {{ type = "dry-run", initial = 3 }}
+            min = 1
+            max = 10
+            behavior = "aggressive"
+            aggregate = "{aggregate}"
+            targets = [{{ metric = "workload.rps", value = 100 }}]
+            "#
+        ));
+        let mut pool = PoolRuntime::new(config, f.clone());
+        let out = pass1(&mut pool, &refs, &leader(), Mode::Act, now, SECOND)
+            .await
+            .unwrap();
+        assert_eq!(out.desired, want, "{aggregate}: {:?}", out.reasons);
+    }
+}
