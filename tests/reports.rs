@@ -362,3 +362,129 @@ fn a_shared_token_still_works_where_it_is_asked_for_and_is_warned_about() {
         "{log}"
     );
 }
+
+/// Idle and slow clients: 3,000 connections that send nothing and a few that send a
+/// request's head a byte at a time hold nothing for long. `/healthz` still answers
+/// while they are open; each is closed once `agent.request_timeout` (2 s here) passes.
+/// With `agent.max_connections`, connections past it are closed as they arrive, and
+/// the agent answers again as soon as the idle ones are cut off.
+#[test]
+fn idle_and_slow_clients_are_cut_off_and_the_agent_keeps_answering() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(&config, example()).unwrap();
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[("CAPSTAN_AGENT__REQUEST_TIMEOUT", "2s")],
+    );
+    let addr = agent.base.trim_start_matches("http://").to_owned();
+    let closed = |s: &mut TcpStream| {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0_u8; 1024];
+        // EOF, or reset: closed; nothing to read yet: still open.
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                // A response before the close (the kept-alive one below).
+                Ok(_) => continue,
+                Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        }
+    };
+    let mut idle: Vec<TcpStream> = (0..3000)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    // A kept-alive connection left idle after one request.
+    let mut kept = TcpStream::connect(&addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    idle.push(kept);
+    // Slow clients: a request head, a byte at a time.
+    let slow: Vec<std::thread::JoinHandle<Option<usize>>> = (0..5)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                let head = b"POST /v1/reports HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+                for (i, b) in head.iter().enumerate() {
+                    if s.write_all(&[*b]).is_err() {
+                        return Some(i);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                None
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    #[allow(clippy::disallowed_methods)]
+    let asked = std::time::Instant::now();
+    let (code, _) = agent.get("/healthz");
+    let took = asked.elapsed();
+    eprintln!("/healthz with 3,000 idle and 5 slow connections open: {code} in {took:?}");
+    assert_eq!(code, 200);
+    // Every idle connection is closed by the timeout (2 s; bounded wait).
+    let mut open = idle.len();
+    for _ in 0..100 {
+        idle.retain_mut(|s| !closed(s));
+        open = idle.len();
+        if open == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        open, 0,
+        "{open} idle connections (of 3,000, and one kept alive) still open after 10 s"
+    );
+    // A slow head is cut off: its writes fail before the whole head is sent (it would
+    // take 9 s at a byte every 100 ms).
+    for t in slow {
+        assert!(
+            t.join().unwrap().is_some(),
+            "a byte-a-second head was read to its end"
+        );
+    }
+    drop(agent);
+
+    // At most 16 connections: the 17th is closed as it arrives; once the idle 16 are
+    // cut off, the agent answers again.
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state-2"),
+        &[
+            ("CAPSTAN_AGENT__REQUEST_TIMEOUT", "2s"),
+            ("CAPSTAN_AGENT__MAX_CONNECTIONS", "16"),
+        ],
+    );
+    let addr = agent.base.trim_start_matches("http://").to_owned();
+    let held: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let mut b = Vec::new();
+    let got = extra.read_to_end(&mut b);
+    assert!(
+        matches!(got, Ok(0)) || got.is_err() && b.is_empty(),
+        "the 17th connection was served: {got:?} {:?}",
+        String::from_utf8_lossy(&b)
+    );
+    let healthy = agent.wait_for("the agent answering once the idle ones are cut off", |a| {
+        (a.get("/healthz").0 == 200).then_some(())
+    });
+    let _ = healthy;
+    drop(held);
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains("connections refused"), "{log}");
+}

@@ -150,6 +150,7 @@ state_dir = {state:?}
 [cluster]
 token_file = {token:?}
 auth = "{auth}"
+max_nodes = {max_nodes}
 node_expiry = "5m"
 
 [[pool]]
@@ -161,6 +162,7 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
 "#,
             state = dir.path().join("state").display().to_string(),
             token = token.display().to_string(),
+            max_nodes = nodes + 1,
         ),
     )
     .unwrap();

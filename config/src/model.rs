@@ -126,6 +126,10 @@ pub struct Agent {
     pub listen: SocketAddr,
     /// Collection and planning interval.
     pub interval: Duration,
+    /// Most HTTP connections open at once, per listener.
+    pub max_connections: usize,
+    /// How long a client may take to send a request; idle connections close after it.
+    pub request_timeout: Duration,
     /// State directory.
     pub state_dir: PathBuf,
     /// The metadata service to watch for interruption notices.

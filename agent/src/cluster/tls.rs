@@ -92,23 +92,3 @@ pub fn client_config(tls: &Tls) -> anyhow::Result<rustls::ClientConfig> {
         .context("cluster.tls.cert_file and key_file do not make a usable pair")?;
     Ok(config)
 }
-
-/// Serves `router` on `listener` over mutual TLS until `stop` says so.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    config: rustls::ServerConfig,
-    router: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let shutdown = handle.clone();
-    tokio::spawn(async move {
-        let _ = stop.wait_for(|s| *s).await;
-        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(3)));
-    });
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-    axum_server::from_tcp_rustls(listener, config)?
-        .handle(handle)
-        .serve(router.into_make_service())
-        .await
-}

@@ -18,8 +18,12 @@ use crate::cluster::identity::NODE_HEADER;
 use crate::cluster::ingest::{self, Ingest, MAX_REPORT_BYTES, Sender};
 use crate::telemetry::status::Shared;
 
-/// The router.
-pub fn router(shared: Arc<Shared>, ingest: Option<Arc<Ingest>>) -> Router {
+/// The router; a report must arrive whole within `request_timeout`.
+pub fn router(
+    shared: Arc<Shared>,
+    ingest: Option<Arc<Ingest>>,
+    request_timeout: std::time::Duration,
+) -> Router {
     let plain = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -27,14 +31,19 @@ pub fn router(shared: Arc<Shared>, ingest: Option<Arc<Ingest>>) -> Router {
         .route("/v1/status", get(status))
         .with_state(shared.clone());
     match ingest {
-        Some(ingest) => plain.merge(reports_router(shared, ingest)),
+        Some(ingest) => plain.merge(reports_router(shared, ingest, request_timeout)),
         None => plain,
     }
 }
 
-/// `POST /v1/reports` alone (for the mutual-TLS listener).
-pub fn reports_router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
-    let state = (ingest, shared);
+/// `POST /v1/reports` alone (for the mutual-TLS listener); a report must arrive whole
+/// within `request_timeout`.
+pub fn reports_router(
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    request_timeout: std::time::Duration,
+) -> Router {
+    let state = (ingest, shared, request_timeout);
     Router::new()
         .route("/v1/reports", post(reports))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
@@ -43,13 +52,18 @@ pub fn reports_router(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Router {
             state.clone(),
             authenticate,
         ))
-        .with_state(state)
+        .with_state((state.0, state.1))
 }
 
 /// Checks a report's credentials from its headers alone; a request that fails is
-/// answered without its body being read.
+/// answered without its body being read. One that passes must then arrive whole within
+/// `request_timeout` (408 `timeout`), so a slow body holds nothing for long.
 async fn authenticate(
-    State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
+    State((ingest, shared, request_timeout)): State<(
+        Arc<Ingest>,
+        Arc<Shared>,
+        std::time::Duration,
+    )>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -58,7 +72,21 @@ async fn authenticate(
     match ingest.authenticate(text(header::AUTHORIZATION.as_str()), text(NODE_HEADER)) {
         Ok(sender) => {
             request.extensions_mut().insert(sender);
-            next.run(request).await
+            match tokio::time::timeout(request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => refuse(
+                    &shared,
+                    &ingest::Rejection {
+                        status: 408,
+                        reason: "timeout",
+                        field: None,
+                        error: format!(
+                            "the report did not arrive within {}s (agent.request_timeout)",
+                            request_timeout.as_secs_f64()
+                        ),
+                    },
+                ),
+            }
         }
         Err(r) => refuse(&shared, &r),
     }

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -35,6 +34,7 @@ use crate::telemetry::sdnotify::Notifier;
 use crate::telemetry::status::PoolNodes;
 use crate::telemetry::status::{LastDecision, OperationStatus, PoolStatus, Shared, Status};
 
+mod bounds;
 pub mod http;
 mod node;
 pub mod notices;
@@ -116,6 +116,13 @@ fn warn_restart_only(old: &ValidatedConfig, new: &ValidatedConfig) {
             "cluster.coordinator changes take effect at restart"
         );
     }
+    if (new.agent.max_connections, new.agent.request_timeout)
+        != (old.agent.max_connections, old.agent.request_timeout)
+    {
+        tracing::warn!(
+            "agent.max_connections and agent.request_timeout changes take effect at restart"
+        );
+    }
     if new.agent.listen != old.agent.listen {
         tracing::warn!(old = %old.agent.listen, new = %new.agent.listen, "agent.listen changes take effect at restart");
     }
@@ -157,7 +164,7 @@ pub async fn run(
     let addr = listeners.addr;
     tracing::info!("listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = listeners.serve(&cfg, &shared, &ingest, stop_rx);
+    let servers = listeners.serve(&cfg, &shared, &ingest, stop_rx)?;
     tracing::info!(
         node_id = %node_id,
         coordinator = coordinator.name(),

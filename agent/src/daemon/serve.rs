@@ -49,51 +49,68 @@ impl Listeners {
         crate::cluster::reporter::client(timeout)
     }
 
-    /// Serves the endpoints until `stop` turns true. With `[cluster.tls]`, reports are
-    /// taken on their own mutual-TLS listener only.
+    /// Serves the endpoints until `stop` turns true, each listener within the bounds of
+    /// [`super::bounds`]. With `[cluster.tls]`, reports are taken on their own
+    /// mutual-TLS listener only.
     pub(super) fn serve(
         self,
         cfg: &ValidatedConfig,
         shared: &Arc<Shared>,
         ingest: &Arc<Ingest>,
         stop: watch::Receiver<bool>,
-    ) -> Servers {
+    ) -> anyhow::Result<Servers> {
         #[cfg(feature = "tls")]
-        let reports = self.tls.map(|(listener, server, _)| {
-            let address = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            tracing::info!(address = %address, "taking reports over mutual TLS");
-            tokio::spawn(crate::cluster::tls::serve(
-                listener,
-                server,
-                http::reports_router(shared.clone(), ingest.clone()),
-                stop.clone(),
-            ))
-        });
-        let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
+        let listeners = 1 + usize::from(self.tls.is_some());
+        #[cfg(not(feature = "tls"))]
+        let listeners = 1;
+        let bounds = bounds::Bounds {
+            max_connections: bounds::connections_within_file_limit(
+                cfg.agent.max_connections,
+                listeners,
+            ),
+            request_timeout: cfg.agent.request_timeout,
+        };
+        let handle = axum_server::Handle::new();
+        let stopping = handle.clone();
         let mut stop = stop;
-        let plain = tokio::spawn(
-            axum::serve(
-                // Answers go out at once: agents and scrapers wait on each one.
-                self.plain.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                }),
-                http::router(shared.clone(), plain_reports),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-        );
-        Servers {
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            stopping.graceful_shutdown(Some(Duration::from_secs(3)));
+        });
+        #[cfg(feature = "tls")]
+        let reports = match self.tls {
+            None => None,
+            Some((listener, server, _)) => {
+                let address = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                tracing::info!(address = %address, "taking reports over mutual TLS");
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server)),
+                )
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let router =
+                    http::reports_router(shared.clone(), ingest.clone(), cfg.agent.request_timeout);
+                let server = bounds::server(listener, tls, bounds, handle.clone())?;
+                Some(tokio::spawn(server.serve(router.into_make_service())))
+            }
+        };
+        let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
+        let router = http::router(shared.clone(), plain_reports, cfg.agent.request_timeout);
+        // Answers go out at once: agents and scrapers wait on each one.
+        let server = bounds::server(
+            self.plain.into_std()?,
+            axum_server::accept::NoDelayAcceptor::new(),
+            bounds,
+            handle,
+        )?;
+        let plain = tokio::spawn(server.serve(router.into_make_service()));
+        Ok(Servers {
             plain,
             #[cfg(feature = "tls")]
             reports,
-        }
+        })
     }
 }
 

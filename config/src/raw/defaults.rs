@@ -19,6 +19,14 @@ pub fn interval() -> String {
 pub fn state_dir() -> PathBuf {
     PathBuf::from("/var/lib/capstan")
 }
+/// `agent.max_connections`.
+pub fn max_connections() -> u32 {
+    4096
+}
+/// `agent.request_timeout`.
+pub fn request_timeout() -> String {
+    "10s".to_owned()
+}
 /// `cluster.max_nodes`.
 pub fn max_nodes() -> u32 {
     20_000

@@ -171,6 +171,14 @@ pub struct AgentConfig {
     /// Collection and planning interval, e.g. `"10s"`. Between 1s and 1h.
     #[serde(default = "defaults::interval")]
     pub interval: String,
+    /// Most HTTP connections open at once on each listener (at least 16); more are
+    /// closed as they arrive. Never more than the open-file limit allows.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// How long a client may take to send a request (its head, and a report's body);
+    /// a connection that sends nothing for this long is closed. Between 1s and 5m.
+    #[serde(default = "defaults::request_timeout")]
+    pub request_timeout: String,
     /// Directory for the journal and persisted decision state.
     #[serde(default = "defaults::state_dir")]
     pub state_dir: PathBuf,
@@ -227,6 +235,8 @@ impl Default for AgentConfig {
             pool: None,
             listen: defaults::listen(),
             interval: defaults::interval(),
+            max_connections: defaults::max_connections(),
+            request_timeout: defaults::request_timeout(),
             state_dir: defaults::state_dir(),
             interruptions: None,
         }

@@ -148,11 +148,30 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent>
             })
         }
     };
+    let request_timeout = c.duration(
+        &[k("agent"), k("request_timeout")],
+        None,
+        &a.request_timeout,
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+    );
+    if a.max_connections < 16 {
+        c.report(
+            &[k("agent"), k("max_connections")],
+            None,
+            format!(
+                "{} is too few: Prometheus, the kubelet's probes and every node's reports share them; at least 16",
+                a.max_connections
+            ),
+        );
+    }
     Some(Agent {
         node_name: a.node_name.clone(),
         pool: a.pool.clone(),
         listen: listen?,
         interval: interval?,
+        max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+        request_timeout: request_timeout?,
         state_dir: a.state_dir.clone(),
         interruptions: interruptions?,
     })

@@ -104,7 +104,7 @@ pub struct ReasonLabel {
 }
 
 /// Every `reason` label of `capstan_reports_rejected_total`.
-pub const REJECT_REASONS: [&str; 9] = [
+pub const REJECT_REASONS: [&str; 10] = [
     "unauthorized",
     "too_large",
     "malformed",
@@ -114,6 +114,7 @@ pub const REJECT_REASONS: [&str; 9] = [
     "unknown_pool",
     "rate_limited",
     "table_full",
+    "timeout",
 ];
 
 /// `{gpu, uuid}`.
