@@ -19,17 +19,46 @@ use sha2::Sha256;
 /// The header a node names itself in.
 pub const NODE_HEADER: &str = "x-capstan-node";
 
-/// `node_id`'s token under `secret`: lowercase hex of HMAC-SHA256(secret, node_id).
-pub fn node_token(secret: &str, node_id: &str) -> String {
+fn mac(secret: &str, node_id: &str) -> Hmac<Sha256> {
     // HMAC takes a key of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
     mac.update(node_id.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    mac
+}
+
+/// `node_id`'s token under `secret`: lowercase hex of HMAC-SHA256(secret, node_id).
+pub fn node_token(secret: &str, node_id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = mac(secret, node_id).finalize().into_bytes();
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// Whether `presented` (lowercase hex) is `node_id`'s token under `secret`; the
+/// comparison takes the same time wherever the first difference is.
+pub fn is_node_token(secret: &str, node_id: &str, presented: &str) -> bool {
+    let hex = presented.as_bytes();
+    if hex.len() != 64 {
+        return false;
+    }
+    let mut bytes = [0_u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
+            _ => return false,
+        }
+    }
+    mac(secret, node_id).verify_slice(&bytes).is_ok()
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
@@ -104,6 +133,15 @@ mod tests {
         };
         assert_ne!(c.bearer("n1"), c.bearer("n2"));
         assert_eq!(c.bearer("n1"), node_token("s3cret", "n1"));
+        assert!(is_node_token("s3cret", "n1", &c.bearer("n1")));
+        assert!(!is_node_token("s3cret", "n2", &c.bearer("n1")));
+        assert!(!is_node_token(
+            "s3cret",
+            "n1",
+            &c.bearer("n1").to_uppercase()
+        ));
+        assert!(!is_node_token("s3cret", "n1", &c.bearer("n1")[..63]));
+        assert!(!is_node_token("s3cret", "n1", "s3cret"));
         let shared = Credential {
             auth: ClusterAuth::SharedToken,
             ..c

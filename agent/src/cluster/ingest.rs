@@ -212,12 +212,9 @@ impl Ingest {
             (ClusterAuth::SharedToken, _) => same_token(presented.as_bytes(), secret.as_bytes())
                 .then_some(Sender::AnyNode)
                 .ok_or_else(wrong),
-            (ClusterAuth::NodeHmac, Some(node)) => {
-                let expected = identity::node_token(secret, node);
-                same_token(presented.as_bytes(), expected.as_bytes())
-                    .then(|| Sender::Node(node.to_owned()))
-                    .ok_or_else(wrong)
-            }
+            (ClusterAuth::NodeHmac, Some(node)) => identity::is_node_token(secret, node, presented)
+                .then(|| Sender::Node(node.to_owned()))
+                .ok_or_else(wrong),
             (ClusterAuth::NodeHmac, None) if presented.is_empty() => Err(wrong()),
             (ClusterAuth::NodeHmac, None) => Ok(Sender::Unnamed(presented.to_owned())),
         }
@@ -255,9 +252,8 @@ impl Ingest {
             Sender::Unnamed(presented) => {
                 // Unnamed, a token that is not this node's may be garbage as well as
                 // another node's: refused as a wrong token.
-                let expected =
-                    identity::node_token(settings.token.as_deref().unwrap_or(""), &report.node_id);
-                if !same_token(presented.as_bytes(), expected.as_bytes()) {
+                let secret = settings.token.as_deref().unwrap_or("");
+                if !identity::is_node_token(secret, &report.node_id, presented) {
                     return Err(Rejection::new(
                         401,
                         "unauthorized",
