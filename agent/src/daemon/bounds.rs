@@ -46,7 +46,7 @@ pub fn connections_within_file_limit(wanted: usize, listeners: usize) -> usize {
             current: limit.maximum,
             maximum: limit.maximum,
         };
-        match setrlimit(Resource::Nofile, raised.clone()) {
+        match setrlimit(Resource::Nofile, raised) {
             Ok(()) => limit = raised,
             Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
         }
