@@ -9,7 +9,8 @@
 //!
 //! Both ways a leader knows a report's sender are measured in the same run, each on a
 //! leader of its own: `shared-token` (one token, compared) and `node-hmac` (each node's
-//! own token, the HMAC-SHA256 of its id, recomputed per report).
+//! own token, the HMAC-SHA256 of its id, checked per report), shared-token twice
+//! (before and after), so the run shows how much order alone moves the figures.
 //!
 //! `cargo bench -p capstan --features full --bench ingest [-- NODES]` (default 100,000 nodes, two
 //! passes per shape).
@@ -22,8 +23,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "bench-token";
-/// The `cluster.auth` modes measured, in order.
-const AUTHS: [&str; 2] = ["shared-token", "node-hmac"];
+/// The `cluster.auth` modes measured, in order: the shared token before and after the
+/// per-node tokens, so an effect of order shows as a difference between the two.
+const AUTHS: [&str; 3] = ["shared-token", "node-hmac", "shared-token"];
 /// (connections, requests in flight per connection).
 const SHAPES: [(usize, usize); 2] = [(16, 32), (64, 1)];
 

@@ -90,6 +90,8 @@ pub struct Settings {
     /// The cluster secret (`node-hmac`) or the shared token reports must carry; `None`
     /// refuses every report.
     pub token: Option<String>,
+    /// The secret, keyed for checking per-node tokens: set by [`Ingest`] from `token`.
+    pub key: Option<identity::NodeKey>,
     /// How the sender of a report is known.
     pub auth: ClusterAuth,
     /// Most nodes in the table (0: no limit).
@@ -146,7 +148,8 @@ pub fn stale_after(interval: Duration) -> chrono::Duration {
 
 impl Ingest {
     /// An empty table.
-    pub fn new(settings: Settings, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(mut settings: Settings, clock: Arc<dyn Clock>) -> Self {
+        settings.key = settings.token.as_deref().map(identity::NodeKey::new);
         Self {
             settings: RwLock::new(Arc::new(settings)),
             nodes: Mutex::new(HashMap::new()),
@@ -155,7 +158,8 @@ impl Ingest {
     }
 
     /// Replaces the settings (a reload). Nodes of pools no longer known are dropped.
-    pub fn configure(&self, settings: Settings) {
+    pub fn configure(&self, mut settings: Settings) {
+        settings.key = settings.token.as_deref().map(identity::NodeKey::new);
         self.lock_nodes().retain(|_, e| {
             e.report
                 .pool
@@ -212,7 +216,10 @@ impl Ingest {
             (ClusterAuth::SharedToken, _) => same_token(presented.as_bytes(), secret.as_bytes())
                 .then_some(Sender::AnyNode)
                 .ok_or_else(wrong),
-            (ClusterAuth::NodeHmac, Some(node)) => identity::is_node_token(secret, node, presented)
+            (ClusterAuth::NodeHmac, Some(node)) => settings
+                .key
+                .as_ref()
+                .is_some_and(|key| key.verifies(node, presented))
                 .then(|| Sender::Node(node.to_owned()))
                 .ok_or_else(wrong),
             (ClusterAuth::NodeHmac, None) if presented.is_empty() => Err(wrong()),
@@ -252,8 +259,11 @@ impl Ingest {
             Sender::Unnamed(presented) => {
                 // Unnamed, a token that is not this node's may be garbage as well as
                 // another node's: refused as a wrong token.
-                let secret = settings.token.as_deref().unwrap_or("");
-                if !identity::is_node_token(secret, &report.node_id, presented) {
+                let verified = settings
+                    .key
+                    .as_ref()
+                    .is_some_and(|key| key.verifies(&report.node_id, presented));
+                if !verified {
                     return Err(Rejection::new(
                         401,
                         "unauthorized",
@@ -836,6 +846,7 @@ mod tests {
         Ingest::new(
             Settings {
                 token: Some("cluster-secret".into()),
+                key: None,
                 auth: ClusterAuth::NodeHmac,
                 max_nodes,
                 pools: ["web".to_owned()].into(),

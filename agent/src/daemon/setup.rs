@@ -26,6 +26,7 @@ pub fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<Strin
 pub(super) fn ingest_settings(cfg: &ValidatedConfig, token: Option<String>) -> ingest::Settings {
     ingest::Settings {
         token,
+        key: None,
         auth: cfg.cluster.auth,
         max_nodes: cfg.cluster.max_nodes,
         workload_ranges: cfg
