@@ -487,3 +487,120 @@ fn idle_and_slow_clients_are_cut_off_and_the_agent_keeps_answering() {
     let log = agent.log.lock().unwrap().join("\n");
     assert!(log.contains("connections refused"), "{log}");
 }
+
+/// A flood of made-up node ids, each with its own valid token (the worst case: a
+/// holder of the cluster secret): the table stays at `cluster.max_nodes` (the default,
+/// 20,000), every id past it gets 503 `table_full`, and a node already in the table
+/// keeps reporting. The leader's peak RSS is printed (docs/performance.md).
+#[test]
+fn a_flood_of_made_up_node_ids_stays_at_the_table_cap() {
+    const FLOOD: usize = 50_000;
+    const CAP: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "flood-secret\n").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(&config, example()).unwrap();
+    let token_path = token.display().to_string();
+    let agent = Agent::start_with(
+        &config,
+        &dir.path().join("state"),
+        &[("CAPSTAN_CLUSTER__TOKEN_FILE", token_path.as_str())],
+    );
+    let url = format!("{}/v1/reports", agent.base);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = capstan::net::client_builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let post = |client: reqwest::Client, url: String, i: usize| async move {
+        let node = format!("flood-{i:05}");
+        let body = format!(
+            r#"{{"version":1,"node_id":"{node}","pool":"local","at":"2026-01-01T00:00:00Z"}}"#
+        );
+        client
+            .post(url)
+            .bearer_auth(node_token("flood-secret", &node))
+            .header("x-capstan-node", &node)
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    // Eight senders at once, each over its kept-alive connection.
+    let codes: Vec<u16> = rt.block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|w| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut codes = Vec::new();
+                    for i in (w..FLOOD).step_by(8) {
+                        codes.push(post(client.clone(), url.clone(), i).await);
+                    }
+                    codes
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let accepted = codes.iter().filter(|c| **c == 202).count();
+    let full = codes.iter().filter(|c| **c == 503).count();
+    assert_eq!(accepted + full, FLOOD, "other answers: {:?}", {
+        let mut other: Vec<u16> = codes
+            .iter()
+            .copied()
+            .filter(|c| *c != 202 && *c != 503)
+            .collect();
+        other.dedup();
+        other
+    });
+    // The leader's own node may hold one place.
+    assert!(
+        (CAP - 1..=CAP).contains(&accepted),
+        "{accepted} made-up nodes taken with a cap of {CAP}"
+    );
+    // The table as the next pass publishes it: reporting nodes, and those silent for
+    // three intervals already (stale, still in the table).
+    let reporting = agent.wait_for("the flood in the published table", |a| {
+        let nodes = &a.status()["pools"][0]["nodes"];
+        let n = ["reporting", "stale"]
+            .iter()
+            .map(|k| nodes[*k].as_array().map_or(0, Vec::len))
+            .sum::<usize>();
+        (n >= CAP - 1).then_some(n)
+    });
+    assert!(reporting <= CAP + 1, "{reporting} nodes in the table");
+    let (_, metrics) = agent.get("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "capstan_reports_rejected_total{reason=\"table_full\"}"
+        ),
+        Some(full as f64)
+    );
+    // A node in the table still reports; a new one still cannot.
+    let first = codes.iter().position(|c| *c == 202).unwrap();
+    assert_eq!(rt.block_on(post(client.clone(), url.clone(), first)), 202);
+    assert_eq!(
+        rt.block_on(post(client.clone(), url.clone(), FLOOD + 1)),
+        503
+    );
+    let hwm = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .map(|l| l.trim_start_matches("VmHWM:").trim().to_owned())
+        .unwrap_or_default();
+    eprintln!(
+        "flood of {FLOOD} made-up node ids (each with a valid per-node token), cluster.max_nodes {CAP}: {accepted} taken, {full} refused 503 table_full, {reporting} nodes in the table; leader (debug build) peak RSS {hwm}"
+    );
+}
