@@ -96,32 +96,21 @@ pub fn fit_parts(
             }
         }
     }
-    let affordable = |o: u32, s: u32| room.is_none_or(|r| cost(o, s) - before <= r + 1e-9);
-    let cheapest = |c: &(u32, u32)| (cost(c.0, c.1), c.0 + c.1);
-    let by_cost = |x: &(u32, u32), y: &(u32, u32)| cheapest(x).partial_cmp(&cheapest(y));
-    let within: Vec<(u32, u32)> = candidates
-        .iter()
-        .copied()
-        .filter(|&(o, s)| affordable(o, s))
-        .collect();
+    let affordable = |&(o, s): &(u32, u32)| room.is_none_or(|r| cost(o, s) - before <= r + 1e-9);
     let holds = |&(o, s): &(u32, u32)| o + s >= total;
-    let chosen = if within.is_empty() {
-        candidates
-            .iter()
-            .copied()
-            .min_by(|x, y| by_cost(x, y).unwrap_or(std::cmp::Ordering::Equal))
-    } else {
-        let pick = |keep: &dyn Fn(&(u32, u32)) -> bool| {
-            within
-                .iter()
-                .copied()
-                .filter(|c| keep(c))
-                .min_by(|x, y| by_cost(x, y).unwrap_or(std::cmp::Ordering::Equal))
-        };
-        pick(&|c| holds(c) && c.0 >= od)
-            .or_else(|| pick(&holds))
-            .or_else(|| within.iter().copied().max_by_key(|&(o, s)| (o + s, o)))
+    // The cheapest, then the smallest.
+    let cheapest = |sizes: &mut dyn Iterator<Item = (u32, u32)>| {
+        sizes.min_by(|x, y| {
+            cost(x.0, x.1)
+                .total_cmp(&cost(y.0, y.1))
+                .then((x.0 + x.1).cmp(&(y.0 + y.1)))
+        })
     };
+    let within = || candidates.iter().copied().filter(affordable);
+    let chosen = cheapest(&mut within().filter(|c| holds(c) && c.0 >= od))
+        .or_else(|| cheapest(&mut within().filter(holds)))
+        .or_else(|| within().max_by_key(|&(o, s)| (o + s, o)))
+        .or_else(|| cheapest(&mut candidates.iter().copied()));
     let Some((o, s)) = chosen else {
         return 0.0;
     };

@@ -121,13 +121,13 @@ fn gpu_sum(report: &NodeReport, f: &impl Fn(&GpuMetrics) -> Option<f64>) -> (f64
 /// GPU metrics are averaged over the pool's GPUs, not its nodes: a node with eight GPUs
 /// weighs eight times one with one. Rescales `s` (whose sum is over per-node means) to
 /// the GPU-weighted mean times its ready nodes.
-fn weigh_by_gpus(metric: &Metric, counted: &[&NodeReport], s: &mut MetricSample) {
+fn weigh_by_gpus(metric: &Metric, counted: &[(&NodeReport, f64)], s: &mut MetricSample) {
     let Some(f) = gpu_reading(metric) else {
         return;
     };
     let (sum, gpus) = counted
         .iter()
-        .map(|r| gpu_sum(r, &f))
+        .map(|(r, _)| gpu_sum(r, &f))
         .fold((0.0, 0_u32), |(a, n), (b, m)| (a + b, n + m));
     if gpus > 0 && s.ready > 0 {
         s.sum = sum / f64::from(gpus) * f64::from(s.ready);
@@ -223,7 +223,8 @@ pub fn samples_for(
             if aggregate == PoolAggregate::TrimmedMean {
                 counted.sort_by(|a, b| a.1.total_cmp(&b.1));
                 let k = trimmed(counted.len());
-                counted = counted[k..counted.len() - k].to_vec();
+                counted.truncate(counted.len() - k);
+                counted.drain(..k);
             }
             let sum: f64 = counted.iter().map(|(_, v)| v).sum();
             let n = u32::try_from(counted.len()).unwrap_or(u32::MAX);
@@ -234,8 +235,7 @@ pub fn samples_for(
             } else {
                 0.0
             };
-            let kept: Vec<&NodeReport> = counted.iter().map(|(r, _)| *r).collect();
-            weigh_by_gpus(metric, &kept, &mut s);
+            weigh_by_gpus(metric, &counted, &mut s);
             (s.ready > 0).then_some(s)
         })
         .collect()

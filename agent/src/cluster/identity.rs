@@ -19,18 +19,10 @@ use sha2::Sha256;
 /// The header a node names itself in.
 pub const NODE_HEADER: &str = "x-capstan-node";
 
-fn mac(secret: &str, node_id: &str) -> Hmac<Sha256> {
-    // HMAC takes a key of any length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
-    mac.update(node_id.as_bytes());
-    mac
-}
-
 /// `node_id`'s token under `secret`: lowercase hex of HMAC-SHA256(secret, node_id).
 pub fn node_token(secret: &str, node_id: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = mac(secret, node_id).finalize().into_bytes();
+    let digest = Secret::new(secret).mac(node_id).finalize().into_bytes();
     let mut out = String::with_capacity(digest.len() * 2);
     for b in digest {
         out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -39,35 +31,47 @@ pub fn node_token(secret: &str, node_id: &str) -> String {
     out
 }
 
-/// The cluster secret, keyed once: checks per-node tokens without re-deriving the
-/// HMAC key for every report.
+/// `cluster.token_file`'s content as the leader checks reports with it: the shared
+/// token itself, or the cluster secret keyed once for per-node tokens (not re-derived
+/// for every report).
 #[derive(Clone)]
-pub struct NodeKey(Hmac<Sha256>);
+pub struct Secret {
+    text: String,
+    key: Hmac<Sha256>,
+}
 
-impl std::fmt::Debug for NodeKey {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NodeKey(..)")
+        f.write_str("Secret(..)")
     }
 }
 
-impl NodeKey {
-    /// The key of `secret`.
-    pub fn new(secret: &str) -> Self {
-        Self(
-            Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+impl Secret {
+    /// `text`, keyed.
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            // HMAC takes a key of any length.
+            key: Hmac::<Sha256>::new_from_slice(text.as_bytes())
                 .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length")),
-        )
+        }
+    }
+
+    fn mac(&self, node_id: &str) -> Hmac<Sha256> {
+        let mut mac = self.key.clone();
+        mac.update(node_id.as_bytes());
+        mac
+    }
+
+    /// Whether `presented` is the secret itself (`shared-token`); constant time.
+    pub fn is_shared_token(&self, presented: &str) -> bool {
+        same_token(presented.as_bytes(), self.text.as_bytes())
     }
 
     /// Whether `presented` (lowercase hex) is `node_id`'s token; the comparison takes
     /// the same time wherever the first difference is.
     pub fn verifies(&self, node_id: &str, presented: &str) -> bool {
-        let Some(bytes) = decode_hex(presented) else {
-            return false;
-        };
-        let mut mac = self.0.clone();
-        mac.update(node_id.as_bytes());
-        mac.verify_slice(&bytes).is_ok()
+        decode_hex(presented).is_some_and(|bytes| self.mac(node_id).verify_slice(&bytes).is_ok())
     }
 }
 
@@ -90,7 +94,7 @@ fn decode_hex(presented: &str) -> Option<[u8; 32]> {
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
-pub fn same_token(a: &[u8], b: &[u8]) -> bool {
+fn same_token(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for (i, x) in a.iter().enumerate() {
         diff |= x ^ b.get(i).copied().unwrap_or(0);
@@ -160,7 +164,7 @@ mod tests {
             secret: "s3cret".into(),
         };
         let verifies =
-            |secret: &str, node: &str, token: &str| NodeKey::new(secret).verifies(node, token);
+            |secret: &str, node: &str, token: &str| Secret::new(secret).verifies(node, token);
         assert_ne!(c.bearer("n1"), c.bearer("n2"));
         assert_eq!(c.bearer("n1"), node_token("s3cret", "n1"));
         assert!(verifies("s3cret", "n1", &c.bearer("n1")));
@@ -173,6 +177,8 @@ mod tests {
             ..c
         };
         assert_eq!(shared.bearer("n1"), "s3cret");
+        assert!(Secret::new("s3cret").is_shared_token("s3cret"));
+        assert!(!Secret::new("s3cret").is_shared_token(&node_token("s3cret", "n1")));
     }
 
     #[cfg(feature = "tls")]

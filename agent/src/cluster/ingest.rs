@@ -34,7 +34,7 @@ use capstan_collectors::{NodeReport, ReportError};
 use capstan_config::raw::ClusterAuth;
 
 use crate::clock::Clock;
-use crate::cluster::identity::{self, same_token};
+use crate::cluster::identity::Secret;
 use crate::telemetry::metrics::{Metrics, PoolLabel, ReasonLabel};
 use crate::telemetry::status::PoolNodes;
 
@@ -89,9 +89,7 @@ impl Rejection {
 pub struct Settings {
     /// The cluster secret (`node-hmac`) or the shared token reports must carry; `None`
     /// refuses every report.
-    pub token: Option<String>,
-    /// The secret, keyed for checking per-node tokens: set by [`Ingest`] from `token`.
-    pub key: Option<identity::NodeKey>,
+    pub token: Option<Secret>,
     /// How the sender of a report is known.
     pub auth: ClusterAuth,
     /// Most nodes in the table (0: no limit).
@@ -148,8 +146,7 @@ pub fn stale_after(interval: Duration) -> chrono::Duration {
 
 impl Ingest {
     /// An empty table.
-    pub fn new(mut settings: Settings, clock: Arc<dyn Clock>) -> Self {
-        settings.key = settings.token.as_deref().map(identity::NodeKey::new);
+    pub fn new(settings: Settings, clock: Arc<dyn Clock>) -> Self {
         Self {
             settings: RwLock::new(Arc::new(settings)),
             nodes: Mutex::new(HashMap::new()),
@@ -158,8 +155,7 @@ impl Ingest {
     }
 
     /// Replaces the settings (a reload). Nodes of pools no longer known are dropped.
-    pub fn configure(&self, mut settings: Settings) {
-        settings.key = settings.token.as_deref().map(identity::NodeKey::new);
+    pub fn configure(&self, settings: Settings) {
         self.lock_nodes().retain(|_, e| {
             e.report
                 .pool
@@ -193,7 +189,7 @@ impl Ingest {
         node: Option<&str>,
     ) -> Result<Sender, Rejection> {
         let settings = self.settings();
-        let Some(secret) = settings.token.as_deref() else {
+        let Some(secret) = settings.token.as_ref() else {
             return Err(Rejection::new(
                 403,
                 "unauthorized",
@@ -213,13 +209,12 @@ impl Ingest {
             )
         };
         match (settings.auth, node) {
-            (ClusterAuth::SharedToken, _) => same_token(presented.as_bytes(), secret.as_bytes())
+            (ClusterAuth::SharedToken, _) => secret
+                .is_shared_token(presented)
                 .then_some(Sender::AnyNode)
                 .ok_or_else(wrong),
-            (ClusterAuth::NodeHmac, Some(node)) => settings
-                .key
-                .as_ref()
-                .is_some_and(|key| key.verifies(node, presented))
+            (ClusterAuth::NodeHmac, Some(node)) => secret
+                .verifies(node, presented)
                 .then(|| Sender::Node(node.to_owned()))
                 .ok_or_else(wrong),
             (ClusterAuth::NodeHmac, None) if presented.is_empty() => Err(wrong()),
@@ -260,9 +255,9 @@ impl Ingest {
                 // Unnamed, a token that is not this node's may be garbage as well as
                 // another node's: refused as a wrong token.
                 let verified = settings
-                    .key
+                    .token
                     .as_ref()
-                    .is_some_and(|key| key.verifies(&report.node_id, presented));
+                    .is_some_and(|secret| secret.verifies(&report.node_id, presented));
                 if !verified {
                     return Err(Rejection::new(
                         401,
@@ -675,7 +670,7 @@ mod tests {
     fn ingest(clock: &Arc<ManualClock>) -> Ingest {
         Ingest::new(
             Settings {
-                token: Some("s3cret".into()),
+                token: Some(Secret::new("s3cret")),
                 auth: ClusterAuth::SharedToken,
                 pools: ["web".to_owned()].into(),
                 interval: Duration::from_secs(10),
@@ -845,8 +840,7 @@ mod tests {
     fn node_ingest(clock: &Arc<ManualClock>, max_nodes: usize) -> Ingest {
         Ingest::new(
             Settings {
-                token: Some("cluster-secret".into()),
-                key: None,
+                token: Some(Secret::new("cluster-secret")),
                 auth: ClusterAuth::NodeHmac,
                 max_nodes,
                 pools: ["web".to_owned()].into(),
@@ -859,7 +853,10 @@ mod tests {
     }
 
     fn bearer(node: &str) -> String {
-        format!("Bearer {}", identity::node_token("cluster-secret", node))
+        format!(
+            "Bearer {}",
+            crate::cluster::identity::node_token("cluster-secret", node)
+        )
     }
 
     /// Per-node tokens: n1's token reports as n1 only, with or without the header

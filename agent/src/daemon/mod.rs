@@ -154,7 +154,7 @@ pub async fn run(
     pass::attach_usage(&mut pools, &usage, clock.now());
     let collectors = logged_node_collectors();
     let ingest = Arc::new(Ingest::new(
-        ingest_settings(&cfg, token.clone()),
+        ingest_settings(&cfg, token.as_deref()),
         clock.clone(),
     ));
     let token: Token = Arc::new(std::sync::RwLock::new(credential(&cfg, token)));
@@ -652,7 +652,8 @@ impl Daemon {
             left,
         } = next;
         warn_restart_only(&self.cfg, &new);
-        self.ingest.configure(ingest_settings(&new, token.clone()));
+        self.ingest
+            .configure(ingest_settings(&new, token.as_deref()));
         *self
             .token
             .write()

@@ -23,10 +23,9 @@ pub fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<Strin
 }
 
 /// What ingest checks reports against, from `cfg` and the token.
-pub(super) fn ingest_settings(cfg: &ValidatedConfig, token: Option<String>) -> ingest::Settings {
+pub(super) fn ingest_settings(cfg: &ValidatedConfig, token: Option<&str>) -> ingest::Settings {
     ingest::Settings {
-        token,
-        key: None,
+        token: token.map(crate::cluster::identity::Secret::new),
         auth: cfg.cluster.auth,
         max_nodes: cfg.cluster.max_nodes,
         workload_ranges: cfg
