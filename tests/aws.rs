@@ -988,6 +988,7 @@ token_file = {token:?}
 
 [cluster.etcd]
 endpoints = {endpoints:?}
+allow_plaintext = true
 prefix = "/capstan-paused"
 lease_ttl = "2s"
 

@@ -40,6 +40,19 @@ impl Cluster {
 
     /// `extra` is appended to every agent's config (e.g. a `[cluster.tls]` table).
     fn start_with(dir: &Path, endpoints: &[String], ttl: &str, n: usize, extra: &str) -> Cluster {
+        Self::start_secured(dir, endpoints, ttl, n, "allow_plaintext = true", extra)
+    }
+
+    /// `etcd_extra` goes into `[cluster.etcd]` (its TLS files and user, or
+    /// `allow_plaintext` for the loopback etcd in plain http).
+    fn start_secured(
+        dir: &Path,
+        endpoints: &[String],
+        ttl: &str,
+        n: usize,
+        etcd_extra: &str,
+        extra: &str,
+    ) -> Cluster {
         let token = dir.join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
         let state_file = dir.join("pool.json");
@@ -66,6 +79,7 @@ token_file = {token:?}
 endpoints = {endpoints:?}
 prefix = "/capstan-test"
 lease_ttl = "{ttl}"
+{etcd_extra}
 
 [[pool]]
 name = "web"
@@ -299,6 +313,7 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
             lease_ttl: Duration::from_secs(2),
             node_id: "a".into(),
             url: None,
+            access: Default::default(),
         };
         let first = capstan::cluster::etcd::EtcdHistory::start(
             settings.client().await.unwrap(),
@@ -420,6 +435,7 @@ fn a_deposed_leaders_decision_state_write_is_refused_by_etcd() {
         lease_ttl: Duration::from_secs(30),
         node_id: node.into(),
         url: None,
+        access: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -469,4 +485,330 @@ fn a_deposed_leaders_decision_state_write_is_refused_by_etcd() {
         b.vacate().await;
         a.vacate().await;
     });
+}
+
+/// etcd with client-certificate TLS and authentication on (a user whose role may read
+/// and write only the agents' prefix): the agents elect a leader, it acts and saves its
+/// decision state there, and the demand history goes there and comes back. Without the
+/// password, or without a client certificate, etcd lets nobody in.
+#[cfg(feature = "tls")]
+#[test]
+fn etcd_with_client_certificate_tls_and_a_user_holds_the_election_state_and_history() {
+    use capstan::cluster::etcd::{EtcdAccess, EtcdHistory, EtcdSettings};
+    use capstan::state::demand::HistoryStore;
+    use etcd_client::{Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    // One CA for etcd's server certificate and the agents' client certificates.
+    let p = pki_for_nodes(dir.path(), "etcd", &[]);
+    let etcd = Etcd::start_tls(
+        1,
+        dir.path(),
+        etcd::ServerTls {
+            ca: &p.ca,
+            cert: &p.cert,
+            key: &p.key,
+        },
+    );
+    assert!(etcd.endpoints()[0].starts_with("https://127.0.0.1:"));
+    let password = dir.path().join("etcd-password");
+    std::fs::write(&password, "capstan-secret\n").unwrap();
+    let tls = || {
+        TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(&p.ca).unwrap()))
+            .identity(Identity::from_pem(
+                std::fs::read(&p.cert).unwrap(),
+                std::fs::read(&p.key).unwrap(),
+            ))
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Users as an operator would set them up, then authentication on.
+    rt.block_on(async {
+        let opts = ConnectOptions::new()
+            .with_tls(tls())
+            .with_timeout(Duration::from_secs(2));
+        let mut admin = None;
+        for _ in 0..100 {
+            if let Ok(mut c) = Client::connect(etcd.endpoints(), Some(opts.clone())).await
+                && c.status().await.is_ok()
+            {
+                admin = Some(c);
+                break;
+            }
+            tokio::time::sleep(STEP).await;
+        }
+        let mut c = admin.expect("etcd over TLS");
+        c.user_add("root", "root-secret", None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.role_add("capstan").await.unwrap();
+        c.role_grant_permission(
+            "capstan",
+            Permission::read_write("/capstan-test").with_prefix(),
+        )
+        .await
+        .unwrap();
+        c.user_add("capstan", "capstan-secret", None).await.unwrap();
+        c.user_grant_role("capstan", "capstan").await.unwrap();
+        c.auth_enable().await.unwrap();
+    });
+
+    let etcd_extra = format!(
+        "ca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\nusername = \"capstan\"\npassword_file = {:?}\n",
+        p.ca.display().to_string(),
+        p.cert.display().to_string(),
+        p.key.display().to_string(),
+        password.display().to_string(),
+    );
+    let cluster = Cluster::start_secured(dir.path(), &etcd.endpoints(), "2s", 2, &etcd_extra, "");
+    // The election: one leader, and it acts.
+    let leader = cluster.leader();
+    let pid = cluster.agents[leader].as_ref().unwrap().pid();
+    cluster.shrink();
+    let calls = cluster.wait_calls(1);
+    assert_eq!(
+        calls[0],
+        Call {
+            pid,
+            from: 1,
+            capacity: 3
+        }
+    );
+
+    let settings = |access: EtcdAccess| EtcdSettings {
+        endpoints: etcd.endpoints(),
+        prefix: "/capstan-test".into(),
+        lease_ttl: Duration::from_secs(2),
+        node_id: "reader".into(),
+        url: None,
+        access,
+    };
+    let config_tls = capstan_config::EtcdTls {
+        ca_file: p.ca.clone(),
+        client: Some((p.cert.clone(), p.key.clone())),
+    };
+    let as_capstan = || {
+        EtcdAccess::load(
+            Some(&config_tls),
+            Some(&("capstan".to_owned(), password.clone())),
+        )
+        .unwrap()
+    };
+    rt.block_on(async {
+        let mut client = settings(as_capstan()).client().await.unwrap();
+        // The leader's decision state, written under its election key's fence.
+        let mut state = None;
+        for _ in 0..100 {
+            let r = client.get("/capstan-test/state/web", None).await.unwrap();
+            state = r.kvs().first().map(|kv| kv.value().to_vec());
+            if state.is_some() {
+                break;
+            }
+            tokio::time::sleep(STEP).await;
+        }
+        let state = state.expect("the leader's decision state in etcd");
+        let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+        assert!(state.is_object(), "{state}");
+
+        // The demand history: written by one client, read back by another.
+        let history = EtcdHistory::start(
+            settings(as_capstan()).client().await.unwrap(),
+            "/capstan-test",
+        );
+        let base = 29_000_000_i64;
+        for m in 0..3 {
+            history
+                .append("web", &(base + m, vec![Some(m as f64)]))
+                .unwrap();
+        }
+        let next = EtcdHistory::start(
+            settings(as_capstan()).client().await.unwrap(),
+            "/capstan-test",
+        );
+        let mut waited = 0;
+        while next.load_async("web", base).await.unwrap().len() < 3 {
+            assert!(waited < 100, "history writes did not arrive");
+            tokio::time::sleep(STEP).await;
+            waited += 1;
+        }
+
+        // A wrong password is refused at connect.
+        let wrong = dir.path().join("wrong-password");
+        std::fs::write(&wrong, "guess\n").unwrap();
+        let Err(e) = settings(
+            EtcdAccess::load(Some(&config_tls), Some(&("capstan".to_owned(), wrong))).unwrap(),
+        )
+        .client()
+        .await
+        else {
+            panic!("connected with a wrong password")
+        };
+        assert!(e.to_string().contains("authentication failed"), "{e}");
+        // With the certificate but no user, nothing under the prefix can be read.
+        let mut anonymous = settings(EtcdAccess::load(Some(&config_tls), None).unwrap())
+            .client()
+            .await
+            .unwrap();
+        let e = anonymous
+            .get("/capstan-test/state/web", None)
+            .await
+            .expect_err("no user, no read");
+        assert!(e.to_string().contains("permission denied"), "{e}");
+        // Without a client certificate, the TLS handshake fails.
+        let ca_only = capstan_config::EtcdTls {
+            ca_file: p.ca.clone(),
+            client: None,
+        };
+        let no_cert = settings(
+            EtcdAccess::load(
+                Some(&ca_only),
+                Some(&("capstan".to_owned(), password.clone())),
+            )
+            .unwrap(),
+        )
+        .client()
+        .await;
+        assert!(no_cert.is_err(), "connected without a client certificate");
+    });
+}
+
+/// Whoever can write etcd can name any URL as the leader's. Under `[cluster.tls]` a
+/// follower sends its report (and its token) only to a leader that proves, over TLS,
+/// that its certificate is the cluster's: an `http://` URL is never even connected to,
+/// and a TLS listener with a certificate from another CA (here a real capstan agent
+/// with a rogue CA, whose certificate even names the follower's node) receives nothing.
+#[cfg(feature = "tls")]
+#[test]
+fn a_follower_reports_only_to_a_leader_whose_certificate_is_the_clusters() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(1, dir.path());
+
+    // A plain listener that counts the connections it gets.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_url = format!("http://{}", plain.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    {
+        let connections = connections.clone();
+        std::thread::spawn(move || {
+            for stream in plain.incoming() {
+                connections.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+    }
+    // A rogue leader: a capstan agent on another CA's certificate.
+    let rogue_pki = pki_for_nodes(dir.path(), "rogue", &["agent-0"]);
+    let rogue_port = free_port();
+    let rogue_config = dir.path().join("rogue.toml");
+    let rogue_token = dir.path().join("rogue-token");
+    std::fs::write(&rogue_token, format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        &rogue_config,
+        format!(
+            r#"
+[agent]
+node_name = "rogue"
+pool = "web"
+
+[cluster]
+token_file = {token:?}
+
+[cluster.tls]
+listen = "127.0.0.1:{rogue_port}"
+ca_file = {ca:?}
+cert_file = {cert:?}
+key_file = {key:?}
+
+[[pool]]
+name = "web"
+provider = {{ type = "dry-run", initial = 3 }}
+min = 3
+max = 10
+targets = [{{ metric = "cpu.utilization", value = 100 }}]
+"#,
+            token = rogue_token.display().to_string(),
+            ca = rogue_pki.ca.display().to_string(),
+            cert = rogue_pki.cert.display().to_string(),
+            key = rogue_pki.key.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let rogue = Agent::start(&rogue_config, &dir.path().join("rogue-state"));
+    let rogue_url = format!("https://127.0.0.1:{rogue_port}");
+
+    // Both placed at the head of the election before any agent campaigns: the plain
+    // one first, the rogue TLS one next.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt
+        .block_on(etcd_client::Client::connect(etcd.endpoints(), None))
+        .unwrap();
+    let mut plant = |node: &str, url: &str| {
+        rt.block_on(async {
+            let lease = client.lease_grant(300, None).await.unwrap().id();
+            let key = format!("/capstan-test/leader/{lease:x}");
+            let value = serde_json::json!({ "node_id": node, "url": url }).to_string();
+            client
+                .put(
+                    key.clone(),
+                    value,
+                    Some(etcd_client::PutOptions::new().with_lease(lease)),
+                )
+                .await
+                .unwrap();
+            key
+        })
+    };
+    let plain_key = plant("mallory", &plain_url);
+    plant("rogue", &rogue_url);
+
+    let p = pki_for_nodes(dir.path(), "cluster", &["agent-0"]);
+    let tls = format!(
+        "\n[cluster.tls]\nlisten = \"127.0.0.1:0\"\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        p.ca.display().to_string(),
+        p.cert.display().to_string(),
+        p.key.display().to_string()
+    );
+    let cluster = Cluster::start_with(dir.path(), &etcd.endpoints(), "2s", 1, &tls);
+    let follower = cluster.agents[0].as_ref().unwrap();
+    let sent = |a: &Agent, result: &str| {
+        let (_, m) = a.get("/metrics");
+        metric(
+            &m,
+            &format!("capstan_reports_sent_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+
+    // The plain URL: reports fail, and not one connection is made.
+    follower.wait_for("reports to the plain URL to fail", |a| {
+        let s = a.status();
+        (s["leader_url"] == plain_url.as_str() && sent(a, "failed") >= 3.0).then_some(())
+    });
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+    assert_eq!(sent(follower, "ok"), 0.0);
+    let log = follower.log.lock().unwrap().join("\n");
+    assert!(log.contains("URL scheme is not allowed"), "{log}");
+
+    // The rogue TLS listener: the handshake fails on its certificate; it gets no report.
+    rt.block_on(client.delete(plain_key, None)).unwrap();
+    let before = sent(follower, "failed");
+    follower.wait_for("reports to the rogue leader to fail", |a| {
+        let s = a.status();
+        (s["leader_url"] == rogue_url.as_str() && sent(a, "failed") >= before + 3.0).then_some(())
+    });
+    assert_eq!(sent(follower, "ok"), 0.0);
+    let rogue_status = rogue.status();
+    assert_eq!(rogue_status["reports_received"], 0, "{rogue_status}");
+    let log = follower.log.lock().unwrap().join("\n");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
 }

@@ -181,6 +181,15 @@ pub struct Tls {
     pub key_file: PathBuf,
 }
 
+/// `[cluster.etcd]`'s TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificates that signed etcd's server certificates (PEM).
+    pub ca_file: PathBuf,
+    /// Client certificate chain and private key (PEM), when etcd asks for one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
 /// The leader-election backend with its settings.
 #[derive(Debug, Clone)]
 pub enum Coordinator {
@@ -194,6 +203,10 @@ pub enum Coordinator {
         prefix: String,
         /// Lease TTL.
         lease_ttl: Duration,
+        /// TLS to etcd, with `https://` endpoints.
+        tls: Option<EtcdTls>,
+        /// etcd user name and the file holding its password.
+        user: Option<(String, PathBuf)>,
     },
     /// Kubernetes Lease.
     Kubernetes {

@@ -148,6 +148,7 @@ advertise_url = "https://10.0.0.1:9465"
 
 [cluster.etcd]
 endpoints = ["http://127.0.0.1:2379"]
+allow_plaintext = true
 
 [cluster.tls]
 listen = "0.0.0.0:9465"

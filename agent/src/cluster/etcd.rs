@@ -51,6 +51,76 @@ pub struct EtcdSettings {
     pub node_id: String,
     /// Where this agent takes reports when it leads.
     pub url: Option<String>,
+    /// TLS and user for etcd (none: plain, unauthenticated).
+    pub access: EtcdAccess,
+}
+
+/// How this agent proves itself to etcd and checks etcd: TLS (the CA that signed etcd's
+/// server certificates, and a client certificate for `--client-cert-auth`) and a user.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    tls: Option<etcd_client::TlsOptions>,
+    user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.user.as_ref().map(|u| &u.0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdAccess {
+    /// Reads `[cluster.etcd]`'s TLS files and password file; an error names the key and
+    /// the file.
+    pub fn load(
+        tls: Option<&capstan_config::EtcdTls>,
+        user: Option<&(String, std::path::PathBuf)>,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read cluster.etcd.{key} {}", path.display()))
+        };
+        let tls = match tls {
+            None => None,
+            Some(t) => {
+                let ca = read("ca_file", &t.ca_file)?;
+                anyhow::ensure!(
+                    String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----"),
+                    "cluster.etcd.ca_file {}: no PEM certificate in it",
+                    t.ca_file.display()
+                );
+                let mut o = etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(ca));
+                if let Some((cert_file, key_file)) = &t.client {
+                    let cert = read("cert_file", cert_file)?;
+                    let key = read("key_file", key_file)?;
+                    o = o.identity(etcd_client::Identity::from_pem(cert, key));
+                }
+                Some(o)
+            }
+        };
+        let user = match user {
+            None => None,
+            Some((name, file)) => {
+                let password =
+                    String::from_utf8(read("password_file", file)?).with_context(|| {
+                        format!("cluster.etcd.password_file {}: not UTF-8", file.display())
+                    })?;
+                let password = password.trim_end_matches(['\n', '\r']).to_owned();
+                anyhow::ensure!(
+                    !password.is_empty(),
+                    "cluster.etcd.password_file {} is empty",
+                    file.display()
+                );
+                Some((name.clone(), password))
+            }
+        };
+        Ok(Self { tls, user })
+    }
 }
 
 impl EtcdSettings {
@@ -72,9 +142,18 @@ impl EtcdSettings {
     /// which waits as long as another agent leads).
     fn options(&self, per_request: bool) -> ConnectOptions {
         let t = (self.lease_ttl / 3).max(Duration::from_millis(500));
-        let o = ConnectOptions::new()
+        let mut o = ConnectOptions::new()
             .with_connect_timeout(t)
             .with_require_leader(true);
+        if let Some(tls) = &self.access.tls {
+            o = o.with_tls(tls.clone());
+        }
+        if let Some((name, password)) = &self.access.user {
+            // etcd's simple tokens expire; a new one is fetched when a call meets that.
+            o = o
+                .with_user(name.clone(), password.clone())
+                .with_auto_token_refresh(true);
+        }
         if per_request { o.with_timeout(t) } else { o }
     }
 }

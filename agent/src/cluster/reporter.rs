@@ -23,7 +23,10 @@ use crate::telemetry::metrics::ResultLabel;
 use crate::telemetry::status::Shared;
 
 /// The client reports go out with: each send waits at most `timeout`; with `tls`, the
-/// agent's certificate is presented and the leader's checked against the cluster's CA.
+/// agent's certificate is presented, the leader's is checked against the cluster's CA
+/// (and the leader URL's host), and a leader URL that is not `https://` is never
+/// contacted: whoever can write the election's value cannot draw reports, bearer token
+/// included, to a listener of their own.
 pub fn client(
     timeout: Duration,
     #[cfg(feature = "tls")] tls: Option<rustls::ClientConfig>,
@@ -31,7 +34,7 @@ pub fn client(
     let builder = crate::net::client_builder().timeout(timeout);
     #[cfg(feature = "tls")]
     let builder = match tls {
-        Some(config) => builder.tls_backend_preconfigured(config),
+        Some(config) => builder.tls_backend_preconfigured(config).https_only(true),
         None => builder,
     };
     Ok(builder.build()?)
@@ -127,7 +130,10 @@ async fn send_loop(
                 count(&shared, "failed");
             }
             Err(e) => {
-                tracing::warn!(%endpoint, error = %e, "cannot reach the leader; the next report goes when it is back");
+                // The causes say why: a certificate not from the cluster's CA, a URL
+                // that is not https:// under [cluster.tls], a refused connection.
+                let error = anyhow::Error::new(e);
+                tracing::warn!(%endpoint, error = format!("{error:#}"), "cannot reach the leader; the next report goes when it is back");
                 count(&shared, "failed");
             }
         }

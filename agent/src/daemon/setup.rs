@@ -149,6 +149,8 @@ pub(super) async fn open_cluster(
             endpoints,
             prefix,
             lease_ttl,
+            tls,
+            user,
         } => {
             let settings = crate::cluster::etcd::EtcdSettings {
                 endpoints: endpoints.clone(),
@@ -156,6 +158,7 @@ pub(super) async fn open_cluster(
                 lease_ttl: *lease_ttl,
                 node_id: node_id.to_owned(),
                 url: Some(url.to_owned()),
+                access: crate::cluster::etcd::EtcdAccess::load(tls.as_ref(), user.as_ref())?,
             };
             let reach = || format!("cannot reach etcd at {}", endpoints.join(", "));
             // One client for the decision state and the demand history.

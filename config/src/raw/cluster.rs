@@ -105,7 +105,8 @@ impl Default for ClusterConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// etcd client URLs, e.g. `["http://127.0.0.1:2379"]`.
+    /// etcd client URLs, e.g. `["https://10.0.0.1:2379"]` (`http://` only with
+    /// `allow_plaintext`).
     pub endpoints: Vec<String>,
     /// Key prefix for the election and persisted state.
     #[serde(default = "defaults::etcd_prefix")]
@@ -113,6 +114,28 @@ pub struct EtcdConfig {
     /// Lease time-to-live; etcd's minimum is 2s.
     #[serde(default = "defaults::lease_ttl")]
     pub lease_ttl: String,
+    /// PEM file of the CA that signed etcd's server certificates; required with
+    /// `https://` endpoints.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this agent's client certificate chain, for etcd's
+    /// `--client-cert-auth` (with `key_file`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of this agent's client private key (with `cert_file`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// etcd user (its role needs read-write on `prefix`); with `password_file`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the etcd user's password (trailing newline stripped).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Allow `http://` endpoints: the election, the decision state and any password
+    /// then cross the network in cleartext, and whoever reaches etcd can redirect
+    /// every report. Only for loopback or a network you trust.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 /// `[cluster.kubernetes]`.

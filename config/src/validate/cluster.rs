@@ -34,7 +34,7 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
                 c.report(
                     &[k("cluster"), k("coordinator")],
                     None,
-                    "coordinator \"etcd\" needs a [cluster.etcd] table with endpoints = [\"http://HOST:2379\", ...]",
+                    "coordinator \"etcd\" needs a [cluster.etcd] table with endpoints = [\"https://HOST:2379\", ...]",
                 );
                 None
             }
@@ -108,11 +108,110 @@ fn check_etcd(c: &mut Checker<'_>, e: &raw::EtcdConfig) -> Option<Coordinator> {
         MIN_LEASE,
         Duration::from_secs(300),
     );
+    let tls = check_etcd_security(c, e);
+    let user = match (&e.username, &e.password_file) {
+        (Some(name), Some(file)) => {
+            c.non_empty(&[&base[..], &[k("username")]].concat(), None, name);
+            Some((name.clone(), file.clone()))
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            c.report(
+                &[&base[..], &[k("username")]].concat(),
+                None,
+                "needs password_file, the file holding the user's password",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            c.report(
+                &[&base[..], &[k("password_file")]].concat(),
+                None,
+                "needs username, the etcd user whose password it holds",
+            );
+            None
+        }
+    };
     ttl.map(|lease_ttl| Coordinator::Etcd {
         endpoints: e.endpoints.clone(),
         prefix: e.prefix.clone(),
         lease_ttl,
+        tls,
+        user,
     })
+}
+
+/// `[cluster.etcd]`'s transport: `https://` endpoints with `ca_file` (and a client
+/// certificate when etcd asks for one), or `http://` only with `allow_plaintext`.
+fn check_etcd_security(c: &mut Checker<'_>, e: &raw::EtcdConfig) -> Option<EtcdTls> {
+    let base = [k("cluster"), k("etcd")];
+    let at = |key: &'static str| [&base[..], &[k(key)]].concat();
+    let plain = e.endpoints.iter().any(|ep| ep.starts_with("http://"));
+    let secure = e.endpoints.iter().any(|ep| ep.starts_with("https://"));
+    if plain && secure {
+        c.report(
+            &at("endpoints"),
+            None,
+            "mixes http:// and https:// endpoints; use https:// for all of them",
+        );
+        return None;
+    }
+    if plain {
+        if !e.allow_plaintext {
+            let i = e
+                .endpoints
+                .iter()
+                .position(|ep| ep.starts_with("http://"))
+                .unwrap_or(0);
+            c.report(
+                &[&base[..], &[k("endpoints"), Seg::Index(i)]].concat(),
+                None,
+                "http:// carries the election, the decision state and any password in cleartext, and whoever can write etcd redirects every report; use https:// with ca_file (and cert_file/key_file, username/password_file), or set allow_plaintext = true for loopback or a network you trust",
+            );
+        }
+        for (key, set) in [
+            ("ca_file", e.ca_file.is_some()),
+            ("cert_file", e.cert_file.is_some()),
+            ("key_file", e.key_file.is_some()),
+        ] {
+            if set {
+                c.report(
+                    &at(key),
+                    None,
+                    "is set but the endpoints are http://; use https:// endpoints for TLS",
+                );
+            }
+        }
+        return None;
+    }
+    let client = match (&e.cert_file, &e.key_file) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            c.report(&at("cert_file"), None, "needs key_file, its private key");
+            None
+        }
+        (None, Some(_)) => {
+            c.report(&at("key_file"), None, "needs cert_file, its certificate");
+            None
+        }
+    };
+    match &e.ca_file {
+        Some(ca) => Some(EtcdTls {
+            ca_file: ca.clone(),
+            client,
+        }),
+        None => {
+            if secure {
+                c.report(
+                    &at("ca_file"),
+                    None,
+                    "is required with https:// endpoints: the PEM file of the CA that signed etcd's server certificates",
+                );
+            }
+            None
+        }
+    }
 }
 
 /// `[cluster.kubernetes]` (its defaults when absent): the Lease's name and duration.
