@@ -647,7 +647,14 @@ fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
     let (body, table) = text.split_at(text.find("\n[agent.interruptions]").unwrap());
     std::fs::write(&config, format!("{table}\n{body}")).unwrap();
 
-    let agent = start_agent(&config, &dir.path().join("state"), &moto_env(dir.path()));
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "aws-test-secret\n").unwrap();
+    let mut env = moto_env(dir.path());
+    env.push((
+        "CAPSTAN_CLUSTER__TOKEN_FILE".to_owned(),
+        secret.display().to_string(),
+    ));
+    let agent = start_agent(&config, &dir.path().join("state"), &env);
     // The node is named by its instance id, so its report matches the ASG's instance.
     agent.wait_for("the node named by its instance id", |a| {
         (a.status()["node_id"] == instance.as_str()).then_some(())
@@ -659,6 +666,29 @@ fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
             .then_some(())
     });
     assert_eq!(desired(&moto.url), 1);
+    // The pool's reports match its instances: a report from an id the ASG does not
+    // hold is refused (with a valid token for that id), the instance's own is taken.
+    let body = |node: &str| {
+        format!(r#"{{"version":1,"node_id":"{node}","pool":"web","at":"2026-01-01T00:00:00Z"}}"#)
+            .into_bytes()
+    };
+    let made_up = "i-0000000000made0up";
+    let (code, text) = agent.report_as(
+        made_up,
+        &node_token("aws-test-secret", made_up),
+        body(made_up),
+    );
+    assert_eq!(code, 422, "{text}");
+    assert!(
+        text.contains("unknown_node") && text.contains("node_id"),
+        "{text}"
+    );
+    let (code, text) = agent.report_as(
+        &instance,
+        &node_token("aws-test-secret", &instance),
+        body(&instance),
+    );
+    assert_eq!(code, 202, "{text}");
 
     imds.notice(Some(
         r#"{"action": "terminate", "time": "2026-11-28T08:24:00Z"}"#,

@@ -604,3 +604,245 @@ fn a_flood_of_made_up_node_ids_stays_at_the_table_cap() {
         "flood of {FLOOD} made-up node ids (each with a valid per-node token), cluster.max_nodes {CAP}: {accepted} taken, {full} refused 503 table_full, {reporting} nodes in the table; leader (debug build) peak RSS {hwm}"
     );
 }
+
+/// The reloads a config file goes through: `capstan_config_reloads_total{result}` read
+/// until it reaches `n`.
+fn wait_reloads(agent: &Agent, result: &str, n: f64) {
+    agent.wait_for(&format!("{n} {result} reloads"), |a| {
+        let (_, m) = a.get("/metrics");
+        (metric(
+            &m,
+            &format!("capstan_config_reloads_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+            >= n)
+            .then_some(())
+    });
+}
+
+fn report_body(node: &str) -> Vec<u8> {
+    format!(r#"{{"version":1,"node_id":"{node}","pool":"local","at":"2026-01-01T00:00:00Z"}}"#)
+        .into_bytes()
+}
+
+/// A rotation without a restart: SIGHUP reads the token files again. With
+/// `previous_token_file` set, nodes still on the old secret keep reporting while the
+/// new one spreads; the next reload without it drops the old secret. The status token
+/// rotates the same way, and a reload naming a file that is not there keeps the
+/// running tokens.
+#[test]
+fn sighup_rotates_the_cluster_secret_and_the_status_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let old = write("secret-old", "old-secret\n");
+    let config = dir.path().join("capstan.toml");
+    // The example with its [cluster] table replaced.
+    let with_cluster = |cluster: &str| {
+        let text = example().replace(
+            "[cluster]\ncoordinator = \"standalone\"\n",
+            &format!("[cluster]\ncoordinator = \"standalone\"\n{cluster}\n"),
+        );
+        assert!(
+            text.contains(cluster),
+            "the example's [cluster] table changed"
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    with_cluster(&format!("token_file = {old:?}"));
+    let agent = Agent::start(&config, &dir.path().join("state"));
+    let mut n = 0;
+    let mut post = |secret: &str| {
+        n += 1;
+        let node = format!("n{n}");
+        agent.report_as(&node, &node_token(secret, &node), report_body(&node))
+    };
+    assert_eq!(post("old-secret").0, 202);
+
+    // The rotation starts: the new secret is sent, the old one still taken.
+    let new = write("secret-new", "new-secret\n");
+    let status1 = write("status-1", "status-token-1\n");
+    with_cluster(&format!(
+        "token_file = {new:?}\nprevious_token_file = {old:?}\nstatus_token_file = {status1:?}"
+    ));
+    agent.signal("HUP");
+    wait_reloads(&agent, "success", 1.0);
+    assert_eq!(
+        post("old-secret").0,
+        202,
+        "the previous secret during the rotation"
+    );
+    assert_eq!(post("new-secret").0, 202);
+    assert_eq!(post("someone-elses").0, 401);
+    // The status now asks for its token; `capstan status` presents it from a file.
+    assert_eq!(agent.get("/v1/status").0, 401);
+    let cli = |token_file: Option<&str>| {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["status", "--url", &agent.base]);
+        if let Some(f) = token_file {
+            c.args(["--token-file", f]);
+        }
+        c.output().unwrap()
+    };
+    let out = cli(Some(&status1));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("local"));
+    let out = cli(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--token-file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A reload naming a missing file is refused, and the running tokens stay.
+    with_cluster(&format!(
+        "token_file = {new:?}\nprevious_token_file = \"{}/gone\"",
+        dir.path().display()
+    ));
+    agent.signal("HUP");
+    wait_reloads(&agent, "failure", 1.0);
+    assert_eq!(post("old-secret").0, 202);
+    assert_eq!(cli(Some(&status1)).status.code(), Some(0));
+
+    // The rotation ends: the old secret and the first status token are refused.
+    let status2 = write("status-2", "status-token-2\n");
+    with_cluster(&format!(
+        "token_file = {new:?}\nstatus_token_file = {status2:?}"
+    ));
+    agent.signal("HUP");
+    wait_reloads(&agent, "success", 2.0);
+    assert_eq!(
+        post("old-secret").0,
+        401,
+        "the previous secret after the rotation"
+    );
+    assert_eq!(post("new-secret").0, 202);
+    assert!(!cli(Some(&status1)).status.success());
+    assert!(cli(Some(&status2)).status.success());
+}
+
+/// Certificates rotate on SIGHUP: the reports listener presents the new certificate to
+/// new connections, and takes client certificates from whichever CAs `ca_file` holds
+/// now (both during a CA rotation, then only the new one).
+#[cfg(feature = "tls")]
+#[test]
+fn sighup_rotates_the_reports_listeners_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"];
+    let a = pki_for_nodes(dir.path(), "a", &nodes);
+    let b = pki_for_nodes(dir.path(), "b", &nodes);
+    let (ca, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    let install = |cas: &[&Pki], leaf: &Pki| {
+        let bundle: String = cas
+            .iter()
+            .map(|p| std::fs::read_to_string(&p.ca).unwrap())
+            .collect();
+        std::fs::write(&ca, bundle).unwrap();
+        std::fs::copy(&leaf.cert, &cert).unwrap();
+        std::fs::copy(&leaf.key, &key).unwrap();
+    };
+    install(&[&a], &a);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tls-token").unwrap();
+    let config = dir.path().join("capstan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[cluster]
+token_file = {token:?}
+
+[cluster.tls]
+listen = "127.0.0.1:0"
+ca_file = {ca:?}
+cert_file = {cert:?}
+key_file = {key:?}
+
+[[pool]]
+name = "local"
+provider = {{ type = "dry-run", initial = 2 }}
+min = 1
+max = 4
+targets = [{{ metric = "cpu.utilization", value = 60 }}]
+"#,
+            token = token.display().to_string(),
+            ca = ca.display().to_string(),
+            cert = cert.display().to_string(),
+            key = key.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config, &dir.path().join("state"));
+    let url = agent.wait_for("the advertised https URL", |a| {
+        a.log.lock().unwrap().iter().find_map(|l| {
+            l.split("advertise_url=")
+                .nth(1)
+                .map(|u| u.split_whitespace().next().unwrap_or("").to_owned())
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut n = 0;
+    // Posts as the next node, trusting `trust`'s CA, presenting `identity`.
+    let mut post = |trust: &Pki, identity: &Pki| {
+        n += 1;
+        let node = nodes[n - 1];
+        rt.block_on(async {
+            tls_client(&trust.ca, Some(identity))
+                .post(format!("{url}/v1/reports"))
+                .bearer_auth(node_token("tls-token", node))
+                .header("x-capstan-node", node)
+                .body(report_body(node))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        })
+    };
+    assert_eq!(post(&a, &a), Ok(202));
+
+    // The rotation starts: the listener's certificate is B's, both CAs are trusted.
+    install(&[&a, &b], &b);
+    agent.signal("HUP");
+    wait_reloads(&agent, "success", 1.0);
+    assert!(
+        post(&a, &a).is_err(),
+        "a client trusting only A still sees A's certificate"
+    );
+    assert_eq!(post(&b, &b), Ok(202));
+    assert_eq!(
+        post(&b, &a),
+        Ok(202),
+        "A's client certificates during the rotation"
+    );
+
+    // A bad file is refused on reload, and the running certificates stay.
+    std::fs::write(&key, "not a key").unwrap();
+    agent.signal("HUP");
+    wait_reloads(&agent, "failure", 1.0);
+    assert_eq!(post(&b, &b), Ok(202));
+
+    // The rotation ends: only B's CA.
+    install(&[&b], &b);
+    agent.signal("HUP");
+    wait_reloads(&agent, "success", 2.0);
+    assert!(
+        post(&b, &a).is_err(),
+        "A's client certificate after the rotation"
+    );
+    assert_eq!(post(&b, &b), Ok(202));
+}

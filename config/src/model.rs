@@ -156,6 +156,10 @@ pub struct Cluster {
     pub coordinator: Coordinator,
     /// The cluster secret or shared token, for reports.
     pub token_file: Option<PathBuf>,
+    /// The secret or token being rotated out, accepted as well while set.
+    pub previous_token_file: Option<PathBuf>,
+    /// The token `/v1/status` asks for, when set.
+    pub status_token_file: Option<PathBuf>,
     /// How a report's sender is known.
     pub auth: crate::raw::ClusterAuth,
     /// Most nodes in the leader's table.

@@ -111,6 +111,7 @@ complete -c capstan -n "__fish_capstan_using_subcommand collect" -l once -d 'Pri
 complete -c capstan -n "__fish_capstan_using_subcommand collect" -l json -d 'Print the report\'s JSON (one line each), exactly as sent to the leader'
 complete -c capstan -n "__fish_capstan_using_subcommand collect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c capstan -n "__fish_capstan_using_subcommand status" -l url -d 'The agent\'s base URL, e.g. http://127.0.0.1:9464' -r
+complete -c capstan -n "__fish_capstan_using_subcommand status" -l token-file -d 'File holding the agent\'s `cluster.status_token_file` token: needed when it is set; without one set, the status comes with cloud accounts redacted' -r -F
 complete -c capstan -n "__fish_capstan_using_subcommand status" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
 complete -c capstan -n "__fish_capstan_using_subcommand status" -l json -d 'Print the raw JSON of /v1/status'

@@ -233,6 +233,10 @@ enum Command {
         /// Print the raw JSON of /v1/status.
         #[arg(long)]
         json: bool,
+        /// File holding the agent's `cluster.status_token_file` token: needed when it
+        /// is set; without one set, the status comes with cloud accounts redacted.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -471,8 +475,12 @@ pub fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(plan(cfg, json))))
         }
-        Command::Status { url, json } => {
-            report(runtime().and_then(|rt| rt.block_on(status(&url, json))))
+        Command::Status {
+            url,
+            json,
+            token_file,
+        } => {
+            report(runtime().and_then(|rt| rt.block_on(status(&url, json, token_file.as_deref()))))
         }
         Command::Collect { config, once, json } => {
             let cfg = match &config {

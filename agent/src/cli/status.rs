@@ -2,20 +2,36 @@
 
 use super::*;
 
-pub(super) async fn status(url: &str, json: bool) -> anyhow::Result<()> {
+pub(super) async fn status(
+    url: &str,
+    json: bool,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let base = url.trim_end_matches('/');
     let endpoint = if base.ends_with("/v1/status") {
         base.to_owned()
     } else {
         format!("{base}/v1/status")
     };
-    let response = crate::net::client_builder()
+    let mut request = crate::net::client_builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?
-        .get(&endpoint)
+        .get(&endpoint);
+    if let Some(path) = token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+        request = request.bearer_auth(token.trim());
+    }
+    let response = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {endpoint}"))?
+        .with_context(|| format!("cannot reach {endpoint}"))?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        anyhow::bail!(
+            "{endpoint} asks for its status token (cluster.status_token_file): pass it with --token-file"
+        );
+    }
+    let response = response
         .error_for_status()
         .with_context(|| format!("{endpoint} answered with an error"))?;
     let body = response.text().await?;

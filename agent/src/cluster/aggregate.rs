@@ -54,6 +54,18 @@ pub fn usage(nodes: u32, reports: &[&NodeReport]) -> [Option<f64>; 5] {
     out
 }
 
+/// The pool's instance ids when at least one report matches one of them (the reports
+/// then stand for instances: HPA's per-instance rules apply, and a report from any
+/// other id is not a node of this pool); `None` while none matches (a dry-run pool, or
+/// agents named otherwise).
+pub fn members(description: &PoolDescription, reports: &[&NodeReport]) -> Option<HashSet<String>> {
+    let ids: HashSet<String> = description.instances.iter().map(|i| i.id.clone()).collect();
+    reports
+        .iter()
+        .any(|r| ids.contains(&r.node_id))
+        .then_some(ids)
+}
+
 /// Nodes of the pool whose reports carry an interruption notice: in-service instances
 /// with a notice when reports match instances, else every reporting node with one (the
 /// same rule as [`samples`]).

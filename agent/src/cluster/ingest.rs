@@ -7,13 +7,14 @@
 //!
 //! | check | status | reason |
 //! |---|---|---|
-//! | bearer token (constant-time compare), from the headers before the body is read: the shared token, or the token of the node `X-Capstan-Node` names ([`identity`]) | 401, or 403 without `cluster.token_file` | `unauthorized` |
+//! | bearer token (constant-time compare), from the headers before the body is read: the shared token, or the token of the node `X-Capstan-Node` names ([`identity`]), under `cluster.token_file`'s secret or, during a rotation, `previous_token_file`'s | 401, or 403 without `cluster.token_file` | `unauthorized` |
 //! | size, at most [`MAX_REPORT_BYTES`] | 413 | `too_large` |
 //! | JSON of the report's shape | 400 | `malformed` |
 //! | encoding version | 400 | `unsupported_version` |
 //! | per-node tokens: the report's `node_id` is the node the token is for | 403 | `wrong_node` |
 //! | finite, in-range numbers (a workload value within its `[[scrape]]` `min`/`max`, 0 and up by default), sane names and sizes, `at` not in the future | 422 | `invalid` |
 //! | a pool the leader knows | 422 | `unknown_pool` |
+//! | once the pool's reports match its instances, an instance of the pool ([`Ingest::set_members`]) | 422 | `unknown_node` |
 //! | at most [`REPORTS_PER_INTERVAL`] per node per interval (only that node's own reports count) | 429 | `rate_limited` |
 //! | a node already in the table, or room for one more (`cluster.max_nodes`) | 503 | `table_full` |
 //!
@@ -90,6 +91,9 @@ pub struct Settings {
     /// The cluster secret (`node-hmac`) or the shared token reports must carry; `None`
     /// refuses every report.
     pub token: Option<Secret>,
+    /// The secret or token being rotated out (`cluster.previous_token_file`): accepted
+    /// as well until a reload drops it.
+    pub previous: Option<Secret>,
     /// How the sender of a report is known.
     pub auth: ClusterAuth,
     /// Most nodes in the table (0: no limit).
@@ -118,6 +122,9 @@ struct Entry {
 pub struct Ingest {
     /// Read on every report: shared, so a report clones a pointer, not the pool set.
     settings: RwLock<Arc<Settings>>,
+    /// Per pool whose reports match its instances, the instance ids (the leader's
+    /// last describe).
+    members: RwLock<HashMap<String, Arc<HashSet<String>>>>,
     nodes: Mutex<HashMap<String, Entry>>,
     clock: Arc<dyn Clock>,
 }
@@ -149,6 +156,7 @@ impl Ingest {
     pub fn new(settings: Settings, clock: Arc<dyn Clock>) -> Self {
         Self {
             settings: RwLock::new(Arc::new(settings)),
+            members: RwLock::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
             clock,
         }
@@ -208,13 +216,15 @@ impl Ingest {
                 "missing or wrong bearer token".to_owned(),
             )
         };
+        // The current secret, and during a rotation the previous one.
+        let secrets = || std::iter::once(secret).chain(settings.previous.as_ref());
         match (settings.auth, node) {
-            (ClusterAuth::SharedToken, _) => secret
-                .is_shared_token(presented)
+            (ClusterAuth::SharedToken, _) => secrets()
+                .any(|s| s.is_shared_token(presented))
                 .then_some(Sender::AnyNode)
                 .ok_or_else(wrong),
-            (ClusterAuth::NodeHmac, Some(node)) => secret
-                .verifies(node, presented)
+            (ClusterAuth::NodeHmac, Some(node)) => secrets()
+                .any(|s| s.verifies(node, presented))
                 .then(|| Sender::Node(node.to_owned()))
                 .ok_or_else(wrong),
             (ClusterAuth::NodeHmac, None) if presented.is_empty() => Err(wrong()),
@@ -256,8 +266,9 @@ impl Ingest {
                 // another node's: refused as a wrong token.
                 let verified = settings
                     .token
-                    .as_ref()
-                    .is_some_and(|secret| secret.verifies(&report.node_id, presented));
+                    .iter()
+                    .chain(&settings.previous)
+                    .any(|secret| secret.verifies(&report.node_id, presented));
                 if !verified {
                     return Err(Rejection::new(
                         401,
@@ -298,8 +309,39 @@ impl Ingest {
         }
         let now = self.clock.now();
         validate(&report, &settings.pools, now)?;
+        self.is_member(&report)?;
         workload_in_range(&report, &settings.workload_ranges)?;
         self.store(report, now, Some((settings.interval, settings.max_nodes)))
+    }
+
+    /// Sets the instance ids of each pool whose reports match its instances (the
+    /// leader's pass); a pool left out takes reports from any id.
+    pub fn set_members(&self, members: HashMap<String, Arc<HashSet<String>>>) {
+        *self
+            .members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = members;
+    }
+
+    /// A report into a pool with known members must come from one of them.
+    fn is_member(&self, report: &NodeReport) -> Result<(), Rejection> {
+        let members = self
+            .members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match report.pool.as_ref().and_then(|p| members.get(p)) {
+            Some(ids) if !ids.contains(&report.node_id) => Err(Rejection::new(
+                422,
+                "unknown_node",
+                Some("node_id"),
+                format!(
+                    "{:?} is not an instance of pool {:?} (its reports match its instances; a new instance is known from the leader's next look at the pool)",
+                    report.node_id,
+                    report.pool.as_deref().unwrap_or_default()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Stores this agent's own report (no token, no rate limit).
@@ -410,6 +452,7 @@ impl Ingest {
     /// Forgets every node (this agent stopped leading: the next leader has its own table).
     pub fn clear(&self) {
         self.lock_nodes().clear();
+        self.set_members(HashMap::new());
     }
 }
 
@@ -847,6 +890,7 @@ mod tests {
                 interval: Duration::from_secs(10),
                 node_expiry: Duration::from_secs(300),
                 workload_ranges: [("rps".to_owned(), (0.0, Some(10_000.0)))].into(),
+                previous: None,
             },
             clock.clone(),
         )
@@ -902,6 +946,77 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status, 401);
         assert_eq!(i.authenticate(None, None).unwrap_err().status, 401);
+    }
+
+    /// Once a pool's reports match its instances, a report into it from another id is
+    /// refused (422 `unknown_node`, the field named), before it takes a place in the
+    /// table; a pool without known members, or a leader that stopped leading, takes
+    /// any id.
+    #[test]
+    fn a_pool_whose_reports_match_its_instances_takes_reports_from_them_only() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = node_ingest(&clock, 0);
+        let now = clock.now();
+        let ids: HashSet<String> = ["i-1".to_owned(), "i-2".to_owned()].into();
+        i.set_members([("web".to_owned(), Arc::new(ids))].into());
+        i.accept(
+            Some(&bearer("i-1")),
+            Some("i-1"),
+            &report("i-1", now).encode(),
+        )
+        .unwrap();
+        let e = i
+            .accept(
+                Some(&bearer("i-9")),
+                Some("i-9"),
+                &report("i-9", now).encode(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.reason, e.field.as_deref()),
+            (422, "unknown_node", Some("node_id"))
+        );
+        assert!(
+            e.error
+                .contains("\"i-9\" is not an instance of pool \"web\""),
+            "{}",
+            e.error
+        );
+        assert_eq!(i.sweep(now)["web"].reporting, vec!["i-1"]);
+        // Not leading any more: nothing is known of the pools.
+        i.clear();
+        i.accept(
+            Some(&bearer("i-9")),
+            Some("i-9"),
+            &report("i-9", now).encode(),
+        )
+        .unwrap();
+    }
+
+    /// During a rotation both secrets' tokens are taken; without `previous`, only the
+    /// current one's.
+    #[test]
+    fn the_previous_secret_is_taken_during_a_rotation_only() {
+        let clock = Arc::new(ManualClock::at("2026-11-28T00:00:00Z"));
+        let i = node_ingest(&clock, 0);
+        let now = clock.now();
+        let old = format!(
+            "Bearer {}",
+            crate::cluster::identity::node_token("old-secret", "n1")
+        );
+        let mut settings = (*i.settings()).clone();
+        settings.previous = Some(Secret::new("old-secret"));
+        i.configure(settings.clone());
+        i.accept(Some(&old), Some("n1"), &report("n1", now).encode())
+            .unwrap();
+        i.accept(Some(&bearer("n1")), None, &report("n1", now).encode())
+            .unwrap();
+        settings.previous = None;
+        i.configure(settings);
+        let e = i
+            .accept(Some(&old), Some("n1"), &report("n1", now).encode())
+            .unwrap_err();
+        assert_eq!((e.status, e.reason), (401, "unauthorized"));
     }
 
     /// Over mutual TLS, a report is taken only as a node the client certificate names.

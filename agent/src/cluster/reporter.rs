@@ -44,6 +44,7 @@ pub fn client(
 #[derive(Debug)]
 pub struct Reporter {
     tx: watch::Sender<Option<NodeReport>>,
+    client: Arc<RwLock<reqwest::Client>>,
 }
 
 /// What this node presents; replaced on reload.
@@ -59,8 +60,17 @@ impl Reporter {
         client: reqwest::Client,
     ) -> Self {
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(send_loop(rx, claim, token, shared, client));
-        Self { tx }
+        let client = Arc::new(RwLock::new(client));
+        tokio::spawn(send_loop(rx, claim, token, shared, client.clone()));
+        Self { tx, client }
+    }
+
+    /// Sends the next reports with `client` (certificates rotated on reload).
+    pub fn set_client(&self, client: reqwest::Client) {
+        *self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
     }
 
     /// Replaces the report waiting to be sent (if the last one is still going out, this
@@ -85,7 +95,7 @@ async fn send_loop(
     claim: watch::Receiver<Claim>,
     token: Token,
     shared: Arc<Shared>,
-    client: reqwest::Client,
+    client: Arc<RwLock<reqwest::Client>>,
 ) {
     // Ends when the daemon drops the Reporter.
     while rx.changed().await.is_ok() {
@@ -109,6 +119,10 @@ async fn send_loop(
             .map(|c| c.bearer(&report.node_id))
             .unwrap_or_default();
         let endpoint = format!("{}/v1/reports", url.trim_end_matches('/'));
+        let client = client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let sent = client
             .post(&endpoint)
             .bearer_auth(bearer)

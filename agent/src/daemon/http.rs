@@ -14,22 +14,30 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::cluster::identity::NODE_HEADER;
+use crate::cluster::identity::{NODE_HEADER, Secret};
 use crate::cluster::ingest::{self, Ingest, MAX_REPORT_BYTES, Sender};
 use crate::telemetry::status::Shared;
+
+/// What `/v1/status` asks for (`cluster.status_token_file`); replaced on reload.
+pub type StatusToken = Arc<std::sync::RwLock<Option<Secret>>>;
 
 /// The router; a report must arrive whole within `request_timeout`.
 pub fn router(
     shared: Arc<Shared>,
     ingest: Option<Arc<Ingest>>,
+    status_token: StatusToken,
     request_timeout: std::time::Duration,
 ) -> Router {
     let plain = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/status", get(status))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .merge(
+            Router::new()
+                .route("/v1/status", get(status))
+                .with_state((shared.clone(), status_token)),
+        );
     match ingest {
         Some(ingest) => plain.merge(reports_router(shared, ingest, request_timeout)),
         None => plain,
@@ -189,11 +197,126 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Response {
+/// What a caller may read of `/v1/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusAccess {
+    /// All of it: the caller presented the status token.
+    Full,
+    /// Cloud accounts and principals redacted: no status token is set.
+    Redacted,
+    /// Nothing: a status token is set and the caller did not present it.
+    Refused,
+}
+
+/// What a caller presenting `authorization` may read (the token compared in constant
+/// time).
+fn status_access(token: &StatusToken, authorization: Option<&str>) -> StatusAccess {
+    let token = token
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(token) = token.as_ref() else {
+        return StatusAccess::Redacted;
+    };
+    let presented = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token.is_shared_token(presented) {
+        StatusAccess::Full
+    } else {
+        StatusAccess::Refused
+    }
+}
+
+/// `/v1/status`: in full to a caller with `cluster.status_token_file`'s token, 401 to
+/// one without it when it is set; open but with cloud accounts and principals redacted
+/// from every string when it is not ([`crate::telemetry::redact`]).
+async fn status(
+    State((s, token)): State<(Arc<Shared>, StatusToken)>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let access = status_access(&token, authorization);
+    if access == StatusAccess::Refused {
+        let body = serde_json::json!({
+            "reason": "unauthorized",
+            "error": "/v1/status needs the token of cluster.status_token_file (Authorization: Bearer)",
+        });
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(body),
+        )
+            .into_response();
+    }
     let status = s
         .status
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    axum::Json(status).into_response()
+    if access == StatusAccess::Full {
+        return axum::Json(status).into_response();
+    }
+    match serde_json::to_value(&status) {
+        Ok(mut value) => {
+            crate::telemetry::redact::redact_json(&mut value);
+            axum::Json(value).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DENIED: &str = "AccessDenied: User: arn:aws:sts::123456789012:assumed-role/capstan/i-0abc \
+                          is not authorized to perform: autoscaling:SetDesiredCapacity";
+
+    async fn get(base: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let client = crate::net::client_builder().build().unwrap();
+        let mut request = client.get(format!("{base}/v1/status"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let r = request.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_status_is_whole_with_its_token_refused_without_and_redacted_when_none_is_set() {
+        let shared = Arc::new(Shared::new(std::time::Duration::from_secs(60)));
+        shared.status.write().unwrap().coordinator_note = Some(DENIED.to_owned());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let token = StatusToken::default();
+        let app = router(
+            shared.clone(),
+            None,
+            token.clone(),
+            std::time::Duration::from_secs(5),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        // No status token: open, the account and role gone, the action kept.
+        let (code, body) = get(&base, None).await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            body["coordinator_note"],
+            "AccessDenied: User: arn:<redacted> is not authorized to perform: autoscaling:SetDesiredCapacity"
+        );
+        // A status token: without it (or with another) 401; with it, the whole text.
+        *token.write().unwrap() = Some(Secret::new("status-secret"));
+        for presented in [None, Some("guess"), Some("status-secret-and-more")] {
+            let (code, body) = get(&base, presented).await;
+            assert_eq!(code, 401, "{presented:?}");
+            assert_eq!(body["reason"], "unauthorized");
+            assert!(body.get("coordinator_note").is_none());
+        }
+        let (code, body) = get(&base, Some("status-secret")).await;
+        assert_eq!(code, 200);
+        assert_eq!(body["coordinator_note"], DENIED);
+        server.abort();
+    }
 }

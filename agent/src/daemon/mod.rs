@@ -84,7 +84,15 @@ struct Daemon {
     usage: Arc<dyn HistoryStore>,
     ingest: Arc<Ingest>,
     reporter: Reporter,
+    /// What `/v1/status` asks for, replaced on reload.
+    status_token: http::StatusToken,
+    /// How long a report may take to send (its client is rebuilt on reload).
+    #[cfg(feature = "tls")]
+    send_timeout: Duration,
     token: Token,
+    /// The mutual-TLS reports listener's certificates, swapped on reload.
+    #[cfg(feature = "tls")]
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     decisions: Arc<dyn DecisionStore>,
     /// Decision state last saved, per pool (saved again only when it changes).
     saved: HashMap<String, Vec<u8>>,
@@ -99,15 +107,29 @@ struct Daemon {
 /// pools it dropped or re-created.
 struct Reloaded {
     cfg: ValidatedConfig,
-    token: Option<String>,
+    tokens: Tokens,
+    /// `[cluster.tls]`'s files, read again: the server's and the reporter's sides.
+    #[cfg(feature = "tls")]
+    tls: Option<(rustls::ServerConfig, rustls::ClientConfig)>,
     pools: Vec<PoolRuntime>,
     left: HashMap<String, PoolRuntime>,
 }
 
+/// Puts `token` (`cluster.status_token_file`'s) in force for `/v1/status`.
+fn set_status_token(status_token: &http::StatusToken, token: Option<&str>) {
+    *status_token
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        token.map(crate::cluster::identity::Secret::new);
+}
+
 /// Says which settings of `new` wait for a restart.
 fn warn_restart_only(old: &ValidatedConfig, new: &ValidatedConfig) {
-    if format!("{:?}", new.cluster.tls) != format!("{:?}", old.cluster.tls) {
-        tracing::warn!("cluster.tls changes take effect at restart");
+    let listen = |c: &ValidatedConfig| c.cluster.tls.as_ref().map(|t| t.listen);
+    if listen(new) != listen(old) {
+        tracing::warn!(
+            "turning [cluster.tls] on or off, or moving cluster.tls.listen, takes effect at restart"
+        );
     }
     if new.cluster.coordinator.name() != old.cluster.coordinator.name() {
         tracing::warn!(
@@ -140,7 +162,9 @@ pub async fn run(
     let groups = pass::build_groups(&cfg, &mut HashMap::new());
     let mut pools = pass::build_pools_with(&cfg, &mut HashMap::new(), Some(&shared.metrics))
         .map_err(anyhow::Error::msg)?;
-    let token = read_token(cfg.cluster.token_file.as_deref())?;
+    let tokens = Tokens::read(&cfg)?;
+    let status_token = http::StatusToken::default();
+    set_status_token(&status_token, tokens.status.as_deref());
     let listeners = Listeners::bind(&cfg).await?;
     let url = advertise_url(&cfg, listeners.reports_addr()?, cfg.cluster.tls.is_some());
     let Cluster {
@@ -153,18 +177,15 @@ pub async fn run(
     pass::attach_history(&mut pools, &history, clock.now());
     pass::attach_usage(&mut pools, &usage, clock.now());
     let collectors = logged_node_collectors();
-    let ingest = Arc::new(Ingest::new(
-        ingest_settings(&cfg, token.as_deref()),
-        clock.clone(),
-    ));
-    let token: Token = Arc::new(std::sync::RwLock::new(credential(&cfg, token)));
+    let ingest = Arc::new(Ingest::new(ingest_settings(&cfg, &tokens), clock.clone()));
+    let token: Token = Arc::new(std::sync::RwLock::new(credential(&cfg, tokens.token)));
     let send_timeout = cfg.agent.interval.min(Duration::from_secs(10));
     let client = listeners.reporter_client(send_timeout)?;
     let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client);
     let addr = listeners.addr;
     tracing::info!("listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = listeners.serve(&cfg, &shared, &ingest, stop_rx)?;
+    let servers = listeners.serve(&cfg, &shared, &ingest, status_token.clone(), stop_rx)?;
     tracing::info!(
         node_id = %node_id,
         coordinator = coordinator.name(),
@@ -194,7 +215,12 @@ pub async fn run(
         usage,
         ingest,
         reporter,
+        status_token,
+        #[cfg(feature = "tls")]
+        send_timeout,
         token,
+        #[cfg(feature = "tls")]
+        tls: servers.tls_config(),
         decisions,
         saved: HashMap::new(),
         led: false,
@@ -462,6 +488,14 @@ impl Daemon {
                     &self.cfg.budget,
                 )
                 .await;
+            // Reports into a pool whose reports match its instances come from them.
+            self.ingest.set_members(
+                self.leader
+                    .pools
+                    .iter()
+                    .filter_map(|p| Some((p.config.name.clone(), p.members.clone()?)))
+                    .collect(),
+            );
             // Only while the claim still lets this agent act: a deposed (or not yet
             // confirmed) leader must not overwrite its successor's state. The stores
             // fence the write itself too (an etcd transaction, a Lease precondition).
@@ -617,7 +651,15 @@ impl Daemon {
     fn prepare_reload(&mut self, path: &std::path::Path) -> Result<Reloaded, String> {
         let new = capstan_config::load_for(path, crate::build::config_features())
             .map_err(|e| e.lines().join("\n"))?;
-        let token = read_token(new.cluster.token_file.as_deref()).map_err(|e| format!("{e:#}"))?;
+        let tokens = Tokens::read(&new).map_err(|e| format!("{e:#}"))?;
+        #[cfg(feature = "tls")]
+        let tls = match &new.cluster.tls {
+            Some(t) => Some((
+                crate::cluster::tls::server_config(t).map_err(|e| format!("{e:#}"))?,
+                crate::cluster::tls::client_config(t).map_err(|e| format!("{e:#}"))?,
+            )),
+            None => None,
+        };
         let order: Vec<String> = self
             .leader
             .pools
@@ -632,7 +674,9 @@ impl Daemon {
             // What is left in `old` are pools the new config dropped or re-created.
             Ok(pools) => Ok(Reloaded {
                 cfg: new,
-                token,
+                tokens,
+                #[cfg(feature = "tls")]
+                tls,
                 pools,
                 left: old,
             }),
@@ -643,21 +687,48 @@ impl Daemon {
         }
     }
 
+    /// Swaps in `[cluster.tls]`'s certificates, read again by the reload: new
+    /// connections to the reports listener, and the next report sent, use them.
+    #[cfg(feature = "tls")]
+    fn reload_certificates(
+        &self,
+        new: &ValidatedConfig,
+        tls: Option<(rustls::ServerConfig, rustls::ClientConfig)>,
+    ) {
+        let same_listener = new.cluster.tls.as_ref().map(|t| t.listen)
+            == self.cfg.cluster.tls.as_ref().map(|t| t.listen);
+        let (Some((server, client)), Some(live), true) = (tls, &self.tls, same_listener) else {
+            return;
+        };
+        live.reload_from_config(Arc::new(server));
+        match crate::cluster::reporter::client(self.send_timeout, Some(client)) {
+            Ok(client) => self.reporter.set_client(client),
+            Err(e) => {
+                tracing::error!(error = %e, "cluster.tls: the reporter keeps its old certificate")
+            }
+        }
+        tracing::info!("cluster.tls: certificates reloaded");
+    }
+
     /// Puts a validated config in force; whether the interval changed.
     fn apply_reload(&mut self, next: Reloaded) -> bool {
         let Reloaded {
             cfg: new,
-            token,
+            tokens,
+            #[cfg(feature = "tls")]
+            tls,
             pools,
             left,
         } = next;
         warn_restart_only(&self.cfg, &new);
-        self.ingest
-            .configure(ingest_settings(&new, token.as_deref()));
+        #[cfg(feature = "tls")]
+        self.reload_certificates(&new, tls);
+        self.ingest.configure(ingest_settings(&new, &tokens));
+        set_status_token(&self.status_token, tokens.status.as_deref());
         *self
             .token
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = credential(&new, token);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = credential(&new, tokens.token);
         for gone in left.values().filter(|p| new.pool(&p.config.name).is_none()) {
             self.shared.metrics.remove_pool(&gone.config.name);
         }

@@ -57,6 +57,7 @@ impl Listeners {
         cfg: &ValidatedConfig,
         shared: &Arc<Shared>,
         ingest: &Arc<Ingest>,
+        status_token: http::StatusToken,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Servers> {
         #[cfg(feature = "tls")]
@@ -86,18 +87,25 @@ impl Listeners {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 tracing::info!(address = %address, "taking reports over mutual TLS");
-                let tls = axum_server::tls_rustls::RustlsAcceptor::new(
-                    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server)),
-                )
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server));
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config.clone())
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
                 let router =
                     http::reports_router(shared.clone(), ingest.clone(), cfg.agent.request_timeout);
                 let server = bounds::server(listener, tls, bounds, handle.clone())?;
-                Some(tokio::spawn(server.serve(router.into_make_service())))
+                Some((
+                    tokio::spawn(server.serve(router.into_make_service())),
+                    config,
+                ))
             }
         };
         let plain_reports = cfg.cluster.tls.is_none().then(|| ingest.clone());
-        let router = http::router(shared.clone(), plain_reports, cfg.agent.request_timeout);
+        let router = http::router(
+            shared.clone(),
+            plain_reports,
+            status_token,
+            cfg.agent.request_timeout,
+        );
         // Answers go out at once: agents and scrapers wait on each one.
         let server = bounds::server(
             self.plain.into_std()?,
@@ -117,11 +125,21 @@ impl Listeners {
 /// The running HTTP servers.
 pub(super) struct Servers {
     plain: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The mutual-TLS reports server, and its certificates (swapped on reload).
     #[cfg(feature = "tls")]
-    reports: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    reports: Option<(
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        axum_server::tls_rustls::RustlsConfig,
+    )>,
 }
 
 impl Servers {
+    /// Where the reports listener's certificates are swapped, with `[cluster.tls]`.
+    #[cfg(feature = "tls")]
+    pub(super) fn tls_config(&self) -> Option<axum_server::tls_rustls::RustlsConfig> {
+        self.reports.as_ref().map(|r| r.1.clone())
+    }
+
     /// Waits (5 s at most each) for the servers to finish once told to stop.
     pub(super) async fn stopped(self) {
         async fn wait(what: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
@@ -134,7 +152,7 @@ impl Servers {
         }
         wait("http server", self.plain).await;
         #[cfg(feature = "tls")]
-        if let Some(server) = self.reports {
+        if let Some((server, _)) = self.reports {
             wait("reports server", server).await;
         }
     }

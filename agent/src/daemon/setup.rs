@@ -3,29 +3,59 @@
 
 use super::*;
 
-/// The bearer token in `path`, trimmed; an error names the file.
-pub fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+/// The token in `path` (the file `cluster.<key>` names), trimmed; an error names the
+/// key and the file.
+pub fn read_token(path: Option<&std::path::Path>, key: &str) -> anyhow::Result<Option<String>> {
     let Some(path) = path else { return Ok(None) };
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read cluster.token_file {}", path.display()))?;
+        .with_context(|| format!("cannot read cluster.{key} {}", path.display()))?;
     let token = text.trim();
     anyhow::ensure!(
         !token.is_empty(),
-        "cluster.token_file {} is empty",
+        "cluster.{key} {} is empty",
         path.display()
     );
     anyhow::ensure!(
         token.chars().all(|c| c.is_ascii_graphic()),
-        "cluster.token_file {}: the token must be printable ASCII without spaces",
+        "cluster.{key} {}: the token must be printable ASCII without spaces",
         path.display()
     );
     Ok(Some(token.to_owned()))
 }
 
-/// What ingest checks reports against, from `cfg` and the token.
-pub(super) fn ingest_settings(cfg: &ValidatedConfig, token: Option<&str>) -> ingest::Settings {
+/// The cluster's token files, read at start and at every reload.
+#[derive(Debug, Default)]
+pub(super) struct Tokens {
+    /// `token_file`: the cluster secret or shared token.
+    pub(super) token: Option<String>,
+    /// `previous_token_file`: the one being rotated out.
+    pub(super) previous: Option<String>,
+    /// `status_token_file`: what `/v1/status` asks for.
+    pub(super) status: Option<String>,
+}
+
+impl Tokens {
+    pub(super) fn read(cfg: &ValidatedConfig) -> anyhow::Result<Self> {
+        let c = &cfg.cluster;
+        Ok(Self {
+            token: read_token(c.token_file.as_deref(), "token_file")?,
+            previous: read_token(c.previous_token_file.as_deref(), "previous_token_file")?,
+            status: read_token(c.status_token_file.as_deref(), "status_token_file")?,
+        })
+    }
+}
+
+/// What ingest checks reports against, from `cfg` and its tokens.
+pub(super) fn ingest_settings(cfg: &ValidatedConfig, tokens: &Tokens) -> ingest::Settings {
     ingest::Settings {
-        token: token.map(crate::cluster::identity::Secret::new),
+        token: tokens
+            .token
+            .as_deref()
+            .map(crate::cluster::identity::Secret::new),
+        previous: tokens
+            .previous
+            .as_deref()
+            .map(crate::cluster::identity::Secret::new),
         auth: cfg.cluster.auth,
         max_nodes: cfg.cluster.max_nodes,
         workload_ranges: cfg

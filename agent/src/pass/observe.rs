@@ -103,6 +103,7 @@ pub(super) async fn observe(
         .filter(|r| r.pool.as_deref() == Some(pool.config.name.as_str()))
         .collect();
     let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
+    pool.members = aggregate::members(&description, &pool_reports).map(Arc::new);
     let in_service = in_service(&description);
     let query_failures = promql_samples(
         &pool.config.name,

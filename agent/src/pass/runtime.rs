@@ -121,6 +121,9 @@ pub struct PoolRuntime {
     /// The provider call running beside the pass for the operation in
     /// `memory.operation` (its submission, or a poll), if one is running here.
     pub call: Option<operation::Call>,
+    /// The pool's instance ids at its last describe, once its reports match them
+    /// ([`aggregate::members`]): ingest refuses reports from other ids in the pool.
+    pub members: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 impl PoolRuntime {
@@ -151,6 +154,7 @@ impl PoolRuntime {
             last_failure: None,
             instance_types: Vec::new(),
             call: None,
+            members: None,
         }
     }
 }

@@ -4,5 +4,6 @@
 //! systemd's notification protocol (`sdnotify.rs`).
 
 pub mod metrics;
+pub mod redact;
 pub mod sdnotify;
 pub mod status;

@@ -44,6 +44,16 @@ pub struct ClusterConfig {
     /// token (`auth = "shared-token"`). Never the secret itself.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// During a rotation, the file of the secret (or shared token) being replaced:
+    /// reports under it are accepted as well as under `token_file`'s, until a reload
+    /// without it. Agents always present `token_file`'s.
+    #[serde(default)]
+    pub previous_token_file: Option<PathBuf>,
+    /// File holding the token `/v1/status` asks for (`Authorization: Bearer`). Without
+    /// it the status is open to all, with cloud accounts and principals redacted from
+    /// its error messages.
+    #[serde(default)]
+    pub status_token_file: Option<PathBuf>,
     /// `node-hmac` (default: per-node tokens derived from the cluster secret) or
     /// `shared-token` (one token for every node).
     #[serde(default)]
@@ -90,6 +100,8 @@ impl Default for ClusterConfig {
         Self {
             coordinator: CoordinatorKind::default(),
             token_file: None,
+            previous_token_file: None,
+            status_token_file: None,
             auth: ClusterAuth::default(),
             max_nodes: defaults::max_nodes(),
             advertise_url: None,

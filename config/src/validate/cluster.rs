@@ -49,6 +49,13 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
             "is required with an elected leader: agents present the token in it with every report, and the leader refuses reports without it",
         );
     }
+    if raw.previous_token_file.is_some() && raw.token_file.is_none() {
+        c.report(
+            &[k("cluster"), k("previous_token_file")],
+            None,
+            "needs token_file: a rotation goes from previous_token_file's secret to token_file's",
+        );
+    }
     if raw.max_nodes == 0 {
         c.report(
             &[k("cluster"), k("max_nodes")],
@@ -69,6 +76,8 @@ pub(super) fn check_cluster(c: &mut Checker<'_>, raw: &raw::ClusterConfig) -> Op
     Some(Cluster {
         coordinator: coordinator?,
         token_file: raw.token_file.clone(),
+        previous_token_file: raw.previous_token_file.clone(),
+        status_token_file: raw.status_token_file.clone(),
         auth: raw.auth,
         max_nodes: usize::try_from(raw.max_nodes).unwrap_or(usize::MAX),
         advertise_url: raw.advertise_url.clone(),

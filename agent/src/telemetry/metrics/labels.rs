@@ -104,7 +104,7 @@ pub struct ReasonLabel {
 }
 
 /// Every `reason` label of `capstan_reports_rejected_total`.
-pub const REJECT_REASONS: [&str; 10] = [
+pub const REJECT_REASONS: [&str; 11] = [
     "unauthorized",
     "too_large",
     "malformed",
@@ -112,6 +112,7 @@ pub const REJECT_REASONS: [&str; 10] = [
     "wrong_node",
     "invalid",
     "unknown_pool",
+    "unknown_node",
     "rate_limited",
     "table_full",
     "timeout",
