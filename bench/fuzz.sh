@@ -14,4 +14,5 @@ cd "$(dirname "$0")/.."
 
 cases=${1:-100000}
 CAPSTAN_FUZZ_CASES=$cases cargo test --release --locked -p capstan --test fuzz -- \
-  --nocapture --test-threads 1 2>&1 | grep -E "^fuzz |test result|panicked|FAILED"
+  --nocapture --test-threads 1 2>&1 |
+  grep -oE "fuzz [a-z ]+, [a-z ]+: [0-9]+ cases in [0-9.]+s|test result.*|panicked.*|FAILED.*"
