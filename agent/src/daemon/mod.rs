@@ -150,12 +150,32 @@ fn warn_restart_only(old: &ValidatedConfig, new: &ValidatedConfig) {
     }
 }
 
+/// The signals the agent answers, taken over before anything else starts: one that
+/// arrives while the agent starts (a `systemctl reload` right after a start) waits for
+/// the loop instead of ending the process, as SIGHUP's default would.
+struct Signals {
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+    sighup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn take_over() -> std::io::Result<Self> {
+        Ok(Self {
+            sigterm: signal(SignalKind::terminate())?,
+            sigint: signal(SignalKind::interrupt())?,
+            sighup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(
     cfg: ValidatedConfig,
     source: ConfigSource,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
+    let signals = Signals::take_over()?;
     let (node_id, notices) = identify(&cfg).await?;
     let (journal, usage) = open_local_state(&cfg, &*clock)?;
     let shared = Arc::new(Shared::new(grace(cfg.agent.interval)));
@@ -229,7 +249,7 @@ pub async fn run(
     };
     daemon.publish_status();
     let notifier = Notifier::from_env();
-    daemon.serve_until_stopped(addr, &notifier).await?;
+    daemon.serve_until_stopped(addr, &notifier, signals).await?;
     notifier.stopping();
     daemon.coordinator.vacate().await;
     let _ = stop_tx.send(true);
@@ -319,10 +339,13 @@ impl Daemon {
         &mut self,
         addr: std::net::SocketAddr,
         notifier: &Notifier,
+        signals: Signals,
     ) -> anyhow::Result<()> {
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sighup = signal(SignalKind::hangup())?;
+        let Signals {
+            mut sigterm,
+            mut sigint,
+            mut sighup,
+        } = signals;
         notifier.ready(&format!(
             "serving on http://{addr}; {} pool(s)",
             self.cfg.pools.len()
