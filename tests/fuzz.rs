@@ -23,6 +23,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use capstan::cluster::identity::Secret;
 use capstan::cluster::ingest::{Ingest, Settings};
+use capstan::telemetry::metrics::REJECT_REASONS;
 use capstan_collectors::NodeReport;
 use capstan_config::raw::ClusterAuth;
 
@@ -312,19 +313,6 @@ fn fuzz_config_loader_over_mutated_examples() {
 // ---------------------------------------------------------------------------------
 // The report decoder
 
-const REASONS: &[&str] = &[
-    "unauthorized",
-    "too_large",
-    "malformed",
-    "unsupported_version",
-    "wrong_node",
-    "invalid",
-    "unknown_pool",
-    "unknown_node",
-    "rate_limited",
-    "table_full",
-];
-
 fn ingest() -> Ingest {
     Ingest::new(
         Settings {
@@ -518,7 +506,7 @@ fn check_report(ingest: &Ingest, body: &[u8]) -> Result<&'static str, TestCaseEr
                 "status {}",
                 r.status
             );
-            prop_assert!(REASONS.contains(&r.reason), "reason {}", r.reason);
+            prop_assert!(REJECT_REASONS.contains(&r.reason), "reason {}", r.reason);
             prop_assert!(!r.error.is_empty());
             if let Some(f) = &r.field {
                 prop_assert!(!f.is_empty());

@@ -217,15 +217,19 @@ fn the_leader_takes_node_reports_and_refuses_bad_ones_with_the_failing_field() {
     }
 }
 
+/// A standalone leader taking reports over mutual TLS only, with `tls-token` as the
+/// cluster secret and `[cluster.tls]`'s files at `ca`, `cert`, `key`; and the
+/// https URL of its reports listener.
 #[cfg(feature = "tls")]
-#[test]
-fn with_cluster_tls_reports_need_a_client_certificate_from_the_cluster_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let ours = pki_for_nodes(dir.path(), "cluster", &["n1"]);
-    let rogue = pki_for_nodes(dir.path(), "rogue", &["n1"]);
-    let token = dir.path().join("token");
+fn tls_leader(
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (Agent, String) {
+    let token = dir.join("token");
     std::fs::write(&token, "tls-token").unwrap();
-    let config = dir.path().join("capstan.toml");
+    let config = dir.join("capstan.toml");
     std::fs::write(
         &config,
         format!(
@@ -247,13 +251,13 @@ max = 4
 targets = [{{ metric = "cpu.utilization", value = 60 }}]
 "#,
             token = token.display().to_string(),
-            ca = ours.ca.display().to_string(),
-            cert = ours.cert.display().to_string(),
-            key = ours.key.display().to_string(),
+            ca = ca.display().to_string(),
+            cert = cert.display().to_string(),
+            key = key.display().to_string(),
         ),
     )
     .unwrap();
-    let agent = Agent::start(&config, &dir.path().join("state"));
+    let agent = Agent::start(&config, &dir.join("state"));
     // The reports listener's address is in the advertised URL.
     let url = agent.wait_for("the advertised https URL", |a| {
         a.log.lock().unwrap().iter().find_map(|l| {
@@ -263,6 +267,16 @@ targets = [{{ metric = "cpu.utilization", value = 60 }}]
         })
     });
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    (agent, url)
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn with_cluster_tls_reports_need_a_client_certificate_from_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = pki_for_nodes(dir.path(), "cluster", &["n1"]);
+    let rogue = pki_for_nodes(dir.path(), "rogue", &["n1"]);
+    let (agent, url) = tls_leader(dir.path(), &ours.ca, &ours.cert, &ours.key);
     let body = r#"{"version":1,"node_id":"n1","pool":"local","at":"2026-01-01T00:00:00Z"}"#;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -754,44 +768,7 @@ fn sighup_rotates_the_reports_listeners_certificates() {
         std::fs::copy(&leaf.key, &key).unwrap();
     };
     install(&[&a], &a);
-    let token = dir.path().join("token");
-    std::fs::write(&token, "tls-token").unwrap();
-    let config = dir.path().join("capstan.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[cluster]
-token_file = {token:?}
-
-[cluster.tls]
-listen = "127.0.0.1:0"
-ca_file = {ca:?}
-cert_file = {cert:?}
-key_file = {key:?}
-
-[[pool]]
-name = "local"
-provider = {{ type = "dry-run", initial = 2 }}
-min = 1
-max = 4
-targets = [{{ metric = "cpu.utilization", value = 60 }}]
-"#,
-            token = token.display().to_string(),
-            ca = ca.display().to_string(),
-            cert = cert.display().to_string(),
-            key = key.display().to_string(),
-        ),
-    )
-    .unwrap();
-    let agent = Agent::start(&config, &dir.path().join("state"));
-    let url = agent.wait_for("the advertised https URL", |a| {
-        a.log.lock().unwrap().iter().find_map(|l| {
-            l.split("advertise_url=")
-                .nth(1)
-                .map(|u| u.split_whitespace().next().unwrap_or("").to_owned())
-        })
-    });
+    let (agent, url) = tls_leader(dir.path(), &ca, &cert, &key);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
