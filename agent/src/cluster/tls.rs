@@ -92,3 +92,53 @@ pub fn client_config(tls: &Tls) -> anyhow::Result<rustls::ClientConfig> {
         .context("cluster.tls.cert_file and key_file do not make a usable pair")?;
     Ok(config)
 }
+
+/// The nodes a connection's client certificate names
+/// ([`crate::cluster::identity::certificate_nodes`]), read once per connection and
+/// handed to each of its requests.
+#[derive(Debug, Clone)]
+pub struct CertifiedNodes(pub Arc<Vec<String>>);
+
+/// Wraps the reports listener's TLS acceptor: once a connection's handshake is done, its
+/// client certificate is read for the nodes it names, and every request on the
+/// connection carries them ([`CertifiedNodes`]), so a report costs no certificate
+/// parsing.
+#[derive(Debug, Clone)]
+pub struct Certified<A>(pub A);
+
+type Certifying<St, Sv> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = std::io::Result<(St, axum::middleware::AddExtension<Sv, CertifiedNodes>)>,
+            > + Send,
+    >,
+>;
+
+impl<A, I, S, X> axum_server::accept::Accept<I, S> for Certified<A>
+where
+    A: axum_server::accept::Accept<I, S, Stream = tokio_rustls::server::TlsStream<X>>,
+    A::Future: Send + 'static,
+    A::Service: Send + 'static,
+    X: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = axum::middleware::AddExtension<A::Service, CertifiedNodes>;
+    type Future = Certifying<Self::Stream, A::Service>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        use tower_layer::Layer;
+        let accepted = self.0.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = accepted.await?;
+            let nodes = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|der| crate::cluster::identity::certificate_nodes(der))
+                .unwrap_or_default();
+            let service = axum::Extension(CertifiedNodes(Arc::new(nodes))).layer(service);
+            Ok((stream, service))
+        })
+    }
+}

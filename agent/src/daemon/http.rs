@@ -112,21 +112,17 @@ fn refuse(shared: &Shared, r: &ingest::Rejection) -> Response {
 async fn reports(
     State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
     axum::Extension(sender): axum::Extension<Sender>,
-    #[cfg(feature = "tls")] tls: Option<axum::Extension<Arc<axum_server::tls::TlsInfo>>>,
+    #[cfg(feature = "tls")] tls: Option<axum::Extension<crate::cluster::tls::CertifiedNodes>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // Over mutual TLS, the nodes the client certificate names.
+    // Over mutual TLS, the nodes the client certificate names (read once per
+    // connection, at the handshake).
     #[cfg(feature = "tls")]
-    let certified: Option<Vec<String>> = tls.map(|axum::Extension(info)| {
-        info.peer_certificates
-            .first()
-            .map(|der| crate::cluster::identity::certificate_nodes(der))
-            .unwrap_or_default()
-    });
+    let certified: Option<Arc<Vec<String>>> = tls.map(|axum::Extension(nodes)| nodes.0);
     #[cfg(not(feature = "tls"))]
-    let certified: Option<Vec<String>> = None;
+    let certified: Option<Arc<Vec<String>>> = None;
     let outcome = match body {
-        Ok(body) => ingest.take(&sender, certified.as_deref(), &body),
+        Ok(body) => ingest.take(&sender, certified.as_deref().map(Vec::as_slice), &body),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ingest::too_large(None)),
         Err(e) => Err(ingest::Rejection {
             status: 400,

@@ -88,8 +88,10 @@ impl Listeners {
                     .unwrap_or_default();
                 tracing::info!(address = %address, "taking reports over mutual TLS");
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server));
-                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config.clone())
-                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let tls = crate::cluster::tls::Certified(
+                    axum_server::tls_rustls::RustlsAcceptor::new(config.clone())
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+                );
                 let router =
                     http::reports_router(shared.clone(), ingest.clone(), cfg.agent.request_timeout);
                 let server = bounds::server(listener, tls, bounds, handle.clone())?;
