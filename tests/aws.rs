@@ -673,12 +673,16 @@ fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
             .into_bytes()
     };
     let made_up = "i-0000000000made0up";
-    let (code, text) = agent.report_as(
-        made_up,
-        &node_token("aws-test-secret", made_up),
-        body(made_up),
-    );
-    assert_eq!(code, 422, "{text}");
+    // The instances are known from the end of the first pass (the journal line comes
+    // a little before): until then a made-up id is still taken.
+    let text = agent.wait_for("a made-up id refused", |a| {
+        let (code, text) = a.report_as(
+            made_up,
+            &node_token("aws-test-secret", made_up),
+            body(made_up),
+        );
+        (code == 422).then_some(text)
+    });
     assert!(
         text.contains("unknown_node") && text.contains("node_id"),
         "{text}"
