@@ -34,8 +34,9 @@ fn cases() -> u32 {
         .unwrap_or(1_000)
 }
 
-/// A runner of `cases()` cases, deterministic unless `PROPTEST_RNG_SEED` says, that
-/// writes no regression files (the failing input is printed).
+/// A runner of `cases()` cases on a fresh random seed each run, so every run searches
+/// further (`PROPTEST_RNG_SEED=N` repeats one); it writes no regression files: a failure
+/// prints the shrunk input.
 fn runner() -> TestRunner {
     TestRunner::new(Config {
         cases: cases(),
