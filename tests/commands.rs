@@ -367,6 +367,26 @@ fn simulate_compares_the_policy_with_reactive_only_and_plots_it() {
         "forecast-and-scale is under-provisioned less than reactive: {v}"
     );
     assert!(p["mase"].as_f64().unwrap() < 1.0, "{v}");
+    // The honest comparison: the cheapest reactive-only policy with no more saturated
+    // minutes than the policy, on the same saturation line.
+    let same = &v["same_slo"];
+    let slo = same["slo_minutes"].as_u64().unwrap();
+    assert_eq!(same["saturation"], 100.0, "{same}");
+    assert_eq!(
+        same["policy"]["metrics"]["underprovisioned_minutes"].as_u64(),
+        Some(slo),
+        "{same}"
+    );
+    let best = &same["best_reactive"];
+    assert_eq!(best["policy"]["predictive_mode"], "off", "{same}");
+    assert!(best["meets_slo"].as_bool().unwrap(), "{same}");
+    assert!(
+        best["metrics"]["underprovisioned_minutes"]
+            .as_u64()
+            .unwrap()
+            <= slo
+    );
+    assert!(best["metrics"]["node_hours"].as_f64().unwrap() > 0.0);
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("forecast"));
 

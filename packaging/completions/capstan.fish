@@ -73,8 +73,8 @@ complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l provisionin
 complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l svg -d 'Write an SVG plot of demand, capacity and forecast here' -r -F
 complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l log-format -d 'Log lines as human-readable text (default) or one JSON object per line for log shippers. Logs go to stderr; CAPSTAN_LOG sets the filter (e.g. `debug`)' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l compare -d 'Also run reactive-only (predictive scaling off) beside the configured policy'
-complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l json -d 'Print JSON: {"policy": M, "reactive": M} (reactive with --compare), where each M has node_hours, cost, underprovisioned_minutes, underprovisioned_demand, actions and mase'
+complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l compare -d 'Also run reactive-only (predictive scaling off) beside the configured policy: at the same target, and the cheapest reactive-only policy of `capstan tune`\'s grid with no more saturated minutes than the policy (the same SLO, on the same saturation line)'
+complete -c capstan -n "__fish_capstan_using_subcommand simulate" -l json -d 'Print JSON: {"policy": M, "reactive": M, "same_slo": S} (the last two with --compare), where each M has node_hours, cost, underprovisioned_minutes, underprovisioned_demand, actions and mase, and S is {saturation, slo_minutes, policy, best_reactive} (each a candidate and its metrics on the saturation line, best_reactive null when none stays within the SLO)'
 complete -c capstan -n "__fish_capstan_using_subcommand simulate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c capstan -n "__fish_capstan_using_subcommand tune" -s c -l config -d 'Configuration file' -r -F
 complete -c capstan -n "__fish_capstan_using_subcommand tune" -l pool -d 'The pool to tune' -r

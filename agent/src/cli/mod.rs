@@ -128,15 +128,20 @@ enum Command {
         /// How long a new node takes to serve.
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         provisioning_delay: std::time::Duration,
-        /// Also run reactive-only (predictive scaling off) beside the configured policy.
+        /// Also run reactive-only (predictive scaling off) beside the configured policy:
+        /// at the same target, and the cheapest reactive-only policy of `capstan tune`'s
+        /// grid with no more saturated minutes than the policy (the same SLO, on the same
+        /// saturation line).
         #[arg(long)]
         compare: bool,
         /// Write an SVG plot of demand, capacity and forecast here.
         #[arg(long)]
         svg: Option<PathBuf>,
-        /// Print JSON: {"policy": M, "reactive": M} (reactive with --compare), where each
-        /// M has node_hours, cost, underprovisioned_minutes, underprovisioned_demand,
-        /// actions and mase.
+        /// Print JSON: {"policy": M, "reactive": M, "same_slo": S} (the last two with
+        /// --compare), where each M has node_hours, cost, underprovisioned_minutes,
+        /// underprovisioned_demand, actions and mase, and S is {saturation, slo_minutes,
+        /// policy, best_reactive} (each a candidate and its metrics on the saturation
+        /// line, best_reactive null when none stays within the SLO).
         #[arg(long)]
         json: bool,
     },

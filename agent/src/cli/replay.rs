@@ -248,6 +248,25 @@ pub(super) fn simulate(
         )
         .0
     });
+    // The honest comparison: every reactive-only policy of tune's grid (target values,
+    // behaviors) judged against the policy on the same saturation line; the cheapest
+    // with no more saturated minutes than the policy.
+    let same_slo = compare.then(|| {
+        crate::tools::tune::tune_over(
+            config,
+            &budget,
+            &demand,
+            start,
+            &crate::tools::tune::Tuning {
+                demand_per_node: x,
+                delay_minutes: settings.delay_minutes,
+                slo_minutes: None,
+                saturation: None,
+                threads: None,
+            },
+            crate::tools::tune::reactive_candidates(config),
+        )
+    });
     if let Some(path) = svg {
         let title = format!(
             "capstan simulate: pool {pool}, {} ({}), {} min delay",
@@ -263,6 +282,14 @@ pub(super) fn simulate(
         let mut doc = serde_json::json!({ "policy": policy });
         if let Some(r) = &reactive {
             doc["reactive"] = serde_json::to_value(r)?;
+        }
+        if let Some(t) = &same_slo {
+            doc["same_slo"] = serde_json::json!({
+                "saturation": t.saturation,
+                "slo_minutes": t.slo_minutes,
+                "policy": t.current,
+                "best_reactive": t.best,
+            });
         }
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
@@ -308,7 +335,61 @@ pub(super) fn simulate(
         }
         writeln!(out)?;
     }
+    if let Some(t) = &same_slo {
+        write_same_slo(&mut out, t)?;
+    }
     Ok(())
+}
+
+/// The policy beside the cheapest reactive-only policy with no more saturated minutes
+/// (a node's metric above the saturation line) than it: whether the forecast pays for
+/// itself, which lowering the target could also buy.
+fn write_same_slo(out: &mut impl Write, t: &crate::tools::tune::Report) -> std::io::Result<()> {
+    let p = &t.current.metrics;
+    writeln!(
+        out,
+        "\nat the same SLO: {} saturated minutes (the metric above {} on a node)",
+        t.slo_minutes, t.saturation
+    )?;
+    let Some(best) = &t.best else {
+        return writeln!(
+            out,
+            "no reactive-only policy of the grid (target ×0.6 to ×1.2, every behavior preset) stays within it"
+        );
+    };
+    let b = &best.metrics;
+    writeln!(
+        out,
+        "cheapest reactive-only policy within it: target {}, behavior {}",
+        best.policy.target_value, best.policy.behavior
+    )?;
+    writeln!(
+        out,
+        "{:<28} {:>16} {:>16}",
+        "",
+        format!("policy ({})", t.current.policy.predictive_mode),
+        "best reactive"
+    )?;
+    writeln!(
+        out,
+        "{:<28} {:>16.1} {:>16.1}",
+        "node-hours", p.node_hours, b.node_hours
+    )?;
+    writeln!(out, "{:<28} {:>16.2} {:>16.2}", "cost", p.cost, b.cost)?;
+    writeln!(
+        out,
+        "{:<28} {:>16} {:>16}",
+        "saturated minutes", p.underprovisioned_minutes, b.underprovisioned_minutes
+    )?;
+    let ratio = if b.node_hours > 0.0 {
+        p.node_hours / b.node_hours
+    } else {
+        f64::NAN
+    };
+    writeln!(
+        out,
+        "the policy needs {ratio:.3}× the best reactive-only policy's node-hours at the same SLO"
+    )
 }
 
 pub(super) fn detect_csv(csv: &Path, threshold: f64) -> anyhow::Result<()> {

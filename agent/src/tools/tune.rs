@@ -204,6 +204,15 @@ fn rank(a: &(usize, Scored), b: &(usize, Scored)) -> std::cmp::Ordering {
         .then(ia.cmp(ib))
 }
 
+/// The grid's reactive-only part: every target value and behavior, predictive scaling
+/// off (the baseline a forecast must beat at the same SLO).
+pub fn reactive_candidates(pool: &Pool) -> Vec<Candidate> {
+    candidates(pool)
+        .into_iter()
+        .filter(|c| c.horizon_minutes.is_none())
+        .collect()
+}
+
 /// Backtests the grid for `pool` over `demand` (one value a minute from `start`).
 pub fn tune(
     pool: &Pool,
@@ -211,6 +220,18 @@ pub fn tune(
     demand: &[f64],
     start: DateTime<Utc>,
     tuning: &Tuning,
+) -> Report {
+    tune_over(pool, budget, demand, start, tuning, candidates(pool))
+}
+
+/// [`tune`] over `grid` instead of the whole grid.
+pub fn tune_over(
+    pool: &Pool,
+    budget: &BudgetPolicy,
+    demand: &[f64],
+    start: DateTime<Utc>,
+    tuning: &Tuning,
+    grid: Vec<Candidate>,
 ) -> Report {
     let current_policy = current_candidate(pool);
     let current_metrics = simulate::run(
@@ -224,7 +245,6 @@ pub fn tune(
     let slo = tuning
         .slo_minutes
         .unwrap_or(current_metrics.underprovisioned_minutes);
-    let grid = candidates(pool);
     let threads = tuning
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
@@ -502,6 +522,44 @@ mod tests {
         );
         capstan_config::from_str("t.toml".as_ref(), &text, std::iter::empty())
             .unwrap_or_else(|e| panic!("{}\n{text}", e.lines().join("\n")));
+    }
+
+    /// `simulate --compare`'s baseline: over the reactive-only part of the grid, the
+    /// best is reactive-only, within the policy's own saturated minutes, and the
+    /// cheapest such one by an independent run of each reactive candidate.
+    #[test]
+    fn the_reactive_grid_finds_the_cheapest_reactive_policy_at_the_policys_slo() {
+        let p = pool(
+            "tolerance = 0.0
+targets = [{ metric = \"cpu.utilization\", value = 60 }]",
+        );
+        let grid = reactive_candidates(&p);
+        assert_eq!(grid.len(), 7 * 3);
+        assert!(grid.iter().all(|c| c.predictive_mode == "off"));
+        let demand = surges();
+        let t = tuning(None, 2);
+        let report = tune_over(&p, &budget(), &demand, start(), &t, grid.clone());
+        assert_eq!(report.candidates.len(), grid.len());
+        let slo = report.current.metrics.underprovisioned_minutes;
+        assert_eq!(report.slo_minutes, slo);
+        let best = report.best.expect("the policy itself is in the grid");
+        assert_eq!(best.policy.predictive_mode, "off");
+        assert!(best.metrics.underprovisioned_minutes <= slo);
+        let cheapest = grid
+            .iter()
+            .filter_map(|c| {
+                let m = simulate::run(
+                    &apply(&p, c),
+                    &budget(),
+                    &demand,
+                    start(),
+                    &settings_for(&p, c.target_value, &t),
+                )
+                .0;
+                (m.underprovisioned_minutes <= slo).then_some(m.cost)
+            })
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(best.metrics.cost, cheapest);
     }
 
     #[test]
