@@ -145,10 +145,17 @@ fn main() {
     }
 }
 
+/// Without mutual TLS in the build there is no SAN check to time.
+#[cfg(not(feature = "tls"))]
+fn san_check(_rate: f64) -> String {
+    "SAN check: not timed (this build has no mutual TLS: --features tls or full)".to_owned()
+}
+
 /// The SAN check's cost: an agent's certificate (its host names and its node URI)
 /// parsed, as the reports listener does once per connection, and the report's node
 /// looked up in what it names, as it does per report; the lookup as a share of one core
 /// at `rate` reports/s (the node-hmac leader's pipelined figure).
+#[cfg(feature = "tls")]
 fn san_check(rate: f64) -> String {
     use rcgen::{CertificateParams, KeyPair, SanType};
     let key = KeyPair::generate().unwrap();
