@@ -477,6 +477,24 @@ mod tests {
             .collect()
     }
 
+    /// The lowest cost among `grid`'s candidates within `slo` saturated minutes, each
+    /// run on its own (not through [`tune`]).
+    fn cheapest_within(p: &Pool, grid: &[Candidate], demand: &[f64], t: &Tuning, slo: u64) -> f64 {
+        grid.iter()
+            .filter_map(|c| {
+                let m = simulate::run(
+                    &apply(p, c),
+                    &budget(),
+                    demand,
+                    start(),
+                    &settings_for(p, c.target_value, t),
+                )
+                .0;
+                (m.underprovisioned_minutes <= slo).then_some(m.cost)
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
     #[test]
     fn on_a_surging_trace_it_finds_the_known_best_and_ranks_deterministically() {
         let p = pool("tolerance = 0.0\ntargets = [{ metric = \"cpu.utilization\", value = 60 }]");
@@ -496,20 +514,7 @@ mod tests {
         let again = tune(&p, &budget(), &demand, start(), &tuning(slo, 1));
         assert_eq!(again.candidates, report.candidates);
         // And the best is the cheapest within the SLO by an independent run of each.
-        let cheapest = candidates(&p)
-            .iter()
-            .filter_map(|c| {
-                let m = simulate::run(
-                    &apply(&p, c),
-                    &budget(),
-                    &demand,
-                    start(),
-                    &settings_for(&p, c.target_value, &tuning(slo, 1)),
-                )
-                .0;
-                (m.underprovisioned_minutes <= 30).then_some(m.cost)
-            })
-            .fold(f64::INFINITY, f64::min);
+        let cheapest = cheapest_within(&p, &candidates(&p), &demand, &tuning(slo, 1), 30);
         assert_eq!(best.metrics.cost, cheapest);
         let snippet = report.snippet.unwrap();
         assert!(
@@ -545,20 +550,7 @@ targets = [{ metric = \"cpu.utilization\", value = 60 }]",
         let best = report.best.expect("the policy itself is in the grid");
         assert_eq!(best.policy.predictive_mode, "off");
         assert!(best.metrics.underprovisioned_minutes <= slo);
-        let cheapest = grid
-            .iter()
-            .filter_map(|c| {
-                let m = simulate::run(
-                    &apply(&p, c),
-                    &budget(),
-                    &demand,
-                    start(),
-                    &settings_for(&p, c.target_value, &t),
-                )
-                .0;
-                (m.underprovisioned_minutes <= slo).then_some(m.cost)
-            })
-            .fold(f64::INFINITY, f64::min);
+        let cheapest = cheapest_within(&p, &grid, &demand, &t, slo);
         assert_eq!(best.metrics.cost, cheapest);
     }
 
