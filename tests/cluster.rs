@@ -164,6 +164,15 @@ targets = [{{ metric = "cpu.utilization", value = 100 }}]
     }
 }
 
+/// A runtime for the tests that drive etcd's client directly.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn capstan_log(state_file: &Path) -> PathBuf {
     let mut p = state_file.as_os_str().to_owned();
     p.push(".log");
@@ -301,11 +310,7 @@ fn demand_history_in_etcd_is_read_back_by_the_next_leader_and_expires() {
     use capstan::state::demand::HistoryStore;
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(1, dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let settings = capstan::cluster::etcd::EtcdSettings {
             endpoints: etcd.endpoints(),
@@ -521,11 +526,7 @@ fn etcd_with_client_certificate_tls_and_a_user_holds_the_election_state_and_hist
                 std::fs::read(&p.key).unwrap(),
             ))
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     // Users as an operator would set them up, then authentication on.
     rt.block_on(async {
         let opts = ConnectOptions::new()

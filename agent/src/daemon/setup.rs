@@ -23,8 +23,8 @@ pub fn read_token(path: Option<&std::path::Path>, key: &str) -> anyhow::Result<O
     Ok(Some(token.to_owned()))
 }
 
-/// The cluster's token files, read at start and at every reload.
-#[derive(Debug, Default)]
+/// The cluster's token files, read at start and at every reload (no `Debug`: they
+/// are secrets).
 pub(super) struct Tokens {
     /// `token_file`: the cluster secret or shared token.
     pub(super) token: Option<String>,

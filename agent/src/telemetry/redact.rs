@@ -34,10 +34,8 @@ static PATTERNS: LazyLock<[(Regex, &'static str); 5]> = LazyLock::new(|| {
             ID,
         ),
         (re(r"\bprojects/[a-z][a-z0-9.:-]*[a-z0-9]"), PROJECT),
-        (
-            re(r"(^|[^0-9A-Za-z])[0-9]{4}-?[0-9]{4}-?[0-9]{4}($|[^0-9A-Za-z])"),
-            "",
-        ),
+        // Not inside a longer word (an instance id, a longer number).
+        (re(r"\b[0-9]{4}-?[0-9]{4}-?[0-9]{4}\b"), ACCOUNT),
     ]
 });
 
@@ -45,18 +43,11 @@ static PATTERNS: LazyLock<[(Regex, &'static str); 5]> = LazyLock::new(|| {
 pub fn redact(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     for (re, with) in PATTERNS.iter() {
-        if !re.is_match(&out) {
-            continue;
+        // Borrowed back when nothing matched: no copy.
+        let replaced = re.replace_all(&out, *with);
+        if let Cow::Owned(s) = replaced {
+            out = Cow::Owned(s);
         }
-        let replaced = if with.is_empty() {
-            // An account id: keep the characters around it.
-            re.replace_all(&out, |c: &regex_lite::Captures<'_>| {
-                format!("{}{ACCOUNT}{}", &c[1], &c[2])
-            })
-        } else {
-            re.replace_all(&out, *with)
-        };
-        out = Cow::Owned(replaced.into_owned());
     }
     out
 }
@@ -96,6 +87,11 @@ mod tests {
         assert_eq!(
             redact("account 123456789012 (1234-5678-9012) is over its limit"),
             "account <account> (<account>) is over its limit"
+        );
+        // Side by side, each one (one character apart).
+        assert_eq!(
+            redact("accounts 123456789012 210987654321,111122223333"),
+            "accounts <account> <account>,<account>"
         );
         let quoted = redact("role \"arn:aws-us-gov:iam::123456789012:role/x\", then");
         assert_eq!(quoted, "role \"arn:<redacted>\", then");

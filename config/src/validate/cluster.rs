@@ -118,29 +118,23 @@ fn check_etcd(c: &mut Checker<'_>, e: &raw::EtcdConfig) -> Option<Coordinator> {
         Duration::from_secs(300),
     );
     let tls = check_etcd_security(c, e);
-    let user = match (&e.username, &e.password_file) {
-        (Some(name), Some(file)) => {
-            c.non_empty(&[&base[..], &[k("username")]].concat(), None, name);
-            Some((name.clone(), file.clone()))
-        }
-        (None, None) => None,
-        (Some(_), None) => {
-            c.report(
-                &[&base[..], &[k("username")]].concat(),
-                None,
-                "needs password_file, the file holding the user's password",
-            );
-            None
-        }
-        (None, Some(_)) => {
-            c.report(
-                &[&base[..], &[k("password_file")]].concat(),
-                None,
-                "needs username, the etcd user whose password it holds",
-            );
-            None
-        }
-    };
+    let user = pair(
+        c,
+        (
+            "username",
+            &e.username,
+            "password_file, the file holding the user's password",
+        ),
+        (
+            "password_file",
+            &e.password_file,
+            "username, the etcd user whose password it holds",
+        ),
+    );
+    if let Some((name, _)) = user {
+        c.non_empty(&[&base[..], &[k("username")]].concat(), None, name);
+    }
+    let user = user.map(|(name, file)| (name.clone(), file.clone()));
     ttl.map(|lease_ttl| Coordinator::Etcd {
         endpoints: e.endpoints.clone(),
         prefix: e.prefix.clone(),
@@ -148,6 +142,28 @@ fn check_etcd(c: &mut Checker<'_>, e: &raw::EtcdConfig) -> Option<Coordinator> {
         tls,
         user,
     })
+}
+
+/// Two `[cluster.etcd]` keys that go together: both, or neither. Each `(key, value,
+/// what it needs)`; one alone is reported at its key, naming the other.
+fn pair<'a, A, B>(
+    c: &mut Checker<'_>,
+    (key_a, a, a_needs): (&'static str, &'a Option<A>, &str),
+    (key_b, b, b_needs): (&'static str, &'a Option<B>, &str),
+) -> Option<(&'a A, &'a B)> {
+    let at = |key| [k("cluster"), k("etcd"), k(key)];
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a, b)),
+        (Some(_), None) => {
+            c.report(&at(key_a), None, format!("needs {a_needs}"));
+            None
+        }
+        (None, Some(_)) => {
+            c.report(&at(key_b), None, format!("needs {b_needs}"));
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 /// `[cluster.etcd]`'s transport: `https://` endpoints with `ca_file` (and a client
@@ -193,18 +209,12 @@ fn check_etcd_security(c: &mut Checker<'_>, e: &raw::EtcdConfig) -> Option<EtcdT
         }
         return None;
     }
-    let client = match (&e.cert_file, &e.key_file) {
-        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
-        (None, None) => None,
-        (Some(_), None) => {
-            c.report(&at("cert_file"), None, "needs key_file, its private key");
-            None
-        }
-        (None, Some(_)) => {
-            c.report(&at("key_file"), None, "needs cert_file, its certificate");
-            None
-        }
-    };
+    let client = pair(
+        c,
+        ("cert_file", &e.cert_file, "key_file, its private key"),
+        ("key_file", &e.key_file, "cert_file, its certificate"),
+    )
+    .map(|(cert, key)| (cert.clone(), key.clone()));
     match &e.ca_file {
         Some(ca) => Some(EtcdTls {
             ca_file: ca.clone(),
