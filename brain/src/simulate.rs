@@ -178,7 +178,10 @@ pub fn run(
         // The outlook only changes when a 5-minute bucket closes.
         let bucket = minute.div_euclid(crate::predictive::STEP_MINUTES);
         if outlook.as_ref().is_none_or(|(b, _)| *b != bucket) {
-            outlook = Some((bucket, predictor.outlook(minute, &policy.targets)));
+            outlook = Some((
+                bucket,
+                predictor.outlook(minute, &policy.targets, policy.tolerance),
+            ));
         }
         let outlook = outlook.as_ref().map(|(_, o)| o);
 

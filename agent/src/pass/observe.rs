@@ -131,9 +131,11 @@ pub(super) async fn observe(
     }
     let (anomalies, surge) = track_demand(pool, &samples, now);
     track_usage(pool, description.desired, &pool_reports, now);
-    let mut outlook = pool
-        .predictor
-        .outlook(now.timestamp().div_euclid(60), &pool.policy.targets);
+    let mut outlook = pool.predictor.outlook(
+        now.timestamp().div_euclid(60),
+        &pool.policy.targets,
+        pool.policy.tolerance,
+    );
     outlook.reasons.extend(query_failures);
     outlook.reasons.extend(anomalies);
     Ok(Seen {
