@@ -387,8 +387,24 @@ fn simulate_compares_the_policy_with_reactive_only_and_plots_it() {
             <= slo
     );
     assert!(best["metrics"]["node_hours"].as_f64().unwrap() > 0.0);
+    // The trace is 215 days: scored after the default 3-day warm-up.
+    assert_eq!(v["warm_up_minutes"], 3 * 1440, "{v}");
+    // The plot: a week (the default window) of demand, both policies' capacity and
+    // the forecast, titled with the trace's file name, not its path; days ticked.
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("forecast"));
+    assert!(
+        plot.contains(">nyc_taxi.csv: pool taxi, 3 min provisioning delay, 7.0 of 215.0 days<")
+    );
+    assert!(!plot.contains("realKnownCause/"), "no path in the plot");
+    assert!(plot.contains("ready capacity: policy (forecast-and-scale, target 60)"));
+    assert!(plot.contains("ready capacity: best reactive-only at the same SLO (target "));
+    let weekdays = ["Mon ", "Tue ", "Wed ", "Thu ", "Fri ", "Sat ", "Sun "];
+    let ticks = weekdays
+        .iter()
+        .filter(|d| plot.contains(&format!(">{d}")))
+        .count();
+    assert!(ticks >= 6, "day ticks: {ticks}");
 
     let out = Command::new(BIN)
         .args(["simulate", "--config"])
@@ -471,14 +487,29 @@ fn tune_finds_the_cheapest_policy_within_the_slo_from_a_trace_or_the_stored_hist
         out.stdout
     };
     let trace_arg = trace.to_str().unwrap();
+    let frontier = dir.path().join("frontier.svg");
     let v: serde_json::Value = serde_json::from_slice(&run(&[
         "--trace",
         trace_arg,
         "--demand-per-node",
         "100",
         "--json",
+        "--svg",
+        frontier.to_str().unwrap(),
     ]))
     .unwrap();
+    // A two-day trace is scored whole; the frontier has a point per candidate (and
+    // the chosen and current policies marked).
+    assert_eq!(v["warm_up_minutes"], 0);
+    let plot = std::fs::read_to_string(&frontier).unwrap();
+    assert_eq!(
+        plot.matches("<circle").count(),
+        84 + 1,
+        "points and the ring"
+    );
+    assert!(plot.contains("chosen: target 60,"), "{plot}");
+    assert!(plot.contains("current: target 60,"));
+    assert!(plot.contains(">SLO 30 min<"));
     // At a target T a surge of 1.6× runs nodes at 1.6 T until new ones arrive:
     // saturated (above 100 %) for T > 62.5; 60 is the highest target that rides it.
     assert_eq!(v["best"]["policy"]["target_value"], 60.0, "{}", v["best"]);

@@ -65,6 +65,7 @@ fn main() {
                             delay_minutes: 3,
                             keep_series: false,
                             hot_per_node: None,
+                            warm_up_minutes: 0,
                         };
                         total += simulate::run(pool, budget, demand, start, &settings)
                             .0

@@ -48,6 +48,7 @@ fn main() {
         slo_minutes: None,
         saturation: None,
         threads: None,
+        warm_up_minutes: 0,
     };
     // A benchmark measures wall time; the agent's clock rules are for the agent.
     #[allow(clippy::disallowed_methods)]

@@ -52,6 +52,8 @@ pub struct Series {
     pub capacity: Vec<f64>,
     /// Demand forecast for this minute (made a horizon earlier), when there is one.
     pub forecast: Vec<Option<f64>>,
+    /// The minute was under-provisioned (the ready nodes above the saturation line).
+    pub saturated: Vec<bool>,
 }
 
 /// Settings of a run.
@@ -67,6 +69,10 @@ pub struct Settings {
     /// default `demand_per_node × (1 + tolerance)`. `capstan tune` holds it at the
     /// current policy's so every candidate is judged by the same line.
     pub hot_per_node: Option<f64>,
+    /// Minutes replayed before the metrics count (the policy learns and scales, nothing
+    /// is billed or scored): the forecaster's warm-up, which the daemon does once per
+    /// pool from its stored demand history, not in every week it runs.
+    pub warm_up_minutes: usize,
 }
 
 /// The simulated pool's nodes: those that serve, and those on their way (the minute
@@ -136,6 +142,7 @@ pub fn run(
     let mut history = History::default();
     let prices = fleet::prices(config.price.as_ref(), [], None);
     let delay = i64::from(settings.delay_minutes);
+    let warm_up = i64::try_from(settings.warm_up_minutes).unwrap_or(i64::MAX);
 
     let mut nodes = Nodes {
         ready: config.min,
@@ -219,20 +226,23 @@ pub fn run(
             history.record_recommendation(nodes, now);
         }
         if p.desired != current {
-            metrics.actions += 1;
+            metrics.actions += u64::from(m >= warm_up);
             history.record_scale(current, p.desired, now);
             nodes.resize(current, p.desired, m + delay);
         }
 
         let ready = nodes.ready;
         let billed: u32 = ready + nodes.on_the_way();
-        metrics.node_hours += f64::from(billed) / 60.0;
-        metrics.cost += p.hourly_cost * f64::from(billed) / f64::from(p.desired.max(1)) / 60.0;
         let served = f64::from(ready) * x;
         let limit = f64::from(ready) * hot;
-        if limit + 1e-9 < d {
-            metrics.underprovisioned_minutes += 1;
-            metrics.underprovisioned_demand += d - limit;
+        let saturated = limit + 1e-9 < d;
+        if m >= warm_up {
+            metrics.node_hours += f64::from(billed) / 60.0;
+            metrics.cost += p.hourly_cost * f64::from(billed) / f64::from(p.desired.max(1)) / 60.0;
+            if saturated {
+                metrics.underprovisioned_minutes += 1;
+                metrics.underprovisioned_demand += d - limit;
+            }
         }
         if settings.keep_series {
             let f = predictor.forecast_for(0, minute).map(|f| f * x / target);
@@ -240,6 +250,7 @@ pub fn run(
             series.demand.push(d);
             series.capacity.push(served);
             series.forecast.push(f);
+            series.saturated.push(saturated);
         }
     }
     metrics.mase = if predictor.enabled() {

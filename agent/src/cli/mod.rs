@@ -134,10 +134,23 @@ enum Command {
         /// saturation line).
         #[arg(long)]
         compare: bool,
-        /// Write an SVG plot of demand, capacity and forecast here.
+        /// Minutes replayed before scoring starts: every policy learns and scales, none
+        /// is billed or counted. The daemon warms its forecaster from its stored demand
+        /// history, so a forecast's first days happen once per pool, not every week.
+        /// Default: 3 days on a trace of at least 9 days, else none (`0s`).
+        #[arg(long, value_parser = parse_duration)]
+        warm_up: Option<std::time::Duration>,
+        /// Write an SVG plot here: demand, the policy's ready capacity and forecast, its
+        /// saturated minutes shaded, and with --compare the best reactive-only policy's
+        /// capacity at the same SLO, over --window.
         #[arg(long)]
         svg: Option<PathBuf>,
-        /// Print JSON: {"policy": M, "reactive": M, "same_slo": S} (the last two with
+        /// How much of the run the plot shows (`7d`, `36h`, or `all`): the stretch with
+        /// the most saturated minutes of the policy (else the one around the peak).
+        #[arg(long, default_value = "7d", value_parser = parse_window, requires = "svg")]
+        window: Window,
+        /// Print JSON: {"policy": M, "warm_up_minutes": N, "reactive": M, "same_slo": S}
+        /// (the last two with
         /// --compare), where each M has node_hours, cost, underprovisioned_minutes,
         /// underprovisioned_demand, actions and mase, and S is {saturation, slo_minutes,
         /// policy, best_reactive} (each a candidate and its metrics on the saturation
@@ -179,9 +192,21 @@ enum Command {
         /// How long a new node takes to serve.
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         provisioning_delay: std::time::Duration,
-        /// Print JSON: pool, minutes, slo_minutes, saturation, current, best (null when
+        /// Minutes replayed before scoring starts: every policy learns and scales, none
+        /// is billed or counted. The daemon warms its forecaster from its stored demand
+        /// history, so a forecast's first days happen once per pool, not every week.
+        /// Default: 3 days on a trace of at least 9 days, else none (`0s`).
+        #[arg(long, value_parser = parse_duration)]
+        warm_up: Option<std::time::Duration>,
+        /// Write an SVG of the frontier here: node-hours against saturated minutes, one
+        /// point per candidate, reactive-only and forecast-and-scale in two colours,
+        /// the chosen and the current policy marked.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Print JSON: pool, minutes, warm_up_minutes, slo_minutes, saturation, current, best (null when
         /// no candidate meets the SLO), snippet, candidates (best first); each with
-        /// policy {target_value, behavior, predictive_mode, horizon_minutes}, metrics (as
+        /// policy {target_value, behavior, predictive_mode, horizon_minutes, lead_minutes},
+        /// metrics (as
         /// `simulate --json`) and meets_slo.
         #[arg(long)]
         json: bool,
@@ -322,6 +347,26 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30m, 1h)"))
 }
 
+/// How much of a run `simulate --svg` shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Window {
+    /// The whole run.
+    All,
+    /// This many minutes.
+    Minutes(usize),
+}
+
+fn parse_window(s: &str) -> Result<Window, String> {
+    if s == "all" {
+        return Ok(Window::All);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 7d, 36h or all)"))?;
+    match usize::try_from(d.as_secs() / 60) {
+        Ok(m) if m >= 60 => Ok(Window::Minutes(m)),
+        _ => Err("the window is at least an hour (write e.g. 7d, 36h or all)".to_owned()),
+    }
+}
+
 fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -386,7 +431,9 @@ pub fn main() -> ExitCode {
             demand_per_node,
             provisioning_delay,
             compare,
+            warm_up,
             svg,
+            window,
             json,
         } => match load(&config) {
             Ok(cfg) => report(simulate(
@@ -395,8 +442,9 @@ pub fn main() -> ExitCode {
                 &trace,
                 demand_per_node,
                 provisioning_delay,
+                warm_up,
                 compare,
-                svg.as_deref(),
+                svg.as_deref().map(|p| (p, window)),
                 json,
             )),
             Err(e) => {
@@ -413,6 +461,8 @@ pub fn main() -> ExitCode {
             demand_per_node,
             saturation,
             provisioning_delay,
+            warm_up,
+            svg,
             json,
         } => match load(&config) {
             Ok(cfg) => report(tune(
@@ -423,6 +473,8 @@ pub fn main() -> ExitCode {
                 provisioning_delay,
                 slo_minutes,
                 saturation,
+                warm_up,
+                svg.as_deref(),
                 json,
             )),
             Err(e) => {

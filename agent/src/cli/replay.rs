@@ -38,6 +38,8 @@ pub(super) fn tune(
     delay: std::time::Duration,
     slo_minutes: Option<u64>,
     saturation: Option<f64>,
+    warm_up: Option<std::time::Duration>,
+    svg: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     let config = pool_to_replay(cfg, pool)?;
@@ -84,10 +86,21 @@ pub(super) fn tune(
         slo_minutes,
         saturation,
         threads: None,
+        warm_up_minutes: warm_up_minutes(warm_up, demand.len()),
     };
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
     let start = crate::tools::simulate::start_of(prepared.grid.start);
     let report = crate::tools::tune::tune(config, &budget, &demand, start, &tuning);
+    if let Some(path) = svg {
+        let title = format!(
+            "capstan tune: pool {pool}, {}, {} min provisioning delay, {:.0} days",
+            trace.map_or_else(|| "stored history".to_owned(), file_name),
+            tuning.delay_minutes,
+            demand.len() as f64 / 1440.0
+        );
+        std::fs::write(path, frontier_svg(&title, &report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -96,9 +109,10 @@ pub(super) fn tune(
     }
     writeln!(
         out,
-        "pool {pool}: {} candidates over {:.1} days, {} min provisioning delay, one node serves {:.1} at target {target}; under-provisioned above {} per node; SLO {} minute(s)",
+        "pool {pool}: {} candidates over {:.1} days{}, {} min provisioning delay, one node serves {:.1} at target {target}; under-provisioned above {} per node; SLO {} minute(s)",
         report.candidates.len(),
         demand.len() as f64 / 1440.0,
+        scored_after(report.warm_up_minutes),
         tuning.delay_minutes,
         tuning.demand_per_node,
         report.saturation,
@@ -158,6 +172,46 @@ pub(super) fn tune(
     Ok(())
 }
 
+/// A trace's file name, for a figure's title (not the path it was read from).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A candidate in a few words, for a figure.
+fn describe(c: &crate::tools::tune::Candidate) -> String {
+    let predictive = match c.horizon_minutes {
+        Some(h) => format!("forecast-and-scale {h}m"),
+        None => "reactive".to_owned(),
+    };
+    format!("target {}, {}, {predictive}", c.target_value, c.behavior)
+}
+
+/// `tune --svg`: every candidate on the frontier, the chosen and current marked.
+fn frontier_svg(title: &str, report: &crate::tools::tune::Report) -> String {
+    use crate::tools::plot::{Point, frontier};
+    let point = |s: &crate::tools::tune::Scored| Point {
+        saturated_minutes: s.metrics.underprovisioned_minutes,
+        node_hours: s.metrics.node_hours,
+        predictive: s.policy.horizon_minutes.is_some(),
+    };
+    let points: Vec<Point> = report.candidates.iter().map(point).collect();
+    let chosen = report
+        .best
+        .as_ref()
+        .map(|b| (point(b), format!("chosen: {}", describe(&b.policy))));
+    let current = format!("current: {}", describe(&report.current.policy));
+    frontier(
+        title,
+        &points,
+        report.slo_minutes,
+        chosen.as_ref().map(|(p, t)| (*p, t.as_str())),
+        (point(&report.current), &current),
+    )
+}
+
 /// `--demand-per-node` when given (above 0), else what makes the trace's peak need
 /// 80 % of the pool's max.
 pub(super) fn demand_per_node_or_peak(
@@ -174,6 +228,28 @@ pub(super) fn demand_per_node_or_peak(
             Ok(x)
         }
         None => Ok((peak / (0.8 * f64::from(config.max))).max(f64::MIN_POSITIVE)),
+    }
+}
+
+/// `--warm-up` in minutes; by default 3 days on a trace of at least 9 days, else none.
+pub(super) fn warm_up_minutes(given: Option<std::time::Duration>, minutes: usize) -> usize {
+    const DEFAULT_DAYS: usize = 3;
+    match given {
+        Some(d) => usize::try_from(d.as_secs() / 60).unwrap_or(usize::MAX),
+        None if minutes >= 3 * DEFAULT_DAYS * 1440 => DEFAULT_DAYS * 1440,
+        None => 0,
+    }
+}
+
+/// ", scored after a 3.0-day warm-up" (nothing without one).
+fn scored_after(warm_up_minutes: usize) -> String {
+    if warm_up_minutes == 0 {
+        String::new()
+    } else {
+        format!(
+            ", scored after a {:.1}-day warm-up",
+            warm_up_minutes as f64 / 1440.0
+        )
     }
 }
 
@@ -214,8 +290,9 @@ pub(super) fn simulate(
     trace: &Path,
     demand_per_node: Option<f64>,
     delay: std::time::Duration,
+    warm_up: Option<std::time::Duration>,
     compare: bool,
-    svg: Option<&Path>,
+    svg: Option<(&Path, super::Window)>,
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::tools::simulate as sim;
@@ -230,6 +307,7 @@ pub(super) fn simulate(
         delay_minutes: whole_minutes(delay),
         keep_series: svg.is_some(),
         hot_per_node: None,
+        warm_up_minutes: warm_up_minutes(warm_up, demand.len()),
     };
     // The pool alone under the fleet's budget; its own max_hourly_cost applies too.
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
@@ -263,23 +341,79 @@ pub(super) fn simulate(
                 slo_minutes: None,
                 saturation: None,
                 threads: None,
+                warm_up_minutes: settings.warm_up_minutes,
             },
             crate::tools::tune::reactive_candidates(config),
         )
     });
-    if let Some(path) = svg {
+    if let Some((path, window)) = svg {
+        // Beside the policy: the best reactive-only policy at the same SLO, else
+        // reactive-only at the same target.
+        let baseline = same_slo.as_ref().map(|t| match &t.best {
+            Some(best) => (
+                crate::tools::tune::apply(config, &best.policy),
+                format!(
+                    "best reactive-only at the same SLO ({})",
+                    describe(&best.policy)
+                ),
+                best.policy.target_value,
+            ),
+            None => (
+                sim::reactive_only(config),
+                "reactive-only at the same target".to_owned(),
+                config.targets.first().map_or(1.0, |t| t.value),
+            ),
+        });
+        let baseline = baseline.map(|(pool, name, value)| {
+            let target = config.targets.first().map_or(1.0, |t| t.value);
+            // A candidate holds its nodes at its own target (as tune runs it).
+            let s = sim::Settings {
+                demand_per_node: x * value / target,
+                ..settings.clone()
+            };
+            (sim::run(&pool, &budget, &demand, start, &s).1, name)
+        });
+        let mut runs = vec![sim::Run {
+            name: format!(
+                "policy ({}, target {})",
+                config.predictive.mode.as_str(),
+                config.targets.first().map_or(1.0, |t| t.value)
+            ),
+            series: &series,
+        }];
+        if let Some((series, name)) = &baseline {
+            runs.push(sim::Run {
+                name: name.clone(),
+                series,
+            });
+        }
+        let range = match window {
+            super::Window::All => 0..demand.len(),
+            super::Window::Minutes(m) => {
+                let peak_at = demand
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i);
+                crate::tools::plot::busiest_window(&series.saturated, m, peak_at)
+            }
+        };
         let title = format!(
-            "capstan simulate: pool {pool}, {} ({}), {} min delay",
-            trace.display(),
-            config.predictive.mode.as_str(),
-            settings.delay_minutes
+            "{}: pool {pool}, {} min provisioning delay, {:.1} of {:.1} days",
+            file_name(trace),
+            settings.delay_minutes,
+            range.len() as f64 / 1440.0,
+            demand.len() as f64 / 1440.0
         );
-        std::fs::write(path, sim::svg(&title, &series))
+        std::fs::write(path, sim::svg(&title, start, range, &runs))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
     if json {
-        let mut doc = serde_json::json!({ "policy": policy });
+        let mut doc = serde_json::json!({
+            "policy": policy,
+            "warm_up_minutes": settings.warm_up_minutes.min(demand.len()),
+        });
         if let Some(r) = &reactive {
             doc["reactive"] = serde_json::to_value(r)?;
         }
@@ -297,8 +431,9 @@ pub(super) fn simulate(
     }
     writeln!(
         out,
-        "pool {pool}: {:.1} days, {} min provisioning delay, one node serves {x:.1} (peak {peak:.1})",
+        "pool {pool}: {:.1} days{}, {} min provisioning delay, one node serves {x:.1} (peak {peak:.1})",
         demand.len() as f64 / 1440.0,
+        scored_after(settings.warm_up_minutes.min(demand.len())),
         settings.delay_minutes
     )?;
     let fmt_mase = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));

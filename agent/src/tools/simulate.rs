@@ -17,8 +17,6 @@
 //! the decision code); this module adds the trace's minutes, the plot and the CLI's
 //! helpers.
 
-use std::fmt::Write as _;
-
 pub use crate::brain::simulate::{Metrics, Series, Settings, reactive_only, run};
 use crate::tools::trace::Regular;
 use chrono::{DateTime, TimeZone, Utc};
@@ -50,84 +48,61 @@ pub fn start_of(at: chrono::NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&at)
 }
 
-/// An SVG plot of demand, capacity and forecast over the run.
-pub fn svg(title: &str, series: &Series) -> String {
-    let (w, h, pad) = (1200.0, 420.0, 50.0);
-    let n = series.minutes.len().max(1);
-    let stride = n.div_ceil(2000).max(1);
-    let top = series
-        .demand
-        .iter()
-        .chain(&series.capacity)
-        .chain(series.forecast.iter().flatten())
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(1.0_f64, f64::max)
-        * 1.05;
-    let px = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (n - 1).max(1) as f64;
-    let py = |v: f64| h - pad - (h - 2.0 * pad) * (v / top).clamp(0.0, 1.0);
-    let line = |values: &mut dyn Iterator<Item = (usize, Option<f64>)>| {
-        let mut d = String::new();
-        let mut pen_down = false;
-        for (i, v) in values {
-            match v {
-                Some(v) if v.is_finite() => {
-                    let _ = write!(
-                        d,
-                        "{}{:.1},{:.1} ",
-                        if pen_down { "L" } else { "M" },
-                        px(i),
-                        py(v)
-                    );
-                    pen_down = true;
-                }
-                _ => pen_down = false,
-            }
-        }
-        d
+/// One policy's run for the time plot: its series and legend name.
+#[derive(Debug)]
+pub struct Run<'a> {
+    /// Legend text, e.g. `policy (forecast-and-scale, target 60)`.
+    pub name: String,
+    /// The run, with `keep_series`.
+    pub series: &'a Series,
+}
+
+/// The time plot of `simulate --svg`: over `window` (minutes of the run), the demand,
+/// the first run's ready capacity and its forecast, the other runs' capacity, and the
+/// first run's under-provisioned (saturated) minutes shaded.
+pub fn svg(
+    title: &str,
+    start: DateTime<Utc>,
+    window: std::ops::Range<usize>,
+    runs: &[Run<'_>],
+) -> String {
+    use crate::tools::plot::{Line, time_plot};
+    const CAPACITY: [&str; 3] = ["#1a9850", "#2f6db5", "#7b3294"];
+    let Some(first) = runs.first() else {
+        return time_plot(title, start, window, &[], None);
     };
-    let demand = line(
-        &mut (0..n)
-            .step_by(stride)
-            .map(|i| (i, series.demand.get(i).copied())),
-    );
-    let capacity = line(
-        &mut (0..n)
-            .step_by(stride)
-            .map(|i| (i, series.capacity.get(i).copied())),
-    );
-    let forecast = line(
-        &mut (0..n)
-            .step_by(stride)
-            .map(|i| (i, series.forecast.get(i).copied().flatten())),
-    );
-    let days = n as f64 / 1440.0;
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{pad}" y="24" font-size="15">{title}</text>
-<line x1="{pad}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#888"/>
-<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{y0}" stroke="#888"/>
-<text x="{pad}" y="{yl}">0</text><text x="{x1}" y="{yl}" text-anchor="end">{days:.1} days</text>
-<text x="8" y="{pad}">{top:.0}</text>
-<path d="{capacity}" fill="none" stroke="#2a7" stroke-width="1.5"/>
-<path d="{demand}" fill="none" stroke="#222" stroke-width="1"/>
-<path d="{forecast}" fill="none" stroke="#c33" stroke-width="1" stroke-dasharray="4 3"/>
-<text x="{lx}" y="42" fill="#222">demand</text><text x="{lx2}" y="42" fill="#2a7">capacity (ready)</text><text x="{lx3}" y="42" fill="#c33">forecast</text>
-</svg>
-"##,
-        title = escape(title),
-        y0 = h - pad,
-        x1 = w - pad,
-        yl = h - pad + 18.0,
-        lx = w - 420.0,
-        lx2 = w - 340.0,
-        lx3 = w - 200.0,
+    let mut lines = vec![Line {
+        label: "demand".into(),
+        colour: "#222",
+        dashed: false,
+        values: first.series.demand.iter().copied().map(Some).collect(),
+    }];
+    for (i, run) in runs.iter().enumerate() {
+        lines.push(Line {
+            label: format!("ready capacity: {}", run.name),
+            colour: CAPACITY[i % CAPACITY.len()],
+            dashed: false,
+            values: run.series.capacity.iter().copied().map(Some).collect(),
+        });
+    }
+    if first.series.forecast.iter().any(Option::is_some) {
+        lines.push(Line {
+            label: "forecast".into(),
+            colour: "#c33",
+            dashed: true,
+            values: first.series.forecast.clone(),
+        });
+    }
+    time_plot(
+        title,
+        start,
+        window,
+        &lines,
+        Some((
+            &first.series.saturated,
+            "#d73027",
+            "under-provisioned minutes of the first",
+        )),
     )
 }
 
@@ -181,6 +156,7 @@ mod tests {
             delay_minutes: 3,
             keep_series: true,
             hot_per_node: None,
+            warm_up_minutes: 0,
         }
     }
 
@@ -200,8 +176,21 @@ mod tests {
         assert!((m.cost - m.node_hours).abs() < 1e-6, "1.0 per node-hour");
         assert_eq!(m.mase, None);
         assert_eq!(series.demand.len(), 6 * 1440);
-        let plot = svg("web", &series);
-        assert!(plot.starts_with("<svg") && plot.contains("capacity"));
+        assert_eq!(series.saturated.len(), series.demand.len());
+        assert_eq!(
+            series.saturated.iter().filter(|s| **s).count() as u64,
+            m.underprovisioned_minutes
+        );
+        let plot = svg(
+            "web",
+            start,
+            0..1440,
+            &[Run {
+                name: "policy".into(),
+                series: &series,
+            }],
+        );
+        assert!(plot.starts_with("<svg") && plot.contains("ready capacity: policy"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! The grid: the pool's first target value × 0.6 … 1.2 (percentages capped at 100),
 //! each behavior preset (and the pool's own custom behavior, if it has one), and
-//! predictive scaling off or forecast-and-scale at a 15, 30 or 60 minute horizon.
+//! predictive scaling off or forecast-and-scale at a 15, 30 or 60 minute horizon, sizing
+//! capacity for the demand one provisioning delay ahead (its `lead_time`).
 //!
 //! Every candidate is judged by the same line: a minute is under-provisioned when the
 //! ready nodes would run above the *saturation* value of the target's metric: 100 for
@@ -44,6 +45,10 @@ pub struct Candidate {
     pub predictive_mode: &'static str,
     /// The forecast horizon with forecast-and-scale.
     pub horizon_minutes: Option<u64>,
+    /// How far ahead capacity is sized with forecast-and-scale (`lead_time`): the
+    /// provisioning delay rounded up to the forecast's 5-minute step, at most the
+    /// horizon; for the current policy, its own.
+    pub lead_minutes: Option<u64>,
 }
 
 /// A candidate with its backtest.
@@ -64,6 +69,8 @@ pub struct Report {
     pub pool: String,
     /// Minutes in the trace.
     pub minutes: usize,
+    /// Of them, the first replayed but not scored (the forecaster's warm-up).
+    pub warm_up_minutes: usize,
     /// Under-provisioned minutes allowed.
     pub slo_minutes: u64,
     /// The metric's value per node above which a minute is under-provisioned.
@@ -91,14 +98,28 @@ pub struct Tuning {
     pub saturation: Option<f64>,
     /// Threads; `None`: every core.
     pub threads: Option<usize>,
+    /// Minutes replayed before any candidate is scored (see
+    /// [`Settings::warm_up_minutes`]).
+    pub warm_up_minutes: usize,
 }
 
 fn is_percent(pool: &Pool) -> bool {
     matches!(pool.targets.first().map(|t| &t.source), Some(TargetSource::Metric(m)) if m.is_percent())
 }
 
-/// The grid for `pool`, in a fixed order.
-pub fn candidates(pool: &Pool) -> Vec<Candidate> {
+/// The lead that matters for a pool whose nodes take `delay_minutes` to serve: the
+/// delay rounded up to the forecast's step (5 minutes), at most `horizon_minutes`.
+pub fn lead_for(delay_minutes: u32, horizon_minutes: u64) -> u64 {
+    let step = crate::brain::predictive::STEP_MINUTES.unsigned_abs();
+    u64::from(delay_minutes)
+        .div_ceil(step)
+        .max(1)
+        .saturating_mul(step)
+        .min(horizon_minutes)
+}
+
+/// The grid for `pool` whose nodes take `delay_minutes` to serve, in a fixed order.
+pub fn candidates(pool: &Pool, delay_minutes: u32) -> Vec<Candidate> {
     let base = pool.targets.first().map_or(1.0, |t| t.value);
     let mut values: Vec<f64> = TARGET_FACTORS
         .iter()
@@ -126,6 +147,7 @@ pub fn candidates(pool: &Pool) -> Vec<Candidate> {
                     behavior: behavior.clone(),
                     predictive_mode,
                     horizon_minutes,
+                    lead_minutes: horizon_minutes.map(|h| lead_for(delay_minutes, h)),
                 });
             }
         }
@@ -147,6 +169,9 @@ pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
         Some(h) => {
             p.predictive.mode = PredictiveMode::ForecastAndScale;
             p.predictive.horizon = Duration::from_secs(h * 60);
+            if let Some(lead) = candidate.lead_minutes {
+                p.predictive.lead_time = Duration::from_secs(lead.min(h) * 60);
+            }
         }
         None => p.predictive.mode = PredictiveMode::Off,
     }
@@ -161,6 +186,7 @@ fn current_candidate(pool: &Pool) -> Candidate {
         behavior: pool.behavior_name.clone(),
         predictive_mode: if scales { "forecast-and-scale" } else { "off" },
         horizon_minutes: scales.then_some(pool.predictive.horizon.as_secs() / 60),
+        lead_minutes: scales.then_some(pool.predictive.lead_time.as_secs() / 60),
     }
 }
 
@@ -183,6 +209,7 @@ fn settings_for(pool: &Pool, value: f64, tuning: &Tuning) -> Settings {
         delay_minutes: tuning.delay_minutes,
         keep_series: false,
         hot_per_node: Some(tuning.demand_per_node * line / base),
+        warm_up_minutes: tuning.warm_up_minutes,
     }
 }
 
@@ -207,7 +234,7 @@ fn rank(a: &(usize, Scored), b: &(usize, Scored)) -> std::cmp::Ordering {
 /// The grid's reactive-only part: every target value and behavior, predictive scaling
 /// off (the baseline a forecast must beat at the same SLO).
 pub fn reactive_candidates(pool: &Pool) -> Vec<Candidate> {
-    candidates(pool)
+    candidates(pool, 0)
         .into_iter()
         .filter(|c| c.horizon_minutes.is_none())
         .collect()
@@ -221,7 +248,14 @@ pub fn tune(
     start: DateTime<Utc>,
     tuning: &Tuning,
 ) -> Report {
-    tune_over(pool, budget, demand, start, tuning, candidates(pool))
+    tune_over(
+        pool,
+        budget,
+        demand,
+        start,
+        tuning,
+        candidates(pool, tuning.delay_minutes),
+    )
 }
 
 /// [`tune`] over `grid` instead of the whole grid.
@@ -306,6 +340,7 @@ pub fn tune_over(
     Report {
         pool: pool.name.clone(),
         minutes: demand.len(),
+        warm_up_minutes: tuning.warm_up_minutes.min(demand.len()),
         slo_minutes: slo,
         saturation: tuning.saturation.unwrap_or_else(|| saturation(pool)),
         snippet: best.as_ref().map(|b| snippet(pool, &b.policy)),
@@ -374,7 +409,13 @@ pub fn snippet(pool: &Pool, c: &Candidate) -> String {
         "predictive = {{ mode = \"{mode}\", horizon = {}, history = {}, lead_time = {}, anomaly_threshold = {}, anomaly_triggers_emergency = {} }}\n",
         toml_str(&humantime::format_duration(horizon).to_string()),
         toml_str(&humantime::format_duration(p.history).to_string()),
-        toml_str(&humantime::format_duration(p.lead_time).to_string()),
+        toml_str(
+            &humantime::format_duration(
+                c.lead_minutes
+                    .map_or(p.lead_time, |m| Duration::from_secs(m * 60))
+            )
+            .to_string()
+        ),
         p.anomaly_threshold,
         p.anomaly_triggers_emergency
     ));
@@ -426,24 +467,40 @@ mod tests {
             slo_minutes: slo,
             saturation: None,
             threads: Some(threads),
+            warm_up_minutes: 0,
         }
     }
 
     #[test]
     fn the_grid_covers_targets_behaviors_and_predictive_modes_in_a_fixed_order() {
-        let grid = candidates(&pool(TARGET_50));
+        let grid = candidates(&pool(TARGET_50), 3);
         assert_eq!(grid.len(), 7 * 3 * 4);
         assert_eq!(grid[0].target_value, 30.0);
         assert_eq!(grid[0].behavior, "aggressive");
         assert_eq!(grid[0].predictive_mode, "off");
         assert_eq!(grid[1].horizon_minutes, Some(15));
         assert_eq!(grid.last().unwrap().target_value, 60.0);
+        // Forecasting candidates size capacity one provisioning delay ahead, in whole
+        // forecast steps, never past their horizon; reactive ones have no lead.
+        assert_eq!(grid[0].lead_minutes, None);
+        assert_eq!(grid[1].lead_minutes, Some(5));
+        assert_eq!(
+            (
+                lead_for(10, 30),
+                lead_for(11, 30),
+                lead_for(40, 30),
+                lead_for(0, 15)
+            ),
+            (10, 15, 30, 5)
+        );
+        let slow = apply(&pool(TARGET_50), &candidates(&pool(TARGET_50), 12)[1]);
+        assert_eq!(slow.predictive.lead_time, Duration::from_secs(15 * 60));
         // A custom behavior is tried beside the presets; percentages stop at 100.
         let custom = pool(TARGET_50).clone_with(|p| {
             p.behavior_name = "custom".into();
             p.targets[0].value = 90.0;
         });
-        let grid = candidates(&custom);
+        let grid = candidates(&custom, 3);
         assert!(grid.iter().all(|c| c.target_value <= 100.0));
         assert!(grid.iter().any(|c| c.behavior == "custom"));
     }
@@ -514,7 +571,7 @@ mod tests {
         let again = tune(&p, &budget(), &demand, start(), &tuning(slo, 1));
         assert_eq!(again.candidates, report.candidates);
         // And the best is the cheapest within the SLO by an independent run of each.
-        let cheapest = cheapest_within(&p, &candidates(&p), &demand, &tuning(slo, 1), 30);
+        let cheapest = cheapest_within(&p, &candidates(&p, 5), &demand, &tuning(slo, 1), 30);
         assert_eq!(best.metrics.cost, cheapest);
         let snippet = report.snippet.unwrap();
         assert!(
