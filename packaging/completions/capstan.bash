@@ -553,7 +553,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__simulate)
-            opts="-c -h --config --pool --trace --demand-per-node --provisioning-delay --compare --svg --json --log-format --help"
+            opts="-c -h --config --pool --trace --demand-per-node --provisioning-delay --compare --warm-up --svg --window --json --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -583,7 +583,15 @@ _capstan() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --warm-up)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --svg)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -625,7 +633,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__tune)
-            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --json --log-format --help"
+            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --warm-up --svg --json --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -660,6 +668,14 @@ _capstan() {
                     return 0
                     ;;
                 --provisioning-delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warm-up)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --svg)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
