@@ -141,12 +141,13 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         warm_up: Option<std::time::Duration>,
         /// Write an SVG plot here: demand, the policy's ready capacity and forecast, its
-        /// saturated minutes shaded, and with --compare the best reactive-only policy's
-        /// capacity at the same SLO, over --window.
+        /// under-provisioned minutes shaded, and with --compare the best reactive-only
+        /// policy's capacity at the same SLO, over --window.
         #[arg(long)]
         svg: Option<PathBuf>,
         /// How much of the run the plot shows (`7d`, `36h`, or `all`): the stretch with
-        /// the most saturated minutes of the policy (else the one around the peak).
+        /// the most under-provisioned minutes of the policy (else the one around the
+        /// peak).
         #[arg(long, default_value = "7d", value_parser = parse_window, requires = "svg")]
         window: Window,
         /// Print JSON: {"policy": M, "warm_up_minutes": N, "reactive": M, "same_slo": S}
