@@ -125,6 +125,13 @@ impl Predictor {
         }
     }
 
+    /// Sizes capacity `lead` ahead from now on (the pool's provisioning delay, learned
+    /// from the cloud), in whole 5-minute steps up to the horizon, instead of the
+    /// configured `lead_time`.
+    pub fn set_lead(&mut self, lead: std::time::Duration) {
+        self.lead = steps(lead).min(self.horizon);
+    }
+
     /// Whether the pool forecasts at all.
     pub fn enabled(&self) -> bool {
         self.mode != PredictiveMode::Off
@@ -413,6 +420,29 @@ mod tests {
             (got - want).abs() <= 2.0,
             "asked {got}, the demand 25 minutes ahead needs {want}"
         );
+    }
+
+    #[test]
+    fn a_learned_provisioning_delay_replaces_the_configured_lead() {
+        let mut p = Predictor::new(&cfg(PredictiveMode::ForecastAndScale), 1);
+        for m in 0..4 * 1440 {
+            p.record(m, &[Some(demand(m))]);
+        }
+        let lead = |p: &Predictor| {
+            p.outlook(4 * 1440, &target(), 0.0)
+                .reasons
+                .iter()
+                .find_map(|r| match r {
+                    Reason::Predicted { lead_minutes, .. } => Some(*lead_minutes),
+                    _ => None,
+                })
+        };
+        assert_eq!(lead(&p), Some(10), "the configured lead_time");
+        // 12 minutes learned: three 5-minute steps; past the horizon: the horizon.
+        p.set_lead(Duration::from_secs(12 * 60));
+        assert_eq!(lead(&p), Some(15));
+        p.set_lead(Duration::from_secs(3 * 3600));
+        assert_eq!(lead(&p), Some(30));
     }
 
     #[test]

@@ -131,6 +131,18 @@ pub(super) async fn observe(
     }
     let (anomalies, surge) = track_demand(pool, &samples, now);
     track_usage(pool, description.desired, &pool_reports, now);
+    // Forecast-and-scale sizes capacity one provisioning delay ahead: the pool's own,
+    // once a scale-up was timed, else the configured lead_time.
+    if let Some(took) = pool
+        .memory
+        .provisioning
+        .observe(now, in_service, description.desired)
+    {
+        tracing::info!(pool = %pool.config.name, seconds = took.as_secs(), "a scale-up's instances are in service");
+    }
+    if let Some(delay) = pool.memory.provisioning.learned() {
+        pool.predictor.set_lead(delay);
+    }
     let mut outlook = pool.predictor.outlook(
         now.timestamp().div_euclid(60),
         &pool.policy.targets,

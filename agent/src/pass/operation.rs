@@ -70,6 +70,9 @@ pub(super) fn start_submit(
         target,
         from,
     });
+    pool.memory
+        .provisioning
+        .submitted(now, from, target.capacity);
 }
 
 fn start_poll(pool: &mut PoolRuntime, handle: OperationHandle) {

@@ -1,7 +1,8 @@
 //! Continuity across restarts and failovers: each pool's decision state (the
 //! stabilization and rate-limit history, emergency, flap and spot state, the circuit's
 //! failure count and back-off, the last applied target) is saved after every pass the
-//! leader makes, where the next leader reads it before its first pass: under
+//! leader makes (and the provisioning delay learned from its scale-ups), where the next
+//! leader reads it before its first pass: under
 //! `state_dir` for a standalone agent, in etcd under the configured prefix for the etcd
 //! coordinator. A new leader so respects the windows and cooldowns its predecessor
 //! started, and does not repeat a scale-up it just made.
@@ -38,6 +39,82 @@ pub struct Memory {
     /// polling it rather than submitting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<Operation>,
+    /// How long this pool's new nodes take to serve, learned from its scale-ups.
+    #[serde(default, skip_serializing_if = "Provisioning::is_empty")]
+    pub provisioning: Provisioning,
+}
+
+/// A pool's provisioning delay, learned from the cloud: the time from a scale-up's
+/// submission to the instances it asked for being in service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provisioning {
+    /// The scale-up being timed: when it was submitted, and the in-service count it
+    /// waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<(DateTime<Utc>, u32)>,
+    /// The delays seen, exponentially weighted (each new one weighs
+    /// [`Provisioning::WEIGHT`]), in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Scale-ups timed.
+    #[serde(default)]
+    pub samples: u32,
+}
+
+impl Provisioning {
+    /// The weight of each new delay in the learned one.
+    pub const WEIGHT: f64 = 0.3;
+    /// A scale-up not in service by then is not timed (capacity the cloud did not
+    /// have, a launch that failed): its delay says nothing about the usual one.
+    pub const GIVE_UP: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// A target from `from` to `to` nodes was submitted at `at`: a scale-up is timed,
+    /// unless one is already.
+    pub fn submitted(&mut self, at: DateTime<Utc>, from: u32, to: u32) {
+        if to > from && self.waiting.is_none() {
+            self.waiting = Some((at, to));
+        }
+    }
+
+    /// The pool seen at `now` with `in_service` instances and `desired` capacity:
+    /// returns the delay when the timed scale-up's instances are all in service. A
+    /// scale-up that was lowered before it served, or that took longer than
+    /// [`Provisioning::GIVE_UP`], is dropped untimed.
+    pub fn observe(
+        &mut self,
+        now: DateTime<Utc>,
+        in_service: u32,
+        desired: u32,
+    ) -> Option<std::time::Duration> {
+        let (at, want) = self.waiting?;
+        let took = now - at;
+        if desired < want || took > Self::GIVE_UP {
+            self.waiting = None;
+            return None;
+        }
+        if in_service < want {
+            return None;
+        }
+        self.waiting = None;
+        let took = took.to_std().unwrap_or_default();
+        let seconds = took.as_secs_f64();
+        self.seconds = Some(self.seconds.map_or(seconds, |s| {
+            (1.0 - Self::WEIGHT) * s + Self::WEIGHT * seconds
+        }));
+        self.samples = self.samples.saturating_add(1);
+        Some(took)
+    }
+
+    /// The learned delay, once a scale-up was timed.
+    pub fn learned(&self) -> Option<std::time::Duration> {
+        self.seconds
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(std::time::Duration::from_secs_f64)
+    }
 }
 
 /// A target submitted to the cloud whose end has not been seen yet.
@@ -72,6 +149,7 @@ impl Default for Memory {
             retry_at: None,
             last_target: None,
             operation: None,
+            provisioning: Provisioning::default(),
         }
     }
 }
@@ -198,5 +276,49 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("decisions")).unwrap();
         let e = store.save("web", b"{}").await.unwrap_err().to_string();
         assert!(e.contains("decisions/web.tmp"), "{e}");
+    }
+
+    #[test]
+    fn scale_ups_are_timed_until_their_instances_serve_and_the_delay_is_kept() {
+        use chrono::TimeZone;
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap();
+        let at = |s: i64| t0 + chrono::TimeDelta::seconds(s);
+        let mut p = Provisioning::default();
+        assert_eq!(p.learned(), None);
+        // A scale-down is not timed.
+        p.submitted(at(0), 5, 3);
+        assert_eq!(p.waiting, None);
+        // 3 → 6: served once 6 are in service, 120 s later.
+        p.submitted(at(0), 3, 6);
+        p.submitted(at(30), 6, 8); // one at a time: the first is timed
+        assert_eq!(p.observe(at(60), 5, 6), None);
+        assert_eq!(
+            p.observe(at(120), 6, 6),
+            Some(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(p.learned(), Some(std::time::Duration::from_secs(120)));
+        // A second, 300 s: weighted 0.3.
+        p.submitted(at(1000), 6, 9);
+        assert_eq!(p.observe(at(1300), 9, 9).map(|d| d.as_secs()), Some(300));
+        assert_eq!(p.learned().map(|d| d.as_secs()), Some(174));
+        assert_eq!(p.samples, 2);
+        // Lowered before it served, or never served within the hour: not timed.
+        p.submitted(at(2000), 9, 12);
+        assert_eq!(p.observe(at(2100), 10, 10), None);
+        assert_eq!(p.waiting, None);
+        p.submitted(at(3000), 10, 12);
+        assert_eq!(p.observe(at(3000 + 3601), 12, 12), None);
+        assert_eq!(
+            (p.samples, p.learned().map(|d| d.as_secs())),
+            (2, Some(174))
+        );
+        // Kept with the rest of the decision state, and absent from it when empty.
+        let m = Memory {
+            provisioning: p.clone(),
+            ..Memory::default()
+        };
+        assert_eq!(Memory::decode(&m.encode()).unwrap().provisioning, p);
+        let empty = String::from_utf8(Memory::default().encode()).unwrap();
+        assert!(!empty.contains("provisioning"), "{empty}");
     }
 }

@@ -324,3 +324,54 @@ async fn no_request_goes_out_once_the_claim_lapses_or_moves() {
         "a deposed leader's request went out"
     );
 }
+
+/// One busy pass of `pool`, `s` seconds after [`t0`].
+async fn pass_at(pool: &mut PoolRuntime, s: i64) -> PassOutcome {
+    let now = t0() + chrono::Duration::seconds(s);
+    let r = report(100.0, now);
+    pass1(pool, &[&r], &leader(), Mode::Act, now, SECOND)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scale_ups_time_to_serve_is_learned_and_kept_in_the_decision_state() {
+    let f = fake(2);
+    let mut pool = PoolRuntime::new(config().pools.remove(0), f.clone());
+    let out = pass_at(&mut pool, 0).await;
+    assert_eq!((out.action, out.desired), (Action::Scaled, 4));
+    assert_eq!(pool.memory.provisioning.waiting, Some((t0(), 4)));
+    // Asked for, not serving yet: no instance in service.
+    between_passes().await;
+    pass_at(&mut pool, 120).await;
+    assert_eq!(pool.memory.provisioning.learned(), None);
+    // Seven minutes after the call, the four instances serve.
+    let serving = (0..4)
+        .map(|i| capstan_providers::Instance {
+            id: format!("i-{i}"),
+            lifecycle: Lifecycle::InService,
+            health: capstan_providers::Health::Healthy,
+            instance_type: None,
+            zone: None,
+            market: capstan_providers::Market::OnDemand,
+        })
+        .collect();
+    f.set_description(PoolDescription {
+        steps: Default::default(),
+        min: 1,
+        max: 10,
+        desired: 4,
+        instances: serving,
+    });
+    pass_at(&mut pool, 420).await;
+    assert_eq!(
+        pool.memory.provisioning.learned(),
+        Some(std::time::Duration::from_secs(420))
+    );
+    // Still busy, the pass scaled up again: that one is timed next.
+    let at = t0() + chrono::Duration::seconds(420);
+    assert_eq!(pool.memory.provisioning.waiting, Some((at, 8)));
+    // A new leader reads it with the rest of the pool's decision state.
+    let next = crate::state::memory::Memory::decode(&pool.memory.encode()).unwrap();
+    assert_eq!(next.provisioning, pool.memory.provisioning);
+}
