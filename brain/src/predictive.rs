@@ -14,6 +14,11 @@
 //!   4 % more node-hours than reactive-only at the same target on nyc_taxi whatever the
 //!   provisioning delay: capacity the reactive planner would never have asked for.) The
 //!   planner takes `max(reactive, predictive)`, so predictive never scales in by itself.
+//! - `auto`: forecasts as forecast-only, and scales as forecast-and-scale while the
+//!   last backtest of the pool's recent demand (the simulator's `auto_backtest`,
+//!   which the leader runs every few hours off the pass) found that forecast-and-scale
+//!   needs fewer node-hours than the cheapest reactive-only policy with no more
+//!   saturated minutes.
 //! - When the forecast's trailing-day MASE (its mean absolute error over the last day
 //!   against the naive "no change" forecast at the same horizon) is above 1, the pool
 //!   falls back to reactive-only and says so, until the forecast is better again.
@@ -74,6 +79,8 @@ pub struct Predictor {
     mode: PredictiveMode,
     horizon: usize,
     lead: usize,
+    /// With `auto`: the last backtest's verdict (`None` before the first).
+    auto_scales: Option<bool>,
     tracks: Vec<Track>,
 }
 
@@ -109,6 +116,7 @@ impl Predictor {
             mode: cfg.mode,
             horizon,
             lead,
+            auto_scales: None,
             tracks: (0..targets)
                 .map(|_| Track {
                     detector: Detector::new(fc, cfg.anomaly_threshold),
@@ -130,6 +138,21 @@ impl Predictor {
     /// configured `lead_time`.
     pub fn set_lead(&mut self, lead: std::time::Duration) {
         self.lead = steps(lead).min(self.horizon);
+    }
+
+    /// With `mode = "auto"`: whether to scale on the forecast until the next backtest.
+    pub fn set_auto(&mut self, scales: bool) {
+        self.auto_scales = Some(scales);
+    }
+
+    /// Whether the forecast scales the pool now: forecast-and-scale, or `auto` whose
+    /// last backtest chose it.
+    pub fn scales(&self) -> bool {
+        match self.mode {
+            PredictiveMode::ForecastAndScale => true,
+            PredictiveMode::Auto => self.auto_scales == Some(true),
+            PredictiveMode::Off | PredictiveMode::ForecastOnly => false,
+        }
     }
 
     /// Whether the pool forecasts at all.
@@ -226,7 +249,7 @@ impl Predictor {
             active: false,
             reasons: Vec::new(),
         };
-        if self.mode != PredictiveMode::ForecastAndScale {
+        if !self.scales() {
             return out;
         }
         // The demand expected when capacity asked for now is ready.

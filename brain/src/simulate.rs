@@ -11,17 +11,20 @@
 //! which the planner, like HPA, deliberately does nothing), i.e. when
 //! `d > n × demand_per_node × (1 + tolerance)`; the shortfall beyond that is the
 //! under-provisioned demand. New nodes are billed from the minute they are asked for
-//! and serve from the minute they arrive; removed nodes go at once.
+//! and serve from the minute they arrive; removed nodes go at once. Forecast-and-scale
+//! sizes capacity one provisioning delay ahead, as the leader does once it has timed a
+//! scale-up (`lead_time` is only its default).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use capstan_config::{Pool, PredictiveMode};
+use capstan_config::{Pool, PredictiveMode, TargetSource};
 
 use crate::budget::BudgetPolicy;
 use crate::fleet::{self, PoolInput, PoolState, View};
 use crate::planner::{History, MetricSample, Policy};
 use crate::predictive::Predictor;
+use crate::reason::Reason;
 
 /// What one run measured. Field names are an interface (`simulate --json`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -138,6 +141,11 @@ pub fn run(
         .hot_per_node
         .unwrap_or(x * (1.0 + config.tolerance));
     let mut predictor = Predictor::new(&config.predictive, policy.targets.len());
+    // The leader learns the pool's provisioning delay from its first scale-up and sizes
+    // that far ahead; the simulated pool's delay is known from the start.
+    predictor.set_lead(std::time::Duration::from_secs(
+        u64::from(settings.delay_minutes) * 60,
+    ));
     let mut state = PoolState::default();
     let mut history = History::default();
     let prices = fleet::prices(config.price.as_ref(), [], None);
@@ -221,6 +229,24 @@ pub fn run(
             }];
             fleet::plan_fleet(&mut inputs, budget, now)
         };
+        // `auto`: the backtest the leader runs every few hours, over the demand seen.
+        if config.predictive.mode == PredictiveMode::Auto && m > 0 && m % AUTO_EVERY_MINUTES == 0 {
+            let window =
+                usize::try_from(config.predictive.history.as_secs() / 60).unwrap_or(usize::MAX);
+            let to = usize::try_from(m).unwrap_or(usize::MAX).min(demand.len());
+            let from = to.saturating_sub(window);
+            let at = start + chrono::Duration::minutes(i64::try_from(from).unwrap_or(0));
+            if let Some(v) = auto_backtest(
+                config,
+                budget,
+                &demand[from..to],
+                at,
+                x,
+                settings.delay_minutes,
+            ) {
+                predictor.set_auto(v.scale);
+            }
+        }
         let p = &plan.pools[0];
         if let Some(nodes) = p.recommendation {
             history.record_recommendation(nodes, now);
@@ -264,8 +290,120 @@ pub fn run(
 /// The same pool with predictive scaling off: the reactive baseline of `--compare`.
 pub fn reactive_only(config: &Pool) -> Pool {
     let mut c = config.clone();
-    if c.predictive.mode == PredictiveMode::ForecastAndScale {
+    if matches!(
+        c.predictive.mode,
+        PredictiveMode::ForecastAndScale | PredictiveMode::Auto
+    ) {
         c.predictive.mode = PredictiveMode::ForecastOnly;
     }
     c
+}
+
+/// The metric's value per node at which a node counts as saturated: 100 for a
+/// percentage, else the pool's first target plus its tolerance.
+pub fn saturation(pool: &Pool) -> f64 {
+    let base = pool.targets.first().map_or(1.0, |t| t.value);
+    let percent = matches!(pool.targets.first().map(|t| &t.source), Some(TargetSource::Metric(m)) if m.is_percent());
+    if percent {
+        100.0
+    } else {
+        base * (1.0 + pool.tolerance)
+    }
+}
+
+/// How often `auto` backtests, in minutes.
+pub const AUTO_EVERY_MINUTES: i64 = 6 * 60;
+/// Of a backtest's window, the minutes replayed before scoring: the forecaster's
+/// warm-up (two days) and a day for its trust (the trailing-day MASE).
+pub const AUTO_WARM_UP_MINUTES: usize = 3 * 1440;
+/// The least demand a backtest scores: a day after the warm-up.
+pub const AUTO_MIN_MINUTES: usize = AUTO_WARM_UP_MINUTES + 1440;
+/// The reactive-only side's target values, as factors of the pool's: from its own
+/// down, the first that stays within the forecast's saturated minutes is the cheapest.
+pub const AUTO_REACTIVE_FACTORS: [f64; 5] = [1.0, 0.9, 0.8, 0.7, 0.6];
+
+/// What an `auto` backtest found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoVerdict {
+    /// Scale on the forecast: forecast-and-scale needs fewer node-hours than the
+    /// cheapest reactive-only policy with no more saturated minutes, or none has so few.
+    pub scale: bool,
+    /// Days scored.
+    pub days: f64,
+    /// Forecast-and-scale at the pool's target.
+    pub forecast: Metrics,
+    /// The cheapest reactive-only policy within the forecast's saturated minutes: its
+    /// target value and metrics.
+    pub reactive: Option<(f64, Metrics)>,
+}
+
+impl AutoVerdict {
+    /// For the journal.
+    pub fn reason(&self) -> Reason {
+        Reason::PredictiveAuto {
+            scale: self.scale,
+            days: self.days,
+            saturated_minutes: self.forecast.underprovisioned_minutes,
+            forecast_node_hours: self.forecast.node_hours,
+            reactive: self.reactive.as_ref().map(|(v, m)| (*v, m.node_hours)),
+        }
+    }
+}
+
+/// `predictive.mode = "auto"`'s backtest of `demand` (one value a minute from
+/// `start`, one node serving `demand_per_node` at the pool's first target; new nodes
+/// take `delay_minutes`): forecast-and-scale at the pool's target against reactive-only
+/// at the pool's target and below it ([`AUTO_REACTIVE_FACTORS`]), judged on the
+/// saturation line ([`saturation`]) after [`AUTO_WARM_UP_MINUTES`]. `None` with less
+/// than [`AUTO_MIN_MINUTES`] of demand.
+pub fn auto_backtest(
+    config: &Pool,
+    budget: &BudgetPolicy,
+    demand: &[f64],
+    start: DateTime<Utc>,
+    demand_per_node: f64,
+    delay_minutes: u32,
+) -> Option<AutoVerdict> {
+    if demand.len() < AUTO_MIN_MINUTES {
+        return None;
+    }
+    let base = config.targets.first().map_or(1.0, |t| t.value);
+    let line = saturation(config);
+    let settings = |value: f64| Settings {
+        demand_per_node: demand_per_node * value / base,
+        delay_minutes,
+        keep_series: false,
+        hot_per_node: Some(demand_per_node * line / base),
+        warm_up_minutes: AUTO_WARM_UP_MINUTES,
+    };
+    let mut forecasting = config.clone();
+    forecasting.predictive.mode = PredictiveMode::ForecastAndScale;
+    // Capacity sized one provisioning delay ahead (as the daemon's learned lead does).
+    let step = u64::try_from(crate::predictive::STEP_MINUTES).unwrap_or(5);
+    let lead = (u64::from(delay_minutes).div_ceil(step).max(1) * step * 60)
+        .min(forecasting.predictive.horizon.as_secs());
+    forecasting.predictive.lead_time = std::time::Duration::from_secs(lead);
+    let (forecast, _) = run(&forecasting, budget, demand, start, &settings(base));
+    let mut reactive = None;
+    for factor in AUTO_REACTIVE_FACTORS {
+        let value = (base * factor * 100.0).round() / 100.0;
+        let mut c = config.clone();
+        c.predictive.mode = PredictiveMode::Off;
+        if let Some(t) = c.targets.first_mut() {
+            t.value = value;
+        }
+        let (m, _) = run(&c, budget, demand, start, &settings(value));
+        if m.underprovisioned_minutes <= forecast.underprovisioned_minutes {
+            reactive = Some((value, m));
+            break;
+        }
+    }
+    Some(AutoVerdict {
+        scale: reactive
+            .as_ref()
+            .is_none_or(|(_, r)| forecast.node_hours < r.node_hours),
+        days: (demand.len() - AUTO_WARM_UP_MINUTES) as f64 / 1440.0,
+        forecast,
+        reactive,
+    })
 }

@@ -121,7 +121,7 @@ pub(super) fn tune(
     let line = |s: &crate::tools::tune::Scored| {
         let p = &s.policy;
         let predictive = match p.horizon_minutes {
-            Some(h) => format!("forecast-and-scale {h}m"),
+            Some(h) => format!("{} {h}m", p.predictive_mode),
             None => "reactive".to_owned(),
         };
         format!(
@@ -183,7 +183,7 @@ fn file_name(path: &Path) -> String {
 /// A candidate in a few words, for a figure.
 fn describe(c: &crate::tools::tune::Candidate) -> String {
     let predictive = match c.horizon_minutes {
-        Some(h) => format!("forecast-and-scale {h}m"),
+        Some(h) => format!("{} {h}m", c.predictive_mode),
         None => "reactive".to_owned(),
     };
     format!("target {}, {}, {predictive}", c.target_value, c.behavior)

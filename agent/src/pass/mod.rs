@@ -9,6 +9,7 @@
 //!   each call runs beside the pass as an operation in flight (fenced by the claim,
 //!   bounded by its lease, followed across passes and leaders); `circuit.rs`: the
 //!   back-off after failed calls and the circuit breaker;
+//! - `auto.rs`: `predictive.mode = "auto"`'s backtests, beside the pass;
 //! - `runtime.rs`: what each pool and group keeps between passes, building providers;
 //!   `handover.rs`: a pool's memory saved for the next leader and restored from it;
 //!   `record.rs`: demand and usage history;
@@ -41,6 +42,7 @@ use crate::cluster::coordinator::Claim;
 use crate::state::demand::HistoryStore;
 
 mod act;
+pub mod auto;
 mod circuit;
 mod handover;
 pub mod instrumented;

@@ -143,11 +143,13 @@ pub(super) async fn observe(
     if let Some(delay) = pool.memory.provisioning.learned() {
         pool.predictor.set_lead(delay);
     }
+    let auto = super::auto::check(pool, now).await;
     let mut outlook = pool.predictor.outlook(
         now.timestamp().div_euclid(60),
         &pool.policy.targets,
         pool.policy.tolerance,
     );
+    outlook.reasons.extend(auto);
     outlook.reasons.extend(query_failures);
     outlook.reasons.extend(anomalies);
     Ok(Seen {

@@ -124,6 +124,8 @@ pub struct PoolRuntime {
     /// The pool's instance ids at its last describe, once its reports match them
     /// ([`aggregate::members`]): ingest refuses reports from other ids in the pool.
     pub members: Option<Arc<std::collections::HashSet<String>>>,
+    /// `predictive.mode = "auto"`: the backtest running, and when the next is due.
+    pub auto: auto::AutoCheck,
 }
 
 impl PoolRuntime {
@@ -135,6 +137,8 @@ impl PoolRuntime {
         self.predictor = Predictor::new(&self.config.predictive, self.policy.targets.len());
         self.minute = MinuteMeans::default();
         self.demand_store = None;
+        // The fresh predictor has no verdict: backtest at the next pass.
+        self.auto = auto::AutoCheck::default();
     }
 
     /// A pool with fresh state.
@@ -155,6 +159,7 @@ impl PoolRuntime {
             instance_types: Vec::new(),
             call: None,
             members: None,
+            auto: auto::AutoCheck::default(),
         }
     }
 }

@@ -41,7 +41,7 @@ pub struct Candidate {
     pub target_value: f64,
     /// A preset's name, or `custom` (the pool's own behavior).
     pub behavior: String,
-    /// `off` or `forecast-and-scale`.
+    /// `off` or `forecast-and-scale` (and `auto` for a current policy in that mode).
     pub predictive_mode: &'static str,
     /// The forecast horizon with forecast-and-scale.
     pub horizon_minutes: Option<u64>,
@@ -180,26 +180,21 @@ pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
 
 /// The candidate that stands for the pool as configured.
 fn current_candidate(pool: &Pool) -> Candidate {
-    let scales = pool.predictive.mode == PredictiveMode::ForecastAndScale;
+    let mode = pool.predictive.mode;
+    let scales = matches!(
+        mode,
+        PredictiveMode::ForecastAndScale | PredictiveMode::Auto
+    );
     Candidate {
         target_value: pool.targets.first().map_or(1.0, |t| t.value),
         behavior: pool.behavior_name.clone(),
-        predictive_mode: if scales { "forecast-and-scale" } else { "off" },
+        predictive_mode: if scales { mode.as_str() } else { "off" },
         horizon_minutes: scales.then_some(pool.predictive.horizon.as_secs() / 60),
         lead_minutes: scales.then_some(pool.predictive.lead_time.as_secs() / 60),
     }
 }
 
-/// The metric's value at which a node counts as saturated: 100 for a percentage,
-/// else the current target plus its tolerance.
-pub fn saturation(pool: &Pool) -> f64 {
-    let base = pool.targets.first().map_or(1.0, |t| t.value);
-    if is_percent(pool) {
-        100.0
-    } else {
-        base * (1.0 + pool.tolerance)
-    }
-}
+pub use crate::brain::simulate::saturation;
 
 fn settings_for(pool: &Pool, value: f64, tuning: &Tuning) -> Settings {
     let base = pool.targets.first().map_or(1.0, |t| t.value);

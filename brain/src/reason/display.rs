@@ -46,6 +46,8 @@ impl std::fmt::Display for Reason {
             | Reason::SplitNotApplied { .. } => self.fmt_money(f),
             Reason::PredictiveWarmingUp { .. }
             | Reason::PredictiveFallback { .. }
+            | Reason::PredictiveAuto { .. }
+            | Reason::PredictiveAutoPending { .. }
             | Reason::Predicted { .. }
             | Reason::PredictiveRaised { .. }
             | Reason::Anomaly { .. } => self.fmt_forecast(f),
@@ -317,6 +319,32 @@ impl Reason {
                 f,
                 "forecast for {metric} worse than naive over the last day (MASE {mase:.2} > 1); reactive only"
             ),
+            Reason::PredictiveAuto {
+                scale,
+                days,
+                saturated_minutes,
+                forecast_node_hours,
+                reactive,
+            } => {
+                let against = match reactive {
+                    Some((target, hours)) => format!(
+                        "the cheapest reactive-only policy as good (target {target}) needs {hours:.1}"
+                    ),
+                    None => "no reactive-only policy stays within them".to_owned(),
+                };
+                write!(
+                    f,
+                    "auto: over the last {days:.1} days, forecast-and-scale needs {forecast_node_hours:.1} node-hours for {saturated_minutes} saturated minutes, {against}; {}",
+                    if *scale {
+                        "scaling on the forecast"
+                    } else {
+                        "reactive only"
+                    }
+                )
+            }
+            Reason::PredictiveAutoPending { detail } => {
+                write!(f, "auto: no backtest yet ({detail}); reactive only")
+            }
             Reason::Predicted {
                 metric,
                 demand,

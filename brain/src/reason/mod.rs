@@ -292,6 +292,27 @@ pub enum Reason {
         /// Trailing-day MASE.
         mase: f64,
     },
+    /// `predictive.mode = "auto"` backtested the pool's recent demand: whether it now
+    /// scales on the forecast, and why.
+    PredictiveAuto {
+        /// It scales on the forecast until the next backtest.
+        scale: bool,
+        /// Days of demand scored.
+        days: f64,
+        /// Saturated minutes of forecast-and-scale at the pool's target (its SLO).
+        saturated_minutes: u64,
+        /// Node-hours of forecast-and-scale.
+        forecast_node_hours: f64,
+        /// The cheapest reactive-only policy with no more saturated minutes: its
+        /// target value and node-hours (`None`: none stays within them).
+        reactive: Option<(f64, f64)>,
+    },
+    /// `predictive.mode = "auto"` could not backtest (too little history, or none
+    /// readable): reactive only until it can.
+    PredictiveAutoPending {
+        /// Why.
+        detail: String,
+    },
     /// Predictive scaling's ask for one target.
     Predicted {
         /// Metric.

@@ -204,6 +204,10 @@ pub enum PredictiveMode {
     ForecastOnly,
     /// desired = max(reactive, predictive).
     ForecastAndScale,
+    /// Forecast, and scale on it (as forecast-and-scale) only while a backtest of the
+    /// pool's recent demand, every few hours, shows it beats reactive-only at the
+    /// same SLO.
+    Auto,
 }
 
 impl PredictiveMode {
@@ -213,6 +217,7 @@ impl PredictiveMode {
             Self::Off => "off",
             Self::ForecastOnly => "forecast-only",
             Self::ForecastAndScale => "forecast-and-scale",
+            Self::Auto => "auto",
         }
     }
 }

@@ -344,7 +344,10 @@ fn check_member(
             ),
         );
     }
-    if p.predictive.mode == raw::PredictiveMode::ForecastAndScale {
+    if matches!(
+        p.predictive.mode,
+        raw::PredictiveMode::ForecastAndScale | raw::PredictiveMode::Auto
+    ) {
         c.report(
             &at(&[k("predictive"), k("mode")]),
             name,
