@@ -537,6 +537,20 @@ fn tune_finds_the_cheapest_policy_within_the_slo_from_a_trace_or_the_stored_hist
     assert_eq!(h["minutes"], v["minutes"]);
     assert_eq!(h["best"]["policy"], v["best"]["policy"], "{}", h["best"]);
 
+    // A warm-up as long as the trace leaves nothing to score: refused, saying so.
+    let out = Command::new(BIN)
+        .args(["tune", "--config"])
+        .arg(&config)
+        .args(["--pool", "web", "--trace", trace_arg, "--warm-up", "2d"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--warm-up 2days leaves nothing to score of the 2.0-day trace"),
+        "{err}"
+    );
+
     // Neither a trace nor --history: a usage error.
     let out = Command::new(BIN)
         .args(["tune", "--config"])

@@ -86,7 +86,7 @@ pub(super) fn tune(
         slo_minutes,
         saturation,
         threads: None,
-        warm_up_minutes: warm_up_minutes(warm_up, demand.len()),
+        warm_up_minutes: warm_up_minutes(warm_up, demand.len())?,
     };
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
     let start = crate::tools::simulate::start_of(prepared.grid.start);
@@ -120,10 +120,7 @@ pub(super) fn tune(
     )?;
     let line = |s: &crate::tools::tune::Scored| {
         let p = &s.policy;
-        let predictive = match p.horizon_minutes {
-            Some(h) => format!("{} {h}m", p.predictive_mode),
-            None => "reactive".to_owned(),
-        };
+        let predictive = predictive_label(p);
         format!(
             "target {:>6} {:<12} {:<24} cost {:>10.2}  node-h {:>9.1}  short {:>5} min  actions {:>5}{}",
             p.target_value,
@@ -180,13 +177,22 @@ fn file_name(path: &Path) -> String {
         .into_owned()
 }
 
-/// A candidate in a few words, for a figure.
-fn describe(c: &crate::tools::tune::Candidate) -> String {
-    let predictive = match c.horizon_minutes {
+/// `reactive`, or the predictive mode and its horizon (`forecast-and-scale 15m`).
+fn predictive_label(c: &crate::tools::tune::Candidate) -> String {
+    match c.horizon_minutes {
         Some(h) => format!("{} {h}m", c.predictive_mode),
         None => "reactive".to_owned(),
-    };
-    format!("target {}, {}, {predictive}", c.target_value, c.behavior)
+    }
+}
+
+/// A candidate in a few words, for a figure.
+fn describe(c: &crate::tools::tune::Candidate) -> String {
+    format!(
+        "target {}, {}, {}",
+        c.target_value,
+        c.behavior,
+        predictive_label(c)
+    )
 }
 
 /// `tune --svg`: every candidate on the frontier, the chosen and current marked.
@@ -232,12 +238,25 @@ pub(super) fn demand_per_node_or_peak(
 }
 
 /// `--warm-up` in minutes; by default 3 days on a trace of at least 9 days, else none.
-pub(super) fn warm_up_minutes(given: Option<std::time::Duration>, minutes: usize) -> usize {
+/// A warm-up that leaves nothing of the trace to score is refused.
+pub(super) fn warm_up_minutes(
+    given: Option<std::time::Duration>,
+    minutes: usize,
+) -> anyhow::Result<usize> {
     const DEFAULT_DAYS: usize = 3;
     match given {
-        Some(d) => usize::try_from(d.as_secs() / 60).unwrap_or(usize::MAX),
-        None if minutes >= 3 * DEFAULT_DAYS * 1440 => DEFAULT_DAYS * 1440,
-        None => 0,
+        Some(d) => {
+            let w = usize::try_from(d.as_secs() / 60).unwrap_or(usize::MAX);
+            anyhow::ensure!(
+                w < minutes,
+                "--warm-up {} leaves nothing to score of the {:.1}-day trace",
+                humantime::format_duration(d),
+                minutes as f64 / 1440.0
+            );
+            Ok(w)
+        }
+        None if minutes >= 3 * DEFAULT_DAYS * 1440 => Ok(DEFAULT_DAYS * 1440),
+        None => Ok(0),
     }
 }
 
@@ -307,7 +326,7 @@ pub(super) fn simulate(
         delay_minutes: whole_minutes(delay),
         keep_series: svg.is_some(),
         hot_per_node: None,
-        warm_up_minutes: warm_up_minutes(warm_up, demand.len()),
+        warm_up_minutes: warm_up_minutes(warm_up, demand.len())?,
     };
     // The pool alone under the fleet's budget; its own max_hourly_cost applies too.
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
