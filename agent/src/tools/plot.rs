@@ -419,7 +419,9 @@ pub fn frontier(
         tx = x + 4.0,
         ty = TOP + 12.0,
     );
-    for (predictive, colour) in [(false, REACTIVE), (true, PREDICTIVE)] {
+    // Forecasting candidates as rings, reactive ones as dots drawn after them: a
+    // policy of each arm at the same point shows both.
+    for (predictive, colour) in [(true, PREDICTIVE), (false, REACTIVE)] {
         let arm: Vec<Point> = points
             .iter()
             .filter(|p| p.predictive == predictive)
@@ -442,10 +444,15 @@ pub fn frontier(
                 line.join(" ")
             );
         }
+        let look = if predictive {
+            format!(r#"r="5" fill="none" stroke="{colour}" stroke-width="1.6""#)
+        } else {
+            format!(r#"r="3" fill="{colour}""#)
+        };
         for p in &arm {
             let _ = writeln!(
                 out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}" fill-opacity="0.75"/>"#,
+                r#"<circle cx="{:.1}" cy="{:.1}" {look}/>"#,
                 frame.px(sx(p.saturated_minutes)),
                 frame.py(p.node_hours)
             );
@@ -486,8 +493,8 @@ pub fn frontier(
     legend(
         &mut out,
         &[
-            (REACTIVE, "reactive-only", false),
-            (PREDICTIVE, "forecast-and-scale", false),
+            (REACTIVE, "reactive-only (dots)", false),
+            (PREDICTIVE, "forecast-and-scale (rings)", false),
             (
                 "#000",
                 "○ chosen (cheapest within the SLO), □ current",
@@ -640,7 +647,13 @@ mod tests {
             (p(3, 830.0, true), "current"),
         );
         assert_eq!(svg.matches(&format!("fill=\"{REACTIVE}\"")).count(), 2);
-        assert_eq!(svg.matches(&format!("fill=\"{PREDICTIVE}\"")).count(), 2);
+        assert_eq!(
+            svg.matches(&format!(
+                "fill=\"none\" stroke=\"{PREDICTIVE}\" stroke-width=\"1.6\""
+            ))
+            .count(),
+            2
+        );
         assert_eq!(svg.matches("<polyline").count(), 2);
         for text in [
             "SLO 4 min",
