@@ -299,12 +299,16 @@ pub fn reactive_only(config: &Pool) -> Pool {
     c
 }
 
+/// Whether the pool's first target is a percentage (it saturates at 100).
+pub fn is_percent(pool: &Pool) -> bool {
+    matches!(pool.targets.first().map(|t| &t.source), Some(TargetSource::Metric(m)) if m.is_percent())
+}
+
 /// The metric's value per node at which a node counts as saturated: 100 for a
 /// percentage, else the pool's first target plus its tolerance.
 pub fn saturation(pool: &Pool) -> f64 {
     let base = pool.targets.first().map_or(1.0, |t| t.value);
-    let percent = matches!(pool.targets.first().map(|t| &t.source), Some(TargetSource::Metric(m)) if m.is_percent());
-    if percent {
+    if is_percent(pool) {
         100.0
     } else {
         base * (1.0 + pool.tolerance)
@@ -376,13 +380,9 @@ pub fn auto_backtest(
         hot_per_node: Some(demand_per_node * line / base),
         warm_up_minutes: AUTO_WARM_UP_MINUTES,
     };
+    // Sized one provisioning delay ahead: `run` sets the lead from `delay_minutes`.
     let mut forecasting = config.clone();
     forecasting.predictive.mode = PredictiveMode::ForecastAndScale;
-    // Capacity sized one provisioning delay ahead (as the daemon's learned lead does).
-    let step = u64::try_from(crate::predictive::STEP_MINUTES).unwrap_or(5);
-    let lead = (u64::from(delay_minutes).div_ceil(step).max(1) * step * 60)
-        .min(forecasting.predictive.horizon.as_secs());
-    forecasting.predictive.lead_time = std::time::Duration::from_secs(lead);
     let (forecast, _) = run(&forecasting, budget, demand, start, &settings(base));
     let mut reactive = None;
     for factor in AUTO_REACTIVE_FACTORS {

@@ -348,20 +348,21 @@ pub(super) fn simulate(
     // The honest comparison: every reactive-only policy of tune's grid (target values,
     // behaviors) judged against the policy on the same saturation line; the cheapest
     // with no more saturated minutes than the policy.
+    let tuning = crate::tools::tune::Tuning {
+        demand_per_node: x,
+        delay_minutes: settings.delay_minutes,
+        slo_minutes: None,
+        saturation: None,
+        threads: None,
+        warm_up_minutes: settings.warm_up_minutes,
+    };
     let same_slo = compare.then(|| {
         crate::tools::tune::tune_over(
             config,
             &budget,
             &demand,
             start,
-            &crate::tools::tune::Tuning {
-                demand_per_node: x,
-                delay_minutes: settings.delay_minutes,
-                slo_minutes: None,
-                saturation: None,
-                threads: None,
-                warm_up_minutes: settings.warm_up_minutes,
-            },
+            &tuning,
             crate::tools::tune::reactive_candidates(config),
         )
     });
@@ -384,11 +385,10 @@ pub(super) fn simulate(
             ),
         });
         let baseline = baseline.map(|(pool, name, value)| {
-            let target = config.targets.first().map_or(1.0, |t| t.value);
-            // A candidate holds its nodes at its own target (as tune runs it).
+            // Run as tune ran it, keeping its series.
             let s = sim::Settings {
-                demand_per_node: x * value / target,
-                ..settings.clone()
+                keep_series: true,
+                ..crate::tools::tune::settings_for(config, value, &tuning)
             };
             (sim::run(&pool, &budget, &demand, start, &s).1, name)
         });
@@ -431,7 +431,7 @@ pub(super) fn simulate(
     if json {
         let mut doc = serde_json::json!({
             "policy": policy,
-            "warm_up_minutes": settings.warm_up_minutes.min(demand.len()),
+            "warm_up_minutes": settings.warm_up_minutes,
         });
         if let Some(r) = &reactive {
             doc["reactive"] = serde_json::to_value(r)?;
@@ -452,7 +452,7 @@ pub(super) fn simulate(
         out,
         "pool {pool}: {:.1} days{}, {} min provisioning delay, one node serves {x:.1} (peak {peak:.1})",
         demand.len() as f64 / 1440.0,
-        scored_after(settings.warm_up_minutes.min(demand.len())),
+        scored_after(settings.warm_up_minutes),
         settings.delay_minutes
     )?;
     let fmt_mase = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));

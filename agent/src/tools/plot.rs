@@ -134,6 +134,15 @@ fn header(title: &str) -> String {
     )
 }
 
+/// The attribute that dashes a stroke, or nothing.
+fn dash(dashed: bool) -> &'static str {
+    if dashed {
+        r#" stroke-dasharray="4 3""#
+    } else {
+        ""
+    }
+}
+
 /// The legend along the top, in up to two rows: (colour, text, dashed) entries.
 fn legend(out: &mut String, entries: &[(&str, &str, bool)]) {
     let (mut x, mut y) = (LEFT, 42.0);
@@ -142,11 +151,7 @@ fn legend(out: &mut String, entries: &[(&str, &str, bool)]) {
         if x > LEFT && x + width > W - RIGHT {
             (x, y) = (LEFT, y + 17.0);
         }
-        let dash = if *dashed {
-            r#" stroke-dasharray="4 3""#
-        } else {
-            ""
-        };
+        let dash = dash(*dashed);
         let _ = writeln!(
             out,
             r##"<line x1="{x}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" stroke-width="3"{dash}/><text x="{tx}" y="{ty}">{t}</text>"##,
@@ -268,11 +273,7 @@ pub fn time_plot(
                 _ => pen = false,
             }
         }
-        let dash = if l.dashed {
-            r#" stroke-dasharray="4 3""#
-        } else {
-            ""
-        };
+        let dash = dash(l.dashed);
         let _ = writeln!(
             out,
             r#"<path d="{d}" fill="none" stroke="{}" stroke-width="1.4"{dash}/>"#,

@@ -47,7 +47,7 @@ pub struct Candidate {
     pub horizon_minutes: Option<u64>,
     /// How far ahead capacity is sized with forecast-and-scale (`lead_time`): the
     /// provisioning delay rounded up to the forecast's 5-minute step, at most the
-    /// horizon; for the current policy, its own.
+    /// horizon (what the simulation sizes with, the current policy too).
     pub lead_minutes: Option<u64>,
 }
 
@@ -103,9 +103,7 @@ pub struct Tuning {
     pub warm_up_minutes: usize,
 }
 
-fn is_percent(pool: &Pool) -> bool {
-    matches!(pool.targets.first().map(|t| &t.source), Some(TargetSource::Metric(m)) if m.is_percent())
-}
+use crate::brain::simulate::is_percent;
 
 /// The lead that matters for a pool whose nodes take `delay_minutes` to serve: the
 /// delay rounded up to the forecast's step (5 minutes), at most `horizon_minutes`.
@@ -170,7 +168,7 @@ pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
             p.predictive.mode = PredictiveMode::ForecastAndScale;
             p.predictive.horizon = Duration::from_secs(h * 60);
             if let Some(lead) = candidate.lead_minutes {
-                p.predictive.lead_time = Duration::from_secs(lead.min(h) * 60);
+                p.predictive.lead_time = Duration::from_secs(lead * 60);
             }
         }
         None => p.predictive.mode = PredictiveMode::Off,
@@ -178,8 +176,9 @@ pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
     p
 }
 
-/// The candidate that stands for the pool as configured.
-fn current_candidate(pool: &Pool) -> Candidate {
+/// The candidate that stands for the pool as configured, its lead the one it is
+/// simulated with (the provisioning delay, as the leader learns it).
+fn current_candidate(pool: &Pool, delay_minutes: u32) -> Candidate {
     let mode = pool.predictive.mode;
     let scales = matches!(
         mode,
@@ -190,13 +189,16 @@ fn current_candidate(pool: &Pool) -> Candidate {
         behavior: pool.behavior_name.clone(),
         predictive_mode: if scales { mode.as_str() } else { "off" },
         horizon_minutes: scales.then_some(pool.predictive.horizon.as_secs() / 60),
-        lead_minutes: scales.then_some(pool.predictive.lead_time.as_secs() / 60),
+        lead_minutes: scales
+            .then(|| lead_for(delay_minutes, pool.predictive.horizon.as_secs() / 60)),
     }
 }
 
 pub use crate::brain::simulate::saturation;
 
-fn settings_for(pool: &Pool, value: f64, tuning: &Tuning) -> Settings {
+/// How a candidate at target `value` runs: one node serves the demand per node
+/// scaled to that target, judged on the tuning's saturation line.
+pub fn settings_for(pool: &Pool, value: f64, tuning: &Tuning) -> Settings {
     let base = pool.targets.first().map_or(1.0, |t| t.value);
     let line = tuning.saturation.unwrap_or_else(|| saturation(pool));
     Settings {
@@ -262,7 +264,7 @@ pub fn tune_over(
     tuning: &Tuning,
     grid: Vec<Candidate>,
 ) -> Report {
-    let current_policy = current_candidate(pool);
+    let current_policy = current_candidate(pool, tuning.delay_minutes);
     let current_metrics = simulate::run(
         pool,
         budget,
