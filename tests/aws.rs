@@ -171,6 +171,7 @@ fn split_provider(url: &str, asg: &str, manage_split: bool) -> AwsProvider {
             endpoint_url: Some(url.into()),
             assume_role_arn: None,
             manage_split,
+            protect_from_scale_in: false,
         },
         sdk(url),
     )
@@ -346,6 +347,7 @@ fn asg_lifecycle_through_the_real_sdk() {
             endpoint_url: Some(moto.url.clone()),
             assume_role_arn: None,
             manage_split: false,
+            protect_from_scale_in: false,
         },
         aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
@@ -359,6 +361,85 @@ fn asg_lifecycle_through_the_real_sdk() {
         .block_on(provider(&moto.url, "web").describe())
         .unwrap_err();
     assert_eq!(err.kind(), "not_found", "the reset emptied moto");
+}
+
+/// Targeted scale-in through the real SDK: in-service instances are protected before a
+/// lower desired capacity goes out (so the group chooses none of them), and `remove`
+/// terminates exactly the named ones with the desired capacity lowered by as many,
+/// idempotently.
+#[test]
+fn remove_terminates_exactly_the_named_instances_and_protection_keeps_the_group_from_choosing() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    runtime().block_on(async {
+        create_group(&moto.url, "web", (0, 6, 4), &["m5.large"], false).await;
+        let p = AwsProvider::with_sdk_config(
+            AwsSettings {
+                region: REGION.into(),
+                asg: "web".into(),
+                endpoint_url: Some(moto.url.clone()),
+                assume_role_arn: None,
+                manage_split: false,
+                protect_from_scale_in: true,
+            },
+            sdk(&moto.url),
+        );
+        let ids = |d: &capstan_providers::PoolDescription| {
+            d.instances.iter().map(|i| i.id.clone()).collect::<Vec<_>>()
+        };
+        let before = ids(&p.describe().await.unwrap());
+        assert_eq!(before.len(), 4, "{before:?}");
+        // Lowering the desired capacity protects the in-service instances first: the
+        // group keeps every one of them (moto, like AWS, leaves protected instances).
+        p.apply(&CapacityTarget::on_demand(3)).await.unwrap();
+        let asg = aws_sdk_autoscaling::Client::new(&sdk(&moto.url));
+        let out = asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("web")
+            .send()
+            .await
+            .unwrap();
+        let g = &out.auto_scaling_groups()[0];
+        assert!(
+            g.instances()
+                .iter()
+                .all(|i| i.protected_from_scale_in() == Some(true)),
+            "{g:?}"
+        );
+        assert_eq!(ids(&p.describe().await.unwrap()), before);
+        p.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+
+        // Remove two by name, and one the group never had.
+        let asked = vec![
+            before[1].clone(),
+            before[3].clone(),
+            "i-0000000000000000f".into(),
+        ];
+        p.remove(&asked).await.unwrap();
+        let d = p.describe().await.unwrap();
+        assert_eq!(d.desired, 2, "lowered by exactly the two removed");
+        assert_eq!(ids(&d), vec![before[0].clone(), before[2].clone()]);
+        // Again (a retry, a new leader finishing it): nothing more goes.
+        p.remove(&asked).await.unwrap();
+        let d = p.describe().await.unwrap();
+        assert_eq!(
+            (d.desired, ids(&d)),
+            (2, vec![before[0].clone(), before[2].clone()])
+        );
+        // Behind a fence that refuses, nothing is sent.
+        struct Closed;
+        impl capstan_providers::Fence for Closed {
+            fn check(&self) -> Result<(), String> {
+                Err("not the leader".into())
+            }
+        }
+        let err = p
+            .submit_remove(&[before[0].clone()], &Closed)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "fenced");
+        assert_eq!(p.describe().await.unwrap().desired, 2);
+    });
 }
 
 /// An agent config with one aws pool; the workload metric `demand` comes from a local

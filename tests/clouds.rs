@@ -146,6 +146,58 @@ fn azure_uniform_scale_set_pages_its_vms_and_leaves_the_split_alone() {
     assert!(fake.seen().iter().all(|s| s.status == 200));
 }
 
+/// Targeted scale-in: the named VMs, and only those, are deleted through the scale set's
+/// `…/delete` (a Uniform set by `instanceId`, a Flexible one by VM name), its capacity
+/// drops by as many, and a name already gone (or never the set's) asks for nothing.
+#[test]
+fn azure_remove_deletes_exactly_the_named_vms() {
+    let dir = tempfile::tempdir().unwrap();
+    for flexible in [false, true] {
+        let fake = FakeArm::start(dir.path(), "web", 4, flexible, false);
+        let p = azure(&fake, "web", arm::CLIENT_SECRET, false);
+        runtime().block_on(async {
+            let names: Vec<String> = p
+                .describe()
+                .await
+                .unwrap()
+                .instances
+                .iter()
+                .map(|i| i.id.clone())
+                .collect();
+            assert_eq!(names.len(), 4);
+            let asked = vec![names[0].clone(), names[2].clone(), "web_elsewhere".into()];
+            p.remove(&asked).await.unwrap();
+            let d = p.describe().await.unwrap();
+            let left: Vec<&str> = d.instances.iter().map(|i| i.id.as_str()).collect();
+            assert_eq!(d.desired, 2);
+            assert_eq!(left, [names[1].as_str(), names[3].as_str()]);
+            // Again: every one is gone already, nothing is sent.
+            p.remove(&asked).await.unwrap();
+            let deletes: Vec<serde_json::Value> = fake
+                .seen()
+                .into_iter()
+                .filter(|s| s.method == "POST" && s.path.ends_with("/delete"))
+                .map(|s| {
+                    assert_eq!(s.status, 202);
+                    s.body
+                })
+                .collect();
+            let named = |n: &String| {
+                if flexible {
+                    n.clone()
+                } else {
+                    arm::instance_id(n)
+                }
+            };
+            assert_eq!(
+                deletes,
+                [serde_json::json!({"instanceIds": [named(&names[0]), named(&names[2])]})],
+                "flexible: {flexible}"
+            );
+        });
+    }
+}
+
 #[test]
 fn azure_location_polling_is_followed_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -292,6 +344,9 @@ fn arm_action(s: &arm::Seen) -> Option<&'static str> {
     }
     Some(match s.method.as_str() {
         "PATCH" => "Microsoft.Compute/virtualMachineScaleSets/write",
+        "POST" if p.ends_with("/delete") => {
+            "Microsoft.Compute/virtualMachineScaleSets/delete/action"
+        }
         _ if p.contains("/locations/") && p.contains("/operations/") => {
             "Microsoft.Compute/locations/operations/read"
         }
@@ -346,9 +401,11 @@ fn the_azure_role_grants_exactly_the_actions_the_calls_need() {
         runtime().block_on(async {
             p.describe().await.unwrap();
             p.apply(&split(2, 1)).await.unwrap();
+            let first = p.describe().await.unwrap().instances[0].id.clone();
+            p.remove(&[first]).await.unwrap();
         });
         for s in fake.seen() {
-            assert_eq!(s.status, 200, "{s:?}");
+            assert!(s.status == 200 || s.status == 202, "{s:?}");
             if let Some(a) = arm_action(&s) {
                 used.insert(a.to_owned());
             }
@@ -497,6 +554,61 @@ fn gke_errors_are_typed() {
     assert!(e.to_string().contains("invalid_grant"), "{e}");
 }
 
+/// Targeted scale-in: `deleteInstances` on the group of each named instance's zone,
+/// naming exactly those (skipping, not failing on, any already gone); each group's
+/// target size drops by as many; a removal repeated asks for nothing.
+#[test]
+fn gke_remove_deletes_exactly_the_named_instances_from_their_zones_groups() {
+    let fake = FakeGcp::start(vec![
+        pool("od", false, &ZONES, 2),
+        pool("spot", true, &ZONES, 1),
+    ]);
+    let rt = runtime();
+    let p = gke(&rt, &fake, "od", Some("spot"), gcp::REFRESH_TOKEN);
+    let od_a = gcp::group_name("od", ZONES[0]);
+    let od_b = gcp::group_name("od", ZONES[1]);
+    let spot_b = gcp::group_name("spot", ZONES[1]);
+    rt.block_on(async {
+        assert_eq!(p.describe().await.unwrap().desired, 6);
+        let asked = vec![
+            gcp::instance_name(&od_a, 1),
+            gcp::instance_name(&spot_b, 0),
+            "gke-prod-od-gone".to_owned(),
+        ];
+        p.remove(&asked).await.unwrap();
+        let d = p.describe().await.unwrap();
+        assert_eq!(d.desired, 4);
+        let mut left: Vec<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+        left.sort();
+        let mut want = vec![
+            gcp::instance_name(&od_a, 0),
+            gcp::instance_name(&od_b, 0),
+            gcp::instance_name(&od_b, 1),
+            gcp::instance_name(&gcp::group_name("spot", ZONES[0]), 0),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        p.remove(&asked).await.unwrap();
+        assert_eq!(p.describe().await.unwrap().desired, 4);
+    });
+    let deletes: Vec<serde_json::Value> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.rpc == "compute.instanceGroupManagers.deleteInstances")
+        .map(|s| {
+            assert_eq!(s.status, 200, "{s:?}");
+            s.body
+        })
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            serde_json::json!({"instances": [format!("zones/{}/instances/{}", ZONES[0], gcp::instance_name(&od_a, 1))], "skipInstancesOnValidationError": true}),
+            serde_json::json!({"instances": [format!("zones/{}/instances/{}", ZONES[1], gcp::instance_name(&spot_b, 0))], "skipInstancesOnValidationError": true}),
+        ]
+    );
+}
+
 #[test]
 fn the_gcp_role_grants_exactly_the_permissions_the_calls_need() {
     let text = std::fs::read_to_string(repo().join("packaging/iam/gcp-role.yaml")).unwrap();
@@ -533,6 +645,8 @@ fn the_gcp_role_grants_exactly_the_permissions_the_calls_need() {
     rt.block_on(async {
         p.describe().await.unwrap();
         p.apply(&split(4, 2)).await.unwrap();
+        let first = p.describe().await.unwrap().instances[0].id.clone();
+        p.remove(&[first]).await.unwrap();
     });
     let mut used = BTreeSet::new();
     for s in fake.seen() {

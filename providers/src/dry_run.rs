@@ -27,10 +27,14 @@ pub struct DryRunProvider {
 }
 
 /// The pool's size as the state file keeps it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Stored {
     capacity: u32,
     on_demand: u32,
+    /// The numbers of the instances removed by name: never used again, as a cloud
+    /// never gives a new instance an old one's id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<u32>,
 }
 
 /// One line of the state file's log: an applied target, by whom, and the size before.
@@ -62,7 +66,9 @@ fn io_error(path: &Path, e: &dyn std::fmt::Display) -> ProviderError {
 #[derive(Debug)]
 struct State {
     target: CapacityTarget,
+    removed: Vec<u32>,
     applied: Vec<CapacityTarget>,
+    removals: Vec<Vec<String>>,
 }
 
 impl DryRunProvider {
@@ -74,7 +80,9 @@ impl DryRunProvider {
             max,
             state: Mutex::new(State {
                 target: CapacityTarget::on_demand(initial),
+                removed: Vec::new(),
                 applied: Vec::new(),
+                removals: Vec::new(),
             }),
             file: None,
             instance_type: None,
@@ -96,30 +104,68 @@ impl DryRunProvider {
         self
     }
 
-    /// The target in force: the state file's, when there is one.
-    fn current(&self) -> Result<CapacityTarget, ProviderError> {
+    /// The target in force and the numbers removed: the state file's, when there is
+    /// one.
+    fn current(&self) -> Result<(CapacityTarget, Vec<u32>), ProviderError> {
+        let here = || {
+            let state = self.lock();
+            (state.target, state.removed.clone())
+        };
         let Some(path) = &self.file else {
-            return Ok(self.lock().target);
+            return Ok(here());
         };
         match std::fs::read(path) {
             Ok(bytes) => {
                 let s: Stored = serde_json::from_slice(&bytes).map_err(|e| io_error(path, &e))?;
-                Ok(CapacityTarget {
+                let target = CapacityTarget {
                     capacity: s.capacity,
                     on_demand: s.on_demand.min(s.capacity),
                     emergency: false,
-                })
+                };
+                Ok((target, s.removed))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.lock().target),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(here()),
             Err(e) => Err(io_error(path, &e)),
         }
     }
 
+    /// The pool's instances: numbered from 0, skipping removed numbers, the first
+    /// `on_demand` of them on-demand.
+    fn instances(&self, target: &CapacityTarget, removed: &[u32]) -> Vec<Instance> {
+        (0u32..)
+            .filter(|i| !removed.contains(i))
+            .take(target.capacity as usize)
+            .enumerate()
+            .map(|(k, i)| Instance {
+                id: self.id(i),
+                lifecycle: Lifecycle::InService,
+                health: Health::Healthy,
+                instance_type: self.instance_type.clone(),
+                zone: None,
+                market: if (k as u32) < target.on_demand {
+                    Market::OnDemand
+                } else {
+                    Market::Spot
+                },
+            })
+            .collect()
+    }
+
+    fn id(&self, number: u32) -> String {
+        format!("dry-run-{}-{number}", self.pool)
+    }
+
     /// Writes `target` to the state file (whole, by rename) and appends it to the log.
-    fn store(path: &Path, from: u32, target: &CapacityTarget) -> Result<(), ProviderError> {
+    fn store(
+        path: &Path,
+        from: u32,
+        target: &CapacityTarget,
+        removed: &[u32],
+    ) -> Result<(), ProviderError> {
         let stored = Stored {
             capacity: target.capacity,
             on_demand: target.on_demand,
+            removed: removed.to_vec(),
         };
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{}.tmp", std::process::id()));
@@ -148,6 +194,11 @@ impl DryRunProvider {
         self.lock().applied.clone()
     }
 
+    /// Every removal asked for so far (the ids named), oldest first.
+    pub fn removals(&self) -> Vec<Vec<String>> {
+        self.lock().removals.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep using it.
         self.state
@@ -163,21 +214,8 @@ impl NodePoolProvider for DryRunProvider {
     }
 
     async fn describe(&self) -> Result<PoolDescription, ProviderError> {
-        let t = self.current()?;
-        let instances = (0..t.capacity)
-            .map(|i| Instance {
-                id: format!("dry-run-{}-{i}", self.pool),
-                lifecycle: Lifecycle::InService,
-                health: Health::Healthy,
-                instance_type: self.instance_type.clone(),
-                zone: None,
-                market: if i < t.on_demand {
-                    Market::OnDemand
-                } else {
-                    Market::Spot
-                },
-            })
-            .collect();
+        let (t, removed) = self.current()?;
+        let instances = self.instances(&t, &removed);
         Ok(PoolDescription {
             steps: Default::default(),
             min: self.min,
@@ -196,13 +234,42 @@ impl NodePoolProvider for DryRunProvider {
                 ),
             });
         }
+        let (from, removed) = self.current()?;
         if let Some(path) = &self.file {
-            let from = self.current()?.capacity;
-            Self::store(path, from, target)?;
+            Self::store(path, from.capacity, target, &removed)?;
         }
         let mut state = self.lock();
         state.target = *target;
+        state.removed = removed;
         state.applied.push(*target);
+        Ok(())
+    }
+
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
+        let (from, mut removed) = self.current()?;
+        let instances = self.instances(&from, &removed);
+        let mut target = from;
+        for inst in instances.iter().filter(|i| ids.contains(&i.id)) {
+            let number = inst
+                .id
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u32::MAX);
+            removed.push(number);
+            target.capacity -= 1;
+            if inst.market == Market::OnDemand {
+                target.on_demand -= 1;
+            }
+        }
+        removed.sort_unstable();
+        if let Some(path) = &self.file {
+            Self::store(path, from.capacity, &target, &removed)?;
+        }
+        let mut state = self.lock();
+        state.target = target;
+        state.removed = removed;
+        state.removals.push(ids.to_vec());
         Ok(())
     }
 }
@@ -242,6 +309,52 @@ mod tests {
             p.apply(&bad).await,
             Err(ProviderError::Validation { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn removes_exactly_the_named_instances_and_never_reuses_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.json");
+        let a = DryRunProvider::new("web", 4, 0, 10).with_state_file(path.clone());
+        a.apply(&CapacityTarget {
+            capacity: 4,
+            on_demand: 2,
+            emergency: false,
+        })
+        .await
+        .unwrap();
+        let ids =
+            |d: &PoolDescription| d.instances.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        // One on-demand, one spot, and one the pool never had.
+        let asked = vec![
+            "dry-run-web-1".to_owned(),
+            "dry-run-web-3".to_owned(),
+            "i-elsewhere".to_owned(),
+        ];
+        a.remove(&asked).await.unwrap();
+        let b = DryRunProvider::new("web", 4, 0, 10).with_state_file(path.clone());
+        let d = b.describe().await.unwrap();
+        assert_eq!(d.desired, 2);
+        assert_eq!(ids(&d), ["dry-run-web-0", "dry-run-web-2"]);
+        assert_eq!(
+            d.instances.iter().map(|i| i.market).collect::<Vec<_>>(),
+            [Market::OnDemand, Market::Spot]
+        );
+        // Again: those are gone already, nothing more goes.
+        b.remove(&asked).await.unwrap();
+        assert_eq!(a.describe().await.unwrap().desired, 2);
+        // Growing again gives new ids, never the removed ones.
+        a.apply(&CapacityTarget::on_demand(4)).await.unwrap();
+        assert_eq!(
+            ids(&b.describe().await.unwrap()),
+            [
+                "dry-run-web-0",
+                "dry-run-web-2",
+                "dry-run-web-4",
+                "dry-run-web-5"
+            ]
+        );
+        assert_eq!(a.removals(), vec![asked]);
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ struct Inner {
     description: PoolDescription,
     describe_calls: usize,
     apply_calls: Vec<CapacityTarget>,
+    remove_calls: Vec<Vec<String>>,
     next_describe_err: VecDeque<ProviderError>,
     next_apply_err: VecDeque<ProviderError>,
     /// For each of the next submits: it starts an operation that answers "running" to
@@ -40,6 +41,7 @@ impl FakeProvider {
                 description,
                 describe_calls: 0,
                 apply_calls: Vec::new(),
+                remove_calls: Vec::new(),
                 next_describe_err: VecDeque::new(),
                 next_apply_err: VecDeque::new(),
                 next_operations: VecDeque::new(),
@@ -81,6 +83,11 @@ impl FakeProvider {
         self.lock().apply_calls.clone()
     }
 
+    /// Every id list `remove` was called with, including failed calls.
+    pub fn remove_calls(&self) -> Vec<Vec<String>> {
+        self.lock().remove_calls.clone()
+    }
+
     /// How often `describe` was called.
     pub fn describe_calls(&self) -> usize {
         self.lock().describe_calls
@@ -96,6 +103,7 @@ impl FakeProvider {
         let mut inner = self.lock();
         inner.describe_calls = 0;
         inner.apply_calls.clear();
+        inner.remove_calls.clear();
         inner.next_apply_err.clear();
         inner.next_describe_err.clear();
         inner.next_operations.clear();
@@ -136,18 +144,33 @@ impl NodePoolProvider for FakeProvider {
     ) -> Result<Applied, ProviderError> {
         fence.admit()?;
         self.apply(target).await?;
+        Ok(self.lock().started())
+    }
+
+    /// Removes the named instances the description holds and lowers its desired
+    /// capacity by as many; errors queued with `fail_next_apply` come first.
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
         let mut inner = self.lock();
-        Ok(match inner.next_operations.pop_front() {
-            Some(polls) => {
-                let id = format!("op-{}", inner.apply_calls.len());
-                inner.operations.push((id.clone(), polls));
-                Applied::Running(OperationHandle {
-                    id,
-                    via: String::new(),
-                })
-            }
-            None => Applied::Done,
-        })
+        inner.remove_calls.push(ids.to_vec());
+        if let Some(err) = inner.next_apply_err.pop_front() {
+            return Err(err);
+        }
+        let d = &mut inner.description;
+        let before = d.instances.len();
+        d.instances.retain(|i| !ids.contains(&i.id));
+        let gone = u32::try_from(before - d.instances.len()).unwrap_or(u32::MAX);
+        d.desired = d.desired.saturating_sub(gone);
+        Ok(())
+    }
+
+    async fn submit_remove(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        fence.admit()?;
+        self.remove(ids).await?;
+        Ok(self.lock().started())
     }
 
     async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
@@ -168,6 +191,24 @@ impl NodePoolProvider for FakeProvider {
         }
         *left -= 1;
         Ok(Applied::Running(op.clone()))
+    }
+}
+
+impl Inner {
+    /// What a submission that the cloud accepted started: an operation, when one was
+    /// queued with `run_next_apply_as_operation`.
+    fn started(&mut self) -> Applied {
+        match self.next_operations.pop_front() {
+            Some(polls) => {
+                let id = format!("op-{}", self.apply_calls.len() + self.remove_calls.len());
+                self.operations.push((id.clone(), polls));
+                Applied::Running(OperationHandle {
+                    id,
+                    via: String::new(),
+                })
+            }
+            None => Applied::Done,
+        }
     }
 }
 

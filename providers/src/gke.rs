@@ -21,6 +21,12 @@
 //!   plans within them. A target that is not a multiple anyway (the tools) is rounded
 //!   up per zone, so the pool never holds less than asked. Nothing is sent when every
 //!   group already has that size.
+//! - remove: `instanceGroupManagers.deleteInstances` on each zone's group that holds
+//!   some of the named instances (read fresh; `skipInstancesOnValidationError`, so
+//!   one already gone or being deleted is skipped, as removed), which lowers the
+//!   group's target size by as many. Compute marks that operation done once the
+//!   deletion is scheduled, so the call is done when it is accepted; the instances
+//!   then show as deleting in `listManagedInstances`.
 //! - errors: HTTP 429 `throttled`; `RESOURCE_EXHAUSTED` (a stockout or quota, also
 //!   inside a failed operation) `insufficient_capacity`; 404 `not_found`;
 //!   401/403 and credentials that cannot be had `auth`; `FAILED_PRECONDITION` (another
@@ -68,6 +74,10 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     (
         "compute.instanceGroupManagers.listManagedInstances",
         "compute.instanceGroupManagers.get",
+    ),
+    (
+        "compute.instanceGroupManagers.deleteInstances",
+        "compute.instanceGroupManagers.update",
     ),
 ];
 
@@ -291,6 +301,59 @@ impl GkeProvider {
         })
     }
 
+    /// `deleteInstances` on each group holding some of `ids`, behind `fence`.
+    async fn delete_instances(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<(), ProviderError> {
+        let clients = self.clients().await?;
+        for (node_pool, is_spot_pool) in self.node_pools() {
+            let (groups, spot) = self.node_pool(node_pool).await?;
+            for g in &groups {
+                let mut members = Vec::new();
+                self.managed_instances(g, spot || is_spot_pool, &mut members)
+                    .await?;
+                let named: Vec<String> = members
+                    .iter()
+                    .filter(|i| i.lifecycle != Lifecycle::Terminating && ids.contains(&i.id))
+                    .map(|i| format!("zones/{}/instances/{}", g.zone, i.id))
+                    .collect();
+                if named.is_empty() {
+                    continue;
+                }
+                // What was seen is stale from here on, whatever the outcome.
+                self.seen.lock().await.clear();
+                fence.admit()?;
+                let op = clients
+                    .compute
+                    .delete_instances()
+                    .set_project(&g.project)
+                    .set_zone(&g.zone)
+                    .set_instance_group_manager(&g.name)
+                    .set_body(
+                        google_cloud_compute_v1::model::InstanceGroupManagersDeleteInstancesRequest::new()
+                            .set_instances(named)
+                            .set_skip_instances_on_validation_error(true),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| map_error(&e, &g.name))?;
+                if let Some(e) = op.error.as_ref().and_then(|e| e.errors.first()) {
+                    return Err(ProviderError::Validation {
+                        message: format!(
+                            "{}: deleteInstances failed: {} {}",
+                            g.name,
+                            e.code.as_deref().unwrap_or(""),
+                            e.message.as_deref().unwrap_or("")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Where an operation stands: done (or failed, as its error), or still running.
     fn state_of(
         op: &google_cloud_container_v1::model::Operation,
@@ -468,6 +531,19 @@ impl NodePoolProvider for GkeProvider {
 
     async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
         self.look(op).await
+    }
+
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
+        self.delete_instances(ids, &Unfenced).await
+    }
+
+    async fn submit_remove(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        self.delete_instances(ids, fence).await?;
+        Ok(Applied::Done)
     }
 }
 

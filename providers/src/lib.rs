@@ -7,13 +7,17 @@
 //! against a [`Fence`] right before it goes out, and returns once the cloud has
 //! accepted them: [`Applied::Done`] where the call completes when it returns (AWS), or
 //! [`Applied::Running`] with an [`OperationHandle`] that later passes
-//! [`poll`](NodePoolProvider::poll) (an Azure scale-set update, a GKE resize). Errors are a
+//! [`poll`](NodePoolProvider::poll) (an Azure scale-set update, a GKE resize). A pool
+//! is shrunk by name with [`remove`](NodePoolProvider::remove) (and its fenced
+//! [`submit_remove`](NodePoolProvider::submit_remove)): exactly the instances the agent
+//! chose and drained go, and the desired capacity drops by as many. Errors are a
 //! typed [`ProviderError`] whose variants the agent branches on. Each cloud lives
 //! behind its own cargo feature; [`dry_run::DryRunProvider`] records what it is told
 //! and acts on nothing, and [`fake::FakeProvider`] is the recording fake for tests.
 //!
 //! **Invariant:** actuation is declarative. A provider is only ever told an absolute
-//! capacity and on-demand/spot split, never a delta, so a repeated call is harmless.
+//! capacity and on-demand/spot split, never a delta, so a repeated call is harmless;
+//! a removal names instances, and an instance already gone counts as removed.
 //! **Invariant:** providers never read telemetry.
 
 #[cfg(feature = "aws")]
@@ -328,6 +332,36 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
     ) -> Result<Applied, ProviderError> {
         fence.admit()?;
         self.apply(target).await.map(|()| Applied::Done)
+    }
+
+    /// Terminates exactly the instances `ids` and lowers the pool's desired capacity by
+    /// as many, so the cloud replaces none of them and chooses no other: targeted
+    /// scale-in, after the agent drained them. Idempotent: an id the pool no longer
+    /// holds (already gone, or never its) counts as removed, so a retry or a new
+    /// leader finishing the same removal asks for nothing twice. Follows any operation
+    /// the cloud starts until it ends (the tools and provider tests; the agent's pass
+    /// uses [`NodePoolProvider::submit_remove`]). The default refuses: a provider that
+    /// cannot name what it removes is only ever told a capacity.
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported {
+            message: format!(
+                "the {} provider cannot remove named instances ({} asked)",
+                self.kind(),
+                ids.len()
+            ),
+        })
+    }
+
+    /// Sends what `remove` sends, checking `fence` right before each mutating request,
+    /// and returns once the cloud has accepted it, as [`NodePoolProvider::submit`]
+    /// does. The default is `remove` behind one check.
+    async fn submit_remove(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        fence.admit()?;
+        self.remove(ids).await.map(|()| Applied::Done)
     }
 
     /// How the operation behind `op` is going: [`Applied::Done`] once it succeeded,

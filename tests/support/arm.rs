@@ -87,12 +87,21 @@ impl ScaleSet {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Operation {
     polls_left: u32,
     capacity: Option<u32>,
     mix: Option<(u32, u32)>,
     fail: Option<&'static str>,
+    /// VM names a `…/delete` removes when it ends.
+    delete: Vec<String>,
+}
+
+/// A Uniform VM's `instanceId`: stable for its life, as Azure's are (the number its
+/// name ends with).
+pub fn instance_id(name: &str) -> String {
+    let hex = name.rsplit('_').next().unwrap_or_default();
+    u32::from_str_radix(hex, 16).unwrap_or(0).to_string()
 }
 
 #[derive(Debug)]
@@ -411,6 +420,7 @@ fn route(
             }
             response
         }
+        (Method::POST, p) if p == format!("{set_path}/delete") => delete(s, body),
         (Method::GET, p) if p.starts_with(&ops_prefix) => {
             let id = &p[ops_prefix.len()..];
             poll(s, id)
@@ -464,16 +474,16 @@ fn uniform_vms(s: &ArmState, from: usize) -> Value {
         .enumerate()
         .skip(from)
         .take(2)
-        .map(|(i, (name, _))| {
+        .map(|(_, (name, _))| {
             json!({
                 "name": name,
-                "id": format!("{path}/virtualMachines/{i}"),
+                "id": format!("{path}/virtualMachines/{}", instance_id(name)),
                 "type": "Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
-                "instanceId": i.to_string(),
+                "instanceId": instance_id(name),
                 "location": "westus",
                 "sku": {"name": "Standard_D2s_v3", "tier": "Standard"},
                 "zones": ["1"],
-                "properties": {"latestModelApplied": true, "provisioningState": "Succeeded", "vmId": format!("vm-{i}")},
+                "properties": {"latestModelApplied": true, "provisioningState": "Succeeded", "vmId": format!("vm-{}", instance_id(name))},
             })
         })
         .collect();
@@ -588,20 +598,14 @@ fn patch(s: &mut ArmState, body: &[u8]) -> Response {
         Some(PatchFault::FailOperation(code)) => fail = Some(code),
         None => {}
     }
-    s.next_op += 1;
-    let id = format!("{:08x}-0000-4000-8000-{:012x}", s.next_op, s.next_op);
-    s.ops.insert(
-        id.clone(),
+    let async_op = start(
+        s,
         Operation {
-            polls_left: s.polls,
             capacity: capacity.map(|c| c as u32),
             mix,
             fail,
+            ..Default::default()
         },
-    );
-    let async_op = format!(
-        "{}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/westus/operations/{id}?api-version={API_VERSION}",
-        s.base
     );
     if s.location_polling {
         return (
@@ -620,6 +624,79 @@ fn patch(s: &mut ArmState, body: &[u8]) -> Response {
             ("content-type", "application/json".to_owned()),
         ],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// Starts an operation; its status URL.
+fn start(s: &mut ArmState, op: Operation) -> String {
+    s.next_op += 1;
+    let id = format!("{:08x}-0000-4000-8000-{:012x}", s.next_op, s.next_op);
+    s.ops.insert(
+        id.clone(),
+        Operation {
+            polls_left: s.polls,
+            ..op
+        },
+    );
+    format!(
+        "{}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/westus/operations/{id}?api-version={API_VERSION}",
+        s.base
+    )
+}
+
+/// `VirtualMachineScaleSets_DeleteInstances`: `{"instanceIds": [...]}` (a Uniform
+/// set's instance ids, a Flexible set's VM names), every one the set's; 202 with the
+/// operation to poll, which deletes them and lowers the capacity by as many.
+fn delete(s: &mut ArmState, body: &[u8]) -> Response {
+    let ids: Option<Vec<String>> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.as_object().filter(|o| o.len() == 1).cloned())
+        .and_then(|o| o.get("instanceIds").cloned())
+        .and_then(|v| serde_json::from_value(v).ok());
+    let Some(ids) = ids.filter(|ids| !ids.is_empty()) else {
+        return arm_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "the body must be {\"instanceIds\": [...]}",
+        );
+    };
+    let flexible = s.set.flexible;
+    let mut names = Vec::new();
+    for id in &ids {
+        let found = s.set.vms.iter().find(|(name, _)| {
+            if flexible {
+                name == id
+            } else {
+                instance_id(name) == *id
+            }
+        });
+        match found {
+            Some((name, _)) => names.push(name.clone()),
+            None => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameter",
+                    &format!("instance id {id} is not in the scale set"),
+                );
+            }
+        }
+    }
+    let async_op = start(
+        s,
+        Operation {
+            delete: names,
+            ..Default::default()
+        },
+    );
+    let header = if s.location_polling {
+        "location"
+    } else {
+        "azure-asyncoperation"
+    };
+    (
+        StatusCode::ACCEPTED,
+        [(header, async_op), ("retry-after", "0".to_owned())],
     )
         .into_response()
 }
@@ -651,6 +728,10 @@ fn poll(s: &mut ArmState, id: &str) -> Response {
     }
     if let Some(c) = op.capacity {
         s.set.capacity = c;
+    }
+    if !op.delete.is_empty() {
+        s.set.vms.retain(|(name, _)| !op.delete.contains(name));
+        s.set.capacity = s.set.vms.len() as u32;
     }
     if op.mix.is_some() {
         s.set.mix = op.mix;

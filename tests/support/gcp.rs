@@ -7,7 +7,7 @@
 //! the bearer token, the method and path of each RPC, and `setSize`'s body. A request
 //! it does not expect is answered 400 and recorded, so a wrong call fails the test.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -66,6 +66,33 @@ pub struct GcpState {
     pub seen: Vec<Seen>,
     ops: BTreeMap<String, Operation>,
     next_op: u32,
+    /// Per group: the numbers of its instances deleted by name (never reused).
+    deleted: BTreeMap<String, BTreeSet<u32>>,
+    /// Per group: instances deleted by name since its node pool was last resized
+    /// (its target size is the node pool's per-zone size less these).
+    shrunk: BTreeMap<String, u32>,
+}
+
+impl GcpState {
+    /// A group's target size.
+    fn target_size(&self, p: &NodePool, igm: &str) -> u32 {
+        p.per_zone
+            .saturating_sub(self.shrunk.get(igm).copied().unwrap_or(0))
+    }
+
+    /// A group's instance numbers: from 0, skipping deleted ones.
+    fn members(&self, p: &NodePool, igm: &str) -> Vec<u32> {
+        let deleted = self.deleted.get(igm);
+        (0u32..)
+            .filter(|i| deleted.is_none_or(|d| !d.contains(i)))
+            .take(self.target_size(p, igm) as usize)
+            .collect()
+    }
+}
+
+/// An instance's name in group `igm`.
+pub fn instance_name(igm: &str, number: u32) -> String {
+    format!("{igm}-{number:04x}")
 }
 
 pub struct FakeGcp {
@@ -98,6 +125,8 @@ impl FakeGcp {
             seen: Vec::new(),
             ops: BTreeMap::new(),
             next_op: 0,
+            deleted: BTreeMap::new(),
+            shrunk: BTreeMap::new(),
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -371,6 +400,10 @@ fn route(
         }
         if let Some(p) = s.pools.iter_mut().find(|p| p.name == op.node_pool) {
             p.per_zone = op.per_zone;
+            let groups: Vec<String> = p.zones.iter().map(|z| group_name(&p.name, z)).collect();
+            for g in groups {
+                s.shrunk.remove(&g);
+            }
         }
         return (rpc, ok(operation_body(id, "DONE", None)));
     }
@@ -385,8 +418,11 @@ fn route(
                     .any(|z| group_name(&p.name, z) == igm && z == zone)
             });
             let list = parts.get(3) == Some(&"listManagedInstances");
+            let delete = parts.get(3) == Some(&"deleteInstances");
             let rpc = if list {
                 "compute.instanceGroupManagers.listManagedInstances"
+            } else if delete {
+                "compute.instanceGroupManagers.deleteInstances"
             } else {
                 "compute.instanceGroupManagers.get"
             };
@@ -396,10 +432,15 @@ fn route(
                     google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such group"),
                 );
             };
+            if delete && method == Method::POST {
+                return (rpc.into(), delete_instances(s, zone, igm, body));
+            }
             if list && method == Method::POST {
-                let instances: Vec<Value> = (0..p.per_zone)
+                let instances: Vec<Value> = s
+                    .members(p, igm)
+                    .into_iter()
                     .map(|i| {
-                        let name = format!("{igm}-{i:04x}");
+                        let name = instance_name(igm, i);
                         json!({
                             "instance": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{zone}/instances/{name}"),
                             "name": name,
@@ -418,7 +459,7 @@ fn route(
                         "kind": "compute#instanceGroupManager",
                         "name": igm,
                         "zone": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{zone}"),
-                        "targetSize": p.per_zone,
+                        "targetSize": s.target_size(p, igm),
                         "baseInstanceName": format!("gke-{CLUSTER}-{}", p.name),
                         "status": {"isStable": true},
                         "currentActions": {"none": p.per_zone, "creating": 0, "deleting": 0},
@@ -435,6 +476,74 @@ fn route(
             &format!("the fake does not serve {method} {path}"),
         ),
     )
+}
+
+/// `instanceGroupManagers.deleteInstances`: `instances` as `zones/Z/instances/N` (or
+/// full) URLs of this zone; with `skipInstancesOnValidationError`, one that is not a
+/// member is skipped, else the call fails. The group's target size drops by as many;
+/// the operation is DONE once the deletion is scheduled, as Compute documents.
+fn delete_instances(s: &mut GcpState, zone: &str, igm: &str, body: &Value) -> Response {
+    let skip = body["skipInstancesOnValidationError"].as_bool() == Some(true);
+    let Some(urls) = body["instances"].as_array().filter(|a| !a.is_empty()) else {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "instances is required",
+        );
+    };
+    let Some(p) = s
+        .pools
+        .iter()
+        .find(|p| p.zones.iter().any(|z| group_name(&p.name, z) == igm))
+    else {
+        return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such group");
+    };
+    let members = s.members(p, igm);
+    let mut gone = Vec::new();
+    for url in urls {
+        let url = url.as_str().unwrap_or_default();
+        let Some((z, name)) = url
+            .split_once("zones/")
+            .and_then(|(_, rest)| rest.split_once("/instances/"))
+        else {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                &format!("malformed instance URL {url}"),
+            );
+        };
+        if z != zone {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                &format!("{url} is not in zone {zone}"),
+            );
+        }
+        let member = members.iter().find(|i| instance_name(igm, **i) == name);
+        match (member, skip) {
+            (Some(i), _) => gone.push(*i),
+            (None, true) => {}
+            (None, false) => {
+                return google_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    &format!("{url} is not a member of {igm}"),
+                );
+            }
+        }
+    }
+    *s.shrunk.entry(igm.to_owned()).or_default() += gone.len() as u32;
+    s.deleted.entry(igm.to_owned()).or_default().extend(gone);
+    s.next_op += 1;
+    ok(json!({
+        "kind": "compute#operation",
+        "name": format!("operation-{}", s.next_op),
+        "zone": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{zone}"),
+        "operationType": "compute.instanceGroupManagers.deleteInstances",
+        "targetLink": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{zone}/instanceGroupManagers/{igm}"),
+        "status": "DONE",
+        "progress": 100,
+    }))
 }
 
 pub fn group_name(pool: &str, zone: &str) -> String {

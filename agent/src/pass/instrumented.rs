@@ -88,6 +88,19 @@ impl NodePoolProvider for Instrumented {
             .await
     }
 
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
+        self.observe("remove", self.inner.remove(ids)).await
+    }
+
+    async fn submit_remove(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        self.observe("remove", self.inner.submit_remove(ids, fence))
+            .await
+    }
+
     async fn poll(&self, op: &OperationHandle) -> Result<Applied, ProviderError> {
         self.observe("poll", self.inner.poll(op)).await
     }

@@ -15,8 +15,15 @@
 //!   leaves the group's distribution as it is. An emergency above the group's
 //!   `MaxSize` raises it, after recording the old value in the group's tag
 //!   [`MAX_BEFORE_EMERGENCY_TAG`]; once a target is back under it, `MaxSize` returns
-//!   to it and the tag is deleted (by whichever leader sees that). Each mutating
-//!   request is checked against the agent's fence right before it is sent.
+//!   to it and the tag is deleted (by whichever leader sees that). Where Capstan
+//!   chooses the instances that leave (`protect_from_scale_in`), the in-service
+//!   instances not yet protected are protected from scale-in first
+//!   (`SetInstanceProtection`), so a lower desired capacity never lets the group
+//!   choose. Each mutating request is checked against the agent's fence right before
+//!   it is sent.
+//! - remove: `TerminateInstanceInAutoScalingGroup` with
+//!   `ShouldDecrementDesiredCapacity=true` for each named instance the group still
+//!   holds (protection does not stop it); one already gone counts as removed.
 //! - spot price: `DescribeSpotPriceHistory` for the group's types and zones, the latest
 //!   price per type and zone, averaged; cached for [`PRICE_TTL`].
 //! - instance types: `DescribeInstanceTypes`, cached for the provider's life.
@@ -50,6 +57,8 @@ pub const OPERATIONS: &[&str] = &[
     "autoscaling:UpdateAutoScalingGroup",
     "autoscaling:CreateOrUpdateTags",
     "autoscaling:DeleteTags",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "autoscaling:SetInstanceProtection",
     #[cfg(feature = "aws-ec2")]
     "ec2:DescribeInstances",
     #[cfg(feature = "aws-ec2")]
@@ -72,6 +81,10 @@ pub struct AwsSettings {
     /// Whether Capstan sets the group's on-demand/spot split (the pool has spot
     /// settings); otherwise the group's own `InstancesDistribution` stays as it is.
     pub manage_split: bool,
+    /// Whether Capstan chooses the instances that leave (targeted scale-in): its
+    /// in-service instances are then protected from scale-in before any lower desired
+    /// capacity is sent, so the group itself never chooses one.
+    pub protect_from_scale_in: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +109,8 @@ struct Group {
     types: BTreeSet<String>,
     #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
     zones: BTreeSet<String>,
+    /// In-service instances not protected from scale-in.
+    unprotected: Vec<String>,
 }
 
 /// An Auto Scaling Group as a node pool.
@@ -190,6 +205,15 @@ impl AwsProvider {
             });
         };
         let count = |v: Option<i32>| u32::try_from(v.unwrap_or(0)).unwrap_or(0);
+        let unprotected = g
+            .instances()
+            .iter()
+            .filter(|i| {
+                lifecycle(i.lifecycle_state()) == Lifecycle::InService
+                    && i.protected_from_scale_in() != Some(true)
+            })
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect();
         let mut instances: Vec<Instance> = g
             .instances()
             .iter()
@@ -255,6 +279,7 @@ impl AwsProvider {
             mixed,
             types,
             zones,
+            unprotected,
         };
         Ok((description, group))
     }
@@ -475,6 +500,7 @@ impl AwsProvider {
             fence.admit()?;
             self.tag_max_before_emergency(None).await?;
         }
+        self.protect(&group.unprotected, fence).await?;
         fence.admit()?;
         clients
             .asg
@@ -487,6 +513,78 @@ impl AwsProvider {
             .map_err(|e| map_error("SetDesiredCapacity", e))?;
         Ok(())
     }
+}
+
+impl AwsProvider {
+    /// Protects `ids` from scale-in, where Capstan chooses the instances that leave
+    /// (`protect_from_scale_in`), so a lower desired capacity never lets the group
+    /// choose: at most 50 ids a request, as the API takes.
+    async fn protect(&self, ids: &[String], fence: &dyn crate::Fence) -> Result<(), ProviderError> {
+        if !self.settings.protect_from_scale_in || ids.is_empty() {
+            return Ok(());
+        }
+        let clients = self.clients().await;
+        for chunk in ids.chunks(50) {
+            fence.admit()?;
+            clients
+                .asg
+                .set_instance_protection()
+                .auto_scaling_group_name(&self.settings.asg)
+                .set_instance_ids(Some(chunk.to_vec()))
+                .protected_from_scale_in(true)
+                .send()
+                .await
+                .map_err(|e| map_error("SetInstanceProtection", e))?;
+        }
+        // Read again before the next apply.
+        *self.group.lock().await = None;
+        Ok(())
+    }
+
+    /// `TerminateInstanceInAutoScalingGroup` with `ShouldDecrementDesiredCapacity` for
+    /// each of `ids` the group still holds (read fresh, so a retry or a new leader
+    /// finishing the same removal sends nothing twice), each behind `fence`.
+    async fn terminate(
+        &self,
+        ids: &[String],
+        fence: &dyn crate::Fence,
+    ) -> Result<(), ProviderError> {
+        let (description, group) = self.describe_group().await?;
+        *self.group.lock().await = Some(group);
+        let clients = self.clients().await;
+        let present = description
+            .instances
+            .iter()
+            .filter(|i| i.lifecycle != Lifecycle::Terminating && ids.contains(&i.id));
+        for instance in present {
+            fence.admit()?;
+            let sent = clients
+                .asg
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(&instance.id)
+                .should_decrement_desired_capacity(true)
+                .send()
+                .await;
+            // The desired capacity has changed (or may have): read again next time.
+            *self.group.lock().await = None;
+            match sent.map_err(|e| map_error("TerminateInstanceInAutoScalingGroup", e)) {
+                Ok(_) => {}
+                // Gone between the read and the call: removed, as asked.
+                Err(ProviderError::Validation { message }) if is_gone(&message) => {
+                    tracing::debug!(instance = %instance.id, %message, "already gone");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an AWS validation message says the instance is no longer the group's
+/// ("Instance Id not found - No managed instance found for instance ID …").
+fn is_gone(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("not found") || m.contains("no managed instance")
 }
 
 #[async_trait]
@@ -512,6 +610,21 @@ impl NodePoolProvider for AwsProvider {
     ) -> Result<crate::Applied, ProviderError> {
         // An Auto Scaling group takes a new desired capacity at once: nothing to follow.
         self.send_target(target, fence).await?;
+        Ok(crate::Applied::Done)
+    }
+
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
+        self.terminate(ids, &crate::Unfenced).await
+    }
+
+    async fn submit_remove(
+        &self,
+        ids: &[String],
+        fence: &dyn crate::Fence,
+    ) -> Result<crate::Applied, ProviderError> {
+        // Each termination is accepted at once; the group then drains the instance
+        // (its lifecycle hooks, if any) with the desired capacity already lowered.
+        self.terminate(ids, fence).await?;
         Ok(crate::Applied::Done)
     }
 

@@ -18,6 +18,11 @@
 //!   `Retry-After`. Nothing is sent when the set already has the target. The PATCH
 //!   carries `If-Match` with the ETag of the read it was planned from: a 412 (the set
 //!   changed since) is a conflict, not retried: the next pass reads and plans again.
+//! - remove: `POST …/virtualMachineScaleSets/{name}/delete` with the `instanceIds` of
+//!   the named VMs the set still holds (read fresh: a Uniform set's VM name maps to
+//!   its `instanceId`, a Flexible set's instance ids are its VM names), which deletes
+//!   them and lowers `sku.capacity` by as many; a long-running operation followed as
+//!   an update's is. A VM already gone or being deleted counts as removed.
 //! - errors: 429 is `throttled` with the server's `Retry-After`; `AllocationFailed`,
 //!   `SkuNotAvailable` and their kin are `insufficient_capacity`; 404 `not_found`;
 //!   401/403 and credentials that cannot be had `auth`; 409 and 5xx `transient`.
@@ -65,6 +70,7 @@ pub const MAX_CAPACITY: u32 = 1000;
 pub const OPERATIONS: &[&str] = &[
     "Microsoft.Compute/virtualMachineScaleSets/read",
     "Microsoft.Compute/virtualMachineScaleSets/write",
+    "Microsoft.Compute/virtualMachineScaleSets/delete/action",
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
     "Microsoft.Compute/virtualMachines/read",
     "Microsoft.Compute/locations/operations/read",
@@ -280,6 +286,17 @@ impl AzureProvider {
     }
 
     async fn instances(&self, seen: &Seen) -> Result<Vec<Instance>, ProviderError> {
+        Ok(self
+            .members(seen)
+            .await?
+            .into_iter()
+            .map(|(instance, _)| instance)
+            .collect())
+    }
+
+    /// The set's VMs, each with the id the scale set's own calls name it by (a
+    /// Uniform set's `instanceId`; a Flexible set's VM name).
+    async fn members(&self, seen: &Seen) -> Result<Vec<(Instance, String)>, ProviderError> {
         let s = &self.settings;
         let first = if seen.flexible {
             let mut url = self.url(&format!(
@@ -311,7 +328,12 @@ impl AzureProvider {
             }
             let page = self.get_json(url).await?;
             for vm in page["value"].as_array().into_iter().flatten() {
-                instances.push(parse_vm(vm, seen.spot_profile));
+                let instance = parse_vm(vm, seen.spot_profile);
+                let member = match vm["instanceId"].as_str() {
+                    Some(id) if !seen.flexible => id.to_owned(),
+                    _ => instance.id.clone(),
+                };
+                instances.push((instance, member));
             }
             if let Some(link) = page["nextLink"].as_str().filter(|l| !l.is_empty()) {
                 next = Some(Url::parse(link).map_err(|e| ProviderError::Transient {
@@ -439,6 +461,69 @@ impl AzureProvider {
     }
 }
 
+impl AzureProvider {
+    /// `POST …/delete` of the named VMs the set still holds, behind `fence`: what it
+    /// started, and the service's hint for when to poll. Nothing is sent when none of
+    /// them is left.
+    async fn send_removal(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<(Applied, Option<Duration>), ProviderError> {
+        let seen = self.scale_set().await?;
+        let members: Vec<String> = self
+            .members(&seen)
+            .await?
+            .into_iter()
+            .filter(|(vm, _)| vm.lifecycle != Lifecycle::Terminating && ids.contains(&vm.id))
+            .map(|(_, member)| member)
+            .collect();
+        if members.is_empty() {
+            return Ok((Applied::Done, None));
+        }
+        let url = self.url(&format!(
+            "{}/delete?api-version={API_VERSION}",
+            self.settings.resource_id()
+        ))?;
+        let mut request = Request::new(url, Method::Post);
+        request.insert_header("content-type", "application/json");
+        request.set_body(json!({ "instanceIds": members }).to_string());
+        // The capacity changes: what was seen is stale, whatever the outcome.
+        *self.seen.lock().await = None;
+        fence.admit()?;
+        let response = self.success(self.send(request).await?)?;
+        Ok(match Self::operation_of(&response) {
+            Some(op) => (Applied::Running(op), retry_after(&response)),
+            None => (Applied::Done, None),
+        })
+    }
+
+    /// Follows what a submission started to its end, at the server's `Retry-After`,
+    /// for at most `operation_timeout` (the tools; the agent's pass polls instead).
+    async fn follow(
+        &self,
+        (mut applied, mut hint): (Applied, Option<Duration>),
+        what: &str,
+    ) -> Result<(), ProviderError> {
+        let mut waited = Duration::ZERO;
+        while let Applied::Running(op) = applied {
+            let pause = hint.unwrap_or(DEFAULT_POLL).clamp(MIN_POLL, MAX_POLL);
+            if waited + pause > self.settings.operation_timeout {
+                return Err(ProviderError::Transient {
+                    message: format!(
+                        "the scale set's {what} was still running after {}s; the next pass sees its outcome",
+                        self.settings.operation_timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            (applied, hint) = self.look(&op).await?;
+        }
+        Ok(())
+    }
+}
+
 /// How an operation handle is polled: its `Azure-AsyncOperation` status URL, or its
 /// `Location` URL.
 const VIA_STATUS: &str = "azure-asyncoperation";
@@ -476,23 +561,21 @@ impl NodePoolProvider for AzureProvider {
     async fn apply(&self, target: &CapacityTarget) -> Result<(), ProviderError> {
         // The operation is followed to its end here (the tools); the agent's pass
         // submits and polls instead.
-        let (mut applied, mut hint) = self.send_target(target, &Unfenced).await?;
-        let mut waited = Duration::ZERO;
-        while let Applied::Running(op) = applied {
-            let pause = hint.unwrap_or(DEFAULT_POLL).clamp(MIN_POLL, MAX_POLL);
-            if waited + pause > self.settings.operation_timeout {
-                return Err(ProviderError::Transient {
-                    message: format!(
-                        "the scale set's update was still running after {}s; the next pass sees its outcome",
-                        self.settings.operation_timeout.as_secs()
-                    ),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            waited += pause;
-            (applied, hint) = self.look(&op).await?;
-        }
-        Ok(())
+        let started = self.send_target(target, &Unfenced).await?;
+        self.follow(started, "update").await
+    }
+
+    async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
+        let started = self.send_removal(ids, &Unfenced).await?;
+        self.follow(started, "deletion").await
+    }
+
+    async fn submit_remove(
+        &self,
+        ids: &[String],
+        fence: &dyn Fence,
+    ) -> Result<Applied, ProviderError> {
+        Ok(self.send_removal(ids, fence).await?.0)
     }
 
     async fn submit(
