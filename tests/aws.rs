@@ -1232,3 +1232,210 @@ targets = [{{ metric = "cpu.utilization", value = 100 }}]
         steps_down[steps_down.len() - 1].as_secs_f64()
     );
 }
+
+/// Targeted scale-in end to end, on moto with real etcd: three agents named by the
+/// ASG's three instance ids, each scraping its own workload endpoint (5, 12 and 20
+/// against a target of 30: the pool needs 2), each draining with a command that
+/// records its environment and sleeps; two agents outside the pool lead first. The
+/// least-busy node is chosen and drains; mid-drain the leader is SIGKILLed; the next
+/// leader carries on the same drain, and only after the node says it drained is
+/// exactly that instance terminated, with the desired capacity decremented, once. The
+/// other two stay in service.
+#[cfg(feature = "etcd")]
+#[test]
+fn targeted_scale_in_drains_the_least_busy_node_and_terminates_exactly_it_across_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = etcd::Etcd::start(1, dir.path());
+    let (moto, proxy) = plain_group(dir.path(), 3);
+    let ids: Vec<String> = runtime()
+        .block_on(provider(&moto.url, "web").describe())
+        .unwrap()
+        .instances
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "scale-in-token\n").unwrap();
+    // The drain: its environment and when it started and ended, then exit 0.
+    let script = dir.path().join("drain.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nlog={}/drain-$CAPSTAN_NODE.log\necho \"$CAPSTAN_NODE $CAPSTAN_POOL $CAPSTAN_DRAIN_DEADLINE\" > $log\necho \"start $(date +%s.%N)\" >> $log\nsleep 4\necho \"end $(date +%s.%N)\" >> $log\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let wall = |at: std::time::Instant, base: (std::time::Instant, f64)| {
+        base.1 + at.saturating_duration_since(base.0).as_secs_f64()
+            - base.0.saturating_duration_since(at).as_secs_f64()
+    };
+    #[allow(clippy::disallowed_methods)] // the test's own clock, to compare with date(1)
+    let base = (
+        std::time::Instant::now(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64(),
+    );
+    let env = moto_env(dir.path());
+    let config = |name: &str, scrape: Option<u16>| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let scrape = scrape.map_or(String::new(), |port| {
+            format!(
+                "[[scrape]]\nurl = \"http://127.0.0.1:{port}/metrics\"\nseries = \"test_demand\"\nname = \"demand\"\n"
+            )
+        });
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[agent]
+node_name = "{name}"
+pool = "web"
+
+[agent.drain]
+method = "command"
+command = [{script:?}]
+
+[cluster]
+coordinator = "etcd"
+token_file = {token:?}
+
+[cluster.etcd]
+endpoints = {endpoints:?}
+allow_plaintext = true
+prefix = "/capstan-scale-in"
+lease_ttl = "2s"
+
+{scrape}
+[[pool]]
+name = "web"
+provider = {{ type = "aws", region = "{REGION}", asg = "web", endpoint_url = "{url}" }}
+min = 1
+max = 6
+targets = [{{ metric = "workload.demand", value = 30 }}]
+behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s" }} }}
+scale_in = {{ drain_timeout = "2m" }}
+"#,
+                script = script.display().to_string(),
+                token = token.display().to_string(),
+                endpoints = etcd.endpoints(),
+                url = proxy.url,
+            ),
+        )
+        .unwrap();
+        start_agent(&path, &dir.path().join(format!("state-{name}")), &env)
+    };
+    // Two agents outside the pool start first: one of them leads.
+    let mut agents = vec![config("control-a", None), config("control-b", None)];
+    let leader = |agents: &[Agent]| {
+        etcd::wait("exactly one leader", || {
+            let leaders: Vec<usize> = (0..agents.len())
+                .filter(|&i| agents[i].status()["role"] == "leader")
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+    };
+    let first = leader(&agents);
+    for (id, value) in ids.iter().zip([5.0, 12.0, 20.0]) {
+        let port = demand_endpoint(move || value);
+        agents.push(config(id, Some(port)));
+    }
+    let least_busy = &ids[0];
+    let log = dir.path().join(format!("drain-{least_busy}.log"));
+    etcd::wait("the least-busy node draining", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("start"))
+    });
+    // Mid-drain, the leader dies.
+    agents[first].signal("KILL");
+    let text = etcd::wait("the drain finished and the instance terminated", || {
+        let done = desired(&moto.url) == 2;
+        done.then(|| std::fs::read_to_string(&log).unwrap())
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    let env_line: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(env_line[..2], [least_busy.as_str(), "web"], "{text}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(env_line[2]).is_ok(),
+        "{text}"
+    );
+    let ended: f64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("end "))
+        .expect("the drain ran to its end")
+        .parse()
+        .unwrap();
+    // Exactly one termination, of exactly that instance, with the decrement, and only
+    // after its drain ended; no desired capacity was set.
+    let terminations: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.action == "TerminateInstanceInAutoScalingGroup")
+        .collect();
+    assert_eq!(terminations.len(), 1, "{terminations:?}");
+    assert_eq!(
+        terminations[0].params.get("InstanceId"),
+        Some(least_busy),
+        "{terminations:?}"
+    );
+    assert_eq!(
+        terminations[0]
+            .params
+            .get("ShouldDecrementDesiredCapacity")
+            .map(String::as_str),
+        Some("true")
+    );
+    let arrived = proxy
+        .arrivals()
+        .into_iter()
+        .find(|(_, a)| a == "TerminateInstanceInAutoScalingGroup")
+        .unwrap()
+        .0;
+    assert!(
+        wall(arrived, base) >= ended - 0.05,
+        "terminated at {} before the drain ended at {ended}",
+        wall(arrived, base)
+    );
+    assert!(
+        proxy.desired_calls().is_empty(),
+        "{:?}",
+        proxy.desired_calls()
+    );
+    let left: Vec<String> = runtime()
+        .block_on(provider(&moto.url, "web").describe())
+        .unwrap()
+        .in_service()
+        .map(|i| i.id.clone())
+        .collect();
+    assert_eq!(left, ids[1..].to_vec());
+    // The journal says who was chosen and why, and that it was removed.
+    let journaled = |kind: &str| -> Vec<usize> {
+        (0..agents.len())
+            .filter(|&i| {
+                agents[i].journal_lines().iter().any(|l| {
+                    l["reasons"].as_array().is_some_and(|r| {
+                        r.iter().any(|r| {
+                            r["kind"] == kind
+                                && (r["node"] == least_busy.as_str()
+                                    || r["nodes"][0] == least_busy.as_str())
+                        })
+                    })
+                })
+            })
+            .collect()
+    };
+    // Chosen by the first leader, finished by the next.
+    assert_eq!(journaled("chosen_for_scale_in"), [first]);
+    let finisher = journaled("removed");
+    assert_eq!(finisher.len(), 1);
+    assert_ne!(finisher[0], first);
+    assert_eq!(journaled("drained"), finisher);
+    // Stable at two: nothing more is chosen.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(desired(&moto.url), 2);
+}

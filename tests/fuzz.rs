@@ -491,7 +491,7 @@ fn check_report(ingest: &Ingest, body: &[u8]) -> Result<&'static str, TestCaseEr
     // The decoder alone: a typed answer either way.
     let decoded = NodeReport::decode(body);
     match ingest.accept(Some("Bearer fuzz-secret"), None, body) {
-        Ok(()) => {
+        Ok(_) => {
             let report = decoded.map_err(|e| {
                 TestCaseError::fail(format!("taken, but the decoder refuses it: {e}"))
             })?;

@@ -72,6 +72,7 @@ fn fleet(rt: &tokio::runtime::Runtime, held: bool, now: DateTime<Utc>) -> Vec<Po
                     started_at: now - chrono::Duration::seconds(599),
                     target: CapacityTarget::on_demand(4),
                     from: 4,
+                    remove: Vec::new(),
                 });
             }
             pool

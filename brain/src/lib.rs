@@ -17,6 +17,7 @@ pub mod group;
 pub mod planner;
 pub mod predictive;
 pub mod reason;
+pub mod scale_in;
 pub mod schedule;
 pub mod simulate;
 pub mod spot;

@@ -87,6 +87,12 @@ impl Collector for HostCollector {
         self.system.refresh_memory();
         self.disks.refresh(true);
         self.networks.refresh(true);
+        // When the host booted: the kernel's own figure, for scale-in by age.
+        report.booted_at = System::boot_time()
+            .ok()
+            .and_then(|s| i64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
         let load = System::load_average().map_err(|e| CollectError::Failed {
             collector: "host",
             reason: format!("load average: {e}"),
@@ -180,6 +186,9 @@ mod tests {
         c.collect(t0, &mut r).unwrap();
         c.collect(t0 + chrono::Duration::seconds(1), &mut r)
             .unwrap();
+        // Booted in the past, after 2000.
+        let booted = r.booted_at.expect("the kernel's boot time");
+        assert!(booted.timestamp() > 946_684_800, "{booted}");
         let h = r.host.unwrap();
         assert!(h.cores >= 1);
         assert_eq!(h.cpu_per_core_percent.len(), h.cores as usize);

@@ -32,6 +32,87 @@ pub struct NodeReport {
     /// The node's NVIDIA GPUs, when the GPU collector runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuMetrics>,
+    /// When the node booted (the host's clock), for `scale_in.select = "newest"` or
+    /// `"oldest"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted_at: Option<DateTime<Utc>>,
+    /// The node asks not to be chosen for scale-in (`[agent.drain] protect_file`
+    /// exists).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// Where this node's drain stands, once the leader asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainStatus>,
+}
+
+/// Where a node's drain stands, in its reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    /// `draining`, `drained` or `failed`.
+    pub state: DrainState,
+    /// What happened, in a line (the command's exit status and last error line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A drain's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainState {
+    /// Under way.
+    Draining,
+    /// Done: the node may be removed.
+    Drained,
+    /// It could not be drained.
+    Failed,
+}
+
+impl DrainState {
+    /// The name as reports write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::Drained => "drained",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The leader's answer to a node's report (the body of `202 Accepted`; empty, or
+/// `{}`, when it asks nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportAnswer {
+    /// Drain now: the node was chosen to leave its pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainOrder>,
+    /// Return to service: the drain ran out of time and the pool keeps the node
+    /// (`scale_in.on_timeout = "keep"`), or the pool no longer shrinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undrain: Option<UndrainOrder>,
+}
+
+impl ReportAnswer {
+    /// Whether it asks anything.
+    pub const fn is_empty(&self) -> bool {
+        self.drain.is_none() && self.undrain.is_none()
+    }
+}
+
+/// The leader's request that a node drain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainOrder {
+    /// The pool it leaves.
+    pub pool: String,
+    /// When the leader acts without it: removes it anyway, or keeps it
+    /// (`scale_in.on_timeout`).
+    pub deadline: DateTime<Utc>,
+}
+
+/// The leader's request that a node return to service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndrainOrder {
+    /// The pool it stays in.
+    pub pool: String,
 }
 
 /// One GPU's readings. A field the device or driver does not support is `None`.
@@ -134,6 +215,9 @@ impl NodeReport {
             workload: BTreeMap::new(),
             interruption: None,
             gpus: Vec::new(),
+            booted_at: None,
+            protected: false,
+            drain: None,
         }
     }
 
@@ -336,6 +420,37 @@ mod tests {
     fn round_trips_through_its_encoding() {
         let r = sample();
         assert_eq!(NodeReport::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn drain_fields_and_the_answer_have_their_documented_shape() {
+        let mut r = sample();
+        // Left out while unset: a report without them reads as before.
+        let plain: serde_json::Value = serde_json::from_slice(&r.encode()).unwrap();
+        for key in ["protected", "drain", "booted_at"] {
+            assert!(plain.get(key).is_none(), "{key} in {plain}");
+        }
+        r.protected = true;
+        r.booted_at = Some(DateTime::UNIX_EPOCH);
+        r.drain = Some(DrainStatus {
+            state: DrainState::Failed,
+            detail: Some("exit status 3".into()),
+        });
+        let v: serde_json::Value = serde_json::from_slice(&r.encode()).unwrap();
+        assert_eq!(v["protected"], true);
+        assert_eq!(
+            v["drain"],
+            serde_json::json!({"state": "failed", "detail": "exit status 3"})
+        );
+        assert_eq!(NodeReport::decode(&r.encode()).unwrap(), r);
+        let answer: ReportAnswer = serde_json::from_str(
+            r#"{"drain": {"pool": "web", "deadline": "2026-12-07T10:00:00Z"}}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.drain.unwrap().pool, "web");
+        let empty: ReportAnswer = serde_json::from_str("{}").unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(serde_json::to_string(&empty).unwrap(), "{}");
     }
 
     #[test]

@@ -134,6 +134,8 @@ pub struct Agent {
     pub state_dir: PathBuf,
     /// The metadata service to watch for interruption notices.
     pub interruptions: Option<Interruptions>,
+    /// How this node drains, and asks not to be chosen.
+    pub drain: crate::raw::DrainConfig,
 }
 
 /// Validated `[agent.interruptions]`.
@@ -299,8 +301,58 @@ pub struct Pool {
     pub flap: Flap,
     /// The actuator's circuit breaker.
     pub circuit: Circuit,
+    /// How the pool shrinks when its reports match its instances.
+    pub scale_in: ScaleIn,
     /// The `[[group]]` this pool is a member of, if any.
     pub group: Option<String>,
+}
+
+/// Validated `scale_in`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaleIn {
+    /// Which healthy nodes leave first.
+    pub select: crate::raw::ScaleInSelect,
+    /// How long a chosen node may drain.
+    pub drain_timeout: Duration,
+    /// Past the timeout, or when a drain failed.
+    pub on_timeout: crate::raw::OnDrainTimeout,
+    /// At most this many nodes drain at once.
+    pub max_draining: NodeShare,
+    /// No scale-in while more than this fraction (0–1) of the in-service nodes are
+    /// unready or silent.
+    pub halt_when_unready: f64,
+}
+
+impl Default for ScaleIn {
+    fn default() -> Self {
+        Self {
+            select: crate::raw::ScaleInSelect::LeastBusy,
+            drain_timeout: Duration::from_secs(600),
+            on_timeout: crate::raw::OnDrainTimeout::Remove,
+            max_draining: NodeShare::Fraction(0.1),
+            halt_when_unready: 0.45,
+        }
+    }
+}
+
+/// A number of nodes, or a fraction of a pool's nodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeShare {
+    /// This many.
+    Count(u32),
+    /// This fraction (0–1] of the pool's nodes, rounded up.
+    Fraction(f64),
+}
+
+impl NodeShare {
+    /// How many nodes of a pool of `nodes` this is: a fraction rounded up, at least 1.
+    pub fn of(self, nodes: u32) -> u32 {
+        match self {
+            Self::Count(n) => n,
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Self::Fraction(f) => ((f * f64::from(nodes)).ceil() as u32).max(1),
+        }
+    }
 }
 
 /// Validated `circuit`.

@@ -334,6 +334,14 @@ pub trait NodePoolProvider: Send + Sync + std::fmt::Debug {
         self.apply(target).await.map(|()| Applied::Done)
     }
 
+    /// Says whether the agent chooses which instances leave this pool (targeted
+    /// scale-in: its nodes report under their instance ids). A cloud that would
+    /// otherwise choose on a lower desired capacity is kept from it (AWS protects the
+    /// in-service instances from scale-in). The default ignores it.
+    fn set_targeted(&self, targeted: bool) {
+        let _ = targeted;
+    }
+
     /// Terminates exactly the instances `ids` and lowers the pool's desired capacity by
     /// as many, so the cloud replaces none of them and chooses no other: targeted
     /// scale-in, after the agent drained them. Idempotent: an id the pool no longer

@@ -156,6 +156,20 @@ fn write_pools(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
             p.error.as_deref().map_or(reason, |e| format!("error: {e}"))
         )?;
     }
+    for p in &status.pools {
+        for d in &p.draining {
+            let what = match d.phase.as_str() {
+                "remove" => "drained, being removed".to_owned(),
+                "keep" => "returned to service".to_owned(),
+                _ => format!(
+                    "draining since {} (deadline {})",
+                    d.chosen_at.format("%H:%M:%SZ"),
+                    d.deadline.format("%H:%M:%SZ")
+                ),
+            };
+            writeln!(out, "leaving {}: {} {what}", p.name, d.node)?;
+        }
+    }
     for p in status.pools.iter().filter(|p| !p.nodes.stale.is_empty()) {
         writeln!(out, "stale in {}: {}", p.name, p.nodes.stale.join(", "))?;
     }

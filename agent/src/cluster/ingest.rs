@@ -30,7 +30,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use capstan_collectors::{NodeReport, ReportError};
+use capstan_collectors::{NodeReport, ReportAnswer, ReportError};
 
 use capstan_config::raw::ClusterAuth;
 
@@ -125,6 +125,9 @@ pub struct Ingest {
     /// Per pool whose reports match its instances, the instance ids (the leader's
     /// last describe).
     members: RwLock<HashMap<String, Arc<HashSet<String>>>>,
+    /// What the leader answers each node's report (targeted scale-in's drains), by
+    /// node id; set after each pass.
+    answers: RwLock<HashMap<String, ReportAnswer>>,
     nodes: Mutex<HashMap<String, Entry>>,
     clock: Arc<dyn Clock>,
 }
@@ -157,6 +160,7 @@ impl Ingest {
         Self {
             settings: RwLock::new(Arc::new(settings)),
             members: RwLock::new(HashMap::new()),
+            answers: RwLock::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
             clock,
         }
@@ -239,20 +243,21 @@ impl Ingest {
         authorization: Option<&str>,
         node: Option<&str>,
         body: &[u8],
-    ) -> Result<(), Rejection> {
+    ) -> Result<ReportAnswer, Rejection> {
         let sender = self.authenticate(authorization, node)?;
         self.take(&sender, None, body)
     }
 
     /// Checks and stores the report in `body` from `sender` (as
     /// [`Ingest::authenticate`] found it); over mutual TLS, `certified` are the nodes
-    /// the client certificate names, and the report must be one of them.
+    /// the client certificate names, and the report must be one of them. Taken, the
+    /// answer is what the leader asks of that node.
     pub fn take(
         &self,
         sender: &Sender,
         certified: Option<&[String]>,
         body: &[u8],
-    ) -> Result<(), Rejection> {
+    ) -> Result<ReportAnswer, Rejection> {
         let settings = self.settings();
         if body.len() > MAX_REPORT_BYTES {
             return Err(too_large(Some(body.len())));
@@ -311,7 +316,28 @@ impl Ingest {
         validate(&report, &settings.pools, now)?;
         self.is_member(&report)?;
         workload_in_range(&report, &settings.workload_ranges)?;
-        self.store(report, now, Some((settings.interval, settings.max_nodes)))
+        let node = report.node_id.clone();
+        self.store(report, now, Some((settings.interval, settings.max_nodes)))?;
+        Ok(self.answer_for(&node))
+    }
+
+    /// Sets what the leader answers each node's report (after each pass): a drain for
+    /// each node chosen for scale-in, an undrain for each returned to service.
+    pub fn set_answers(&self, answers: HashMap<String, ReportAnswer>) {
+        *self
+            .answers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = answers;
+    }
+
+    /// What the leader asks of `node` (nothing, mostly).
+    pub fn answer_for(&self, node: &str) -> ReportAnswer {
+        self.answers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Sets the instance ids of each pool whose reports match its instances (the
@@ -453,6 +479,7 @@ impl Ingest {
     pub fn clear(&self) {
         self.lock_nodes().clear();
         self.set_members(HashMap::new());
+        self.set_answers(HashMap::new());
     }
 }
 
@@ -1085,7 +1112,7 @@ mod tests {
             r.workload.insert(metric.into(), value);
             let got = i.accept(Some(&bearer("n1")), Some("n1"), &r.encode());
             match (ok, got) {
-                (true, Ok(())) => {}
+                (true, Ok(_)) => {}
                 (false, Err(e)) => {
                     assert_eq!((e.status, e.reason), (422, "invalid"));
                     assert_eq!(e.field, Some(format!("workload[{metric:?}]")), "{e:?}");

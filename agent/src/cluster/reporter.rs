@@ -8,14 +8,16 @@
 //! `watch`, which holds one value, so while the leader is unreachable nothing queues and
 //! the next send carries the newest readings. Outcomes are counted in
 //! `capstan_reports_sent_total{result}`: `ok`, `refused` (the leader answered 4xx; the
-//! reason is logged), `failed` (unreachable, timeout, 5xx), `no_leader`.
+//! reason is logged), `failed` (unreachable, timeout, 5xx), `no_leader`. The body of
+//! the leader's `202` says what it asks of this node (targeted scale-in's drain), and
+//! goes to the node's drain (`daemon::drain`).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use capstan_collectors::NodeReport;
+use capstan_collectors::{NodeReport, ReportAnswer};
 
 use crate::cluster::coordinator::Claim;
 use crate::cluster::identity::{Credential, NODE_HEADER};
@@ -47,21 +49,26 @@ pub struct Reporter {
     client: Arc<RwLock<reqwest::Client>>,
 }
 
+/// Where the leader's answers to this node's reports go (the node's drain).
+pub type Answers = Arc<dyn Fn(&ReportAnswer) + Send + Sync>;
+
 /// What this node presents; replaced on reload.
 pub type Token = Arc<RwLock<Option<Credential>>>;
 
 impl Reporter {
     /// Starts the sending task on `client` (plain, or with this agent's certificate for
     /// mutual TLS; see [`client`]).
+    /// The leader's answers (a drain it asks for) go to `answers`.
     pub fn spawn(
         claim: watch::Receiver<Claim>,
         token: Token,
         shared: Arc<Shared>,
         client: reqwest::Client,
+        answers: Answers,
     ) -> Self {
         let (tx, rx) = watch::channel(None);
         let client = Arc::new(RwLock::new(client));
-        tokio::spawn(send_loop(rx, claim, token, shared, client.clone()));
+        tokio::spawn(send_loop(rx, claim, token, shared, client.clone(), answers));
         Self { tx, client }
     }
 
@@ -96,6 +103,7 @@ async fn send_loop(
     token: Token,
     shared: Arc<Shared>,
     client: Arc<RwLock<reqwest::Client>>,
+    answers: Answers,
 ) {
     // Ends when the daemon drops the Reporter.
     while rx.changed().await.is_ok() {
@@ -132,7 +140,20 @@ async fn send_loop(
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => count(&shared, "ok"),
+            Ok(r) if r.status().is_success() => {
+                count(&shared, "ok");
+                // What the leader asks of this node: empty mostly; a drain when it chose
+                // this node to leave its pool.
+                let body = r.bytes().await.unwrap_or_default();
+                if !body.is_empty() {
+                    match serde_json::from_slice::<ReportAnswer>(&body) {
+                        Ok(answer) => answers(&answer),
+                        Err(e) => {
+                            tracing::warn!(%endpoint, error = %e, "the leader's answer is not one this agent reads; ignored");
+                        }
+                    }
+                }
+            }
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();

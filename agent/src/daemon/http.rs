@@ -107,8 +107,10 @@ fn refuse(shared: &Shared, r: &ingest::Rejection) -> Response {
     (status, axum::Json(r)).into_response()
 }
 
-/// `POST /v1/reports`: 202 when the report is taken, else the refusal as JSON
-/// (`{"reason", "field", "error"}`) with its status.
+/// `POST /v1/reports`: 202 when the report is taken (with what the leader asks of the
+/// node, `{"drain": {"pool", "deadline"}}` or `{"undrain": {"pool"}}`, when it asks
+/// anything), else the refusal as JSON (`{"reason", "field", "error"}`) with its
+/// status.
 async fn reports(
     State((ingest, shared)): State<(Arc<Ingest>, Arc<Shared>)>,
     axum::Extension(sender): axum::Extension<Sender>,
@@ -132,9 +134,15 @@ async fn reports(
         }),
     };
     match outcome {
-        Ok(()) => {
+        Ok(answer) => {
             shared.metrics.reports_received.inc();
-            StatusCode::ACCEPTED.into_response()
+            if answer.is_empty() {
+                StatusCode::ACCEPTED.into_response()
+            } else {
+                // What the leader asks of this node (a drain), in the answer to its own
+                // report: nodes open no port for it.
+                (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+            }
         }
         Err(r) => refuse(&shared, &r),
     }

@@ -32,9 +32,12 @@ use crate::state::memory::{DecisionStore, FileDecisions};
 use crate::telemetry::metrics::{CollectorLabel, ResultLabel};
 use crate::telemetry::sdnotify::Notifier;
 use crate::telemetry::status::PoolNodes;
-use crate::telemetry::status::{LastDecision, OperationStatus, PoolStatus, Shared, Status};
+use crate::telemetry::status::{
+    DrainingNode, LastDecision, OperationStatus, PoolStatus, Shared, Status,
+};
 
 mod bounds;
+pub mod drain;
 pub mod http;
 mod node;
 pub mod notices;
@@ -84,6 +87,8 @@ struct Daemon {
     usage: Arc<dyn HistoryStore>,
     ingest: Arc<Ingest>,
     reporter: Reporter,
+    /// This node's side of targeted scale-in: its drain and its protection.
+    drainer: Arc<drain::Drainer>,
     /// What `/v1/status` asks for, replaced on reload.
     status_token: http::StatusToken,
     /// How long a report may take to send (its client is rebuilt on reload).
@@ -201,7 +206,11 @@ pub async fn run(
     let token: Token = Arc::new(std::sync::RwLock::new(credential(&cfg, tokens.token)));
     let send_timeout = cfg.agent.interval.min(Duration::from_secs(10));
     let client = listeners.reporter_client(send_timeout)?;
-    let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client);
+    let drainer = drain::Drainer::new(node_id.clone(), cfg.agent.drain.clone());
+    let reporter = Reporter::spawn(claim.clone(), token.clone(), shared.clone(), client, {
+        let (drainer, clock) = (drainer.clone(), clock.clone());
+        Arc::new(move |answer| drainer.answer(answer, clock.now()))
+    });
     let addr = listeners.addr;
     tracing::info!("listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -235,6 +244,7 @@ pub async fn run(
         usage,
         ingest,
         reporter,
+        drainer,
         status_token,
         #[cfg(feature = "tls")]
         send_timeout,
@@ -461,7 +471,14 @@ impl Daemon {
             m.host_memory_percent.set(h.memory_percent().unwrap_or(0.0));
             m.host_load1_per_core.set(h.load_per_core().one);
         }
+        report.protected = self.drainer.protected();
+        report.drain = self.drainer.status();
         self.ingest.insert_local(report.clone());
+        if self.claim.borrow().is_leader {
+            // The leader's own node hears from its own table what the leader asks.
+            self.drainer
+                .answer(&self.ingest.answer_for(&self.node_id), now);
+        }
         self.reporter.send(report);
     }
 
@@ -511,6 +528,9 @@ impl Daemon {
                     &self.cfg.budget,
                 )
                 .await;
+            // Each chosen node hears it in the answer to its next report.
+            self.ingest
+                .set_answers(pass::scale_in::answers(&self.leader.pools));
             // Reports into a pool whose reports match its instances come from them.
             self.ingest.set_members(
                 self.leader
@@ -617,6 +637,17 @@ impl Daemon {
                         target: op.target.capacity,
                         on_demand: op.target.on_demand,
                     }),
+                    draining: p
+                        .memory
+                        .drains
+                        .iter()
+                        .map(|d| DrainingNode {
+                            node: d.node.clone(),
+                            phase: d.phase.as_str().to_owned(),
+                            chosen_at: d.chosen_at,
+                            deadline: d.deadline,
+                        })
+                        .collect(),
                     nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
                     circuit: p.circuit(now).as_str().to_owned(),
                     consecutive_failures: p.memory.failures,
@@ -756,6 +787,7 @@ impl Daemon {
             self.shared.metrics.remove_pool(&gone.config.name);
         }
         let interval_changed = new.agent.interval != self.cfg.agent.interval;
+        self.drainer.configure(new.agent.drain.clone());
         if new.agent.interruptions != self.cfg.agent.interruptions {
             self.notices = None;
             match new.agent.interruptions.clone().map(notices::spawn) {

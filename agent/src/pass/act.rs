@@ -208,6 +208,25 @@ pub(super) async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
+    // A pool whose nodes report under their instance ids shrinks by name, after
+    // draining the nodes chosen to leave; any other lets the cloud choose.
+    if scale_in::targeted(pool) {
+        let tended = scale_in::tend(
+            pool,
+            seen,
+            (planned.desired, planned.on_demand),
+            turn.node,
+            now,
+        );
+        outcome.reasons.extend(tended.reasons);
+        if planned.desired < current {
+            return shrink(pool, seen, tended.remove, outcome, turn).await;
+        }
+    } else if planned.desired < current {
+        outcome.reasons.push(Reason::ScaleInByCapacity {
+            why: "its nodes' reports match none of its instances (a node reports under its instance id to be chosen by name)".to_owned(),
+        });
+    }
     let target = CapacityTarget {
         capacity: planned.desired,
         on_demand: planned.on_demand,
@@ -273,6 +292,101 @@ pub(super) async fn act(
     outcome
 }
 
+/// Shrinks a targeted pool: removes the nodes ready to go (`remove`: drained, past
+/// their deadline, or with no agent) as one operation, by name; while none is ready,
+/// the chosen nodes drain and nothing is sent.
+async fn shrink(
+    pool: &mut PoolRuntime,
+    seen: &Seen,
+    remove: Vec<String>,
+    mut outcome: PassOutcome,
+    turn: Turn<'_>,
+) -> PassOutcome {
+    let current = seen.description.desired;
+    if remove.is_empty() {
+        let draining: Vec<&str> = pool
+            .memory
+            .drains
+            .iter()
+            .filter(|d| d.phase == crate::state::memory::DrainPhase::Draining)
+            .map(|d| d.node.as_str())
+            .collect();
+        outcome.action = Action::Draining;
+        outcome.detail = Some(if draining.is_empty() {
+            "no node can leave now; the reasons say why".to_owned()
+        } else {
+            format!(
+                "{} node(s) draining before they are removed: {}",
+                draining.len(),
+                draining.join(", ")
+            )
+        });
+        pool.last = Some(outcome.clone());
+        return outcome;
+    }
+    let n = u32::try_from(remove.len()).unwrap_or(u32::MAX);
+    let capacity = current.saturating_sub(n);
+    let target = CapacityTarget {
+        capacity,
+        // The split the cloud was last told, within what stays; a planned change of
+        // split is applied once the removal is done.
+        on_demand: pool
+            .memory
+            .last_target
+            .map_or(capacity, |t| t.on_demand.min(capacity)),
+        emergency: false,
+    };
+    let may_act = turn.claim.borrow().may_act(tokio::time::Instant::now());
+    if let Err(why) = may_act {
+        outcome.action = Action::Skipped;
+        outcome.detail = Some(why);
+        pool.last = Some(outcome.clone());
+        return outcome;
+    }
+    outcome.detail = Some(format!("removing {}", remove.join(", ")));
+    if let Some(record) = turn.record {
+        let mut line = outcome.clone();
+        line.action = Action::Submitted;
+        if let Err(e) = record.submitting(pool, &line, turn.fleet) {
+            outcome.action = Action::Skipped;
+            outcome.detail = Some(format!(
+                "not sent: the journal could not record it first ({e})"
+            ));
+            pool.last = Some(outcome.clone());
+            return outcome;
+        }
+    }
+    operation::start_remove(pool, remove.clone(), target, current, turn.claim, turn.now);
+    match operation::standing(pool, operation::submit_grace(turn.interval)).await {
+        operation::Standing::Done => {
+            pool.memory.operation = None;
+            applied(pool, current, target, turn.now, &mut outcome);
+            removed(pool, &remove, &mut outcome);
+        }
+        operation::Standing::Failed(e) => {
+            pool.memory.operation = None;
+            failed(pool, seen, &target, &e, turn, &mut outcome);
+        }
+        operation::Standing::Running | operation::Standing::Unknown => {
+            outcome.action = Action::InFlight;
+            outcome.detail = Some(format!(
+                "removing {}: the cloud carries it out and later passes follow it",
+                remove.join(", ")
+            ));
+        }
+    }
+    pool.last = Some(outcome.clone());
+    outcome
+}
+
+/// The instances `ids` are gone: their drains end, and the journal says so.
+fn removed(pool: &mut PoolRuntime, ids: &[String], outcome: &mut PassOutcome) {
+    pool.memory.drains.retain(|d| !ids.contains(&d.node));
+    outcome.reasons.push(Reason::Removed {
+        nodes: ids.to_vec(),
+    });
+}
+
 /// Follows the operation in flight for `pool`: `true` while it runs (or when it ended
 /// this pass), so no new target is sent; `false` when its outcome cannot be known (the
 /// process that submitted it is gone) and the pass may plan from what the cloud shows.
@@ -312,6 +426,9 @@ async fn follow(
         operation::Standing::Done => {
             pool.memory.operation = None;
             applied(pool, op.from, op.target, op.started_at, outcome);
+            if !op.remove.is_empty() {
+                removed(pool, &op.remove, outcome);
+            }
             outcome.desired = op.target.capacity;
             outcome.on_demand = op.target.on_demand;
             outcome.spot = op.target.spot();

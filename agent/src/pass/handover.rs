@@ -119,6 +119,7 @@ mod tests {
             started_at: now,
             target: CapacityTarget::on_demand(4),
             from: 2,
+            remove: Vec::new(),
         });
         let mut saved = std::collections::HashMap::new();
         assert!(

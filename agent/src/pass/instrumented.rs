@@ -88,6 +88,10 @@ impl NodePoolProvider for Instrumented {
             .await
     }
 
+    fn set_targeted(&self, targeted: bool) {
+        self.inner.set_targeted(targeted);
+    }
+
     async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {
         self.observe("remove", self.inner.remove(ids)).await
     }

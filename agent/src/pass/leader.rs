@@ -15,7 +15,7 @@ use crate::pass::{self, Action, CircuitState, FleetOutcome, Mode, PassError, Poo
 use crate::state::journal::{self, Journal};
 use crate::telemetry::metrics::{
     GaugeF, Metrics, NoLabels, PoolActionLabels, PoolErrorLabels, PoolFamily, PoolLabel,
-    PoolMetricLabels, ProviderLabel,
+    PoolMetricLabels, PoolResultLabels, ProviderLabel,
 };
 use crate::telemetry::status::Shared;
 
@@ -87,6 +87,7 @@ impl Leader {
             budget,
             Turn {
                 record: Some(&recorder),
+                node: Some(&self.node_id),
                 ..Turn::new(claim, Mode::Act, now, interval)
             },
         )
@@ -226,6 +227,7 @@ impl Leader {
                 .observe(seconds);
         }
         export_targets(m, pool, &outcome);
+        export_drains(m, pool, &outcome);
         let name = &label.pool;
         match outcome.action {
             Action::Failed => {
@@ -377,6 +379,42 @@ fn export_outcome(m: &Metrics, label: &PoolLabel, outcome: &pass::PassOutcome) {
             action: outcome.action.as_str().to_owned(),
         })
         .inc();
+}
+
+/// Targeted scale-in: the nodes chosen and not yet gone, and each drain's end this
+/// pass, by result, with its duration.
+fn export_drains(m: &Metrics, pool: &PoolRuntime, outcome: &pass::PassOutcome) {
+    use crate::state::memory::DrainPhase;
+    let name = &pool.config.name;
+    let draining = pool
+        .memory
+        .drains
+        .iter()
+        .filter(|d| d.phase != DrainPhase::Keep)
+        .count();
+    m.pool_draining_nodes
+        .get_or_create(&PoolLabel { pool: name.clone() })
+        .set(i64::try_from(draining).unwrap_or(i64::MAX));
+    let timeout = pool.config.scale_in.drain_timeout.as_secs_f64();
+    for reason in &outcome.reasons {
+        let (result, seconds) = match reason {
+            Reason::Drained { seconds, .. } => ("drained", Some(*seconds)),
+            Reason::DrainFailed { .. } => ("failed", None),
+            Reason::DrainTimedOut { .. } => ("timed_out", Some(timeout)),
+            Reason::DrainCancelled { .. } => ("cancelled", None),
+            Reason::ChosenForScaleIn { deadline: None, .. } => ("no_agent", None),
+            _ => continue,
+        };
+        m.drains
+            .get_or_create(&PoolResultLabels {
+                pool: name.clone(),
+                result: result.to_owned(),
+            })
+            .inc();
+        if let Some(s) = seconds {
+            m.drain_seconds.observe(s);
+        }
+    }
 }
 
 /// Per target: the reading per node and the demand, the target, the forecast and its

@@ -13,6 +13,8 @@
 //! - `runtime.rs`: what each pool and group keeps between passes, building providers;
 //!   `handover.rs`: a pool's memory saved for the next leader and restored from it;
 //!   `record.rs`: demand and usage history;
+//! - `scale_in.rs`: targeted scale-in: choosing the nodes that leave, following their
+//!   drains, removing exactly them;
 //! - `outcome.rs`: what a pass says it did (a typed `Action` per pool);
 //! - `leader.rs`: the leader's tick around the pass: journal, metrics and log.
 
@@ -53,6 +55,7 @@ mod outcome;
 pub mod promql;
 mod record;
 mod runtime;
+pub mod scale_in;
 #[cfg(test)]
 mod tests;
 
@@ -76,6 +79,8 @@ pub struct Turn<'c> {
     /// The fleet's planned cost per hour and its ceiling, for the record (the pass
     /// sets it once it has planned).
     pub fleet: (f64, Option<f64>),
+    /// The node this agent runs on: chosen for scale-in only when no other can go.
+    pub node: Option<&'c str>,
 }
 
 impl<'c> Turn<'c> {
@@ -93,6 +98,7 @@ impl<'c> Turn<'c> {
             interval,
             record: None,
             fleet: (0.0, None),
+            node: None,
         }
     }
 }

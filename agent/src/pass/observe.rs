@@ -20,6 +20,9 @@ pub(super) struct Seen {
     pub(super) in_service: u32,
     /// For a group member: one sample per target of its group.
     pub(super) group_samples: Vec<Option<MetricSample>>,
+    /// The pool's reporting nodes, for targeted scale-in (empty while its reports
+    /// match none of its instances).
+    pub(super) nodes: Vec<super::scale_in::NodeFacts>,
 }
 
 /// How long a pass waits for one pool's description: the interval, between 10 and
@@ -104,6 +107,13 @@ pub(super) async fn observe(
         .collect();
     let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
     pool.members = aggregate::members(&description, &pool_reports).map(Arc::new);
+    // The cloud keeps from choosing which nodes leave where Capstan chooses.
+    pool.provider.set_targeted(pool.members.is_some());
+    let nodes = if pool.members.is_some() {
+        super::scale_in::node_facts(&pool.config, &pool_reports)
+    } else {
+        Vec::new()
+    };
     let in_service = in_service(&description);
     let query_failures = promql_samples(
         &pool.config.name,
@@ -162,6 +172,7 @@ pub(super) async fn observe(
         faulty_gpus,
         in_service,
         group_samples,
+        nodes,
     })
 }
 

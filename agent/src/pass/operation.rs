@@ -49,12 +49,57 @@ pub(super) fn start_submit(
 ) {
     let provider = pool.provider.clone();
     let fence = ClaimFence(claim.clone());
+    pool.call = Some(fenced(claim, async move {
+        provider.submit(&target, &fence).await
+    }));
+    pool.memory.operation = Some(Operation {
+        handle: None,
+        started_at: now,
+        target,
+        from,
+        remove: Vec::new(),
+    });
+    pool.memory
+        .provisioning
+        .submitted(now, from, target.capacity);
+}
+
+/// Starts removing the instances `ids` of `pool` beside the pass (targeted scale-in:
+/// `target` is the pool's size after it), and records the operation in the pool's
+/// decision state.
+pub(super) fn start_remove(
+    pool: &mut PoolRuntime,
+    ids: Vec<String>,
+    target: CapacityTarget,
+    from: u32,
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    now: DateTime<Utc>,
+) {
+    let provider = pool.provider.clone();
+    let fence = ClaimFence(claim.clone());
+    let named = ids.clone();
+    pool.call = Some(fenced(claim, async move {
+        provider.submit_remove(&named, &fence).await
+    }));
+    pool.memory.operation = Some(Operation {
+        handle: None,
+        started_at: now,
+        target,
+        from,
+        remove: ids,
+    });
+}
+
+/// `call` as a task beside the pass, bounded by the claim's `valid_until`: past it the
+/// call is dropped (and the SDK's retries with it), and nothing more is sent.
+fn fenced(
+    claim: &tokio::sync::watch::Receiver<Claim>,
+    call: impl Future<Output = Result<Applied, ProviderError>> + Send + 'static,
+) -> Call {
     let deadline = claim.borrow().valid_until;
-    pool.call = Some(tokio::spawn(async move {
-        let call = provider.submit(&target, &fence);
+    tokio::spawn(async move {
         match deadline {
             None => call.await,
-            // Dropping the call at the deadline stops the SDK's retries with it.
             Some(deadline) => tokio::time::timeout_at(deadline, call)
                 .await
                 .unwrap_or_else(|_| {
@@ -63,16 +108,7 @@ pub(super) fn start_submit(
                     })
                 }),
         }
-    }));
-    pool.memory.operation = Some(Operation {
-        handle: None,
-        started_at: now,
-        target,
-        from,
-    });
-    pool.memory
-        .provisioning
-        .submitted(now, from, target.capacity);
+    })
 }
 
 fn start_poll(pool: &mut PoolRuntime, handle: OperationHandle) {

@@ -65,6 +65,9 @@ pub enum Action {
     Submitted,
     /// An operation is in flight for the pool: no new target until it ends.
     InFlight,
+    /// Targeted scale-in: the nodes chosen to leave are draining; they are removed
+    /// once drained (nothing is sent to the cloud this pass).
+    Draining,
 }
 
 impl Action {
@@ -78,6 +81,7 @@ impl Action {
             Self::Failed => "failed",
             Self::Submitted => "submitted",
             Self::InFlight => "in_flight",
+            Self::Draining => "draining",
         }
     }
 }

@@ -42,6 +42,51 @@ pub struct Memory {
     /// How long this pool's new nodes take to serve, learned from its scale-ups.
     #[serde(default, skip_serializing_if = "Provisioning::is_empty")]
     pub provisioning: Provisioning,
+    /// The nodes chosen for scale-in and not yet gone: a new leader carries on the
+    /// same drains, chooses no others for the same shrink, and removes each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drains: Vec<Drain>,
+}
+
+/// A node chosen for scale-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// The node (its instance id).
+    pub node: String,
+    /// When it was chosen.
+    pub chosen_at: DateTime<Utc>,
+    /// When the leader stops waiting for it (`scale_in.drain_timeout` after the choice).
+    pub deadline: DateTime<Utc>,
+    /// Where it stands.
+    pub phase: DrainPhase,
+    /// Its reports have said it drains (so `drain_started` is journaled once).
+    #[serde(default)]
+    pub started: bool,
+}
+
+/// Where a chosen node stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainPhase {
+    /// Asked to drain; waiting for its reports to say it drained.
+    Draining,
+    /// To be removed: drained, or past its deadline (or failed) with
+    /// `on_timeout = "remove"`, or chosen with no agent reporting from it.
+    Remove,
+    /// Returned to service (`on_timeout = "keep"`, or the pool stopped shrinking): asked
+    /// to undo its drain until its reports carry none.
+    Keep,
+}
+
+impl DrainPhase {
+    /// The name as status and the journal write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::Remove => "remove",
+            Self::Keep => "keep",
+        }
+    }
 }
 
 /// A pool's provisioning delay, learned from the cloud: the time from a scale-up's
@@ -129,6 +174,9 @@ pub struct Operation {
     pub target: CapacityTarget,
     /// The pool's size when it was submitted.
     pub from: u32,
+    /// For a removal: the instances named (`target` is then the size after it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
 }
 
 impl Operation {
@@ -150,6 +198,7 @@ impl Default for Memory {
             last_target: None,
             operation: None,
             provisioning: Provisioning::default(),
+            drains: Vec::new(),
         }
     }
 }

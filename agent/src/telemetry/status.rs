@@ -124,6 +124,23 @@ pub struct PoolStatus {
     /// ends), or `null`.
     #[serde(default)]
     pub operation: Option<OperationStatus>,
+    /// Nodes chosen for scale-in and not yet gone (targeted scale-in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<DrainingNode>,
+}
+
+/// A node chosen for scale-in, as `/v1/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainingNode {
+    /// The node (instance id).
+    pub node: String,
+    /// `draining` (asked, not drained yet), `remove` (to be removed) or `keep`
+    /// (returned to service, asked to undo its drain).
+    pub phase: String,
+    /// When it was chosen.
+    pub chosen_at: DateTime<Utc>,
+    /// When the leader stops waiting for its drain.
+    pub deadline: DateTime<Utc>,
 }
 
 /// A cloud operation in flight, as `/v1/status` shows it.

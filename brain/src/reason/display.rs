@@ -51,7 +51,104 @@ impl std::fmt::Display for Reason {
             | Reason::Predicted { .. }
             | Reason::PredictiveRaised { .. }
             | Reason::Anomaly { .. } => self.fmt_forecast(f),
+            Reason::ChosenForScaleIn { .. }
+            | Reason::DrainStarted { .. }
+            | Reason::Drained { .. }
+            | Reason::DrainTimedOut { .. }
+            | Reason::DrainFailed { .. }
+            | Reason::DrainCancelled { .. }
+            | Reason::Removed { .. }
+            | Reason::ProtectedNodeSkipped { .. }
+            | Reason::ScaleInHaltedUnready { .. }
+            | Reason::ScaleInByCapacity { .. } => self.fmt_scale_in(f),
         }
+    }
+}
+
+impl Reason {
+    /// Targeted scale-in: choosing, draining, removing.
+    fn fmt_scale_in(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::ChosenForScaleIn {
+                node,
+                rule,
+                select,
+                zone,
+                zone_nodes,
+                spot,
+                busy,
+                deadline,
+            } => {
+                let market = if *spot { "spot" } else { "on-demand" };
+                write!(f, "{node} chosen to leave ({market}")?;
+                if let Some(z) = zone {
+                    write!(f, ", zone {z} of {zone_nodes} nodes")?;
+                }
+                if let Some(b) = busy {
+                    write!(f, ", reading {b:.1}")?;
+                }
+                let why = match rule.as_str() {
+                    "unhealthy" => "the cloud marks it unhealthy".to_owned(),
+                    "interrupted" => "it is under an interruption notice".to_owned(),
+                    "silent" => "no agent reports from it".to_owned(),
+                    "market_over_share" => "its market is over its planned share".to_owned(),
+                    "leader_last" => "no other node could go (it runs the leader)".to_owned(),
+                    _ => format!("{select} first"),
+                };
+                write!(f, "): {why}")?;
+                match deadline {
+                    Some(d) => write!(f, "; drains until {}", d.format("%H:%M:%S")),
+                    None => write!(f, "; removed without a drain"),
+                }
+            }
+            Reason::DrainStarted { node } => write!(f, "{node} is draining"),
+            Reason::Drained { node, seconds } => {
+                write!(f, "{node} drained after {seconds:.0}s; it is removed next")
+            }
+            Reason::DrainTimedOut { node, then } => {
+                write!(f, "{node} did not drain by its deadline; ")?;
+                then_what(f, then)
+            }
+            Reason::DrainFailed { node, detail, then } => {
+                write!(f, "{node}'s drain failed ({detail}); ")?;
+                then_what(f, then)
+            }
+            Reason::DrainCancelled { node } => write!(
+                f,
+                "{node} returns to service: the pool no longer shrinks that far"
+            ),
+            Reason::Removed { nodes } => {
+                write!(
+                    f,
+                    "removed {}: the desired capacity drops by {}",
+                    nodes.join(", "),
+                    nodes.len()
+                )
+            }
+            Reason::ProtectedNodeSkipped { node } => {
+                write!(f, "{node} reports protected; not chosen for scale-in")
+            }
+            Reason::ScaleInHaltedUnready {
+                unready,
+                nodes,
+                threshold_percent,
+            } => write!(
+                f,
+                "scale-in waits: {unready} of {nodes} nodes are unready or not reporting (more than {threshold_percent:.0}%)"
+            ),
+            Reason::ScaleInByCapacity { why } => {
+                write!(f, "the cloud chooses which nodes leave: {why}")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn then_what(f: &mut std::fmt::Formatter<'_>, then: &str) -> std::fmt::Result {
+    if then == "keep" {
+        write!(f, "it is kept and returned to service")
+    } else {
+        write!(f, "it is removed anyway")
     }
 }
 

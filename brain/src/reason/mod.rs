@@ -408,6 +408,89 @@ pub enum Reason {
         /// Why not (e.g. a Uniform scale set has one priority for all its VMs).
         why: String,
     },
+    /// A node chosen to leave the pool (targeted scale-in), with the facts behind it.
+    ChosenForScaleIn {
+        /// The node (instance id).
+        node: String,
+        /// The rule that chose it: `unhealthy`, `interrupted`, `silent`,
+        /// `market_over_share`, `selected` or `leader_last`.
+        rule: String,
+        /// How the pool's healthy nodes are ranked (`least-busy`, `newest`, `oldest`).
+        select: String,
+        /// Its zone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zone: Option<String>,
+        /// Nodes in its zone when it was chosen.
+        zone_nodes: u32,
+        /// Spot, not on-demand.
+        spot: bool,
+        /// Its own reading of the pool's first target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        busy: Option<f64>,
+        /// When the leader stops waiting for its drain (`None`: no agent reports from
+        /// it, so it is removed without one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<DateTime<Utc>>,
+    },
+    /// A chosen node's agent says it is draining.
+    DrainStarted {
+        /// The node.
+        node: String,
+    },
+    /// A chosen node's agent says it drained: it is removed next.
+    Drained {
+        /// The node.
+        node: String,
+        /// Seconds from its choice.
+        seconds: f64,
+    },
+    /// A chosen node did not drain by its deadline.
+    DrainTimedOut {
+        /// The node.
+        node: String,
+        /// What follows: `remove` or `keep` (`scale_in.on_timeout`).
+        then: String,
+    },
+    /// A chosen node's drain failed.
+    DrainFailed {
+        /// The node.
+        node: String,
+        /// What its agent said.
+        detail: String,
+        /// What follows: `remove` or `keep` (`scale_in.on_timeout`).
+        then: String,
+    },
+    /// A chosen node goes back to service: the pool no longer shrinks that far.
+    DrainCancelled {
+        /// The node.
+        node: String,
+    },
+    /// Instances removed by name, the desired capacity lowered by as many.
+    Removed {
+        /// Their ids.
+        nodes: Vec<String>,
+    },
+    /// A node that reports `protected` was passed over for scale-in.
+    ProtectedNodeSkipped {
+        /// The node.
+        node: String,
+    },
+    /// No node is chosen for scale-in: too many of the pool's nodes are unready or
+    /// not reporting.
+    ScaleInHaltedUnready {
+        /// Unready or silent nodes.
+        unready: u32,
+        /// Nodes of the pool (not terminating).
+        nodes: u32,
+        /// `scale_in.halt_when_unready`, percent.
+        threshold_percent: f64,
+    },
+    /// The pool shrinks by its desired capacity and the cloud chooses which nodes go:
+    /// its nodes' reports match none of its instances.
+    ScaleInByCapacity {
+        /// Why it is not targeted.
+        why: String,
+    },
 }
 
 /// What set a member's share at its value.

@@ -119,3 +119,15 @@ pub const fn circuit_failures() -> u32 {
 pub fn circuit_max_backoff() -> String {
     "5m".to_owned()
 }
+/// `pool.scale_in.drain_timeout`.
+pub fn drain_timeout() -> String {
+    "10m".to_owned()
+}
+/// `pool.scale_in.max_draining`.
+pub fn max_draining() -> super::Share {
+    super::Share::Percent("10%".to_owned())
+}
+/// `pool.scale_in.halt_when_unready`.
+pub fn halt_when_unready() -> String {
+    "45%".to_owned()
+}

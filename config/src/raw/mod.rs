@@ -185,6 +185,58 @@ pub struct AgentConfig {
     /// Watch the cloud's metadata service for this node's interruption notices.
     #[serde(default)]
     pub interruptions: Option<InterruptionsConfig>,
+    /// How this node drains when the leader chooses it to leave its pool, and how it
+    /// asks not to be chosen.
+    #[serde(default)]
+    pub drain: DrainConfig,
+}
+
+/// `[agent.drain]`: what this node does when the leader chooses it for scale-in (the
+/// leader asks in its answer to the node's report, and removes the node once its
+/// reports say `drained`, or at the pool's `scale_in.drain_timeout`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainConfig {
+    /// `none` (the default: nothing to drain, the node reports `drained` at once) or
+    /// `command` (runs `command`; exit status 0 means drained).
+    #[serde(default)]
+    pub method: DrainMethod,
+    /// With `method = "command"`: the program and its arguments (no shell), run once
+    /// per drain with the agent's environment plus `CAPSTAN_NODE`, `CAPSTAN_POOL` and
+    /// `CAPSTAN_DRAIN_DEADLINE` (RFC 3339). It is stopped at the deadline.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Run (with the same environment) when the leader returns the node to service
+    /// after a drain (`scale_in.on_timeout = "keep"`, or the pool stopped shrinking).
+    #[serde(default)]
+    pub undo_command: Vec<String>,
+    /// While this file exists, the node reports `protected` and is never chosen for
+    /// scale-in.
+    #[serde(default)]
+    pub protect_file: Option<PathBuf>,
+}
+
+/// `[agent.drain] method`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainMethod {
+    /// Nothing to drain.
+    #[default]
+    None,
+    /// Run `command`.
+    Command,
+}
+
+impl DrainMethod {
+    /// The name as written in config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Command => "command",
+        }
+    }
 }
 
 /// `[agent.interruptions]`: where this node learns that the cloud will take it away.
@@ -239,6 +291,7 @@ impl Default for AgentConfig {
             request_timeout: defaults::request_timeout(),
             state_dir: defaults::state_dir(),
             interruptions: None,
+            drain: DrainConfig::default(),
         }
     }
 }

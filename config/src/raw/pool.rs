@@ -100,6 +100,10 @@ pub struct PoolConfig {
     /// pool's provider is left alone, then tried once (half-open) after a backoff.
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// How the pool shrinks when its nodes report under their instance ids: which
+    /// nodes leave, and how they drain first.
+    #[serde(default)]
+    pub scale_in: ScaleInConfig,
 }
 
 /// The provider table of a pool, tagged by `type`.

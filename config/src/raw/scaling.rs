@@ -315,6 +315,108 @@ impl Default for CircuitConfig {
     }
 }
 
+/// `scale_in`: how a pool whose nodes report under their instance ids shrinks: which
+/// nodes leave, how long each may drain first, and how many drain at once. (A pool whose
+/// reports match none of its instances lowers its desired capacity and lets the cloud
+/// choose, as before.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleInConfig {
+    /// Which healthy nodes leave first: `least-busy` (default: the lowest reading of the
+    /// pool's first target, from each node's own report), `newest` or `oldest` (by
+    /// each node's reported boot time). Nodes the cloud marks unhealthy, under an
+    /// interruption notice or not reporting go before any of them, then the market
+    /// over its planned on-demand/spot share; ties go to the zone with the most nodes.
+    #[serde(default)]
+    pub select: ScaleInSelect,
+    /// How long a chosen node may drain before `on_timeout` applies, 10s to 24h.
+    #[serde(default = "defaults::drain_timeout")]
+    pub drain_timeout: String,
+    /// Past `drain_timeout`, or when its drain failed: `remove` the node anyway
+    /// (default), or `keep` it (it is returned to service and another may be chosen).
+    #[serde(default)]
+    pub on_timeout: OnDrainTimeout,
+    /// At most this many of the pool's nodes drain at once: a percentage of its nodes
+    /// (`"10%"`, the default, rounded up) or a count (`3`).
+    #[serde(default = "defaults::max_draining")]
+    pub max_draining: Share,
+    /// No node is chosen while more than this share of the pool's in-service nodes are
+    /// unready or not reporting (default `"45%"`).
+    #[serde(default = "defaults::halt_when_unready")]
+    pub halt_when_unready: String,
+}
+
+impl Default for ScaleInConfig {
+    fn default() -> Self {
+        Self {
+            select: ScaleInSelect::default(),
+            drain_timeout: defaults::drain_timeout(),
+            on_timeout: OnDrainTimeout::default(),
+            max_draining: defaults::max_draining(),
+            halt_when_unready: defaults::halt_when_unready(),
+        }
+    }
+}
+
+/// `scale_in.select`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScaleInSelect {
+    /// The lowest reading of the pool's first target (the default).
+    #[default]
+    LeastBusy,
+    /// The most recently booted.
+    Newest,
+    /// The longest running.
+    Oldest,
+}
+
+impl ScaleInSelect {
+    /// The name as written in config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::LeastBusy => "least-busy",
+            Self::Newest => "newest",
+            Self::Oldest => "oldest",
+        }
+    }
+}
+
+/// `scale_in.on_timeout`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDrainTimeout {
+    /// Remove the node anyway (the default).
+    #[default]
+    Remove,
+    /// Return it to service.
+    Keep,
+}
+
+impl OnDrainTimeout {
+    /// The name as written in config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Remove => "remove",
+            Self::Keep => "keep",
+        }
+    }
+}
+
+/// A number of nodes, or a percentage of a pool's nodes (`"10%"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Share {
+    /// A count.
+    Count(u32),
+    /// A percentage, written `"N%"`.
+    Percent(String),
+}
+
 /// `flap`: freezes a pool whose scaling keeps changing direction. On by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

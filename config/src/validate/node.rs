@@ -165,7 +165,9 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent>
             ),
         );
     }
+    check_drain(c, &a.drain);
     Some(Agent {
+        drain: a.drain.clone(),
         node_name: a.node_name.clone(),
         pool: a.pool.clone(),
         listen: listen?,
@@ -175,4 +177,38 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Agent>
         state_dir: a.state_dir.clone(),
         interruptions: interruptions?,
     })
+}
+
+/// `[agent.drain]`: a command where the method runs one, and none where it does not.
+fn check_drain(c: &mut Checker<'_>, d: &raw::DrainConfig) {
+    let at = |key: &str| [k("agent"), k("drain"), k(key)];
+    let blank = |argv: &[String]| argv.first().is_none_or(|p| p.trim().is_empty());
+    match d.method {
+        raw::DrainMethod::Command if blank(&d.command) => c.report(
+            &at("command"),
+            None,
+            "method = \"command\" needs the program to run, e.g. command = [\"/usr/local/bin/drain-node\", \"--grace\", \"60\"]",
+        ),
+        raw::DrainMethod::None if !d.command.is_empty() || !d.undo_command.is_empty() => {
+            c.report(
+                &at("method"),
+                None,
+                "a command is set but method is \"none\", so it would never run; set method = \"command\"",
+            );
+        }
+        _ => {}
+    }
+    if !d.undo_command.is_empty() && blank(&d.undo_command) {
+        c.report(
+            &at("undo_command"),
+            None,
+            "the program to run must not be empty",
+        );
+    }
+    if d.protect_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        c.report(&at("protect_file"), None, "must not be empty");
+    }
 }

@@ -48,6 +48,7 @@ pub(super) fn check_pool(
 
     let emergency = check_emergency(c, &at, name, p);
     let (flap, circuit) = check_flap_and_circuit(c, &at, name, p);
+    let scale_in = check_scale_in(c, &at, name, &p.scale_in);
 
     if c.problems.len() != before {
         return None;
@@ -73,6 +74,7 @@ pub(super) fn check_pool(
         emergency,
         flap: flap?,
         circuit: circuit?,
+        scale_in: scale_in?,
         group: group.map(str::to_owned),
     })
 }
@@ -168,6 +170,80 @@ fn check_emergency(
         );
     }
     emergency
+}
+
+/// A percentage written `"N%"` with `lo < N <= 100` (`lo` itself allowed when
+/// `zero_ok`), as a fraction; or a problem and `None`.
+fn percent(
+    c: &mut Checker<'_>,
+    path: &[Seg],
+    name: Option<&str>,
+    text: &str,
+    zero_ok: bool,
+) -> Option<f64> {
+    let parsed = text
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite() && (if zero_ok { *n >= 0.0 } else { *n > 0.0 }) && *n <= 100.0);
+    if parsed.is_none() {
+        let range = if zero_ok {
+            "0% to 100%"
+        } else {
+            "above 0% and at most 100%"
+        };
+        c.report(
+            path,
+            name,
+            format!("\"{text}\" is not a percentage {range}; write e.g. \"10%\""),
+        );
+    }
+    parsed.map(|n| n / 100.0)
+}
+
+/// `scale_in`: the drain timeout, the drain budget and the unready share that halts it.
+fn check_scale_in(
+    c: &mut Checker<'_>,
+    at: &At<'_>,
+    name: Option<&str>,
+    s: &raw::ScaleInConfig,
+) -> Option<ScaleIn> {
+    let drain_timeout = c.duration(
+        &at(&[k("scale_in"), k("drain_timeout")]),
+        name,
+        &s.drain_timeout,
+        Duration::from_secs(10),
+        Duration::from_secs(24 * 3600),
+    );
+    let max_path = at(&[k("scale_in"), k("max_draining")]);
+    let max_draining = match &s.max_draining {
+        raw::Share::Count(0) => {
+            c.report(
+                &max_path,
+                name,
+                "must be at least 1 (nodes draining at once), or a percentage such as \"10%\"",
+            );
+            None
+        }
+        raw::Share::Count(n) => Some(NodeShare::Count(*n)),
+        raw::Share::Percent(text) => {
+            percent(c, &max_path, name, text, false).map(NodeShare::Fraction)
+        }
+    };
+    let halt = percent(
+        c,
+        &at(&[k("scale_in"), k("halt_when_unready")]),
+        name,
+        &s.halt_when_unready,
+        true,
+    );
+    Some(ScaleIn {
+        select: s.select,
+        drain_timeout: drain_timeout?,
+        on_timeout: s.on_timeout,
+        max_draining: max_draining?,
+        halt_when_unready: halt?,
+    })
 }
 
 /// `flap` and `circuit`: their windows and counts.

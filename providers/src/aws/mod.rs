@@ -81,9 +81,10 @@ pub struct AwsSettings {
     /// Whether Capstan sets the group's on-demand/spot split (the pool has spot
     /// settings); otherwise the group's own `InstancesDistribution` stays as it is.
     pub manage_split: bool,
-    /// Whether Capstan chooses the instances that leave (targeted scale-in): its
-    /// in-service instances are then protected from scale-in before any lower desired
-    /// capacity is sent, so the group itself never chooses one.
+    /// Whether Capstan chooses the instances that leave (targeted scale-in), from the
+    /// start (the agent says so every pass, `set_targeted`): its in-service instances
+    /// are then protected from scale-in before any desired capacity is sent, so the
+    /// group itself never chooses one.
     pub protect_from_scale_in: bool,
 }
 
@@ -126,6 +127,9 @@ pub struct AwsProvider {
     #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
     shapes: Mutex<BTreeMap<String, InstanceShape>>,
     warned_no_mix: std::sync::atomic::AtomicBool,
+    /// Whether the agent chooses the instances that leave (starts as
+    /// `protect_from_scale_in`; the agent sets it every pass).
+    targeted: std::sync::atomic::AtomicBool,
 }
 
 impl AwsProvider {
@@ -142,13 +146,14 @@ impl AwsProvider {
 
     fn build(settings: AwsSettings, sdk: Option<SdkConfig>) -> Self {
         Self {
-            settings,
             sdk,
             clients: OnceCell::new(),
             group: Mutex::new(None),
             price: Mutex::new(None),
             shapes: Mutex::new(BTreeMap::new()),
+            targeted: std::sync::atomic::AtomicBool::new(settings.protect_from_scale_in),
             warned_no_mix: std::sync::atomic::AtomicBool::new(false),
+            settings,
         }
     }
 
@@ -520,7 +525,8 @@ impl AwsProvider {
     /// (`protect_from_scale_in`), so a lower desired capacity never lets the group
     /// choose: at most 50 ids a request, as the API takes.
     async fn protect(&self, ids: &[String], fence: &dyn crate::Fence) -> Result<(), ProviderError> {
-        if !self.settings.protect_from_scale_in || ids.is_empty() {
+        let targeted = self.targeted.load(std::sync::atomic::Ordering::Relaxed);
+        if !targeted || ids.is_empty() {
             return Ok(());
         }
         let clients = self.clients().await;
@@ -611,6 +617,11 @@ impl NodePoolProvider for AwsProvider {
         // An Auto Scaling group takes a new desired capacity at once: nothing to follow.
         self.send_target(target, fence).await?;
         Ok(crate::Applied::Done)
+    }
+
+    fn set_targeted(&self, targeted: bool) {
+        self.targeted
+            .store(targeted, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn remove(&self, ids: &[String]) -> Result<(), ProviderError> {

@@ -1,6 +1,7 @@
 //! Tests of the pass: planning and acting against fake providers, with the helpers
 //! every file here shares; by subject in `money.rs`, `groups.rs`, `record.rs`,
-//! `runtime.rs`, and operations beside the pass in `operations.rs`.
+//! `runtime.rs`, operations beside the pass in `operations.rs`, targeted scale-in in
+//! `scale_in.rs`.
 
 pub(super) use super::*;
 pub(super) use capstan_providers::fake::FakeProvider;
@@ -11,6 +12,7 @@ mod money;
 mod operations;
 mod record;
 mod runtime;
+mod scale_in;
 
 pub(super) fn config() -> ValidatedConfig {
     let text = r#"
@@ -87,6 +89,7 @@ fn actions_are_written_as_the_journal_and_metrics_always_wrote_them() {
         (Action::Failed, "failed"),
         (Action::Submitted, "submitted"),
         (Action::InFlight, "in_flight"),
+        (Action::Draining, "draining"),
     ] {
         assert_eq!(a.as_str(), s);
         assert_eq!(a.to_string(), s);

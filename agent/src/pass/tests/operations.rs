@@ -218,6 +218,7 @@ async fn a_submission_whose_outcome_died_with_its_process_is_replanned_from_the_
         started_at: t0(),
         target: CapacityTarget::on_demand(4),
         from: 2,
+        remove: Vec::new(),
     });
     let r = report(100.0, t0());
     let out = pass1(&mut pool, &[&r], &leader(), Mode::Act, t0(), SECOND)

@@ -43,6 +43,16 @@ pub struct PoolActionLabels {
     pub action: String,
 }
 
+/// `{pool, result}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolResultLabels {
+    /// Pool name.
+    pub pool: String,
+    /// How it ended, e.g. a drain's `drained`, `failed`, `timed_out`, `cancelled`,
+    /// `no_agent`.
+    pub result: String,
+}
+
 /// `{provider, operation, outcome}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderRequestLabels {

@@ -262,6 +262,19 @@ declare_metrics! {
     /// `capstan_reports_sent_total{result}`: this node's reports to the leader.
     reports_sent: Family<ResultLabel, Counter> = counter "reports_sent",
         "This node's reports to the leader, by result";
+    /// `capstan_pool_draining_nodes{pool}`: nodes chosen for scale-in and not yet
+    /// removed (draining, or drained and waiting for their removal).
+    pool_draining_nodes: PoolFamily<PoolLabel, Gauge> = gauge "pool_draining_nodes",
+        "Nodes chosen for scale-in and not yet removed";
+    /// `capstan_drains_total{pool,result}`: drains of chosen nodes by how they ended
+    /// (`drained`, `failed`, `timed_out`, `cancelled`, `no_agent`).
+    drains: PoolFamily<PoolResultLabels, Counter> = counter "drains",
+        "Drains of nodes chosen for scale-in, by how they ended";
+    /// `capstan_drain_duration_seconds`: from a node's choice to its drained report
+    /// (or its deadline).
+    drain_seconds: Histogram = histogram "drain_duration_seconds",
+        "From a node's choice for scale-in to its drained report, or its deadline",
+        operation_seconds();
     /// `capstan_pool_nodes_reporting{pool}`: nodes whose last report is fresh.
     pool_nodes_reporting: PoolFamily<PoolLabel, Gauge> = gauge "pool_nodes_reporting",
         "Nodes of the pool whose last report is fresh";

@@ -26,6 +26,12 @@ impl PoolScoped for PoolActionLabels {
     }
 }
 
+impl PoolScoped for PoolResultLabels {
+    fn pool(&self) -> &str {
+        &self.pool
+    }
+}
+
 impl PoolScoped for PoolErrorLabels {
     fn pool(&self) -> &str {
         &self.pool

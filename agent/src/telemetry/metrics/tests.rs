@@ -20,6 +20,13 @@ fn populated() -> Metrics {
     m.forecast_mase.get_or_create(&pm).set(1.0);
     m.anomalies.get_or_create(&pm).inc();
     m.pool_metric_target.get_or_create(&pm).set(1.0);
+    m.pool_draining_nodes.get_or_create(&p).set(1);
+    m.drains
+        .get_or_create(&PoolResultLabels {
+            pool: "web".into(),
+            result: "drained".into(),
+        })
+        .inc();
     m.decisions
         .get_or_create(&PoolActionLabels {
             pool: "web".into(),

@@ -1,0 +1,377 @@
+//! Targeted scale-in on the leader, against the recording fake: which node is chosen,
+//! its drain followed through its reports, exactly that instance removed; protection,
+//! the leader's own node, timeouts, the unready halt, and a new leader carrying on.
+
+use super::*;
+use capstan_collectors::{DrainState, DrainStatus};
+use capstan_providers::{Health, Instance};
+
+use crate::state::memory::{DrainPhase, Memory};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap()
+}
+
+fn config(scale_in: &str) -> Pool {
+    let text = format!(
+        r#"
+        [[pool]]
+        name = "web"
+        provider = {{ type = "dry-run", initial = 4 }}
+        min = 1
+        max = 10
+        targets = [{{ metric = "cpu.utilization", value = 50 }}]
+        scale_in = {{ {scale_in} }}
+    "#
+    );
+    capstan_config::from_str("t.toml".as_ref(), &text, std::iter::empty())
+        .unwrap()
+        .pools
+        .remove(0)
+}
+
+fn instance(id: &str, zone: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        lifecycle: Lifecycle::InService,
+        health: Health::Healthy,
+        instance_type: None,
+        zone: Some(zone.into()),
+        market: Market::OnDemand,
+    }
+}
+
+/// A pool of four instances, i-1 … i-4, in two zones.
+fn four() -> Arc<FakeProvider> {
+    Arc::new(FakeProvider::new(PoolDescription {
+        steps: Default::default(),
+        min: 1,
+        max: 10,
+        desired: 4,
+        instances: vec![
+            instance("i-1", "a"),
+            instance("i-2", "a"),
+            instance("i-3", "b"),
+            instance("i-4", "b"),
+        ],
+    }))
+}
+
+/// Reports of the given nodes (id, cpu), each with its drain state when given.
+fn reports(nodes: &[(&str, f64, Option<DrainState>)], at: DateTime<Utc>) -> Vec<NodeReport> {
+    nodes
+        .iter()
+        .map(|(id, cpu, drain)| {
+            let mut r = crate::testutil::cpu_report(id, "web", *cpu, at);
+            r.drain = drain.map(|state| DrainStatus {
+                state,
+                detail: None,
+            });
+            r
+        })
+        .collect()
+}
+
+struct Run {
+    pool: PoolRuntime,
+    claim: tokio::sync::watch::Receiver<Claim>,
+    node: Option<&'static str>,
+}
+
+impl Run {
+    fn new(config: Pool, f: Arc<FakeProvider>) -> Self {
+        Self {
+            pool: PoolRuntime::new(config, f),
+            claim: leader(),
+            node: None,
+        }
+    }
+
+    async fn pass(&mut self, reports: &[NodeReport], at: DateTime<Utc>) -> PassOutcome {
+        let refs: Vec<&NodeReport> = reports.iter().collect();
+        let budget = no_budget();
+        let mut out = fleet_pass(
+            std::slice::from_mut(&mut self.pool),
+            &mut [],
+            &refs,
+            &budget,
+            Turn {
+                node: self.node,
+                ..Turn::new(&self.claim, Mode::Act, at, SECOND)
+            },
+        )
+        .await;
+        out.pools.remove(0).unwrap()
+    }
+
+    fn phases(&self) -> Vec<(String, DrainPhase)> {
+        self.pool
+            .memory
+            .drains
+            .iter()
+            .map(|d| (d.node.clone(), d.phase))
+            .collect()
+    }
+}
+
+fn kinds(out: &PassOutcome) -> Vec<String> {
+    out.reasons
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .filter(|k| {
+            k.contains("drain")
+                || k.contains("scale_in")
+                || k == "removed"
+                || k.contains("protected")
+        })
+        .collect()
+}
+
+/// The first pass records the pool's size as a recommendation (a fresh leader waits
+/// out the scale-down window); passes after the window may shrink it.
+async fn past_the_window(run: &mut Run, busy: &[(&str, f64, Option<DrainState>)]) -> DateTime<Utc> {
+    let out = run.pass(&reports(busy, t0()), t0()).await;
+    assert_eq!(out.action, Action::None);
+    t0() + chrono::Duration::seconds(301)
+}
+
+#[tokio::test]
+async fn a_shrink_drains_the_least_busy_node_then_removes_exactly_it() {
+    let f = four();
+    let mut run = Run::new(
+        config("max_draining = 1, drain_timeout = \"5m\""),
+        f.clone(),
+    );
+    let idle = [
+        ("i-1", 30.0, None),
+        ("i-2", 10.0, None),
+        ("i-3", 20.0, None),
+        ("i-4", 25.0, None),
+    ];
+    let mut at = past_the_window(&mut run, &idle).await;
+
+    // The plan wants 2 of 4: one drains at a time, the least busy first.
+    let out = run.pass(&reports(&idle, at), at).await;
+    assert_eq!(out.action, Action::Draining, "{:?}", out.detail);
+    assert_eq!(kinds(&out), ["chosen_for_scale_in"]);
+    assert_eq!(run.phases(), [("i-2".to_owned(), DrainPhase::Draining)]);
+    let asked = crate::pass::scale_in::answers(std::slice::from_ref(&run.pool));
+    let order = asked["i-2"].drain.as_ref().unwrap();
+    assert_eq!(order.pool, "web");
+    assert_eq!(order.deadline, at + chrono::Duration::minutes(5));
+    assert_eq!(asked.len(), 1, "only the chosen node is asked");
+    assert!(f.remove_calls().is_empty() && f.apply_calls().is_empty());
+
+    // Its agent says it drains, then that it drained: exactly it is removed.
+    at += chrono::Duration::seconds(1);
+    let draining = [
+        ("i-1", 30.0, None),
+        ("i-2", 10.0, Some(DrainState::Draining)),
+        ("i-3", 20.0, None),
+        ("i-4", 25.0, None),
+    ];
+    let out = run.pass(&reports(&draining, at), at).await;
+    assert_eq!(out.action, Action::Draining);
+    assert_eq!(kinds(&out), ["drain_started"]);
+    at += chrono::Duration::seconds(1);
+    let drained = [
+        ("i-1", 30.0, None),
+        ("i-2", 10.0, Some(DrainState::Drained)),
+        ("i-3", 20.0, None),
+        ("i-4", 25.0, None),
+    ];
+    let out = run.pass(&reports(&drained, at), at).await;
+    assert_eq!(out.action, Action::Scaled, "{:?}", out.detail);
+    assert_eq!(kinds(&out), ["drained", "removed"]);
+    assert_eq!(f.remove_calls(), [vec!["i-2".to_owned()]]);
+    assert!(f.apply_calls().is_empty(), "no desired capacity was sent");
+    assert!(run.pool.memory.drains.is_empty());
+    // The removal is a scale event: 4 to 3.
+    assert_eq!(run.pool.memory.last_target.unwrap().capacity, 3);
+
+    // Still one too many: the next least busy is chosen, from the fuller zone b.
+    at += chrono::Duration::seconds(1);
+    let rest = [
+        ("i-1", 30.0, None),
+        ("i-3", 20.0, None),
+        ("i-4", 25.0, None),
+    ];
+    let out = run.pass(&reports(&rest, at), at).await;
+    assert_eq!(kinds(&out), ["chosen_for_scale_in"]);
+    assert_eq!(run.phases(), [("i-3".to_owned(), DrainPhase::Draining)]);
+}
+
+#[tokio::test]
+async fn protected_nodes_are_never_chosen_and_the_leaders_own_node_goes_last() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 4"), f.clone());
+    run.node = Some("i-1");
+    let idle = [
+        ("i-1", 1.0, None),
+        ("i-2", 2.0, None),
+        ("i-3", 30.0, None),
+        ("i-4", 40.0, None),
+    ];
+    let at = past_the_window(&mut run, &idle).await;
+    let mut rs = reports(&idle, at);
+    rs[1].protected = true;
+    let out = run.pass(&rs, at).await;
+    // Two must go: not i-2 (protected), not i-1 (the leader) while others can.
+    let mut chosen: Vec<String> = run.phases().into_iter().map(|(n, _)| n).collect();
+    chosen.sort();
+    assert_eq!(chosen, ["i-3", "i-4"], "{:?}", out.reasons);
+    assert!(kinds(&out).contains(&"protected_node_skipped".to_owned()));
+}
+
+#[tokio::test]
+async fn a_drain_past_its_deadline_is_removed_or_kept_as_on_timeout_says() {
+    for (on_timeout, removed) in [("remove", true), ("keep", false)] {
+        let f = four();
+        let mut run = Run::new(
+            config(&format!(
+                "max_draining = 1, drain_timeout = \"10s\", on_timeout = \"{on_timeout}\""
+            )),
+            f.clone(),
+        );
+        let idle = [
+            ("i-1", 5.0, None),
+            ("i-2", 10.0, None),
+            ("i-3", 10.0, None),
+            ("i-4", 10.0, None),
+        ];
+        let mut at = past_the_window(&mut run, &idle).await;
+        run.pass(&reports(&idle, at), at).await;
+        assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+        // Its agent drains and drains, past the deadline.
+        at += chrono::Duration::seconds(11);
+        let stuck = [
+            ("i-1", 5.0, Some(DrainState::Draining)),
+            ("i-2", 10.0, None),
+            ("i-3", 10.0, None),
+            ("i-4", 10.0, None),
+        ];
+        let out = run.pass(&reports(&stuck, at), at).await;
+        let k = kinds(&out);
+        assert!(k.contains(&"drain_timed_out".to_owned()), "{k:?}");
+        if removed {
+            assert_eq!(f.remove_calls(), [vec!["i-1".to_owned()]]);
+        } else {
+            assert!(f.remove_calls().is_empty());
+            // Kept: asked to undo its drain, and another node is chosen instead.
+            let asked = crate::pass::scale_in::answers(std::slice::from_ref(&run.pool));
+            assert!(asked["i-1"].undrain.is_some(), "{asked:?}");
+            assert!(asked.values().filter(|a| a.drain.is_some()).count() == 1);
+            // Once its reports carry no drain, it is forgotten.
+            at += chrono::Duration::seconds(1);
+            run.pass(&reports(&idle, at), at).await;
+            assert!(!run.phases().iter().any(|(n, _)| n == "i-1"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_node_is_chosen_while_too_many_are_unready_and_a_silent_one_goes_without_a_drain() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 4"), f.clone());
+    let all = [
+        ("i-1", 5.0, None),
+        ("i-2", 5.0, None),
+        ("i-3", 5.0, None),
+        ("i-4", 5.0, None),
+    ];
+    let at = past_the_window(&mut run, &all).await;
+    // Two of four unhealthy at the cloud (50 % > 45 %): the shrink waits.
+    let mut sick = f.describe().await.unwrap();
+    sick.instances[1].health = Health::Unhealthy;
+    sick.instances[2].health = Health::Unhealthy;
+    f.set_description(sick);
+    let out = run.pass(&reports(&all, at), at).await;
+    assert_eq!(
+        kinds(&out),
+        ["scale_in_halted_unready"],
+        "{:?}",
+        out.reasons
+    );
+    assert_eq!(out.action, Action::Draining);
+    assert!(run.pool.memory.drains.is_empty() && f.remove_calls().is_empty());
+    // All healthy, one silent of four (25 %): it is chosen first and removed at once,
+    // with no drain to wait for.
+    f.set_description(four().describe().await.unwrap());
+    let three = [("i-1", 5.0, None), ("i-2", 5.0, None), ("i-3", 5.0, None)];
+    let at = at + chrono::Duration::seconds(1);
+    let out = run.pass(&reports(&three, at), at).await;
+    let chosen = out
+        .reasons
+        .iter()
+        .find_map(|r| match r {
+            Reason::ChosenForScaleIn {
+                node,
+                rule,
+                deadline,
+                ..
+            } if node == "i-4" => Some((rule.clone(), *deadline)),
+            _ => None,
+        })
+        .expect("i-4 chosen");
+    assert_eq!(chosen, ("silent".to_owned(), None));
+    assert!(f.remove_calls()[0].contains(&"i-4".to_owned()));
+}
+
+#[tokio::test]
+async fn a_new_leader_carries_on_the_same_drain_and_removes_each_instance_once() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 1"), f.clone());
+    let idle = [
+        ("i-1", 5.0, None),
+        ("i-2", 10.0, None),
+        ("i-3", 10.0, None),
+        ("i-4", 10.0, None),
+    ];
+    let mut at = past_the_window(&mut run, &idle).await;
+    run.pass(&reports(&idle, at), at).await;
+    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+    // The leader dies; the next reads the decision state it saved.
+    let saved = run.pool.memory.encode();
+    let mut next = Run::new(config("max_draining = 1"), f.clone());
+    next.pool.memory = Memory::decode(&saved).unwrap();
+    at += chrono::Duration::seconds(1);
+    let out = next.pass(&reports(&idle, at), at).await;
+    // Same drain, no other chosen for the same shrink.
+    assert_eq!(out.action, Action::Draining);
+    assert!(kinds(&out).is_empty(), "{:?}", kinds(&out));
+    assert_eq!(next.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+    at += chrono::Duration::seconds(1);
+    let drained = [
+        ("i-1", 5.0, Some(DrainState::Drained)),
+        ("i-2", 10.0, None),
+        ("i-3", 10.0, None),
+        ("i-4", 10.0, None),
+    ];
+    next.pass(&reports(&drained, at), at).await;
+    at += chrono::Duration::seconds(1);
+    next.pass(&reports(&drained[1..], at), at).await;
+    let removals: Vec<Vec<String>> = f.remove_calls();
+    assert_eq!(
+        removals.iter().flatten().filter(|id| *id == "i-1").count(),
+        1,
+        "{removals:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pool_whose_reports_match_no_instance_lets_the_cloud_choose_and_says_so() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 1"), f.clone());
+    let host = [("host", 5.0, None)];
+    let at = past_the_window(&mut run, &host).await;
+    let out = run.pass(&reports(&host, at), at).await;
+    assert_eq!(out.action, Action::Scaled);
+    assert_eq!(kinds(&out), ["scale_in_by_capacity"]);
+    assert!(f.remove_calls().is_empty());
+    assert!(f.apply_calls().last().unwrap().capacity < 4);
+}
