@@ -63,6 +63,7 @@ fn main() {
                         let settings = Settings {
                             demand_per_node: 100.0,
                             delay_minutes: 3,
+                            drain_minutes: 0,
                             keep_series: false,
                             hot_per_node: None,
                             warm_up_minutes: 0,

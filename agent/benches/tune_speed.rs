@@ -45,6 +45,7 @@ fn main() {
     let tuning = Tuning {
         demand_per_node: 100.0,
         delay_minutes: 3,
+        drain_minutes: 0,
         slo_minutes: None,
         saturation: None,
         threads: None,

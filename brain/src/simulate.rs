@@ -11,7 +11,10 @@
 //! which the planner, like HPA, deliberately does nothing), i.e. when
 //! `d > n × demand_per_node × (1 + tolerance)`; the shortfall beyond that is the
 //! under-provisioned demand. New nodes are billed from the minute they are asked for
-//! and serve from the minute they arrive; removed nodes go at once. Forecast-and-scale
+//! and serve from the minute they arrive; removed nodes drain for `drain_minutes`
+//! (billed, serving no new demand; 0: they go at once), and a scale-up takes back nodes
+//! still draining before it asks for new ones, as the leader returns them to service.
+//! Forecast-and-scale
 //! sizes capacity one provisioning delay ahead, as the leader does once it has timed a
 //! scale-up (`lead_time` is only its default).
 
@@ -66,6 +69,9 @@ pub struct Settings {
     pub demand_per_node: f64,
     /// Minutes a new node takes to arrive.
     pub delay_minutes: u32,
+    /// Minutes a removed node drains before it goes (targeted scale-in's drain):
+    /// billed, serving nothing new.
+    pub drain_minutes: u32,
     /// Keep the per-minute series (for `--svg`).
     pub keep_series: bool,
     /// Demand per ready node above which a minute counts as under-provisioned; by
@@ -78,11 +84,12 @@ pub struct Settings {
     pub warm_up_minutes: usize,
 }
 
-/// The simulated pool's nodes: those that serve, and those on their way (the minute
-/// they arrive, how many).
+/// The simulated pool's nodes: those that serve, those on their way (the minute they
+/// arrive, how many), and those draining (the minute they go, how many).
 struct Nodes {
     ready: u32,
     pending: std::collections::VecDeque<(i64, u32)>,
+    draining: std::collections::VecDeque<(i64, u32)>,
 }
 
 impl Nodes {
@@ -99,11 +106,42 @@ impl Nodes {
         self.pending.iter().map(|(_, n)| n).sum()
     }
 
-    /// From `current` to `desired` nodes: new ones arrive at minute `arrive`; a
-    /// scale-down cancels the latest arrivals first, then removes serving nodes.
-    fn resize(&mut self, current: u32, desired: u32, arrive: i64) {
+    /// Drained nodes due to go by minute `m` go.
+    fn depart(&mut self, m: i64) {
+        while self.draining.front().is_some_and(|(at, _)| *at <= m) {
+            self.draining.pop_front();
+        }
+    }
+
+    fn leaving(&self) -> u32 {
+        self.draining.iter().map(|(_, n)| n).sum()
+    }
+
+    /// From `current` to `desired` nodes: a scale-up takes back the latest draining
+    /// nodes first (they serve again at once), and new ones arrive at minute `arrive`;
+    /// a scale-down cancels the latest arrivals first, then drains serving nodes until
+    /// minute `leave`.
+    fn resize(&mut self, current: u32, desired: u32, arrive: i64, leave: i64) {
         if desired > current {
-            self.pending.push_back((arrive, desired - current));
+            let mut add = desired - current;
+            while add > 0 {
+                match self.draining.back_mut() {
+                    Some((_, n)) if *n > add => {
+                        *n -= add;
+                        self.ready += add;
+                        add = 0;
+                    }
+                    Some((_, n)) => {
+                        add -= *n;
+                        self.ready += *n;
+                        self.draining.pop_back();
+                    }
+                    None => {
+                        self.pending.push_back((arrive, add));
+                        add = 0;
+                    }
+                }
+            }
             return;
         }
         let mut remove = current - desired;
@@ -118,7 +156,11 @@ impl Nodes {
                     self.pending.pop_back();
                 }
                 None => {
-                    self.ready -= remove.min(self.ready);
+                    let gone = remove.min(self.ready);
+                    self.ready -= gone;
+                    if gone > 0 {
+                        self.draining.push_back((leave, gone));
+                    }
                     remove = 0;
                 }
             }
@@ -152,9 +194,11 @@ pub fn run(
     let delay = i64::from(settings.delay_minutes);
     let warm_up = i64::try_from(settings.warm_up_minutes).unwrap_or(i64::MAX);
 
+    let drain = i64::from(settings.drain_minutes);
     let mut nodes = Nodes {
         ready: config.min,
         pending: Default::default(),
+        draining: Default::default(),
     };
     let mut metrics = Metrics {
         node_hours: 0.0,
@@ -254,11 +298,12 @@ pub fn run(
         if p.desired != current {
             metrics.actions += u64::from(m >= warm_up);
             history.record_scale(current, p.desired, now);
-            nodes.resize(current, p.desired, m + delay);
+            nodes.resize(current, p.desired, m + delay, m + drain);
         }
+        nodes.depart(m);
 
         let ready = nodes.ready;
-        let billed: u32 = ready + nodes.on_the_way();
+        let billed: u32 = ready + nodes.on_the_way() + nodes.leaving();
         let served = f64::from(ready) * x;
         let limit = f64::from(ready) * hot;
         let saturated = limit + 1e-9 < d;
@@ -376,6 +421,7 @@ pub fn auto_backtest(
     let settings = |value: f64| Settings {
         demand_per_node: demand_per_node * value / base,
         delay_minutes,
+        drain_minutes: 0,
         keep_series: false,
         hot_per_node: Some(demand_per_node * line / base),
         warm_up_minutes: AUTO_WARM_UP_MINUTES,

@@ -553,7 +553,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__simulate)
-            opts="-c -h --config --pool --trace --demand-per-node --provisioning-delay --compare --warm-up --svg --window --json --log-format --help"
+            opts="-c -h --config --pool --trace --demand-per-node --provisioning-delay --drain-time --compare --warm-up --svg --window --json --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -580,6 +580,10 @@ _capstan() {
                     return 0
                     ;;
                 --provisioning-delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --drain-time)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -633,7 +637,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__tune)
-            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --warm-up --svg --json --log-format --help"
+            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --drain-time --warm-up --svg --json --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -668,6 +672,10 @@ _capstan() {
                     return 0
                     ;;
                 --provisioning-delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --drain-time)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -128,6 +128,10 @@ enum Command {
         /// How long a new node takes to serve.
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         provisioning_delay: std::time::Duration,
+        /// How long a node chosen to leave drains before it goes (targeted scale-in):
+        /// billed, serving nothing new; a scale-up takes back draining nodes first.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        drain_time: std::time::Duration,
         /// Also run reactive-only (predictive scaling off) beside the configured policy:
         /// at the same target, and the cheapest reactive-only policy of `capstan tune`'s
         /// grid with no more saturated minutes than the policy (the same SLO, on the same
@@ -193,6 +197,10 @@ enum Command {
         /// How long a new node takes to serve.
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         provisioning_delay: std::time::Duration,
+        /// How long a node chosen to leave drains before it goes (targeted scale-in):
+        /// billed, serving nothing new; a scale-up takes back draining nodes first.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        drain_time: std::time::Duration,
         /// Minutes replayed before scoring starts: every policy learns and scales, none
         /// is billed or counted. The daemon warms its forecaster from its stored demand
         /// history, so a forecast's first days happen once per pool, not every week.
@@ -431,6 +439,7 @@ pub fn main() -> ExitCode {
             trace,
             demand_per_node,
             provisioning_delay,
+            drain_time,
             compare,
             warm_up,
             svg,
@@ -442,7 +451,7 @@ pub fn main() -> ExitCode {
                 &pool,
                 &trace,
                 demand_per_node,
-                provisioning_delay,
+                (provisioning_delay, drain_time),
                 warm_up,
                 compare,
                 svg.as_deref().map(|p| (p, window)),
@@ -462,6 +471,7 @@ pub fn main() -> ExitCode {
             demand_per_node,
             saturation,
             provisioning_delay,
+            drain_time,
             warm_up,
             svg,
             json,
@@ -471,7 +481,7 @@ pub fn main() -> ExitCode {
                 &pool,
                 trace.as_deref().filter(|_| !history),
                 demand_per_node,
-                provisioning_delay,
+                (provisioning_delay, drain_time),
                 slo_minutes,
                 saturation,
                 warm_up,

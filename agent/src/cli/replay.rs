@@ -35,7 +35,7 @@ pub(super) fn tune(
     pool: &str,
     trace: Option<&Path>,
     demand_per_node: Option<f64>,
-    delay: std::time::Duration,
+    (delay, drain): (std::time::Duration, std::time::Duration),
     slo_minutes: Option<u64>,
     saturation: Option<f64>,
     warm_up: Option<std::time::Duration>,
@@ -83,6 +83,7 @@ pub(super) fn tune(
             (_, given) => demand_per_node_or_peak(given, peak, config)?,
         },
         delay_minutes: whole_minutes(delay),
+        drain_minutes: whole_minutes(drain),
         slo_minutes,
         saturation,
         threads: None,
@@ -109,11 +110,12 @@ pub(super) fn tune(
     }
     writeln!(
         out,
-        "pool {pool}: {} candidates over {:.1} days{}, {} min provisioning delay, one node serves {:.1} at target {target}; under-provisioned above {} per node; SLO {} minute(s)",
+        "pool {pool}: {} candidates over {:.1} days{}, {} min provisioning delay{}, one node serves {:.1} at target {target}; under-provisioned above {} per node; SLO {} minute(s)",
         report.candidates.len(),
         demand.len() as f64 / 1440.0,
         scored_after(report.warm_up_minutes),
         tuning.delay_minutes,
+        drained_for(tuning.drain_minutes),
         tuning.demand_per_node,
         report.saturation,
         report.slo_minutes
@@ -272,6 +274,15 @@ fn scored_after(warm_up_minutes: usize) -> String {
     }
 }
 
+/// ", a N min drain" when nodes drain before they go.
+fn drained_for(drain_minutes: u32) -> String {
+    if drain_minutes == 0 {
+        String::new()
+    } else {
+        format!(", a {drain_minutes} min drain")
+    }
+}
+
 /// A provisioning delay in whole minutes, rounded up.
 pub(super) fn whole_minutes(delay: std::time::Duration) -> u32 {
     u32::try_from(delay.as_secs().div_ceil(60)).unwrap_or(u32::MAX)
@@ -308,7 +319,7 @@ pub(super) fn simulate(
     pool: &str,
     trace: &Path,
     demand_per_node: Option<f64>,
-    delay: std::time::Duration,
+    (delay, drain): (std::time::Duration, std::time::Duration),
     warm_up: Option<std::time::Duration>,
     compare: bool,
     svg: Option<(&Path, super::Window)>,
@@ -324,6 +335,7 @@ pub(super) fn simulate(
     let settings = sim::Settings {
         demand_per_node: x,
         delay_minutes: whole_minutes(delay),
+        drain_minutes: whole_minutes(drain),
         keep_series: svg.is_some(),
         hot_per_node: None,
         warm_up_minutes: warm_up_minutes(warm_up, demand.len())?,
@@ -351,6 +363,7 @@ pub(super) fn simulate(
     let tuning = crate::tools::tune::Tuning {
         demand_per_node: x,
         delay_minutes: settings.delay_minutes,
+        drain_minutes: settings.drain_minutes,
         slo_minutes: None,
         saturation: None,
         threads: None,
@@ -432,6 +445,7 @@ pub(super) fn simulate(
         let mut doc = serde_json::json!({
             "policy": policy,
             "warm_up_minutes": settings.warm_up_minutes,
+            "drain_minutes": settings.drain_minutes,
         });
         if let Some(r) = &reactive {
             doc["reactive"] = serde_json::to_value(r)?;
@@ -450,10 +464,11 @@ pub(super) fn simulate(
     }
     writeln!(
         out,
-        "pool {pool}: {:.1} days{}, {} min provisioning delay, one node serves {x:.1} (peak {peak:.1})",
+        "pool {pool}: {:.1} days{}, {} min provisioning delay{}, one node serves {x:.1} (peak {peak:.1})",
         demand.len() as f64 / 1440.0,
         scored_after(settings.warm_up_minutes),
-        settings.delay_minutes
+        settings.delay_minutes,
+        drained_for(settings.drain_minutes)
     )?;
     let fmt_mase = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     type Cell = Box<dyn Fn(&sim::Metrics) -> String>;

@@ -156,6 +156,13 @@ fn write_pools(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
             p.error.as_deref().map_or(reason, |e| format!("error: {e}"))
         )?;
     }
+    for p in status.pools.iter().filter(|p| p.reports_unmatched) {
+        writeln!(
+            out,
+            "warning: {}'s nodes report under ids that match none of its instances: the cloud chooses which leave, none is drained (name each agent by its instance id)",
+            p.name
+        )?;
+    }
     for p in &status.pools {
         for d in &p.draining {
             let what = match d.phase.as_str() {

@@ -648,6 +648,7 @@ impl Daemon {
                             deadline: d.deadline,
                         })
                         .collect(),
+                    reports_unmatched: p.unmatched,
                     nodes: self.nodes.get(&p.config.name).cloned().unwrap_or_default(),
                     circuit: p.circuit(now).as_str().to_owned(),
                     consecutive_failures: p.memory.failures,

@@ -392,9 +392,13 @@ fn export_drains(m: &Metrics, pool: &PoolRuntime, outcome: &pass::PassOutcome) {
         .iter()
         .filter(|d| d.phase != DrainPhase::Keep)
         .count();
+    let label = PoolLabel { pool: name.clone() };
     m.pool_draining_nodes
-        .get_or_create(&PoolLabel { pool: name.clone() })
+        .get_or_create(&label)
         .set(i64::try_from(draining).unwrap_or(i64::MAX));
+    m.pool_reports_unmatched
+        .get_or_create(&label)
+        .set(i64::from(pool.unmatched));
     let timeout = pool.config.scale_in.drain_timeout.as_secs_f64();
     for reason in &outcome.reasons {
         let (result, seconds) = match reason {

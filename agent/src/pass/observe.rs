@@ -107,6 +107,17 @@ pub(super) async fn observe(
         .collect();
     let mut samples = aggregate::samples(&pool.config, &description, &pool_reports);
     pool.members = aggregate::members(&description, &pool_reports).map(Arc::new);
+    let unmatched =
+        pool.provider.kind() != "dry-run" && !pool_reports.is_empty() && pool.members.is_none();
+    if unmatched && !pool.unmatched {
+        tracing::warn!(
+            pool = %pool.config.name,
+            nodes = pool_reports.len(),
+            instances = description.instances.len(),
+            "no report of this pool comes from one of its instances: the cloud chooses which nodes leave, none is drained, and missing nodes are not counted. Name each agent by its instance id (leave agent.node_name unset and set [agent.interruptions] cloud, or set node_name to the instance id)"
+        );
+    }
+    pool.unmatched = unmatched;
     // The cloud keeps from choosing which nodes leave where Capstan chooses.
     pool.provider.set_targeted(pool.members.is_some());
     let nodes = if pool.members.is_some() {

@@ -125,6 +125,9 @@ pub struct PoolRuntime {
     /// The pool's instance ids at its last describe, once its reports match them
     /// ([`aggregate::members`]): ingest refuses reports from other ids in the pool.
     pub members: Option<Arc<std::collections::HashSet<String>>>,
+    /// A cloud pool whose nodes report, but under ids that match none of its
+    /// instances: the cloud chooses which nodes leave, and none is drained.
+    pub unmatched: bool,
     /// `predictive.mode = "auto"`: the backtest running, and when the next is due.
     pub auto: auto::AutoCheck,
 }
@@ -160,6 +163,7 @@ impl PoolRuntime {
             instance_types: Vec::new(),
             call: None,
             members: None,
+            unmatched: false,
             auto: auto::AutoCheck::default(),
         }
     }

@@ -127,6 +127,10 @@ pub struct PoolStatus {
     /// Nodes chosen for scale-in and not yet gone (targeted scale-in).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<DrainingNode>,
+    /// A cloud pool whose nodes report under ids that match none of its instances:
+    /// the cloud chooses which nodes leave, none is drained.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reports_unmatched: bool,
 }
 
 /// A node chosen for scale-in, as `/v1/status` shows it.

@@ -154,6 +154,7 @@ mod tests {
         Settings {
             demand_per_node: 100.0,
             delay_minutes: 3,
+            drain_minutes: 0,
             keep_series: true,
             hot_per_node: None,
             warm_up_minutes: 0,
@@ -211,6 +212,34 @@ mod tests {
         // In demand units, near the demand it forecasts.
         let (f, d) = (warm[0].unwrap(), series.demand[3 * 1440]);
         assert!((f - d).abs() < 0.2 * d, "forecast {f} vs demand {d}");
+    }
+
+    #[test]
+    fn draining_nodes_are_billed_and_a_rise_takes_them_back_before_asking_for_new_ones() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let pool = pool("forecast-only");
+        let with = |drain_minutes| {
+            let s = Settings {
+                keep_series: false,
+                drain_minutes,
+                ..settings()
+            };
+            run(&pool, &budget(), &demand(), start, &s).0
+        };
+        let (now, drained) = (with(0), with(10));
+        // Every node that leaves is billed ten minutes more...
+        assert!(
+            drained.node_hours > now.node_hours,
+            "{drained:?} vs {now:?}"
+        );
+        // ...but never serves less: a rise takes back draining nodes at once, with
+        // no provisioning delay.
+        assert!(
+            drained.underprovisioned_minutes <= now.underprovisioned_minutes,
+            "{drained:?} vs {now:?}"
+        );
+        // No drain is what it always was.
+        assert_eq!(with(0), now);
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct Tuning {
     pub demand_per_node: f64,
     /// Minutes a new node takes to serve.
     pub delay_minutes: u32,
+    /// Minutes a removed node drains before it goes (billed, serving nothing new).
+    pub drain_minutes: u32,
     /// Under-provisioned minutes allowed; `None`: as many as the current policy has.
     pub slo_minutes: Option<u64>,
     /// The metric's value at which a node is saturated; `None`: see [`saturation`].
@@ -204,6 +206,7 @@ pub fn settings_for(pool: &Pool, value: f64, tuning: &Tuning) -> Settings {
     Settings {
         demand_per_node: tuning.demand_per_node * value / base,
         delay_minutes: tuning.delay_minutes,
+        drain_minutes: tuning.drain_minutes,
         keep_series: false,
         hot_per_node: Some(tuning.demand_per_node * line / base),
         warm_up_minutes: tuning.warm_up_minutes,
@@ -461,6 +464,7 @@ mod tests {
         Tuning {
             demand_per_node: 100.0,
             delay_minutes: 5,
+            drain_minutes: 0,
             slo_minutes: slo,
             saturation: None,
             threads: Some(threads),

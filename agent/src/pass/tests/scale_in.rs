@@ -160,6 +160,7 @@ async fn a_shrink_drains_the_least_busy_node_then_removes_exactly_it() {
     assert_eq!(out.action, Action::Draining, "{:?}", out.detail);
     assert_eq!(kinds(&out), ["chosen_for_scale_in"]);
     assert_eq!(run.phases(), [("i-2".to_owned(), DrainPhase::Draining)]);
+    assert!(!run.pool.unmatched);
     let asked = crate::pass::scale_in::answers(std::slice::from_ref(&run.pool));
     let order = asked["i-2"].drain.as_ref().unwrap();
     assert_eq!(order.pool, "web");
@@ -373,5 +374,7 @@ async fn a_pool_whose_reports_match_no_instance_lets_the_cloud_choose_and_says_s
     assert_eq!(out.action, Action::Scaled);
     assert_eq!(kinds(&out), ["scale_in_by_capacity"]);
     assert!(f.remove_calls().is_empty());
+    // A cloud pool (not dry-run) whose nodes report under other ids is flagged.
+    assert!(run.pool.unmatched);
     assert!(f.apply_calls().last().unwrap().capacity < 4);
 }

@@ -262,6 +262,11 @@ declare_metrics! {
     /// `capstan_reports_sent_total{result}`: this node's reports to the leader.
     reports_sent: Family<ResultLabel, Counter> = counter "reports_sent",
         "This node's reports to the leader, by result";
+    /// `capstan_pool_reports_unmatched{pool}`: 1 while a cloud pool's nodes report
+    /// under ids that match none of its instances (no targeted scale-in, no
+    /// missing-node rules).
+    pool_reports_unmatched: PoolFamily<PoolLabel, Gauge> = gauge "pool_reports_unmatched",
+        "1 while a cloud pool's nodes report under ids that match none of its instances";
     /// `capstan_pool_draining_nodes{pool}`: nodes chosen for scale-in and not yet
     /// removed (draining, or drained and waiting for their removal).
     pool_draining_nodes: PoolFamily<PoolLabel, Gauge> = gauge "pool_draining_nodes",

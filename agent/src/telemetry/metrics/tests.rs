@@ -21,6 +21,7 @@ fn populated() -> Metrics {
     m.anomalies.get_or_create(&pm).inc();
     m.pool_metric_target.get_or_create(&pm).set(1.0);
     m.pool_draining_nodes.get_or_create(&p).set(1);
+    m.pool_reports_unmatched.get_or_create(&p).set(0);
     m.drains
         .get_or_create(&PoolResultLabels {
             pool: "web".into(),
