@@ -572,7 +572,9 @@ load = lambda n: [x for x in yaml.safe_load_all((d / (n + ".yaml")).read_text())
 docs = load("base")
 kinds = {x["kind"] for x in docs}
 assert {"Namespace", "ResourceQuota", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "DaemonSet", "NetworkPolicy"} <= kinds, kinds
-assert all(x["metadata"].get("namespace") == "capstan" for x in docs if x["kind"] != "Namespace")
+assert all(x["metadata"].get("namespace") == "capstan" for x in docs if x["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"))
+crb = next(x for x in docs if x["kind"] == "ClusterRoleBinding")
+assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "capstan", "namespace": "capstan"}], crb
 ns = next(x for x in docs if x["kind"] == "Namespace")
 assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 for role in (x for x in docs if x["kind"] == "Role"):
@@ -671,6 +673,45 @@ sys.stdout.write(cm["data"]["capstan.toml"])
     assert!(
         generated == committed,
         "prometheusrule.yaml is stale: run scripts/generate.sh"
+    );
+}
+
+/// The drain's ClusterRole grants exactly the calls `[agent.drain] method =
+/// "kubernetes"` makes, in the core API group, and nothing more.
+#[cfg(feature = "kubernetes")]
+#[test]
+fn the_drain_cluster_role_grants_exactly_what_the_kubernetes_drain_calls() {
+    let (ok, json, err) = run(Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(repo().join("packaging/kubernetes/rbac.yaml")));
+    assert!(ok, "{err}");
+    let docs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("a ClusterRole");
+    let mut granted: Vec<(String, String)> = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(rule["apiGroups"], serde_json::json!([""]), "{rule}");
+        assert!(rule.get("resourceNames").is_none(), "{rule}");
+        for r in rule["resources"].as_array().unwrap() {
+            for v in rule["verbs"].as_array().unwrap() {
+                granted.push((r.as_str().unwrap().into(), v.as_str().unwrap().into()));
+            }
+        }
+    }
+    granted.sort();
+    let mut used: Vec<(String, String)> = capstan::daemon::kube_drain::VERBS
+        .iter()
+        .map(|(r, v)| ((*r).to_owned(), (*v).to_owned()))
+        .collect();
+    used.sort();
+    assert_eq!(
+        granted, used,
+        "packaging/kubernetes/rbac.yaml vs kube_drain::VERBS"
     );
 }
 

@@ -37,6 +37,12 @@ pub struct Drainer {
     node: String,
     config: Mutex<DrainConfig>,
     phase: Mutex<Phase>,
+    /// A pod on the node asks not to be disrupted (`method = "kubernetes"`), as last
+    /// seen by [`Drainer::refresh`].
+    pod_protected: std::sync::atomic::AtomicBool,
+    /// The Kubernetes node, once connected (`method = "kubernetes"`).
+    #[cfg(feature = "kubernetes")]
+    kube: tokio::sync::Mutex<Option<super::kube_drain::KubeNode>>,
 }
 
 impl Drainer {
@@ -46,6 +52,9 @@ impl Drainer {
             node: node.into(),
             config: Mutex::new(config),
             phase: Mutex::new(Phase::Idle),
+            pod_protected: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "kubernetes")]
+            kube: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -54,12 +63,61 @@ impl Drainer {
         *lock(&self.config) = config;
     }
 
-    /// Whether the node asks not to be chosen: `protect_file` exists.
+    /// Whether the node asks not to be chosen: `protect_file` exists, or (with
+    /// `method = "kubernetes"`) a pod on it is annotated `capstan.io/do-not-disrupt`.
     pub fn protected(&self) -> bool {
         lock(&self.config)
             .protect_file
             .as_ref()
             .is_some_and(|p| p.exists())
+            || self
+                .pod_protected
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Looks again at what protects the node from outside the agent (its pods'
+    /// annotations, with `method = "kubernetes"`); before each report. A failed look
+    /// keeps the last answer.
+    pub async fn refresh(&self) {
+        #[cfg(feature = "kubernetes")]
+        if lock(&self.config).method == DrainMethod::Kubernetes {
+            match self.kube_node().await {
+                Ok(node) => match node.protected().await {
+                    Ok(p) => self
+                        .pod_protected
+                        .store(p, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read this node's pods; protection as last seen")
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot reach the Kubernetes API"),
+            }
+        }
+    }
+
+    /// The Kubernetes node, connected on first use.
+    #[cfg(feature = "kubernetes")]
+    async fn kube_node(&self) -> Result<super::kube_drain::KubeNode, String> {
+        let mut cached = self.kube.lock().await;
+        if let Some(n) = cached.as_ref() {
+            return Ok(n.clone());
+        }
+        let name = {
+            let config = lock(&self.config);
+            config
+                .kubernetes_node
+                .clone()
+                .unwrap_or_else(|| self.node.clone())
+        };
+        let n = super::kube_drain::KubeNode::connect(&name).await?;
+        *cached = Some(n.clone());
+        Ok(n)
+    }
+
+    /// Uses `node` for the Kubernetes calls (tests).
+    #[cfg(all(test, feature = "kubernetes"))]
+    pub async fn use_kube(&self, node: super::kube_drain::KubeNode) {
+        *self.kube.lock().await = Some(node);
     }
 
     /// Where the drain stands, for this node's report; `None` while none was asked.
@@ -102,13 +160,16 @@ impl Drainer {
                     },
                 };
             }
-            DrainMethod::Command => {
+            DrainMethod::Command | DrainMethod::Kubernetes => {
                 let me = Arc::clone(self);
                 let env = self.env(pool, deadline);
                 let budget = (deadline - now).to_std().unwrap_or_default();
                 let owned_pool = pool.to_owned();
                 let task = tokio::spawn(async move {
-                    let status = run(&config.command, &env, Some(budget)).await;
+                    let status = match config.method {
+                        DrainMethod::Kubernetes => me.drain_kubernetes(budget).await,
+                        _ => run(&config.command, &env, Some(budget)).await,
+                    };
                     match status.state {
                         DrainState::Drained => tracing::info!(pool = %owned_pool, "drained"),
                         _ => {
@@ -131,7 +192,7 @@ impl Drainer {
         }
     }
 
-    fn undo(&self, pool: &str) {
+    fn undo(self: &Arc<Self>, pool: &str) {
         let previous = std::mem::take(&mut *lock(&self.phase));
         let was = match previous {
             Phase::Idle => return,
@@ -144,7 +205,20 @@ impl Drainer {
         };
         let config = lock(&self.config).clone();
         tracing::warn!(pool = %was, "the leader keeps this node: returning it to service");
-        if config.method == DrainMethod::Command && !config.undo_command.is_empty() {
+        #[cfg(feature = "kubernetes")]
+        if config.method == DrainMethod::Kubernetes {
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                let uncordoned = match me.kube_node().await {
+                    Ok(node) => node.cordon(false).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = uncordoned {
+                    tracing::error!(error = %e, "cannot uncordon this node; it stays unschedulable");
+                }
+            });
+        }
+        if config.method != DrainMethod::None && !config.undo_command.is_empty() {
             let env = self.env(pool, DateTime::<Utc>::UNIX_EPOCH);
             tokio::spawn(async move {
                 let status = run(&config.undo_command, &env, None).await;
@@ -152,6 +226,28 @@ impl Drainer {
                     tracing::error!(detail = ?status.detail, "undo_command failed; the node may still be drained");
                 }
             });
+        }
+    }
+
+    /// `method = "kubernetes"`: cordon, evict, wait, within `budget`.
+    async fn drain_kubernetes(&self, budget: std::time::Duration) -> DrainStatus {
+        #[cfg(feature = "kubernetes")]
+        {
+            match self.kube_node().await {
+                Ok(node) => node.drain(budget).await,
+                Err(e) => DrainStatus {
+                    state: DrainState::Failed,
+                    detail: Some(e),
+                },
+            }
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        {
+            let _ = budget;
+            DrainStatus {
+                state: DrainState::Failed,
+                detail: Some("this capstan is built without the `kubernetes` feature".to_owned()),
+            }
         }
     }
 
@@ -312,6 +408,7 @@ mod tests {
                 command: vec![drain],
                 undo_command: vec![undo],
                 protect_file: Some(protect.clone()),
+                kubernetes_node: None,
             },
         );
         assert!(!d.protected());

@@ -39,6 +39,8 @@ use crate::telemetry::status::{
 mod bounds;
 pub mod drain;
 pub mod http;
+#[cfg(feature = "kubernetes")]
+pub mod kube_drain;
 mod node;
 pub mod notices;
 mod serve;
@@ -471,6 +473,7 @@ impl Daemon {
             m.host_memory_percent.set(h.memory_percent().unwrap_or(0.0));
             m.host_load1_per_core.set(h.load_per_core().one);
         }
+        self.drainer.refresh().await;
         report.protected = self.drainer.protected();
         report.drain = self.drainer.status();
         self.ingest.insert_local(report.clone());

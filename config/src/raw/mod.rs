@@ -197,8 +197,10 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainConfig {
-    /// `none` (the default: nothing to drain, the node reports `drained` at once) or
-    /// `command` (runs `command`; exit status 0 means drained).
+    /// `none` (the default: nothing to drain, the node reports `drained` at once),
+    /// `command` (runs `command`; exit status 0 means drained) or `kubernetes`
+    /// (cordons the node, evicts its pods through the Eviction API so disruption
+    /// budgets hold, and waits until they are gone; DaemonSet and mirror pods stay).
     #[serde(default)]
     pub method: DrainMethod,
     /// With `method = "command"`: the program and its arguments (no shell), run once
@@ -211,9 +213,14 @@ pub struct DrainConfig {
     #[serde(default)]
     pub undo_command: Vec<String>,
     /// While this file exists, the node reports `protected` and is never chosen for
-    /// scale-in.
+    /// scale-in. With `method = "kubernetes"`, so does a pod on the node annotated
+    /// `capstan.io/do-not-disrupt: "true"`.
     #[serde(default)]
     pub protect_file: Option<PathBuf>,
+    /// With `method = "kubernetes"`: the Kubernetes node to cordon and drain (the
+    /// shipped DaemonSet sets it from `spec.nodeName`); default: `agent.node_name`.
+    #[serde(default)]
+    pub kubernetes_node: Option<String>,
 }
 
 /// `[agent.drain] method`.
@@ -227,6 +234,8 @@ pub enum DrainMethod {
     None,
     /// Run `command`.
     Command,
+    /// Cordon the node and evict its pods.
+    Kubernetes,
 }
 
 impl DrainMethod {
@@ -235,6 +244,7 @@ impl DrainMethod {
         match self {
             Self::None => "none",
             Self::Command => "command",
+            Self::Kubernetes => "kubernetes",
         }
     }
 }

@@ -265,6 +265,15 @@ fn check_features(c: &mut Checker<'_>, raw: &RawConfig, features: Features<'_>) 
             name,
         );
     }
+    if raw.agent.drain.method == raw::DrainMethod::Kubernetes {
+        need(
+            c,
+            &[k("agent"), k("drain"), k("method")],
+            None,
+            "drain method \"kubernetes\"".to_owned(),
+            "kubernetes",
+        );
+    }
     if raw.cluster.tls.is_some() {
         need(
             c,
