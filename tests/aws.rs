@@ -803,6 +803,85 @@ fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
     assert!(desired(&moto.url) <= 2);
 }
 
+/// A DaemonSet-style agent: its Kubernetes node name set (as the shipped DaemonSets set
+/// `CAPSTAN_AGENT__DRAIN__KUBERNETES_NODE`), no `node_name`. With
+/// `[agent.interruptions] cloud = "aws"` it reports under its instance id, read from an
+/// in-test IMDS, and its pool leaves sample mode; without, it is named by its node and
+/// the leader warns that the pool's reports match none of its instances.
+#[test]
+fn a_daemonset_agent_reports_under_its_instance_id_and_its_pool_leaves_sample_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (moto, proxy) = plain_group(dir.path(), 1);
+    let instance = runtime()
+        .block_on(provider(&moto.url, "web").describe())
+        .unwrap()
+        .instances[0]
+        .id
+        .clone();
+    let imds = imds::Imds::start(&instance);
+    let demand = demand_endpoint(|| 30.0);
+    let mut env = moto_env(dir.path());
+    env.push((
+        "CAPSTAN_AGENT__DRAIN__KUBERNETES_NODE".to_owned(),
+        "ip-10-0-0-1.ec2.internal".to_owned(),
+    ));
+    let pool_status = |a: &Agent| a.status()["pools"][0].clone();
+    for with_imds in [true, false] {
+        let config = write_config(dir.path(), &proxy.url, demand, "");
+        if with_imds {
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(
+                &config,
+                format!(
+                    "[agent.interruptions]\ncloud = \"aws\"\nendpoint = \"{}\"\npoll = \"1s\"\n{text}",
+                    imds.url
+                ),
+            )
+            .unwrap();
+        }
+        let agent = start_agent(
+            &config,
+            &dir.path().join(format!("state-{with_imds}")),
+            &env,
+        );
+        let p = agent.wait_for("a pass with the node's report", |a| {
+            let p = pool_status(a);
+            (p["nodes"]["reporting"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                && p["last_decision"].is_object())
+            .then_some(p)
+        });
+        let named = agent.status()["node_id"].as_str().unwrap().to_owned();
+        if with_imds {
+            assert_eq!(named, instance);
+            assert_eq!(p["reports_unmatched"], serde_json::Value::Null, "{p:#}");
+            let (_, metrics) = agent.get("/metrics");
+            assert_eq!(
+                metric(&metrics, "capstan_pool_reports_unmatched{pool=\"web\"}"),
+                Some(0.0)
+            );
+        } else {
+            assert_eq!(named, "ip-10-0-0-1.ec2.internal");
+            assert_eq!(p["reports_unmatched"], true, "{p:#}");
+            let (_, metrics) = agent.get("/metrics");
+            assert_eq!(
+                metric(&metrics, "capstan_pool_reports_unmatched{pool=\"web\"}"),
+                Some(1.0)
+            );
+            assert!(
+                agent
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l.contains("no report of this pool comes from one of its instances")),
+                "the leader warns in its log"
+            );
+        }
+    }
+}
+
 /// The actions `packaging/iam/aws-policy.json` allows.
 fn iam_actions() -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("packaging/iam/aws-policy.json")).unwrap();

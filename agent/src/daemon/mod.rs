@@ -272,7 +272,9 @@ pub async fn run(
 
 /// This node's name, as its pool's provider lists it (AWS instance id, Azure VM name,
 /// GCE instance name), so the leader matches its report to the pool's instance
-/// (interruption notices, per-instance readings); and the interruption watcher.
+/// (interruption notices, per-instance readings, targeted scale-in); and the
+/// interruption watcher. On Kubernetes the node keeps its Kubernetes name for its drain
+/// (`[agent.drain] kubernetes_node`) but reports under its cloud identity.
 async fn identify(cfg: &ValidatedConfig) -> anyhow::Result<(String, Option<notices::Watcher>)> {
     let node_id = match (&cfg.agent.node_name, &cfg.agent.interruptions) {
         (None, Some(settings)) => notices::instance_id(settings)

@@ -3,13 +3,20 @@
 
 use super::*;
 
-/// The node id: `agent.node_name`, or the host name.
+/// The node id: `agent.node_name`, else the Kubernetes node it runs on
+/// (`[agent.drain] kubernetes_node`, which the shipped DaemonSets set), else the host
+/// name. (The daemon names a node by its cloud identity first when
+/// `[agent.interruptions]` is set and `node_name` is not.)
 pub fn node_id(cfg: &ValidatedConfig) -> String {
-    cfg.agent.node_name.clone().unwrap_or_else(|| {
-        hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".to_owned())
-    })
+    cfg.agent
+        .node_name
+        .clone()
+        .or_else(|| cfg.agent.drain.kubernetes_node.clone())
+        .unwrap_or_else(|| {
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".to_owned())
+        })
 }
 
 /// The pool this node reports for: `agent.pool`, or the only pool when there is one.
