@@ -88,7 +88,9 @@ impl Agent {
     }
 
     pub fn start_with(config: &Path, state: &Path, env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(BIN)
+        // A bench may run the shipped build instead of the test build.
+        let bin = std::env::var("CAPSTAN_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+        let mut child = Command::new(bin)
             .args(["run", "--config"])
             .arg(config)
             .env("CAPSTAN_AGENT__LISTEN", "127.0.0.1:0")
