@@ -1312,6 +1312,80 @@ targets = [{{ metric = "cpu.utilization", value = 100 }}]
     );
 }
 
+/// One agent of a targeted scale-in test on moto with real etcd: named `name` (an
+/// instance id, or an agent outside the pool), in pool "web" over group `asg` at `url`,
+/// `max` nodes at most; `drain` is the `[agent.drain]` table's body; with `port` it
+/// reads its workload demand there; `scale_in` is the pool's `scale_in` table's body.
+#[cfg(feature = "etcd")]
+struct ScaleInAgents<'a> {
+    dir: &'a Path,
+    etcd: &'a etcd::Etcd,
+    token: &'a Path,
+    url: &'a str,
+    asg: &'a str,
+    max: u32,
+    prefix: &'a str,
+    scale_in: &'a str,
+}
+
+#[cfg(feature = "etcd")]
+impl ScaleInAgents<'_> {
+    fn start(&self, name: &str, drain: &str, port: Option<u16>) -> Agent {
+        let path = self.dir.join(format!("{name}.toml"));
+        let scrape = port.map_or(String::new(), |port| {
+            format!(
+                "[[scrape]]\nurl = \"http://127.0.0.1:{port}/metrics\"\nseries = \"test_demand\"\nname = \"demand\"\n"
+            )
+        });
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[agent]
+node_name = "{name}"
+pool = "web"
+
+[agent.drain]
+{drain}
+
+[cluster]
+coordinator = "etcd"
+token_file = {token:?}
+
+[cluster.etcd]
+endpoints = {endpoints:?}
+allow_plaintext = true
+prefix = "{prefix}"
+lease_ttl = "2s"
+
+{scrape}
+[[pool]]
+name = "web"
+provider = {{ type = "aws", region = "{REGION}", asg = "{asg}", endpoint_url = "{url}" }}
+min = 1
+max = {max}
+targets = [{{ metric = "workload.demand", value = 30 }}]
+behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s" }} }}
+scale_in = {{ {scale_in} }}
+"#,
+                token = self.token.display().to_string(),
+                endpoints = self.etcd.endpoints(),
+                prefix = self.prefix,
+                asg = self.asg,
+                url = self.url,
+                max = self.max,
+                scale_in = self.scale_in,
+            ),
+        )
+        .unwrap();
+        start_agent(
+            &path,
+            &self.dir.join(format!("state-{name}")),
+            &moto_env(self.dir),
+        )
+    }
+}
+
 /// Targeted scale-in end to end, on moto with real etcd: three agents named by the
 /// ASG's three instance ids, each scraping its own workload endpoint (5, 12 and 20
 /// against a target of 30: the pool needs 2), each draining with a command that
@@ -1359,55 +1433,21 @@ fn targeted_scale_in_drains_the_least_busy_node_and_terminates_exactly_it_across
             .unwrap()
             .as_secs_f64(),
     );
-    let env = moto_env(dir.path());
-    let config = |name: &str, scrape: Option<u16>| {
-        let path = dir.path().join(format!("{name}.toml"));
-        let scrape = scrape.map_or(String::new(), |port| {
-            format!(
-                "[[scrape]]\nurl = \"http://127.0.0.1:{port}/metrics\"\nseries = \"test_demand\"\nname = \"demand\"\n"
-            )
-        });
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[agent]
-node_name = "{name}"
-pool = "web"
-
-[agent.drain]
-method = "command"
-command = [{script:?}]
-
-[cluster]
-coordinator = "etcd"
-token_file = {token:?}
-
-[cluster.etcd]
-endpoints = {endpoints:?}
-allow_plaintext = true
-prefix = "/capstan-scale-in"
-lease_ttl = "2s"
-
-{scrape}
-[[pool]]
-name = "web"
-provider = {{ type = "aws", region = "{REGION}", asg = "web", endpoint_url = "{url}" }}
-min = 1
-max = 6
-targets = [{{ metric = "workload.demand", value = 30 }}]
-behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s" }} }}
-scale_in = {{ drain_timeout = "2m" }}
-"#,
-                script = script.display().to_string(),
-                token = token.display().to_string(),
-                endpoints = etcd.endpoints(),
-                url = proxy.url,
-            ),
-        )
-        .unwrap();
-        start_agent(&path, &dir.path().join(format!("state-{name}")), &env)
+    let members = ScaleInAgents {
+        dir: dir.path(),
+        etcd: &etcd,
+        token: &token,
+        url: &proxy.url,
+        asg: "web",
+        max: 6,
+        prefix: "/capstan-scale-in",
+        scale_in: "drain_timeout = \"2m\"",
     };
+    let drain = format!(
+        "method = \"command\"\ncommand = [{:?}]",
+        script.display().to_string()
+    );
+    let config = |name: &str, port: Option<u16>| members.start(name, &drain, port);
     // Two agents outside the pool start first: one of them leads.
     let mut agents = vec![config("control-a", None), config("control-b", None)];
     let leader = |agents: &[Agent]| {
@@ -1559,66 +1599,32 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
     }
     let protect = dir.path().join("protect");
     std::fs::write(&protect, "").unwrap();
-    let env = moto_env(dir.path());
+    let members = ScaleInAgents {
+        dir: dir.path(),
+        etcd: &etcd,
+        token: &token,
+        url: &proxy.url,
+        asg: "web",
+        max: 6,
+        prefix: "/capstan-scale-in-rules",
+        scale_in: "drain_timeout = \"10s\", on_timeout = \"keep\"",
+    };
     let start = |i: usize| {
-        let (id, value) = (&ids[i], [5.0, 12.0, 20.0][i]);
-        {
-            let port = demand_endpoint(move || value);
-            // Only the least busy node has the protect file.
-            let protect_file = if i == 0 {
-                format!("protect_file = {:?}", protect.display().to_string())
-            } else {
-                String::new()
-            };
-            let path = dir.path().join(format!("{id}.toml"));
-            std::fs::write(
-                &path,
-                format!(
-                    r#"
-[agent]
-node_name = "{id}"
-pool = "web"
-
-[agent.drain]
-method = "command"
-command = [{drain:?}]
-undo_command = [{undo:?}]
-{protect_file}
-
-[cluster]
-coordinator = "etcd"
-token_file = {token:?}
-
-[cluster.etcd]
-endpoints = {endpoints:?}
-allow_plaintext = true
-prefix = "/capstan-scale-in-rules"
-lease_ttl = "2s"
-
-[[scrape]]
-url = "http://127.0.0.1:{port}/metrics"
-series = "test_demand"
-name = "demand"
-
-[[pool]]
-name = "web"
-provider = {{ type = "aws", region = "{REGION}", asg = "web", endpoint_url = "{url}" }}
-min = 1
-max = 6
-targets = [{{ metric = "workload.demand", value = 30 }}]
-behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s" }} }}
-scale_in = {{ drain_timeout = "10s", on_timeout = "keep" }}
-"#,
-                    drain = drain.display().to_string(),
-                    undo = undo.display().to_string(),
-                    token = token.display().to_string(),
-                    endpoints = etcd.endpoints(),
-                    url = proxy.url,
-                ),
-            )
-            .unwrap();
-            start_agent(&path, &dir.path().join(format!("state-{id}")), &env)
+        let value = [5.0, 12.0, 20.0][i];
+        let port = demand_endpoint(move || value);
+        let mut table = format!(
+            "method = \"command\"\ncommand = [{:?}]\nundo_command = [{:?}]",
+            drain.display().to_string(),
+            undo.display().to_string()
+        );
+        // Only the least busy node has the protect file.
+        if i == 0 {
+            table.push_str(&format!(
+                "\nprotect_file = {:?}",
+                protect.display().to_string()
+            ));
         }
+        members.start(&ids[i], &table, Some(port))
     };
     // The two busier nodes first, so one of them leads: the protected node is the one
     // the leader would choose.
@@ -1725,7 +1731,6 @@ fn scale_in_decision_to_instance_gone_with_a_2s_drain() {
     let script = dir.path().join("drain.sh");
     std::fs::write(&script, "#!/bin/sh\nsleep 2\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let env = moto_env(dir.path());
     let mut took = Vec::new();
     for round in 0..10 {
         let asg = format!("web{round}");
@@ -1743,56 +1748,25 @@ fn scale_in_decision_to_instance_gone_with_a_2s_drain() {
             .iter()
             .map(|i| i.id.clone())
             .collect();
+        let prefix = format!("/capstan-bench-{round}");
+        let members = ScaleInAgents {
+            dir: dir.path(),
+            etcd: &etcd,
+            token: &token,
+            url: &moto.url,
+            asg: &asg,
+            max: 4,
+            prefix: &prefix,
+            scale_in: "",
+        };
+        let drain = format!(
+            "method = \"command\"\ncommand = [{:?}]",
+            script.display().to_string()
+        );
         let agents: Vec<Agent> = ids
             .iter()
             .zip([5.0, 20.0])
-            .map(|(id, value)| {
-                let port = demand_endpoint(move || value);
-                let path = dir.path().join(format!("{id}.toml"));
-                std::fs::write(
-                    &path,
-                    format!(
-                        r#"
-[agent]
-node_name = "{id}"
-pool = "web"
-
-[agent.drain]
-method = "command"
-command = [{script:?}]
-
-[cluster]
-coordinator = "etcd"
-token_file = {token:?}
-
-[cluster.etcd]
-endpoints = {endpoints:?}
-allow_plaintext = true
-prefix = "/capstan-bench-{round}"
-lease_ttl = "2s"
-
-[[scrape]]
-url = "http://127.0.0.1:{port}/metrics"
-series = "test_demand"
-name = "demand"
-
-[[pool]]
-name = "web"
-provider = {{ type = "aws", region = "{REGION}", asg = "{asg}", endpoint_url = "{url}" }}
-min = 1
-max = 4
-targets = [{{ metric = "workload.demand", value = 30 }}]
-behavior = {{ preset = "balanced", scale_down = {{ stabilization_window = "0s" }} }}
-"#,
-                        script = script.display().to_string(),
-                        token = token.display().to_string(),
-                        endpoints = etcd.endpoints(),
-                        url = moto.url,
-                    ),
-                )
-                .unwrap();
-                start_agent(&path, &dir.path().join(format!("state-{id}")), &env)
-            })
+            .map(|(id, value)| members.start(id, &drain, Some(demand_endpoint(move || value))))
             .collect();
         let chosen = etcd::wait("a node chosen", || {
             agents.iter().find_map(|a| {
