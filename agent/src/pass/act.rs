@@ -241,28 +241,9 @@ pub(super) async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
-    // Checked before the call is started, and again by the provider right before each
-    // mutating request: only the leader acts, and only while its lease is confirmed
-    // beyond the safety margin.
-    let may_act = claim.borrow().may_act(tokio::time::Instant::now());
-    if let Err(why) = may_act {
-        outcome.action = Action::Skipped;
-        outcome.detail = Some(why);
+    if !cleared(pool, &mut outcome, turn) {
         pool.last = Some(outcome.clone());
         return outcome;
-    }
-    // Written down, durably, before anything is sent: no action without its record.
-    if let Some(record) = turn.record {
-        let mut line = outcome.clone();
-        line.action = Action::Submitted;
-        if let Err(e) = record.submitting(pool, &line, turn.fleet) {
-            outcome.action = Action::Skipped;
-            outcome.detail = Some(format!(
-                "not sent: the journal could not record it first ({e})"
-            ));
-            pool.last = Some(outcome.clone());
-            return outcome;
-        }
     }
     operation::start_submit(pool, target, current, claim, now);
     match operation::standing(pool, operation::submit_grace(interval)).await {
@@ -290,6 +271,31 @@ pub(super) async fn act(
     }
     pool.last = Some(outcome.clone());
     outcome
+}
+
+/// Whether a call may go out for `pool` now: only the leader acts, and only while its
+/// lease is confirmed beyond the safety margin (checked here before the call starts,
+/// and again by the provider right before each mutating request); and the
+/// `submitted` line is written down, durably, first: no action without its record.
+/// When not, `outcome` says why (skipped).
+fn cleared(pool: &PoolRuntime, outcome: &mut PassOutcome, turn: Turn<'_>) -> bool {
+    if let Err(why) = turn.claim.borrow().may_act(tokio::time::Instant::now()) {
+        outcome.action = Action::Skipped;
+        outcome.detail = Some(why);
+        return false;
+    }
+    if let Some(record) = turn.record {
+        let mut line = outcome.clone();
+        line.action = Action::Submitted;
+        if let Err(e) = record.submitting(pool, &line, turn.fleet) {
+            outcome.action = Action::Skipped;
+            outcome.detail = Some(format!(
+                "not sent: the journal could not record it first ({e})"
+            ));
+            return false;
+        }
+    }
+    true
 }
 
 /// Shrinks a targeted pool: removes the nodes ready to go (`remove`: drained, past
@@ -336,25 +342,10 @@ async fn shrink(
             .map_or(capacity, |t| t.on_demand.min(capacity)),
         emergency: false,
     };
-    let may_act = turn.claim.borrow().may_act(tokio::time::Instant::now());
-    if let Err(why) = may_act {
-        outcome.action = Action::Skipped;
-        outcome.detail = Some(why);
+    outcome.detail = Some(format!("removing {}", remove.join(", ")));
+    if !cleared(pool, &mut outcome, turn) {
         pool.last = Some(outcome.clone());
         return outcome;
-    }
-    outcome.detail = Some(format!("removing {}", remove.join(", ")));
-    if let Some(record) = turn.record {
-        let mut line = outcome.clone();
-        line.action = Action::Submitted;
-        if let Err(e) = record.submitting(pool, &line, turn.fleet) {
-            outcome.action = Action::Skipped;
-            outcome.detail = Some(format!(
-                "not sent: the journal could not record it first ({e})"
-            ));
-            pool.last = Some(outcome.clone());
-            return outcome;
-        }
     }
     operation::start_remove(pool, remove.clone(), target, current, turn.claim, turn.now);
     match operation::standing(pool, operation::submit_grace(turn.interval)).await {
