@@ -533,9 +533,14 @@ impl Daemon {
                     &self.cfg.budget,
                 )
                 .await;
-            // Each chosen node hears it in the answer to its next report.
-            self.ingest
-                .set_answers(pass::scale_in::answers(&self.leader.pools));
+            // Each chosen node hears it in the answer to its next report, while this
+            // agent may act (a drain disrupts a node as a cloud call would).
+            let may_act = self.claim.borrow().may_act(tokio::time::Instant::now());
+            self.ingest.set_answers(if may_act.is_ok() {
+                pass::scale_in::answers(&self.leader.pools)
+            } else {
+                HashMap::new()
+            });
             // Reports into a pool whose reports match its instances come from them.
             self.ingest.set_members(
                 self.leader

@@ -211,6 +211,14 @@ pub(super) async fn act(
     // A pool whose nodes report under their instance ids shrinks by name, after
     // draining the nodes chosen to leave; any other lets the cloud choose.
     if scale_in::targeted(pool) {
+        // Choosing a node and asking it to drain disrupt it as a cloud call would: only
+        // while this agent may act.
+        if let Err(why) = claim.borrow().may_act(tokio::time::Instant::now()) {
+            outcome.action = Action::Skipped;
+            outcome.detail = Some(why);
+            pool.last = Some(outcome.clone());
+            return outcome;
+        }
         let tended = scale_in::tend(
             pool,
             seen,

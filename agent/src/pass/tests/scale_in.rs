@@ -208,6 +208,26 @@ async fn a_shrink_drains_the_least_busy_node_then_removes_exactly_it() {
 }
 
 #[tokio::test]
+async fn an_agent_that_may_not_act_chooses_no_node_and_asks_no_drain() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 1"), f.clone());
+    let idle = [
+        ("i-1", 5.0, None),
+        ("i-2", 10.0, None),
+        ("i-3", 10.0, None),
+        ("i-4", 10.0, None),
+    ];
+    let at = past_the_window(&mut run, &idle).await;
+    // Its lease is not confirmed (here: it no longer leads).
+    run.claim = tokio::sync::watch::channel(Claim::default()).1;
+    let out = run.pass(&reports(&idle, at), at).await;
+    assert_eq!(out.action, Action::Skipped, "{:?}", out.detail);
+    assert!(run.pool.memory.drains.is_empty());
+    assert!(crate::pass::scale_in::answers(std::slice::from_ref(&run.pool)).is_empty());
+    assert!(f.remove_calls().is_empty() && f.apply_calls().is_empty());
+}
+
+#[tokio::test]
 async fn protected_nodes_are_never_chosen_and_the_leaders_own_node_goes_last() {
     let f = four();
     let mut run = Run::new(config("max_draining = 4"), f.clone());
