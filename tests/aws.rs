@@ -504,6 +504,17 @@ fn plain_group(dir: &Path, desired: i32) -> (Moto, Proxy) {
     (moto, proxy)
 }
 
+/// The ids of group `asg`'s instances.
+fn instance_ids(url: &str, asg: &str) -> Vec<String> {
+    runtime()
+        .block_on(provider(url, asg).describe())
+        .unwrap()
+        .instances
+        .iter()
+        .map(|i| i.id.clone())
+        .collect()
+}
+
 fn desired(url: &str) -> i32 {
     runtime().block_on(read_group(url, "web")).0
 }
@@ -1400,13 +1411,7 @@ fn targeted_scale_in_drains_the_least_busy_node_and_terminates_exactly_it_across
     let dir = tempfile::tempdir().unwrap();
     let etcd = etcd::Etcd::start(1, dir.path());
     let (moto, proxy) = plain_group(dir.path(), 3);
-    let ids: Vec<String> = runtime()
-        .block_on(provider(&moto.url, "web").describe())
-        .unwrap()
-        .instances
-        .iter()
-        .map(|i| i.id.clone())
-        .collect();
+    let ids: Vec<String> = instance_ids(&moto.url, "web");
     assert_eq!(ids.len(), 3);
     let token = dir.path().join("token");
     std::fs::write(&token, "scale-in-token\n").unwrap();
@@ -1571,13 +1576,7 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
     let dir = tempfile::tempdir().unwrap();
     let etcd = etcd::Etcd::start(1, dir.path());
     let (moto, proxy) = plain_group(dir.path(), 3);
-    let ids: Vec<String> = runtime()
-        .block_on(provider(&moto.url, "web").describe())
-        .unwrap()
-        .instances
-        .iter()
-        .map(|i| i.id.clone())
-        .collect();
+    let ids: Vec<String> = instance_ids(&moto.url, "web");
     let token = dir.path().join("token");
     std::fs::write(&token, "scale-in-rules\n").unwrap();
     let d = dir.path().display().to_string();
@@ -1741,13 +1740,7 @@ fn scale_in_decision_to_instance_gone_with_a_2s_drain() {
             &["m5.large"],
             false,
         ));
-        let ids: Vec<String> = runtime()
-            .block_on(provider(&moto.url, &asg).describe())
-            .unwrap()
-            .instances
-            .iter()
-            .map(|i| i.id.clone())
-            .collect();
+        let ids: Vec<String> = instance_ids(&moto.url, &asg);
         let prefix = format!("/capstan-bench-{round}");
         let members = ScaleInAgents {
             dir: dir.path(),

@@ -132,6 +132,16 @@ fn kinds(out: &PassOutcome) -> Vec<String> {
         .collect()
 }
 
+/// Four idle nodes, i-1 the least busy.
+fn idle() -> [(&'static str, f64, Option<DrainState>); 4] {
+    [
+        ("i-1", 5.0, None),
+        ("i-2", 10.0, None),
+        ("i-3", 10.0, None),
+        ("i-4", 10.0, None),
+    ]
+}
+
 /// The first pass records the pool's size as a recommendation (a fresh leader waits
 /// out the scale-down window); passes after the window may shrink it.
 async fn past_the_window(run: &mut Run, busy: &[(&str, f64, Option<DrainState>)]) -> DateTime<Utc> {
@@ -211,12 +221,7 @@ async fn a_shrink_drains_the_least_busy_node_then_removes_exactly_it() {
 async fn an_agent_that_may_not_act_chooses_no_node_and_asks_no_drain() {
     let f = four();
     let mut run = Run::new(config("max_draining = 1"), f.clone());
-    let idle = [
-        ("i-1", 5.0, None),
-        ("i-2", 10.0, None),
-        ("i-3", 10.0, None),
-        ("i-4", 10.0, None),
-    ];
+    let idle = idle();
     let at = past_the_window(&mut run, &idle).await;
     // Its lease is not confirmed (here: it no longer leads).
     run.claim = tokio::sync::watch::channel(Claim::default()).1;
@@ -347,12 +352,7 @@ async fn no_node_is_chosen_while_too_many_are_unready_and_a_silent_one_goes_with
 async fn a_new_leader_carries_on_the_same_drain_and_removes_each_instance_once() {
     let f = four();
     let mut run = Run::new(config("max_draining = 1"), f.clone());
-    let idle = [
-        ("i-1", 5.0, None),
-        ("i-2", 10.0, None),
-        ("i-3", 10.0, None),
-        ("i-4", 10.0, None),
-    ];
+    let idle = idle();
     let mut at = past_the_window(&mut run, &idle).await;
     run.pass(&reports(&idle, at), at).await;
     assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
