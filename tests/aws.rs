@@ -1661,6 +1661,18 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
             .and_then(|r| r["node"].as_str().map(str::to_owned))
     });
     assert_ne!(chosen, ids[0], "the protected node was chosen");
+    // `capstan status` on the leader lists it.
+    etcd::wait("capstan status listing the node leaving", || {
+        let leader = agents.iter().find(|a| a.status()["role"] == "leader")?;
+        let out = std::process::Command::new(BIN)
+            .args(["status", "--url", &leader.base])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .any(|l| l.starts_with(&format!("leaving web: {chosen} draining since")))
+            .then_some(())
+    });
     assert!(
         reasons("protected_node_skipped")
             .iter()
