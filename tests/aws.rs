@@ -1725,6 +1725,186 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
     assert_eq!(desired(&moto.url), 2);
 }
 
+/// Two of the safety rules end to end, on moto with real etcd and three agents named by
+/// instance id: while two of the three instances are unhealthy at the cloud (more than
+/// `halt_when_unready`, 45 %), no node is chosen (`scale_in_halted_unready`) and
+/// nothing is terminated; once they are healthy, the least-busy node is chosen, its
+/// drain never finishes, and at its deadline it is removed anyway
+/// (`on_timeout = "remove"`): exactly that instance, once.
+#[cfg(feature = "etcd")]
+#[test]
+fn scale_in_on_moto_halts_while_too_many_are_unready_and_removes_a_node_whose_drain_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = etcd::Etcd::start(1, dir.path());
+    let (moto, proxy) = plain_group(dir.path(), 3);
+    let ids = instance_ids(&moto.url, "web");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "scale-in-halt\n").unwrap();
+    let drain = dir.path().join("drain.sh");
+    std::fs::write(&drain, "#!/bin/sh\nsleep 600\n").unwrap();
+    std::fs::set_permissions(&drain, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let asg = aws_sdk_autoscaling::Client::new(&sdk(&moto.url));
+    let health = |id: &str, status: &str| {
+        runtime()
+            .block_on(
+                asg.set_instance_health()
+                    .instance_id(id)
+                    .health_status(status)
+                    .send(),
+            )
+            .unwrap();
+    };
+    // Two unhealthy before any agent starts: the first shrink meets them.
+    health(&ids[1], "Unhealthy");
+    health(&ids[2], "Unhealthy");
+    let members = ScaleInAgents {
+        dir: dir.path(),
+        etcd: &etcd,
+        token: &token,
+        url: &proxy.url,
+        asg: "web",
+        max: 6,
+        prefix: "/capstan-scale-in-halt",
+        scale_in: "drain_timeout = \"10s\", on_timeout = \"remove\"",
+    };
+    let table = format!(
+        "method = \"command\"\ncommand = [{:?}]",
+        drain.display().to_string()
+    );
+    let start = |i: usize| {
+        let value = [5.0, 12.0, 20.0][i];
+        members.start(&ids[i], &table, Some(demand_endpoint(move || value)))
+    };
+    // The busier nodes first, so one of them leads and the least busy is chosen.
+    let mut agents = vec![start(1), start(2)];
+    etcd::wait("a leader", || {
+        agents
+            .iter()
+            .any(|a| a.status()["role"] == "leader")
+            .then_some(())
+    });
+    agents.insert(0, start(0));
+    let reasons = |kind: &str| -> Vec<serde_json::Value> {
+        agents
+            .iter()
+            .flat_map(|a| a.journal_lines())
+            .flat_map(|l| l["reasons"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["kind"] == kind)
+            .collect()
+    };
+    etcd::wait("the shrink halted", || {
+        (!reasons("scale_in_halted_unready").is_empty()).then_some(())
+    });
+    assert!(reasons("chosen_for_scale_in").is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        reasons("chosen_for_scale_in").is_empty(),
+        "chosen while halted"
+    );
+    health(&ids[1], "Healthy");
+    health(&ids[2], "Healthy");
+    let chosen = etcd::wait("a node chosen", || {
+        reasons("chosen_for_scale_in")
+            .first()
+            .and_then(|r| r["node"].as_str().map(str::to_owned))
+    });
+    assert_eq!(chosen, ids[0]);
+    etcd::wait("the node removed at its deadline", || {
+        (desired(&moto.url) == 2).then_some(())
+    });
+    let ended = reasons("drain_timed_out")
+        .into_iter()
+        .chain(reasons("drain_failed"))
+        .any(|r| r["node"] == chosen.as_str() && r["then"] == "remove");
+    assert!(ended, "the drain's end is journaled with what followed");
+    let terminated: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.action == "TerminateInstanceInAutoScalingGroup")
+        .filter_map(|s| s.params.get("InstanceId").cloned())
+        .collect();
+    assert_eq!(terminated, [chosen]);
+}
+
+/// A large shrink on moto with real etcd: four agents named by instance id whose demand
+/// needs one node; with `max_draining = 1` the three nodes that go drain one at a time:
+/// each termination comes after the previous one, and the leader never has more than
+/// one node draining.
+#[cfg(feature = "etcd")]
+#[test]
+fn a_large_shrink_on_moto_drains_at_most_max_draining_nodes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = etcd::Etcd::start(1, dir.path());
+    let (moto, proxy) = plain_group(dir.path(), 4);
+    let ids = instance_ids(&moto.url, "web");
+    assert_eq!(ids.len(), 4);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "scale-in-budget\n").unwrap();
+    let drain = dir.path().join("drain.sh");
+    std::fs::write(&drain, "#!/bin/sh\nsleep 1\n").unwrap();
+    std::fs::set_permissions(&drain, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let members = ScaleInAgents {
+        dir: dir.path(),
+        etcd: &etcd,
+        token: &token,
+        url: &proxy.url,
+        asg: "web",
+        max: 6,
+        prefix: "/capstan-scale-in-budget",
+        scale_in: "max_draining = 1",
+    };
+    let table = format!(
+        "method = \"command\"\ncommand = [{:?}]",
+        drain.display().to_string()
+    );
+    let agents: Vec<Agent> = ids
+        .iter()
+        .map(|id| members.start(id, &table, Some(demand_endpoint(|| 1.0))))
+        .collect();
+    let mut most = 0;
+    etcd::wait("the pool down to one node", || {
+        for a in &agents {
+            let s = a.status();
+            if s["role"] == "leader" {
+                let n = s["pools"][0]["draining"]
+                    .as_array()
+                    .map_or(0, |d| d.iter().filter(|n| n["phase"] != "keep").count());
+                most = most.max(n);
+            }
+        }
+        (desired(&moto.url) == 1).then_some(())
+    });
+    assert!(most <= 1, "{most} nodes drained at once");
+    let terminated: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.action == "TerminateInstanceInAutoScalingGroup")
+        .filter_map(|s| s.params.get("InstanceId").cloned())
+        .collect();
+    assert_eq!(terminated.len(), 3, "{terminated:?}");
+    let mut unique = terminated.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        3,
+        "an instance terminated twice: {terminated:?}"
+    );
+    // One at a time: each removal is its own operation, in its own pass.
+    let removals: Vec<serde_json::Value> = agents
+        .iter()
+        .flat_map(|a| a.journal_lines())
+        .flat_map(|l| l["reasons"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["kind"] == "removed")
+        .collect();
+    assert!(
+        removals
+            .iter()
+            .all(|r| r["nodes"].as_array().is_some_and(|n| n.len() == 1)),
+        "{removals:?}"
+    );
+}
+
 /// docs/performance.md's decision-to-gone figure (`bench/scale_in.sh`, which runs it
 /// with `--ignored` on the release build through `CAPSTAN_BENCH_BIN`): ten rounds, each
 /// a fresh two-instance group with an agent on each instance (real etcd), demand that
