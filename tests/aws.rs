@@ -171,7 +171,6 @@ fn split_provider(url: &str, asg: &str, manage_split: bool) -> AwsProvider {
             endpoint_url: Some(url.into()),
             assume_role_arn: None,
             manage_split,
-            protect_from_scale_in: false,
         },
         sdk(url),
     )
@@ -347,7 +346,6 @@ fn asg_lifecycle_through_the_real_sdk() {
             endpoint_url: Some(moto.url.clone()),
             assume_role_arn: None,
             manage_split: false,
-            protect_from_scale_in: false,
         },
         aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
@@ -380,10 +378,11 @@ fn remove_terminates_exactly_the_named_instances_and_protection_keeps_the_group_
                 endpoint_url: Some(moto.url.clone()),
                 assume_role_arn: None,
                 manage_split: false,
-                protect_from_scale_in: true,
             },
             sdk(&moto.url),
         );
+        // The agent chooses which instances leave.
+        p.set_targeted(true);
         let ids = |d: &capstan_providers::PoolDescription| {
             d.instances.iter().map(|i| i.id.clone()).collect::<Vec<_>>()
         };

@@ -13,18 +13,15 @@
 //! 5. last, zone balance: the zone with the most nodes left;
 //! 6. and the id, so the choice is the same on every leader.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
 pub use capstan_config::raw::ScaleInSelect as Select;
+use chrono::{DateTime, Utc};
 
 /// What the leader knows of one in-service node of the pool.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// The instance id (= the reporting node's id).
     pub id: String,
     /// Its zone, when the cloud says.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     /// Bought as spot.
     pub spot: bool,
@@ -39,16 +36,13 @@ pub struct Candidate {
     /// The leader runs on it.
     pub leader: bool,
     /// Its own reading of the pool's driving target, when it reports one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub busy: Option<f64>,
     /// When it booted, by its own report.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub booted: Option<DateTime<Utc>>,
 }
 
 /// Why a node was chosen: the first rule that set it apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     /// The cloud marks it unhealthy.
     Unhealthy,
@@ -79,10 +73,9 @@ impl Rule {
 }
 
 /// One node chosen to leave, with the facts behind the choice.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Chosen {
     /// The node as the leader saw it.
-    #[serde(flatten)]
     pub node: Candidate,
     /// The rule that chose it.
     pub rule: Rule,

@@ -67,17 +67,6 @@ pub enum DrainState {
     Failed,
 }
 
-impl DrainState {
-    /// The name as reports write it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Draining => "draining",
-            Self::Drained => "drained",
-            Self::Failed => "failed",
-        }
-    }
-}
-
 /// The leader's answer to a node's report (the body of `202 Accepted`; empty, or
 /// `{}`, when it asks nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

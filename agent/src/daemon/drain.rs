@@ -43,7 +43,16 @@ pub struct Drainer {
     /// The Kubernetes node, once connected (`method = "kubernetes"`).
     #[cfg(feature = "kubernetes")]
     kube: tokio::sync::Mutex<Option<super::kube_drain::KubeNode>>,
+    /// When the node's pods were last looked at, and how often they are (every node
+    /// lists its pods: at most once per [`PROTECTION_EVERY`], not every report, so a
+    /// large cluster's agents do not load the API server).
+    #[cfg(feature = "kubernetes")]
+    looked: Mutex<(Option<tokio::time::Instant>, std::time::Duration)>,
 }
+
+/// How often a node's pods are looked at for `capstan.io/do-not-disrupt`.
+#[cfg(feature = "kubernetes")]
+pub const PROTECTION_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Drainer {
     /// The drain of node `node`, as `config` says.
@@ -55,6 +64,8 @@ impl Drainer {
             pod_protected: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "kubernetes")]
             kube: tokio::sync::Mutex::new(None),
+            #[cfg(feature = "kubernetes")]
+            looked: Mutex::new((None, PROTECTION_EVERY)),
         })
     }
 
@@ -76,11 +87,19 @@ impl Drainer {
     }
 
     /// Looks again at what protects the node from outside the agent (its pods'
-    /// annotations, with `method = "kubernetes"`); before each report. A failed look
-    /// keeps the last answer.
+    /// annotations, with `method = "kubernetes"`), before a report, at most once per
+    /// [`PROTECTION_EVERY`]. A failed look keeps the last answer.
     pub async fn refresh(&self) {
         #[cfg(feature = "kubernetes")]
         if lock(&self.config).method == DrainMethod::Kubernetes {
+            {
+                let mut looked = lock(&self.looked);
+                let now = tokio::time::Instant::now();
+                if looked.0.is_some_and(|at| now.duration_since(at) < looked.1) {
+                    return;
+                }
+                looked.0 = Some(now);
+            }
             match self.kube_node().await {
                 Ok(node) => match node.protected().await {
                     Ok(p) => self
@@ -118,6 +137,8 @@ impl Drainer {
     #[cfg(all(test, feature = "kubernetes"))]
     pub async fn use_kube(&self, node: super::kube_drain::KubeNode) {
         *self.kube.lock().await = Some(node);
+        // Every refresh looks.
+        lock(&self.looked).1 = std::time::Duration::ZERO;
     }
 
     /// Where the drain stands, for this node's report; `None` while none was asked.

@@ -253,7 +253,7 @@ pub(super) async fn act(
         pool.last = Some(outcome.clone());
         return outcome;
     }
-    operation::start_submit(pool, target, current, claim, now);
+    operation::start(pool, target, current, Vec::new(), claim, now);
     match operation::standing(pool, operation::submit_grace(interval)).await {
         operation::Standing::Done => {
             pool.memory.operation = None;
@@ -355,7 +355,7 @@ async fn shrink(
         pool.last = Some(outcome.clone());
         return outcome;
     }
-    operation::start_remove(pool, remove.clone(), target, current, turn.claim, turn.now);
+    operation::start(pool, target, current, remove.clone(), turn.claim, turn.now);
     match operation::standing(pool, operation::submit_grace(turn.interval)).await {
         operation::Standing::Done => {
             pool.memory.operation = None;

@@ -1,12 +1,12 @@
 //! Cloud operations beside the pass. A pool's target is sent by a task of its own
-//! ([`start_submit`]), so a cloud that takes minutes, or an endpoint that hangs, holds
+//! ([`start`]), so a cloud that takes minutes, or an endpoint that hangs, holds
 //! only its own pool: the pass plans every pool every interval whatever is in flight.
 //!
 //! An operation is in the pool's decision state ([`Operation`]) from the moment it is
 //! submitted until its end is seen, so a pool with one in flight is sent no new target,
 //! and a new leader (after a failover or a restart) goes on polling the cloud's handle
 //! instead of submitting again. Each mutating request is checked against the claim
-//! right before it is sent ([`ClaimFence`]), and the whole submission is bounded by the
+//! right before it is sent ([`ClaimFence`]), and the whole submission ([`start`]) is bounded by the
 //! claim's `valid_until`: past it the call is dropped, and no retry goes out.
 
 use tokio::task::JoinHandle;
@@ -38,66 +38,31 @@ impl Fence for ClaimFence {
     }
 }
 
-/// Starts submitting `target` to `pool`'s provider beside the pass, and records the
-/// operation in the pool's decision state.
-pub(super) fn start_submit(
+/// Starts sending `target` to `pool`'s provider beside the pass (with `remove` named,
+/// a removal of exactly those instances, `target` being the pool's size after it), and
+/// records the operation in the pool's decision state. The call is bounded by the
+/// claim's `valid_until`: past it the call is dropped (and the SDK's retries with it),
+/// and nothing more is sent.
+pub(super) fn start(
     pool: &mut PoolRuntime,
     target: CapacityTarget,
     from: u32,
+    remove: Vec<String>,
     claim: &tokio::sync::watch::Receiver<Claim>,
     now: DateTime<Utc>,
 ) {
     let provider = pool.provider.clone();
     let fence = ClaimFence(claim.clone());
-    pool.call = Some(fenced(claim, async move {
-        provider.submit(&target, &fence).await
-    }));
-    pool.memory.operation = Some(Operation {
-        handle: None,
-        started_at: now,
-        target,
-        from,
-        remove: Vec::new(),
-    });
-    pool.memory
-        .provisioning
-        .submitted(now, from, target.capacity);
-}
-
-/// Starts removing the instances `ids` of `pool` beside the pass (targeted scale-in:
-/// `target` is the pool's size after it), and records the operation in the pool's
-/// decision state.
-pub(super) fn start_remove(
-    pool: &mut PoolRuntime,
-    ids: Vec<String>,
-    target: CapacityTarget,
-    from: u32,
-    claim: &tokio::sync::watch::Receiver<Claim>,
-    now: DateTime<Utc>,
-) {
-    let provider = pool.provider.clone();
-    let fence = ClaimFence(claim.clone());
-    let named = ids.clone();
-    pool.call = Some(fenced(claim, async move {
-        provider.submit_remove(&named, &fence).await
-    }));
-    pool.memory.operation = Some(Operation {
-        handle: None,
-        started_at: now,
-        target,
-        from,
-        remove: ids,
-    });
-}
-
-/// `call` as a task beside the pass, bounded by the claim's `valid_until`: past it the
-/// call is dropped (and the SDK's retries with it), and nothing more is sent.
-fn fenced(
-    claim: &tokio::sync::watch::Receiver<Claim>,
-    call: impl Future<Output = Result<Applied, ProviderError>> + Send + 'static,
-) -> Call {
     let deadline = claim.borrow().valid_until;
-    tokio::spawn(async move {
+    let ids = remove.clone();
+    pool.call = Some(tokio::spawn(async move {
+        let call = async {
+            if ids.is_empty() {
+                provider.submit(&target, &fence).await
+            } else {
+                provider.submit_remove(&ids, &fence).await
+            }
+        };
         match deadline {
             None => call.await,
             Some(deadline) => tokio::time::timeout_at(deadline, call)
@@ -108,7 +73,17 @@ fn fenced(
                     })
                 }),
         }
-    })
+    }));
+    pool.memory.operation = Some(Operation {
+        handle: None,
+        started_at: now,
+        target,
+        from,
+        remove,
+    });
+    pool.memory
+        .provisioning
+        .submitted(now, from, target.capacity);
 }
 
 fn start_poll(pool: &mut PoolRuntime, handle: OperationHandle) {

@@ -38,7 +38,6 @@ pub fn build_provider(pool: &Pool) -> Result<Arc<dyn NodePoolProvider>, String> 
                 endpoint_url: a.endpoint_url.clone(),
                 assume_role_arn: a.assume_role_arn.clone(),
                 manage_split: pool.spot.is_some(),
-                protect_from_scale_in: false,
             },
         ))),
         #[cfg(feature = "azure")]

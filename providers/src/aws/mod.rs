@@ -16,7 +16,7 @@
 //!   `MaxSize` raises it, after recording the old value in the group's tag
 //!   [`MAX_BEFORE_EMERGENCY_TAG`]; once a target is back under it, `MaxSize` returns
 //!   to it and the tag is deleted (by whichever leader sees that). Where Capstan
-//!   chooses the instances that leave (`protect_from_scale_in`), the in-service
+//!   chooses the instances that leave (`set_targeted`), the in-service
 //!   instances not yet protected are protected from scale-in first
 //!   (`SetInstanceProtection`), so a lower desired capacity never lets the group
 //!   choose. Each mutating request is checked against the agent's fence right before
@@ -81,11 +81,6 @@ pub struct AwsSettings {
     /// Whether Capstan sets the group's on-demand/spot split (the pool has spot
     /// settings); otherwise the group's own `InstancesDistribution` stays as it is.
     pub manage_split: bool,
-    /// Whether Capstan chooses the instances that leave (targeted scale-in), from the
-    /// start (the agent says so every pass, `set_targeted`): its in-service instances
-    /// are then protected from scale-in before any desired capacity is sent, so the
-    /// group itself never chooses one.
-    pub protect_from_scale_in: bool,
 }
 
 #[derive(Debug)]
@@ -127,8 +122,8 @@ pub struct AwsProvider {
     #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
     shapes: Mutex<BTreeMap<String, InstanceShape>>,
     warned_no_mix: std::sync::atomic::AtomicBool,
-    /// Whether the agent chooses the instances that leave (starts as
-    /// `protect_from_scale_in`; the agent sets it every pass).
+    /// Whether the agent chooses the instances that leave (targeted scale-in): the
+    /// agent says so every pass (`set_targeted`).
     targeted: std::sync::atomic::AtomicBool,
 }
 
@@ -151,7 +146,7 @@ impl AwsProvider {
             group: Mutex::new(None),
             price: Mutex::new(None),
             shapes: Mutex::new(BTreeMap::new()),
-            targeted: std::sync::atomic::AtomicBool::new(settings.protect_from_scale_in),
+            targeted: std::sync::atomic::AtomicBool::new(false),
             warned_no_mix: std::sync::atomic::AtomicBool::new(false),
             settings,
         }
@@ -522,7 +517,7 @@ impl AwsProvider {
 
 impl AwsProvider {
     /// Protects `ids` from scale-in, where Capstan chooses the instances that leave
-    /// (`protect_from_scale_in`), so a lower desired capacity never lets the group
+    /// (`set_targeted`), so a lower desired capacity never lets the group
     /// choose: at most 50 ids a request, as the API takes.
     async fn protect(&self, ids: &[String], fence: &dyn crate::Fence) -> Result<(), ProviderError> {
         let targeted = self.targeted.load(std::sync::atomic::Ordering::Relaxed);
