@@ -524,6 +524,44 @@ fn tune_finds_the_cheapest_policy_within_the_slo_from_a_trace_or_the_stored_hist
         "{text}"
     );
 
+    // `--auto`: one auto candidate per target value and behavior, at that pair's best
+    // forecasting horizon. Two days hold no backtest (auto needs four), so each scales
+    // as its reactive-only twin and ranks after it.
+    let a: serde_json::Value = serde_json::from_slice(&run(&[
+        "--trace",
+        trace_arg,
+        "--demand-per-node",
+        "100",
+        "--auto",
+        "--json",
+    ]))
+    .unwrap();
+    let all = a["candidates"].as_array().unwrap();
+    assert_eq!(all.len(), 84 + 21);
+    let autos: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|c| c["policy"]["predictive_mode"] == "auto")
+        .collect();
+    assert_eq!(autos.len(), 21);
+    for auto in &autos {
+        assert!(auto["policy"]["horizon_minutes"].is_u64(), "{auto}");
+        let twin = all
+            .iter()
+            .position(|c| {
+                c["policy"]["predictive_mode"] == "off"
+                    && c["policy"]["target_value"] == auto["policy"]["target_value"]
+                    && c["policy"]["behavior"] == auto["policy"]["behavior"]
+            })
+            .unwrap();
+        // The same figures (auto forecasts, so it has a MASE too).
+        for k in ["node_hours", "cost", "underprovisioned_minutes", "actions"] {
+            assert_eq!(all[twin]["metrics"][k], auto["metrics"][k], "{k}");
+        }
+        let at = all.iter().position(|c| c == *auto).unwrap();
+        assert!(twin < at, "the reactive twin ranks first on a tie");
+    }
+    assert_eq!(a["best"], v["best"]);
+
     // The same demand from the pool's stored history: per minute, the target's
     // readings summed over the pool (so one node at the target serves 60).
     std::fs::create_dir_all(state.join("history")).unwrap();

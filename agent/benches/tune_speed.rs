@@ -50,6 +50,7 @@ fn main() {
         saturation: None,
         threads: None,
         warm_up_minutes: 0,
+        auto: false,
     };
     // A benchmark measures wall time; the agent's clock rules are for the agent.
     #[allow(clippy::disallowed_methods)]

@@ -637,7 +637,7 @@ _capstan() {
             return 0
             ;;
         capstan__subcmd__tune)
-            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --drain-time --warm-up --svg --json --log-format --help"
+            opts="-c -h --config --pool --trace --history --slo-minutes --demand-per-node --saturation --provisioning-delay --drain-time --warm-up --auto --svg --json --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -207,6 +207,12 @@ enum Command {
         /// Default: 3 days on a trace of at least 9 days, else none (`0s`).
         #[arg(long, value_parser = parse_duration)]
         warm_up: Option<std::time::Duration>,
+        /// Also try `predictive.mode = "auto"` at every target value and behavior, each
+        /// at the horizon of that pair's best forecast-and-scale candidate: auto
+        /// backtests its recent demand every 6 hours as the leader does, so this takes
+        /// minutes on a long trace (about a second per candidate for two weeks).
+        #[arg(long)]
+        auto: bool,
         /// Write an SVG of the frontier here: node-hours against saturated minutes, one
         /// point per candidate, reactive-only and forecast-and-scale in two colours,
         /// the chosen and the current policy marked.
@@ -473,6 +479,7 @@ pub fn main() -> ExitCode {
             provisioning_delay,
             drain_time,
             warm_up,
+            auto,
             svg,
             json,
         } => match load(&config) {
@@ -484,7 +491,7 @@ pub fn main() -> ExitCode {
                 (provisioning_delay, drain_time),
                 slo_minutes,
                 saturation,
-                warm_up,
+                (warm_up, auto),
                 svg.as_deref(),
                 json,
             )),

@@ -38,7 +38,7 @@ pub(super) fn tune(
     (delay, drain): (std::time::Duration, std::time::Duration),
     slo_minutes: Option<u64>,
     saturation: Option<f64>,
-    warm_up: Option<std::time::Duration>,
+    (warm_up, auto): (Option<std::time::Duration>, bool),
     svg: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -88,6 +88,7 @@ pub(super) fn tune(
         saturation,
         threads: None,
         warm_up_minutes: warm_up_minutes(warm_up, demand.len())?,
+        auto,
     };
     let budget = crate::brain::budget::BudgetPolicy::from(&cfg.budget);
     let start = crate::tools::simulate::start_of(prepared.grid.start);
@@ -368,6 +369,7 @@ pub(super) fn simulate(
         saturation: None,
         threads: None,
         warm_up_minutes: settings.warm_up_minutes,
+        auto: false,
     };
     let same_slo = compare.then(|| {
         crate::tools::tune::tune_over(

@@ -5,7 +5,11 @@
 //! The grid: the pool's first target value × 0.6 … 1.2 (percentages capped at 100),
 //! each behavior preset (and the pool's own custom behavior, if it has one), and
 //! predictive scaling off or forecast-and-scale at a 15, 30 or 60 minute horizon, sizing
-//! capacity for the demand one provisioning delay ahead (its `lead_time`).
+//! capacity for the demand one provisioning delay ahead (its `lead_time`). With
+//! [`Tuning::auto`], also `predictive.mode = "auto"` at every target value and behavior,
+//! at the horizon of that pair's best forecast-and-scale candidate: a second round,
+//! because each such candidate backtests its recent demand every few hours as the
+//! leader does, and costs about as much as a few hundred plain ones.
 //!
 //! Every candidate is judged by the same line: a minute is under-provisioned when the
 //! ready nodes would run above the *saturation* value of the target's metric: 100 for
@@ -41,9 +45,9 @@ pub struct Candidate {
     pub target_value: f64,
     /// A preset's name, or `custom` (the pool's own behavior).
     pub behavior: String,
-    /// `off` or `forecast-and-scale` (and `auto` for a current policy in that mode).
+    /// `off`, `forecast-and-scale` or `auto`.
     pub predictive_mode: &'static str,
-    /// The forecast horizon with forecast-and-scale.
+    /// The forecast horizon with forecast-and-scale or auto.
     pub horizon_minutes: Option<u64>,
     /// How far ahead capacity is sized with forecast-and-scale (`lead_time`): the
     /// provisioning delay rounded up to the forecast's 5-minute step, at most the
@@ -103,6 +107,8 @@ pub struct Tuning {
     /// Minutes replayed before any candidate is scored (see
     /// [`Settings::warm_up_minutes`]).
     pub warm_up_minutes: usize,
+    /// Also try `predictive.mode = "auto"` (see the module's header).
+    pub auto: bool,
 }
 
 use crate::brain::simulate::is_percent;
@@ -131,11 +137,11 @@ pub fn candidates(pool: &Pool, delay_minutes: u32) -> Vec<Candidate> {
     if !presets::NAMES.contains(&pool.behavior_name.as_str()) {
         behaviors.push(pool.behavior_name.clone());
     }
-    let modes: Vec<(&'static str, Option<u64>)> = std::iter::once(("off", None))
+    let modes: Vec<(&'static str, Option<u64>)> = std::iter::once((OFF, None))
         .chain(
             HORIZONS_MINUTES
                 .iter()
-                .map(|h| ("forecast-and-scale", Some(*h))),
+                .map(|h| (FORECAST_AND_SCALE, Some(*h))),
         )
         .collect();
     let mut out = Vec::with_capacity(values.len() * behaviors.len() * modes.len());
@@ -155,6 +161,40 @@ pub fn candidates(pool: &Pool, delay_minutes: u32) -> Vec<Candidate> {
     out
 }
 
+/// `predictive_mode` of the grid's reactive-only candidates.
+pub const OFF: &str = "off";
+/// `predictive_mode` of the grid's forecasting candidates.
+pub const FORECAST_AND_SCALE: &str = "forecast-and-scale";
+/// `predictive_mode` of [`Tuning::auto`]'s candidates.
+pub const AUTO: &str = "auto";
+
+/// `auto` candidates for [`Tuning::auto`]: one per target value and behavior of `grid`
+/// (in its order), at the horizon and lead of that pair's first forecast-and-scale
+/// candidate in `ranked` (best first); none for a pair with no such candidate.
+pub fn auto_candidates(grid: &[Candidate], ranked: &[Scored]) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for c in grid {
+        let seen = out
+            .iter()
+            .any(|a| a.target_value == c.target_value && a.behavior == c.behavior);
+        if seen {
+            continue;
+        }
+        let best = ranked.iter().map(|s| &s.policy).find(|p| {
+            p.predictive_mode == FORECAST_AND_SCALE
+                && p.target_value == c.target_value
+                && p.behavior == c.behavior
+        });
+        if let Some(b) = best {
+            out.push(Candidate {
+                predictive_mode: AUTO,
+                ..b.clone()
+            });
+        }
+    }
+    out
+}
+
 /// `pool` with `candidate` in place.
 pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
     let mut p = pool.clone();
@@ -167,7 +207,11 @@ pub fn apply(pool: &Pool, candidate: &Candidate) -> Pool {
     }
     match candidate.horizon_minutes {
         Some(h) => {
-            p.predictive.mode = PredictiveMode::ForecastAndScale;
+            p.predictive.mode = if candidate.predictive_mode == AUTO {
+                PredictiveMode::Auto
+            } else {
+                PredictiveMode::ForecastAndScale
+            };
             p.predictive.horizon = Duration::from_secs(h * 60);
             if let Some(lead) = candidate.lead_minutes {
                 p.predictive.lead_time = Duration::from_secs(lead * 60);
@@ -189,7 +233,7 @@ fn current_candidate(pool: &Pool, delay_minutes: u32) -> Candidate {
     Candidate {
         target_value: pool.targets.first().map_or(1.0, |t| t.value),
         behavior: pool.behavior_name.clone(),
-        predictive_mode: if scales { mode.as_str() } else { "off" },
+        predictive_mode: if scales { mode.as_str() } else { OFF },
         horizon_minutes: scales.then_some(pool.predictive.horizon.as_secs() / 60),
         lead_minutes: scales
             .then(|| lead_for(delay_minutes, pool.predictive.horizon.as_secs() / 60)),
@@ -240,7 +284,8 @@ pub fn reactive_candidates(pool: &Pool) -> Vec<Candidate> {
         .collect()
 }
 
-/// Backtests the grid for `pool` over `demand` (one value a minute from `start`).
+/// Backtests the grid for `pool` over `demand` (one value a minute from `start`), and
+/// with [`Tuning::auto`] the `auto` candidates it leads to.
 pub fn tune(
     pool: &Pool,
     budget: &BudgetPolicy,
@@ -248,37 +293,43 @@ pub fn tune(
     start: DateTime<Utc>,
     tuning: &Tuning,
 ) -> Report {
-    tune_over(
-        pool,
-        budget,
-        demand,
-        start,
-        tuning,
-        candidates(pool, tuning.delay_minutes),
-    )
+    let grid = candidates(pool, tuning.delay_minutes);
+    let mut report = tune_over(pool, budget, demand, start, tuning, grid.clone());
+    if tuning.auto {
+        let autos = auto_candidates(&grid, &report.candidates);
+        let results = backtest(pool, budget, demand, start, tuning, &autos);
+        // Ranked after the first round's candidates on a tie: an `auto` that never
+        // scaled on the forecast is its reactive-only twin, which is the simpler policy.
+        let mut ranked: Vec<(usize, Scored)> = report
+            .candidates
+            .drain(..)
+            .chain(autos.into_iter().zip(results).filter_map(|(policy, m)| {
+                m.map(|metrics| Scored {
+                    meets_slo: metrics.underprovisioned_minutes <= report.slo_minutes,
+                    policy,
+                    metrics,
+                })
+            }))
+            .enumerate()
+            .collect();
+        ranked.sort_by(rank);
+        report.candidates = ranked.into_iter().map(|(_, s)| s).collect();
+        report.best = report.candidates.first().filter(|c| c.meets_slo).cloned();
+        report.snippet = report.best.as_ref().map(|b| snippet(pool, &b.policy));
+    }
+    report
 }
 
-/// [`tune`] over `grid` instead of the whole grid.
-pub fn tune_over(
+/// Runs every candidate of `grid` on the tuning's threads; each result at its index
+/// (`None` only where the simulator panicked).
+fn backtest(
     pool: &Pool,
     budget: &BudgetPolicy,
     demand: &[f64],
     start: DateTime<Utc>,
     tuning: &Tuning,
-    grid: Vec<Candidate>,
-) -> Report {
-    let current_policy = current_candidate(pool, tuning.delay_minutes);
-    let current_metrics = simulate::run(
-        pool,
-        budget,
-        demand,
-        start,
-        &settings_for(pool, current_policy.target_value, tuning),
-    )
-    .0;
-    let slo = tuning
-        .slo_minutes
-        .unwrap_or(current_metrics.underprovisioned_minutes);
+    grid: &[Candidate],
+) -> Vec<Option<Metrics>> {
     let threads = tuning
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
@@ -290,7 +341,7 @@ pub fn tune_over(
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                let (next, grid) = (&next, &grid);
+                let next = &next;
                 s.spawn(move || {
                     let mut done = Vec::new();
                     loop {
@@ -317,6 +368,31 @@ pub fn tune_over(
             }
         }
     });
+    results
+}
+
+/// [`tune`] over `grid` instead of the whole grid.
+pub fn tune_over(
+    pool: &Pool,
+    budget: &BudgetPolicy,
+    demand: &[f64],
+    start: DateTime<Utc>,
+    tuning: &Tuning,
+    grid: Vec<Candidate>,
+) -> Report {
+    let current_policy = current_candidate(pool, tuning.delay_minutes);
+    let current_metrics = simulate::run(
+        pool,
+        budget,
+        demand,
+        start,
+        &settings_for(pool, current_policy.target_value, tuning),
+    )
+    .0;
+    let slo = tuning
+        .slo_minutes
+        .unwrap_or(current_metrics.underprovisioned_minutes);
+    let results = backtest(pool, budget, demand, start, tuning, &grid);
     let mut ranked: Vec<(usize, Scored)> = grid
         .into_iter()
         .zip(results)
@@ -397,7 +473,8 @@ pub fn snippet(pool: &Pool, c: &Candidate) -> String {
     s.push_str(&format!("targets = [{}]\n", targets.join(", ")));
     let p = &pool.predictive;
     let mode = match (c.horizon_minutes, p.mode) {
-        (Some(_), _) => "forecast-and-scale",
+        (Some(_), _) if c.predictive_mode == AUTO => AUTO,
+        (Some(_), _) => FORECAST_AND_SCALE,
         (None, PredictiveMode::Off) => "off",
         // Forecasts stay in the journal and metrics; they no longer scale the pool.
         (None, _) => "forecast-only",
@@ -469,6 +546,7 @@ mod tests {
             saturation: None,
             threads: Some(threads),
             warm_up_minutes: 0,
+            auto: false,
         }
     }
 
@@ -610,6 +688,81 @@ targets = [{ metric = \"cpu.utilization\", value = 60 }]",
         assert!(best.metrics.underprovisioned_minutes <= slo);
         let cheapest = cheapest_within(&p, &grid, &demand, &t, slo);
         assert_eq!(best.metrics.cost, cheapest);
+    }
+
+    /// `--auto`: one `auto` candidate per target value and behavior, at the horizon of
+    /// that pair's best forecast-and-scale candidate, each scored as an independent run
+    /// of its policy scores it, ranked with the rest; its snippet is valid config.
+    #[test]
+    fn with_auto_each_target_and_behavior_gets_an_auto_candidate_at_its_best_horizon() {
+        let p = pool("tolerance = 0.0\ntargets = [{ metric = \"cpu.utilization\", value = 60 }]");
+        // Four and a half days: auto backtests from the fourth on, every six hours.
+        let demand: Vec<f64> = (0..9 * 720).map(|m| surges()[m % 2880]).collect();
+        let t = Tuning {
+            auto: true,
+            ..tuning(None, 2)
+        };
+        let report = tune(&p, &budget(), &demand, start(), &t);
+        let plain = tune(&p, &budget(), &demand, start(), &tuning(None, 2));
+        assert_eq!(report.candidates.len(), plain.candidates.len() + 7 * 3);
+        let autos: Vec<&Scored> = report
+            .candidates
+            .iter()
+            .filter(|c| c.policy.predictive_mode == AUTO)
+            .collect();
+        assert_eq!(autos.len(), 7 * 3);
+        for a in &autos {
+            let best_forecast = plain
+                .candidates
+                .iter()
+                .find(|c| {
+                    c.policy.predictive_mode == FORECAST_AND_SCALE
+                        && c.policy.target_value == a.policy.target_value
+                        && c.policy.behavior == a.policy.behavior
+                })
+                .unwrap();
+            assert_eq!(
+                a.policy.horizon_minutes,
+                best_forecast.policy.horizon_minutes
+            );
+            assert_eq!(a.policy.lead_minutes, best_forecast.policy.lead_minutes);
+            let config = apply(&p, &a.policy);
+            assert_eq!(config.predictive.mode, PredictiveMode::Auto);
+            let alone = simulate::run(
+                &config,
+                &budget(),
+                &demand,
+                start(),
+                &settings_for(&p, a.policy.target_value, &t),
+            )
+            .0;
+            assert_eq!(a.metrics, alone, "{:?}", a.policy);
+            assert_eq!(
+                a.meets_slo,
+                alone.underprovisioned_minutes <= report.slo_minutes
+            );
+        }
+        // Best first, the first round's candidates kept as they were.
+        for w in report.candidates.windows(2) {
+            assert!(w[0].meets_slo >= w[1].meets_slo);
+            if w[0].meets_slo == w[1].meets_slo {
+                assert!(w[0].metrics.cost <= w[1].metrics.cost);
+            }
+        }
+        let rest: Vec<&Scored> = report
+            .candidates
+            .iter()
+            .filter(|c| c.policy.predictive_mode != AUTO)
+            .collect();
+        assert_eq!(rest, plain.candidates.iter().collect::<Vec<_>>());
+        let snippet = snippet(&p, &autos[0].policy);
+        assert!(snippet.contains("mode = \"auto\""), "{snippet}");
+        let text = format!(
+            "[[pool]]\nname = \"web\"\nprovider = {{ type = \"dry-run\" }}\nmin = 1\nmax = 80\n{snippet}"
+        );
+        let parsed = capstan_config::from_str("t.toml".as_ref(), &text, std::iter::empty())
+            .unwrap_or_else(|e| panic!("{}\n{text}", e.lines().join("\n")));
+        assert_eq!(parsed.pools[0].predictive.mode, PredictiveMode::Auto);
     }
 
     #[test]
