@@ -23,7 +23,7 @@ use super::flap::FlapState;
 use super::group::{self, Limit, Money, Slot};
 use super::planner::{self, History, MetricSample, Observed, Policy};
 use super::predictive::Outlook;
-use super::reason::Reason;
+use super::reason::{GroupShare, Reason, ScheduleBound};
 use super::schedule::{self, ActiveWindow, Bounds, Firings};
 use super::spot::{Split, SpotState};
 
@@ -221,24 +221,24 @@ fn schedule_reasons(base: Bounds, bounds: Bounds, windows: &[ActiveWindow]) -> V
     if bounds.min != base.min
         && let Some(w) = by(|w| w.min, bounds.min)
     {
-        reasons.push(Reason::Schedule {
+        reasons.push(Reason::Schedule(Box::new(ScheduleBound {
             name: w.name.clone(),
             bound: "min".into(),
             from: base.min,
             to: bounds.min,
             until: w.until,
-        });
+        })));
     }
     if bounds.max != base.max
         && let Some(w) = by(|w| w.max, bounds.max).or_else(|| by(|w| w.min, bounds.max))
     {
-        reasons.push(Reason::Schedule {
+        reasons.push(Reason::Schedule(Box::new(ScheduleBound {
             name: w.name.clone(),
             bound: "max".into(),
             from: base.max,
             to: bounds.max,
             until: w.until,
-        });
+        })));
     }
     reasons
 }
@@ -608,14 +608,14 @@ pub fn plan_fleet_with_groups<'a>(
             if let Some(slot) = shares.get_mut(m.index) {
                 *slot = Some((
                     m.share,
-                    Reason::GroupShare {
+                    Reason::GroupShare(Box::new(GroupShare {
                         group: g.name.clone(),
                         strategy: g.strategy.as_str().to_owned(),
                         group_desired: g.desired,
                         share: m.share,
                         price: m.slot.price,
                         limit: m.limit,
-                    },
+                    })),
                 ));
             }
         }

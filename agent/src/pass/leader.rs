@@ -403,10 +403,10 @@ fn export_drains(m: &Metrics, pool: &PoolRuntime, outcome: &pass::PassOutcome) {
     for reason in &outcome.reasons {
         let (result, seconds) = match reason {
             Reason::Drained { seconds, .. } => ("drained", Some(*seconds)),
-            Reason::DrainFailed { .. } => ("failed", None),
+            Reason::DrainFailed(_) => ("failed", None),
             Reason::DrainTimedOut { .. } => ("timed_out", Some(timeout)),
             Reason::DrainCancelled { .. } => ("cancelled", None),
-            Reason::ChosenForScaleIn { deadline: None, .. } => ("no_agent", None),
+            Reason::ChosenForScaleIn(c) if c.deadline.is_none() => ("no_agent", None),
             _ => continue,
         };
         m.drains

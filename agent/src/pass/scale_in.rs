@@ -17,6 +17,7 @@ use capstan_config::TargetSource;
 use capstan_config::raw::OnDrainTimeout;
 
 use super::*;
+use crate::brain::reason::{DrainFailure, ScaleInChoice};
 use crate::brain::scale_in::{self as choice, Candidate, Excess};
 use crate::state::memory::{Drain, DrainPhase};
 
@@ -116,13 +117,13 @@ pub(super) fn tend(
                     }
                     Some(DrainState::Failed) => {
                         d.phase = phase_after(after);
-                        out.reasons.push(Reason::DrainFailed {
+                        out.reasons.push(Reason::DrainFailed(Box::new(DrainFailure {
                             node: d.node.clone(),
                             detail: status
                                 .and_then(|s| s.detail.clone())
                                 .unwrap_or_else(|| "no detail".to_owned()),
                             then: then.clone(),
-                        });
+                        })));
                     }
                     _ if now >= d.deadline => {
                         d.phase = phase_after(after);
@@ -299,16 +300,17 @@ fn choose_more(
     for c in chosen {
         let silent = c.node.silent;
         let deadline = now + chrono::TimeDelta::from_std(cfg.drain_timeout).unwrap_or_default();
-        out.reasons.push(Reason::ChosenForScaleIn {
-            node: c.node.id.clone(),
-            rule: c.rule.as_str().to_owned(),
-            select: cfg.select.as_str().to_owned(),
-            zone: c.node.zone.clone(),
-            zone_nodes: c.zone_nodes,
-            spot: c.node.spot,
-            busy: c.node.busy,
-            deadline: (!silent).then_some(deadline),
-        });
+        out.reasons
+            .push(Reason::ChosenForScaleIn(Box::new(ScaleInChoice {
+                node: c.node.id.clone(),
+                rule: c.rule.as_str().to_owned(),
+                select: cfg.select.as_str().to_owned(),
+                zone: c.node.zone.clone(),
+                zone_nodes: c.zone_nodes,
+                spot: c.node.spot,
+                busy: c.node.busy,
+                deadline: (!silent).then_some(deadline),
+            })));
         pool.memory.drains.push(Drain {
             node: c.node.id,
             chosen_at: now,

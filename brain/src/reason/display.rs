@@ -18,7 +18,7 @@ impl std::fmt::Display for Reason {
             | Reason::ScalingDisabled { .. }
             | Reason::ClampedToMin { .. }
             | Reason::ClampedToMax { .. } => self.fmt_planner(f),
-            Reason::Schedule { .. }
+            Reason::Schedule(_)
             | Reason::EmergencyStarted { .. }
             | Reason::EmergencyActive { .. }
             | Reason::EmergencyEnded { .. }
@@ -27,9 +27,9 @@ impl std::fmt::Display for Reason {
             | Reason::ReplacingFaultyGpu { .. }
             | Reason::ReplacingInterrupted { .. }
             | Reason::AnomalyEmergency { .. } => self.fmt_bounds(f),
-            Reason::GroupShare { .. }
-            | Reason::GroupSpillover { .. }
-            | Reason::GroupRefused { .. } => self.fmt_group(f),
+            Reason::GroupShare(_) | Reason::GroupSpillover { .. } | Reason::GroupRefused { .. } => {
+                self.fmt_group(f)
+            }
             Reason::CappedByBudget { .. }
             | Reason::CappedByEmergencyAllowance { .. }
             | Reason::CappedByPoolBudget { .. }
@@ -51,11 +51,11 @@ impl std::fmt::Display for Reason {
             | Reason::Predicted { .. }
             | Reason::PredictiveRaised { .. }
             | Reason::Anomaly { .. } => self.fmt_forecast(f),
-            Reason::ChosenForScaleIn { .. }
+            Reason::ChosenForScaleIn(_)
             | Reason::DrainStarted { .. }
             | Reason::Drained { .. }
             | Reason::DrainTimedOut { .. }
-            | Reason::DrainFailed { .. }
+            | Reason::DrainFailed(_)
             | Reason::DrainCancelled { .. }
             | Reason::Removed { .. }
             | Reason::ProtectedNodeSkipped { .. }
@@ -69,16 +69,17 @@ impl Reason {
     /// Targeted scale-in: choosing, draining, removing.
     fn fmt_scale_in(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reason::ChosenForScaleIn {
-                node,
-                rule,
-                select,
-                zone,
-                zone_nodes,
-                spot,
-                busy,
-                deadline,
-            } => {
+            Reason::ChosenForScaleIn(c) => {
+                let ScaleInChoice {
+                    node,
+                    rule,
+                    select,
+                    zone,
+                    zone_nodes,
+                    spot,
+                    busy,
+                    deadline,
+                } = &**c;
                 let market = if *spot { "spot" } else { "on-demand" };
                 write!(f, "{node} chosen to leave ({market}")?;
                 if let Some(z) = zone {
@@ -109,7 +110,8 @@ impl Reason {
                 write!(f, "{node} did not drain by its deadline; ")?;
                 then_what(f, then)
             }
-            Reason::DrainFailed { node, detail, then } => {
+            Reason::DrainFailed(d) => {
+                let DrainFailure { node, detail, then } = &**d;
                 write!(f, "{node}'s drain failed ({detail}); ")?;
                 then_what(f, then)
             }
@@ -227,13 +229,14 @@ impl Reason {
     /// Bounds this pass: schedules, emergencies, flapping, replacements of leaving nodes.
     fn fmt_bounds(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reason::Schedule {
-                name,
-                bound,
-                from,
-                to,
-                until,
-            } => {
+            Reason::Schedule(s) => {
+                let ScheduleBound {
+                    name,
+                    bound,
+                    from,
+                    to,
+                    until,
+                } = &**s;
                 let verb = if to >= from { "raised" } else { "lowered" };
                 write!(
                     f,
@@ -290,14 +293,15 @@ impl Reason {
     /// Pool groups.
     fn fmt_group(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reason::GroupShare {
-                group,
-                strategy,
-                group_desired,
-                share,
-                price,
-                limit,
-            } => {
+            Reason::GroupShare(g) => {
+                let GroupShare {
+                    group,
+                    strategy,
+                    group_desired,
+                    share,
+                    price,
+                    limit,
+                } = &**g;
                 write!(
                     f,
                     "group {group} ({strategy}): {share} of its {group_desired} node(s) here"

@@ -15,6 +15,10 @@ mod display;
 /// A metric's name in reasons and targets: shared, so reasons cost no allocation.
 pub type Metric = std::sync::Arc<str>;
 
+/// The most bytes a [`Reason`] takes (checked when the crate compiles).
+pub const REASON_SIZE: usize = 72;
+const _: () = assert!(std::mem::size_of::<Reason>() <= REASON_SIZE);
+
 /// Scaling direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +40,10 @@ impl Direction {
 }
 
 /// Why a decision came out as it did. Machine-readable; `kind` tags each.
+///
+/// The rare variants with several strings hold them boxed, so that a reason stays
+/// within [`REASON_SIZE`] bytes: every pool's plan holds a few each pass, and the
+/// fleet pass over 10,000 pools is bound by the memory it touches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
@@ -129,18 +137,7 @@ pub enum Reason {
         max: u32,
     },
     /// An active schedule window set a bound.
-    Schedule {
-        /// The window.
-        name: String,
-        /// `min` or `max`.
-        bound: String,
-        /// The pool's own value.
-        from: u32,
-        /// The value while the window is active.
-        to: u32,
-        /// When the window ends.
-        until: DateTime<Utc>,
-    },
+    Schedule(Box<ScheduleBound>),
     /// Saturation lasted long enough: the pool may grow to `emergency_max`.
     EmergencyStarted {
         /// The worst ratio of reading to target.
@@ -348,21 +345,7 @@ pub enum Reason {
         metric: Metric,
     },
     /// This pool's share of its group's size.
-    GroupShare {
-        /// The group.
-        group: String,
-        /// Its strategy.
-        strategy: String,
-        /// The group's size this pass.
-        group_desired: u32,
-        /// This member's share of it.
-        share: u32,
-        /// Money per node-hour here, when priced.
-        price: Option<f64>,
-        /// What holds the share where it is (`max`, `min`, `scale_down_rate`,
-        /// `unavailable`), if anything.
-        limit: Option<Limit>,
-    },
+    GroupShare(Box<GroupShare>),
     /// Another member of the group could not take its share this pass; this pool takes
     /// part of it.
     GroupSpillover {
@@ -409,29 +392,7 @@ pub enum Reason {
         why: String,
     },
     /// A node chosen to leave the pool (targeted scale-in), with the facts behind it.
-    ChosenForScaleIn {
-        /// The node (instance id).
-        node: String,
-        /// The rule that chose it: `unhealthy`, `interrupted`, `silent`,
-        /// `market_over_share`, `selected` or `leader_last`.
-        rule: String,
-        /// How the pool's healthy nodes are ranked (`least-busy`, `newest`, `oldest`).
-        select: String,
-        /// Its zone.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        zone: Option<String>,
-        /// Nodes in its zone when it was chosen.
-        zone_nodes: u32,
-        /// Spot, not on-demand.
-        spot: bool,
-        /// Its own reading of the pool's first target.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        busy: Option<f64>,
-        /// When the leader stops waiting for its drain (`None`: no agent reports from
-        /// it, so it is removed without one).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        deadline: Option<DateTime<Utc>>,
-    },
+    ChosenForScaleIn(Box<ScaleInChoice>),
     /// A chosen node's agent says it is draining.
     DrainStarted {
         /// The node.
@@ -452,14 +413,7 @@ pub enum Reason {
         then: String,
     },
     /// A chosen node's drain failed.
-    DrainFailed {
-        /// The node.
-        node: String,
-        /// What its agent said.
-        detail: String,
-        /// What follows: `remove` or `keep` (`scale_in.on_timeout`).
-        then: String,
-    },
+    DrainFailed(Box<DrainFailure>),
     /// A chosen node goes back to service: the pool no longer shrinks that far.
     DrainCancelled {
         /// The node.
@@ -516,6 +470,156 @@ impl Limit {
             Self::Min => "min",
             Self::ScaleDownRate => "scale-down rate",
             Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// [`Reason::Schedule`]: the window, the bound and its values.
+///
+/// Boxed: inline it would make every [`Reason`] larger, and each pool's plan
+/// carries a few reasons every pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleBound {
+    /// The window.
+    pub name: String,
+    /// `min` or `max`.
+    pub bound: String,
+    /// The pool's own value.
+    pub from: u32,
+    /// The value while the window is active.
+    pub to: u32,
+    /// When the window ends.
+    pub until: DateTime<Utc>,
+}
+
+/// [`Reason::GroupShare`]: a member's share of its group's size.
+///
+/// Boxed: inline it would make every [`Reason`] larger, and each pool's plan
+/// carries a few reasons every pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupShare {
+    /// The group.
+    pub group: String,
+    /// Its strategy.
+    pub strategy: String,
+    /// The group's size this pass.
+    pub group_desired: u32,
+    /// This member's share of it.
+    pub share: u32,
+    /// Money per node-hour here, when priced.
+    pub price: Option<f64>,
+    /// What holds the share where it is (`max`, `min`, `scale_down_rate`,
+    /// `unavailable`), if anything.
+    pub limit: Option<Limit>,
+}
+
+/// [`Reason::ChosenForScaleIn`]: the node and the facts behind its choice.
+///
+/// Boxed: inline it would make every [`Reason`] larger, and each pool's plan
+/// carries a few reasons every pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleInChoice {
+    /// The node (instance id).
+    pub node: String,
+    /// The rule that chose it: `unhealthy`, `interrupted`, `silent`,
+    /// `market_over_share`, `selected` or `leader_last`.
+    pub rule: String,
+    /// How the pool's healthy nodes are ranked (`least-busy`, `newest`, `oldest`).
+    pub select: String,
+    /// Its zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Nodes in its zone when it was chosen.
+    pub zone_nodes: u32,
+    /// Spot, not on-demand.
+    pub spot: bool,
+    /// Its own reading of the pool's first target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy: Option<f64>,
+    /// When the leader stops waiting for its drain (`None`: no agent reports from
+    /// it, so it is removed without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// [`Reason::DrainFailed`]: the node, what its agent said, what follows.
+///
+/// Boxed: inline it would make every [`Reason`] larger, and each pool's plan
+/// carries a few reasons every pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrainFailure {
+    /// The node.
+    pub node: String,
+    /// What its agent said.
+    pub detail: String,
+    /// What follows: `remove` or `keep` (`scale_in.on_timeout`).
+    pub then: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The boxed variants read and write as the struct variants they were: their
+    /// fields beside `kind`, so journals written before still load.
+    #[test]
+    fn boxed_reasons_keep_their_flat_json() {
+        let until = Utc.with_ymd_and_hms(2026, 1, 5, 18, 0, 0).unwrap();
+        let cases = [
+            (
+                Reason::Schedule(Box::new(ScheduleBound {
+                    name: "business-hours".into(),
+                    bound: "min".into(),
+                    from: 2,
+                    to: 6,
+                    until,
+                })),
+                serde_json::json!({"kind": "schedule", "name": "business-hours", "bound": "min",
+                    "from": 2, "to": 6, "until": "2026-01-05T18:00:00Z"}),
+            ),
+            (
+                Reason::GroupShare(Box::new(GroupShare {
+                    group: "web".into(),
+                    strategy: "cheapest-first".into(),
+                    group_desired: 9,
+                    share: 4,
+                    price: Some(0.5),
+                    limit: None,
+                })),
+                serde_json::json!({"kind": "group_share", "group": "web",
+                    "strategy": "cheapest-first", "group_desired": 9, "share": 4,
+                    "price": 0.5, "limit": null}),
+            ),
+            (
+                Reason::ChosenForScaleIn(Box::new(ScaleInChoice {
+                    node: "i-1".into(),
+                    rule: "selected".into(),
+                    select: "least-busy".into(),
+                    zone: None,
+                    zone_nodes: 3,
+                    spot: false,
+                    busy: Some(12.5),
+                    deadline: Some(until),
+                })),
+                serde_json::json!({"kind": "chosen_for_scale_in", "node": "i-1",
+                    "rule": "selected", "select": "least-busy", "zone_nodes": 3,
+                    "spot": false, "busy": 12.5, "deadline": "2026-01-05T18:00:00Z"}),
+            ),
+            (
+                Reason::DrainFailed(Box::new(DrainFailure {
+                    node: "i-2".into(),
+                    detail: "exit 1".into(),
+                    then: "keep".into(),
+                })),
+                serde_json::json!({"kind": "drain_failed", "node": "i-2", "detail": "exit 1",
+                    "then": "keep"}),
+            ),
+        ];
+        for (reason, json) in cases {
+            assert_eq!(serde_json::to_value(&reason).unwrap(), json);
+            let back: Reason = serde_json::from_value(json).unwrap();
+            assert_eq!(back, reason);
         }
     }
 }

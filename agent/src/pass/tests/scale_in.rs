@@ -335,12 +335,7 @@ async fn no_node_is_chosen_while_too_many_are_unready_and_a_silent_one_goes_with
         .reasons
         .iter()
         .find_map(|r| match r {
-            Reason::ChosenForScaleIn {
-                node,
-                rule,
-                deadline,
-                ..
-            } if node == "i-4" => Some((rule.clone(), *deadline)),
+            Reason::ChosenForScaleIn(c) if c.node == "i-4" => Some((c.rule.clone(), c.deadline)),
             _ => None,
         })
         .expect("i-4 chosen");
