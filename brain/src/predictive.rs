@@ -78,10 +78,16 @@ struct Track {
 pub struct Predictor {
     mode: PredictiveMode,
     horizon: usize,
-    lead: usize,
+    /// How far ahead capacity is sized, in whole minutes (at most the horizon).
+    lead_minutes: i64,
     /// With `auto`: the last backtest's verdict (`None` before the first).
     auto_scales: Option<bool>,
     tracks: Vec<Track>,
+}
+
+/// `d` in minutes, rounded up.
+fn whole_minutes(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs().div_ceil(60)).unwrap_or(i64::MAX)
 }
 
 fn steps(d: std::time::Duration) -> usize {
@@ -107,7 +113,7 @@ impl Predictor {
     /// A predictor for `targets` targets with the pool's `predictive` settings.
     pub fn new(cfg: &Predictive, targets: usize) -> Self {
         let horizon = steps(cfg.horizon).max(1);
-        let lead = steps(cfg.lead_time).min(horizon);
+        let lead_minutes = whole_minutes(cfg.lead_time).min(horizon as i64 * STEP_MINUTES);
         let fc = ForecastConfig {
             steps_per_day: STEPS_PER_DAY,
             horizon,
@@ -115,7 +121,7 @@ impl Predictor {
         Self {
             mode: cfg.mode,
             horizon,
-            lead,
+            lead_minutes,
             auto_scales: None,
             tracks: (0..targets)
                 .map(|_| Track {
@@ -134,10 +140,19 @@ impl Predictor {
     }
 
     /// Sizes capacity `lead` ahead from now on (the pool's provisioning delay, learned
-    /// from the cloud), in whole 5-minute steps up to the horizon, instead of the
-    /// configured `lead_time`.
+    /// from the cloud), in whole minutes up to the horizon, instead of the configured
+    /// `lead_time`: for the forecast bucket holding the minute it will be ready.
     pub fn set_lead(&mut self, lead: std::time::Duration) {
-        self.lead = steps(lead).min(self.horizon);
+        self.lead_minutes = whole_minutes(lead).min(self.horizon as i64 * STEP_MINUTES);
+    }
+
+    /// The forecast bucket holding the minute that capacity asked for at `minute` is
+    /// ready: what [`Self::outlook`] sizes for. The outlook changes only when this or
+    /// the bucket of `minute` does.
+    pub fn ready_bucket(&self, minute: i64) -> i64 {
+        minute
+            .saturating_add(self.lead_minutes)
+            .div_euclid(STEP_MINUTES)
     }
 
     /// With `mode = "auto"`: whether to scale on the forecast until the next backtest.
@@ -252,8 +267,13 @@ impl Predictor {
         if !self.scales() {
             return out;
         }
-        // The demand expected when capacity asked for now is ready.
-        let ready_at = minute.div_euclid(STEP_MINUTES) + self.lead as i64;
+        // The demand expected when capacity asked for now is ready. Ready within the
+        // bucket being measured, it is the reactive planner's to size (from readings,
+        // not a forecast made `horizon` ago).
+        let ready_at = self.ready_bucket(minute);
+        if ready_at <= minute.div_euclid(STEP_MINUTES) {
+            return out;
+        }
         let mut nodes: Option<u32> = None;
         for (k, (track, spec)) in self.tracks.iter().zip(targets).enumerate() {
             if !track.detector.forecaster().is_warm() {
@@ -293,7 +313,7 @@ impl Predictor {
             out.reasons.push(Reason::Predicted {
                 metric: spec.metric.clone(),
                 demand,
-                lead_minutes: self.lead as u64 * STEP_MINUTES as u64,
+                lead_minutes: self.lead_minutes.unsigned_abs(),
                 nodes: need,
             });
             nodes = Some(nodes.map_or(need, |n| n.max(need)));
@@ -461,11 +481,33 @@ mod tests {
                 })
         };
         assert_eq!(lead(&p), Some(10), "the configured lead_time");
-        // 12 minutes learned: three 5-minute steps; past the horizon: the horizon.
-        p.set_lead(Duration::from_secs(12 * 60));
-        assert_eq!(lead(&p), Some(15));
+        // 12 minutes learned (11 min 10 s, rounded up); past the horizon: the horizon.
+        p.set_lead(Duration::from_secs(11 * 60 + 10));
+        assert_eq!(lead(&p), Some(12));
         p.set_lead(Duration::from_secs(3 * 3600));
         assert_eq!(lead(&p), Some(30));
+    }
+
+    /// Capacity that will be ready within the bucket being measured is the reactive
+    /// planner's to size; from the minute it would be ready in the next bucket,
+    /// predictive scaling sizes that bucket.
+    #[test]
+    fn a_lead_that_ends_in_the_measured_bucket_asks_nothing() {
+        let cfg = Predictive {
+            lead_time: Duration::from_secs(3 * 60),
+            ..cfg(PredictiveMode::ForecastAndScale)
+        };
+        let mut p = Predictor::new(&cfg, 1);
+        let days = 4 * 1440;
+        for m in 0..days + 3 {
+            p.record(m, &[Some(demand(m))]);
+            let out = p.outlook(m, &target(), 0.0);
+            if m >= days {
+                // Minutes 0 and 1 of the bucket: ready at 3 and 4, in it; from 2: in the next.
+                let offset = m - days;
+                assert_eq!(out.nodes.is_some(), offset >= 2, "minute {offset}: {out:?}");
+            }
+        }
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub fn run(
     let start_minute = start.timestamp().div_euclid(60);
     let mut samples = vec![None; policy.targets.len()];
     let mut demands = vec![None; policy.targets.len()];
-    let mut outlook: Option<(i64, crate::predictive::Outlook)> = None;
+    let mut outlook: Option<((i64, i64), crate::predictive::Outlook)> = None;
 
     for (m, &d) in demand.iter().enumerate() {
         let m = i64::try_from(m).unwrap_or(i64::MAX);
@@ -234,11 +234,15 @@ pub fn run(
         samples[0] = sample;
         demands[0] = sample.map(|s| s.sum);
         predictor.record(minute, &demands);
-        // The outlook only changes when a 5-minute bucket closes.
-        let bucket = minute.div_euclid(crate::predictive::STEP_MINUTES);
-        if outlook.as_ref().is_none_or(|(b, _)| *b != bucket) {
+        // The outlook only changes when a 5-minute bucket closes, or when capacity
+        // asked for now would be ready in the next bucket.
+        let key = (
+            minute.div_euclid(crate::predictive::STEP_MINUTES),
+            predictor.ready_bucket(minute),
+        );
+        if outlook.as_ref().is_none_or(|(k, _)| *k != key) {
             outlook = Some((
-                bucket,
+                key,
                 predictor.outlook(minute, &policy.targets, policy.tolerance),
             ));
         }

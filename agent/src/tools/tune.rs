@@ -50,8 +50,8 @@ pub struct Candidate {
     /// The forecast horizon with forecast-and-scale or auto.
     pub horizon_minutes: Option<u64>,
     /// How far ahead capacity is sized with forecast-and-scale (`lead_time`): the
-    /// provisioning delay rounded up to the forecast's 5-minute step, at most the
-    /// horizon (what the simulation sizes with, the current policy too).
+    /// provisioning delay in minutes, at most the horizon (what the simulation sizes
+    /// with, the current policy too).
     pub lead_minutes: Option<u64>,
 }
 
@@ -114,14 +114,9 @@ pub struct Tuning {
 use crate::brain::simulate::is_percent;
 
 /// The lead that matters for a pool whose nodes take `delay_minutes` to serve: the
-/// delay rounded up to the forecast's step (5 minutes), at most `horizon_minutes`.
+/// delay (at least a minute), at most `horizon_minutes`.
 pub fn lead_for(delay_minutes: u32, horizon_minutes: u64) -> u64 {
-    let step = crate::brain::predictive::STEP_MINUTES.unsigned_abs();
-    u64::from(delay_minutes)
-        .div_ceil(step)
-        .max(1)
-        .saturating_mul(step)
-        .min(horizon_minutes)
+    u64::from(delay_minutes).max(1).min(horizon_minutes)
 }
 
 /// The grid for `pool` whose nodes take `delay_minutes` to serve, in a fixed order.
@@ -559,10 +554,10 @@ mod tests {
         assert_eq!(grid[0].predictive_mode, "off");
         assert_eq!(grid[1].horizon_minutes, Some(15));
         assert_eq!(grid.last().unwrap().target_value, 60.0);
-        // Forecasting candidates size capacity one provisioning delay ahead, in whole
-        // forecast steps, never past their horizon; reactive ones have no lead.
+        // Forecasting candidates size capacity one provisioning delay ahead (at least a
+        // minute), never past their horizon; reactive ones have no lead.
         assert_eq!(grid[0].lead_minutes, None);
-        assert_eq!(grid[1].lead_minutes, Some(5));
+        assert_eq!(grid[1].lead_minutes, Some(3));
         assert_eq!(
             (
                 lead_for(10, 30),
@@ -570,10 +565,10 @@ mod tests {
                 lead_for(40, 30),
                 lead_for(0, 15)
             ),
-            (10, 15, 30, 5)
+            (10, 11, 30, 1)
         );
         let slow = apply(&pool(TARGET_50), &candidates(&pool(TARGET_50), 12)[1]);
-        assert_eq!(slow.predictive.lead_time, Duration::from_secs(15 * 60));
+        assert_eq!(slow.predictive.lead_time, Duration::from_secs(12 * 60));
         // A custom behavior is tried beside the presets; percentages stop at 100.
         let custom = pool(TARGET_50).clone_with(|p| {
             p.behavior_name = "custom".into();
