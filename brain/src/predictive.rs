@@ -271,9 +271,7 @@ impl Predictor {
         // bucket being measured, it is the reactive planner's to size (from readings,
         // not a forecast made `horizon` ago).
         let ready_at = self.ready_bucket(minute);
-        if ready_at <= minute.div_euclid(STEP_MINUTES) {
-            return out;
-        }
+        let ahead = ready_at > minute.div_euclid(STEP_MINUTES);
         let mut nodes: Option<u32> = None;
         for (k, (track, spec)) in self.tracks.iter().zip(targets).enumerate() {
             if !track.detector.forecaster().is_warm() {
@@ -297,6 +295,9 @@ impl Predictor {
                     continue;
                 }
                 Some(_) => {}
+            }
+            if !ahead {
+                continue;
             }
             let Some(demand) = track.demand_at(ready_at) else {
                 continue;
