@@ -1322,6 +1322,33 @@ targets = [{{ metric = "cpu.utilization", value = 100 }}]
     );
 }
 
+/// Three scale-in agents started by `start(0..3)`, the two busier (1 and 2) first so
+/// one of them leads and the least busy (0) is the one a leader would choose; in index
+/// order.
+#[cfg(feature = "etcd")]
+fn busier_first(start: impl Fn(usize) -> Agent) -> Vec<Agent> {
+    let mut agents = vec![start(1), start(2)];
+    etcd::wait("a leader", || {
+        agents
+            .iter()
+            .any(|a| a.status()["role"] == "leader")
+            .then_some(())
+    });
+    agents.insert(0, start(0));
+    agents
+}
+
+/// Every reason of `kind` in the agents' journals.
+#[cfg(feature = "etcd")]
+fn journaled(agents: &[Agent], kind: &str) -> Vec<serde_json::Value> {
+    agents
+        .iter()
+        .flat_map(Agent::journal_lines)
+        .flat_map(|l| l["reasons"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["kind"] == kind)
+        .collect()
+}
+
 /// One agent of a targeted scale-in test on moto with real etcd: named `name` (an
 /// instance id, or an agent outside the pool), in pool "web" over group `asg` at `url`,
 /// `max` nodes at most; `drain` is the `[agent.drain]` table's body; with `port` it
@@ -1537,7 +1564,7 @@ fn targeted_scale_in_drains_the_least_busy_node_and_terminates_exactly_it_across
         .collect();
     assert_eq!(left, ids[1..].to_vec());
     // The journal says who was chosen and why, and that it was removed.
-    let journaled = |kind: &str| -> Vec<usize> {
+    let journaled_by = |kind: &str| -> Vec<usize> {
         (0..agents.len())
             .filter(|&i| {
                 agents[i].journal_lines().iter().any(|l| {
@@ -1553,11 +1580,11 @@ fn targeted_scale_in_drains_the_least_busy_node_and_terminates_exactly_it_across
             .collect()
     };
     // Chosen by the first leader, finished by the next.
-    assert_eq!(journaled("chosen_for_scale_in"), [first]);
-    let finisher = journaled("removed");
+    assert_eq!(journaled_by("chosen_for_scale_in"), [first]);
+    let finisher = journaled_by("removed");
     assert_eq!(finisher.len(), 1);
     assert_ne!(finisher[0], first);
-    assert_eq!(journaled("drained"), finisher);
+    assert_eq!(journaled_by("drained"), finisher);
     // Stable at two: nothing more is chosen.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(desired(&moto.url), 2);
@@ -1626,22 +1653,8 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
     };
     // The two busier nodes first, so one of them leads: the protected node is the one
     // the leader would choose.
-    let mut agents = vec![start(1), start(2)];
-    etcd::wait("a leader", || {
-        agents
-            .iter()
-            .any(|a| a.status()["role"] == "leader")
-            .then_some(())
-    });
-    agents.insert(0, start(0));
-    let reasons = |kind: &str| -> Vec<serde_json::Value> {
-        agents
-            .iter()
-            .flat_map(|a| a.journal_lines())
-            .flat_map(|l| l["reasons"].as_array().cloned().unwrap_or_default())
-            .filter(|r| r["kind"] == kind)
-            .collect()
-    };
+    let agents = busier_first(start);
+    let reasons = |kind: &str| journaled(&agents, kind);
     let draining_now = || -> usize {
         agents
             .iter()
@@ -1775,22 +1788,8 @@ fn scale_in_on_moto_halts_while_too_many_are_unready_and_removes_a_node_whose_dr
         members.start(&ids[i], &table, Some(demand_endpoint(move || value)))
     };
     // The busier nodes first, so one of them leads and the least busy is chosen.
-    let mut agents = vec![start(1), start(2)];
-    etcd::wait("a leader", || {
-        agents
-            .iter()
-            .any(|a| a.status()["role"] == "leader")
-            .then_some(())
-    });
-    agents.insert(0, start(0));
-    let reasons = |kind: &str| -> Vec<serde_json::Value> {
-        agents
-            .iter()
-            .flat_map(|a| a.journal_lines())
-            .flat_map(|l| l["reasons"].as_array().cloned().unwrap_or_default())
-            .filter(|r| r["kind"] == kind)
-            .collect()
-    };
+    let agents = busier_first(start);
+    let reasons = |kind: &str| journaled(&agents, kind);
     etcd::wait("the shrink halted", || {
         (!reasons("scale_in_halted_unready").is_empty()).then_some(())
     });
@@ -1890,12 +1889,7 @@ fn a_large_shrink_on_moto_drains_at_most_max_draining_nodes_at_once() {
         "an instance terminated twice: {terminated:?}"
     );
     // One at a time: each removal is its own operation, in its own pass.
-    let removals: Vec<serde_json::Value> = agents
-        .iter()
-        .flat_map(|a| a.journal_lines())
-        .flat_map(|l| l["reasons"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["kind"] == "removed")
-        .collect();
+    let removals = journaled(&agents, "removed");
     assert!(
         removals
             .iter()
