@@ -124,6 +124,7 @@ fn planning_pass_of(c: &mut Criterion, n: u32) {
                     metrics: &p.metrics,
                     history: &p.history,
                     predicted: None,
+                    held: None,
                 };
                 total += u64::from(plan(black_box(&observed), &p.policy, now).desired);
             }

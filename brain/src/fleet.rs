@@ -303,6 +303,7 @@ fn plan_pool<'a>(
         metrics: view.metrics,
         history: view.history,
         predicted: view.outlook.and_then(|o| o.nodes),
+        held: view.outlook.and_then(|o| o.hold),
     };
     let mut decision = match share {
         Some((nodes, why)) => {
@@ -507,6 +508,7 @@ fn slot<'a>(
         metrics: view.metrics,
         history: view.history,
         predicted: None,
+        held: None,
     };
     let frozen = input.state.flap.frozen(now).is_some();
     let floor = if frozen {
@@ -552,6 +554,7 @@ fn plan_group<'a>(
         metrics: group.metrics,
         history: group.history,
         predicted: None,
+        held: None,
     };
     let decision = planner::plan(&observed, &policy, now);
     let config = group.config;

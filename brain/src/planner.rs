@@ -198,6 +198,10 @@ pub struct Observed<'a> {
     pub history: &'a History,
     /// Nodes predictive scaling asks for, if it is in force.
     pub predicted: Option<u32>,
+    /// Nodes the forecast needs before capacity asked for now is ready, if predictive
+    /// scaling is in force and looks past the bucket being measured: a scale-down keeps
+    /// them in place of the scale-down stabilization window (the outlook's `hold`).
+    pub held: Option<u32>,
 }
 
 /// The outcome of one planning pass for one pool.
@@ -457,9 +461,15 @@ fn stabilize(
     let up_window = policy.behavior.scale_up.stabilization_window;
     let down_window = policy.behavior.scale_down.stabilization_window;
     let up_cutoff = since(now, up_window);
-    let down_cutoff = since(now, down_window);
+    // A forecast that looks past the bucket being measured holds what it needs until a
+    // replacement could be ready; the window's look back is then not needed.
+    let down_cutoff = if observed.held.is_some() {
+        now
+    } else {
+        since(now, down_window)
+    };
     let mut up = raw;
-    let mut down = raw;
+    let mut down = raw.max(observed.held.unwrap_or(0));
     // Newest first; recommendations are recorded in time order, so the walk stops at
     // the first one both windows have left behind.
     let oldest_seen = up_cutoff.min(down_cutoff);
@@ -481,7 +491,12 @@ fn stabilize(
     if result > down {
         result = down;
     }
-    if result != raw {
+    if result != raw && raw < observed.current && observed.held.is_some() {
+        reasons.push(Reason::PredictiveHeld {
+            from: raw,
+            to: result,
+        });
+    } else if result != raw {
         let (direction, window) = if raw > observed.current {
             (Direction::Up, up_window)
         } else {

@@ -53,6 +53,7 @@ fn run(current: u32, metrics: &[Option<MetricSample>], p: &Policy, h: &History) 
             metrics,
             history: h,
             predicted: None,
+            held: None,
         },
         p,
         t0(),
@@ -670,6 +671,7 @@ fn predictive_only_ever_raises_the_recommendation() {
                 metrics: &[s(50.0, 10)],
                 history: &h,
                 predicted,
+                held: None,
             },
             &p,
             t0(),
@@ -686,6 +688,53 @@ fn predictive_only_ever_raises_the_recommendation() {
     assert_eq!(with(Some(3)).desired, 10);
     // Rate policies still bound it: balanced allows +100 % or +4 per 15 s.
     assert_eq!(with(Some(45)).desired, 20);
+}
+
+/// With a forecast that looks past the bucket being measured, a scale-down keeps what
+/// the forecast needs before a replacement could be ready, in place of the scale-down
+/// stabilization window's look back.
+#[test]
+fn a_forecast_that_looks_ahead_holds_a_scale_down_in_place_of_the_window() {
+    // Balanced: a 300 s scale-down window, at most 100 % down per 15 s.
+    let p = policy(1, 50, &[50.0]);
+    let mut h = History::default();
+    h.record_recommendation(20, t0() - secs(60));
+    let with = |held| {
+        plan(
+            &Observed {
+                current: 20,
+                // Half the target: the readings ask for 10.
+                metrics: &[s(25.0, 20)],
+                history: &h,
+                predicted: None,
+                held,
+            },
+            &p,
+            t0(),
+        )
+    };
+    // Without a forecast the window holds the 20 recommended a minute ago.
+    let d = with(None);
+    assert_eq!(d.desired, 20);
+    assert!(has(&d, |r| matches!(r, Reason::Stabilized { .. })));
+    // The forecast needs 14 before a replacement could be ready: 14 stay, not 20.
+    let d = with(Some(14));
+    assert_eq!(d.desired, 14);
+    assert!(has(&d, |r| matches!(
+        r,
+        Reason::PredictiveHeld { from: 10, to: 14 }
+    )));
+    assert!(!has(&d, |r| matches!(r, Reason::Stabilized { .. })));
+    assert_eq!(
+        Reason::PredictiveHeld { from: 10, to: 14 }.to_string(),
+        "held at 14 (not 10): the forecast needs them before a replacement would be ready"
+    );
+    // A forecast that needs fewer than the readings: the readings' 10.
+    let d = with(Some(6));
+    assert_eq!(d.desired, 10);
+    assert!(!has(&d, |r| matches!(r, Reason::PredictiveHeld { .. })));
+    // Needing more than the pool holds keeps it (the raise is `predicted`'s to make).
+    assert_eq!(with(Some(30)).desired, 20);
 }
 
 #[test]

@@ -94,11 +94,25 @@ fn steps(d: std::time::Duration) -> usize {
     usize::try_from(d.as_secs().div_ceil(60 * STEP_MINUTES as u64)).unwrap_or(usize::MAX)
 }
 
+/// The most a forecast's trailing-day MASE may be for it to hold a scale-down in place
+/// of the stabilization window ([`Outlook::hold`]): its errors at most half of "no
+/// change"'s. Without this bound (any trusted forecast, MASE up to 1), noisy series lost
+/// the window's protection: saturated minutes the window had prevented, and half as many
+/// scaling actions again (docs/performance.md, "What made the forecast pay").
+pub const HOLD_MASE: f64 = 0.5;
+
 /// What predictive scaling asks of the planner this pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outlook {
     /// Nodes predictive scaling asks for (forecast-and-scale, warm, trusted).
     pub nodes: Option<u32>,
+    /// The most nodes the forecast needs in any bucket after the one being measured, up
+    /// to the one capacity asked for now is ready in: a node released now and needed
+    /// again by then could not come back in time. When set, a scale-down keeps these
+    /// in place of waiting out the stabilization window (the forecast looks ahead
+    /// where the window looks back). Only while every target's forecast is trusted to
+    /// [`HOLD_MASE`]: a forecast that beats "no change" by less leaves the window.
+    pub hold: Option<u32>,
     /// Per target: the demand forecast `horizon` ahead.
     pub forecasts: Vec<Option<f64>>,
     /// Per target: the trailing-day MASE.
@@ -259,6 +273,7 @@ impl Predictor {
         let mase: Vec<Option<f64>> = self.tracks.iter().map(Track::mase).collect();
         let mut out = Outlook {
             nodes: None,
+            hold: None,
             forecasts,
             mase,
             active: false,
@@ -271,13 +286,18 @@ impl Predictor {
         // bucket being measured, it is the reactive planner's to size (from readings,
         // not a forecast made `horizon` ago).
         let ready_at = self.ready_bucket(minute);
-        let ahead = ready_at > minute.div_euclid(STEP_MINUTES);
+        let measured = minute.div_euclid(STEP_MINUTES);
+        let ahead = ready_at > measured;
         let mut nodes: Option<u32> = None;
+        let mut hold: Option<u32> = None;
+        // The hold stands in for the window only where every target's forecast vouches.
+        let mut vouched = true;
         for (k, (track, spec)) in self.tracks.iter().zip(targets).enumerate() {
             if !track.detector.forecaster().is_warm() {
                 out.reasons.push(Reason::PredictiveWarmingUp {
                     metric: spec.metric.clone(),
                 });
+                vouched = false;
                 continue;
             }
             match out.mase[k] {
@@ -286,31 +306,32 @@ impl Predictor {
                         metric: spec.metric.clone(),
                         mase: m,
                     });
+                    vouched = false;
                     continue;
                 }
                 None => {
                     out.reasons.push(Reason::PredictiveWarmingUp {
                         metric: spec.metric.clone(),
                     });
+                    vouched = false;
                     continue;
                 }
-                Some(_) => {}
+                Some(m) => vouched &= m <= HOLD_MASE,
             }
-            if !ahead {
-                continue;
-            }
-            let Some(demand) = track.demand_at(ready_at) else {
+            let demand = track.demand_at(ready_at).filter(|_| ahead);
+            let Some(demand) = demand.filter(|_| spec.value > 0.0) else {
+                vouched = false;
                 continue;
             };
-            if spec.value <= 0.0 {
-                continue;
-            }
             // The most the target's band holds: what the reactive planner would not
             // scale up from.
-            let need = (demand.max(0.0) / (spec.value * (1.0 + tolerance.max(0.0)))).ceil();
-            // Node counts are far below u32::MAX.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let need = need.clamp(0.0, f64::from(u32::MAX)) as u32;
+            let band = spec.value * (1.0 + tolerance.max(0.0));
+            let need = nodes_for(demand, band);
+            let held = (measured + 1..ready_at)
+                .filter_map(|b| track.demand_at(b))
+                .map(|d| nodes_for(d, band))
+                .fold(need, u32::max);
+            hold = Some(hold.map_or(held, |h| h.max(held)));
             out.reasons.push(Reason::Predicted {
                 metric: spec.metric.clone(),
                 demand,
@@ -321,8 +342,19 @@ impl Predictor {
         }
         out.active = nodes.is_some();
         out.nodes = nodes;
+        out.hold = hold.filter(|_| vouched);
         out
     }
+}
+
+/// Nodes that hold `demand` with each at most at `band` (the top of the target's
+/// tolerance band).
+fn nodes_for(demand: f64, band: f64) -> u32 {
+    let need = (demand.max(0.0) / band).ceil();
+    // Node counts are far below u32::MAX.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let need = need.clamp(0.0, f64::from(u32::MAX)) as u32;
+    need
 }
 
 impl Track {
@@ -509,6 +541,96 @@ mod tests {
                 assert_eq!(out.nodes.is_some(), offset >= 2, "minute {offset}: {out:?}");
             }
         }
+    }
+
+    /// The hold is the most any forecast bucket from the next one to the one capacity
+    /// asked for now is ready in needs: above the ask while demand falls, equal to it
+    /// while demand rises, and none where capacity is ready within the bucket measured.
+    #[test]
+    fn the_hold_covers_every_bucket_until_capacity_would_be_ready() {
+        let cfg = Predictive {
+            lead_time: Duration::from_secs(30 * 60),
+            ..cfg(PredictiveMode::ForecastAndScale)
+        };
+        // 5 per node: steep enough that five minutes of the wave move the node count.
+        let targets = vec![TargetSpec {
+            metric: "cpu.utilization".into(),
+            value: 5.0,
+            missing_fallback: 5.0,
+        }];
+        let mut p = Predictor::new(&cfg, 1);
+        let days = 4 * 1440;
+        let mut checked = (false, false);
+        for m in 0..days + 1440 {
+            p.record(m, &[Some(demand(m))]);
+            if m < days || m % STEP_MINUTES != 0 {
+                continue;
+            }
+            let out = p.outlook(m, &targets, 0.0);
+            let (nodes, hold) = (out.nodes.unwrap(), out.hold.unwrap());
+            let measured = m.div_euclid(STEP_MINUTES);
+            let ready = p.ready_bucket(m);
+            let expected = (measured + 1..=ready)
+                .map(|b| nodes_for(p.tracks[0].demand_at(b).unwrap(), 5.0))
+                .max()
+                .unwrap();
+            assert_eq!(hold, expected, "minute {m}");
+            match m % 1440 {
+                // The steepest fall: the next bucket needs more than the ready one.
+                720 => {
+                    assert!(hold > nodes + 3, "minute {m}: hold {hold}, ask {nodes}");
+                    checked.0 = true;
+                }
+                // The steepest rise: the ready bucket needs the most.
+                0 => {
+                    assert_eq!(hold, nodes, "minute {m}");
+                    checked.1 = true;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(checked, (true, true));
+        assert!(out_mase_of(&p) <= HOLD_MASE);
+        // Ready within the bucket being measured: neither an ask nor a hold.
+        let short = Predictive {
+            lead_time: Duration::from_secs(3 * 60),
+            ..cfg
+        };
+        let mut p = Predictor::new(&short, 1);
+        for m in 0..days + 1 {
+            p.record(m, &[Some(demand(m))]);
+        }
+        let out = p.outlook(days, &targets, 0.0);
+        assert_eq!((out.nodes, out.hold), (None, None), "{out:?}");
+    }
+
+    /// Uniform noise, peak to peak, on the wave: enough that the forecast beats "no change"
+    /// by less than half.
+    const NOISE: f64 = 300.0;
+
+    fn out_mase_of(p: &Predictor) -> f64 {
+        p.tracks[0].mase().unwrap()
+    }
+
+    /// A forecast trusted to scale (MASE at most 1) but not to [`HOLD_MASE`] asks for
+    /// capacity and holds nothing: the stabilization window keeps its place.
+    #[test]
+    fn a_forecast_not_trusted_to_hold_leaves_the_window() {
+        let mut p = Predictor::new(&cfg(PredictiveMode::ForecastAndScale), 1);
+        let mut x: u64 = 11;
+        let days = 5 * 1440;
+        for m in 0..days {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = ((x >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * NOISE;
+            p.record(m, &[Some(demand(m) + noise)]);
+        }
+        let out = p.outlook(days, &target(), 0.1);
+        let mase = out.mase[0].unwrap();
+        assert!(mase > HOLD_MASE && mase <= 1.0, "MASE {mase}");
+        assert!(out.nodes.is_some(), "{:?}", out.reasons);
+        assert_eq!(out.hold, None);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl std::fmt::Display for Reason {
             | Reason::PredictiveAutoPending { .. }
             | Reason::Predicted { .. }
             | Reason::PredictiveRaised { .. }
+            | Reason::PredictiveHeld { .. }
             | Reason::Anomaly { .. } => self.fmt_forecast(f),
             Reason::ChosenForScaleIn(_)
             | Reason::DrainStarted { .. }
@@ -458,6 +459,10 @@ impl Reason {
             Reason::PredictiveRaised { from, to } => {
                 write!(f, "predictive scaling: {from} → {to}")
             }
+            Reason::PredictiveHeld { from, to } => write!(
+                f,
+                "held at {to} (not {from}): the forecast needs them before a replacement would be ready"
+            ),
             Reason::Anomaly {
                 metric,
                 value,

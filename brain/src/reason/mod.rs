@@ -328,6 +328,14 @@ pub enum Reason {
         /// The predictive one.
         to: u32,
     },
+    /// A scale-down held by the forecast instead of the stabilization window: the
+    /// forecast needs the nodes again before a replacement asked for now could be ready.
+    PredictiveHeld {
+        /// The recommendation.
+        from: u32,
+        /// The nodes kept.
+        to: u32,
+    },
     /// An anomaly in a target's demand.
     Anomaly {
         /// Metric.
