@@ -9,6 +9,8 @@ use capstan_config::{BudgetEnforcement, ValidatedConfig};
 use super::budget::BudgetPolicy;
 use super::fleet::*;
 use super::planner::{History, MetricSample, Policy, Recommendation};
+use super::predictive::Outlook;
+use super::reason::Reason;
 
 fn config(text: &str) -> ValidatedConfig {
     capstan_config::from_str("t.toml".as_ref(), text, std::iter::empty())
@@ -626,4 +628,71 @@ fn nodes_with_faulty_gpus_are_replaced_only_when_the_pool_asks() {
             assert_eq!(p.desired, 4, "{:?}", said(&p));
         }
     }
+}
+
+/// The outlook's hold reaches the planner: a scale-down keeps what the forecast needs
+/// before a replacement could be ready, not what the stabilization window recalls.
+#[test]
+fn the_forecast_holds_a_scale_down_through_the_fleet_pass() {
+    let cfg = config(
+        r#"
+        [[pool]]
+        name = "web"
+        provider = { type = "dry-run", initial = 20 }
+        min = 1
+        max = 40
+        behavior = "balanced"
+        targets = [{ metric = "cpu.utilization", value = 50 }]
+        predictive = { mode = "forecast-and-scale" }
+        "#,
+    );
+    let policy = Policy::from(&cfg.pools[0]);
+    let mut history = History::default();
+    // A minute ago the pool was recommended its 20 nodes: balanced's 300 s window holds them.
+    history.record_recommendation(20, t(12, 0) - chrono::Duration::seconds(60));
+    // Half the target: the readings ask for 10.
+    let metrics = [sample(25.0, 20)];
+    let plan_with = |hold: Option<u32>| {
+        let outlook = Outlook {
+            nodes: hold.map(|_| 8),
+            hold,
+            forecasts: vec![Some(400.0)],
+            mase: vec![Some(0.3)],
+            active: hold.is_some(),
+            reasons: Vec::new(),
+        };
+        let mut state = PoolState::default();
+        let mut inputs = [PoolInput {
+            config: &cfg.pools[0],
+            policy: &policy,
+            prices: None,
+            state: &mut state,
+            view: Some(View {
+                current: 20,
+                metrics: &metrics,
+                history: &history,
+                running_spot: 0,
+                asked_spot: None,
+                outlook: Some(&outlook),
+                surge: None,
+                interrupted: 0,
+                faulty_gpus: 0,
+            }),
+            last_known: 20,
+        }];
+        plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
+            .pools
+            .remove(0)
+    };
+    let windowed = plan_with(None);
+    assert_eq!(windowed.desired, 20, "{:?}", said(&windowed));
+    let held = plan_with(Some(14));
+    assert_eq!(held.desired, 14, "{:?}", said(&held));
+    assert!(
+        held.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::PredictiveHeld { from: 10, to: 14 })),
+        "{:?}",
+        said(&held)
+    );
 }
