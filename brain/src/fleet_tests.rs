@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use capstan_config::{BudgetEnforcement, ValidatedConfig};
 
-use super::budget::BudgetPolicy;
+use super::budget::{BudgetPolicy, Prices};
 use super::fleet::*;
 use super::planner::{History, MetricSample, Policy, Recommendation};
 use super::predictive::Outlook;
@@ -106,6 +106,42 @@ impl Sim {
         }
         plan
     }
+}
+
+/// What a pool of `current` nodes shows a pass: `metrics` and `history`, nothing else.
+fn seen<'a>(current: u32, metrics: &'a [Option<MetricSample>], history: &'a History) -> View<'a> {
+    View {
+        current,
+        metrics,
+        history,
+        running_spot: 0,
+        asked_spot: None,
+        outlook: None,
+        surge: None,
+        interrupted: 0,
+        faulty_gpus: 0,
+    }
+}
+
+/// The first pool of `cfg` planned alone, from a fresh state, in one pass at noon.
+fn plan_one(
+    cfg: &ValidatedConfig,
+    policy: &Policy,
+    prices: Option<Prices>,
+    view: View<'_>,
+) -> PoolPlan {
+    let mut state = PoolState::default();
+    let mut inputs = [PoolInput {
+        config: &cfg.pools[0],
+        policy,
+        prices,
+        state: &mut state,
+        view: Some(view),
+        last_known: view.current,
+    }];
+    plan_fleet(&mut inputs, &budget(cfg), t(12, 0))
+        .pools
+        .remove(0)
 }
 
 fn said(p: &PoolPlan) -> Vec<String> {
@@ -467,29 +503,13 @@ fn a_surge_anomaly_starts_an_emergency_when_configured() {
     for flag in [true, false] {
         let cfg = config(&text(flag));
         let policy = Policy::from(&cfg.pools[0]);
-        let mut state = PoolState::default();
         let history = History::default();
         let metrics = [sample(90.0, 10)];
-        let mut inputs = [PoolInput {
-            config: &cfg.pools[0],
-            policy: &policy,
-            prices: None,
-            state: &mut state,
-            view: Some(View {
-                current: 10,
-                metrics: &metrics,
-                history: &history,
-                running_spot: 0,
-                asked_spot: None,
-                outlook: None,
-                surge: Some("gpu.utilization"),
-                interrupted: 0,
-                faulty_gpus: 0,
-            }),
-            last_known: 10,
-        }];
-        let plan = plan_fleet(&mut inputs, &budget(&cfg), t(12, 0));
-        let p = &plan.pools[0];
+        let view = View {
+            surge: Some("gpu.utilization"),
+            ..seen(10, &metrics, &history)
+        };
+        let p = &plan_one(&cfg, &policy, None, view);
         assert_eq!(p.emergency, flag);
         if flag {
             assert!(p.desired > 10, "{p:?}");
@@ -525,28 +545,16 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
     // On target: the planner alone keeps 5 nodes.
     let metrics = [sample(60.0, 5)];
     let plan_from = |current: u32, metrics: &[Option<MetricSample>], interrupted: u32| {
-        let mut state = PoolState::default();
-        let mut inputs = [PoolInput {
-            config: &cfg.pools[0],
-            policy: &policy,
-            prices: prices(cfg.pools[0].price.as_ref(), [], None),
-            state: &mut state,
-            view: Some(View {
-                current,
-                metrics,
-                history: &history,
-                running_spot: 0,
-                asked_spot: None,
-                outlook: None,
-                surge: None,
-                interrupted,
-                faulty_gpus: 0,
-            }),
-            last_known: current,
-        }];
-        plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
-            .pools
-            .remove(0)
+        let view = View {
+            interrupted,
+            ..seen(current, metrics, &history)
+        };
+        plan_one(
+            &cfg,
+            &policy,
+            prices(cfg.pools[0].price.as_ref(), [], None),
+            view,
+        )
     };
     let plan_with = |interrupted: u32| plan_from(5, &metrics, interrupted);
     assert_eq!(plan_with(0).desired, 5);
@@ -595,28 +603,11 @@ fn nodes_with_faulty_gpus_are_replaced_only_when_the_pool_asks() {
         let policy = Policy::from(&cfg.pools[0]);
         let history = History::default();
         let metrics = [sample(60.0, 4)];
-        let mut state = PoolState::default();
-        let mut inputs = [PoolInput {
-            config: &cfg.pools[0],
-            policy: &policy,
-            prices: None,
-            state: &mut state,
-            view: Some(View {
-                current: 4,
-                metrics: &metrics,
-                history: &history,
-                running_spot: 0,
-                asked_spot: None,
-                outlook: None,
-                surge: None,
-                interrupted: 0,
-                faulty_gpus: 1,
-            }),
-            last_known: 4,
-        }];
-        let p = plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
-            .pools
-            .remove(0);
+        let view = View {
+            faulty_gpus: 1,
+            ..seen(4, &metrics, &history)
+        };
+        let p = plan_one(&cfg, &policy, None, view);
         if replace {
             assert_eq!(p.desired, 5, "{:?}", said(&p));
             assert!(
@@ -661,28 +652,11 @@ fn the_forecast_holds_a_scale_down_through_the_fleet_pass() {
             active: hold.is_some(),
             reasons: Vec::new(),
         };
-        let mut state = PoolState::default();
-        let mut inputs = [PoolInput {
-            config: &cfg.pools[0],
-            policy: &policy,
-            prices: None,
-            state: &mut state,
-            view: Some(View {
-                current: 20,
-                metrics: &metrics,
-                history: &history,
-                running_spot: 0,
-                asked_spot: None,
-                outlook: Some(&outlook),
-                surge: None,
-                interrupted: 0,
-                faulty_gpus: 0,
-            }),
-            last_known: 20,
-        }];
-        plan_fleet(&mut inputs, &budget(&cfg), t(12, 0))
-            .pools
-            .remove(0)
+        let view = View {
+            outlook: Some(&outlook),
+            ..seen(20, &metrics, &history)
+        };
+        plan_one(&cfg, &policy, None, view)
     };
     let windowed = plan_with(None);
     assert_eq!(windowed.desired, 20, "{:?}", said(&windowed));

@@ -492,6 +492,7 @@ fn stabilize(
         result = down;
     }
     if result != raw && raw < observed.current && observed.held.is_some() {
+        // Only the forecast's hold bounds a scale-down while it stands in for the window.
         reasons.push(Reason::PredictiveHeld {
             from: raw,
             to: result,

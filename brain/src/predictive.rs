@@ -590,7 +590,8 @@ mod tests {
             }
         }
         assert_eq!(checked, (true, true));
-        assert!(out_mase_of(&p) <= HOLD_MASE);
+        // The smooth wave is forecast well enough to hold.
+        assert!(p.tracks[0].mase().unwrap() <= HOLD_MASE);
         // Ready within the bucket being measured: neither an ask nor a hold.
         let short = Predictive {
             lead_time: Duration::from_secs(3 * 60),
@@ -607,10 +608,6 @@ mod tests {
     /// Uniform noise, peak to peak, on the wave: enough that the forecast beats "no change"
     /// by less than half.
     const NOISE: f64 = 300.0;
-
-    fn out_mase_of(p: &Predictor) -> f64 {
-        p.tracks[0].mase().unwrap()
-    }
 
     /// A forecast trusted to scale (MASE at most 1) but not to [`HOLD_MASE`] asks for
     /// capacity and holds nothing: the stabilization window keeps its place.
