@@ -77,17 +77,7 @@ impl Sim {
                         policy,
                         prices: prices(config.price.as_ref(), [], None),
                         state,
-                        view: Some(View {
-                            current,
-                            metrics,
-                            history,
-                            running_spot: 0,
-                            asked_spot: None,
-                            outlook: None,
-                            surge: None,
-                            interrupted: 0,
-                            faulty_gpus: 0,
-                        }),
+                        view: Some(seen(current, metrics, history)),
                         last_known: current,
                     },
                 )
