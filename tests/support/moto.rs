@@ -173,7 +173,8 @@ impl Proxy {
         self.state.lock().unwrap().released = true;
     }
 
-    /// Requests that reached moto, in order.
+    /// Requests passed on to moto, in order. A request is here from the moment it is
+    /// written to moto, so whatever moto's own state shows, its request is already here.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
@@ -277,9 +278,12 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<ProxyState>) -> std::i
     up.write_all(b"Connection: close\r\n\r\n")?;
     up.write_all(&body)?;
     up.flush()?;
+    // Recorded once written to moto and before its answer is read: moto changes its
+    // state before it answers, so a test that sees the change through moto itself
+    // finds the request here too (recorded after the answer, it raced such a test).
+    state.lock().unwrap().seen.push(Seen { action, params });
     let mut response = Vec::new();
     up.read_to_end(&mut response)?;
-    state.lock().unwrap().seen.push(Seen { action, params });
     client.write_all(&response)?;
     client.flush()?;
     let _ = client.shutdown(std::net::Shutdown::Write);
