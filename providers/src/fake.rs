@@ -11,7 +11,8 @@ use crate::{
 };
 
 /// Records every call; errors queued with [`FakeProvider::fail_next_apply`] or
-/// [`FakeProvider::fail_next_describe`] are returned by the next calls, in order.
+/// [`FakeProvider::fail_next_describe`] are returned by the next calls, in order, and
+/// those queued with [`FakeProvider::lose_next_answer`] after the call was carried out.
 #[derive(Debug)]
 pub struct FakeProvider {
     inner: Mutex<Inner>,
@@ -25,6 +26,8 @@ struct Inner {
     remove_calls: Vec<Vec<String>>,
     next_describe_err: VecDeque<ProviderError>,
     next_apply_err: VecDeque<ProviderError>,
+    /// Answers for the next applies or removals, given after they were carried out.
+    next_lost: VecDeque<ProviderError>,
     /// For each of the next submits: it starts an operation that answers "running" to
     /// this many polls before it is done.
     next_operations: VecDeque<usize>,
@@ -44,6 +47,7 @@ impl FakeProvider {
                 remove_calls: Vec::new(),
                 next_describe_err: VecDeque::new(),
                 next_apply_err: VecDeque::new(),
+                next_lost: VecDeque::new(),
                 next_operations: VecDeque::new(),
                 operations: Vec::new(),
                 poll_calls: 0,
@@ -60,6 +64,12 @@ impl FakeProvider {
     /// Queues an error for the next `apply`.
     pub fn fail_next_apply(&self, err: ProviderError) {
         self.lock().next_apply_err.push_back(err);
+    }
+
+    /// The next `apply` or `remove` is carried out, then answers `err`: an answer
+    /// lost on the way back (a timeout, a call cut off at the lease's end).
+    pub fn lose_next_answer(&self, err: ProviderError) {
+        self.lock().next_lost.push_back(err);
     }
 
     /// The next `submit` starts an operation (as Azure's and GKE's do) that stays
@@ -106,6 +116,7 @@ impl FakeProvider {
         inner.remove_calls.clear();
         inner.next_apply_err.clear();
         inner.next_describe_err.clear();
+        inner.next_lost.clear();
         inner.next_operations.clear();
         inner.operations.clear();
         inner.poll_calls = 0;
@@ -134,7 +145,7 @@ impl NodePoolProvider for FakeProvider {
             return Err(err);
         }
         inner.description.desired = target.capacity;
-        Ok(())
+        inner.next_lost.pop_front().map_or(Ok(()), Err)
     }
 
     async fn submit(
@@ -160,7 +171,7 @@ impl NodePoolProvider for FakeProvider {
         d.instances.retain(|i| !ids.contains(&i.id));
         let gone = u32::try_from(before - d.instances.len()).unwrap_or(u32::MAX);
         d.desired = d.desired.saturating_sub(gone);
-        Ok(())
+        inner.next_lost.pop_front().map_or(Ok(()), Err)
     }
 
     async fn submit_remove(

@@ -216,11 +216,13 @@ pub enum ProviderError {
         /// Why.
         message: String,
     },
-    /// A mutating request was not sent: the [`Fence`] refused it (this agent may no
-    /// longer act: its lease lapsed, or another agent leads).
-    #[error("not sent: {message}")]
+    /// The leader's fence stopped a mutating call: the [`Fence`] refused a request
+    /// before it went out (this agent may no longer act: its lease lapsed, or another
+    /// agent leads), or the call was cut off because the lease ran out before the cloud
+    /// answered (what had gone out may have been carried out).
+    #[error("{message}")]
     Fenced {
-        /// Why the fence refused.
+        /// What the fence stopped, and why.
         message: String,
     },
 }
@@ -270,8 +272,9 @@ pub trait Fence: Send + Sync {
 
     /// [`Fence::check`] as the error a provider returns.
     fn admit(&self) -> Result<(), ProviderError> {
-        self.check()
-            .map_err(|message| ProviderError::Fenced { message })
+        self.check().map_err(|why| ProviderError::Fenced {
+            message: format!("not sent: {why}"),
+        })
     }
 }
 

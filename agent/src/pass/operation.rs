@@ -69,7 +69,7 @@ pub(super) fn start(
                 .await
                 .unwrap_or_else(|_| {
                     Err(ProviderError::Fenced {
-                        message: "the leadership lease ran out before the cloud answered; nothing more was sent".to_owned(),
+                        message: "cut off: the leadership lease ran out before the cloud answered; nothing more is sent, and the next pass sees what the cloud did with what went out".to_owned(),
                     })
                 }),
         }

@@ -93,7 +93,18 @@ pub(super) fn tend(
     let mut out = Tended::default();
     let drains = &mut pool.memory.drains;
 
-    // Gone from the pool (removed, interrupted, replaced): nothing more to do.
+    // Gone from the pool (removed, interrupted, replaced): nothing more to do. One whose
+    // removal went out without its answer coming back (cut off at the lease's end, a
+    // timeout, a leader that died) is journaled as removed here, by the pass that sees
+    // it gone.
+    let unanswered: Vec<String> = drains
+        .iter()
+        .filter(|d| d.phase == DrainPhase::Remove && !live.contains_key(d.node.as_str()))
+        .map(|d| d.node.clone())
+        .collect();
+    if !unanswered.is_empty() {
+        out.reasons.push(Reason::Removed { nodes: unanswered });
+    }
     drains.retain(|d| live.contains_key(d.node.as_str()));
     for d in drains.iter_mut() {
         let status = facts.get(d.node.as_str()).and_then(|f| f.drain.as_ref());

@@ -379,6 +379,61 @@ async fn a_new_leader_carries_on_the_same_drain_and_removes_each_instance_once()
     );
 }
 
+/// A removal the cloud carried out whose answer never came back (here the call cut
+/// off at the lease's end) is journaled as removed by the pass that sees the instance
+/// gone, once, and nothing is sent for it again.
+#[tokio::test]
+async fn a_removal_whose_answer_was_lost_is_journaled_once_the_instance_is_gone() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 1"), f.clone());
+    let idle = idle();
+    let mut at = past_the_window(&mut run, &idle).await;
+    run.pass(&reports(&idle, at), at).await;
+    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+    at += chrono::Duration::seconds(1);
+    let drained = [
+        ("i-1", 5.0, Some(DrainState::Drained)),
+        ("i-2", 10.0, None),
+        ("i-3", 10.0, None),
+        ("i-4", 10.0, None),
+    ];
+    f.lose_next_answer(ProviderError::Fenced {
+        message: "cut off: the leadership lease ran out before the cloud answered".into(),
+    });
+    let out = run.pass(&reports(&drained, at), at).await;
+    assert_eq!(out.action, Action::Skipped, "{:?}", out.detail);
+    assert_eq!(kinds(&out), ["drain_started", "drained"]);
+    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Remove)]);
+    // The next pass sees i-1 gone: removed, as asked, and said so once.
+    at += chrono::Duration::seconds(1);
+    let out = run.pass(&reports(&drained[1..], at), at).await;
+    let removed: Vec<&Reason> = out
+        .reasons
+        .iter()
+        .filter(|r| matches!(r, Reason::Removed { .. }))
+        .collect();
+    assert_eq!(
+        removed,
+        [&Reason::Removed {
+            nodes: vec!["i-1".to_owned()]
+        }]
+    );
+    assert!(!run.phases().iter().any(|(n, _)| n == "i-1"));
+    at += chrono::Duration::seconds(1);
+    let out = run.pass(&reports(&drained[1..], at), at).await;
+    assert!(
+        !kinds(&out).contains(&"removed".to_owned()),
+        "{:?}",
+        kinds(&out)
+    );
+    let removals = f.remove_calls();
+    assert_eq!(
+        removals.iter().flatten().filter(|id| *id == "i-1").count(),
+        1,
+        "{removals:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_pool_whose_reports_match_no_instance_lets_the_cloud_choose_and_says_so() {
     let f = four();
