@@ -405,14 +405,17 @@ fn propose(current: u32, s: MetricSample, target: &TargetSpec, tolerance: f64) -
     }
 
     // Fill in the gaps the way HPA does: on a scale-down missing nodes count as at
-    // target; on a scale-up they count as idle, and so do unready nodes.
+    // target; on a scale-up they count as idle, and so do unready nodes. A reading
+    // exactly on target is neither: the missing nodes are left out, as HPA leaves them.
     let mut sum = s.sum;
     let mut count = s.ready;
     if s.missing > 0 {
         if ratio < 1.0 {
             sum += target.missing_fallback * f64::from(s.missing);
+            count += s.missing;
+        } else if ratio > 1.0 {
+            count += s.missing;
         }
-        count += s.missing;
     }
     if scale_up_with_unready {
         count += s.unready;

@@ -140,6 +140,25 @@ fn missing_nodes_count_as_idle_on_a_scale_up() {
     assert_eq!(run(4, &[m], &p, &h).desired, 6);
 }
 
+/// HPA fills in missing nodes only when the reading says which way to go: exactly on
+/// target, neither at target nor idle. Counted as idle (as before), two nodes reading
+/// exactly 50 of 4 would have shrunk the pool to 2 on half the readings: a new leader
+/// whose first reports had not all come in did just that.
+#[test]
+fn missing_nodes_leave_a_reading_exactly_on_target_where_it_is() {
+    let p = policy(1, 100, &[50.0]);
+    let m = Some(MetricSample {
+        sum: 100.0,
+        ready: 2,
+        missing: 2,
+        unready: 0,
+        reporting: 2,
+    });
+    let d = run(4, &[m], &p, &History::default());
+    assert_eq!(d.desired, 4, "{:?}", d.reasons);
+    assert_eq!(d.recommendation, Some(4));
+}
+
 #[test]
 fn missing_nodes_count_as_at_target_on_a_scale_down() {
     let p = policy(1, 100, &[50.0]);
