@@ -17,7 +17,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_autoscaling::types::{
@@ -1336,6 +1336,46 @@ fn busier_first(start: impl Fn(usize) -> Agent) -> Vec<Agent> {
     agents
 }
 
+/// Holds a scale-in test's pool at its size until every node's agent reports: demand
+/// endpoints made with [`Gate::demand`] read a full node each (30, the target) until
+/// [`Gate::open`], then their own value. Without it, an agent that starts late (a busy
+/// machine) is silent when the leader first plans a shrink, and a node with no agent is
+/// chosen first and removed without a drain, which is not what these tests look at.
+#[cfg(feature = "etcd")]
+#[derive(Clone, Default)]
+struct Gate(Arc<AtomicBool>);
+
+#[cfg(feature = "etcd")]
+impl Gate {
+    fn demand(&self, value: f64) -> u16 {
+        let open = self.0.clone();
+        demand_endpoint(move || {
+            if open.load(Ordering::Relaxed) {
+                value
+            } else {
+                30.0
+            }
+        })
+    }
+
+    /// Opens once the leader among `agents` has planned a pass from the readings of
+    /// all `n` nodes, none missing.
+    fn open(&self, agents: &[Agent], n: usize) {
+        etcd::wait("a pass planned from every node's report", || {
+            agents.iter().find_map(|a| {
+                let s = a.status();
+                let reasons = s["pools"][0]["last_decision"]["reasons"].as_array()?;
+                (s["role"] == "leader"
+                    && reasons
+                        .iter()
+                        .any(|r| r["kind"] == "target" && r["ready"] == n && r["missing"] == 0))
+                .then_some(())
+            })
+        });
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Every reason of `kind` in the agents' journals.
 #[cfg(feature = "etcd")]
 fn journaled(agents: &[Agent], kind: &str) -> Vec<serde_json::Value> {
@@ -1488,10 +1528,11 @@ fn targeted_scale_in_drains_the_least_busy_node_and_terminates_exactly_it_across
         })
     };
     let first = leader(&agents);
+    let gate = Gate::default();
     for (id, value) in ids.iter().zip([5.0, 12.0, 20.0]) {
-        let port = demand_endpoint(move || value);
-        agents.push(config(id, Some(port)));
+        agents.push(config(id, Some(gate.demand(value))));
     }
+    gate.open(&agents, ids.len());
     let least_busy = &ids[0];
     let log = dir.path().join(format!("drain-{least_busy}.log"));
     etcd::wait("the least-busy node draining", || {
@@ -1635,9 +1676,10 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
         prefix: "/capstan-scale-in-rules",
         scale_in: "drain_timeout = \"10s\", on_timeout = \"keep\"",
     };
+    let gate = Gate::default();
     let start = |i: usize| {
         let value = [5.0, 12.0, 20.0][i];
-        let port = demand_endpoint(move || value);
+        let port = gate.demand(value);
         let mut table = format!(
             "method = \"command\"\ncommand = [{:?}]\nundo_command = [{:?}]",
             drain.display().to_string(),
@@ -1655,6 +1697,7 @@ fn scale_in_on_moto_passes_over_a_protected_node_and_keeps_one_whose_drain_runs_
     // The two busier nodes first, so one of them leads: the protected node is the one
     // the leader would choose.
     let agents = busier_first(start);
+    gate.open(&agents, ids.len());
     let reasons = |kind: &str| journaled(&agents, kind);
     let draining_now = || -> usize {
         agents
@@ -1784,12 +1827,14 @@ fn scale_in_on_moto_halts_while_too_many_are_unready_and_removes_a_node_whose_dr
         "method = \"command\"\ncommand = [{:?}]",
         drain.display().to_string()
     );
+    let gate = Gate::default();
     let start = |i: usize| {
         let value = [5.0, 12.0, 20.0][i];
-        members.start(&ids[i], &table, Some(demand_endpoint(move || value)))
+        members.start(&ids[i], &table, Some(gate.demand(value)))
     };
     // The busier nodes first, so one of them leads and the least busy is chosen.
     let agents = busier_first(start);
+    gate.open(&agents, ids.len());
     let reasons = |kind: &str| journaled(&agents, kind);
     etcd::wait("the shrink halted", || {
         (!reasons("scale_in_halted_unready").is_empty()).then_some(())
@@ -1856,10 +1901,12 @@ fn a_large_shrink_on_moto_drains_at_most_max_draining_nodes_at_once() {
         "method = \"command\"\ncommand = [{:?}]",
         drain.display().to_string()
     );
+    let gate = Gate::default();
     let agents: Vec<Agent> = ids
         .iter()
-        .map(|id| members.start(id, &table, Some(demand_endpoint(|| 1.0))))
+        .map(|id| members.start(id, &table, Some(gate.demand(1.0))))
         .collect();
+    gate.open(&agents, ids.len());
     let mut most = 0;
     etcd::wait("the pool down to one node", || {
         for a in &agents {

@@ -310,6 +310,11 @@ fn new_ticker(interval: Duration) -> tokio::time::Interval {
 }
 
 impl Daemon {
+    /// Whether this agent may act now (lead, within its lease's safety margin).
+    fn may_act(&self) -> Result<(), String> {
+        self.claim.borrow().may_act(tokio::time::Instant::now())
+    }
+
     /// Runs a tick every interval, pings systemd's watchdog and reloads on SIGHUP,
     /// until SIGTERM or SIGINT.
     async fn serve_until_stopped(
@@ -468,6 +473,9 @@ impl Daemon {
                     *g = pass::GroupRuntime::new(g.config.clone());
                 }
                 self.saved.clear();
+                // Reports come to this agent from now on: until every agent has had time
+                // to report, its plans are partial (`pass::Turn::heard_since`).
+                self.leader.heard_since = Some(now);
                 if self.shared_history {
                     // The forecasters learn what the last leader saw.
                     for p in &mut self.leader.pools {
@@ -496,14 +504,6 @@ impl Daemon {
                     &self.cfg.budget,
                 )
                 .await;
-            // Each chosen node hears it in the answer to its next report, while this
-            // agent may act (a drain disrupts a node as a cloud call would).
-            let may_act = self.claim.borrow().may_act(tokio::time::Instant::now());
-            self.ingest.set_answers(if may_act.is_ok() {
-                pass::scale_in::answers(&self.leader.pools)
-            } else {
-                HashMap::new()
-            });
             // Reports into a pool whose reports match its instances come from them.
             self.ingest.set_members(
                 self.leader
@@ -512,17 +512,25 @@ impl Daemon {
                     .filter_map(|p| Some((p.config.name.clone(), p.members.clone()?)))
                     .collect(),
             );
-            // Only while the claim still lets this agent act: a deposed (or not yet
-            // confirmed) leader must not overwrite its successor's state. The stores
-            // fence the write itself too (an etcd transaction, a Lease precondition).
-            let may_act = self.claim.borrow().may_act(tokio::time::Instant::now());
-            if may_act.is_ok() {
-                for (pool, e) in
-                    pass::save_changed(&*self.decisions, &self.leader.pools, &mut self.saved).await
-                {
+            // The decision state is saved only while the claim still lets this agent
+            // act: a deposed (or not yet confirmed) leader must not overwrite its
+            // successor's state. The stores fence the write itself too (an etcd
+            // transaction, a Lease precondition). Then each chosen node hears it in the
+            // answer to its next report, from the state as saved, and again only while
+            // this agent may act (a drain disrupts a node as a cloud call would).
+            let mut answers = HashMap::new();
+            if self.may_act().is_ok() {
+                let (saved, failed) =
+                    pass::save_then_answer(&*self.decisions, &self.leader.pools, &mut self.saved)
+                        .await;
+                for (pool, e) in failed {
                     tracing::warn!(%pool, error = %e, "cannot save decision state");
                 }
+                if self.may_act().is_ok() {
+                    answers = saved;
+                }
             }
+            self.ingest.set_answers(answers);
         }
         // Drop expired nodes either way; only the leader's table means anything.
         let nodes = self.ingest.sweep(now);

@@ -200,7 +200,17 @@ pub(super) async fn act(
         outcome.action = Action::Plan;
         return outcome;
     }
-    if let Some(nodes) = planned.recommendation {
+    // Whether every agent has had time to report to this one since it began to lead.
+    // Until then a plan reads some nodes' reports, or none (a failover, a restart):
+    // it is not remembered as a recommendation (it would hold the pool through the
+    // whole scale-down window), a node not heard from is not taken for one without an
+    // agent, and no node chosen for scale-in is returned to service for it.
+    let heard_all = turn
+        .heard_since
+        .is_none_or(|t| now - t >= crate::cluster::ingest::stale_after(interval));
+    if let Some(nodes) = planned.recommendation
+        && heard_all
+    {
         pool.memory.history.record_recommendation(nodes, now);
     }
     // A pool with an operation in flight is sent nothing new until it ends.
@@ -223,7 +233,7 @@ pub(super) async fn act(
             pool,
             seen,
             (planned.desired, planned.on_demand),
-            turn.node,
+            (turn.node, heard_all),
             now,
         );
         outcome.reasons.extend(tended.reasons);

@@ -58,6 +58,33 @@ pub async fn save_changed(
     failed
 }
 
+/// Saves every pool whose memory changed ([`save_changed`]), then gives the answers to
+/// the nodes' reports (drain and undrain orders) that the stored state holds: a node
+/// hears that it was chosen only once a successor would know it, so a leader that dies
+/// between choosing a node and saving that choice leaves no node draining that no
+/// leader follows. A pool whose save failed answers from what was last saved of it.
+/// Returns the answers, and the pools that could not be saved, with why.
+pub async fn save_then_answer(
+    store: &dyn DecisionStore,
+    pools: &[PoolRuntime],
+    saved: &mut std::collections::HashMap<String, Vec<u8>>,
+) -> (
+    std::collections::HashMap<String, capstan_collectors::ReportAnswer>,
+    Vec<(String, String)>,
+) {
+    let failed = save_changed(store, pools, saved).await;
+    let mut answers = std::collections::HashMap::new();
+    for pool in pools {
+        let name = &pool.config.name;
+        if !failed.iter().any(|(p, _)| p == name) {
+            super::scale_in::answer_drains(name, &pool.memory.drains, &mut answers);
+        } else if let Some(m) = saved.get(name).and_then(|b| Memory::decode(b).ok()) {
+            super::scale_in::answer_drains(name, &m.drains, &mut answers);
+        }
+    }
+    (answers, failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +125,86 @@ mod tests {
         )];
         assert_eq!(restore_all(&store, &mut fresh).await, 0);
         assert!(fresh[0].memory.history.scale_up_events.is_empty());
+    }
+
+    /// A store whose saves fail while `down` is set.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl DecisionStore for Flaky {
+        async fn load(&self, pool: &str) -> anyhow::Result<Option<Vec<u8>>> {
+            Ok(self.inner.lock().unwrap().get(pool).cloned())
+        }
+        async fn save(&self, pool: &str, bytes: &[u8]) -> anyhow::Result<()> {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                anyhow::bail!("the store is down");
+            }
+            self.inner
+                .lock()
+                .unwrap()
+                .insert(pool.to_owned(), bytes.to_vec());
+            Ok(())
+        }
+    }
+
+    fn drain(node: &str, at: chrono::DateTime<Utc>) -> crate::state::memory::Drain {
+        crate::state::memory::Drain {
+            node: node.into(),
+            chosen_at: at,
+            deadline: at + chrono::Duration::minutes(5),
+            phase: crate::state::memory::DrainPhase::Draining,
+            started: false,
+        }
+    }
+
+    /// A node hears it was chosen only from saved state: while the store refuses the
+    /// save of a new choice, the node is not told (a successor could not follow its
+    /// drain), and what was saved before is still answered.
+    #[tokio::test]
+    async fn a_node_is_told_to_drain_only_once_its_choice_is_saved() {
+        let store = Flaky::default();
+        let cfg = crate::pass::tests::config();
+        let provider = crate::pass::build_provider(&cfg.pools[0]).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap();
+        let mut pools = [PoolRuntime::new(cfg.pools[0].clone(), provider)];
+        pools[0].memory.drains.push(drain("i-1", now));
+        let mut saved = std::collections::HashMap::new();
+        let (answers, failed) = save_then_answer(&store, &pools, &mut saved).await;
+        assert!(failed.is_empty());
+        assert_eq!(answers.keys().collect::<Vec<_>>(), ["i-1"]);
+
+        // A second choice while the store is down: not told; the first still is.
+        store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        pools[0].memory.drains.push(drain("i-2", now));
+        let (answers, failed) = save_then_answer(&store, &pools, &mut saved).await;
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0].1.contains("down"), "{failed:?}");
+        assert_eq!(answers.keys().collect::<Vec<_>>(), ["i-1"]);
+        let order = answers["i-1"].drain.as_ref().unwrap();
+        assert_eq!(
+            (order.pool.as_str(), order.deadline),
+            ("web", now + chrono::Duration::minutes(5))
+        );
+
+        // Saved at last: told.
+        store
+            .down
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let (answers, failed) = save_then_answer(&store, &pools, &mut saved).await;
+        assert!(failed.is_empty());
+        let mut told: Vec<&String> = answers.keys().collect();
+        told.sort();
+        assert_eq!(told, ["i-1", "i-2"]);
+        let mut next = [PoolRuntime::new(
+            cfg.pools[0].clone(),
+            crate::pass::build_provider(&cfg.pools[0]).unwrap(),
+        )];
+        assert_eq!(restore_all(&store, &mut next).await, 1);
+        assert_eq!(next[0].memory.drains.len(), 2);
     }
 
     /// A leader that lost its claim with a call in flight and leads again later: the

@@ -45,6 +45,9 @@ pub struct Leader {
     pub shared: Arc<Shared>,
     /// The fleet's cost at the last pass.
     pub fleet: FleetSummary,
+    /// When this agent last began to lead, and so to take the nodes' reports
+    /// ([`Turn::heard_since`]); `None`: since ever.
+    pub heard_since: Option<DateTime<Utc>>,
 }
 
 impl Leader {
@@ -62,6 +65,7 @@ impl Leader {
             journal,
             shared,
             fleet: FleetSummary::default(),
+            heard_since: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl Leader {
             Turn {
                 record: Some(&recorder),
                 node: Some(&self.node_id),
+                heard_since: self.heard_since,
                 ..Turn::new(claim, Mode::Act, now, interval)
             },
         )

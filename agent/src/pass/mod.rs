@@ -81,6 +81,10 @@ pub struct Turn<'c> {
     pub fleet: (f64, Option<f64>),
     /// The node this agent runs on: chosen for scale-in only when no other can go.
     pub node: Option<&'c str>,
+    /// Since when this agent has taken the nodes' reports as leader: a node with no
+    /// fresh report counts as having no agent only once a report of it is overdue
+    /// since then. `None`: since ever (tools, tests).
+    pub heard_since: Option<DateTime<Utc>>,
 }
 
 impl<'c> Turn<'c> {
@@ -99,6 +103,7 @@ impl<'c> Turn<'c> {
             record: None,
             fleet: (0.0, None),
             node: None,
+            heard_since: None,
         }
     }
 }

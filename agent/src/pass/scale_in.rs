@@ -72,12 +72,14 @@ pub(super) struct Tended {
 /// `on_demand` on-demand: follows each chosen node's drain by its reports and its
 /// deadline, returns nodes to service the pool no longer needs to lose, and chooses
 /// more while the pool must shrink further (within `max_draining`, unless too many of
-/// its nodes are unready). `leader` is the node the leader runs on.
+/// its nodes are unready). `leader` is the node the leader runs on; with `heard_all`
+/// false (this agent began to lead too recently to have heard from every agent), a
+/// node with no fresh report is not chosen, and no chosen node is returned to service.
 pub(super) fn tend(
     pool: &mut PoolRuntime,
     seen: &Seen,
     (desired, on_demand): (u32, u32),
-    leader: Option<&str>,
+    (leader, heard_all): (Option<&str>, bool),
     now: DateTime<Utc>,
 ) -> Tended {
     let cfg = pool.config.scale_in;
@@ -165,9 +167,11 @@ pub(super) fn tend(
             .filter(|d| d.phase != DrainPhase::Keep)
             .count()
     };
-    if active(drains) > want {
-        // Shrinking less than before: the latest chosen go back first, nodes still
-        // draining before drained ones.
+    // Shrinking less than before: the latest chosen go back first, nodes still draining
+    // before drained ones. Not while this agent has just begun to lead: a plan made
+    // before every agent's report has come in (none, at first) is no reason to return
+    // a node its predecessor chose.
+    if heard_all && active(drains) > want {
         let mut order: Vec<usize> = (0..drains.len())
             .filter(|&i| drains[i].phase != DrainPhase::Keep)
             .collect();
@@ -192,7 +196,7 @@ pub(super) fn tend(
             &facts,
             &live,
             (desired, on_demand),
-            leader,
+            (leader, heard_all),
             more,
             now,
             &mut out,
@@ -229,7 +233,7 @@ fn choose_more(
     facts: &HashMap<&str, &NodeFacts>,
     live: &HashMap<&str, &capstan_providers::Instance>,
     (desired, on_demand): (u32, u32),
-    leader: Option<&str>,
+    (leader, heard_all): (Option<&str>, bool),
     more: usize,
     now: DateTime<Utc>,
     out: &mut Tended,
@@ -264,7 +268,7 @@ fn choose_more(
     if count == 0 {
         return;
     }
-    let candidates: Vec<Candidate> = seen
+    let mut candidates: Vec<Candidate> = seen
         .description
         .in_service()
         .filter(|i| !drains.iter().any(|d| d.node == i.id))
@@ -293,6 +297,19 @@ fn choose_more(
         on_demand,
         desired.saturating_sub(on_demand),
     );
+    // Before every agent has had time to report to this leader, a node not heard from
+    // may simply not have found it yet: it stays (counted in the shares above) and is
+    // not chosen, neither as one without an agent nor otherwise.
+    if !heard_all {
+        let before = candidates.len();
+        candidates.retain(|c| !c.silent);
+        let unheard = before - candidates.len();
+        if unheard > 0 {
+            out.reasons.push(Reason::ScaleInAwaitingReports {
+                nodes: u32::try_from(unheard).unwrap_or(u32::MAX),
+            });
+        }
+    }
     let chosen = choice::choose(&candidates, count, excess, cfg.select);
     // A protected node that would have been chosen is said to be passed over.
     let unprotected: Vec<Candidate> = candidates
@@ -342,24 +359,29 @@ fn choose_more(
 pub fn answers(pools: &[PoolRuntime]) -> HashMap<String, ReportAnswer> {
     let mut out = HashMap::new();
     for pool in pools {
-        for d in &pool.memory.drains {
-            let answer = match d.phase {
-                DrainPhase::Draining | DrainPhase::Remove => ReportAnswer {
-                    drain: Some(DrainOrder {
-                        pool: pool.config.name.clone(),
-                        deadline: d.deadline,
-                    }),
-                    undrain: None,
-                },
-                DrainPhase::Keep => ReportAnswer {
-                    drain: None,
-                    undrain: Some(UndrainOrder {
-                        pool: pool.config.name.clone(),
-                    }),
-                },
-            };
-            out.insert(d.node.clone(), answer);
-        }
+        answer_drains(&pool.config.name, &pool.memory.drains, &mut out);
     }
     out
+}
+
+/// The answers of `pool`'s `drains` into `out`.
+pub(super) fn answer_drains(pool: &str, drains: &[Drain], out: &mut HashMap<String, ReportAnswer>) {
+    for d in drains {
+        let answer = match d.phase {
+            DrainPhase::Draining | DrainPhase::Remove => ReportAnswer {
+                drain: Some(DrainOrder {
+                    pool: pool.to_owned(),
+                    deadline: d.deadline,
+                }),
+                undrain: None,
+            },
+            DrainPhase::Keep => ReportAnswer {
+                drain: None,
+                undrain: Some(UndrainOrder {
+                    pool: pool.to_owned(),
+                }),
+            },
+        };
+        out.insert(d.node.clone(), answer);
+    }
 }

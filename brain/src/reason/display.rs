@@ -61,6 +61,7 @@ impl std::fmt::Display for Reason {
             | Reason::Removed { .. }
             | Reason::ProtectedNodeSkipped { .. }
             | Reason::ScaleInHaltedUnready { .. }
+            | Reason::ScaleInAwaitingReports { .. }
             | Reason::ScaleInByCapacity { .. } => self.fmt_scale_in(f),
         }
     }
@@ -138,6 +139,10 @@ impl Reason {
             } => write!(
                 f,
                 "scale-in waits: {unready} of {nodes} nodes are unready or not reporting (more than {threshold_percent:.0}%)"
+            ),
+            Reason::ScaleInAwaitingReports { nodes } => write!(
+                f,
+                "{nodes} node(s) not heard from since this agent began to lead: not chosen for scale-in until a report of theirs is overdue"
             ),
             Reason::ScaleInByCapacity { why } => {
                 write!(f, "the cloud chooses which nodes leave: {why}")

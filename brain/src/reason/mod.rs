@@ -447,6 +447,13 @@ pub enum Reason {
         /// `scale_in.halt_when_unready`, percent.
         threshold_percent: f64,
     },
+    /// Nodes not heard from since this agent began to lead are not chosen for scale-in
+    /// until a report of theirs is overdue: silence that short says nothing of the
+    /// node (its agent may not have found the new leader yet).
+    ScaleInAwaitingReports {
+        /// Nodes not chosen for that.
+        nodes: u32,
+    },
     /// The pool shrinks by its desired capacity and the cloud chooses which nodes go:
     /// its nodes' reports match none of its instances.
     ScaleInByCapacity {

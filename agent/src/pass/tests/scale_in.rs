@@ -76,6 +76,7 @@ struct Run {
     pool: PoolRuntime,
     claim: tokio::sync::watch::Receiver<Claim>,
     node: Option<&'static str>,
+    heard_since: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -84,6 +85,7 @@ impl Run {
             pool: PoolRuntime::new(config, f),
             claim: leader(),
             node: None,
+            heard_since: None,
         }
     }
 
@@ -97,6 +99,7 @@ impl Run {
             &budget,
             Turn {
                 node: self.node,
+                heard_since: self.heard_since,
                 ..Turn::new(&self.claim, Mode::Act, at, SECOND)
             },
         )
@@ -128,6 +131,7 @@ fn kinds(out: &PassOutcome) -> Vec<String> {
                 || k.contains("scale_in")
                 || k == "removed"
                 || k.contains("protected")
+                || k.contains("awaiting")
         })
         .collect()
 }
@@ -341,6 +345,100 @@ async fn no_node_is_chosen_while_too_many_are_unready_and_a_silent_one_goes_with
         .expect("i-4 chosen");
     assert_eq!(chosen, ("silent".to_owned(), None));
     assert!(f.remove_calls()[0].contains(&"i-4".to_owned()));
+}
+
+/// A node not heard from since this agent began to lead is not taken for one without
+/// an agent (chosen first and removed with no drain) until a report of it is overdue
+/// (three intervals): its agent may not have found the new leader yet. It is not
+/// chosen at all until then; the nodes heard from are.
+#[tokio::test]
+async fn a_new_leader_does_not_take_a_node_it_has_not_heard_from_yet_for_one_without_an_agent() {
+    let heard = [("i-1", 5.0, None), ("i-2", 5.0, None), ("i-3", 5.0, None)];
+    let chosen = |out: &PassOutcome| -> Vec<(String, String)> {
+        out.reasons
+            .iter()
+            .filter_map(|r| match r {
+                Reason::ChosenForScaleIn(c) => Some((c.node.clone(), c.rule.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    for (led_for, silent) in [(0, false), (2, false), (3, true)] {
+        let f = four();
+        let mut run = Run::new(config("max_draining = 1"), f.clone());
+        let at = past_the_window(&mut run, &heard).await;
+        run.heard_since = Some(at - chrono::Duration::seconds(led_for));
+        let out = run.pass(&reports(&heard, at), at).await;
+        if silent {
+            assert_eq!(
+                kinds(&out),
+                ["chosen_for_scale_in", "removed"],
+                "{:?}",
+                out.reasons
+            );
+            assert_eq!(chosen(&out), [("i-4".to_owned(), "silent".to_owned())]);
+            assert_eq!(f.remove_calls(), [vec!["i-4".to_owned()]]);
+        } else {
+            assert_eq!(
+                kinds(&out),
+                ["scale_in_awaiting_reports", "chosen_for_scale_in"],
+                "led for {led_for}s: {:?}",
+                out.reasons
+            );
+            assert!(
+                out.reasons
+                    .contains(&Reason::ScaleInAwaitingReports { nodes: 1 })
+            );
+            let c = chosen(&out);
+            assert_eq!(c.len(), 1);
+            assert_ne!(c[0].0, "i-4", "led for {led_for}s");
+            assert!(f.remove_calls().is_empty(), "led for {led_for}s");
+            assert_eq!(out.action, Action::Draining);
+        }
+    }
+}
+
+/// A new leader plans its first passes before the nodes' reports reach it (none at
+/// first: the plan holds the pool where it is). That is no reason to return the node
+/// its predecessor chose: the drain goes on, and once the reports are in, it is
+/// removed, not another node chosen.
+#[tokio::test]
+async fn a_new_leader_keeps_its_predecessors_drain_while_the_reports_come_in() {
+    let f = four();
+    let mut run = Run::new(config("max_draining = 1"), f.clone());
+    let idle = idle();
+    let mut at = past_the_window(&mut run, &idle).await;
+    run.pass(&reports(&idle, at), at).await;
+    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+    let saved = run.pool.memory.encode();
+    let mut next = Run::new(config("max_draining = 1"), f.clone());
+    next.pool.memory = Memory::decode(&saved).unwrap();
+    at += chrono::Duration::seconds(1);
+    next.heard_since = Some(at);
+    // No report yet, then one, then all: the drain stands throughout.
+    for heard in [&idle[..0], &idle[2..3], &idle[..]] {
+        let out = next.pass(&reports(heard, at), at).await;
+        assert!(
+            !kinds(&out).contains(&"drain_cancelled".to_owned()),
+            "{:?}",
+            out.reasons
+        );
+        assert_eq!(next.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+        at += chrono::Duration::seconds(1);
+    }
+    let drained = [
+        ("i-1", 5.0, Some(DrainState::Drained)),
+        ("i-2", 10.0, None),
+        ("i-3", 10.0, None),
+        ("i-4", 10.0, None),
+    ];
+    let out = next.pass(&reports(&drained, at), at).await;
+    assert!(
+        kinds(&out).contains(&"removed".to_owned()),
+        "{:?}",
+        out.reasons
+    );
+    assert_eq!(f.remove_calls(), [vec!["i-1".to_owned()]]);
 }
 
 #[tokio::test]
