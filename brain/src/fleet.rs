@@ -36,6 +36,19 @@ pub struct PoolState {
     pub flap: FlapState,
     /// Spot fallback.
     pub spot: SpotState,
+    /// Replacements asked for leaving nodes (interruption notices, faulty GPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacing: Option<Replacing>,
+}
+
+/// Replacement nodes asked for nodes about to leave: `nodes` of them, in a pool asked
+/// to hold `size`. Once the pool holds that size, the replacements are in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacing {
+    /// The pool's size asked for with them.
+    pub size: u32,
+    /// Replacement nodes among it.
+    pub nodes: u32,
 }
 
 /// What was observed of a pool this pass.
@@ -323,7 +336,13 @@ fn plan_pool<'a>(
         decision.recommendation,
         bounds.max,
     ));
-    decision.desired = with_replacements(config, &view, decision.desired, ceiling, &mut reasons);
+    decision.desired = with_replacements(
+        config,
+        &view,
+        (decision.desired, ceiling),
+        &mut state.replacing,
+        &mut reasons,
+    );
     let frozen_until = state.flap.frozen(now);
     if let Some(until) = frozen_until {
         let held = view.current.max(bounds.min);
@@ -418,17 +437,19 @@ fn unviewed<'a>(
 /// What the pool should hold with the replacements of its leaving nodes.
 ///
 /// Nodes under an interruption notice are about to go: their replacements start now,
-/// within the pool's ceiling (the budget still applies). They are added to what the
-/// planner wants, not to the current size: the pool already holds the replacements
-/// asked for in earlier passes, so a notice that lasts several passes asks for its
-/// replacement once, and when the node is gone the planner's own figure is all that
-/// remains (no overshoot). Nodes with a faulty GPU are replaced likewise where the pool
-/// says so.
+/// within the pool's ceiling (the budget still applies). Nodes with a faulty GPU are
+/// replaced likewise where the pool says so. A notice that lasts several passes asks
+/// for its replacement once: where the planner sized the pool from its readings, the
+/// replacements go on top of that figure (the readings count the load, not the nodes
+/// leaving); where it held the pool where it is, that size already holds the
+/// replacements asked for earlier (`replacing`, once the pool reached the size asked),
+/// and only the nodes not yet replaced are added. When the leaving nodes are gone, the
+/// planner's own figure is all that remains (no overshoot).
 fn with_replacements(
     config: &Pool,
     view: &View<'_>,
-    planned: u32,
-    ceiling: u32,
+    (planned, ceiling): (u32, u32),
+    replacing: &mut Option<Replacing>,
     reasons: &mut Vec<Reason>,
 ) -> u32 {
     let faulty = if config.replace_faulty_gpu_nodes {
@@ -436,14 +457,28 @@ fn with_replacements(
     } else {
         0
     };
+    let leaving = view.interrupted.saturating_add(faulty);
+    if leaving == 0 {
+        *replacing = None;
+        return planned;
+    }
+    // Replacements the pool holds already, for nodes still leaving.
+    let held = replacing
+        .filter(|r| view.current >= r.size)
+        .map_or(0, |r| r.nodes.min(leaving));
+    let base = if planned == view.current {
+        planned.saturating_sub(held)
+    } else {
+        planned
+    };
     let mut desired = planned;
-    let mut replacing = 0_u32;
+    let mut replaced = 0_u32;
     for (nodes, interrupted) in [(view.interrupted, true), (faulty, false)] {
         if nodes == 0 {
             continue;
         }
-        replacing = replacing.saturating_add(nodes);
-        let want = planned.saturating_add(replacing).min(ceiling).max(desired);
+        replaced = replaced.saturating_add(nodes);
+        let want = base.saturating_add(replaced).min(ceiling).max(desired);
         if want > desired {
             let (from, to) = (desired, want);
             reasons.push(if interrupted {
@@ -454,6 +489,10 @@ fn with_replacements(
             desired = want;
         }
     }
+    *replacing = Some(Replacing {
+        size: desired,
+        nodes: desired.saturating_sub(base).min(leaving),
+    });
     desired
 }
 

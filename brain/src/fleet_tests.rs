@@ -576,6 +576,69 @@ fn nodes_under_an_interruption_notice_are_replaced_early_within_max_and_budget()
     );
 }
 
+/// A notice that stands while its replacement boots asks for the replacement once,
+/// whatever the readings say: with the nodes on target the planner holds the pool where
+/// it is, and that size already holds the replacement. Before, each such pass added
+/// one more node (a runaway up to max while the notice stood). A call that did not go
+/// through is asked again; once the node is gone the planner's own figure remains.
+#[test]
+fn a_standing_notice_is_replaced_once_while_the_planner_holds_the_pool() {
+    let cfg = config(
+        r#"
+        [[pool]]
+        name = "spot"
+        provider = { type = "dry-run" }
+        min = 1
+        max = 10
+        targets = [{ metric = "cpu.utilization", value = 60 }]
+        "#,
+    );
+    let policy = Policy::from(&cfg.pools[0]);
+    let history = History::default();
+    let mut state = PoolState::default();
+    let mut pass = |current: u32, metrics: &[Option<MetricSample>], interrupted: u32| {
+        let view = View {
+            interrupted,
+            ..seen(current, metrics, &history)
+        };
+        let mut inputs = [PoolInput {
+            config: &cfg.pools[0],
+            policy: &policy,
+            prices: None,
+            state: &mut state,
+            view: Some(view),
+            last_known: current,
+        }];
+        plan_fleet(&mut inputs, &budget(&cfg), t(12, 0)).pools[0].desired
+    };
+    // Four nodes on target, one under notice: a fifth.
+    assert_eq!(pass(4, &[sample(60.0, 4)], 1), 5);
+    // The replacement boots (no report yet), the four on target or within tolerance.
+    let booting = |avg: f64| {
+        [Some(MetricSample {
+            sum: avg * 4.0,
+            ready: 4,
+            missing: 1,
+            unready: 0,
+            reporting: 4,
+        })]
+    };
+    for avg in [60.0, 60.0, 63.0, 57.0, 60.0] {
+        assert_eq!(pass(5, &booting(avg), 1), 5, "at {avg}");
+    }
+    // Booted: five nodes share the load (48 each, below tolerance): the planner wants 4
+    // for the load, and the node leaving is replaced on top of that.
+    assert_eq!(pass(5, &[sample(48.0, 5)], 1), 5);
+    // A call that did not go through (still 4): asked again.
+    assert_eq!(pass(4, &[sample(60.0, 4)], 1), 5);
+    // A second notice while the first is replaced: one more, once.
+    assert_eq!(pass(5, &booting(60.0), 2), 6);
+    assert_eq!(pass(6, &booting(60.0), 2), 6);
+    // Both gone: the planner's own figure.
+    assert_eq!(pass(4, &[sample(60.0, 4)], 0), 4);
+    assert_eq!(state.replacing, None);
+}
+
 #[test]
 fn nodes_with_faulty_gpus_are_replaced_only_when_the_pool_asks() {
     for replace in [false, true] {
