@@ -146,6 +146,26 @@ fn idle() -> [(&'static str, f64, Option<DrainState>); 4] {
     ]
 }
 
+/// [`idle`], with i-1 saying it drained.
+fn i1_drained() -> [(&'static str, f64, Option<DrainState>); 4] {
+    let mut nodes = idle();
+    nodes[0].2 = Some(DrainState::Drained);
+    nodes
+}
+
+/// A leader that chose i-1 (the least busy of [`idle`]) and died; the next leader, a
+/// second later, with the decision state the first saved.
+async fn i1_draining_then_handed_over(f: &Arc<FakeProvider>) -> (Run, DateTime<Utc>) {
+    let mut run = Run::new(config("max_draining = 1"), f.clone());
+    let idle = idle();
+    let at = past_the_window(&mut run, &idle).await;
+    run.pass(&reports(&idle, at), at).await;
+    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
+    let mut next = Run::new(config("max_draining = 1"), f.clone());
+    next.pool.memory = Memory::decode(&run.pool.memory.encode()).unwrap();
+    (next, at + chrono::Duration::seconds(1))
+}
+
 /// The first pass records the pool's size as a recommendation (a fresh leader waits
 /// out the scale-down window); passes after the window may shrink it.
 async fn past_the_window(run: &mut Run, busy: &[(&str, f64, Option<DrainState>)]) -> DateTime<Utc> {
@@ -405,15 +425,8 @@ async fn a_new_leader_does_not_take_a_node_it_has_not_heard_from_yet_for_one_wit
 #[tokio::test]
 async fn a_new_leader_keeps_its_predecessors_drain_while_the_reports_come_in() {
     let f = four();
-    let mut run = Run::new(config("max_draining = 1"), f.clone());
     let idle = idle();
-    let mut at = past_the_window(&mut run, &idle).await;
-    run.pass(&reports(&idle, at), at).await;
-    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
-    let saved = run.pool.memory.encode();
-    let mut next = Run::new(config("max_draining = 1"), f.clone());
-    next.pool.memory = Memory::decode(&saved).unwrap();
-    at += chrono::Duration::seconds(1);
+    let (mut next, mut at) = i1_draining_then_handed_over(&f).await;
     next.heard_since = Some(at);
     // No report yet, then one, then all: the drain stands throughout.
     for heard in [&idle[..0], &idle[2..3], &idle[..]] {
@@ -426,12 +439,7 @@ async fn a_new_leader_keeps_its_predecessors_drain_while_the_reports_come_in() {
         assert_eq!(next.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
         at += chrono::Duration::seconds(1);
     }
-    let drained = [
-        ("i-1", 5.0, Some(DrainState::Drained)),
-        ("i-2", 10.0, None),
-        ("i-3", 10.0, None),
-        ("i-4", 10.0, None),
-    ];
+    let drained = i1_drained();
     let out = next.pass(&reports(&drained, at), at).await;
     assert!(
         kinds(&out).contains(&"removed".to_owned()),
@@ -444,28 +452,16 @@ async fn a_new_leader_keeps_its_predecessors_drain_while_the_reports_come_in() {
 #[tokio::test]
 async fn a_new_leader_carries_on_the_same_drain_and_removes_each_instance_once() {
     let f = four();
-    let mut run = Run::new(config("max_draining = 1"), f.clone());
     let idle = idle();
-    let mut at = past_the_window(&mut run, &idle).await;
-    run.pass(&reports(&idle, at), at).await;
-    assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
     // The leader dies; the next reads the decision state it saved.
-    let saved = run.pool.memory.encode();
-    let mut next = Run::new(config("max_draining = 1"), f.clone());
-    next.pool.memory = Memory::decode(&saved).unwrap();
-    at += chrono::Duration::seconds(1);
+    let (mut next, mut at) = i1_draining_then_handed_over(&f).await;
     let out = next.pass(&reports(&idle, at), at).await;
     // Same drain, no other chosen for the same shrink.
     assert_eq!(out.action, Action::Draining);
     assert!(kinds(&out).is_empty(), "{:?}", kinds(&out));
     assert_eq!(next.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
     at += chrono::Duration::seconds(1);
-    let drained = [
-        ("i-1", 5.0, Some(DrainState::Drained)),
-        ("i-2", 10.0, None),
-        ("i-3", 10.0, None),
-        ("i-4", 10.0, None),
-    ];
+    let drained = i1_drained();
     next.pass(&reports(&drained, at), at).await;
     at += chrono::Duration::seconds(1);
     next.pass(&reports(&drained[1..], at), at).await;
@@ -489,12 +485,7 @@ async fn a_removal_whose_answer_was_lost_is_journaled_once_the_instance_is_gone(
     run.pass(&reports(&idle, at), at).await;
     assert_eq!(run.phases(), [("i-1".to_owned(), DrainPhase::Draining)]);
     at += chrono::Duration::seconds(1);
-    let drained = [
-        ("i-1", 5.0, Some(DrainState::Drained)),
-        ("i-2", 10.0, None),
-        ("i-3", 10.0, None),
-        ("i-4", 10.0, None),
-    ];
+    let drained = i1_drained();
     f.lose_next_answer(ProviderError::Fenced {
         message: "cut off: the leadership lease ran out before the cloud answered".into(),
     });
