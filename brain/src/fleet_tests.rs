@@ -120,12 +120,22 @@ fn plan_one(
     prices: Option<Prices>,
     view: View<'_>,
 ) -> PoolPlan {
-    let mut state = PoolState::default();
+    plan_one_from(&mut PoolState::default(), cfg, policy, prices, view)
+}
+
+/// [`plan_one`] from `state`, which the pass updates.
+fn plan_one_from(
+    state: &mut PoolState,
+    cfg: &ValidatedConfig,
+    policy: &Policy,
+    prices: Option<Prices>,
+    view: View<'_>,
+) -> PoolPlan {
     let mut inputs = [PoolInput {
         config: &cfg.pools[0],
         policy,
         prices,
-        state: &mut state,
+        state,
         view: Some(view),
         last_known: view.current,
     }];
@@ -601,15 +611,7 @@ fn a_standing_notice_is_replaced_once_while_the_planner_holds_the_pool() {
             interrupted,
             ..seen(current, metrics, &history)
         };
-        let mut inputs = [PoolInput {
-            config: &cfg.pools[0],
-            policy: &policy,
-            prices: None,
-            state: &mut state,
-            view: Some(view),
-            last_known: current,
-        }];
-        plan_fleet(&mut inputs, &budget(&cfg), t(12, 0)).pools[0].desired
+        plan_one_from(&mut state, &cfg, &policy, None, view).desired
     };
     // Four nodes on target, one under notice: a fifth.
     assert_eq!(pass(4, &[sample(60.0, 4)], 1), 5);

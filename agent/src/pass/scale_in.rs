@@ -354,17 +354,9 @@ fn choose_more(
     }
 }
 
-/// What the leader answers each node's report: a drain for every chosen node not yet
-/// gone, an undrain for every node returned to service.
-pub fn answers(pools: &[PoolRuntime]) -> HashMap<String, ReportAnswer> {
-    let mut out = HashMap::new();
-    for pool in pools {
-        answer_drains(&pool.config.name, &pool.memory.drains, &mut out);
-    }
-    out
-}
-
-/// The answers of `pool`'s `drains` into `out`.
+/// What the leader answers the reports of `pool`'s nodes, into `out`: a drain for every
+/// chosen node not yet gone, an undrain for every node returned to service. The daemon
+/// answers from the state as saved ([`super::save_then_answer`]).
 pub(super) fn answer_drains(pool: &str, drains: &[Drain], out: &mut HashMap<String, ReportAnswer>) {
     for d in drains {
         let answer = match d.phase {

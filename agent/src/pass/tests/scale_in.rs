@@ -107,6 +107,17 @@ impl Run {
         out.pools.remove(0).unwrap()
     }
 
+    /// What the leader answers this pool's nodes now.
+    fn asked(&self) -> std::collections::HashMap<String, capstan_collectors::ReportAnswer> {
+        let mut out = std::collections::HashMap::new();
+        crate::pass::scale_in::answer_drains(
+            &self.pool.config.name,
+            &self.pool.memory.drains,
+            &mut out,
+        );
+        out
+    }
+
     fn phases(&self) -> Vec<(String, DrainPhase)> {
         self.pool
             .memory
@@ -195,7 +206,7 @@ async fn a_shrink_drains_the_least_busy_node_then_removes_exactly_it() {
     assert_eq!(kinds(&out), ["chosen_for_scale_in"]);
     assert_eq!(run.phases(), [("i-2".to_owned(), DrainPhase::Draining)]);
     assert!(!run.pool.unmatched);
-    let asked = crate::pass::scale_in::answers(std::slice::from_ref(&run.pool));
+    let asked = run.asked();
     let order = asked["i-2"].drain.as_ref().unwrap();
     assert_eq!(order.pool, "web");
     assert_eq!(order.deadline, at + chrono::Duration::minutes(5));
@@ -252,7 +263,7 @@ async fn an_agent_that_may_not_act_chooses_no_node_and_asks_no_drain() {
     let out = run.pass(&reports(&idle, at), at).await;
     assert_eq!(out.action, Action::Skipped, "{:?}", out.detail);
     assert!(run.pool.memory.drains.is_empty());
-    assert!(crate::pass::scale_in::answers(std::slice::from_ref(&run.pool)).is_empty());
+    assert!(run.asked().is_empty());
     assert!(f.remove_calls().is_empty() && f.apply_calls().is_empty());
 }
 
@@ -313,7 +324,7 @@ async fn a_drain_past_its_deadline_is_removed_or_kept_as_on_timeout_says() {
         } else {
             assert!(f.remove_calls().is_empty());
             // Kept: asked to undo its drain, and another node is chosen instead.
-            let asked = crate::pass::scale_in::answers(std::slice::from_ref(&run.pool));
+            let asked = run.asked();
             assert!(asked["i-1"].undrain.is_some(), "{asked:?}");
             assert!(asked.values().filter(|a| a.drain.is_some()).count() == 1);
             // Once its reports carry no drain, it is forgotten.
