@@ -13,7 +13,7 @@
 //! Cases per property: `CAPSTAN_FUZZ_CASES` (default 1,000: the form CI runs, a few
 //! seconds). `bench/fuzz.sh` runs 100,000 each in release and prints the time.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +60,25 @@ fn run<S: Strategy>(
         "fuzz {name}: {n} cases in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// How many cases ended in each outcome, to show that a run's mutations reach every
+/// outcome a property is about (the decoder, the validator, acceptance).
+#[derive(Default)]
+struct Outcomes(std::sync::Mutex<BTreeMap<&'static str, u32>>);
+
+impl Outcomes {
+    fn count(&self, outcome: &'static str) {
+        *self.0.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    fn assert_reached(self, wanted: &[&str]) {
+        let seen = self.0.into_inner().unwrap();
+        eprintln!("outcomes: {seen:?}");
+        for w in wanted {
+            assert!(seen.contains_key(w), "no case ended {w:?}: {seen:?}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -296,19 +315,18 @@ fn fuzz_config_loader_over_mutated_examples() {
         assert_eq!(check_config(s).unwrap(), "valid");
     }
     let n = seeds.len();
-    let seen = std::sync::Mutex::new(HashSet::new());
+    let seen = Outcomes::default();
     run(
         "config loader, mutated examples",
         (0..n, proptest::collection::vec(edit(), 1..6)),
         |(seed, edits)| {
             let text = edits.iter().fold(seeds[seed].clone(), |t, e| apply(&t, e));
-            seen.lock().unwrap().insert(check_config(&text)?);
+            seen.count(check_config(&text)?);
             Ok(())
         },
     );
     // The mutations reach the validator, and some leave a config that still loads.
-    let seen = seen.into_inner().unwrap();
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    seen.assert_reached(&["valid", "syntax", "invalid"]);
 }
 
 // ---------------------------------------------------------------------------------
@@ -364,26 +382,33 @@ fn full_report() -> serde_json::Value {
     })
 }
 
+/// Finite numbers (JSON has no NaN or infinity) at and past the edges of a reading.
+fn hostile_number() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(1e308),
+        Just(-1e308),
+        Just(-1.0),
+        Just(0.0),
+        Just(f64::MIN_POSITIVE),
+        Just(101.0),
+        any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()),
+    ]
+}
+
 fn hostile_json() -> impl Strategy<Value = serde_json::Value> {
     use serde_json::{Value, json};
+    // The oversized string is rarer than the rest: in a value of many leaves it would
+    // otherwise make most bodies too large, and those stop before the decoder.
     let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<u64>().prop_map(|n| json!(n)),
-        prop_oneof![
-            Just(1e308),
-            Just(-1e308),
-            Just(-1.0),
-            Just(0.0),
-            Just(f64::MIN_POSITIVE),
-            any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()),
-        ]
-        .prop_map(|f| json!(f)),
-        ".{0,40}".prop_map(Value::String),
-        Just(Value::String("x".repeat(70_000))),
-        Just(Value::String("2999-01-01T00:00:00Z".into())),
-        Just(Value::String("NaN".into())),
+        4 => Just(Value::Null),
+        4 => any::<bool>().prop_map(Value::Bool),
+        4 => any::<i64>().prop_map(|n| json!(n)),
+        4 => any::<u64>().prop_map(|n| json!(n)),
+        4 => hostile_number().prop_map(|f| json!(f)),
+        4 => ".{0,40}".prop_map(Value::String),
+        1 => Just(Value::String("x".repeat(70_000))),
+        4 => Just(Value::String("2999-01-01T00:00:00Z".into())),
+        4 => Just(Value::String("NaN".into())),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
@@ -402,6 +427,10 @@ enum ReportEdit {
     Remove(usize),
     /// Add a key to the n-th object.
     Add(usize, String, serde_json::Value),
+    /// Replace the n-th number with another of its kind (a float, or a whole number),
+    /// so that the body gets past the decoder and the checks meet readings out of range
+    /// or out of order (used above total).
+    Number(usize, f64, u64),
 }
 
 fn report_edit() -> impl Strategy<Value = ReportEdit> {
@@ -410,6 +439,12 @@ fn report_edit() -> impl Strategy<Value = ReportEdit> {
         any::<usize>().prop_map(ReportEdit::Remove),
         (any::<usize>(), "[a-z_]{1,12}", hostile_json())
             .prop_map(|(i, k, v)| ReportEdit::Add(i, k, v)),
+        (
+            any::<usize>(),
+            hostile_number(),
+            prop_oneof![Just(0), Just(u64::MAX), any::<u64>()]
+        )
+            .prop_map(|(i, f, n)| ReportEdit::Number(i, f, n)),
     ]
 }
 
@@ -470,6 +505,23 @@ fn apply_report_edit(v: &mut serde_json::Value, e: &ReportEdit) {
                     }
                 }
                 _ => {}
+            }
+        }
+        ReportEdit::Number(i, float, whole) => {
+            let numbers: Vec<&Vec<String>> = all
+                .iter()
+                .filter(|p| matches!(v.pointer(&pointer(p)), Some(serde_json::Value::Number(_))))
+                .collect();
+            if numbers.is_empty() {
+                return;
+            }
+            let at = pointer(numbers[i % numbers.len()]);
+            if let Some(slot) = v.pointer_mut(&at) {
+                *slot = if slot.is_f64() {
+                    serde_json::json!(float)
+                } else {
+                    serde_json::json!(whole)
+                };
             }
         }
         ReportEdit::Add(i, key, new) => {
@@ -547,7 +599,7 @@ fn fuzz_report_decoder_over_mutated_reports() {
             &serde_json::to_vec(&seed).unwrap(),
         )
         .expect("the full report is taken");
-    let seen = std::sync::Mutex::new(HashSet::new());
+    let seen = Outcomes::default();
     run(
         "report decoder, mutated reports",
         (
@@ -569,15 +621,10 @@ fn fuzz_report_decoder_over_mutated_reports() {
                 let at = at % body.len();
                 body[at] = byte;
             }
-            let outcome = check_report(&ingest, &body)?;
-            seen.lock().unwrap().insert(outcome);
+            seen.count(check_report(&ingest, &body)?);
             Ok(())
         },
     );
     // The mutations reach past the decoder: some are taken, some refused as invalid.
-    let seen = seen.into_inner().unwrap();
-    assert!(
-        seen.contains("taken") && seen.contains("invalid") && seen.contains("malformed"),
-        "{seen:?}"
-    );
+    seen.assert_reached(&["taken", "invalid", "malformed"]);
 }
