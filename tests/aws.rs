@@ -545,8 +545,14 @@ fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
     // rule counts the period from 2 nodes, which would allow 1 at once: wait it out.)
     std::thread::sleep(Duration::from_millis(2500));
     demand.store(30.0_f64.to_bits(), Ordering::Relaxed);
-    agent.wait_for("the ASG at 1 node", |_| {
-        (desired(&moto.url) == 1).then_some(())
+    // Moto at 1, and the call journaled done (by the next pass, where moto answered
+    // after the pass's grace).
+    agent.wait_for("the ASG at 1 node, journaled", |a| {
+        (desired(&moto.url) == 1
+            && a.journal_lines()
+                .iter()
+                .any(|l| l["action"] == "scaled" && l["desired"] == 1))
+        .then_some(())
     });
     let calls = proxy.desired_calls();
     assert_eq!(
@@ -564,13 +570,27 @@ fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
             .join("\n")
     );
 
-    // Every call is journaled, with its inputs and reasons.
+    // Every call is journaled, with its inputs and reasons: from the size it was sent
+    // from (`from`: a call that moto answers after the pass's grace is journaled by the
+    // next pass, whose `current` is the new size).
     let scaled: Vec<serde_json::Value> = agent
         .journal_lines()
         .into_iter()
         .filter(|l| l["action"] == "scaled")
         .collect();
     let steps: Vec<(u64, u64)> = scaled
+        .iter()
+        .map(|l| (l["from"].as_u64().unwrap(), l["desired"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(steps, [(2, 3), (3, 2), (2, 1)], "{scaled:#?}");
+    // Each call's `submitted` line, written by the pass that sent it before it went
+    // out, carries that pass's reasons.
+    let submitted: Vec<serde_json::Value> = agent
+        .journal_lines()
+        .into_iter()
+        .filter(|l| l["action"] == "submitted")
+        .collect();
+    let sent: Vec<(u64, u64)> = submitted
         .iter()
         .map(|l| {
             (
@@ -579,15 +599,15 @@ fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
             )
         })
         .collect();
-    assert_eq!(steps, [(2, 3), (3, 2), (2, 1)], "{scaled:#?}");
+    assert_eq!(sent, steps, "{submitted:#?}");
     assert!(
-        scaled[1]["reasons"]
+        submitted[1]["reasons"]
             .as_array()
             .unwrap()
             .iter()
             .any(|r| r["kind"] == "rate_limited"),
         "{:#}",
-        scaled[1]
+        submitted[1]
     );
     // The group's instance type, from the EC2 catalogue, is in the status.
     let status = agent.status();
@@ -786,9 +806,11 @@ fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
     imds.notice(Some(
         r#"{"action": "terminate", "time": "2026-11-28T08:24:00Z"}"#,
     ));
+    // The pass that asks for it: `scaled`, or `in_flight` where moto answers after the
+    // pass's grace (the next pass then journals it done).
     let line = agent.wait_for("the replacement journaled", |a| {
         a.journal_lines().into_iter().find(|l| {
-            l["action"] == "scaled"
+            (l["action"] == "scaled" || l["action"] == "in_flight")
                 && l["reasons"]
                     .as_array()
                     .is_some_and(|r| r.iter().any(|r| r["kind"] == "replacing_interrupted"))
@@ -799,7 +821,9 @@ fn a_spot_interruption_notice_is_replaced_once_and_not_overshot() {
         (Some(1), Some(2)),
         "{line:#}"
     );
-    assert_eq!(desired(&moto.url), 2);
+    agent.wait_for("the ASG at 2 nodes", |_| {
+        (desired(&moto.url) == 2).then_some(())
+    });
     // The notice stays up for several passes: the replacement is asked for once.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(desired(&moto.url), 2);

@@ -189,6 +189,7 @@ pub(super) async fn act(
         detail: None,
         error_kind: None,
         operation_seconds: None,
+        from: None,
         samples: seen.samples.clone(),
         forecasts: seen.outlook.forecasts.clone(),
         mase: seen.outlook.mase.clone(),
@@ -481,6 +482,7 @@ fn applied(
     pool.memory.last_target = Some(target);
     pool.succeeded();
     outcome.action = Action::Scaled;
+    outcome.from = Some(from);
     let direction = match target.capacity.cmp(&from) {
         std::cmp::Ordering::Greater => Some(Direction::Up),
         std::cmp::Ordering::Less => Some(Direction::Down),

@@ -300,6 +300,7 @@ fn entry<'a>(
         explain: outcome.reasons.iter().map(ToString::to_string).collect(),
         action: outcome.action.as_str(),
         detail: outcome.detail.clone(),
+        from: outcome.from,
         group: outcome.group.as_deref(),
     }
 }

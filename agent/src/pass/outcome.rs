@@ -126,6 +126,11 @@ pub struct PassOutcome {
     /// When an operation ended this pass: how long it took from its submission.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation_seconds: Option<f64>,
+    /// When the cloud carried out a target this pass (`scaled`): the size it was sent
+    /// from. A call that ends in a later pass than the one that sent it is journaled
+    /// by that pass, whose `current` is already what the cloud holds after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u32>,
     /// The decision's reasons.
     pub reasons: Vec<Reason>,
     /// One sample per target.

@@ -49,6 +49,11 @@ pub struct Entry<'a> {
     /// Error or skip reason when the action was not taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// On a `scaled` line: the size the call was sent from. It differs from `current`
+    /// where the cloud finished the call after the pass that sent it (an operation
+    /// that takes minutes), and a later pass writes the line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u32>,
     /// The group the pool is a member of; the group's own line says how it was sized.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<&'a str>,
@@ -354,6 +359,7 @@ mod tests {
             explain: vec![],
             action: "scaled",
             detail: None,
+            from: Some(1),
             group: None,
         }
     }

@@ -148,6 +148,8 @@ async fn an_operation_is_followed_to_its_end_and_recorded_then() {
         seen.push((out.action, out.operation_seconds.is_some()));
         if out.operation_seconds.is_some() {
             assert_eq!(out.desired, 4, "the operation's target");
+            // Journaled passes later, from the size it was sent from.
+            assert_eq!(out.from, Some(2));
         }
         between_passes().await;
     }
