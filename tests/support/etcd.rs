@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -38,7 +38,25 @@ pub struct Member {
     pub name: String,
     client: String,
     child: Option<Child>,
+    log: PathBuf,
 }
+
+impl Member {
+    /// The last lines of the member's log.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+/// Why a cluster did not start: a member exited (worth another try on new ports), or
+/// it did not become healthy in time.
+enum StartFailure {
+    Exited(String),
+    TimedOut(String),
+}
+use StartFailure::{Exited, TimedOut};
 
 /// Client TLS for an etcd started by [`Etcd::start_tls`]: the server's certificate and
 /// key, and the CA whose client certificates it requires.
@@ -59,7 +77,29 @@ impl Etcd {
         Self::start_with(n, dir, Some(tls))
     }
 
+    /// Starts `n` members on fresh ephemeral ports, and waits until every one is
+    /// healthy. A port is free when chosen and taken by etcd a moment later, so another
+    /// process can take it in between: a member that exits before the cluster is
+    /// healthy (its log says why) starts the whole cluster again on new ports, at most
+    /// three times. A cluster that does not become healthy fails with every member's log.
     fn start_with(n: usize, dir: &Path, tls: Option<ServerTls<'_>>) -> Etcd {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let at = dir.join(format!("etcd-{attempt}"));
+            std::fs::create_dir_all(&at).unwrap();
+            let mut etcd = Self::spawn(n, &at, tls.as_ref());
+            match etcd.healthy(tls.is_some()) {
+                Ok(()) => return etcd,
+                Err(Exited(why)) if attempt < ATTEMPTS => {
+                    eprintln!("etcd start {attempt} of {ATTEMPTS}: {why}; again on new ports");
+                }
+                Err(Exited(why) | TimedOut(why)) => panic!("etcd did not start: {why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(n: usize, dir: &Path, tls: Option<&ServerTls<'_>>) -> Etcd {
         let bin = etcd_binary();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let peers: Vec<(String, String, String)> = (0..n)
@@ -79,9 +119,9 @@ impl Etcd {
         let members = peers
             .into_iter()
             .map(|(name, client, peer)| {
-                let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+                let log = dir.join(format!("{name}.log"));
                 let mut cmd = Command::new(bin);
-                if let Some(t) = &tls {
+                if let Some(t) = tls {
                     cmd.arg("--cert-file")
                         .arg(t.cert)
                         .arg("--key-file")
@@ -102,37 +142,60 @@ impl Etcd {
                     .args(["--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", "capstan-test"])
                     .stdout(Stdio::null())
-                    .stderr(log)
+                    .stderr(std::fs::File::create(&log).unwrap())
                     .spawn()
                     .expect("start etcd");
                 Member {
                     name,
                     client,
                     child: Some(child),
+                    log,
                 }
             })
             .collect();
-        let etcd = Etcd { members };
-        match tls {
-            None => wait("etcd healthy", || {
-                etcd.members
+        Etcd { members }
+    }
+
+    /// Waits (at most [`PATIENCE`]) until every member answers healthy.
+    fn healthy(&mut self, tls: bool) -> Result<(), StartFailure> {
+        let start = now();
+        while start.elapsed() < PATIENCE {
+            for m in &mut self.members {
+                if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    return Err(Exited(format!(
+                        "member {} exited ({status}); its log ends:\n{}",
+                        m.name,
+                        m.log_tail()
+                    )));
+                }
+            }
+            let up = if tls {
+                // The health endpoint wants a client certificate too: the port answers.
+                self.members.iter().all(|m| {
+                    std::net::TcpStream::connect(m.client.trim_start_matches("https://")).is_ok()
+                })
+            } else {
+                self.members
                     .iter()
                     .all(|m| http_get(&format!("{}/health", m.client)).contains("\"true\""))
-                    .then_some(())
-            }),
-            // The health endpoint wants a client certificate too: ask over the gRPC API.
-            Some(_) => wait("etcd healthy (over TLS)", || {
-                std::thread::sleep(STEP);
-                etcd.members
-                    .iter()
-                    .all(|m| {
-                        std::net::TcpStream::connect(m.client.trim_start_matches("https://"))
-                            .is_ok()
-                    })
-                    .then_some(())
-            }),
+            };
+            if up {
+                if tls {
+                    // Listening is not yet serving: as before, a step more.
+                    std::thread::sleep(STEP);
+                }
+                return Ok(());
+            }
+            std::thread::sleep(STEP);
         }
-        etcd
+        Err(TimedOut(format!(
+            "not healthy within {PATIENCE:?}; the members' logs end:\n{}",
+            self.members
+                .iter()
+                .map(|m| format!("--- {}\n{}", m.name, m.log_tail()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )))
     }
 
     pub fn endpoints(&self) -> Vec<String> {
