@@ -1,6 +1,6 @@
 //! moto_server for the AWS tests, and a fault-injecting proxy in front of it.
 //!
-//! Each test starts its own moto_server on 127.0.0.1 and a free port, so no state
+//! Each test starts its own moto_server on 127.0.0.1 and a port of its own, so no state
 //! crosses between tests (`Moto::reset` empties one in place); it is killed on drop.
 //! moto has no fault injection of its own, so `Proxy` forwards AWS query-protocol
 //! requests to it and, when its rule says so, answers in moto's place with AWS
@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{PATIENCE, STEP, free_port, request};
+use super::{PATIENCE, STEP, request};
 
 /// A moto_server process; killed on drop.
 pub struct Moto {
@@ -27,37 +27,58 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto_server (found on PATH; scripts/test-deps.sh installs it) and waits
-    /// until it answers.
+    /// Starts moto_server (found on PATH; scripts/test-deps.sh installs it) on a port
+    /// it picks itself (`-p 0`: a port chosen beforehand could be taken by another
+    /// process before moto binds it, and then the test would talk to that one), reads
+    /// the port from its log, and waits until it answers.
     pub fn start(log: &Path) -> Moto {
-        let port = free_port();
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+        let file = std::fs::File::create(log).unwrap();
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .stdin(Stdio::null())
             .spawn()
             .expect("moto_server (pip install 'moto[server]'; scripts/test-deps.sh does)");
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
         // Bounded: PATIENCE in steps of STEP.
         let tries = PATIENCE.as_millis() / STEP.as_millis();
+        let mut url = None;
         for _ in 0..tries {
-            let (code, _) = request(
-                reqwest::Method::GET,
-                &format!("{}/moto-api/", moto.url),
-                None,
-                Vec::new(),
-            );
-            if code == 200 {
-                return moto;
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "moto_server exited ({status}); its log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            url = url.or_else(|| {
+                let text = std::fs::read_to_string(log).ok()?;
+                let at = text.split("Running on ").nth(1)?;
+                let end = at.find(char::is_whitespace)?;
+                Some(at[..end].trim_end_matches('/').to_owned())
+            });
+            if let Some(url) = &url {
+                let (code, _) = request(
+                    reqwest::Method::GET,
+                    &format!("{url}/moto-api/"),
+                    None,
+                    Vec::new(),
+                );
+                if code == 200 {
+                    return Moto {
+                        child,
+                        url: url.clone(),
+                    };
+                }
             }
             std::thread::sleep(STEP);
         }
-        panic!("moto_server did not answer on {}", moto.url);
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "moto_server did not answer ({}); its log:\n{}",
+            url.as_deref().unwrap_or("no port in its log"),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 
     /// Empties every backend.
