@@ -573,33 +573,27 @@ fn capstan_run_scales_an_asg_on_moto_and_journals_each_call() {
     // Every call is journaled, with its inputs and reasons: from the size it was sent
     // from (`from`: a call that moto answers after the pass's grace is journaled by the
     // next pass, whose `current` is the new size).
-    let scaled: Vec<serde_json::Value> = agent
-        .journal_lines()
-        .into_iter()
-        .filter(|l| l["action"] == "scaled")
-        .collect();
-    let steps: Vec<(u64, u64)> = scaled
-        .iter()
-        .map(|l| (l["from"].as_u64().unwrap(), l["desired"].as_u64().unwrap()))
-        .collect();
+    let lines = |action: &str| -> Vec<serde_json::Value> {
+        agent
+            .journal_lines()
+            .into_iter()
+            .filter(|l| l["action"] == action)
+            .collect()
+    };
+    // (the size a line starts from, as `key` says it; its desired size)
+    let sizes = |lines: &[serde_json::Value], key: &str| -> Vec<(u64, u64)> {
+        lines
+            .iter()
+            .map(|l| (l[key].as_u64().unwrap(), l["desired"].as_u64().unwrap()))
+            .collect()
+    };
+    let scaled = lines("scaled");
+    let steps = sizes(&scaled, "from");
     assert_eq!(steps, [(2, 3), (3, 2), (2, 1)], "{scaled:#?}");
     // Each call's `submitted` line, written by the pass that sent it before it went
     // out, carries that pass's reasons.
-    let submitted: Vec<serde_json::Value> = agent
-        .journal_lines()
-        .into_iter()
-        .filter(|l| l["action"] == "submitted")
-        .collect();
-    let sent: Vec<(u64, u64)> = submitted
-        .iter()
-        .map(|l| {
-            (
-                l["current"].as_u64().unwrap(),
-                l["desired"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(sent, steps, "{submitted:#?}");
+    let submitted = lines("submitted");
+    assert_eq!(sizes(&submitted, "current"), steps, "{submitted:#?}");
     assert!(
         submitted[1]["reasons"]
             .as_array()
