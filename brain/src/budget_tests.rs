@@ -294,7 +294,7 @@ fn arb_tier() -> impl Strategy<Value = Tier> {
 }
 
 prop_compose! {
-    fn arb_demand(i: usize)(
+    fn arb_demand(i: usize, spot_max: f64)(
         tier in arb_tier(),
         min in 0u32..5,
         span in 1u32..40,
@@ -303,7 +303,7 @@ prop_compose! {
         desired_off in 0u32..80,
         give in 0u32..10,
         od in 0.05f64..5.0,
-        spot_ratio in 0.1f64..1.0,
+        spot_ratio in 0.1f64..spot_max,
         base in 0u32..5,
         pct in 0u32..=100,
         spot in any::<bool>(),
@@ -338,7 +338,15 @@ prop_compose! {
 }
 
 fn arb_fleet() -> impl Strategy<Value = Vec<Demand<'static>>> {
-    (1usize..8).prop_flat_map(|n| (0..n).map(arb_demand).collect::<Vec<_>>())
+    arb_fleet_of(1..8, 1.0)
+}
+
+/// Fleets of `pools` pools whose spot price is up to `spot_max` times on-demand.
+pub(crate) fn arb_fleet_of(
+    pools: std::ops::Range<usize>,
+    spot_max: f64,
+) -> impl Strategy<Value = Vec<Demand<'static>>> {
+    pools.prop_flat_map(move |n| (0..n).map(|i| arb_demand(i, spot_max)).collect::<Vec<_>>())
 }
 
 fn arb_policy() -> impl Strategy<Value = BudgetPolicy> {

@@ -30,6 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::reason::Reason;
 use super::spot::Split;
 
+mod fleet;
+use fleet::Fleet;
+
 /// Slack for sums of money in floating point.
 const EPSILON: f64 = 1e-9;
 
@@ -130,207 +133,6 @@ pub struct Allocation {
     pub reasons: Vec<Reason>,
 }
 
-struct Fleet<'a> {
-    demands: &'a [Demand<'a>],
-    /// One per demand: the grant as it is worked out.
-    slots: Vec<Grant>,
-    /// One per demand: its place in name order (ties between pools go by name).
-    rank: Vec<usize>,
-}
-
-impl<'a> Fleet<'a> {
-    fn cost_at(&self, i: usize, nodes: u32) -> f64 {
-        hourly_cost(nodes, &self.slots[i].split, self.demands[i].prices.as_ref())
-    }
-
-    fn cost(&self, i: usize) -> f64 {
-        self.cost_at(i, self.slots[i].nodes)
-    }
-
-    fn total(&self) -> f64 {
-        (0..self.slots.len()).map(|i| self.cost(i)).sum()
-    }
-
-    /// Pools of `tier`, in name order (`order` from [`name_order`]).
-    fn tier<'o>(&self, order: &'o [usize], tier: Tier) -> impl Iterator<Item = usize> + 'o
-    where
-        'a: 'o,
-    {
-        let demands = self.demands;
-        order
-            .iter()
-            .copied()
-            .filter(move |&i| demands[i].tier == tier)
-    }
-
-    /// The most nodes in `[from, to]` whose cost stays within `money`; `from` if none.
-    fn most_within(&self, i: usize, from: u32, to: u32, money: f64) -> u32 {
-        let (mut lo, mut hi) = (from, to);
-        if self.cost_at(i, hi) <= money + EPSILON {
-            return hi;
-        }
-        while lo + 1 < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.cost_at(i, mid) <= money + EPSILON {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    /// Moves each pool of `members` from its size towards `targets[k]` by the same
-    /// fraction, the largest that keeps the added cost within `spare`, then hands out
-    /// what is left one node at a time by largest remainder (ties by name). Returns
-    /// whether any pool got less than its target.
-    ///
-    /// The fraction's search ([`fraction`]) works on a compact copy of the members, not
-    /// the fleet's slots and demands: with thousands of pools those no longer fit in the
-    /// cache, and each walk would miss on every pool.
-    fn grow(&mut self, members: &[(usize, u32)], spare: f64) -> bool {
-        let growers: Vec<Grower> = members
-            .iter()
-            .map(|&(i, to)| Grower {
-                from: self.slots[i].nodes,
-                to,
-                split: self.slots[i].split,
-                prices: self.demands[i].prices,
-            })
-            .collect();
-        let before: f64 = growers.iter().map(|g| g.cost(g.from)).sum();
-        // Everyone's target fits (always so without a ceiling): no fractions needed.
-        let full: f64 = growers.iter().map(|g| g.cost(g.to)).sum();
-        if full - before <= spare + EPSILON {
-            for &(i, to) in members {
-                self.slots[i].nodes = to;
-            }
-            return false;
-        }
-        let added =
-            |frac: f64| -> f64 { growers.iter().map(|g| g.cost(g.at(frac))).sum::<f64>() - before };
-        let lo = fraction(&growers, before, spare);
-        let mut sizes: Vec<u32> = growers.iter().map(|g| g.at(lo)).collect();
-        let mut left = spare - added(lo);
-        let mut order: Vec<(f64, usize, usize)> = growers
-            .iter()
-            .zip(members)
-            .enumerate()
-            .map(|(k, (g, &(i, _)))| {
-                let want = lo * f64::from(g.to - g.from);
-                (want - want.floor(), self.rank[i], k)
-            })
-            .collect();
-        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, _, k) in order {
-            let g = &growers[k];
-            if sizes[k] < g.to {
-                let step = g.cost(sizes[k] + 1) - g.cost(sizes[k]);
-                if step <= left + EPSILON {
-                    sizes[k] += 1;
-                    left -= step;
-                }
-            }
-        }
-        let mut short = false;
-        for (&(i, to), size) in members.iter().zip(sizes) {
-            short |= size < to;
-            self.slots[i].nodes = size;
-        }
-        short
-    }
-}
-
-/// The largest fraction of the way (to 60 halvings of [0, 1]) at which `growers`' sizes
-/// add at most `spare` to `before`.
-///
-/// The same search as pricing every grower at every halving, exactly: the same costs
-/// summed in the same order. But a grower whose size is the same at both ends of the
-/// interval keeps the cost it had (a size only moves at its breakpoints, which soon lie
-/// outside the shrinking interval), and each halving sums one compact array. The fleet
-/// pass over 1,000 pools took a fifth less time for it (docs/performance.md).
-///
-/// A grower whose breakpoint is the very fraction the search closes in on stays at one
-/// of two sizes for all 60 halvings; when the money runs out just short of every target
-/// (the fraction tends to 1), that is every grower. So each grower's cost at the two
-/// ends is kept too, and a halving prices a grower only at a size strictly between them
-/// (the same cost: pricing is a pure function of the size).
-fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
-    let mut costs: Vec<f64> = growers.iter().map(|g| g.cost(g.at(0.0))).collect();
-    // Each grower's size and its cost at the interval's two ends; it can still move
-    // while the sizes differ.
-    let mut ends: Vec<[(u32, f64); 2]> = growers
-        .iter()
-        .zip(&costs)
-        .map(|(g, &cost)| {
-            let (from, to) = (g.at(0.0), g.at(1.0));
-            let at_to = if to == from { cost } else { g.cost(to) };
-            [(from, cost), (to, at_to)]
-        })
-        .collect();
-    let mut moving: Vec<usize> = (0..growers.len())
-        .filter(|&k| ends[k][0].0 != ends[k][1].0)
-        .collect();
-    let mut sizes: Vec<(u32, f64)> = Vec::with_capacity(moving.len());
-    let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-    for _ in 0..60 {
-        let mid = f64::midpoint(lo, hi);
-        sizes.clear();
-        for &k in &moving {
-            let n = growers[k].at(mid);
-            let [low, high] = ends[k];
-            let cost = if n == low.0 {
-                low.1
-            } else if n == high.0 {
-                high.1
-            } else {
-                growers[k].cost(n)
-            };
-            costs[k] = cost;
-            sizes.push((n, cost));
-        }
-        let fits = costs.iter().sum::<f64>() - before <= spare + EPSILON;
-        if fits {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-        let end = usize::from(!fits);
-        for (&k, &size) in moving.iter().zip(&sizes) {
-            ends[k][end] = size;
-        }
-        moving.retain(|&k| ends[k][0].0 != ends[k][1].0);
-    }
-    lo
-}
-
-/// One pool of a [`Fleet::grow`]: where it starts, where it is headed, and what its
-/// nodes cost.
-#[derive(Debug, Clone, Copy)]
-struct Grower {
-    from: u32,
-    to: u32,
-    split: Split,
-    prices: Option<Prices>,
-}
-
-impl Grower {
-    fn cost(&self, nodes: u32) -> f64 {
-        hourly_cost(nodes, &self.split, self.prices.as_ref())
-    }
-
-    /// Its size when it has moved `frac` (in [0, 1]) of the way, rounded down.
-    fn at(&self, frac: f64) -> u32 {
-        let want = f64::from(self.to - self.from);
-        // `frac` is in [0, 1], so the product is in [0, want], and the conversion (which
-        // truncates) rounds it down: `floor` without its call into libm, which the
-        // search makes for every moving grower at every halving.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let add = (frac * want) as u32;
-        self.from + add.min(self.to - self.from)
-    }
-}
-
 /// Where a pool starts in the allocation: its planned scale-downs are taken, its
 /// scale-ups are yet to be granted. A pool below this was trimmed for money, and asks
 /// for no scale-up this pass.
@@ -368,25 +170,7 @@ const TRIM_ORDER: [Tier; 3] = [Tier::Basic, Tier::Premium, Tier::Enterprise];
 
 /// Allocates the budget over `demands` (see the module documentation for the rules).
 pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
-    let order = name_order(demands);
-    let mut rank = vec![0; demands.len()];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i] = r;
-    }
-    let mut fleet = Fleet {
-        demands,
-        rank,
-        slots: demands
-            .iter()
-            .map(|d| Grant {
-                nodes: start(d),
-                on_demand: 0,
-                hourly_cost: 0.0,
-                split: d.split,
-                reasons: Vec::new(),
-            })
-            .collect(),
-    };
+    let (mut fleet, order) = Fleet::new(demands);
     let mut notes = Vec::new();
     let trim = policy.enforce == BudgetEnforcement::Trim;
     fallbacks_within_ceilings(&mut fleet, &order, policy);
@@ -409,30 +193,69 @@ pub fn allocate(demands: &[Demand<'_>], policy: &BudgetPolicy) -> Allocation {
 }
 
 /// 2. A fallback to on-demand is a cost increase: only within the ceilings.
+///
+/// The fallbacks are looked at lowest tier first, by name; one is dropped while the
+/// fleet is above its ceiling, or while its own pool is above its own.
 fn fallbacks_within_ceilings(fleet: &mut Fleet<'_>, order: &[usize], policy: &BudgetPolicy) {
-    let demands = fleet.demands;
-    for tier in TRIM_ORDER {
-        for i in fleet.tier(order, tier) {
-            let d = &demands[i];
-            if fleet.slots[i].split == d.normal_split {
-                continue;
+    let fallbacks = fallbacks(fleet, order);
+    // While the fleet is above its ceiling, each fallback met is dropped; once it is
+    // within, only those of pools above their own. Dropping one lowers the fleet's
+    // cost where spot costs no more than on-demand, and then the fleet, once within,
+    // stays within: the fallbacks dropped for the fleet are the first `forced`.
+    let lowers = fallbacks.iter().all(|&(i, cost)| cost <= fleet.cost(i));
+    let forced = match policy.ceiling {
+        None => 0,
+        Some(c) if lowers => fleet
+            .fewest_within(&fallbacks, c + EPSILON)
+            .unwrap_or(fallbacks.len()),
+        // A spot price above on-demand: the fleet's cost may rise again; look again
+        // before each one.
+        Some(c) => {
+            for &(i, _) in &fallbacks {
+                let over_fleet = fleet.total() > c + EPSILON;
+                drop_fallback_if(fleet, i, over_fleet);
             }
-            let over_pool = d
-                .max_hourly_cost
-                .is_some_and(|c| fleet.cost(i) > c + EPSILON);
-            let over_fleet = policy.ceiling.is_some_and(|c| fleet.total() > c + EPSILON);
-            if over_pool || over_fleet {
-                let n = fleet.slots[i].nodes;
-                let extra = fleet.slots[i]
-                    .split
-                    .on_demand(n)
-                    .saturating_sub(d.normal_split.on_demand(n));
-                fleet.slots[i].split = d.normal_split;
-                fleet.slots[i]
-                    .reasons
-                    .push(Reason::SpotFallbackOverBudget { nodes: extra });
-            }
+            return;
         }
+    };
+    for (k, &(i, _)) in fallbacks.iter().enumerate() {
+        drop_fallback_if(fleet, i, k < forced);
+    }
+}
+
+/// The pools planning with a spot fallback, lowest tier first, by name, each with its
+/// cost without the fallback.
+fn fallbacks(fleet: &Fleet<'_>, order: &[usize]) -> Vec<(usize, f64)> {
+    let demands = fleet.demands;
+    TRIM_ORDER
+        .into_iter()
+        .flat_map(|tier| fleet.tier(order, tier))
+        .filter(|&i| fleet.slots[i].split != demands[i].normal_split)
+        .map(|i| {
+            let d = &demands[i];
+            let cost = hourly_cost(fleet.slots[i].nodes, &d.normal_split, d.prices.as_ref());
+            (i, cost)
+        })
+        .collect()
+}
+
+/// Drops pool `i`'s fallback when `over_fleet`, or when its pool is above its own
+/// ceiling.
+fn drop_fallback_if(fleet: &mut Fleet<'_>, i: usize, over_fleet: bool) {
+    let d = &fleet.demands[i];
+    let over_pool = d
+        .max_hourly_cost
+        .is_some_and(|c| fleet.cost(i) > c + EPSILON);
+    if over_pool || over_fleet {
+        let n = fleet.slots[i].nodes;
+        let extra = fleet.slots[i]
+            .split
+            .on_demand(n)
+            .saturating_sub(d.normal_split.on_demand(n));
+        fleet.slots[i].split = d.normal_split;
+        fleet.slots[i]
+            .reasons
+            .push(Reason::SpotFallbackOverBudget { nodes: extra });
     }
 }
 
@@ -596,6 +419,58 @@ fn asks(fleet: &mut Fleet<'_>, i: usize, emergency: bool, extra: f64) -> Option<
     (to > n).then_some(to)
 }
 
+/// The basic pools a trim may move to spot above their on-demand base, the largest
+/// saving first (ties by name), each with its cost on spot.
+fn spot_moves(fleet: &Fleet<'_>, order: &[usize]) -> Vec<(usize, f64)> {
+    let demands = fleet.demands;
+    let mut movable: Vec<(usize, f64, f64)> = fleet
+        .tier(order, Tier::Basic)
+        .filter(|&i| {
+            let d = &demands[i];
+            d.spot_allowed && fleet.slots[i].split == d.normal_split
+        })
+        .map(|i| {
+            let n = fleet.slots[i].nodes;
+            let spot = fleet.slots[i].split.all_spot_above_base();
+            let on_spot = hourly_cost(n, &spot, demands[i].prices.as_ref());
+            (i, fleet.cost(i) - on_spot, on_spot)
+        })
+        .filter(|&(_, saving, _)| saving > EPSILON)
+        .collect();
+    movable.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| demands[a.0].name.cmp(&demands[b.0].name))
+    });
+    movable
+        .into_iter()
+        .map(|(i, _, on_spot)| (i, on_spot))
+        .collect()
+}
+
+/// Moves basic pools to spot, the largest saving first, one at a time until the fleet
+/// is within `ceiling`; whether it is. Each move saves money, so the number of moves
+/// is found by bisection ([`Fleet::fewest_within`]).
+fn trim_to_spot(fleet: &mut Fleet<'_>, order: &[usize], ceiling: f64) -> bool {
+    let moves = spot_moves(fleet, order);
+    let within = fleet.fewest_within(&moves, ceiling + EPSILON);
+    for &(i, _) in &moves[..within.unwrap_or(moves.len())] {
+        move_to_spot(fleet, i);
+    }
+    within.is_some()
+}
+
+/// Moves pool `i` to spot above its on-demand base, and says so.
+fn move_to_spot(fleet: &mut Fleet<'_>, i: usize) {
+    let slot = &mut fleet.slots[i];
+    let n = slot.nodes;
+    let before = slot.split.on_demand(n);
+    slot.split = slot.split.all_spot_above_base();
+    slot.reasons.push(Reason::MovedToSpot {
+        on_demand_from: before,
+        on_demand_to: slot.split.on_demand(n),
+    });
+}
+
 /// Brings the fleet under `ceiling`: basic pools to spot first, then scale-downs from
 /// the lowest tier up, each no lower than its `floor`.
 fn trim_fleet(fleet: &mut Fleet<'_>, order: &[usize], ceiling: f64) {
@@ -604,38 +479,8 @@ fn trim_fleet(fleet: &mut Fleet<'_>, order: &[usize], ceiling: f64) {
         if fleet.total() <= ceiling + EPSILON {
             return;
         }
-        if tier == Tier::Basic {
-            let mut movable: Vec<(usize, f64)> = fleet
-                .tier(order, tier)
-                .filter(|&i| {
-                    let d = &demands[i];
-                    d.spot_allowed && fleet.slots[i].split == d.normal_split
-                })
-                .map(|i| {
-                    let n = fleet.slots[i].nodes;
-                    let spot = fleet.slots[i].split.all_spot_above_base();
-                    let saving = fleet.cost(i) - hourly_cost(n, &spot, demands[i].prices.as_ref());
-                    (i, saving)
-                })
-                .filter(|&(_, saving)| saving > EPSILON)
-                .collect();
-            movable.sort_by(|a, b| {
-                b.1.total_cmp(&a.1)
-                    .then_with(|| demands[a.0].name.cmp(&demands[b.0].name))
-            });
-            for (i, _) in movable {
-                if fleet.total() <= ceiling + EPSILON {
-                    return;
-                }
-                let n = fleet.slots[i].nodes;
-                let before = fleet.slots[i].split.on_demand(n);
-                let split = fleet.slots[i].split.all_spot_above_base();
-                fleet.slots[i].split = split;
-                fleet.slots[i].reasons.push(Reason::MovedToSpot {
-                    on_demand_from: before,
-                    on_demand_to: split.on_demand(n),
-                });
-            }
+        if tier == Tier::Basic && trim_to_spot(fleet, order, ceiling) {
+            return;
         }
         if fleet.total() <= ceiling + EPSILON {
             return;
@@ -725,70 +570,43 @@ mod tests {
         }
     }
 
-    /// The search as it was: every grower priced at every halving, its size rounded
-    /// down with `floor`.
-    fn fraction_by_walks(growers: &[Grower], before: f64, spare: f64) -> f64 {
-        let at = |g: &Grower, frac: f64| -> u32 {
-            let want = f64::from(g.to - g.from);
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let add = (frac * want).floor() as u32;
-            g.from + add.min(g.to - g.from)
-        };
-        let added =
-            |frac: f64| -> f64 { growers.iter().map(|g| g.cost(at(g, frac))).sum::<f64>() - before };
-        let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-        for _ in 0..60 {
-            let mid = f64::midpoint(lo, hi);
-            if added(mid) <= spare + EPSILON {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    fn grower() -> impl Strategy<Value = Grower> {
-        (
-            0_u32..60,
-            0_u32..250,
-            (0_u32..8, 0_u32..=100, prop::option::of(0_u32..40)),
-            prop::option::of((0.01_f64..8.0, 0.0_f64..1.0)),
-        )
-            .prop_map(|(from, more, (base, percent, cap), prices)| Grower {
-                from,
-                to: from + more,
-                split: Split {
-                    base,
-                    percent_above_base: percent,
-                    spot_cap: cap,
-                },
-                prices: prices.map(|(od, f)| Prices {
-                    on_demand: od,
-                    spot: od * f,
-                }),
-            })
-    }
-
     proptest! {
-        /// The search that keeps the costs of growers that can no longer move, and each
-        /// moving grower's costs at the interval's ends, finds the very fraction (bit
-        /// for bit) that pricing every grower at every halving does, whatever the
-        /// sizes, splits, prices and money.
+        /// Fallbacks dropped and basic pools moved to spot, each count found by
+        /// bisection, are the very ones the loops that summed the fleet after every
+        /// change chose: random fleets (spot at times dearer than on-demand), any
+        /// ceiling from none of the fleet's cost to more than all of it.
         #[test]
-        fn the_fraction_is_the_one_the_full_walks_find(
-            growers in prop::collection::vec(grower(), 0..60),
-            share in prop_oneof![0.0_f64..1.2, 0.99_f64..=1.0],
-            short in prop_oneof![Just(0.0_f64), 1e-12_f64..2.0],
+        fn bisected_fallbacks_and_moves_to_spot_are_those_summed_one_by_one(
+            demands in crate::budget_tests::arb_fleet_of(1..80, 1.5),
+            share in 0.0_f64..1.1,
         ) {
-            let before: f64 = growers.iter().map(|g| g.cost(g.from)).sum();
-            let full: f64 = growers.iter().map(|g| g.cost(g.to)).sum();
-            // Shares near 1, less a little, are the money running out just short of
-            // every target: the fraction tends to 1.
-            let spare = ((full - before) * share - short).max(0.0);
-            let fast = fraction(&growers, before, spare);
-            let walks = fraction_by_walks(&growers, before, spare);
-            prop_assert_eq!(fast.to_bits(), walks.to_bits(), "{} against {}", fast, walks);
+            let (fleet, order) = Fleet::new(&demands);
+            let ceiling = fleet.total() * share;
+            let policy = BudgetPolicy {
+                ceiling: Some(ceiling),
+                emergency_allowance: 0.0,
+                enforce: BudgetEnforcement::Trim,
+            };
+            let (mut fast, mut slow) = (fleet.clone(), fleet);
+            fallbacks_within_ceilings(&mut fast, &order, &policy);
+            for (i, _) in fallbacks(&slow, &order) {
+                let over_fleet = slow.total() > ceiling + EPSILON;
+                drop_fallback_if(&mut slow, i, over_fleet);
+            }
+            prop_assert_eq!(&fast.slots, &slow.slots);
+
+            let fast_within = trim_to_spot(&mut fast, &order, ceiling);
+            let mut slow_within = false;
+            for (i, _) in spot_moves(&slow, &order) {
+                if slow.total() <= ceiling + EPSILON {
+                    slow_within = true;
+                    break;
+                }
+                move_to_spot(&mut slow, i);
+            }
+            slow_within |= slow.total() <= ceiling + EPSILON;
+            prop_assert_eq!(fast_within, slow_within);
+            prop_assert_eq!(&fast.slots, &slow.slots);
         }
 
         /// The keyed sort orders pools exactly as sorting on their names does: names
