@@ -1,6 +1,8 @@
 //! One planning pass over 1,000 pools (goal: under 10 ms on the 2-core machine), and over
 //! 10,000 to show how the cost grows: the HPA planner alone, and the whole fleet pass
-//! (schedules, emergencies, spot, and the budget allocator under a binding ceiling).
+//! (schedules, emergencies, spot, and the budget allocator under a binding ceiling), and
+//! the whole pass over a fleet above its ceiling with `enforce = "trim"` (spot fallbacks
+//! dropped, basic pools moved to spot, the lowest tiers scaled down).
 //!
 //! `cargo bench -p capstan --features full --bench planner`; other sizes with
 //! `PLANNER_SIZES=1000,2000,4000,10000,20000,40000`.
@@ -11,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use capstan::brain::planner::{Recommendation, ScaleEvent};
-use capstan::brain::{History, MetricSample, Observed, Policy, TargetSpec, plan};
+use capstan::brain::{History, MetricSample, Observed, Policy, Reason, TargetSpec, plan};
 use capstan_config::presets;
 
 struct Pool {
@@ -133,13 +135,30 @@ fn planning_pass_of(c: &mut Criterion, n: u32) {
     });
 }
 
+/// What the bench fleet's budget does.
+#[derive(Clone, Copy, PartialEq)]
+enum Budget {
+    /// A ceiling that binds on the scale-ups.
+    Binding,
+    /// A ceiling below what the fleet costs now, with `enforce = "trim"`; a quarter of
+    /// the pools plan with a spot fallback (all on-demand).
+    Trimming,
+}
+
 /// A fleet of `n` pools in TOML: three tiers, prices, spot splits, an always-active
-/// schedule on every fifth pool, emergencies on every seventh, and a ceiling that binds.
-fn fleet_config(n: u32) -> capstan_config::ValidatedConfig {
-    let mut text = format!(
-        "[budget]\nmax_hourly_cost = {}.0\nemergency_allowance = 500.0\n",
-        40 * n
-    );
+/// schedule on every fifth pool, emergencies on every seventh, and a ceiling that binds
+/// or trims.
+fn fleet_config(n: u32, budget: Budget) -> capstan_config::ValidatedConfig {
+    let mut text = match budget {
+        Budget::Binding => format!(
+            "[budget]\nmax_hourly_cost = {}.0\nemergency_allowance = 500.0\n",
+            40 * n
+        ),
+        Budget::Trimming => format!(
+            "[budget]\nmax_hourly_cost = {}.0\nenforce = \"trim\"\n",
+            26 * n
+        ),
+    };
     for i in 0..n {
         let tier = ["enterprise", "premium", "basic"][(i % 3) as usize];
         let behavior = ["aggressive", "balanced", "conservative"][(i % 3) as usize];
@@ -158,53 +177,79 @@ fn fleet_config(n: u32) -> capstan_config::ValidatedConfig {
 }
 
 fn fleet_pass(c: &mut Criterion) {
-    for n in sizes() {
-        fleet_pass_of(c, n);
+    for budget in [Budget::Binding, Budget::Trimming] {
+        for n in sizes() {
+            fleet_pass_of(c, n, budget);
+        }
     }
 }
 
-fn fleet_pass_of(c: &mut Criterion, n: u32) {
+fn fleet_pass_of(c: &mut Criterion, n: u32, budget_kind: Budget) {
     use capstan::brain::budget::BudgetPolicy;
     use capstan::brain::fleet::{PoolState, plan_fleet};
+    use capstan::brain::spot::Fallback;
 
-    let cfg = fleet_config(n);
+    let cfg = fleet_config(n, budget_kind);
     let pools = fleet(n);
     let policies: Vec<Policy> = cfg.pools.iter().map(Policy::from).collect();
-    let states = vec![PoolState::default(); cfg.pools.len()];
-    let budget = BudgetPolicy::from(&cfg.budget);
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-    c.bench_function(
-        &format!("plan a fleet of {n} pools under a binding budget"),
-        |b| {
-            b.iter_batched(
-                || states.clone(),
-                |mut states| {
-                    let mut inputs = fleet_inputs(&cfg, &policies, &pools, &mut states);
-                    black_box(plan_fleet(&mut inputs, &budget, now))
-                },
-                criterion::BatchSize::SmallInput,
-            );
-        },
-    );
-    // The ceiling must bind, or this measures the easy case.
+    let states: Vec<PoolState> = (0..n)
+        .map(|i| {
+            let mut state = PoolState::default();
+            if budget_kind == Budget::Trimming && i % 4 == 1 {
+                state.spot.fallback = Some(Fallback {
+                    until: now + chrono::Duration::hours(1),
+                    keep_spot: 0,
+                    cause: "spot refused: InsufficientInstanceCapacity".into(),
+                });
+            }
+            state
+        })
+        .collect();
+    let budget = BudgetPolicy::from(&cfg.budget);
+    let name = match budget_kind {
+        Budget::Binding => format!("plan a fleet of {n} pools under a binding budget"),
+        Budget::Trimming => format!("plan a fleet of {n} pools trimmed to its budget"),
+    };
+    c.bench_function(&name, |b| {
+        b.iter_batched(
+            || states.clone(),
+            |mut states| {
+                let mut inputs = fleet_inputs(&cfg, &policies, &pools, &mut states);
+                black_box(plan_fleet(&mut inputs, &budget, now))
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    // The ceiling must bind (or trim), or this measures the easy case.
     let mut probe = states.clone();
     let plan = plan_fleet(
         &mut fleet_inputs(&cfg, &policies, &pools, &mut probe),
         &budget,
         now,
     );
-    let capped = plan
-        .pools
-        .iter()
-        .filter(|p| {
-            p.reasons
-                .iter()
-                .any(|r| r.to_string().starts_with("capped by budget"))
-        })
-        .count();
-    assert!(capped > 0, "the bench fleet's budget does not bind");
+    let count = |kind: fn(&Reason) -> bool| {
+        plan.pools
+            .iter()
+            .filter(|p| p.reasons.iter().any(kind))
+            .count()
+    };
+    let capped = count(|r| matches!(r, Reason::CappedByBudget { .. }));
+    let (dropped, moved, trimmed) = (
+        count(|r| matches!(r, Reason::SpotFallbackOverBudget { .. })),
+        count(|r| matches!(r, Reason::MovedToSpot { .. })),
+        count(|r| matches!(r, Reason::TrimmedByBudget { .. })),
+    );
+    match budget_kind {
+        Budget::Binding => assert!(capped > 0, "the bench fleet's budget does not bind"),
+        Budget::Trimming => assert!(
+            dropped > 0 && moved > 0 && trimmed > 0,
+            "the bench fleet's budget does not trim ({dropped} fallbacks dropped, {moved} moved to spot, {trimmed} trimmed)"
+        ),
+    }
     eprintln!(
-        "fleet bench: {capped} of {n} pools capped by budget; fleet {:.2}/h of {:.2}/h",
+        "fleet bench: {capped} of {n} pools capped by budget, {dropped} fallbacks dropped, \
+         {moved} moved to spot, {trimmed} trimmed; fleet {:.2}/h of {:.2}/h",
         plan.fleet_hourly_cost,
         budget.ceiling.unwrap_or_default()
     );
