@@ -203,7 +203,8 @@ impl<'a> Fleet<'a> {
 /// of two sizes for all 60 halvings; when the money runs out just short of every target
 /// (the fraction tends to 1), that is every grower. So each grower's cost at the two
 /// ends is kept too, and a halving prices a grower only at a size strictly between them
-/// (the same cost: pricing is a pure function of the size).
+/// (the same cost: pricing is a pure function of the size); where no cost changed, the
+/// halving reuses the last sum.
 fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
     let mut costs: Vec<f64> = growers.iter().map(|g| g.cost(g.at(0.0))).collect();
     // Each grower's size and its cost at the interval's two ends; it can still move
@@ -222,9 +223,13 @@ fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
         .collect();
     let mut sizes: Vec<(u32, f64)> = Vec::with_capacity(moving.len());
     let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+    // The sum of `costs`, made again only when one of them changed: the same costs in
+    // the same order give the same sum.
+    let mut sum: f64 = costs.iter().sum();
     for _ in 0..60 {
         let mid = f64::midpoint(lo, hi);
         sizes.clear();
+        let mut changed = false;
         for &k in &moving {
             let n = growers[k].at(mid);
             let [low, high] = ends[k];
@@ -235,10 +240,14 @@ fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
             } else {
                 growers[k].cost(n)
             };
+            changed |= cost.to_bits() != costs[k].to_bits();
             costs[k] = cost;
             sizes.push((n, cost));
         }
-        let fits = costs.iter().sum::<f64>() - before <= spare + EPSILON;
+        if changed {
+            sum = costs.iter().sum();
+        }
+        let fits = sum - before <= spare + EPSILON;
         if fits {
             lo = mid;
         } else {
