@@ -202,9 +202,10 @@ impl<'a> Fleet<'a> {
 /// A grower whose breakpoint is the very fraction the search closes in on stays at one
 /// of two sizes for all 60 halvings; when the money runs out just short of every target
 /// (the fraction tends to 1), that is every grower. So each grower's cost at the two
-/// ends is kept too, and a halving prices a grower only at a size strictly between them
-/// (the same cost: pricing is a pure function of the size); where no cost changed, the
-/// halving reuses the last sum.
+/// ends is kept too (pricing is a pure function of the size), and a grower left with
+/// two sizes a node apart is kept as its breakpoint, the least fraction at which it
+/// takes the larger: a halving compares the midpoint with it instead of sizing and
+/// pricing the grower. Where no cost changed, a halving reuses the last sum.
 fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
     let mut costs: Vec<f64> = growers.iter().map(|g| g.cost(g.at(0.0))).collect();
     // Each grower's size and its cost at the interval's two ends; it can still move
@@ -218,9 +219,15 @@ fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
             [(from, cost), (to, at_to)]
         })
         .collect();
-    let mut moving: Vec<usize> = (0..growers.len())
-        .filter(|&k| ends[k][0].0 != ends[k][1].0)
-        .collect();
+    // Growers that can still take several sizes, and those left with two.
+    let (mut moving, mut pairs) = (Vec::new(), Vec::new());
+    for (k, end) in ends.iter().enumerate() {
+        match end[1].0 - end[0].0 {
+            0 => {}
+            1 => pairs.push(Pair::new(&growers[k], k, end, false)),
+            _ => moving.push(k),
+        }
+    }
     let mut sizes: Vec<(u32, f64)> = Vec::with_capacity(moving.len());
     let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
     // The sum of `costs`, made again only when one of them changed: the same costs in
@@ -244,6 +251,14 @@ fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
             costs[k] = cost;
             sizes.push((n, cost));
         }
+        for pair in &mut pairs {
+            let larger = mid >= pair.breakpoint;
+            if larger != pair.larger {
+                pair.larger = larger;
+                costs[pair.k] = ends[pair.k][usize::from(larger)].1;
+                changed = true;
+            }
+        }
         if changed {
             sum = costs.iter().sum();
         }
@@ -253,13 +268,55 @@ fn fraction(growers: &[Grower], before: f64, spare: f64) -> f64 {
         } else {
             hi = mid;
         }
+        // A pair whose size at the midpoint is now both ends' size stops moving.
+        pairs.retain(|pair| pair.larger != fits);
         let end = usize::from(!fits);
         for (&k, &size) in moving.iter().zip(&sizes) {
             ends[k][end] = size;
         }
-        moving.retain(|&k| ends[k][0].0 != ends[k][1].0);
+        // A grower left with two sizes becomes a pair; at the midpoint it took the
+        // end just set, the larger one where the money did not fit.
+        moving.retain(|&k| match ends[k][1].0 - ends[k][0].0 {
+            0 => false,
+            1 => {
+                pairs.push(Pair::new(&growers[k], k, &ends[k], !fits));
+                false
+            }
+            _ => true,
+        });
     }
     lo
+}
+
+/// A grower of [`fraction`] left with two sizes a node apart.
+struct Pair {
+    /// The least fraction at which it takes the larger size.
+    breakpoint: f64,
+    /// The grower.
+    k: usize,
+    /// Whether its cost in the sum is the larger size's.
+    larger: bool,
+}
+
+impl Pair {
+    fn new(grower: &Grower, k: usize, ends: &[(u32, f64); 2], larger: bool) -> Self {
+        let target = ends[1].0;
+        // `at` does not fall as the fraction rises (a rounded product does not), so the
+        // least fraction that reaches `target` is near target's share of the way, a
+        // few steps of one unit in the last place either side.
+        let mut x = f64::from(target - grower.from) / f64::from(grower.to - grower.from);
+        while x > 0.0 && grower.at(x.next_down()) >= target {
+            x = x.next_down();
+        }
+        while grower.at(x) < target {
+            x = x.next_up();
+        }
+        Pair {
+            breakpoint: x,
+            k,
+            larger,
+        }
+    }
 }
 
 /// One pool of a [`Fleet::grow`]: where it starts, where it is headed, and what its
