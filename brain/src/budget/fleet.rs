@@ -330,7 +330,7 @@ struct Grower {
 }
 
 impl Grower {
-    pub(super) fn cost(&self, nodes: u32) -> f64 {
+    fn cost(&self, nodes: u32) -> f64 {
         hourly_cost(nodes, &self.split, self.prices.as_ref())
     }
 
@@ -399,10 +399,11 @@ mod tests {
     }
 
     proptest! {
-        /// The search that keeps the costs of growers that can no longer move, and each
-        /// moving grower's costs at the interval's ends, finds the very fraction (bit
-        /// for bit) that pricing every grower at every halving does, whatever the
-        /// sizes, splits, prices and money.
+        /// The search that keeps the costs of growers that can no longer move, each
+        /// moving grower's costs at the interval's ends, and a grower left with two
+        /// sizes as its breakpoint, finds the very fraction (bit for bit) that pricing
+        /// every grower at every halving does, whatever the sizes, splits, prices and
+        /// money.
         #[test]
         fn the_fraction_is_the_one_the_full_walks_find(
             growers in prop::collection::vec(grower(), 0..60),
@@ -418,6 +419,5 @@ mod tests {
             let walks = fraction_by_walks(&growers, before, spare);
             prop_assert_eq!(fast.to_bits(), walks.to_bits(), "{} against {}", fast, walks);
         }
-
     }
 }

@@ -210,13 +210,7 @@ fn fallbacks_within_ceilings(fleet: &mut Fleet<'_>, order: &[usize], policy: &Bu
             .unwrap_or(fallbacks.len()),
         // A spot price above on-demand: the fleet's cost may rise again; look again
         // before each one.
-        Some(c) => {
-            for &(i, _) in &fallbacks {
-                let over_fleet = fleet.total() > c + EPSILON;
-                drop_fallback_if(fleet, i, over_fleet);
-            }
-            return;
-        }
+        Some(c) => return drop_fallbacks_one_by_one(fleet, &fallbacks, c),
     };
     for (k, &(i, _)) in fallbacks.iter().enumerate() {
         drop_fallback_if(fleet, i, k < forced);
@@ -237,6 +231,15 @@ fn fallbacks(fleet: &Fleet<'_>, order: &[usize]) -> Vec<(usize, f64)> {
             (i, cost)
         })
         .collect()
+}
+
+/// Drops each of `fallbacks` in turn while the fleet is above `ceiling` (summed again
+/// before each), and those of pools above their own ceiling.
+fn drop_fallbacks_one_by_one(fleet: &mut Fleet<'_>, fallbacks: &[(usize, f64)], ceiling: f64) {
+    for &(i, _) in fallbacks {
+        let over_fleet = fleet.total() > ceiling + EPSILON;
+        drop_fallback_if(fleet, i, over_fleet);
+    }
 }
 
 /// Drops pool `i`'s fallback when `over_fleet`, or when its pool is above its own
@@ -589,10 +592,8 @@ mod tests {
             };
             let (mut fast, mut slow) = (fleet.clone(), fleet);
             fallbacks_within_ceilings(&mut fast, &order, &policy);
-            for (i, _) in fallbacks(&slow, &order) {
-                let over_fleet = slow.total() > ceiling + EPSILON;
-                drop_fallback_if(&mut slow, i, over_fleet);
-            }
+            let slow_fallbacks = fallbacks(&slow, &order);
+            drop_fallbacks_one_by_one(&mut slow, &slow_fallbacks, ceiling);
             prop_assert_eq!(&fast.slots, &slow.slots);
 
             let fast_within = trim_to_spot(&mut fast, &order, ceiling);
