@@ -8,7 +8,7 @@
 //!
 //! **Invariant:** [`plan`] is a pure function. No I/O, no clock, no randomness.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use capstan_config::{PolicyKind, Pool, ScalingBehavior, ScalingRules, SelectPolicy, TargetSource};
@@ -121,7 +121,7 @@ pub struct ScaleEvent {
 /// What the planner remembers between passes. The caller keeps it and records into
 /// it what [`plan`] returns and what the actuator applied, through the `record_*`
 /// methods, which keep every list in time order (a clock stepping back included): the
-/// planner walks them newest first and stops at the end of its windows.
+/// planner reads only each list's tail inside its windows and periods.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct History {
     /// Raw recommendations, oldest first.
@@ -166,9 +166,7 @@ impl History {
             .scale_up
             .stabilization_window
             .max(behavior.scale_down.stabilization_window);
-        let keep_after = |d: std::time::Duration| {
-            now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-        };
+        let keep_after = |d: std::time::Duration| since(now, d);
         let cutoff = keep_after(window);
         self.recommendations.retain(|r| r.at > cutoff);
         let longest = |r: &ScalingRules| {
@@ -447,7 +445,31 @@ fn propose(current: u32, s: MetricSample, target: &TargetSpec, tolerance: f64) -
     })
 }
 
-fn since(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+/// `now` less `d`: where a window or period starts.
+///
+/// A pass asks this several times a pool, almost always for a moment earlier the same
+/// day, where only the time of day moves; that case is computed here directly, as
+/// chrono computes it (outside a leap second), and any other is left to chrono.
+pub(crate) fn since(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    // UTC's own fields, read without going through the (zero) offset.
+    let naive = now.naive_utc();
+    let time = naive.time();
+    let (secs, frac) = (time.num_seconds_from_midnight(), time.nanosecond());
+    if frac < 1_000_000_000 {
+        let (borrow, frac) = match frac.checked_sub(d.subsec_nanos()) {
+            Some(f) => (0, f),
+            None => (1, frac + 1_000_000_000 - d.subsec_nanos()),
+        };
+        if let Some(secs) = d
+            .as_secs()
+            .checked_add(borrow)
+            .and_then(|back| u64::from(secs).checked_sub(back))
+            && let Ok(secs) = u32::try_from(secs)
+            && let Some(at) = chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, frac)
+        {
+            return naive.date().and_time(at).and_utc();
+        }
+    }
     now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -471,22 +493,12 @@ fn stabilize(
     } else {
         since(now, down_window)
     };
-    let mut up = raw;
-    let mut down = raw.max(observed.held.unwrap_or(0));
-    // Newest first; recommendations are recorded in time order, so the walk stops at
-    // the first one both windows have left behind.
-    let oldest_seen = up_cutoff.min(down_cutoff);
-    for r in observed.history.recommendations.iter().rev() {
-        if r.at <= oldest_seen {
-            break;
-        }
-        if r.at > up_cutoff {
-            up = up.min(r.nodes);
-        }
-        if r.at > down_cutoff {
-            down = down.max(r.nodes);
-        }
-    }
+    let (up, down) = window_bounds(
+        &observed.history.recommendations,
+        (up_cutoff, down_cutoff),
+        raw,
+        raw.max(observed.held.unwrap_or(0)),
+    );
     let mut result = observed.current;
     if result < up {
         result = up;
@@ -516,6 +528,27 @@ fn stabilize(
     result
 }
 
+/// The stabilization windows' bounds: the lowest of `up` and the recommendations made
+/// after `up_cutoff`, and the highest of `down` and those made after `down_cutoff`.
+///
+/// Recommendations are recorded in time order, so each window's are the list's tail
+/// after its cutoff, found by bisection: a pass reads only the windows' own records,
+/// and compares their times a few times, not each record's twice.
+pub(crate) fn window_bounds(
+    recommendations: &[Recommendation],
+    (up_cutoff, down_cutoff): (DateTime<Utc>, DateTime<Utc>),
+    up: u32,
+    down: u32,
+) -> (u32, u32) {
+    let after = |cutoff: DateTime<Utc>| {
+        &recommendations[recommendations.partition_point(|r| r.at <= cutoff)..]
+    };
+    (
+        after(up_cutoff).iter().fold(up, |m, r| m.min(r.nodes)),
+        after(down_cutoff).iter().fold(down, |m, r| m.max(r.nodes)),
+    )
+}
+
 fn changes_since(events: &[ScaleEvent], cutoff: DateTime<Utc>) -> u32 {
     // Events are recorded in time order: newest first, stop at the period's start.
     events
@@ -526,25 +559,51 @@ fn changes_since(events: &[ScaleEvent], cutoff: DateTime<Utc>) -> u32 {
         .fold(0, u32::saturating_add)
 }
 
-fn describe_rules(rules: &ScalingRules) -> String {
-    let list = rules
-        .policies
-        .iter()
-        .map(|p| {
-            let kind = match p.kind {
-                PolicyKind::Nodes => "nodes",
-                PolicyKind::Percent => "percent",
-            };
-            format!("{kind} {}/{}s", p.value, p.period.as_secs())
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let select = match rules.select_policy {
-        SelectPolicy::Max => "max",
-        SelectPolicy::Min => "min",
-        SelectPolicy::Disabled => "disabled",
-    };
-    format!("{select}({list})")
+/// The rules as a rate-limited reason names them, e.g. `max(percent 100/15s, nodes 4/15s)`.
+///
+/// Written out by hand rather than with `format!` and `join`: a fleet pass names the
+/// rules of every pool its rates hold, and the formatting machinery cost more than the
+/// rest of that pool's plan.
+pub(crate) fn describe_rules(rules: &ScalingRules) -> String {
+    let mut text = String::with_capacity(8 + 24 * rules.policies.len());
+    text.push_str(match rules.select_policy {
+        SelectPolicy::Max => "max(",
+        SelectPolicy::Min => "min(",
+        SelectPolicy::Disabled => "disabled(",
+    });
+    for (i, p) in rules.policies.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(match p.kind {
+            PolicyKind::Nodes => "nodes ",
+            PolicyKind::Percent => "percent ",
+        });
+        push_decimal(&mut text, u64::from(p.value));
+        text.push('/');
+        push_decimal(&mut text, p.period.as_secs());
+        text.push('s');
+    }
+    text.push(')');
+    text
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(text: &mut String, mut n: u64) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A single decimal digit.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (n % 10) as u8;
+        digits[at] = b'0' + digit;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    text.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Nodes at the start of a policy's period: now, less what was added within it, plus

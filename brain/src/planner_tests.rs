@@ -767,3 +767,136 @@ fn history_stays_in_time_order_when_the_clock_steps_back() {
     assert!(h.scale_up_events.windows(2).all(|w| w[0].at <= w[1].at));
     assert_eq!(h.recommendations[0].nodes, 7);
 }
+
+/// The stabilization walk as it was written before the bisection: every record newest
+/// first, each compared with both cutoffs, stopping at the first both have left behind.
+fn window_bounds_by_walk(
+    recommendations: &[Recommendation],
+    (up_cutoff, down_cutoff): (DateTime<Utc>, DateTime<Utc>),
+    mut up: u32,
+    mut down: u32,
+) -> (u32, u32) {
+    let oldest_seen = up_cutoff.min(down_cutoff);
+    for r in recommendations.iter().rev() {
+        if r.at <= oldest_seen {
+            break;
+        }
+        if r.at > up_cutoff {
+            up = up.min(r.nodes);
+        }
+        if r.at > down_cutoff {
+            down = down.max(r.nodes);
+        }
+    }
+    (up, down)
+}
+
+/// The rules' text as `format!` and `join` wrote it before it was written by hand.
+fn describe_rules_by_format(rules: &ScalingRules) -> String {
+    let list = rules
+        .policies
+        .iter()
+        .map(|p| {
+            let kind = match p.kind {
+                PolicyKind::Nodes => "nodes",
+                PolicyKind::Percent => "percent",
+            };
+            format!("{kind} {}/{}s", p.value, p.period.as_secs())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let select = match rules.select_policy {
+        SelectPolicy::Max => "max",
+        SelectPolicy::Min => "min",
+        SelectPolicy::Disabled => "disabled",
+    };
+    format!("{select}({list})")
+}
+
+proptest! {
+    /// Bisecting to each window's tail finds what walking every record found, on
+    /// histories in time order (as `History` keeps them), with records sharing a time
+    /// and cutoffs that fall on a record's time.
+    #[test]
+    fn window_bounds_are_those_the_walk_finds(
+        mut ages in prop::collection::vec(0i64..40, 0..40),
+        nodes in prop::collection::vec(0u32..60, 40),
+        up_age in 0i64..45, down_age in 0i64..45, raw in 0u32..60, held in 0u32..60,
+    ) {
+        ages.sort_unstable_by(|a, b| b.cmp(a));
+        let recs: Vec<Recommendation> = ages
+            .iter()
+            .zip(&nodes)
+            .map(|(&a, &n)| Recommendation { at: t0() - secs(a), nodes: n })
+            .collect();
+        let cutoffs = (t0() - secs(up_age), t0() - secs(down_age));
+        let down = raw.max(held);
+        prop_assert_eq!(
+            window_bounds(&recs, cutoffs, raw, down),
+            window_bounds_by_walk(&recs, cutoffs, raw, down)
+        );
+    }
+
+    /// The hand-written text of the rules is the one `format!` wrote.
+    #[test]
+    fn rules_read_as_format_wrote_them(
+        select in prop_oneof![Just(SelectPolicy::Max), Just(SelectPolicy::Min), Just(SelectPolicy::Disabled)],
+        policies in prop::collection::vec(
+            (any::<bool>(), prop_oneof![0u32..1000, Just(u32::MAX)], prop_oneof![0u64..100_000, Just(u64::MAX)]),
+            0..4,
+        ),
+    ) {
+        let rules = ScalingRules {
+            select_policy: select,
+            policies: policies
+                .into_iter()
+                .map(|(nodes, value, period)| ScalingPolicy {
+                    kind: if nodes { PolicyKind::Nodes } else { PolicyKind::Percent },
+                    value,
+                    period: Duration::from_secs(period),
+                })
+                .collect(),
+            ..presets::balanced().scale_up
+        };
+        prop_assert_eq!(describe_rules(&rules), describe_rules_by_format(&rules));
+    }
+}
+
+proptest! {
+    /// A window's start is the moment chrono's subtraction gives, the same-day shortcut
+    /// included: across midnight, at the end of a leap second, with a fraction to
+    /// borrow, for whole minutes (which land a leap second on a leap second), and for
+    /// periods of days.
+    #[test]
+    fn a_window_starts_where_chrono_says(
+        day in 0i64..3000,
+        secs in prop_oneof![0u32..86_400, 86_380u32..86_400, 0u32..20, (0u32..1440).prop_map(|m| m * 60 + 59)],
+        frac in prop_oneof![0u32..1_000_000_000, Just(0u32), 1_000_000_000u32..2_000_000_000],
+        back in prop_oneof![0u64..100, 0u64..200_000, (0u64..3000).prop_map(|m| m * 60), Just(u64::from(u32::MAX) + 7)],
+        back_frac in prop_oneof![0u32..1_000_000_000, Just(0u32)],
+    ) {
+        // A fraction of a second or more is only a leap second at hh:mm:59.
+        let Some(time) = chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, frac) else {
+            return Ok(());
+        };
+        let now = (t0().date_naive() + chrono::Duration::days(day)).and_time(time).and_utc();
+        let d = Duration::new(back, back_frac);
+        prop_assert_eq!(since(now, d), now - chrono::Duration::from_std(d).unwrap());
+    }
+}
+
+/// In a leap second, a window a whole minute long starts where chrono says: one second
+/// later than the time of day alone would put it.
+#[test]
+fn a_window_that_starts_from_a_leap_second_starts_where_chrono_says() {
+    let leap = chrono::NaiveTime::from_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap();
+    let now = t0().date_naive().and_time(leap).and_utc();
+    for back in [0, 1, 59, 60, 61, 3600, 86_400] {
+        let d = Duration::new(back, 250_000_000);
+        assert_eq!(
+            since(now, d),
+            now - chrono::Duration::from_std(d).unwrap(),
+            "{back} s"
+        );
+    }
+}
