@@ -121,15 +121,50 @@ pub struct ScaleEvent {
 /// What the planner remembers between passes. The caller keeps it and records into
 /// it what [`plan`] returns and what the actuator applied, through the `record_*`
 /// methods, which keep every list in time order (a clock stepping back included): the
-/// planner reads only each list's tail inside its windows and periods.
+/// planner reads only each list's tail inside its windows and periods. A history read
+/// back (a leader's handover, a state file) is put in time order as it is read, so a
+/// list written out of order cannot hide a recent recommendation from the windows.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct History {
     /// Raw recommendations, oldest first.
+    #[serde(deserialize_with = "in_time_order")]
     pub recommendations: Vec<Recommendation>,
     /// Scale-ups applied.
+    #[serde(deserialize_with = "in_time_order")]
     pub scale_up_events: Vec<ScaleEvent>,
     /// Scale-downs applied.
+    #[serde(deserialize_with = "in_time_order")]
     pub scale_down_events: Vec<ScaleEvent>,
+}
+
+/// A record of the history, by when it happened.
+trait Timed {
+    fn at(&self) -> DateTime<Utc>;
+}
+
+impl Timed for Recommendation {
+    fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+impl Timed for ScaleEvent {
+    fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+/// A list of records, oldest first; records of the same moment keep their order.
+fn in_time_order<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Timed,
+{
+    let mut list = Vec::<T>::deserialize(deserializer)?;
+    if !list.is_sorted_by_key(Timed::at) {
+        list.sort_by_key(Timed::at);
+    }
+    Ok(list)
 }
 
 impl History {

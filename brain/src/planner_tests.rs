@@ -900,3 +900,39 @@ fn a_window_that_starts_from_a_leap_second_starts_where_chrono_says() {
         );
     }
 }
+
+/// A history read back out of time order (a state file edited by hand, another
+/// writer) is put in order as it is read: the scale-down window still sees the
+/// recommendation of 20 made a minute ago, listed first.
+#[test]
+fn a_history_read_out_of_order_is_put_in_time_order() {
+    let json = serde_json::json!({
+        "recommendations": [
+            {"at": t0() - secs(60), "nodes": 20},
+            {"at": t0() - secs(600), "nodes": 3},
+            {"at": t0() - secs(30), "nodes": 12},
+            {"at": t0() - secs(600), "nodes": 4},
+        ],
+        "scale_up_events": [
+            {"at": t0() - secs(5), "change": 2},
+            {"at": t0() - secs(50), "change": 1},
+        ],
+        "scale_down_events": [],
+    });
+    let h: History = serde_json::from_value(json).unwrap();
+    let order = |h: &History| {
+        h.recommendations
+            .iter()
+            .map(|r| r.nodes)
+            .collect::<Vec<_>>()
+    };
+    // Oldest first; the two of the same moment keep the order they were listed in.
+    assert_eq!(order(&h), [3, 4, 20, 12]);
+    assert!(h.scale_up_events.windows(2).all(|w| w[0].at <= w[1].at));
+    // Half the target asks for 10; balanced's 300 s window holds the 20.
+    let p = policy(1, 50, &[50.0]);
+    assert_eq!(run(20, &[s(25.0, 20)], &p, &h).desired, 20);
+    // What is written is read back the same.
+    let again: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+    assert_eq!(again, h);
+}
