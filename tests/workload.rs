@@ -38,31 +38,50 @@ fn start(bin: &str, args: &[String], log: &Path) -> Server {
     )
 }
 
-fn wait_http(url: &str) {
-    for _ in 0..300 {
-        if request(reqwest::Method::GET, url, None, Vec::new()).0 == 200 {
-            return;
+/// Starts `bin` listening on a port free on 127.0.0.1 (`args` for that port) and waits
+/// until `ready` answers 200 on it: (the server, its port). Another process can take a
+/// port found free before the server binds it; the server then exits, and it is
+/// started again on another port, up to 5 times.
+fn serve(bin: &str, args: impl Fn(u16) -> Vec<String>, ready: &str, log: &Path) -> (Server, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut server = start(bin, &args(port), log);
+        let url = format!("http://127.0.0.1:{port}{ready}");
+        for _ in 0..300 {
+            if request(reqwest::Method::GET, &url, None, Vec::new()).0 == 200 {
+                return (server, port);
+            }
+            if server.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(STEP);
         }
-        std::thread::sleep(STEP);
+        if server.0.try_wait().unwrap().is_none() {
+            panic!("{url} did not answer (see {})", log.display());
+        }
     }
-    panic!("{url} did not answer");
+    panic!(
+        "{bin} exited 5 times on a port found free (see {})",
+        log.display()
+    );
 }
 
 #[test]
 fn collect_scrapes_a_real_node_exporter_into_workload_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _exporter = start(
+    let (_exporter, port) = serve(
         "prometheus-node-exporter",
-        &[
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--collector.disable-defaults".into(),
-            "--collector.loadavg".into(),
-            "--collector.cpu".into(),
-        ],
+        |port| {
+            vec![
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--collector.disable-defaults".into(),
+                "--collector.loadavg".into(),
+                "--collector.cpu".into(),
+            ]
+        },
+        "/metrics",
         &dir.path().join("node-exporter.log"),
     );
-    wait_http(&format!("http://127.0.0.1:{port}/metrics"));
     let config = dir.path().join("capstan.toml");
     std::fs::write(
         &config,
@@ -153,7 +172,6 @@ fn a_pool_with_a_promql_target_scales_when_the_value_moves() {
             f64::from_bits(total.load(Ordering::SeqCst)) / nodes.max(1.0)
         }
     });
-    let prom_port = free_port();
     let prom_config = dir.path().join("prometheus.yml");
     std::fs::write(
         &prom_config,
@@ -162,17 +180,23 @@ fn a_pool_with_a_promql_target_scales_when_the_value_moves() {
         ),
     )
     .unwrap();
-    let _prometheus = start(
+    let (_prometheus, prom_port) = serve(
         "prometheus",
-        &[
-            format!("--config.file={}", prom_config.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
+        |port| {
+            vec![
+                format!("--config.file={}", prom_config.display()),
+                // A database of its own for each try.
+                format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join(format!("tsdb-{port}")).display()
+                ),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+            ]
+        },
+        "/-/ready",
         &dir.path().join("prometheus.log"),
     );
     let prom = format!("http://127.0.0.1:{prom_port}");
-    wait_http(&format!("{prom}/-/ready"));
     let config = dir.path().join("capstan.toml");
     std::fs::write(
         &config,
