@@ -48,8 +48,14 @@ pub struct History {
 }
 
 /// A record of the history, by when it happened.
-trait Timed {
+pub(crate) trait Timed {
     fn at(&self) -> DateTime<Utc>;
+}
+
+/// The records of `list` (in time order) made after `cutoff`: its tail, found by
+/// bisection, so a pass reads only the records its window or period can see.
+pub(crate) fn after<T: Timed>(list: &[T], cutoff: DateTime<Utc>) -> &[T] {
+    &list[list.partition_point(|r| r.at() <= cutoff)..]
 }
 
 impl Timed for Recommendation {
@@ -111,8 +117,7 @@ impl History {
             .scale_up
             .stabilization_window
             .max(behavior.scale_down.stabilization_window);
-        let keep_after = |d: std::time::Duration| since(now, d);
-        let cutoff = keep_after(window);
+        let cutoff = since(now, window);
         self.recommendations.retain(|r| r.at > cutoff);
         let longest = |r: &ScalingRules| {
             r.policies
@@ -124,7 +129,10 @@ impl History {
         // Either direction's limit reads both lists (a period's start is the size now,
         // less what was added in it, plus what was removed), so both are kept for the
         // longest period of either direction.
-        let events = keep_after(longest(&behavior.scale_up).max(longest(&behavior.scale_down)));
+        let events = since(
+            now,
+            longest(&behavior.scale_up).max(longest(&behavior.scale_down)),
+        );
         self.scale_up_events.retain(|e| e.at > events);
         self.scale_down_events.retain(|e| e.at > events);
     }

@@ -17,6 +17,7 @@ pub use super::reason::{Direction, Metric, Reason};
 
 mod history;
 
+use history::after;
 pub(crate) use history::since;
 pub use history::{History, Recommendation, ScaleEvent};
 
@@ -422,31 +423,26 @@ fn stabilize(
 
 /// The stabilization windows' bounds: the lowest of `up` and the recommendations made
 /// after `up_cutoff`, and the highest of `down` and those made after `down_cutoff`.
-///
-/// Recommendations are recorded in time order, so each window's are the list's tail
-/// after its cutoff, found by bisection: a pass reads only the windows' own records,
-/// and compares their times a few times, not each record's twice.
 pub(crate) fn window_bounds(
     recommendations: &[Recommendation],
     (up_cutoff, down_cutoff): (DateTime<Utc>, DateTime<Utc>),
     up: u32,
     down: u32,
 ) -> (u32, u32) {
-    let after = |cutoff: DateTime<Utc>| {
-        &recommendations[recommendations.partition_point(|r| r.at <= cutoff)..]
-    };
     (
-        after(up_cutoff).iter().fold(up, |m, r| m.min(r.nodes)),
-        after(down_cutoff).iter().fold(down, |m, r| m.max(r.nodes)),
+        after(recommendations, up_cutoff)
+            .iter()
+            .fold(up, |m, r| m.min(r.nodes)),
+        after(recommendations, down_cutoff)
+            .iter()
+            .fold(down, |m, r| m.max(r.nodes)),
     )
 }
 
+/// Nodes the changes made after `cutoff` added (or removed).
 fn changes_since(events: &[ScaleEvent], cutoff: DateTime<Utc>) -> u32 {
-    // Events are recorded in time order: newest first, stop at the period's start.
-    events
+    after(events, cutoff)
         .iter()
-        .rev()
-        .take_while(|e| e.at > cutoff)
         .map(|e| e.change)
         .fold(0, u32::saturating_add)
 }
